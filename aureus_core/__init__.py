@@ -1,0 +1,105 @@
+"""Aureus: pluggable key management and envelope encryption.
+
+The public API: :class:`KeyStack` and the value types, errors and plugin
+interfaces.  Plugins import :data:`hookimpl` from here.
+"""
+
+from __future__ import annotations
+
+from .audit import AuditEvent
+from .context import EncryptionContext
+from .datakey import DataKey, EncryptedDataKey, WrappedKey
+from .errors import (
+    AccessDenied,
+    AuditFailure,
+    AureusError,
+    ConfigError,
+    CredentialError,
+    DecryptionError,
+    DuplicateRegistration,
+    KeyDisabled,
+    KeyExists,
+    KeyNotFound,
+    KeystoreCorrupted,
+    PluginError,
+    ProviderError,
+    ProviderUnavailable,
+    SignatureError,
+    Throttled,
+    UnsupportedOperation,
+)
+from .hookspecs import hookimpl, hookspec
+from .interfaces import (
+    AuditSink,
+    CacheBackend,
+    CacheEntry,
+    Capability,
+    Credentials,
+    CredentialSource,
+    KeyMaterial,
+    KeyProvider,
+    KeyProviderBase,
+    ProviderSettings,
+)
+from .keyref import KeyRef
+from .keys import KeyMetadata, KeyPurpose, KeySpec, KeyState, KeyType, KeyVersion
+from .registry import (
+    AuditSinkRegistry,
+    CacheBackendRegistry,
+    CredentialSourceRegistry,
+    KeyProviderRegistry,
+)
+from .sensitive import Secret
+from .signature import Signature
+from .stack import KeyStack
+
+__all__ = [
+    "AccessDenied",
+    "AuditEvent",
+    "AuditFailure",
+    "AuditSink",
+    "AuditSinkRegistry",
+    "AureusError",
+    "CacheBackend",
+    "CacheBackendRegistry",
+    "CacheEntry",
+    "Capability",
+    "ConfigError",
+    "CredentialError",
+    "CredentialSource",
+    "CredentialSourceRegistry",
+    "Credentials",
+    "DataKey",
+    "DecryptionError",
+    "DuplicateRegistration",
+    "EncryptedDataKey",
+    "EncryptionContext",
+    "KeyDisabled",
+    "KeyExists",
+    "KeyMaterial",
+    "KeyMetadata",
+    "KeyNotFound",
+    "KeyProvider",
+    "KeyProviderBase",
+    "KeyProviderRegistry",
+    "KeyPurpose",
+    "KeyRef",
+    "KeySpec",
+    "KeyStack",
+    "KeyState",
+    "KeyType",
+    "KeyVersion",
+    "KeystoreCorrupted",
+    "PluginError",
+    "ProviderError",
+    "ProviderSettings",
+    "ProviderUnavailable",
+    "Secret",
+    "Signature",
+    "SignatureError",
+    "Throttled",
+    "UnsupportedOperation",
+    "WrappedKey",
+    "hookimpl",
+    "hookspec",
+]

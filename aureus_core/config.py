@@ -1,0 +1,220 @@
+"""Stack configuration: parsed and validated from TOML or a dict.
+
+Example::
+
+    [stack]
+    default_provider = "local"
+    wrapping_keys = ["local://payments"]
+    signing_key = "local://release-signer"
+
+    [providers.local]
+    keystore = "keys/"                 # relative to this file
+    credentials = "keystore-passphrase"
+
+    [credentials.keystore-passphrase]
+    source = "env"
+    variables = { passphrase = "PAYMENTS_KEYSTORE_PASSPHRASE" }
+
+    [cache]
+    backend = "memory"
+
+    [audit]
+    required = true
+    [[audit.sinks]]
+    type = "logging"
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .errors import ConfigError
+from .keyref import KeyRef
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+CONFIG_ENV = "AUREUS_CONFIG"
+
+_TOP_LEVEL = {"stack", "providers", "credentials", "cache", "audit"}
+_STACK_KEYS = {"default_provider", "wrapping_keys", "signing_key"}
+_PATH_OPTIONS = {"keystore", "path", "file", "token_file"}
+
+
+@attrs.frozen(kw_only=True)
+class NamedOptions:
+    """A plugin name (provider scheme, sink type ...) with its options."""
+
+    name: str
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class StackConfig:
+    """A validated stack configuration."""
+
+    default_provider: str = "local"
+    wrapping_keys: tuple[KeyRef, ...] = ()
+    signing_key: KeyRef | None = None
+    providers: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    """Provider scheme -> options (``credentials`` names a credential table)."""
+    credentials: Mapping[str, NamedOptions] = attrs.field(factory=dict)
+    """Credential name -> source name and options."""
+    cache: NamedOptions | None = None
+    audit_sinks: tuple[NamedOptions, ...] = ()
+    audit_required: bool | None = None
+    source: str = "<dict>"
+    """Where the configuration came from, for error messages."""
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> StackConfig:
+        """Read and validate a TOML file."""
+        path = Path(path).expanduser()
+        try:
+            with path.open("rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"configuration file {path} is not valid TOML: {error}") from None
+        except OSError as error:
+            raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from None
+        return cls.from_dict(data, source=str(path), base_dir=path.parent)
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        source: str = "<dict>",
+        base_dir: Path | None = None,
+    ) -> StackConfig:
+        """Validate a configuration mapping (the TOML structure)."""
+
+        def fail(where: str, problem: str) -> ConfigError:
+            return ConfigError(f"{source}: [{where}] {problem}")
+
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: the configuration must be a table/mapping")
+        unknown = set(data) - _TOP_LEVEL
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown section(s) {', '.join(sorted(unknown))}; "
+                f"allowed: {', '.join(sorted(_TOP_LEVEL))}"
+            )
+
+        stack = _table(data.get("stack", {}), "stack", fail)
+        extra = set(stack) - _STACK_KEYS
+        if extra:
+            raise fail(
+                "stack",
+                f"unknown key(s) {', '.join(sorted(extra))}; "
+                f"allowed: {', '.join(sorted(_STACK_KEYS))}",
+            )
+        default_provider = stack.get("default_provider", "local")
+        if not isinstance(default_provider, str) or not default_provider:
+            raise fail("stack", "default_provider must be a provider scheme such as 'local'")
+        wrapping = stack.get("wrapping_keys", [])
+        if isinstance(wrapping, str):
+            wrapping = [wrapping]
+        if not isinstance(wrapping, list):
+            raise fail("stack", "wrapping_keys must be a list of key URIs")
+        wrapping_keys = tuple(_key(uri, "stack", fail) for uri in wrapping)
+        signing = stack.get("signing_key")
+        signing_key = _key(signing, "stack", fail) if signing is not None else None
+
+        providers: dict[str, dict[str, Any]] = {}
+        for scheme, options in _table(data.get("providers", {}), "providers", fail).items():
+            table = dict(_table(options, f"providers.{scheme}", fail))
+            providers[scheme] = _resolve_paths(table, base_dir)
+
+        credentials: dict[str, NamedOptions] = {}
+        for name, options in _table(data.get("credentials", {}), "credentials", fail).items():
+            table = dict(_table(options, f"credentials.{name}", fail))
+            source_name = table.pop("source", None)
+            if not isinstance(source_name, str):
+                raise fail(f"credentials.{name}", 'needs source = "<credential source name>"')
+            credentials[name] = NamedOptions(
+                name=source_name, options=_resolve_paths(table, base_dir)
+            )
+        for scheme, options in providers.items():
+            ref = options.get("credentials")
+            if ref is not None and ref not in credentials:
+                raise fail(
+                    f"providers.{scheme}",
+                    f"credentials = {ref!r} names no [credentials.{ref}] table",
+                )
+
+        cache = None
+        if "cache" in data:
+            table = dict(_table(data["cache"], "cache", fail))
+            backend = table.pop("backend", "memory")
+            if not isinstance(backend, str):
+                raise fail("cache", "backend must be a cache backend name such as 'memory'")
+            cache = NamedOptions(name=backend, options=table)
+
+        audit_table = dict(_table(data.get("audit", {}), "audit", fail))
+        required = audit_table.pop("required", None)
+        if required is not None and not isinstance(required, bool):
+            raise fail("audit", "required must be true or false")
+        sinks_raw = audit_table.pop("sinks", [])
+        if audit_table:
+            raise fail(
+                "audit",
+                f"unknown key(s) {', '.join(sorted(audit_table))}; allowed: required, sinks",
+            )
+        if not isinstance(sinks_raw, list):
+            raise fail("audit", "sinks must be an array of tables ([[audit.sinks]])")
+        sinks = []
+        for index, sink in enumerate(sinks_raw):
+            table = dict(_table(sink, f"audit.sinks.{index}", fail))
+            sink_type = table.pop("type", None)
+            if not isinstance(sink_type, str):
+                raise fail(f"audit.sinks.{index}", 'needs type = "<audit sink name>"')
+            sinks.append(NamedOptions(name=sink_type, options=_resolve_paths(table, base_dir)))
+
+        return cls(
+            default_provider=default_provider,
+            wrapping_keys=wrapping_keys,
+            signing_key=signing_key,
+            providers=providers,
+            credentials=credentials,
+            cache=cache,
+            audit_sinks=tuple(sinks),
+            audit_required=required,
+            source=source,
+        )
+
+
+def _table(value: Any, where: str, fail: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise fail(where, "must be a table")
+    return value
+
+
+def _key(value: Any, where: str, fail: Any) -> KeyRef:
+    if not isinstance(value, str):
+        raise fail(where, f"key URIs must be strings, got {value!r}")
+    try:
+        return KeyRef.parse(value)
+    except ConfigError as error:
+        raise fail(where, str(error)) from None
+
+
+def _resolve_paths(table: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    for name in _PATH_OPTIONS & set(table):
+        value = table[name]
+        if isinstance(value, str):
+            path = Path(value).expanduser()
+            if not path.is_absolute() and base_dir is not None:
+                path = base_dir / path
+            table[name] = str(path)
+    return table

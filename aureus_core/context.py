@@ -1,0 +1,151 @@
+"""Encryption context: authenticated, non-secret key/value pairs bound to a message.
+
+The canonical serialization is the AWS Encryption SDK's: a 2-byte pair count,
+then for each pair, sorted by the UTF-8 bytes of the key, a 2-byte key length,
+the key, a 2-byte value length and the value.  The empty context serializes to
+no bytes at all.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Mapping
+
+import attrs
+
+from .errors import ConfigError
+
+MAX_SERIALIZED_SIZE = 0xFFFF
+RESERVED_PREFIX = "aws-crypto-"
+
+
+def _encode(text: object, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise ConfigError(f"encryption context {what}s must be strings, not {type(text).__name__}")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"encryption context {what} is not valid Unicode text") from None
+
+
+def _serialize(pairs: tuple[tuple[str, str], ...]) -> bytes:
+    if not pairs:
+        return b""
+    encoded = sorted((_encode(k, "key"), _encode(v, "value")) for k, v in pairs)
+    parts = [struct.pack(">H", len(encoded))]
+    for key, value in encoded:
+        if len(key) > 0xFFFF or len(value) > 0xFFFF:
+            raise ConfigError("an encryption context key or value is longer than 65 535 bytes")
+        parts += [struct.pack(">H", len(key)), key, struct.pack(">H", len(value)), value]
+    return b"".join(parts)
+
+
+@attrs.frozen(init=False, eq=False, repr=False)
+class EncryptionContext(Mapping[str, str]):
+    """An immutable ``str -> str`` mapping with a canonical byte serialization.
+
+    Keys beginning with ``aws-crypto-`` are reserved for the message format;
+    the serialized form may not exceed 65 535 bytes.
+    """
+
+    _pairs: tuple[tuple[str, str], ...]
+    _serialized: bytes
+
+    def __init__(self, pairs: Mapping[str, str] | None = None, /, **kwargs: str) -> None:
+        merged = dict(pairs or {})
+        merged.update(kwargs)
+        for key in merged:
+            if isinstance(key, str) and key.startswith(RESERVED_PREFIX):
+                raise ConfigError(
+                    f"encryption context key {key!r} is reserved: keys beginning with "
+                    f"{RESERVED_PREFIX!r} belong to the message format; rename it"
+                )
+        self._init(merged)
+
+    def _init(self, merged: Mapping[str, str]) -> None:
+        for key in merged:
+            if key == "":
+                raise ConfigError("encryption context keys may not be empty")
+        pairs = tuple(sorted(merged.items(), key=lambda kv: _encode(kv[0], "key")))
+        serialized = _serialize(pairs)
+        if len(serialized) > MAX_SERIALIZED_SIZE:
+            raise ConfigError(
+                f"encryption context serializes to {len(serialized)} bytes; "
+                f"the limit is {MAX_SERIALIZED_SIZE}: store large values elsewhere"
+            )
+        object.__setattr__(self, "_pairs", pairs)
+        object.__setattr__(self, "_serialized", serialized)
+
+    @classmethod
+    def _unchecked_reserved(cls, pairs: Mapping[str, str]) -> EncryptionContext:
+        """Build a context that may hold reserved keys (for the message format itself)."""
+        self = cls.__new__(cls)
+        self._init(pairs)
+        return self
+
+    @classmethod
+    def coerce(cls, value: Mapping[str, str] | None) -> EncryptionContext:
+        """Return ``value`` as an :class:`EncryptionContext`."""
+        if isinstance(value, EncryptionContext):
+            return value
+        return cls(value)
+
+    @classmethod
+    def deserialize(cls, data: bytes, *, allow_reserved: bool = False) -> EncryptionContext:
+        """Parse the canonical serialization; reject malformed input and duplicate keys."""
+        if not data:
+            return cls()
+        view = memoryview(data)
+        try:
+            (count,) = struct.unpack_from(">H", view, 0)
+            offset = 2
+            pairs: dict[str, str] = {}
+            for _ in range(count):
+                (klen,) = struct.unpack_from(">H", view, offset)
+                key = bytes(view[offset + 2 : offset + 2 + klen])
+                offset += 2 + klen
+                (vlen,) = struct.unpack_from(">H", view, offset)
+                value = bytes(view[offset + 2 : offset + 2 + vlen])
+                offset += 2 + vlen
+                if len(key) != klen or len(value) != vlen:
+                    raise ConfigError("encryption context is truncated")
+                text_key = key.decode("utf-8")
+                if text_key in pairs:
+                    raise ConfigError(f"encryption context has key {text_key!r} twice")
+                pairs[text_key] = value.decode("utf-8")
+        except (struct.error, UnicodeDecodeError):
+            raise ConfigError("encryption context is malformed") from None
+        if offset != len(data):
+            raise ConfigError("encryption context has trailing bytes")
+        if count == 0:
+            raise ConfigError("a non-empty encryption context field must hold at least one pair")
+        return cls._unchecked_reserved(pairs) if allow_reserved else cls(pairs)
+
+    def serialize(self) -> bytes:
+        """The canonical bytes, as authenticated by the message format."""
+        return self._serialized
+
+    def __getitem__(self, key: str) -> str:
+        for k, v in self._pairs:
+            if k == key:
+                return v
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, EncryptionContext):
+            return self._pairs == other._pairs
+        if isinstance(other, Mapping):
+            return dict(self._pairs) == dict(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._pairs)
+
+    def __repr__(self) -> str:
+        return f"EncryptionContext({dict(self._pairs)!r})"

@@ -1,0 +1,291 @@
+"""The extension-point interfaces: key providers, credential sources, caches, audit sinks.
+
+Plugins implement these protocols (structurally; no base class is required)
+and register factories for them through the hooks in :mod:`aureus_core.hookspecs`.
+:class:`KeyProviderBase` is an optional base class whose every operation
+raises :class:`UnsupportedOperation`, so a provider only writes what it offers.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import attrs
+
+from .context import EncryptionContext
+from .datakey import EncryptedDataKey, WrappedKey
+from .errors import UnsupportedOperation
+from .keyref import KeyRef
+from .keys import KeyMetadata, KeySpec, KeyType
+from .sensitive import Secret
+from .signature import Signature
+
+if TYPE_CHECKING:
+    from .audit import AuditEvent
+
+
+class Capability(str, enum.Enum):
+    """Operations a key provider may offer."""
+
+    WRAP = "wrap"
+    """Wrap and unwrap data keys."""
+    GENERATE_DATA_KEY = "generate-data-key"
+    """Generate a data key inside the provider and return it with its wrapped form."""
+    SIGN = "sign"
+    """Sign and verify."""
+    PUBLIC_KEY = "public-key"
+    """Export the public half of a signing key."""
+    CREATE = "create"
+    DESCRIBE = "describe"
+    LIST = "list"
+    ROTATE = "rotate"
+    VERSIONS = "versions"
+    """Old versions stay usable for unwrap and verify after a rotation."""
+    IMPORT = "import"
+    REPLICATE = "replicate"
+
+
+@attrs.frozen(kw_only=True)
+class KeyMaterial:
+    """Key material to import: raw symmetric bytes or a PEM private key."""
+
+    format: str = attrs.field(validator=attrs.validators.in_(("raw", "pem")))
+    data: Secret[bytes]
+
+
+@attrs.frozen(kw_only=True)
+class Credentials:
+    """What a credential source hands to a provider; secret values never show in a repr."""
+
+    kind: str
+    values: Mapping[str, Secret[str]] = attrs.field(factory=dict)
+    expires_at: datetime | None = None
+    principal: str | None = None
+    """Who these credentials act as, where known (for audit events)."""
+
+
+@runtime_checkable
+class KeyProvider(Protocol):
+    """A backend that holds keys: wraps data keys, signs, manages key versions."""
+
+    scheme: str
+    """The URI scheme this provider serves (``local``, ``aws-kms`` ...)."""
+    capabilities: frozenset[Capability]
+    key_types: frozenset[KeyType]
+    """Key types :meth:`create_key` accepts."""
+
+    def create_key(self, name: str, spec: KeySpec) -> KeyMetadata:
+        """Create a key; raise :class:`~aureus_core.errors.KeyExists` if the name is taken."""
+        ...
+
+    def describe_key(self, key: KeyRef) -> KeyMetadata:
+        """Return the key's metadata."""
+        ...
+
+    def list_keys(self) -> Sequence[KeyMetadata]:
+        """Return metadata for every key the provider can see."""
+        ...
+
+    def rotate_key(self, key: KeyRef) -> KeyMetadata:
+        """Add a new current version; older versions keep unwrapping and verifying."""
+        ...
+
+    def import_key(
+        self, name: str, spec: KeySpec, material: KeyMaterial, *, new_version: bool = False
+    ) -> KeyMetadata:
+        """Import key material as a new key, or as a new version of ``name``."""
+        ...
+
+    def public_key(self, key: KeyRef) -> bytes:
+        """Return the PEM public key of a signing key (current version unless pinned)."""
+        ...
+
+    def sign(self, key: KeyRef, message: bytes) -> Signature:
+        """Sign ``message`` with the current (or pinned) version."""
+        ...
+
+    def verify(self, key: KeyRef, message: bytes, signature: bytes) -> bool:
+        """Check a raw signature against the version ``key`` pins.
+
+        Return ``False`` for a well-formed signature that does not match; raise
+        :class:`~aureus_core.errors.SignatureError` for a malformed one.
+        """
+        ...
+
+    def wrap(self, key: KeyRef, data_key: bytes, context: EncryptionContext) -> WrappedKey:
+        """Encrypt a data key, binding ``context`` into the wrap."""
+        ...
+
+    def unwrap(
+        self, key: KeyRef, encrypted: EncryptedDataKey, context: EncryptionContext
+    ) -> bytearray:
+        """Decrypt a data key; any failure is a :class:`~aureus_core.errors.DecryptionError`."""
+        ...
+
+    def owner_of(self, encrypted: EncryptedDataKey) -> KeyRef | None:
+        """Return the key (pinned to its version) that wrapped ``encrypted``, if it is ours."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and caches."""
+        ...
+
+
+class KeyProviderBase:
+    """Convenience base: every operation raises :class:`UnsupportedOperation`.
+
+    Subclasses set ``scheme``, ``capabilities`` and ``key_types`` and override
+    what they offer.
+    """
+
+    scheme: str = "unnamed"
+    capabilities: frozenset[Capability] = frozenset()
+    key_types: frozenset[KeyType] = frozenset()
+
+    def _unsupported(self, operation: str) -> UnsupportedOperation:
+        return UnsupportedOperation(self.scheme, operation)
+
+    def create_key(self, name: str, spec: KeySpec) -> KeyMetadata:
+        """Not supported unless overridden."""
+        raise self._unsupported("create_key")
+
+    def describe_key(self, key: KeyRef) -> KeyMetadata:
+        """Not supported unless overridden."""
+        raise self._unsupported("describe_key")
+
+    def list_keys(self) -> Sequence[KeyMetadata]:
+        """Not supported unless overridden."""
+        raise self._unsupported("list_keys")
+
+    def rotate_key(self, key: KeyRef) -> KeyMetadata:
+        """Not supported unless overridden."""
+        raise self._unsupported("rotate_key")
+
+    def import_key(
+        self, name: str, spec: KeySpec, material: KeyMaterial, *, new_version: bool = False
+    ) -> KeyMetadata:
+        """Not supported unless overridden."""
+        raise self._unsupported("import_key")
+
+    def public_key(self, key: KeyRef) -> bytes:
+        """Not supported unless overridden."""
+        raise self._unsupported("public_key")
+
+    def sign(self, key: KeyRef, message: bytes) -> Signature:
+        """Not supported unless overridden."""
+        raise self._unsupported("sign")
+
+    def verify(self, key: KeyRef, message: bytes, signature: bytes) -> bool:
+        """Not supported unless overridden."""
+        raise self._unsupported("verify")
+
+    def wrap(self, key: KeyRef, data_key: bytes, context: EncryptionContext) -> WrappedKey:
+        """Not supported unless overridden."""
+        raise self._unsupported("wrap")
+
+    def unwrap(
+        self, key: KeyRef, encrypted: EncryptedDataKey, context: EncryptionContext
+    ) -> bytearray:
+        """Not supported unless overridden."""
+        raise self._unsupported("unwrap")
+
+    def owner_of(self, encrypted: EncryptedDataKey) -> KeyRef | None:
+        """No encrypted data key is ours unless overridden."""
+        return None
+
+    def close(self) -> None:
+        """Nothing to release unless overridden."""
+
+
+@runtime_checkable
+class CredentialSource(Protocol):
+    """Obtains (and refreshes) credentials for a provider."""
+
+    name: str
+
+    def get_credentials(self) -> Credentials:
+        """Return current credentials, refreshing them if they are about to expire."""
+        ...
+
+
+@attrs.define(kw_only=True, eq=False)
+class CacheEntry:
+    """A cached plaintext data key with its usage so far.
+
+    ``material`` is a ``bytearray`` so a backend can wipe it on eviction.
+    """
+
+    material: bytearray = attrs.field(repr=False)
+    encrypted: tuple[EncryptedDataKey, ...] = ()
+    created_at: float
+    """Seconds on the cache's clock when the entry was made."""
+    messages: int = 0
+    bytes: int = 0
+
+    def wipe(self) -> None:
+        """Overwrite the material in place."""
+        for i in range(len(self.material)):
+            self.material[i] = 0
+
+
+@runtime_checkable
+class CacheBackend(Protocol):
+    """Stores data-key cache entries under opaque byte keys.
+
+    A backend that keeps entries outside process memory must seal the
+    material first; the in-process ones keep it as a wipeable ``bytearray``.
+    """
+
+    def get(self, key: bytes) -> CacheEntry | None:
+        """Return the entry under ``key`` or ``None``."""
+        ...
+
+    def put(self, key: bytes, entry: CacheEntry) -> None:
+        """Store ``entry`` under ``key``, replacing (and wiping) any previous one."""
+        ...
+
+    def evict(self, key: bytes) -> None:
+        """Remove and wipe the entry under ``key``, if any."""
+        ...
+
+    def clear(self) -> None:
+        """Remove and wipe every entry."""
+        ...
+
+    def __len__(self) -> int:
+        """The number of entries held."""
+        ...
+
+
+@runtime_checkable
+class AuditSink(Protocol):
+    """Records audit events.  ``emit`` raises if the event could not be recorded."""
+
+    def emit(self, event: AuditEvent) -> None:
+        """Record one event."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release resources."""
+        ...
+
+
+ProviderFactory = Callable[["ProviderSettings"], KeyProvider]
+CredentialSourceFactory = Callable[[Mapping[str, Any]], CredentialSource]
+CacheBackendFactory = Callable[[Mapping[str, Any]], CacheBackend]
+AuditSinkFactory = Callable[[Mapping[str, Any]], AuditSink]
+
+
+@attrs.frozen(kw_only=True)
+class ProviderSettings:
+    """What a provider factory receives: its options and, if configured, its credentials."""
+
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    credentials: CredentialSource | None = None
+
+    def option(self, name: str, default: Any = None) -> Any:
+        """Return one option."""
+        return self.options.get(name, default)

@@ -1,0 +1,337 @@
+"""The plugin host: discovers plugins through entry points and collects their registrations.
+
+Loading is lazy (on first use), happens once, and goes through the ``aureus``
+entry-point group for first-party and third-party plugins alike.
+``AUREUS_LOAD_PLUGINS`` (comma-separated entry-point names) restricts loading
+to those plugins; ``AUREUS_DISABLE_PLUGINS`` blocks the ones it names.  A
+plugin that fails to import is recorded with the reason and an install hint,
+and the others carry on.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import os
+import threading
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .errors import DuplicateRegistration, PluginError
+from .registry import (
+    AuditSinkRegistry,
+    CacheBackendRegistry,
+    CredentialSourceRegistry,
+    KeyProviderRegistry,
+    Registry,
+)
+
+LOAD_ENV = "AUREUS_LOAD_PLUGINS"
+DISABLE_ENV = "AUREUS_DISABLE_PLUGINS"
+
+
+class PluginStatus(str, enum.Enum):
+    """Whether a plugin is in use, and if not, why."""
+
+    LOADED = "loaded"
+    UNAVAILABLE = "unavailable"
+    """It failed to import or to register (a missing SDK, a bug)."""
+    DISABLED = "disabled"
+    """Blocked by ``AUREUS_DISABLE_PLUGINS`` or left out by ``AUREUS_LOAD_PLUGINS``."""
+
+
+@attrs.frozen(kw_only=True)
+class PluginInfo:
+    """What ``aureus plugins`` shows about one plugin."""
+
+    name: str
+    module: str
+    distribution: str | None
+    version: str | None
+    status: PluginStatus
+    reason: str | None = None
+    install_hint: str | None = None
+    registers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready form."""
+        return {
+            "name": self.name,
+            "module": self.module,
+            "distribution": self.distribution,
+            "version": self.version,
+            "status": self.status.value,
+            "reason": self.reason,
+            "install_hint": self.install_hint,
+            "registers": {kind: list(names) for kind, names in self.registers.items()},
+        }
+
+
+def _split_env(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def _install_hint(ep: metadata.EntryPoint, error: BaseException) -> str | None:
+    dist = getattr(ep, "dist", None)
+    dist_name = dist.metadata["Name"] if dist is not None else None
+    extras = list(getattr(ep, "extras", []) or [])
+    if dist_name and extras:
+        return f"pip install '{dist_name}[{','.join(extras)}]'"
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        top = error.name.split(".")[0]
+        return f"pip install {top}  (the distribution that provides module {top!r})"
+    return None
+
+
+_KINDS: tuple[tuple[str, str], ...] = (
+    ("key_providers", "aureus_register_key_providers"),
+    ("credential_sources", "aureus_register_credential_sources"),
+    ("cache_backends", "aureus_register_cache_backends"),
+    ("audit_sinks", "aureus_register_audit_sinks"),
+)
+
+
+@attrs.define
+class _Registries:
+    key_providers: KeyProviderRegistry = attrs.field(factory=KeyProviderRegistry)
+    credential_sources: CredentialSourceRegistry = attrs.field(factory=CredentialSourceRegistry)
+    cache_backends: CacheBackendRegistry = attrs.field(factory=CacheBackendRegistry)
+    audit_sinks: AuditSinkRegistry = attrs.field(factory=AuditSinkRegistry)
+
+    def get(self, kind: str) -> Registry[Any]:
+        registry: Registry[Any] = getattr(self, kind)
+        return registry
+
+
+class PluginHost:
+    """A typed facade over a pluggy ``PluginManager`` for the ``aureus`` hooks.
+
+    ``load_entry_points=False`` gives an empty host for tests, where plugins
+    are added with :meth:`register`.
+    """
+
+    def __init__(
+        self,
+        *,
+        load_entry_points: bool = True,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self._load_entry_points = load_entry_points
+        self._environ = os.environ if environ is None else environ
+        self._lock = threading.RLock()
+        self._loaded = False
+        self._infos: dict[str, PluginInfo] = {}
+        self._registries: _Registries | None = None
+
+    # -- loading -------------------------------------------------------------
+
+    def load(self) -> None:
+        """Discover and import plugins (once; later calls do nothing)."""
+        with self._lock:
+            if self._loaded:
+                return
+            if self._load_entry_points:
+                self._load_from_entry_points()
+            self._check_pending()
+            self._loaded = True
+
+    def _load_from_entry_points(self) -> None:
+        allow = _split_env(self._environ.get(LOAD_ENV))
+        deny = _split_env(self._environ.get(DISABLE_ENV))
+        eps = list(metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP))
+        names = {ep.name for ep in eps}
+        for listed, var in ((allow, LOAD_ENV), (deny, DISABLE_ENV)):
+            unknown = [n for n in listed if n not in names]
+            if unknown:
+                raise PluginError(
+                    f"{var} names {', '.join(map(repr, unknown))}, which no installed plugin "
+                    f"provides (installed: {', '.join(sorted(names)) or 'none'})"
+                )
+        for name in deny:
+            self.pm.set_blocked(name)
+        seen: set[str] = set()
+        for ep in sorted(eps, key=lambda e: e.name):
+            if ep.name in seen:
+                continue  # the same distribution visible twice on sys.path
+            seen.add(ep.name)
+            dist = getattr(ep, "dist", None)
+            base: dict[str, Any] = {
+                "name": ep.name,
+                "module": ep.value,
+                "distribution": dist.metadata["Name"] if dist is not None else None,
+                "version": dist.version if dist is not None else None,
+            }
+            if ep.name in deny or (allow and ep.name not in allow):
+                why = f"blocked by {DISABLE_ENV}" if ep.name in deny else f"not in {LOAD_ENV}"
+                self._infos[ep.name] = PluginInfo(status=PluginStatus.DISABLED, reason=why, **base)
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as error:  # a missing SDK or a bug must not stop the others
+                self._infos[ep.name] = PluginInfo(
+                    status=PluginStatus.UNAVAILABLE,
+                    reason=f"{type(error).__name__}: {error}",
+                    install_hint=_install_hint(ep, error),
+                    **base,
+                )
+                continue
+            self.pm.register(plugin, name=ep.name)
+            self._infos[ep.name] = PluginInfo(status=PluginStatus.LOADED, **base)
+
+    def _check_pending(self) -> None:
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as error:
+            specs = [name for _, name in _KINDS]
+            bad = [
+                (impl.plugin_name, hook_name)
+                for hook_name, caller in vars(self.pm.hook).items()
+                if isinstance(caller, pluggy.HookCaller) and not caller.has_spec()
+                for impl in caller.get_hookimpls()
+                if not impl.optionalhook
+            ]
+            details = "; ".join(
+                f"plugin {plugin!r} implements unknown hook {hook!r}"
+                + (
+                    f" (did you mean {close[0]!r}?)"
+                    if (close := difflib.get_close_matches(hook, specs, 1))
+                    else ""
+                )
+                for plugin, hook in bad
+            ) or str(error)
+            raise PluginError(
+                f"{details}; fix the hook name or disable the plugin with {DISABLE_ENV}"
+            ) from None
+
+    def register(self, plugin: object, name: str) -> None:
+        """Register a plugin object directly (tests, embedding applications)."""
+        with self._lock:
+            self.load()
+            self.pm.register(plugin, name=name)
+            self._check_pending()
+            self._infos[name] = PluginInfo(
+                name=name,
+                module=getattr(plugin, "__name__", type(plugin).__name__),
+                distribution=None,
+                version=None,
+                status=PluginStatus.LOADED,
+            )
+            self._registries = None
+
+    def unregister(self, name: str) -> None:
+        """Remove a plugin registered with :meth:`register`."""
+        with self._lock:
+            self.pm.unregister(name=name)
+            self._infos.pop(name, None)
+            self._registries = None
+
+    # -- registrations -------------------------------------------------------
+
+    def _collect(self) -> _Registries:
+        with self._lock:
+            if self._registries is not None:
+                return self._registries
+            self.load()
+            registries = _Registries()
+            for kind, hook_name in _KINDS:
+                registry = registries.get(kind)
+                caller: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
+                # Call each implementation on its own so the registry knows
+                # which plugin registers what, and a failing plugin can be set aside.
+                for impl in reversed(caller.get_hookimpls()):
+                    name = impl.plugin_name
+                    if self._infos.get(name, None) is not None and (
+                        self._infos[name].status is not PluginStatus.LOADED
+                    ):
+                        continue
+                    registry._calling(name)
+                    before = set(registry.by_plugin(name))
+                    try:
+                        impl.function(**{arg: registry for arg in impl.argnames})
+                    except DuplicateRegistration:
+                        raise
+                    except Exception as error:
+                        for added in set(registry.by_plugin(name)) - before:
+                            registry._entries.pop(added)
+                        self._mark_failed(
+                            name, f"{hook_name} raised {type(error).__name__}: {error}"
+                        )
+            for kind, _ in _KINDS:
+                registry = registries.get(kind)
+                for info_name, info in list(self._infos.items()):
+                    if info.status is not PluginStatus.LOADED:
+                        for gone in registry.by_plugin(info_name):
+                            registry._entries.pop(gone)
+            self._registries = registries
+            self._record_registrations(registries)
+            return registries
+
+    def _mark_failed(self, name: str, reason: str) -> None:
+        info = self._infos.get(name)
+        if info is None:
+            info = PluginInfo(
+                name=name, module=name, distribution=None, version=None, status=PluginStatus.LOADED
+            )
+        self._infos[name] = attrs.evolve(info, status=PluginStatus.UNAVAILABLE, reason=reason)
+
+    def _record_registrations(self, registries: _Registries) -> None:
+        for name, info in list(self._infos.items()):
+            registers = {
+                kind: tuple(registries.get(kind).by_plugin(name))
+                for kind, _ in _KINDS
+                if registries.get(kind).by_plugin(name)
+            }
+            self._infos[name] = attrs.evolve(info, registers=registers)
+
+    @property
+    def key_providers(self) -> KeyProviderRegistry:
+        """URI schemes to key-provider factories."""
+        return self._collect().key_providers
+
+    @property
+    def credential_sources(self) -> CredentialSourceRegistry:
+        """Names to credential-source factories."""
+        return self._collect().credential_sources
+
+    @property
+    def cache_backends(self) -> CacheBackendRegistry:
+        """Names to cache-backend factories."""
+        return self._collect().cache_backends
+
+    @property
+    def audit_sinks(self) -> AuditSinkRegistry:
+        """Names to audit-sink factories."""
+        return self._collect().audit_sinks
+
+    def plugins(self) -> list[PluginInfo]:
+        """Every plugin known to the host, loaded or not, sorted by name."""
+        self._collect()
+        return sorted(self._infos.values(), key=lambda info: info.name)
+
+
+_host: PluginHost | None = None
+_host_lock = threading.Lock()
+
+
+def get_host() -> PluginHost:
+    """Return the process-wide plugin host, creating it on first use."""
+    global _host
+    with _host_lock:
+        if _host is None:
+            _host = PluginHost()
+        return _host
+
+
+def reset_host(host: PluginHost | None = None) -> PluginHost | None:
+    """Replace the process-wide host (tests); return the previous one."""
+    global _host
+    with _host_lock:
+        previous, _host = _host, host
+        return previous

@@ -1,0 +1,416 @@
+"""The key stack: providers, credentials, cache and audit sinks composed into one API.
+
+Build one from a TOML file (:meth:`KeyStack.from_config`), a dict
+(:meth:`KeyStack.from_dict`) or code (:meth:`KeyStack.local`, or the
+constructor).  Providers are created lazily, on first use of their scheme, from
+the factories plugins register.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .audit import AuditEvent
+from .config import CONFIG_ENV, NamedOptions, StackConfig
+from .errors import AuditFailure, AureusError, ConfigError, UnsupportedOperation
+from .interfaces import (
+    AuditSink,
+    Capability,
+    CredentialSource,
+    KeyMaterial,
+    KeyProvider,
+    ProviderSettings,
+)
+from .keyref import KeyRef
+from .keys import KeyMetadata, KeySpec, KeyState, KeyType
+from .plugins import PluginHost, get_host
+from .sensitive import Secret
+from .signature import Signature
+
+
+def _as_ref(key: str | KeyRef) -> KeyRef:
+    return KeyRef.parse(key)
+
+
+class KeyStack:
+    """One entry point for key management, signing and (later) envelope encryption.
+
+    ``wrapping_keys`` are the keys new data keys are wrapped under;
+    ``signing_key`` is what :meth:`sign` uses when no key is given.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: StackConfig | None = None,
+        providers: Mapping[str, KeyProvider] | None = None,
+        audit_sinks: Sequence[AuditSink] = (),
+        host: PluginHost | None = None,
+    ) -> None:
+        self.config = config or StackConfig()
+        self._host = host
+        self._lock = threading.RLock()
+        self._providers: dict[str, KeyProvider] = dict(providers or {})
+        self._credentials: dict[str, CredentialSource] = {}
+        self._owned: set[str] = set()  # schemes whose providers this stack created and must close
+        self._audit_sinks: list[AuditSink] = list(audit_sinks)
+        self._configured_sinks_built = False
+        self._closed = False
+
+    # -- construction --------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> KeyStack:
+        """Build from a TOML file: ``path``, else ``$AUREUS_CONFIG``, else the local default."""
+        if path is None:
+            env = os.environ.get(CONFIG_ENV)
+            if not env:
+                return cls(**kwargs)
+            path = env
+        return cls(config=StackConfig.from_file(path), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], **kwargs: Any) -> KeyStack:
+        """Build from a mapping with the TOML file's structure."""
+        return cls(config=StackConfig.from_dict(data), **kwargs)
+
+    @classmethod
+    def local(
+        cls,
+        keystore: str | os.PathLike[str] | None = None,
+        *,
+        passphrase: str | None = None,
+        wrapping_keys: Sequence[str] = (),
+        signing_key: str | None = None,
+        **kwargs: Any,
+    ) -> KeyStack:
+        """A stack on the local keystore (default directory unless ``keystore`` is given)."""
+        provider: dict[str, Any] = {}
+        data: dict[str, Any] = {
+            "stack": {"wrapping_keys": list(wrapping_keys)},
+            "providers": {"local": provider},
+        }
+        if signing_key is not None:
+            data["stack"]["signing_key"] = signing_key
+        if keystore is not None:
+            provider["keystore"] = str(Path(keystore).expanduser())
+        if passphrase is not None:
+            provider["credentials"] = "local-passphrase"
+            data["credentials"] = {
+                "local-passphrase": {"source": "static", "values": {"passphrase": passphrase}}
+            }
+        return cls.from_dict(data, **kwargs)
+
+    @property
+    def host(self) -> PluginHost:
+        """The plugin host this stack draws factories from."""
+        return self._host or get_host()
+
+    # -- providers -----------------------------------------------------------
+
+    def provider(self, scheme: str) -> KeyProvider:
+        """Return (creating on first use) the provider for ``scheme``."""
+        with self._lock:
+            if self._closed:
+                raise AureusError("this KeyStack is closed; create a new one")
+            existing = self._providers.get(scheme)
+            if existing is not None:
+                return existing
+            registration = self.host.key_providers.get(scheme)
+            options = dict(self.config.providers.get(scheme, {}))
+            credential_name = options.pop("credentials", None)
+            credentials = self._credential(credential_name) if credential_name else None
+            settings = ProviderSettings(options=options, credentials=credentials)
+            try:
+                created = registration.factory(settings)
+            except AureusError:
+                raise
+            except Exception as error:
+                raise ConfigError(
+                    f"provider {scheme!r} (plugin {registration.plugin!r}) failed to start: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+            self._providers[scheme] = created
+            self._owned.add(scheme)
+            return created
+
+    def _credential(self, name: str) -> CredentialSource:
+        source = self._credentials.get(name)
+        if source is None:
+            spec: NamedOptions | None = self.config.credentials.get(name)
+            if spec is None:
+                raise ConfigError(f"no credentials named {name!r} are configured")
+            registration = self.host.credential_sources.get(spec.name)
+            source = registration.factory(spec.options)
+            self._credentials[name] = source
+        return source
+
+    def _provider_for(self, ref: KeyRef, capability: Capability, operation: str) -> KeyProvider:
+        provider = self.provider(ref.scheme)
+        if capability not in provider.capabilities:
+            raise UnsupportedOperation(ref.scheme, operation)
+        return provider
+
+    def _split_name(self, name: str | KeyRef, provider: str | None) -> tuple[str, str]:
+        if isinstance(name, KeyRef):
+            if name.version is not None:
+                raise ConfigError(f"{name.uri}: a new key cannot name a version")
+            return name.scheme, name.key_id
+        if "://" in name:
+            ref = KeyRef.parse(name)
+            if provider is not None and provider != ref.scheme:
+                raise ConfigError(f"{name} names provider {ref.scheme!r}, not {provider!r}")
+            if ref.version is not None:
+                raise ConfigError(f"{name}: a new key cannot name a version")
+            return ref.scheme, ref.key_id
+        return provider or self.config.default_provider, name
+
+    # -- audit ---------------------------------------------------------------
+
+    def _sinks(self) -> list[AuditSink]:
+        with self._lock:
+            if not self._configured_sinks_built:
+                for spec in self.config.audit_sinks:
+                    registration = self.host.audit_sinks.get(spec.name)
+                    self._audit_sinks.append(registration.factory(spec.options))
+                self._configured_sinks_built = True
+            return self._audit_sinks
+
+    @property
+    def audit_required(self) -> bool:
+        """Whether an operation fails when no sink can record its event."""
+        if self.config.audit_required is not None:
+            return self.config.audit_required
+        return bool(self._sinks())
+
+    def add_audit_sink(self, sink: AuditSink) -> None:
+        """Send this stack's audit events to ``sink`` as well."""
+        with self._lock:
+            self._sinks().append(sink)
+
+    def _emit(self, event: AuditEvent) -> None:
+        sinks = self._sinks()
+        recorded = 0
+        failures: list[str] = []
+        for sink in sinks:
+            try:
+                sink.emit(event)
+                recorded += 1
+            except Exception as error:
+                failures.append(f"{type(sink).__name__}: {type(error).__name__}")
+        if sinks and not recorded and self.audit_required:
+            raise AuditFailure(
+                f"no audit sink could record the {event.operation} event "
+                f"({'; '.join(failures)}); the operation is refused because auditing is "
+                "required: fix the sink or set [audit] required = false"
+            )
+
+    @contextmanager
+    def _operation(self, operation: str, ref: KeyRef | None = None) -> Iterator[dict[str, Any]]:
+        op: dict[str, Any] = {}
+        if ref is not None:
+            op.update(
+                provider=ref.scheme, key_uri=ref.with_version(None).uri, key_version=ref.version
+            )
+        try:
+            yield op
+        except AureusError as error:
+            self._emit(AuditEvent(operation=operation, outcome=type(error).__name__, **op))
+            raise
+        self._emit(AuditEvent(operation=operation, **op))
+
+    # -- key management ------------------------------------------------------
+
+    def create_key(
+        self,
+        name: str | KeyRef,
+        key_type: str | KeyType | KeySpec = KeyType.AES_256,
+        *,
+        description: str = "",
+        labels: Mapping[str, str] | None = None,
+        provider: str | None = None,
+    ) -> KeyMetadata:
+        """Create a key; ``name`` is a bare name (default provider) or ``scheme://name``."""
+        scheme, key_name = self._split_name(name, provider)
+        spec = (
+            key_type
+            if isinstance(key_type, KeySpec)
+            else KeySpec(key_type=key_type, description=description, labels=labels or {})
+        )
+        with self._operation("create", KeyRef(scheme=scheme, key_id=key_name)) as op:
+            target = self._provider_for(
+                KeyRef(scheme=scheme, key_id=key_name), Capability.CREATE, "create_key"
+            )
+            if spec.key_type not in target.key_types:
+                supported = ", ".join(sorted(t.value for t in target.key_types)) or "none"
+                raise UnsupportedOperation(
+                    scheme, f"key type {spec.key_type.value}", f"it supports: {supported}"
+                )
+            metadata = target.create_key(key_name, spec)
+            op.update(key_uri=metadata.uri, key_version=metadata.current_version)
+            return metadata
+
+    def describe_key(self, key: str | KeyRef) -> KeyMetadata:
+        """Return a key's metadata."""
+        ref = _as_ref(key)
+        with self._operation("describe", ref):
+            return self._provider_for(ref, Capability.DESCRIBE, "describe_key").describe_key(ref)
+
+    def list_keys(self, provider: str | None = None) -> list[KeyMetadata]:
+        """List keys of one provider, or of the default and every configured provider."""
+        schemes = (
+            [provider]
+            if provider
+            else sorted({self.config.default_provider, *self.config.providers})
+        )
+        found: list[KeyMetadata] = []
+        with self._operation("list") as op:
+            for scheme in schemes:
+                target = self.provider(scheme)
+                if Capability.LIST not in target.capabilities:
+                    if provider:
+                        raise UnsupportedOperation(scheme, "list_keys")
+                    continue
+                found.extend(target.list_keys())
+            op.update(details=(("count", str(len(found))),))
+        return found
+
+    def rotate_key(self, key: str | KeyRef) -> KeyMetadata:
+        """Add a new current version; old versions keep decrypting and verifying."""
+        ref = _as_ref(key)
+        if ref.version is not None:
+            raise ConfigError(f"{ref.uri}: rotate a key, not a version (drop ?version=)")
+        with self._operation("rotate", ref) as op:
+            metadata = self._provider_for(ref, Capability.ROTATE, "rotate_key").rotate_key(ref)
+            op.update(key_version=metadata.current_version)
+            return metadata
+
+    def import_key(
+        self,
+        name: str | KeyRef,
+        key_type: str | KeyType,
+        *,
+        raw: bytes | None = None,
+        pem: bytes | None = None,
+        new_version: bool = False,
+        description: str = "",
+        provider: str | None = None,
+    ) -> KeyMetadata:
+        """Import raw symmetric material or a PEM private key (exactly one of them)."""
+        if (raw is None) == (pem is None):
+            raise ConfigError("import_key needs exactly one of raw= (AES key bytes) or pem=")
+        scheme, key_name = self._split_name(name, provider)
+        spec = KeySpec(key_type=key_type, description=description)
+        material = KeyMaterial(
+            format="raw" if raw is not None else "pem",
+            data=Secret(bytes(raw if raw is not None else pem or b"")),
+        )
+        ref = KeyRef(scheme=scheme, key_id=key_name)
+        with self._operation("import", ref) as op:
+            target = self._provider_for(ref, Capability.IMPORT, "import_key")
+            metadata = target.import_key(key_name, spec, material, new_version=new_version)
+            op.update(key_uri=metadata.uri, key_version=metadata.current_version)
+            return metadata
+
+    def public_key(self, key: str | KeyRef) -> bytes:
+        """The PEM public key of a signing key (current version unless the URI pins one)."""
+        ref = _as_ref(key)
+        with self._operation("public_key", ref):
+            return self._provider_for(ref, Capability.PUBLIC_KEY, "public_key").public_key(ref)
+
+    # -- signing -------------------------------------------------------------
+
+    def _signing_ref(self, key: str | KeyRef | None) -> KeyRef:
+        if key is not None:
+            return _as_ref(key)
+        if self.config.signing_key is None:
+            raise ConfigError(
+                "no signing key given: pass key=URI or set [stack] signing_key in the config"
+            )
+        return self.config.signing_key
+
+    def sign(self, message: bytes, *, key: str | KeyRef | None = None) -> Signature:
+        """Sign ``message`` with ``key`` (default: the configured signing key)."""
+        ref = self._signing_ref(key)
+        with self._operation("sign", ref) as op:
+            op.update(byte_count=len(message))
+            signature = self._provider_for(ref, Capability.SIGN, "sign").sign(ref, message)
+            op.update(key_version=signature.key_version)
+            return signature
+
+    def verify(
+        self,
+        message: bytes,
+        signature: Signature | bytes,
+        *,
+        key: str | KeyRef | None = None,
+    ) -> bool:
+        """Check a signature.
+
+        A :class:`Signature` carries its key and version.  Raw bytes are
+        checked against the version ``key`` pins or, with no version, the
+        current version and then older enabled ones, newest first.  Returns
+        ``False`` for a signature that does not match; raises
+        :class:`~aureus_core.errors.SignatureError` for a malformed one.
+        """
+        if isinstance(signature, Signature):
+            base = _as_ref(key) if key is not None else KeyRef.parse(signature.key_uri)
+            if base.with_version(None) != KeyRef.parse(signature.key_uri).with_version(None):
+                raise ConfigError(f"the signature was made by {signature.key_uri}, not {base.uri}")
+            ref = base.with_version(signature.key_version)
+            raw = signature.value
+        else:
+            ref = self._signing_ref(key)
+            raw = bytes(signature)
+        with self._operation("verify", ref) as op:
+            op.update(byte_count=len(message))
+            target = self._provider_for(ref, Capability.SIGN, "verify")
+            candidates = [ref] if ref.version is not None else self._verify_candidates(target, ref)
+            for candidate in candidates:
+                if target.verify(candidate, message, raw):
+                    op.update(key_version=candidate.version, details=(("valid", "true"),))
+                    return True
+            op.update(details=(("valid", "false"),))
+            return False
+
+    def _verify_candidates(self, target: KeyProvider, ref: KeyRef) -> list[KeyRef]:
+        if Capability.DESCRIBE not in target.capabilities:
+            return [ref]
+        metadata = target.describe_key(ref)
+        others = [
+            v.version
+            for v in sorted(metadata.versions, key=lambda v: v.created_at, reverse=True)
+            if v.version != metadata.current_version and v.state is KeyState.ENABLED
+        ]
+        return [ref.with_version(v) for v in [metadata.current_version, *others]]
+
+    # -- lifetime ------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the providers and sinks this stack created."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for scheme in self._owned:
+                self._providers[scheme].close()
+            for sink in self._audit_sinks:
+                sink.close()
+
+    def __enter__(self) -> KeyStack:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        schemes = ", ".join(sorted(self._providers)) or "none yet"
+        return f"<KeyStack source={self.config.source!r} providers=[{schemes}]>"
+
+
+__all__ = ["KeyStack"]
