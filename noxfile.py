@@ -1,0 +1,102 @@
+"""Sessions: lint, typecheck, tests (Python x provider matrix), examples, bench."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+PYTHONS: list[str] = nox.project.python_versions(PYPROJECT)
+
+nox.options.error_on_external_run = True
+nox.options.reuse_existing_virtualenvs = False
+nox.options.sessions = ["lint", "typecheck", "tests", "examples"]
+
+# Each provider row: the extras it needs and the test folders it runs.  Later
+# provider issues add their rows here (aws, gcp, azure, contrib backends).
+PROVIDERS: dict[str, dict[str, list[str]]] = {
+    "local": {
+        "extras": ["test"],
+        "paths": ["tests/core", "tests/plugins/aureus_local", "tests/plugins/aureus_builtin"],
+    },
+}
+
+
+def _expose_pyenv_interpreters() -> None:
+    """Let nox find every pyenv-installed interpreter we support, not only the global one."""
+    if "PYENV_VERSION" in os.environ or shutil.which("pyenv") is None:
+        return
+    installed = subprocess.run(
+        ["pyenv", "versions", "--bare"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    wanted = [v for v in installed if any(v.startswith(f"{p}.") for p in PYTHONS)]
+    current = subprocess.run(
+        ["pyenv", "version-name"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if wanted:
+        os.environ["PYENV_VERSION"] = ":".join(dict.fromkeys([current, *wanted]))
+
+
+_expose_pyenv_interpreters()
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff: lint and formatting."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Mypy in strict mode over the package, plugins, tests and examples."""
+    session.install("-e", ".[dev]")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHONS)
+@nox.parametrize("provider", list(PROVIDERS))
+def tests(session: nox.Session, provider: str) -> None:
+    """The test suite for one provider row on one Python version."""
+    row = PROVIDERS[provider]
+    session.install("-e", f".[{','.join(row['extras'])}]")
+    session.run("pytest", *row["paths"], *session.posargs)
+
+
+@nox.session
+def examples(session: nox.Session) -> None:
+    """Install the example third-party plugin from its own pyproject and prove it.
+
+    Real entry-point discovery in a fresh venv: ``aureus plugins`` must list
+    it as loaded, and it must pass the conformance kit.
+    """
+    session.install(".[test]")
+    example = ROOT / "docs" / "examples" / "aureus-example-plugin"
+    session.install(str(example))
+    listing = session.run("aureus", "plugins", "--json", silent=True)
+    assert isinstance(listing, str)
+    import json
+
+    plugins = {p["name"]: p for p in json.loads(listing)}
+    example_info = plugins.get("example")
+    if example_info is None or example_info["status"] != "loaded":
+        session.error(f"aureus plugins does not show the example plugin as loaded: {listing}")
+    session.log(f"aureus plugins: example {example_info['version']} {example_info['status']}")
+    session.run("pytest", str(example / "tests"), "-p", "no:cacheprovider")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks (not part of the default run): see benchmarks/README.md."""
+    session.install("-e", ".[test]")
+    scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
+    if not scripts:
+        session.skip("no benchmarks yet")
+    for script in scripts:
+        session.run("python", str(script), *session.posargs)

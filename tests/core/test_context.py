@@ -1,0 +1,87 @@
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aureus_core import ConfigError, EncryptionContext
+
+texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20)
+contexts = st.dictionaries(
+    texts.filter(lambda k: k and not k.startswith("aws-crypto-")), texts, max_size=8
+)
+
+
+@given(contexts)
+def test_serialization_round_trip(pairs):
+    context = EncryptionContext(pairs)
+    assert dict(context) == pairs
+    assert EncryptionContext.deserialize(context.serialize()) == context
+
+
+@given(contexts)
+def test_canonical_order_independent_of_insertion(pairs):
+    reversed_pairs = dict(reversed(list(pairs.items())))
+    a, b = EncryptionContext(pairs), EncryptionContext(reversed_pairs)
+    assert a.serialize() == b.serialize()
+    keys = [k.encode() for k in a]
+    assert keys == sorted(keys)
+
+
+def test_layout_matches_the_message_format():
+    context = EncryptionContext({"b": "2", "a": "1"})
+    assert context.serialize() == (
+        struct.pack(">H", 2) + b"\x00\x01a\x00\x011" + b"\x00\x01b\x00\x012"
+    )
+    assert EncryptionContext().serialize() == b""
+    assert EncryptionContext.deserialize(b"") == EncryptionContext()
+
+
+def test_sorting_is_by_utf8_bytes_not_code_points():
+    # U+FF61 sorts before U+10000 by code point but after it by UTF-16; UTF-8 bytes
+    # order agrees with code points, which is what the SDK uses.
+    context = EncryptionContext({"\U00010000": "x", "\uff61": "y"})
+    assert list(context) == ["\uff61", "\U00010000"]
+
+
+def test_reserved_prefix_rejected():
+    with pytest.raises(ConfigError, match="reserved"):
+        EncryptionContext({"aws-crypto-public-key": "x"})
+
+
+def test_size_limit():
+    EncryptionContext({"k": "v" * 65000})
+    with pytest.raises(ConfigError, match="the limit is 65535"):
+        EncryptionContext({"k": "v" * 65530})
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x00",  # truncated count
+        b"\x00\x01\x00\x05ab",  # key shorter than its length
+        b"\x00\x01\x00\x01a\x00\x01bX",  # trailing byte
+        b"\x00\x02\x00\x01a\x00\x01b\x00\x01a\x00\x01c",  # duplicate key
+        b"\x00\x01\x00\x01\xff\x00\x00",  # invalid UTF-8
+        b"\x00\x00",  # empty but present
+    ],
+)
+def test_deserialize_rejects_malformed(data):
+    with pytest.raises(ConfigError):
+        EncryptionContext.deserialize(data)
+
+
+def test_is_a_read_only_mapping():
+    context = EncryptionContext(purpose="test", tenant="a")
+    assert context["tenant"] == "a"
+    assert context == {"purpose": "test", "tenant": "a"}
+    assert hash(context) == hash(EncryptionContext({"tenant": "a", "purpose": "test"}))
+    with pytest.raises(TypeError):
+        context["x"] = "y"  # type: ignore[index]
+
+
+def test_rejects_non_string_values():
+    with pytest.raises(ConfigError, match="must be strings"):
+        EncryptionContext({"k": 1})  # type: ignore[dict-item]
+    with pytest.raises(ConfigError, match="not valid Unicode"):
+        EncryptionContext({"k": "\ud800"})
