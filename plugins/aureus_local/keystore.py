@@ -1,0 +1,598 @@
+"""The on-disk keystore: one authenticated JSON file, written atomically under a lock.
+
+A keystore directory (mode 0700) holds:
+
+- ``keystore.json`` (0600): every key and version, material sealed with
+  AES-256-GCM and the whole document authenticated with HMAC-SHA256
+  (see :mod:`aureus_local.document` and :mod:`aureus_local.sealing`);
+- ``master.key`` (0600): 32 random bytes, unless the keystore was created with
+  a passphrase, in which case the master key comes from scrypt instead;
+- ``keystore.lock``: serializes writers across processes.
+
+Every write goes to a fresh temporary file in the same directory, is flushed
+and fsynced, renamed over ``keystore.json`` and followed by an fsync of the
+directory, so a crash at any point leaves the old or the new document, never a
+mix.  Readers take no lock: they see one complete file or the other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import NoReturn
+
+import attrs
+import filelock
+from cryptography.exceptions import InvalidTag
+
+from aureus_core.errors import (
+    ConfigError,
+    CredentialError,
+    KeyExists,
+    KeyNotFound,
+    KeystoreCorrupted,
+    ProviderUnavailable,
+)
+from aureus_core.keys import KeyType
+from aureus_core.sensitive import Secret
+
+from .document import (
+    FormatProblem,
+    KeyRecord,
+    KeystoreDocument,
+    NewerFormat,
+    VersionRecord,
+    load_json,
+    parse_document,
+    parse_header,
+    render,
+    to_json,
+)
+from .naming import SCHEME, key_uri
+from .sealing import MASTER_KEY_SIZE, SCRYPT_LOG_N_RANGE, ScryptParams, Sealer
+
+KEYSTORE_FILE = "keystore.json"
+MASTER_KEY_FILE = "master.key"
+LOCK_FILE = "keystore.lock"
+PASSPHRASE_ENV = "AUREUS_KEYSTORE_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
+DIRECTORY_MODE = 0o700
+FILE_MODE = 0o600
+DEFAULT_LOCK_TIMEOUT = 30.0
+
+_TEMP_PREFIXES = (f".{KEYSTORE_FILE}.", f".{MASTER_KEY_FILE}.")
+_TEMP_SUFFIX = ".tmp"
+_NEW_FILE_FLAGS = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+FileSignature = tuple[int, int, int, int, int]
+"""``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)``: when it changes, reload."""
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+class Snapshot:
+    """One verified version of the keystore document, and the material decrypted from it.
+
+    Immutable apart from its material cache; safe to share between threads.
+    """
+
+    __slots__ = ("_cache", "_cache_lock", "_corrupted", "_sealer", "document")
+
+    def __init__(
+        self,
+        document: KeystoreDocument,
+        sealer: Sealer,
+        corrupted: Callable[[str], KeystoreCorrupted],
+        cache: Mapping[tuple[str, int], bytes] | None = None,
+    ) -> None:
+        self.document = document
+        self._sealer = sealer
+        self._corrupted = corrupted
+        self._cache: dict[tuple[str, int], bytes] = dict(cache or {})
+        self._cache_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Snapshot(keystore_id={self.document.keystore_id!r}, keys={len(self.keys)})"
+
+    @property
+    def keys(self) -> Mapping[str, KeyRecord]:
+        """Every key, by name."""
+        return self.document.keys
+
+    def material(self, key: KeyRecord, version: VersionRecord) -> bytes:
+        """The decrypted material of one key version (decrypted once, then cached)."""
+        slot = (key.name, version.version)
+        with self._cache_lock:
+            cached = self._cache.get(slot)
+            if cached is not None:
+                return cached
+            try:
+                material = self._sealer.open(
+                    version.nonce,
+                    version.ciphertext,
+                    keystore_id=self.document.keystore_id,
+                    name=key.name,
+                    version=version.version,
+                    key_type=key.key_type.value,
+                )
+            except InvalidTag:
+                raise self._corrupted(
+                    f"the material of {key_uri(key.name, version.version)} does not decrypt"
+                ) from None
+            self._cache[slot] = material
+            return material
+
+    @property
+    def sealer(self) -> Sealer:
+        """The keys this document was verified with (for writing its successor)."""
+        return self._sealer
+
+    def decrypted(self) -> dict[tuple[str, int], bytes]:
+        """A copy of the material decrypted so far, to carry over to a successor."""
+        with self._cache_lock:
+            return dict(self._cache)
+
+
+@attrs.frozen
+class _Loaded:
+    signature: FileSignature
+    content: bytes = attrs.field(repr=False)
+    snapshot: Snapshot
+
+
+class Keystore:
+    """A keystore directory: verified reads (cached) and atomic, locked writes.
+
+    Construction does no I/O; the directory is read on first use and created
+    on the first write.  All methods are thread-safe.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        passphrase: Secret[str] | None = None,
+        scrypt_log_n: int = 15,
+        clock: Callable[[], datetime] = utc_now,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ) -> None:
+        if (
+            not isinstance(scrypt_log_n, int)
+            or isinstance(scrypt_log_n, bool)
+            or scrypt_log_n not in SCRYPT_LOG_N_RANGE
+        ):
+            raise ConfigError(
+                f"scrypt_log_n must be a whole number from {SCRYPT_LOG_N_RANGE.start} "
+                f"to {SCRYPT_LOG_N_RANGE.stop - 1}, not {scrypt_log_n!r}"
+            )
+        if passphrase is not None and not passphrase.reveal():
+            raise CredentialError(
+                f"the passphrase for keystore {directory} is empty: set a non-empty "
+                f"{PASSPHRASE_ENV}, or none to use a key file"
+            )
+        self.directory = Path(directory)
+        self.path = self.directory / KEYSTORE_FILE
+        self.master_key_path = self.directory / MASTER_KEY_FILE
+        self._passphrase = passphrase
+        self._scrypt_log_n = scrypt_log_n
+        self._clock = clock
+        self._lock_timeout = lock_timeout
+        # Writers queue on _write_lock (then on the file lock, across processes);
+        # _state_lock only guards the cache, so readers never wait for a writer.
+        self._write_lock = threading.RLock()
+        self._state_lock = threading.RLock()
+        self._file_lock: filelock.FileLock | None = None
+        self._loaded: _Loaded | None = None
+        self._derived: tuple[ScryptParams, Sealer] | None = None
+
+    def __repr__(self) -> str:
+        mode = "passphrase" if self._passphrase is not None else "key file"
+        return f"Keystore({str(self.directory)!r}, unlock={mode!r})"
+
+    # -- reading -------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot | None:
+        """The current verified document, or ``None`` if the keystore has no file yet.
+
+        Reloads only when ``keystore.json`` has changed on disk.
+        """
+        with self._state_lock:
+            try:
+                signature = _signature(os.stat(self.path))
+            except FileNotFoundError:
+                self._loaded = None
+                return None
+            if self._loaded is not None and self._loaded.signature == signature:
+                return self._loaded.snapshot
+            read = self._read_file()
+            return None if read is None else self._adopt(*read)
+
+    def close(self) -> None:
+        """Forget the cached document, decrypted material and derived keys."""
+        with self._state_lock:
+            self._loaded = None
+            self._derived = None
+
+    # -- writing -------------------------------------------------------------
+
+    def add_key(
+        self,
+        name: str,
+        key_type: KeyType,
+        material: bytes,
+        *,
+        description: str,
+        labels: tuple[tuple[str, str], ...],
+        origin: str,
+        created_at: datetime,
+    ) -> KeyRecord:
+        """Store a new key with ``material`` as version 1; :class:`KeyExists` if taken."""
+
+        def change(document: KeystoreDocument, sealer: Sealer) -> KeyRecord:
+            if name in document.keys:
+                raise KeyExists(
+                    f"key {key_uri(name)} already exists in keystore {self.directory}: "
+                    "pick another name, or rotate the existing key to get new material",
+                    provider=SCHEME,
+                )
+            empty = KeyRecord(
+                name=name,
+                key_type=key_type,
+                created_at=created_at,
+                description=description,
+                labels=labels,
+                current_version=0,
+                versions=(),
+            )
+            return empty.with_version(
+                _seal_version(sealer, document, empty, 1, material, origin, created_at)
+            )
+
+        return self._update(change)
+
+    def add_version(
+        self,
+        name: str,
+        material: Callable[[KeyRecord], bytes],
+        *,
+        origin: str,
+        created_at: datetime,
+    ) -> KeyRecord:
+        """Add a new current version to key ``name``; :class:`KeyNotFound` if absent.
+
+        ``material`` is called with the stored key (under the write lock) and
+        returns the new version's material; it may raise to refuse.
+        """
+
+        def missing() -> NoReturn:
+            raise self.not_found(name)
+
+        def change(document: KeystoreDocument, sealer: Sealer) -> KeyRecord:
+            record = document.keys.get(name)
+            if record is None:
+                missing()
+            number = len(record.versions) + 1
+            sealed = _seal_version(
+                sealer, document, record, number, material(record), origin, created_at
+            )
+            return record.with_version(sealed)
+
+        return self._update(change, missing=missing)
+
+    def not_found(self, name: str, version: int | None = None) -> KeyNotFound:
+        """The error for a key (or key version) that is not in this keystore."""
+        if version is None:
+            what = f"no key {key_uri(name)} in keystore {self.directory}"
+        else:
+            what = f"key {key_uri(name)} has no version {version} in keystore {self.directory}"
+        return KeyNotFound(f"{what}: `aureus keys list` shows the keys", provider=SCHEME)
+
+    def _update(
+        self,
+        change: Callable[[KeystoreDocument, Sealer], KeyRecord],
+        *,
+        missing: Callable[[], NoReturn] | None = None,
+    ) -> KeyRecord:
+        """Apply ``change`` to the document on disk, under the lock, and write the result."""
+        with self._write_lock:
+            if missing is not None and not self.path.exists():
+                missing()  # nothing to change: do not even create the directory
+            self._ensure_directory()
+            with self._locked():
+                self._remove_stale_temp_files()
+                read = self._read_file()  # another process may have written since
+                with self._state_lock:
+                    current = None if read is None else self._adopt(*read)
+                    if current is not None:
+                        document, sealer = current.document, current.sealer
+                        if document.scrypt is None:
+                            # Never add keys that a lost or replaced master.key could not open.
+                            self._unlock(None, document.verifier)
+                    elif missing is not None:
+                        missing()
+                    else:
+                        document, sealer = self._new_document()
+                record = change(document, sealer)
+                updated = document.with_key(record)
+                unsigned = to_json(updated)
+                content = render(unsigned, sealer.mac(unsigned))
+                self._replace(content)
+                carried = current.decrypted() if current is not None else None
+                snapshot = Snapshot(updated, sealer, self._corrupted, carried)
+                signature = _signature(os.stat(self.path))
+                with self._state_lock:
+                    self._loaded = _Loaded(signature, content, snapshot)
+                return record
+
+    # -- files ---------------------------------------------------------------
+
+    def _read_file(self) -> tuple[bytes, FileSignature] | None:
+        try:
+            fd = os.open(self.path, _READ_FLAGS)
+        except FileNotFoundError:
+            return None
+        with os.fdopen(fd, "rb") as file:
+            signature = _signature(os.fstat(file.fileno()))
+            return file.read(), signature
+
+    def _adopt(self, content: bytes, signature: FileSignature) -> Snapshot:
+        """Verify ``content`` (unless it is what is already loaded) and make it current."""
+        if self._loaded is not None and self._loaded.content == content:
+            snapshot = self._loaded.snapshot
+        else:
+            snapshot = self._verify(content)
+        self._loaded = _Loaded(signature, content, snapshot)
+        return snapshot
+
+    def _verify(self, content: bytes) -> Snapshot:
+        try:
+            obj, mac = load_json(content)
+            _, scrypt, verifier = parse_header(obj)
+        except NewerFormat as error:
+            raise ProviderUnavailable(
+                f"keystore file {self.path} cannot be read: {error}; upgrade aureus-kms",
+                provider=SCHEME,
+            ) from None
+        except FormatProblem as error:
+            raise self._corrupted(str(error)) from None
+        sealer = self._unlock(scrypt, verifier)
+        if not sealer.mac_matches(obj, mac):
+            raise self._corrupted(
+                "its integrity check (HMAC) failed, so it was changed outside Aureus or damaged"
+            )
+        try:
+            document = parse_document(obj)
+        except FormatProblem as error:
+            raise self._corrupted(str(error)) from None
+        return Snapshot(document, sealer, self._corrupted)
+
+    def _unlock(self, scrypt: ScryptParams | None, verifier: bytes) -> Sealer:
+        """The sealer for this keystore's master key, checking it is the right one."""
+        if scrypt is None:
+            if self._passphrase is not None:
+                raise CredentialError(
+                    f"keystore {self.directory} is unlocked by its key file {MASTER_KEY_FILE}, "
+                    f"not by a passphrase: unset {PASSPHRASE_ENV} (and drop any passphrase "
+                    "credentials from the local provider's configuration)"
+                )
+            sealer = Sealer(self._read_master_key())
+            if not sealer.matches(verifier):
+                raise self._corrupted(
+                    f"{self.master_key_path} is not the master key this file was made with; "
+                    f"restore the matching {MASTER_KEY_FILE}"
+                )
+            return sealer
+        if self._passphrase is None:
+            raise CredentialError(
+                f"keystore {self.directory} is protected by a passphrase: set {PASSPHRASE_ENV}, "
+                "or give the local provider credentials with a 'passphrase' value"
+            )
+        sealer = self._passphrase_sealer(scrypt)
+        if not sealer.matches(verifier):
+            raise CredentialError(
+                f"wrong passphrase for keystore {self.directory}: check {PASSPHRASE_ENV}"
+            )
+        return sealer
+
+    def _passphrase_sealer(self, scrypt: ScryptParams) -> Sealer:
+        if self._derived is not None and self._derived[0] == scrypt:
+            return self._derived[1]
+        assert self._passphrase is not None
+        sealer = Sealer(scrypt.derive(self._passphrase.reveal()))
+        self._derived = (scrypt, sealer)
+        return sealer
+
+    def _new_document(self) -> tuple[KeystoreDocument, Sealer]:
+        """Start a keystore: a passphrase-derived or a new (or leftover) file master key."""
+        scrypt: ScryptParams | None = None
+        if self._passphrase is not None:
+            if self.master_key_path.exists():
+                raise CredentialError(
+                    f"keystore {self.directory} has a key file {MASTER_KEY_FILE}, so it is "
+                    f"unlocked by that file, not a passphrase: unset {PASSPHRASE_ENV} (or, "
+                    f"if {KEYSTORE_FILE} never existed, delete {MASTER_KEY_FILE})"
+                )
+            scrypt = ScryptParams.fresh(self._scrypt_log_n)
+            sealer = self._passphrase_sealer(scrypt)
+        else:
+            sealer = Sealer(self._read_or_create_master_key())
+        document = KeystoreDocument(
+            keystore_id=uuid.uuid4().hex,
+            created_at=self._clock(),
+            scrypt=scrypt,
+            verifier=sealer.verifier(),
+        )
+        return document, sealer
+
+    def _read_master_key(self) -> bytes:
+        try:
+            fd = os.open(self.master_key_path, _READ_FLAGS)
+        except FileNotFoundError:
+            raise KeystoreCorrupted(
+                f"the master key file {self.master_key_path} of keystore {self.directory} "
+                f"is missing: restore it from a backup; without it the keys in {KEYSTORE_FILE} "
+                "cannot be decrypted",
+                provider=SCHEME,
+            ) from None
+        with os.fdopen(fd, "rb") as file:
+            key = file.read(MASTER_KEY_SIZE + 1)
+        if len(key) != MASTER_KEY_SIZE:
+            raise KeystoreCorrupted(
+                f"the master key file {self.master_key_path} is damaged (it must hold exactly "
+                f"{MASTER_KEY_SIZE} bytes): restore it from a backup",
+                provider=SCHEME,
+            )
+        return key
+
+    def _read_or_create_master_key(self) -> bytes:
+        """Read ``master.key``, creating it first if absent (caller holds the lock).
+
+        Created complete under a temporary name, then hard-linked into place:
+        the final name never refers to a partly written key.
+        """
+        if not self.master_key_path.exists():
+            temp = self._temp_path(MASTER_KEY_FILE)
+            _write_new_file(temp, secrets.token_bytes(MASTER_KEY_SIZE))
+            try:
+                os.link(temp, self.master_key_path)
+            except FileExistsError:
+                pass  # someone else's key is in place: use it
+            finally:
+                temp.unlink(missing_ok=True)
+            _fsync_directory(self.directory)
+        return self._read_master_key()
+
+    def _replace(self, content: bytes) -> None:
+        temp = self._temp_path(KEYSTORE_FILE)
+        try:
+            _write_new_file(temp, content)
+            os.replace(temp, self.path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        _fsync_directory(self.directory)
+
+    def _temp_path(self, name: str) -> Path:
+        return self.directory / f".{name}.{secrets.token_hex(8)}{_TEMP_SUFFIX}"
+
+    def _remove_stale_temp_files(self) -> None:
+        """Delete temporary files a crashed writer left (caller holds the lock)."""
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                if entry.name.startswith(_TEMP_PREFIXES) and entry.name.endswith(_TEMP_SUFFIX):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+
+    def _ensure_directory(self) -> None:
+        """Create the directory (mode 0700), or tighten an existing one to 0700."""
+        try:
+            self.directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise ConfigError(
+                f"keystore path {self.directory} exists and is not a directory: "
+                "point the keystore option or AUREUS_KEYSTORE at a directory"
+            ) from None
+        if not self.directory.is_dir():
+            raise ConfigError(
+                f"keystore path {self.directory} is not a directory: "
+                "point the keystore option or AUREUS_KEYSTORE at a directory"
+            )
+        if os.name == "posix" and (self.directory.stat().st_mode & 0o777) != DIRECTORY_MODE:
+            os.chmod(self.directory, DIRECTORY_MODE)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        if self._file_lock is None:
+            self._file_lock = filelock.FileLock(
+                str(self.directory / LOCK_FILE), timeout=self._lock_timeout, mode=FILE_MODE
+            )
+        try:
+            self._file_lock.acquire()
+        except filelock.Timeout:
+            raise ProviderUnavailable(
+                f"keystore {self.directory} stayed locked by another writer for "
+                f"{self._lock_timeout:g} s ({LOCK_FILE}): retry, or look for a stuck process",
+                provider=SCHEME,
+            ) from None
+        try:
+            yield
+        finally:
+            self._file_lock.release()
+
+    def _corrupted(self, reason: str) -> KeystoreCorrupted:
+        return KeystoreCorrupted(
+            f"keystore file {self.path} is corrupted: {reason}. Nothing was changed; "
+            f"restore {KEYSTORE_FILE} (with its {MASTER_KEY_FILE}, if any) from a backup",
+            provider=SCHEME,
+        )
+
+
+def _seal_version(
+    sealer: Sealer,
+    document: KeystoreDocument,
+    key: KeyRecord,
+    number: int,
+    material: bytes,
+    origin: str,
+    created_at: datetime,
+) -> VersionRecord:
+    nonce, ciphertext = sealer.seal(
+        material,
+        keystore_id=document.keystore_id,
+        name=key.name,
+        version=number,
+        key_type=key.key_type.value,
+    )
+    return VersionRecord(
+        version=number,
+        created_at=created_at.astimezone(timezone.utc),
+        origin=origin,
+        nonce=nonce,
+        ciphertext=ciphertext,
+    )
+
+
+def _signature(stat: os.stat_result) -> FileSignature:
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def _write_new_file(path: Path, content: bytes) -> None:
+    """Create ``path`` (mode 0600 before any byte is written), write, flush and fsync it."""
+    fd = os.open(path, _NEW_FILE_FLAGS, FILE_MODE)
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, FILE_MODE)  # the umask may have narrowed it; never widen past 0600
+        file = os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with file:
+        file.write(content)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename or link in ``directory`` durable (POSIX; a no-op elsewhere)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

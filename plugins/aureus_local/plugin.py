@@ -1,0 +1,101 @@
+"""The pluggy plugin: registers the ``local`` key provider scheme.
+
+Loaded through the entry point ``local = "aureus_local.plugin"`` in the
+``aureus`` group.  :func:`create_provider` turns provider settings (options,
+environment, credentials) into a :class:`LocalKeyProvider`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from aureus_core.errors import ConfigError, CredentialError
+from aureus_core.hookspecs import hookimpl
+from aureus_core.interfaces import CredentialSource, ProviderSettings
+from aureus_core.registry import KeyProviderRegistry
+from aureus_core.sensitive import Secret
+
+from .keystore import PASSPHRASE_ENV
+from .naming import SCHEME
+from .provider import LocalKeyProvider
+
+KEYSTORE_ENV = "AUREUS_KEYSTORE"
+OPTIONS = ("keystore", "scrypt_log_n")
+DEFAULT_SCRYPT_LOG_N = 15
+
+
+@hookimpl
+def aureus_register_key_providers(registry: KeyProviderRegistry) -> None:
+    """Register the ``local`` scheme."""
+    registry.register(
+        SCHEME,
+        create_provider,
+        description="local keystore directory: AES-256 wrapping, Ed25519 and ECDSA P-256 signing",
+    )
+
+
+def create_provider(settings: ProviderSettings) -> LocalKeyProvider:
+    """Build the local provider from its settings.
+
+    The keystore directory is the ``keystore`` option, else ``$AUREUS_KEYSTORE``,
+    else ``<user data dir>/aureus/keystore``.  The passphrase comes from the
+    configured credentials (value ``passphrase``), else from a non-empty
+    ``$AUREUS_KEYSTORE_PASSPHRASE``; with neither, the keystore uses a key file.
+    """
+    unknown = sorted(set(settings.options) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) for the local provider: {', '.join(unknown)}; "
+            f"it accepts {', '.join(OPTIONS)}"
+        )
+    return LocalKeyProvider(
+        keystore_directory(settings.options),
+        passphrase=passphrase(settings.credentials),
+        scrypt_log_n=_log_n(settings.option("scrypt_log_n", DEFAULT_SCRYPT_LOG_N)),
+    )
+
+
+def keystore_directory(options: Mapping[str, Any]) -> Path:
+    """The keystore directory the options and environment select."""
+    configured = options.get("keystore")
+    if configured is not None:
+        if not isinstance(configured, (str, os.PathLike)) or not os.fspath(configured):
+            raise ConfigError("the local provider's 'keystore' option must be a directory path")
+        return Path(configured).expanduser()
+    from_env = os.environ.get(KEYSTORE_ENV)
+    if from_env:
+        return Path(from_env).expanduser()
+    return Path(platformdirs.user_data_dir("aureus")) / "keystore"
+
+
+def passphrase(credentials: CredentialSource | None) -> Secret[str] | None:
+    """The keystore passphrase from credentials or the environment, if any."""
+    if credentials is None:
+        from_env = os.environ.get(PASSPHRASE_ENV)
+        return Secret(from_env) if from_env else None
+    value = credentials.get_credentials().values.get("passphrase")
+    if value is None:
+        raise CredentialError(
+            f"credential source {credentials.name!r} gave the local provider no 'passphrase' "
+            "value: add one, or remove the credentials to use a key file"
+        )
+    revealed = value.reveal() if isinstance(value, Secret) else value
+    if not isinstance(revealed, str) or not revealed:
+        raise CredentialError(
+            f"the 'passphrase' from credential source {credentials.name!r} must be a "
+            "non-empty string"
+        )
+    return value if isinstance(value, Secret) else Secret(revealed)
+
+
+def _log_n(value: object) -> int:
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ConfigError(f"the local provider's 'scrypt_log_n' must be a whole number, not {value!r}")

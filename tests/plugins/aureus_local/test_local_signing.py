@@ -1,0 +1,201 @@
+"""Signing and verification with Ed25519 and ECDSA P-256 keys, checked against OpenSSL."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+from aureus_core.errors import ConfigError, KeyNotFound, SignatureError
+from aureus_core.keyref import KeyRef
+from aureus_core.keys import KeySpec
+from aureus_local import LocalKeyProvider
+
+SIGNING_TYPES = [("ed25519", "ed25519"), ("ecdsa-p256", "ecdsa-p256-sha256")]
+MESSAGE = b"pay 100 EUR to account 42\n"
+
+
+def ref(uri: str) -> KeyRef:
+    return KeyRef.parse(uri)
+
+
+@pytest.mark.parametrize(("key_type", "algorithm"), SIGNING_TYPES)
+def test_sign_verify_round_trip(
+    local_provider: LocalKeyProvider, key_type: str, algorithm: str
+) -> None:
+    local_provider.create_key("s", KeySpec(key_type=key_type))
+
+    signature = local_provider.sign(ref("local://s"), MESSAGE)
+
+    assert signature.key_uri == "local://s"
+    assert signature.key_version == "1"
+    assert signature.algorithm == algorithm
+    assert local_provider.verify(ref("local://s"), MESSAGE, signature.value) is True
+    assert local_provider.verify(ref("local://s?version=1"), MESSAGE, signature.value) is True
+    assert local_provider.verify(ref("local://s"), MESSAGE + b"!", signature.value) is False
+    assert local_provider.verify(ref("local://s"), b"", signature.value) is False
+
+
+@pytest.mark.parametrize(("key_type", "algorithm"), SIGNING_TYPES)
+def test_signature_verifies_with_the_exported_public_key(
+    local_provider: LocalKeyProvider, key_type: str, algorithm: str
+) -> None:
+    local_provider.create_key("s", KeySpec(key_type=key_type))
+    signature = local_provider.sign(ref("local://s"), MESSAGE).value
+
+    public = serialization.load_pem_public_key(local_provider.public_key(ref("local://s")))
+
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        assert key_type == "ed25519"
+        assert len(signature) == 64
+        public.verify(signature, MESSAGE)
+    else:
+        assert isinstance(public, ec.EllipticCurvePublicKey)
+        assert isinstance(public.curve, ec.SECP256R1)
+        public.verify(signature, MESSAGE, ec.ECDSA(hashes.SHA256()))
+
+
+@pytest.mark.parametrize(("key_type", "algorithm"), SIGNING_TYPES)
+def test_old_versions_verify_after_rotation(
+    local_provider: LocalKeyProvider, key_type: str, algorithm: str
+) -> None:
+    local_provider.create_key("s", KeySpec(key_type=key_type))
+    old = local_provider.sign(ref("local://s"), MESSAGE)
+    local_provider.rotate_key(ref("local://s"))
+
+    new = local_provider.sign(ref("local://s"), MESSAGE)
+    pinned_old = local_provider.sign(ref("local://s?version=1"), MESSAGE)
+
+    assert (old.key_version, new.key_version, pinned_old.key_version) == ("1", "2", "1")
+    assert local_provider.verify(ref("local://s?version=1"), MESSAGE, old.value) is True
+    assert local_provider.verify(ref("local://s?version=1"), MESSAGE, pinned_old.value) is True
+    assert local_provider.verify(ref("local://s"), MESSAGE, old.value) is False
+    assert local_provider.verify(ref("local://s"), MESSAGE, new.value) is True
+    assert local_provider.verify(ref("local://s?version=2"), MESSAGE, new.value) is True
+    assert local_provider.verify(ref("local://s?version=1"), MESSAGE, new.value) is False
+
+
+OPENSSL = shutil.which("openssl")
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="the openssl command is not installed")
+@pytest.mark.parametrize("key_type", ["ed25519", "ecdsa-p256"])
+def test_openssl_verifies_our_signatures(
+    local_provider: LocalKeyProvider, tmp_path: Path, key_type: str
+) -> None:
+    local_provider.create_key("s", KeySpec(key_type=key_type))
+    local_provider.rotate_key(ref("local://s"))
+    signature = local_provider.sign(ref("local://s"), MESSAGE)
+    (tmp_path / "pub.pem").write_bytes(local_provider.public_key(ref("local://s")))
+    (tmp_path / "msg").write_bytes(MESSAGE)
+    (tmp_path / "sig").write_bytes(signature.value)
+    (tmp_path / "other").write_bytes(MESSAGE + b"tampered")
+    if key_type == "ed25519":
+        command = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-rawin"]
+        good = [*command, "-in", "msg", "-sigfile", "sig"]
+        bad = [*command, "-in", "other", "-sigfile", "sig"]
+        expected = "Signature Verified Successfully"
+    else:
+        command = ["openssl", "dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig"]
+        good, bad = [*command, "msg"], [*command, "other"]
+        expected = "Verified OK"
+
+    verified = subprocess.run(good, cwd=tmp_path, capture_output=True, text=True, check=False)
+    refused = subprocess.run(bad, cwd=tmp_path, capture_output=True, text=True, check=False)
+
+    assert verified.returncode == 0, verified.stderr
+    assert expected in verified.stdout
+    assert refused.returncode != 0
+    assert expected not in refused.stdout
+
+
+@pytest.mark.parametrize("size", [0, 32, 63, 65, 128])
+def test_malformed_ed25519_signatures(local_provider: LocalKeyProvider, size: int) -> None:
+    local_provider.create_key("s", KeySpec(key_type="ed25519"))
+    with pytest.raises(SignatureError, match="64 bytes"):
+        local_provider.verify(ref("local://s"), MESSAGE, b"\x01" * size)
+
+
+def _ecdsa_variants(good: bytes) -> dict[str, bytes]:
+    r, s = decode_dss_signature(good)
+    body = good[2:]
+    # Long-form length (0x81 NN) for the SEQUENCE is valid BER but not DER.
+    long_form = b"\x30\x81" + bytes([len(body)]) + body
+    # An INTEGER padded with a superfluous leading zero byte is not minimal.
+    r_bytes = r.to_bytes((r.bit_length() + 8) // 8, "big")
+    padded_r = b"\x00" + r_bytes
+    s_der = encode_dss_signature(1, s)[5:]  # the INTEGER s, after SEQUENCE + INTEGER 1
+    padded_body = b"\x02" + bytes([len(padded_r)]) + padded_r + s_der
+    padded = b"\x30" + bytes([len(padded_body)]) + padded_body
+    raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return {
+        "empty": b"",
+        "garbage": b"not a signature",
+        "trailing byte": good + b"\x00",
+        "truncated": good[:-1],
+        "long-form length": long_form,
+        "non-minimal integer": padded,
+        "raw r||s": raw,
+    }
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "empty",
+        "garbage",
+        "trailing byte",
+        "truncated",
+        "long-form length",
+        "non-minimal integer",
+        "raw r||s",
+    ],
+)
+def test_malformed_ecdsa_signatures(local_provider: LocalKeyProvider, variant: str) -> None:
+    local_provider.create_key("e", KeySpec(key_type="ecdsa-p256"))
+    good = local_provider.sign(ref("local://e"), MESSAGE).value
+    malformed = _ecdsa_variants(good)[variant]
+    assert malformed != good
+
+    with pytest.raises(SignatureError, match="malformed ECDSA signature"):
+        local_provider.verify(ref("local://e"), MESSAGE, malformed)
+
+
+def test_well_formed_ecdsa_signature_by_another_key_is_false(
+    local_provider: LocalKeyProvider,
+) -> None:
+    local_provider.create_key("e", KeySpec(key_type="ecdsa-p256"))
+    other = ec.generate_private_key(ec.SECP256R1()).sign(MESSAGE, ec.ECDSA(hashes.SHA256()))
+    assert local_provider.verify(ref("local://e"), MESSAGE, other) is False
+    # r and s out of range are well-formed DER but can never verify.
+    assert local_provider.verify(ref("local://e"), MESSAGE, encode_dss_signature(1, 1)) is False
+
+
+def test_wrapping_keys_do_not_sign(local_provider: LocalKeyProvider) -> None:
+    local_provider.create_key("w", KeySpec(key_type="aes-256"))
+
+    with pytest.raises(ConfigError, match="wrapping key"):
+        local_provider.sign(ref("local://w"), MESSAGE)
+    with pytest.raises(ConfigError, match="wrapping key"):
+        local_provider.verify(ref("local://w"), MESSAGE, b"\x00" * 64)
+    with pytest.raises(ConfigError) as caught:
+        local_provider.public_key(ref("local://w"))
+    assert "key local://w is an aes-256 wrapping key; it has no public key" in str(caught.value)
+
+
+def test_unknown_keys_and_versions(local_provider: LocalKeyProvider) -> None:
+    local_provider.create_key("s", KeySpec(key_type="ed25519"))
+    with pytest.raises(KeyNotFound, match="local://absent"):
+        local_provider.verify(ref("local://absent"), MESSAGE, b"\x00" * 64)
+    with pytest.raises(KeyNotFound, match="version 2"):
+        local_provider.sign(ref("local://s?version=2"), MESSAGE)
+    with pytest.raises(KeyNotFound, match="version 2"):
+        local_provider.public_key(ref("local://s?version=2"))

@@ -1,0 +1,534 @@
+"""The on-disk keystore: permissions, integrity, passphrases, sharing and secrecy."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from aureus_core.context import EncryptionContext
+from aureus_core.errors import (
+    CredentialError,
+    KeystoreCorrupted,
+    ProviderUnavailable,
+)
+from aureus_core.interfaces import KeyMaterial
+from aureus_core.keyref import KeyRef
+from aureus_core.keys import KeySpec
+from aureus_core.sensitive import Secret
+from aureus_local import LocalKeyProvider
+from aureus_local.sealing import Sealer
+
+MakeProvider = Callable[..., LocalKeyProvider]
+CONTEXT = EncryptionContext(app="tests")
+
+
+def ref(uri: str) -> KeyRef:
+    return KeyRef.parse(uri)
+
+
+def keystore_json(directory: Path) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads((directory / "keystore.json").read_text())
+    return result
+
+
+def write_keystore_json(directory: Path, document: dict[str, Any]) -> None:
+    (directory / "keystore.json").write_text(json.dumps(document, indent=1))
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+# -- permissions ---------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.usefixtures("permissive_umask")
+def test_directory_0700_and_files_0600_whatever_the_umask(
+    local_provider: LocalKeyProvider, keystore_dir: Path
+) -> None:
+    local_provider.create_key("k", KeySpec(key_type="aes-256"))
+    local_provider.rotate_key(ref("local://k"))
+
+    assert mode_of(keystore_dir) == 0o700
+    assert sorted(p.name for p in keystore_dir.iterdir()) == [
+        "keystore.json",
+        "keystore.lock",
+        "master.key",
+    ]
+    for path in keystore_dir.iterdir():
+        assert mode_of(path) == 0o600, path.name
+    assert len((keystore_dir / "master.key").read_bytes()) == 32
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_existing_open_directory_is_tightened(
+    local_provider: LocalKeyProvider, keystore_dir: Path
+) -> None:
+    keystore_dir.mkdir()
+    keystore_dir.chmod(0o755)
+    local_provider.create_key("k", KeySpec(key_type="aes-256"))
+    assert mode_of(keystore_dir) == 0o700
+
+
+def test_keystore_path_that_is_a_file(make_provider: MakeProvider, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    provider = make_provider(tmp_path / "file")
+    with pytest.raises(Exception, match="not a directory"):
+        provider.create_key("k", KeySpec(key_type="aes-256"))
+
+
+# -- integrity -------------------------------------------------------------------
+
+
+def _edit_description(doc: dict[str, Any]) -> None:
+    doc["keys"]["w"]["description"] = "edited"
+
+
+def _roll_back_current_version(doc: dict[str, Any]) -> None:
+    doc["keys"]["w"]["current_version"] = 1
+
+
+def _drop_a_version(doc: dict[str, Any]) -> None:
+    doc["keys"]["w"]["versions"].pop()
+    doc["keys"]["w"]["current_version"] = 1
+
+
+def _drop_a_key(doc: dict[str, Any]) -> None:
+    del doc["keys"]["s"]
+
+
+def _flip_ciphertext_byte(doc: dict[str, Any]) -> None:
+    version = doc["keys"]["w"]["versions"][0]
+    raw = bytearray(base64.b64decode(version["ciphertext"]))
+    raw[5] ^= 0x40
+    version["ciphertext"] = base64.b64encode(bytes(raw)).decode()
+
+
+def _swap_material(doc: dict[str, Any]) -> None:
+    first, second = doc["keys"]["w"]["versions"]
+    first["ciphertext"], second["ciphertext"] = second["ciphertext"], first["ciphertext"]
+    first["nonce"], second["nonce"] = second["nonce"], first["nonce"]
+
+
+def _change_created_at(doc: dict[str, Any]) -> None:
+    doc["keys"]["s"]["created_at"] = "2000-01-01T00:00:00+00:00"
+
+
+def _add_unknown_field(doc: dict[str, Any]) -> None:
+    doc["keys"]["s"]["state"] = "disabled"
+
+
+def _remove_mac(doc: dict[str, Any]) -> None:
+    del doc["mac"]
+
+
+def _change_keystore_id(doc: dict[str, Any]) -> None:
+    doc["keystore_id"] = "0" * 32
+
+
+TAMPERINGS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "description": _edit_description,
+    "current version": _roll_back_current_version,
+    "dropped version": _drop_a_version,
+    "dropped key": _drop_a_key,
+    "ciphertext byte": _flip_ciphertext_byte,
+    "swapped material": _swap_material,
+    "created_at": _change_created_at,
+    "unknown field": _add_unknown_field,
+    "no mac": _remove_mac,
+    "keystore id": _change_keystore_id,
+}
+
+
+@pytest.fixture
+def filled(local_provider: LocalKeyProvider) -> LocalKeyProvider:
+    """A provider whose keystore holds ``w`` (aes-256, 2 versions) and ``s`` (ed25519)."""
+    local_provider.create_key("w", KeySpec(key_type="aes-256", description="original"))
+    local_provider.rotate_key(ref("local://w"))
+    local_provider.create_key("s", KeySpec(key_type="ed25519"))
+    return local_provider
+
+
+def _assert_corrupted_and_unchanged(provider: LocalKeyProvider, directory: Path) -> None:
+    before = (directory / "keystore.json").read_bytes()
+    for operation in (
+        provider.list_keys,
+        lambda: provider.describe_key(ref("local://s")),
+        lambda: provider.create_key("new", KeySpec(key_type="aes-256")),
+        lambda: provider.rotate_key(ref("local://s")),
+    ):
+        with pytest.raises(KeystoreCorrupted) as caught:
+            operation()
+        message = str(caught.value)
+        assert str(directory / "keystore.json") in message
+        assert "backup" in message
+    assert (directory / "keystore.json").read_bytes() == before
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "keystore.json",
+        "keystore.lock",
+        "master.key",
+    ]
+
+
+@pytest.mark.parametrize("tampering", list(TAMPERINGS))
+def test_tampering_is_detected_and_nothing_changes(
+    filled: LocalKeyProvider, keystore_dir: Path, tampering: str
+) -> None:
+    document = keystore_json(keystore_dir)
+    TAMPERINGS[tampering](document)
+    write_keystore_json(keystore_dir, document)
+
+    _assert_corrupted_and_unchanged(filled, keystore_dir)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"{", b"[]", b"\xff\xfe", b'{"format": "something-else"}', b"null"],
+)
+def test_unreadable_files_are_corrupted(
+    filled: LocalKeyProvider, keystore_dir: Path, content: bytes
+) -> None:
+    (keystore_dir / "keystore.json").write_bytes(content)
+    _assert_corrupted_and_unchanged(filled, keystore_dir)
+
+
+def test_truncated_file_is_corrupted(filled: LocalKeyProvider, keystore_dir: Path) -> None:
+    path = keystore_dir / "keystore.json"
+    path.write_bytes(path.read_bytes()[:-40])
+    _assert_corrupted_and_unchanged(filled, keystore_dir)
+
+
+def test_reformatting_without_changes_still_loads(
+    filled: LocalKeyProvider, keystore_dir: Path
+) -> None:
+    (keystore_dir / "keystore.json").write_text(json.dumps(keystore_json(keystore_dir)))
+    assert [m.uri for m in filled.list_keys()] == ["local://s", "local://w"]
+
+
+def test_material_is_bound_to_its_key_and_version(
+    filled: LocalKeyProvider, keystore_dir: Path
+) -> None:
+    """Even with the master key (so a valid MAC), material moved to another slot won't open."""
+    document = keystore_json(keystore_dir)
+    _swap_material(document)
+    del document["mac"]
+    sealer = Sealer((keystore_dir / "master.key").read_bytes())
+    document["mac"] = base64.b64encode(sealer.mac(document)).decode()
+    write_keystore_json(keystore_dir, document)
+
+    assert filled.describe_key(ref("local://w")).current_version == "2"
+    with pytest.raises(KeystoreCorrupted, match="does not decrypt"):
+        filled.wrap(ref("local://w"), bytes(32), CONTEXT)
+
+
+def test_newer_format_asks_for_an_upgrade(filled: LocalKeyProvider, keystore_dir: Path) -> None:
+    document = keystore_json(keystore_dir)
+    document["format_version"] = 2
+    write_keystore_json(keystore_dir, document)
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        filled.list_keys()
+    assert not isinstance(caught.value, KeystoreCorrupted)
+    assert "upgrade" in str(caught.value)
+
+
+def test_missing_master_key(
+    filled: LocalKeyProvider, keystore_dir: Path, make_provider: MakeProvider
+) -> None:
+    (keystore_dir / "master.key").unlink()
+    before = (keystore_dir / "keystore.json").read_bytes()
+
+    for provider in (filled, make_provider()):
+        with pytest.raises(KeystoreCorrupted) as caught:
+            provider.create_key("k", KeySpec(key_type="aes-256"))
+        assert "master.key" in str(caught.value)
+        assert "missing" in str(caught.value)
+
+    assert not (keystore_dir / "master.key").exists()
+    assert (keystore_dir / "keystore.json").read_bytes() == before
+
+
+def test_replaced_master_key(
+    filled: LocalKeyProvider, keystore_dir: Path, make_provider: MakeProvider
+) -> None:
+    (keystore_dir / "master.key").write_bytes(os.urandom(32))
+    with pytest.raises(KeystoreCorrupted, match="not the master key"):
+        make_provider().list_keys()
+    # A provider that unlocked the keystore earlier keeps reading, but writes no more.
+    assert len(filled.list_keys()) == 2
+    with pytest.raises(KeystoreCorrupted, match="not the master key"):
+        filled.create_key("k", KeySpec(key_type="aes-256"))
+
+    (keystore_dir / "master.key").write_bytes(os.urandom(31))
+    with pytest.raises(KeystoreCorrupted, match="exactly 32 bytes"):
+        make_provider().list_keys()
+
+
+def test_stale_temp_files_are_ignored_then_removed(
+    filled: LocalKeyProvider, keystore_dir: Path, make_provider: MakeProvider
+) -> None:
+    (keystore_dir / ".keystore.json.0123456789abcdef.tmp").write_text('{"half": ')
+    (keystore_dir / ".master.key.0123456789abcdef.tmp").write_bytes(b"\x00" * 7)
+
+    reader = make_provider()
+    assert [m.uri for m in reader.list_keys()] == ["local://s", "local://w"]
+    reader.create_key("after", KeySpec(key_type="aes-256"))
+
+    assert not [p for p in keystore_dir.iterdir() if p.name.endswith(".tmp")]
+    assert len(filled.list_keys()) == 3
+
+
+# -- passphrases -------------------------------------------------------------------
+
+PASSPHRASE = "correct horse battery staple"
+
+
+def test_passphrase_keystore_round_trip(make_provider: MakeProvider, keystore_dir: Path) -> None:
+    writer = make_provider(passphrase=Secret(PASSPHRASE), scrypt_log_n=10)
+    writer.create_key("w", KeySpec(key_type="aes-256"))
+    writer.create_key("s", KeySpec(key_type="ecdsa-p256"))
+    wrapped = writer.wrap(ref("local://w"), bytes(range(32)), CONTEXT)
+    signature = writer.sign(ref("local://s"), b"message")
+
+    assert not (keystore_dir / "master.key").exists()
+    master = keystore_json(keystore_dir)["master_key"]
+    assert master["source"] == "passphrase"
+    assert (master["kdf"], master["log_n"], master["r"], master["p"]) == ("scrypt", 10, 8, 1)
+    assert len(base64.b64decode(master["salt"])) == 16
+
+    reader = make_provider(passphrase=Secret(PASSPHRASE), scrypt_log_n=15)
+    assert reader.unwrap(ref("local://w"), wrapped.encrypted, CONTEXT) == bytes(range(32))
+    assert reader.verify(ref("local://s"), b"message", signature.value)
+    reader.rotate_key(ref("local://s"))
+    assert keystore_json(keystore_dir)["master_key"]["log_n"] == 10
+
+
+def test_wrong_passphrase(make_provider: MakeProvider, keystore_dir: Path) -> None:
+    make_provider(passphrase=Secret(PASSPHRASE), scrypt_log_n=10).create_key(
+        "k", KeySpec(key_type="aes-256")
+    )
+    before = (keystore_dir / "keystore.json").read_bytes()
+    wrong = make_provider(passphrase=Secret("Tr0ub4dor&3"), scrypt_log_n=10)
+
+    for operation in (wrong.list_keys, lambda: wrong.create_key("x", KeySpec(key_type="aes-256"))):
+        with pytest.raises(CredentialError) as caught:
+            operation()
+        message = str(caught.value)
+        assert f"wrong passphrase for keystore {keystore_dir}" in message
+        assert "AUREUS_KEYSTORE_PASSPHRASE" in message
+        assert "Tr0ub4dor" not in message
+        assert PASSPHRASE not in message
+    assert (keystore_dir / "keystore.json").read_bytes() == before
+
+
+def test_passphrase_keystore_without_passphrase(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    make_provider(passphrase=Secret(PASSPHRASE), scrypt_log_n=10).create_key(
+        "k", KeySpec(key_type="aes-256")
+    )
+    with pytest.raises(CredentialError, match="set AUREUS_KEYSTORE_PASSPHRASE"):
+        make_provider().describe_key(ref("local://k"))
+    with pytest.raises(CredentialError, match="set AUREUS_KEYSTORE_PASSPHRASE"):
+        make_provider().create_key("x", KeySpec(key_type="aes-256"))
+    assert not (keystore_dir / "master.key").exists()
+
+
+def test_key_file_keystore_with_passphrase(
+    local_provider: LocalKeyProvider, make_provider: MakeProvider
+) -> None:
+    local_provider.create_key("k", KeySpec(key_type="aes-256"))
+    with pytest.raises(CredentialError, match="unset AUREUS_KEYSTORE_PASSPHRASE"):
+        make_provider(passphrase=Secret(PASSPHRASE), scrypt_log_n=10).list_keys()
+
+
+def test_leftover_master_key_refuses_a_passphrase(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    keystore_dir.mkdir()
+    (keystore_dir / "master.key").write_bytes(os.urandom(32))
+    with pytest.raises(CredentialError, match="unset AUREUS_KEYSTORE_PASSPHRASE"):
+        make_provider(passphrase=Secret(PASSPHRASE), scrypt_log_n=10).create_key(
+            "k", KeySpec(key_type="aes-256")
+        )
+    assert not (keystore_dir / "keystore.json").exists()
+
+
+@pytest.mark.parametrize(("field", "value"), [("log_n", 30), ("r", 1024), ("p", 64)])
+def test_tampered_scrypt_parameters_are_refused_before_deriving(
+    make_provider: MakeProvider, keystore_dir: Path, field: str, value: int
+) -> None:
+    make_provider(passphrase=Secret(PASSPHRASE), scrypt_log_n=10).create_key(
+        "k", KeySpec(key_type="aes-256")
+    )
+    document = keystore_json(keystore_dir)
+    document["master_key"][field] = value
+    write_keystore_json(keystore_dir, document)
+
+    with pytest.raises(KeystoreCorrupted, match=f"master_key.{field}"):
+        make_provider(passphrase=Secret(PASSPHRASE)).list_keys()
+
+
+def test_empty_passphrase_is_refused(make_provider: MakeProvider) -> None:
+    with pytest.raises(CredentialError, match="empty"):
+        make_provider(passphrase=Secret(""))
+
+
+# -- sharing -----------------------------------------------------------------------
+
+
+def test_two_instances_see_each_others_writes(make_provider: MakeProvider) -> None:
+    first, second = make_provider(), make_provider()
+    first.create_key("a", KeySpec(key_type="aes-256"))
+    assert [m.uri for m in second.list_keys()] == ["local://a"]
+
+    second.create_key("b", KeySpec(key_type="ed25519"))
+    second.rotate_key(ref("local://a"))
+    assert [m.uri for m in first.list_keys()] == ["local://a", "local://b"]
+    assert first.describe_key(ref("local://a")).current_version == "2"
+
+    wrapped = first.wrap(ref("local://a"), bytes(32), CONTEXT)
+    assert wrapped.key.version == "2"
+    assert second.unwrap(ref("local://a"), wrapped.encrypted, CONTEXT) == bytes(32)
+
+
+def test_close_drops_caches_and_reopens(local_provider: LocalKeyProvider) -> None:
+    local_provider.create_key("s", KeySpec(key_type="ed25519"))
+    signature = local_provider.sign(ref("local://s"), b"m")
+    local_provider.close()
+    assert local_provider.verify(ref("local://s"), b"m", signature.value)
+
+
+def test_concurrent_threads_lose_no_writes(make_provider: MakeProvider) -> None:
+    providers = [make_provider(), make_provider()]
+    providers[0].create_key("shared", KeySpec(key_type="aes-256"))
+    threads, per_thread = 8, 5
+    barrier = threading.Barrier(threads)
+
+    def work(index: int) -> None:
+        provider = providers[index % 2]
+        barrier.wait()
+        for i in range(per_thread):
+            provider.create_key(f"t{index}-{i}", KeySpec(key_type="ed25519"))
+            provider.rotate_key(ref("local://shared"))
+
+    with ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(work, i) for i in range(threads)]:
+            future.result()
+
+    for provider in providers:
+        names = {m.ref.key_id for m in provider.list_keys()}
+        assert names == {"shared"} | {
+            f"t{t}-{i}" for t in range(threads) for i in range(per_thread)
+        }
+        shared = provider.describe_key(ref("local://shared"))
+        assert shared.current_version == str(1 + threads * per_thread)
+        assert [v.version for v in shared.versions] == [
+            str(n) for n in range(1, 2 + threads * per_thread)
+        ]
+
+
+def test_concurrent_reads_while_writing(local_provider: LocalKeyProvider) -> None:
+    local_provider.create_key("w", KeySpec(key_type="aes-256"))
+    wrapped = local_provider.wrap(ref("local://w"), bytes(32), CONTEXT)
+    stop = threading.Event()
+
+    def writer() -> None:
+        for i in range(20):
+            local_provider.rotate_key(ref("local://w"))
+            local_provider.create_key(f"k{i}", KeySpec(key_type="aes-256"))
+        stop.set()
+
+    def reader() -> int:
+        reads = 0
+        while not stop.is_set() or reads == 0:
+            assert local_provider.unwrap(ref("local://w"), wrapped.encrypted, CONTEXT) == bytes(32)
+            reads += 1
+        return reads
+
+    with ThreadPoolExecutor(4) as pool:
+        readers = [pool.submit(reader) for _ in range(3)]
+        pool.submit(writer).result()
+        assert all(r.result() > 0 for r in readers)
+    assert local_provider.describe_key(ref("local://w")).current_version == "21"
+
+
+# -- secrets -------------------------------------------------------------------------
+
+
+def _renderings(secret: bytes) -> list[str]:
+    return [
+        repr(secret),
+        secret.hex(),
+        secret.hex().upper(),
+        base64.b64encode(secret).decode(),
+        base64.urlsafe_b64encode(secret).decode().rstrip("="),
+        str(list(secret)),
+    ]
+
+
+def test_reprs_and_file_hold_no_key_material(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    provider = make_provider(passphrase=Secret(PASSPHRASE), scrypt_log_n=10)
+    aes = bytes(range(50, 82))
+    signer = ed25519.Ed25519PrivateKey.generate()
+    seed = signer.private_bytes_raw()
+    provider.import_key(
+        "w", KeySpec(key_type="aes-256"), KeyMaterial(format="raw", data=Secret(aes))
+    )
+    pem = signer.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    provider.import_key(
+        "s", KeySpec(key_type="ed25519"), KeyMaterial(format="pem", data=Secret(pem))
+    )
+    provider.wrap(ref("local://w"), bytes(32), CONTEXT)
+    provider.sign(ref("local://s"), b"m")
+    snapshot = provider.keystore.snapshot()
+    assert snapshot is not None
+
+    shown = "\n".join(
+        [
+            repr(provider),
+            str(provider),
+            repr(provider.keystore),
+            repr(snapshot),
+            repr(snapshot.document),
+            repr(snapshot.keys),
+            repr(provider.list_keys()),
+        ]
+    )
+    stored = (keystore_dir / "keystore.json").read_text()
+
+    assert str(keystore_dir) in repr(provider)
+    for secret in (aes, seed):
+        for rendering in _renderings(secret):
+            assert rendering not in shown
+            assert rendering not in stored
+    assert PASSPHRASE not in shown
+    assert PASSPHRASE not in stored
+    assert repr(Sealer(bytes(32))) == "Sealer(<secret>)"
