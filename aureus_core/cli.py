@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 import os
 import re
@@ -387,6 +388,187 @@ def verify_command(ctx: click.Context, key: str | None, signature: str, file: st
         return
     click.echo("signature INVALID", err=True)
     ctx.exit(1)
+
+
+# -- envelope encryption ----------------------------------------------------------
+
+PROGRESS_THRESHOLD = 8 * 1024 * 1024
+
+
+def _context_option(f: F) -> F:
+    return click.option(
+        "--context",
+        "contexts",
+        multiple=True,
+        metavar="K=V",
+        help="Encryption context pair (repeatable). On decrypt: pairs the message must carry.",
+    )(f)
+
+
+class _ProgressReader(io.RawIOBase):
+    """A binary reader that advances a progress bar as it is read."""
+
+    def __init__(self, inner: IO[bytes], advance: Callable[[int], None]) -> None:
+        self._inner = inner
+        self._advance = advance
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        got = self._inner.readinto(buffer)  # type: ignore[attr-defined]
+        if got:
+            self._advance(got)
+        return int(got or 0)
+
+
+@contextmanager
+def _input_stream(path: str, progress: bool | None) -> Iterator[IO[bytes]]:
+    """Open IN (or stdin); show a progress bar on stderr when asked, or for large files on a tty."""
+    handle: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    try:
+        size = os.fstat(handle.fileno()).st_size if path != "-" else 0
+        show = (
+            progress
+            if progress is not None
+            else (sys.stderr.isatty() and size >= PROGRESS_THRESHOLD)
+        )
+        if not show:
+            yield handle
+            return
+        from rich.console import Console
+        from rich.progress import Progress
+
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("aureus", total=size or None)
+            reader = _ProgressReader(handle, lambda n: bar.advance(task, n))
+            yield io.BufferedReader(reader)
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+
+
+@contextmanager
+def _output_stream(path: str | None) -> Iterator[IO[bytes]]:
+    if path is None or path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with _atomic_output(path) as handle:
+        yield handle
+
+
+class _DecryptFailed(Exception):
+    """Carries a DecryptionError out of the output context so the file is discarded."""
+
+
+@main.command("encrypt")
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="URI",
+    help="Wrapping key (repeatable; any one of them decrypts). Default: [stack] wrapping_keys.",
+)
+@_context_option
+@click.option("--signed", is_flag=True, help="Add an ECDSA P-384 signature (suite 0x0578).")
+@click.option("--frame-length", type=int, default=None, help="Frame length in bytes.")
+@click.option("-o", "--output", default=None, help="Output file (default stdout).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr.")
+@click.argument("infile", default="-", metavar="[IN|-]")
+@click.pass_context
+def encrypt_command(
+    ctx: click.Context,
+    keys: tuple[str, ...],
+    contexts: tuple[str, ...],
+    signed: bool,
+    frame_length: int | None,
+    output: str | None,
+    progress: bool | None,
+    infile: str,
+) -> None:
+    """Encrypt IN (or stdin) into the AWS Encryption SDK message format."""
+    stack = _stack(ctx)
+    context = _pairs(contexts, "--context")
+    with _input_stream(infile, progress) as src, _output_stream(output) as dst:
+        stack.encrypt_stream(
+            src,
+            dst,
+            context=context,
+            keys=list(keys) or None,
+            signed=signed,
+            frame_length=frame_length,
+        )
+
+
+@main.command("decrypt")
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="URI",
+    help="Only these wrapping keys may decrypt (strict mode). Default: discovery.",
+)
+@_context_option
+@click.option("-o", "--output", default=None, help="Output file (default stdout).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr.")
+@click.argument("infile", default="-", metavar="[IN|-]")
+@click.pass_context
+def decrypt_command(
+    ctx: click.Context,
+    keys: tuple[str, ...],
+    contexts: tuple[str, ...],
+    output: str | None,
+    progress: bool | None,
+    infile: str,
+) -> None:
+    """Decrypt IN (or stdin): exit 0 if it authenticates, 1 if not, 2 on other errors.
+
+    With -o, output goes to a temporary file renamed into place only when the
+    whole message has authenticated.
+    """
+    from .errors import DecryptionError
+
+    stack = _stack(ctx)
+    context = _pairs(contexts, "--context")
+    try:
+        with _input_stream(infile, progress) as src, _output_stream(output) as dst:
+            try:
+                stack.decrypt_stream(src, dst, context=context, keys=list(keys) or None)
+            except DecryptionError as error:
+                raise _DecryptFailed(str(error)) from None
+    except _DecryptFailed as failure:
+        _fail(str(failure), code=1)
+
+
+@main.command("inspect")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.argument("infile", default="-", metavar="[IN|-]")
+@click.pass_context
+def inspect_command(ctx: click.Context, as_json: bool, infile: str) -> None:
+    """Show a message's suite, ID, context, recipients and frame length, without decrypting."""
+    from .errors import DecryptionError
+
+    stack = _stack(ctx)
+    with _input_stream(infile, False) as src:
+        try:
+            info = stack.inspect(src)
+        except DecryptionError:
+            _fail("not a readable Aureus / AWS Encryption SDK message (the header is malformed)", 1)
+    if as_json:
+        click.echo(json.dumps(info.to_dict(), indent=2, ensure_ascii=False))
+        return
+    click.echo(f"suite:          0x{info.suite_id:04X} {info.suite_name}")
+    click.echo(f"format version: {info.message_version}")
+    click.echo(f"message id:     {info.message_id}")
+    click.echo(f"signed:         {'yes' if info.signed else 'no'}")
+    click.echo(f"frame length:   {info.frame_length}")
+    click.echo("context:" + ("" if info.context else "        (empty)"))
+    for name, value in info.context.items():
+        click.echo(f"  {name} = {value}")
+    click.echo("encrypted data keys:")
+    for recipient in info.recipients:
+        click.echo(f"  {recipient.provider_id}  {recipient.key}")
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:

@@ -45,7 +45,16 @@ else:  # pragma: no cover - exercised on 3.10 only
 CONFIG_ENV = "AUREUS_CONFIG"
 
 _TOP_LEVEL = {"stack", "providers", "credentials", "cache", "audit"}
-_STACK_KEYS = {"default_provider", "wrapping_keys", "signing_key"}
+_STACK_KEYS = {
+    "default_provider",
+    "wrapping_keys",
+    "signing_key",
+    "frame_length",
+    "max_encrypted_data_keys",
+    "max_frame_length",
+    "commitment_policy",
+    "decrypt_allow",
+}
 _PATH_OPTIONS = {"keystore", "path", "file", "token_file"}
 
 
@@ -64,6 +73,13 @@ class StackConfig:
     default_provider: str = "local"
     wrapping_keys: tuple[KeyRef, ...] = ()
     signing_key: KeyRef | None = None
+    frame_length: int | None = None
+    """Frame length for new messages (``None``: the library default)."""
+    max_encrypted_data_keys: int = 16
+    max_frame_length: int = 16 * 1024 * 1024
+    commitment_policy: str = "require-encrypt-require-decrypt"
+    decrypt_allow: tuple[str, ...] = ("*",)
+    """Shell-style patterns of key URIs a discovery-mode decrypt may use."""
     providers: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     """Provider scheme -> options (``credentials`` names a credential table)."""
     credentials: Mapping[str, NamedOptions] = attrs.field(factory=dict)
@@ -131,6 +147,22 @@ class StackConfig:
         signing = stack.get("signing_key")
         signing_key = _key(signing, "stack", fail) if signing is not None else None
 
+        numbers: dict[str, int] = {}
+        for name in ("frame_length", "max_encrypted_data_keys", "max_frame_length"):
+            if name in stack:
+                value = stack[name]
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise fail("stack", f"{name} must be a positive integer, not {value!r}")
+                numbers[name] = value
+        policy = stack.get("commitment_policy", "require-encrypt-require-decrypt")
+        if not isinstance(policy, str):
+            raise fail("stack", "commitment_policy must be a string")
+        allow = stack.get("decrypt_allow", ["*"])
+        if isinstance(allow, str):
+            allow = [allow]
+        if not isinstance(allow, list) or not all(isinstance(p, str) and p for p in allow):
+            raise fail("stack", "decrypt_allow must be a list of key URI patterns")
+
         providers: dict[str, dict[str, Any]] = {}
         for scheme, options in _table(data.get("providers", {}), "providers", fail).items():
             table = dict(_table(options, f"providers.{scheme}", fail))
@@ -185,12 +217,15 @@ class StackConfig:
             default_provider=default_provider,
             wrapping_keys=wrapping_keys,
             signing_key=signing_key,
+            commitment_policy=policy,
+            decrypt_allow=tuple(allow),
             providers=providers,
             credentials=credentials,
             cache=cache,
             audit_sinks=tuple(sinks),
             audit_required=required,
             source=source,
+            **numbers,
         )
 
 

@@ -13,11 +13,24 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .audit import AuditEvent
 from .config import CONFIG_ENV, NamedOptions, StackConfig
-from .errors import AuditFailure, AureusError, ConfigError, UnsupportedOperation
+from .context import EncryptionContext
+from .envelope.header import Limits
+from .envelope.inspect import MessageInfo, inspect_message
+from .envelope.keyring import KeyFilter, encryption_materials, unwrap_data_key
+from .envelope.message import (
+    DEFAULT_FRAME_LENGTH,
+    MessageReader,
+    MessageWriter,
+    check_frame_length,
+    encrypt_bytes,
+)
+from .envelope.message import encrypt_stream as _encrypt_stream
+from .envelope.suites import CommitmentPolicy
+from .errors import AuditFailure, AureusError, ConfigError, DecryptionError, UnsupportedOperation
 from .interfaces import (
     AuditSink,
     Capability,
@@ -388,6 +401,166 @@ class KeyStack:
             if v.version != metadata.current_version and v.state is KeyState.ENABLED
         ]
         return [ref.with_version(v) for v in [metadata.current_version, *others]]
+
+    # -- envelope encryption -------------------------------------------------
+
+    @property
+    def limits(self) -> Limits:
+        """Bounds applied to messages read and written."""
+        return Limits(
+            max_encrypted_data_keys=self.config.max_encrypted_data_keys,
+            max_frame_length=self.config.max_frame_length,
+        )
+
+    def _writer(
+        self,
+        context: Mapping[str, str] | None,
+        keys: Sequence[str | KeyRef] | None,
+        signed: bool,
+        frame_length: int | None,
+        op: dict[str, Any],
+    ) -> MessageWriter:
+        refs = [_as_ref(k) for k in keys] if keys else list(self.config.wrapping_keys)
+        encryption_context = EncryptionContext.coerce(context)
+        if frame_length is None:
+            frame_length = self.config.frame_length or DEFAULT_FRAME_LENGTH
+        length = check_frame_length(frame_length, self.limits)
+        if refs:
+            op.update(provider=refs[0].scheme, key_uri=refs[0].with_version(None).uri)
+        op.update(context_keys=tuple(encryption_context))
+        materials, used = encryption_materials(
+            self.provider, refs, encryption_context, signed=signed
+        )
+        try:
+            writer = MessageWriter(materials, length)
+        finally:
+            if isinstance(materials.data_key, bytearray):
+                materials.data_key[:] = bytes(len(materials.data_key))
+        op.update(
+            key_version=used[0].version,
+            details=(
+                ("recipients", ",".join(r.uri for r in used)),
+                ("signed", str(signed).lower()),
+            ),
+        )
+        return writer
+
+    def encrypt(
+        self,
+        data: bytes | bytearray | memoryview,
+        *,
+        context: Mapping[str, str] | None = None,
+        keys: Sequence[str | KeyRef] | None = None,
+        signed: bool = False,
+        frame_length: int | None = None,
+    ) -> bytes:
+        """Encrypt ``data`` under a fresh data key wrapped by every key in ``keys``.
+
+        ``keys`` defaults to ``[stack] wrapping_keys``; any one of them can
+        decrypt.  ``context`` is bound to the message as authenticated data.
+        ``signed=True`` adds an ECDSA P-384 signature (suite 0x0578).
+        """
+        with self._operation("encrypt") as op:
+            writer = self._writer(context, keys, signed, frame_length, op)
+            op.update(byte_count=len(memoryview(data)))
+            return encrypt_bytes(data, writer)
+
+    def encrypt_stream(
+        self,
+        src: BinaryIO,
+        dst: BinaryIO,
+        *,
+        context: Mapping[str, str] | None = None,
+        keys: Sequence[str | KeyRef] | None = None,
+        signed: bool = False,
+        frame_length: int | None = None,
+    ) -> int:
+        """Encrypt ``src`` into ``dst`` one frame at a time; return the plaintext byte count."""
+        with self._operation("encrypt") as op:
+            writer = self._writer(context, keys, signed, frame_length, op)
+            count = _encrypt_stream(src, dst, writer)
+            op.update(byte_count=count)
+            return count
+
+    def _reader(
+        self,
+        source: bytes | bytearray | memoryview | BinaryIO,
+        context: Mapping[str, str] | None,
+        keys: Sequence[str | KeyRef] | None,
+        op: dict[str, Any],
+    ) -> MessageReader:
+        reader = MessageReader(
+            source,
+            limits=self.limits,
+            policy=CommitmentPolicy.parse(self.config.commitment_policy),
+        )
+        stored = reader.stored_context
+        op.update(context_keys=tuple(k for k in stored if not k.startswith("aws-crypto-")))
+        required = EncryptionContext.coerce(context)
+        if any(stored.get(name) != value for name, value in required.items()):
+            raise DecryptionError(
+                "the message's encryption context does not match the context you required"
+            )
+        allowed = KeyFilter(
+            keys=tuple(_as_ref(k) for k in keys or ()), patterns=self.config.decrypt_allow
+        )
+        data_key, used = unwrap_data_key(
+            self.provider, reader.header.encrypted_data_keys, stored, allowed
+        )
+        op.update(
+            provider=used.scheme, key_uri=used.with_version(None).uri, key_version=used.version
+        )
+        try:
+            reader.unlock(data_key)
+        finally:
+            data_key[:] = bytes(len(data_key))
+        return reader
+
+    def decrypt(
+        self,
+        message: bytes | bytearray | memoryview,
+        *,
+        context: Mapping[str, str] | None = None,
+        keys: Sequence[str | KeyRef] | None = None,
+    ) -> bytes:
+        """Decrypt and authenticate a whole message; nothing is returned unless all of it checks.
+
+        ``keys`` restricts the wrapping keys that may be used (strict mode);
+        without it any reachable key allowed by ``[stack] decrypt_allow`` is
+        tried.  Every pair in ``context`` must be stored in the message.
+        Any failure raises :class:`~aureus_core.errors.DecryptionError`.
+        """
+        with self._operation("decrypt") as op:
+            plaintext = self._reader(message, context, keys, op).read_all()
+            op.update(byte_count=len(plaintext))
+            return plaintext
+
+    def decrypt_stream(
+        self,
+        src: BinaryIO,
+        dst: BinaryIO,
+        *,
+        context: Mapping[str, str] | None = None,
+        keys: Sequence[str | KeyRef] | None = None,
+    ) -> int:
+        """Decrypt ``src`` into ``dst`` frame by frame; return the plaintext byte count.
+
+        Each frame is written only after it authenticates (for signed messages
+        the last frame waits for the signature).  If this raises, what was
+        written to ``dst`` is incomplete and must be discarded; the CLI writes
+        to a temporary file and renames it only on success.
+        """
+        with self._operation("decrypt") as op:
+            count = 0
+            for chunk in self._reader(src, context, keys, op).frames():
+                dst.write(chunk)
+                count += len(chunk)
+            op.update(byte_count=count)
+            return count
+
+    def inspect(self, message: bytes | bytearray | memoryview | BinaryIO) -> MessageInfo:
+        """Describe a message from its header, without any key."""
+        return inspect_message(message, self.limits)
 
     # -- lifetime ------------------------------------------------------------
 

@@ -4,7 +4,7 @@ import importlib
 import sys
 import textwrap
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ FakeDist = Callable[..., str]
 
 
 @pytest.fixture
-def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeDist:
+def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDist]:
     """Install a throwaway distribution with ``aureus`` entry points onto sys.path.
 
     Returns the entry-point name; the plugin module's source is ``source``.
@@ -39,6 +39,6 @@ def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeDist:
         importlib.invalidate_caches()
         return ep_name
 
-    yield make  # type: ignore[misc]
+    yield make
     for module in created:
         sys.modules.pop(module, None)

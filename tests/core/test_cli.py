@@ -124,8 +124,8 @@ def test_plugins_listing(run):
     plugins = {p["name"]: p for p in json.loads(result.stdout)}
     assert plugins["local"]["status"] == "loaded"
     assert plugins["local"]["registers"] == {"key_providers": ["local"]}
-    text = run("plugins").stdout
-    assert "local" in text and "loaded" in text
+    lines = run("plugins").stdout.splitlines()
+    assert any(line.startswith("local  0.1.0  loaded  (key providers: local)") for line in lines)
 
 
 def test_bad_config_is_one_line(run, tmp_path):

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from aureus_core import (
+    AuditEvent,
     AuditFailure,
     ConfigError,
     KeyExists,
@@ -20,7 +21,7 @@ from aureus_core.interfaces import Capability
 
 class RecordingSink:
     def __init__(self, fail: bool = False):
-        self.events = []
+        self.events: list[AuditEvent] = []
         self.fail = fail
         self.closed = False
 
@@ -176,9 +177,9 @@ def test_audit_events_for_operations(tmp_path):
 
 
 def test_required_audit_refuses_unrecorded_operation(tmp_path):
-    with KeyStack.local(tmp_path, audit_sinks=[RecordingSink(fail=True)]) as stack:
-        with pytest.raises(AuditFailure, match="auditing is required"):
-            stack.create_key("s", "ed25519")
+    stack = KeyStack.local(tmp_path, audit_sinks=[RecordingSink(fail=True)])
+    with stack, pytest.raises(AuditFailure, match="auditing is required"):
+        stack.create_key("s", "ed25519")
 
 
 def test_closed_stack_refuses_work(tmp_path):

@@ -1,0 +1,35 @@
+"""Framed body: per-frame IVs, associated data and layout."""
+
+from __future__ import annotations
+
+import struct
+
+FRAME_STRING = b"AWSKMSEncryptionClient Frame"
+FINAL_FRAME_STRING = b"AWSKMSEncryptionClient Final Frame"
+FINAL_FRAME_MARKER = 0xFFFFFFFF
+MAX_FRAMES = 0xFFFFFFFF - 1
+"""Sequence numbers run from 1 and may not reach the final-frame marker."""
+
+_IV = struct.Struct(">8xI")
+_AAD_TAIL = struct.Struct(">IQ")
+
+
+def frame_iv(sequence: int) -> bytes:
+    """The deterministic IV for frame ``sequence``: 8 zero bytes, then the number."""
+    return _IV.pack(sequence)
+
+
+def frame_aad(message_id: bytes, sequence: int, length: int, *, final: bool) -> bytes:
+    """Associated data binding a frame to its message, position, length and finality."""
+    label = FINAL_FRAME_STRING if final else FRAME_STRING
+    return message_id + label + _AAD_TAIL.pack(sequence, length)
+
+
+def regular_frame_size(frame_length: int, iv_length: int = 12, tag_length: int = 16) -> int:
+    """Bytes one regular frame occupies in a message."""
+    return 4 + iv_length + frame_length + tag_length
+
+
+def final_frame_size(content_length: int, iv_length: int = 12, tag_length: int = 16) -> int:
+    """Bytes the final frame occupies in a message."""
+    return 8 + iv_length + 4 + content_length + tag_length

@@ -1,0 +1,170 @@
+"""The message header: parsing with hostile-input limits, serialization, authentication."""
+
+from __future__ import annotations
+
+import struct
+
+import attrs
+
+from ..context import EncryptionContext
+from ..datakey import EncryptedDataKey
+from ..errors import ConfigError, DecryptionError
+from .reader import Reader
+from .suites import SUITES, AlgorithmSuite
+
+FRAMED_CONTENT = 0x02
+V1_MESSAGE_TYPE = 0x80
+MAX_FRAME_LENGTH_FORMAT = 2**31 - 1
+"""The largest frame length the message format allows."""
+
+
+@attrs.frozen(kw_only=True)
+class Limits:
+    """Bounds applied to every message read (and frame lengths written).
+
+    ``max_encrypted_data_keys`` bounds the provider calls a hostile header can
+    cause; ``max_frame_length`` bounds the memory one frame may take.
+    """
+
+    max_encrypted_data_keys: int = 16
+    max_frame_length: int = 16 * 1024 * 1024
+
+    def __attrs_post_init__(self) -> None:
+        if not 1 <= self.max_encrypted_data_keys <= 0xFFFF:
+            raise ConfigError("max_encrypted_data_keys must be between 1 and 65535")
+        if not 1 <= self.max_frame_length <= MAX_FRAME_LENGTH_FORMAT:
+            raise ConfigError(f"max_frame_length must be between 1 and {MAX_FRAME_LENGTH_FORMAT}")
+
+
+@attrs.frozen(kw_only=True)
+class Header:
+    """A parsed (or to-be-written) message header."""
+
+    suite: AlgorithmSuite
+    message_id: bytes
+    context: EncryptionContext
+    """The full stored context, including reserved ``aws-crypto-`` keys."""
+    encrypted_data_keys: tuple[EncryptedDataKey, ...]
+    frame_length: int
+    suite_data: bytes = b""
+    """The commitment value for committing suites."""
+
+    def serialize(self) -> bytes:
+        """The header body (everything the header authentication tag covers)."""
+        context = self.context.serialize()
+        parts = []
+        if self.suite.message_version == 2:
+            parts.append(
+                struct.pack(">BH32sH", 2, self.suite.suite_id, self.message_id, len(context))
+            )
+        else:
+            parts.append(
+                struct.pack(
+                    ">BBH16sH",
+                    1,
+                    V1_MESSAGE_TYPE,
+                    self.suite.suite_id,
+                    self.message_id,
+                    len(context),
+                )
+            )
+        parts.append(context)
+        parts.append(struct.pack(">H", len(self.encrypted_data_keys)))
+        for edk in self.encrypted_data_keys:
+            provider_id = edk.provider_id.encode("utf-8")
+            for field in (provider_id, edk.provider_info, edk.ciphertext):
+                if len(field) > 0xFFFF:
+                    raise ConfigError("an encrypted data key field is longer than 65 535 bytes")
+                parts.append(struct.pack(">H", len(field)))
+                parts.append(field)
+        if self.suite.message_version == 2:
+            parts.append(struct.pack(">BI", FRAMED_CONTENT, self.frame_length))
+            parts.append(self.suite_data)
+        else:
+            parts.append(
+                struct.pack(">BIBI", FRAMED_CONTENT, 0, self.suite.iv_length, self.frame_length)
+            )
+        return b"".join(parts)
+
+
+def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
+    """Read a header body; return it with its raw bytes.
+
+    Every malformed, unsupported or over-limit input raises
+    :class:`DecryptionError`; the limits are checked before anything is
+    allocated from a length field.
+    """
+    start = reader.offset
+    pieces: list[bytes] = []
+
+    def take(n: int) -> memoryview:
+        chunk = reader.read(n)
+        pieces.append(bytes(chunk))
+        return chunk
+
+    def take_int(n: int) -> int:
+        return int.from_bytes(take(n), "big")
+
+    version = take_int(1)
+    if version == 2:
+        suite_id = take_int(2)
+        message_id_length = 32
+    elif version == 1:
+        if take_int(1) != V1_MESSAGE_TYPE:
+            raise DecryptionError()
+        suite_id = take_int(2)
+        message_id_length = 16
+    else:
+        raise DecryptionError()
+    suite = SUITES.get(suite_id)
+    if suite is None or suite.message_version != version:
+        raise DecryptionError()
+    message_id = bytes(take(message_id_length))
+    context_length = take_int(2)
+    try:
+        context = EncryptionContext.deserialize(bytes(take(context_length)), allow_reserved=True)
+    except ConfigError:
+        raise DecryptionError() from None
+    count = take_int(2)
+    if count == 0 or count > limits.max_encrypted_data_keys:
+        raise DecryptionError(
+            "the message could not be decrypted and authenticated"
+            + (
+                f" (it has {count} encrypted data keys; the limit is "
+                f"{limits.max_encrypted_data_keys})"
+                if count
+                else ""
+            )
+        )
+    edks = []
+    for _ in range(count):
+        try:
+            provider_id = bytes(take(take_int(2))).decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecryptionError() from None
+        provider_info = bytes(take(take_int(2)))
+        ciphertext = bytes(take(take_int(2)))
+        edks.append(
+            EncryptedDataKey(
+                provider_id=provider_id, provider_info=provider_info, ciphertext=ciphertext
+            )
+        )
+    if take_int(1) != FRAMED_CONTENT:
+        raise DecryptionError()
+    if version == 1 and (take_int(4) != 0 or take_int(1) != suite.iv_length):
+        raise DecryptionError()
+    frame_length = take_int(4)
+    if not 1 <= frame_length <= limits.max_frame_length:
+        raise DecryptionError()
+    suite_data = bytes(take(suite.suite_data_length)) if suite.suite_data_length else b""
+    raw = b"".join(pieces)
+    assert len(raw) == reader.offset - start
+    header = Header(
+        suite=suite,
+        message_id=message_id,
+        context=context,
+        encrypted_data_keys=tuple(edks),
+        frame_length=frame_length,
+        suite_data=suite_data,
+    )
+    return header, raw

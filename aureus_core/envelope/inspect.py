@@ -1,0 +1,89 @@
+"""Describing a message without decrypting it."""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+import attrs
+
+from ..context import EncryptionContext
+from .header import Limits
+from .message import PUBLIC_KEY_CONTEXT_KEY, MessageReader
+
+
+@attrs.frozen(kw_only=True)
+class RecipientInfo:
+    """One encrypted data key: who wrapped it, as far as the header says."""
+
+    provider_id: str
+    key: str
+    """The wrapping key as recorded (a key name and version, an ARN ...)."""
+
+
+@attrs.frozen(kw_only=True)
+class MessageInfo:
+    """What a message's header says; nothing here needs a key."""
+
+    suite_id: int
+    suite_name: str
+    message_version: int
+    message_id: str
+    context: EncryptionContext
+    """The caller's context (reserved ``aws-crypto-`` pairs left out)."""
+    signed: bool
+    frame_length: int
+    recipients: tuple[RecipientInfo, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready form."""
+        return {
+            "suite": f"0x{self.suite_id:04X}",
+            "suite_name": self.suite_name,
+            "message_version": self.message_version,
+            "message_id": self.message_id,
+            "encryption_context": dict(self.context),
+            "signed": self.signed,
+            "frame_length": self.frame_length,
+            "encrypted_data_keys": [
+                {"provider_id": r.provider_id, "key": r.key} for r in self.recipients
+            ],
+        }
+
+
+_RAW_AES_SUFFIX = (128).to_bytes(4, "big") + (12).to_bytes(4, "big")
+
+
+def _describe_key(info: bytes) -> str:
+    """The key name in provider info, dropping the raw AES keyring's tag/IV suffix."""
+    if len(info) > 20 and info[-20:-12] == _RAW_AES_SUFFIX:
+        info = info[:-20]
+    try:
+        return info.decode("utf-8")
+    except UnicodeDecodeError:
+        return info.hex()
+
+
+def inspect_message(
+    source: bytes | bytearray | memoryview | BinaryIO, limits: Limits | None = None
+) -> MessageInfo:
+    """Parse the header of ``source`` and describe it."""
+    from .suites import CommitmentPolicy
+
+    reader = MessageReader(
+        source, limits=limits, policy=CommitmentPolicy.REQUIRE_ENCRYPT_ALLOW_DECRYPT
+    )
+    header = reader.header
+    visible = {k: v for k, v in header.context.items() if not k.startswith("aws-crypto-")}
+    return MessageInfo(
+        suite_id=header.suite.suite_id,
+        suite_name=header.suite.name,
+        message_version=header.suite.message_version,
+        message_id=header.message_id.hex(),
+        context=EncryptionContext(visible),
+        signed=PUBLIC_KEY_CONTEXT_KEY in header.context or header.suite.signed,
+        frame_length=header.frame_length,
+        recipients=tuple(
+            RecipientInfo(provider_id=edk.provider_id, key=_describe_key(edk.provider_info))
+            for edk in header.encrypted_data_keys
+        ),
+    )

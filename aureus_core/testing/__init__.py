@@ -1,0 +1,46 @@
+"""The Aureus conformance kit: contract test suites for plugin authors.
+
+Subclass a contract in your own test module and override its one fixture::
+
+    class TestAcmeProvider(KeyProviderContract):
+        @pytest.fixture
+        def provider(self, tmp_path):
+            return AcmeProvider.for_tests(tmp_path)
+
+This package imports pytest (the ``test`` extra); ``import aureus_core``
+does not import it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+# Before the contract modules are imported, so that their asserts explain failures.
+pytest.register_assert_rewrite(
+    "aureus_core.testing.audit_contract",
+    "aureus_core.testing.cache_contract",
+    "aureus_core.testing.credential_contract",
+    "aureus_core.testing.leaks",
+    "aureus_core.testing.provider_contract",
+)
+
+from .audit_contract import AuditSinkContract, RecordedEvents, make_event  # noqa: E402
+from .cache_contract import CacheBackendContract, make_entry  # noqa: E402
+from .clock import FakeClock  # noqa: E402
+from .credential_contract import CredentialSourceContract  # noqa: E402
+from .leaks import assert_no_secret  # noqa: E402
+from .provider_contract import KeyProviderContract  # noqa: E402
+from .public_keys import verify_with_public_key  # noqa: E402
+
+__all__ = [
+    "AuditSinkContract",
+    "CacheBackendContract",
+    "CredentialSourceContract",
+    "FakeClock",
+    "KeyProviderContract",
+    "RecordedEvents",
+    "assert_no_secret",
+    "make_entry",
+    "make_event",
+    "verify_with_public_key",
+]

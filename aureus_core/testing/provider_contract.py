@@ -1,0 +1,667 @@
+"""The key-provider contract: every test a :class:`KeyProvider` must pass.
+
+Subclass :class:`KeyProviderContract` in a test module (as
+``class TestMyProvider(KeyProviderContract)``) and override the ``provider``
+fixture.  Tests that need a capability or key type the provider does not
+declare are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+
+from ..context import EncryptionContext
+from ..datakey import EncryptedDataKey, WrappedKey
+from ..errors import (
+    ConfigError,
+    DecryptionError,
+    KeyExists,
+    KeyNotFound,
+    SignatureError,
+    UnsupportedOperation,
+)
+from ..interfaces import Capability, KeyMaterial, KeyProvider
+from ..keyref import KeyRef
+from ..keys import KeyMetadata, KeyPurpose, KeySpec, KeyState, KeyType
+from ..sensitive import Secret
+from ..signature import Signature
+from .concurrency import run_in_threads
+from .leaks import assert_no_secret
+from .public_keys import verify_with_public_key
+
+SIGNING_TYPES = tuple(t for t in KeyType if t.purpose is KeyPurpose.SIGN)
+WRAPPING_TYPES = tuple(t for t in KeyType if t.purpose is KeyPurpose.WRAP)
+# Cheapest first, for tests that need some key and do not care which.
+_BY_COST = (
+    KeyType.AES_256,
+    KeyType.ED25519,
+    KeyType.ECDSA_P256,
+    KeyType.ECDSA_P384,
+    KeyType.RSA_2048,
+    KeyType.RSA_3072,
+    KeyType.RSA_4096,
+)
+
+CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
+    Capability.WRAP: ("wrap", "unwrap"),
+    Capability.SIGN: ("sign", "verify"),
+    Capability.PUBLIC_KEY: ("public_key",),
+    Capability.CREATE: ("create_key",),
+    Capability.DESCRIBE: ("describe_key",),
+    Capability.LIST: ("list_keys",),
+    Capability.ROTATE: ("rotate_key",),
+    Capability.IMPORT: ("import_key",),
+}
+"""The provider methods each capability stands for.
+
+``generate-data-key``, ``versions`` and ``replicate`` have no method of their
+own in :class:`KeyProvider`, so the contract cannot call them.
+"""
+
+KEYED_OPERATIONS: dict[str, Capability] = {
+    "describe_key": Capability.DESCRIBE,
+    "rotate_key": Capability.ROTATE,
+    "public_key": Capability.PUBLIC_KEY,
+    "sign": Capability.SIGN,
+    "verify": Capability.SIGN,
+    "wrap": Capability.WRAP,
+}
+"""Operations that take a key reference, for the unknown-key and bad-reference tests."""
+
+MESSAGE = b"the Aureus conformance kit signs this message"
+MALFORMED_SIGNATURES = (b"", b"\x00" * 3)
+
+
+def _type_id(key_type: KeyType) -> str:
+    return key_type.value
+
+
+class KeyProviderContract:
+    """Conformance tests for a key provider.
+
+    Override the ``provider`` fixture to return the provider under test: a
+    fresh one, or at least one in which new uniquely named keys can be created.
+    Optional knobs, as class attributes or method overrides:
+
+    - ``names_are_chosen_by_caller``: ``False`` if ``create_key`` does not use the
+      given name as an identity (the duplicate-name test is then skipped);
+    - ``missing_version``: a version identifier that no key has;
+    - ``concurrency_threads`` / ``concurrency_operations`` /
+      ``concurrency_keys_per_thread``: the size of the concurrency tests;
+    - :meth:`key_spec`, :meth:`create_test_key`, :meth:`missing_key_ref`: how
+      test keys are specified and created, and how an absent key is named.
+
+    A reference with another scheme is accepted as rejected with either
+    :class:`ConfigError` or :class:`KeyNotFound`.
+    """
+
+    names_are_chosen_by_caller: bool = True
+    missing_version: str = "999999"
+    concurrency_threads: int = 8
+    concurrency_operations: int = 12
+    concurrency_keys_per_thread: int = 2
+
+    # -- fixtures ------------------------------------------------------------
+
+    @pytest.fixture
+    def provider(self) -> KeyProvider:
+        """The provider under test: override this fixture in your subclass."""
+        pytest.fail(
+            f"{type(self).__name__} must override the 'provider' fixture to return the "
+            "KeyProvider under test",
+            pytrace=False,
+        )
+
+    @pytest.fixture
+    def key_name(self) -> str:
+        """A key name no other test uses."""
+        return f"contract-{uuid.uuid4().hex[:12]}"
+
+    # -- hooks a subclass may override -----------------------------------------
+
+    def key_spec(self, key_type: KeyType) -> KeySpec:
+        """The spec of the keys the tests create."""
+        return KeySpec(key_type=key_type, description="created by the Aureus conformance kit")
+
+    def create_test_key(self, provider: KeyProvider, key_type: KeyType, name: str) -> KeyMetadata:
+        """Create a key for a test (skipping the test if the provider cannot)."""
+        self.require(provider, Capability.CREATE)
+        self.require_key_type(provider, key_type)
+        return provider.create_key(name, self.key_spec(key_type))
+
+    def missing_key_ref(self, provider: KeyProvider, name: str) -> KeyRef:
+        """A well-formed reference to a key that does not exist."""
+        return KeyRef(scheme=provider.scheme, key_id=name)
+
+    # -- helpers -------------------------------------------------------------
+
+    @staticmethod
+    def require(provider: KeyProvider, *capabilities: Capability) -> None:
+        """Skip the test unless the provider declares every one of ``capabilities``."""
+        missing = [c.value for c in capabilities if c not in provider.capabilities]
+        if missing:
+            pytest.skip(f"provider {provider.scheme!r} does not declare {', '.join(missing)}")
+
+    @staticmethod
+    def require_key_type(provider: KeyProvider, key_type: KeyType) -> None:
+        """Skip the test unless the provider declares ``key_type``."""
+        if key_type not in provider.key_types:
+            pytest.skip(f"provider {provider.scheme!r} does not declare key type {key_type.value}")
+
+    @staticmethod
+    def cheapest_key_type(provider: KeyProvider, purpose: KeyPurpose | None = None) -> KeyType:
+        """The quickest declared key type to create (of ``purpose``, if given), or skip."""
+        for key_type in _BY_COST:
+            if key_type in provider.key_types and purpose in (None, key_type.purpose):
+                return key_type
+        wanted = f"{purpose.value} " if purpose else ""
+        pytest.skip(f"provider {provider.scheme!r} declares no {wanted}key type")
+
+    @staticmethod
+    def ref_of(metadata: KeyMetadata) -> KeyRef:
+        """The unpinned reference of a described key."""
+        return metadata.ref.with_version(None)
+
+    def _foreign_edk(self, template: EncryptedDataKey | None = None) -> EncryptedDataKey:
+        return EncryptedDataKey(
+            provider_id="someone-else",
+            provider_info=template.provider_info if template else b"contract-key",
+            ciphertext=template.ciphertext if template else os.urandom(48),
+        )
+
+    # -- declarations --------------------------------------------------------
+
+    def test_declarations_have_the_right_types(self, provider: KeyProvider) -> None:
+        """Scheme, capabilities and key types are declared with the interface's types."""
+        assert isinstance(provider, KeyProvider)
+        assert isinstance(provider.scheme, str)
+        KeyRef(scheme=provider.scheme, key_id="declared")  # a valid URI scheme
+        assert isinstance(provider.capabilities, frozenset)
+        assert all(isinstance(c, Capability) for c in provider.capabilities)
+        assert isinstance(provider.key_types, frozenset)
+        assert all(isinstance(t, KeyType) for t in provider.key_types)
+
+    @pytest.mark.parametrize("capability", list(CAPABILITY_METHODS), ids=lambda c: c.value)
+    def test_undeclared_capability_is_unsupported_operation(
+        self, provider: KeyProvider, capability: Capability, key_name: str
+    ) -> None:
+        """Each method of an undeclared capability raises UnsupportedOperation naming it."""
+        if capability in provider.capabilities:
+            pytest.skip(f"provider {provider.scheme!r} declares {capability.value}")
+        ref = self.missing_key_ref(provider, key_name)
+        key_type = min(provider.key_types, key=_BY_COST.index, default=KeyType.AES_256)
+        edk = EncryptedDataKey(provider_id="contract", provider_info=b"x", ciphertext=b"y" * 48)
+        context = EncryptionContext({"purpose": "contract"})
+        calls: dict[str, Callable[[], object]] = {
+            "wrap": lambda: provider.wrap(ref, os.urandom(32), context),
+            "unwrap": lambda: provider.unwrap(ref, edk, context),
+            "sign": lambda: provider.sign(ref, MESSAGE),
+            "verify": lambda: provider.verify(ref, MESSAGE, b"\x00" * 64),
+            "public_key": lambda: provider.public_key(ref),
+            "create_key": lambda: provider.create_key(key_name, KeySpec(key_type=key_type)),
+            "describe_key": lambda: provider.describe_key(ref),
+            "list_keys": lambda: provider.list_keys(),
+            "rotate_key": lambda: provider.rotate_key(ref),
+            "import_key": lambda: provider.import_key(
+                key_name,
+                KeySpec(key_type=KeyType.AES_256),
+                KeyMaterial(format="raw", data=Secret(os.urandom(32))),
+            ),
+        }
+        for method in CAPABILITY_METHODS[capability]:
+            try:
+                calls[method]()
+            except UnsupportedOperation as error:
+                message = str(error)
+                assert provider.scheme in message, (
+                    f"{method}: the UnsupportedOperation message does not name the provider "
+                    f"scheme {provider.scheme!r}: {message!r}"
+                )
+                assert method in message or capability.value in message, (
+                    f"{method}: the UnsupportedOperation message names neither {method!r} nor "
+                    f"{capability.value!r}: {message!r}"
+                )
+            except Exception as error:
+                pytest.fail(
+                    f"{method} raised {type(error).__name__} although the provider does not "
+                    f"declare {capability.value}; raise UnsupportedOperation instead"
+                )
+            else:
+                pytest.fail(
+                    f"{method} succeeded although the provider does not declare "
+                    f"{capability.value}: declare the capability or raise UnsupportedOperation"
+                )
+
+    def test_undeclared_key_type_is_refused(self, provider: KeyProvider, key_name: str) -> None:
+        """Creating a key of an undeclared type raises UnsupportedOperation or ConfigError."""
+        self.require(provider, Capability.CREATE)
+        undeclared = [t for t in KeyType if t not in provider.key_types]
+        if not undeclared:
+            pytest.skip(f"provider {provider.scheme!r} declares every key type")
+        for number, key_type in enumerate(undeclared):
+            with pytest.raises((UnsupportedOperation, ConfigError)):
+                provider.create_key(f"{key_name}-{number}", KeySpec(key_type=key_type))
+
+    # -- create, describe, list ------------------------------------------------
+
+    def _check_metadata(
+        self, provider: KeyProvider, metadata: KeyMetadata, key_type: KeyType
+    ) -> None:
+        assert isinstance(metadata, KeyMetadata)
+        assert metadata.uri.startswith(f"{provider.scheme}://")
+        assert metadata.key_type is key_type
+        assert metadata.state is KeyState.ENABLED
+        versions = [v.version for v in metadata.versions]
+        assert metadata.current_version in versions, (
+            f"current version {metadata.current_version!r} is not among versions {versions}"
+        )
+        for stamp in (metadata.created_at, *(v.created_at for v in metadata.versions)):
+            assert stamp.tzinfo is not None
+            assert stamp.utcoffset() == timedelta(0)
+
+    @pytest.mark.parametrize("key_type", list(KeyType), ids=_type_id)
+    def test_create_returns_metadata(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """create_key returns metadata for an enabled key of the requested type."""
+        metadata = self.create_test_key(provider, key_type, key_name)
+        self._check_metadata(provider, metadata, key_type)
+
+    @pytest.mark.parametrize("key_type", list(KeyType), ids=_type_id)
+    def test_describe_matches_create(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """describe_key returns what create_key returned."""
+        self.require(provider, Capability.DESCRIBE)
+        created = self.create_test_key(provider, key_type, key_name)
+        described = provider.describe_key(self.ref_of(created))
+        self._check_metadata(provider, described, key_type)
+        assert described.uri == created.uri
+        assert described.current_version == created.current_version
+        assert [v.version for v in described.versions] == [v.version for v in created.versions]
+
+    def test_list_includes_created_key(self, provider: KeyProvider, key_name: str) -> None:
+        """list_keys shows a key just created."""
+        self.require(provider, Capability.LIST)
+        created = self.create_test_key(provider, self.cheapest_key_type(provider), key_name)
+        listed = provider.list_keys()
+        assert all(isinstance(m, KeyMetadata) for m in listed)
+        assert created.uri in [m.uri for m in listed]
+
+    def test_create_twice_is_key_exists(self, provider: KeyProvider, key_name: str) -> None:
+        """A second key under the same name raises KeyExists."""
+        if not self.names_are_chosen_by_caller:
+            pytest.skip("this provider does not use caller-chosen names as identities")
+        key_type = self.cheapest_key_type(provider)
+        self.create_test_key(provider, key_type, key_name)
+        with pytest.raises(KeyExists):
+            provider.create_key(key_name, self.key_spec(key_type))
+
+    # -- signing -------------------------------------------------------------
+
+    def _signing_key(self, provider: KeyProvider, key_type: KeyType, name: str) -> KeyMetadata:
+        self.require(provider, Capability.SIGN)
+        return self.create_test_key(provider, key_type, name)
+
+    @pytest.mark.parametrize("key_type", SIGNING_TYPES, ids=_type_id)
+    def test_sign_verify_round_trip(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """A signature verifies, and says which key, version and algorithm made it."""
+        metadata = self._signing_key(provider, key_type, key_name)
+        ref = self.ref_of(metadata)
+        signature = provider.sign(ref, MESSAGE)
+        assert isinstance(signature, Signature)
+        assert isinstance(signature.value, bytes)
+        assert signature.value
+        assert signature.key_version == metadata.current_version
+        assert KeyRef.parse(signature.key_uri).with_version(None).uri == metadata.uri
+        assert isinstance(signature.algorithm, str)
+        assert signature.algorithm
+        assert provider.verify(ref, MESSAGE, signature.value) is True
+        pinned = ref.with_version(signature.key_version)
+        assert provider.verify(pinned, MESSAGE, signature.value) is True
+
+    @pytest.mark.parametrize("key_type", SIGNING_TYPES, ids=_type_id)
+    def test_verify_wrong_message_is_false(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """A valid signature over another message does not verify."""
+        ref = self.ref_of(self._signing_key(provider, key_type, key_name))
+        signature = provider.sign(ref, MESSAGE)
+        assert provider.verify(ref, MESSAGE + b".", signature.value) is False
+        assert provider.verify(ref, b"", signature.value) is False
+
+    @pytest.mark.parametrize("key_type", SIGNING_TYPES, ids=_type_id)
+    def test_verify_tampered_signature_is_not_true(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """A signature with one byte changed is refused (False or SignatureError)."""
+        ref = self.ref_of(self._signing_key(provider, key_type, key_name))
+        value = bytearray(provider.sign(ref, MESSAGE).value)
+        value[len(value) // 2] ^= 0x01
+        try:
+            result = provider.verify(ref, MESSAGE, bytes(value))
+        except SignatureError:
+            return
+        assert result is False
+
+    @pytest.mark.parametrize("malformed", MALFORMED_SIGNATURES, ids=["empty", "three-zeros"])
+    @pytest.mark.parametrize("key_type", SIGNING_TYPES, ids=_type_id)
+    def test_verify_malformed_signature_is_signature_error(
+        self, provider: KeyProvider, key_type: KeyType, malformed: bytes, key_name: str
+    ) -> None:
+        """A signature that cannot be one raises SignatureError rather than returning."""
+        ref = self.ref_of(self._signing_key(provider, key_type, key_name))
+        with pytest.raises(SignatureError):
+            provider.verify(ref, MESSAGE, malformed)
+
+    @pytest.mark.parametrize("key_type", SIGNING_TYPES, ids=_type_id)
+    def test_public_key_verifies_signature(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """The exported PEM verifies the provider's signature with cryptography alone."""
+        self.require(provider, Capability.PUBLIC_KEY)
+        ref = self.ref_of(self._signing_key(provider, key_type, key_name))
+        pem = provider.public_key(ref)
+        assert isinstance(pem, bytes)
+        assert pem.startswith(b"-----BEGIN PUBLIC KEY-----")
+        signature = provider.sign(ref, MESSAGE)
+        assert verify_with_public_key(pem, key_type, signature, MESSAGE) is True
+        assert verify_with_public_key(pem, key_type, signature, MESSAGE + b".") is False
+
+    # -- wrapping --------------------------------------------------------------
+
+    def _wrapping_key(self, provider: KeyProvider, key_type: KeyType, name: str) -> KeyMetadata:
+        self.require(provider, Capability.WRAP)
+        return self.create_test_key(provider, key_type, name)
+
+    @staticmethod
+    def _context(name: str) -> EncryptionContext:
+        return EncryptionContext({"purpose": "conformance", "key": name})
+
+    @pytest.mark.parametrize("key_type", WRAPPING_TYPES, ids=_type_id)
+    def test_wrap_unwrap_round_trip(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """A wrapped data key unwraps to the same bytes, as a bytearray."""
+        metadata = self._wrapping_key(provider, key_type, key_name)
+        ref, context, data_key = self.ref_of(metadata), self._context(key_name), os.urandom(32)
+        wrapped = provider.wrap(ref, data_key, context)
+        assert isinstance(wrapped, WrappedKey)
+        assert wrapped.key.scheme == provider.scheme
+        assert wrapped.key.version == metadata.current_version
+        edk = wrapped.encrypted
+        assert isinstance(edk.provider_id, str)
+        assert edk.provider_id
+        assert isinstance(edk.ciphertext, bytes)
+        assert data_key not in edk.ciphertext
+        unwrapped = provider.unwrap(ref, edk, context)
+        assert isinstance(unwrapped, bytearray)
+        assert bytes(unwrapped) == data_key
+        assert bytes(provider.unwrap(wrapped.key, edk, context)) == data_key
+
+    @pytest.mark.parametrize("key_type", WRAPPING_TYPES, ids=_type_id)
+    def test_unwrap_with_other_context_is_decryption_error(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """The encryption context is bound into the wrap."""
+        ref = self.ref_of(self._wrapping_key(provider, key_type, key_name))
+        wrapped = provider.wrap(ref, os.urandom(32), self._context(key_name))
+        for other in (self._context(key_name + "-other"), EncryptionContext()):
+            with pytest.raises(DecryptionError):
+                provider.unwrap(ref, wrapped.encrypted, other)
+
+    @pytest.mark.parametrize("key_type", WRAPPING_TYPES, ids=_type_id)
+    def test_unwrap_tampered_ciphertext_is_decryption_error(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """Flipping any one ciphertext byte (first, middle, last) fails to unwrap."""
+        ref = self.ref_of(self._wrapping_key(provider, key_type, key_name))
+        context = self._context(key_name)
+        edk = provider.wrap(ref, os.urandom(32), context).encrypted
+        size = len(edk.ciphertext)
+        for position in sorted({0, size // 2, size - 1}):
+            tampered = bytearray(edk.ciphertext)
+            tampered[position] ^= 0x01
+            changed = EncryptedDataKey(
+                provider_id=edk.provider_id,
+                provider_info=edk.provider_info,
+                ciphertext=bytes(tampered),
+            )
+            with pytest.raises(DecryptionError):
+                provider.unwrap(ref, changed, context)
+
+    @pytest.mark.parametrize("key_type", WRAPPING_TYPES, ids=_type_id)
+    def test_unwrap_with_another_key_is_decryption_error(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """A data key wrapped by one key does not unwrap under another."""
+        first = self.ref_of(self._wrapping_key(provider, key_type, key_name))
+        second = self.ref_of(self.create_test_key(provider, key_type, key_name + "-b"))
+        context = self._context(key_name)
+        wrapped = provider.wrap(first, os.urandom(32), context)
+        with pytest.raises(DecryptionError):
+            provider.unwrap(second, wrapped.encrypted, context)
+
+    @pytest.mark.parametrize("key_type", WRAPPING_TYPES, ids=_type_id)
+    def test_owner_of_names_the_pinned_wrapping_key(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """owner_of returns the wrapping key, pinned to the version that wrapped."""
+        metadata = self._wrapping_key(provider, key_type, key_name)
+        wrapped = provider.wrap(self.ref_of(metadata), os.urandom(32), self._context(key_name))
+        owner = provider.owner_of(wrapped.encrypted)
+        assert owner is not None
+        assert owner == wrapped.key
+        assert owner.version == metadata.current_version
+        assert owner.with_version(None).uri == metadata.uri
+
+    def test_foreign_encrypted_data_key_is_not_ours(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """owner_of is None for another provider's EDK, and unwrap refuses it."""
+        if Capability.WRAP not in provider.capabilities:
+            assert provider.owner_of(self._foreign_edk()) is None
+            return
+        key_type = self.cheapest_key_type(provider, KeyPurpose.WRAP)
+        ref = self.ref_of(self.create_test_key(provider, key_type, key_name))
+        context = self._context(key_name)
+        foreign = self._foreign_edk(provider.wrap(ref, os.urandom(32), context).encrypted)
+        assert provider.owner_of(foreign) is None
+        with pytest.raises(DecryptionError):
+            provider.unwrap(ref, foreign, context)
+
+    # -- rotation and versions -------------------------------------------------
+
+    @pytest.mark.parametrize("key_type", list(KeyType), ids=_type_id)
+    def test_rotate_adds_a_current_version(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """Rotation makes a new version current and keeps the old one listed."""
+        self.require(provider, Capability.ROTATE)
+        before = self.create_test_key(provider, key_type, key_name)
+        after = provider.rotate_key(self.ref_of(before))
+        self._check_metadata(provider, after, key_type)
+        assert after.uri == before.uri
+        assert after.current_version != before.current_version
+        assert before.current_version in [v.version for v in after.versions]
+        if Capability.DESCRIBE in provider.capabilities:
+            assert provider.describe_key(self.ref_of(before)).current_version == (
+                after.current_version
+            )
+
+    @pytest.mark.parametrize("key_type", SIGNING_TYPES, ids=_type_id)
+    def test_old_signatures_verify_after_rotation(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """Signatures of the old version verify under the pinned old version."""
+        self.require(provider, Capability.ROTATE, Capability.VERSIONS)
+        ref = self.ref_of(self._signing_key(provider, key_type, key_name))
+        old = provider.sign(ref, MESSAGE)
+        rotated = provider.rotate_key(ref)
+        new = provider.sign(ref, MESSAGE)
+        assert new.key_version == rotated.current_version != old.key_version
+        assert provider.verify(ref.with_version(old.key_version), MESSAGE, old.value) is True
+        assert provider.verify(ref.with_version(new.key_version), MESSAGE, new.value) is True
+        if Capability.PUBLIC_KEY in provider.capabilities:
+            old_pem = provider.public_key(ref.with_version(old.key_version))
+            assert verify_with_public_key(old_pem, key_type, old, MESSAGE) is True
+
+    @pytest.mark.parametrize("key_type", WRAPPING_TYPES, ids=_type_id)
+    def test_old_wraps_unwrap_after_rotation(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """Data keys wrapped under the old version unwrap under the pinned old version."""
+        self.require(provider, Capability.ROTATE, Capability.VERSIONS)
+        ref = self.ref_of(self._wrapping_key(provider, key_type, key_name))
+        context, data_key = self._context(key_name), os.urandom(32)
+        old = provider.wrap(ref, data_key, context)
+        rotated = provider.rotate_key(ref)
+        new = provider.wrap(ref, data_key, context)
+        assert new.key.version == rotated.current_version != old.key.version
+        assert old.key.version is not None
+        assert provider.owner_of(old.encrypted) == old.key
+        assert bytes(provider.unwrap(old.key, old.encrypted, context)) == data_key
+        assert bytes(provider.unwrap(new.key, new.encrypted, context)) == data_key
+
+    # -- unknown keys and bad references ---------------------------------------
+
+    @staticmethod
+    def _call(provider: KeyProvider, operation: str, ref: KeyRef) -> object:
+        if operation == "describe_key":
+            return provider.describe_key(ref)
+        if operation == "rotate_key":
+            return provider.rotate_key(ref)
+        if operation == "public_key":
+            return provider.public_key(ref)
+        if operation == "sign":
+            return provider.sign(ref, MESSAGE)
+        if operation == "verify":
+            return provider.verify(ref, MESSAGE, b"\x00" * 64)
+        return provider.wrap(ref, os.urandom(32), EncryptionContext())
+
+    @pytest.mark.parametrize("operation", list(KEYED_OPERATIONS))
+    def test_unknown_key_is_key_not_found(
+        self, provider: KeyProvider, operation: str, key_name: str
+    ) -> None:
+        """Operations on a key that does not exist raise KeyNotFound."""
+        self.require(provider, KEYED_OPERATIONS[operation])
+        with pytest.raises(KeyNotFound):
+            self._call(provider, operation, self.missing_key_ref(provider, key_name))
+
+    @pytest.mark.parametrize("key_type", list(KeyType), ids=_type_id)
+    def test_unknown_version_is_key_not_found(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """Pinning a version the key does not have raises KeyNotFound."""
+        metadata = self.create_test_key(provider, key_type, key_name)
+        pinned = self.ref_of(metadata).with_version(self.missing_version)
+        if key_type.purpose is KeyPurpose.WRAP:
+            operations = ["describe_key", "wrap"]
+        else:
+            operations = ["describe_key", "public_key", "sign", "verify"]
+        checked = [op for op in operations if KEYED_OPERATIONS[op] in provider.capabilities]
+        if not checked:
+            pytest.skip(f"provider {provider.scheme!r} offers no operation to check this with")
+        for operation in checked:
+            with pytest.raises(KeyNotFound):
+                self._call(provider, operation, pinned)
+
+    def test_other_scheme_is_refused(self, provider: KeyProvider, key_name: str) -> None:
+        """A reference with another scheme raises ConfigError or KeyNotFound."""
+        scheme = "contract-other" if provider.scheme != "contract-other" else "contract-else"
+        ref = KeyRef(scheme=scheme, key_id=key_name)
+        checked = [op for op, cap in KEYED_OPERATIONS.items() if cap in provider.capabilities]
+        if not checked:
+            pytest.skip(f"provider {provider.scheme!r} offers no operation that takes a key")
+        for operation in checked:
+            with pytest.raises((ConfigError, KeyNotFound)):
+                self._call(provider, operation, ref)
+
+    # -- concurrency -----------------------------------------------------------
+
+    def test_concurrent_sign_and_verify(self, provider: KeyProvider, key_name: str) -> None:
+        """Signing and verifying from many threads at once gives correct results."""
+        key_type = self.cheapest_key_type(provider, KeyPurpose.SIGN)
+        metadata = self._signing_key(provider, key_type, key_name)
+        ref = self.ref_of(metadata)
+
+        def task(thread: int, operation: int) -> tuple[bool, bool, str]:
+            message = f"{thread}:{operation}".encode()
+            signature = provider.sign(ref, message)
+            good = provider.verify(ref, message, signature.value)
+            bad = provider.verify(ref, message + b"!", signature.value)
+            return good, bad, signature.key_version
+
+        results = run_in_threads(
+            task, threads=self.concurrency_threads, operations=self.concurrency_operations
+        )
+        assert len(results) == self.concurrency_threads * self.concurrency_operations
+        assert [r for r in results if r != (True, False, metadata.current_version)] == []
+
+    def test_concurrent_wrap_and_unwrap(self, provider: KeyProvider, key_name: str) -> None:
+        """Wrapping and unwrapping from many threads at once gives correct results."""
+        key_type = self.cheapest_key_type(provider, KeyPurpose.WRAP)
+        ref = self.ref_of(self._wrapping_key(provider, key_type, key_name))
+
+        def task(thread: int, operation: int) -> bool:
+            data_key = os.urandom(32)
+            context = EncryptionContext({"thread": str(thread), "operation": str(operation)})
+            wrapped = provider.wrap(ref, data_key, context)
+            return bytes(provider.unwrap(ref, wrapped.encrypted, context)) == data_key
+
+        results = run_in_threads(
+            task, threads=self.concurrency_threads, operations=self.concurrency_operations
+        )
+        assert results == [True] * (self.concurrency_threads * self.concurrency_operations)
+
+    def test_concurrent_create(self, provider: KeyProvider, key_name: str) -> None:
+        """Creating distinct keys from many threads at once creates every one of them."""
+        key_type = self.cheapest_key_type(provider)
+
+        def task(thread: int, operation: int) -> str:
+            name = f"{key_name}-{thread}-{operation}"
+            return self.create_test_key(provider, key_type, name).uri
+
+        uris = run_in_threads(
+            task, threads=self.concurrency_threads, operations=self.concurrency_keys_per_thread
+        )
+        assert len(set(uris)) == self.concurrency_threads * self.concurrency_keys_per_thread
+        if Capability.LIST in provider.capabilities:
+            assert set(uris) <= {m.uri for m in provider.list_keys()}
+        if Capability.DESCRIBE in provider.capabilities:
+            for uri in uris:
+                assert provider.describe_key(KeyRef.parse(uri)).uri == uri
+
+    # -- secrets and lifecycle -------------------------------------------------
+
+    def test_no_data_key_in_reprs(self, provider: KeyProvider, key_name: str) -> None:
+        """Neither the provider nor what it returns shows a data key it handled."""
+        key_type = self.cheapest_key_type(provider, KeyPurpose.WRAP)
+        metadata = self._wrapping_key(provider, key_type, key_name)
+        ref, context, data_key = self.ref_of(metadata), self._context(key_name), os.urandom(32)
+        wrapped = provider.wrap(ref, data_key, context)
+        provider.unwrap(ref, wrapped.encrypted, context)
+        shown = {
+            "repr(provider)": repr(provider),
+            "str(provider)": str(provider),
+            "repr(wrapped key)": repr(wrapped),
+            "repr(metadata)": repr(metadata),
+            "repr(owner_of)": repr(provider.owner_of(wrapped.encrypted)),
+        }
+        with pytest.raises(DecryptionError) as failure:
+            provider.unwrap(ref, wrapped.encrypted, EncryptionContext({"purpose": "other"}))
+        shown["decryption error"] = f"{failure.value!r} {failure.value}"
+        for where, text in shown.items():
+            assert_no_secret(text, [data_key], where)
+
+    def test_close_can_be_called_twice(self, provider: KeyProvider) -> None:
+        """close() releases resources and may be called more than once."""
+        provider.close()
+        provider.close()
