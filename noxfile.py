@@ -94,7 +94,7 @@ def examples(session: nox.Session) -> None:
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks (not part of the default run): see benchmarks/README.md."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[bench]")
     scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
     if not scripts:
         session.skip("no benchmarks yet")

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from ..context import EncryptionContext
 from ..datakey import EncryptedDataKey
 from ..errors import ConfigError, DecryptionError
+from .buffers import OutputBuffer
 from .frames import (
     FINAL_FRAME_MARKER,
     MAX_FRAMES,
@@ -164,32 +165,30 @@ class MessageWriter:
 
 
 def encrypt_bytes(plaintext: bytes | bytearray | memoryview, writer: MessageWriter) -> bytes:
-    """Write a whole message for an in-memory plaintext."""
+    """Write a whole message for an in-memory plaintext, frames encrypted in place."""
     data = memoryview(plaintext).cast("B")
     frame_length = writer.header.frame_length
     head = writer.start()
     regular = max(0, (len(data) - 1) // frame_length)
     last = len(data) - regular * frame_length
-    total = (
-        len(head)
-        + regular * regular_frame_size(frame_length)
-        + final_frame_size(last)
-        + (2 + 104 if writer.header.suite.signed else 0)
-    )
-    out = bytearray(total)
-    view = memoryview(out)
+    body = regular * regular_frame_size(frame_length) + final_frame_size(last)
+    signed = writer.header.suite.signed
+    # The signature's DER length is only known at the end: signed messages take
+    # a scratch buffer and one copy (the signature dominates their cost anyway).
+    scratch = bytearray(len(head) + body) if signed else None
+    out = None if scratch is not None else OutputBuffer(len(head) + body)
+    view = memoryview(scratch) if scratch is not None else out.view  # type: ignore[union-attr]
     view[: len(head)] = head
     position = len(head)
     for index in range(regular):
         chunk = data[index * frame_length : (index + 1) * frame_length]
         position += writer.frame_into(chunk, view[position:], final=False)
     position += writer.frame_into(data[regular * frame_length :], view[position:], final=True)
-    footer = writer.finish()
-    view[position : position + len(footer)] = footer
-    position += len(footer)
+    if out is not None:
+        return out.finish()
     view.release()
-    del out[position:]
-    return bytes(out)
+    assert scratch is not None
+    return bytes(scratch) + writer.finish()
 
 
 def encrypt_stream(src: BinaryIO, dst: BinaryIO, writer: MessageWriter) -> int:
@@ -316,6 +315,8 @@ class MessageReader:
         aad = frame_aad(self.header.message_id, sequence, length, final=final)
         try:
             if out is not None:
+                if len(out) < length:
+                    raise DecryptionError()
                 self._aead.decrypt_into(iv, sealed, aad, out[:length])
                 return out[:length]
             return memoryview(self._aead.decrypt(iv, sealed, aad))
@@ -368,8 +369,10 @@ class MessageReader:
         """Decrypt the rest of an in-memory message into one buffer."""
         if self._aead is None:
             raise DecryptionError()
-        out = bytearray(max(0, self._remaining_upper_bound()))
-        view = memoryview(out)
+        size = self._plaintext_size()
+        out = OutputBuffer(size) if size is not None else None
+        scratch = bytearray(self._remaining_upper_bound()) if out is None else None
+        view = out.view if out is not None else memoryview(scratch)  # type: ignore[arg-type]
         position = 0
         sequence = 0
         while True:
@@ -381,9 +384,34 @@ class MessageReader:
             if final:
                 break
         self._finish()
+        if out is not None:
+            if position != size:
+                raise DecryptionError()
+            return out.finish()
         view.release()
-        del out[position:]
-        return bytes(out)
+        assert scratch is not None
+        del scratch[position:]
+        return bytes(scratch)
+
+    def _plaintext_size(self) -> int | None:
+        """The exact plaintext size of an unsigned in-memory message, from its layout.
+
+        Frames are fixed-size except the last, so the remaining length fixes
+        the frame count; a message that does not fit the layout is rejected
+        (and is re-checked frame by frame as it decrypts).
+        """
+        if self._hash is not None:
+            return None
+        remaining = self._remaining_upper_bound()
+        suite = self.header.suite
+        regular = regular_frame_size(self.header.frame_length, suite.iv_length, suite.tag_length)
+        final_overhead = final_frame_size(0, suite.iv_length, suite.tag_length)
+        if remaining < final_overhead:
+            raise DecryptionError()
+        count, last = divmod(remaining - final_overhead, regular)
+        if last > self.header.frame_length:
+            raise DecryptionError()
+        return count * self.header.frame_length + last
 
     def _remaining_upper_bound(self) -> int:
         data = self._reader._data

@@ -51,6 +51,7 @@ def find_secret(text: str, secrets: Iterable[bytes | bytearray | str]) -> str | 
 
 def assert_no_secret(text: str, secrets: Iterable[bytes | bytearray | str], where: str) -> None:
     """Fail if ``text`` shows any of ``secrets``; the message names ``where`` and the form."""
+    __tracebackhide__ = True  # pytest would print this frame's arguments: the secrets
     form = find_secret(text, secrets)
     if form is not None:
         raise AssertionError(f"{where} shows a secret value (as {form})")

@@ -55,17 +55,17 @@ def verify_with_public_key(
     try:
         if key_type is KeyType.ED25519:
             if not isinstance(public, ed25519.Ed25519PublicKey):
-                raise AssertionError(f"an ed25519 key exported a {type(public).__name__}")
+                raise AssertionError(f"the ed25519 key's PEM holds {_describe(public)}")
             public.verify(signature.value, message)
         elif key_type in _CURVES:
             curve, digest = _CURVES[key_type]
             if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != curve:
-                raise AssertionError(f"a {key_type.value} key exported a {_describe(public)}")
+                raise AssertionError(f"the {key_type.value} key's PEM holds {_describe(public)}")
             public.verify(signature.value, message, ec.ECDSA(digest))
         elif key_type in _RSA_SIZES:
             size = _RSA_SIZES[key_type]
             if not isinstance(public, rsa.RSAPublicKey) or public.key_size != size:
-                raise AssertionError(f"a {key_type.value} key exported a {_describe(public)}")
+                raise AssertionError(f"the {key_type.value} key's PEM holds {_describe(public)}")
             digest = _rsa_hash(signature.algorithm)
             public.verify(
                 signature.value, message, _rsa_padding(signature.algorithm, digest), digest
@@ -78,8 +78,10 @@ def verify_with_public_key(
 
 
 def _describe(public: object) -> str:
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return "an Ed25519 key"
     if isinstance(public, ec.EllipticCurvePublicKey):
-        return f"EC key on {public.curve.name}"
+        return f"an EC key on {public.curve.name}"
     if isinstance(public, rsa.RSAPublicKey):
-        return f"{public.key_size}-bit RSA key"
-    return type(public).__name__
+        return f"a {public.key_size}-bit RSA key"
+    return f"a {type(public).__name__}"

@@ -1,0 +1,326 @@
+"""The cache, credential and audit contracts notice broken implementations."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from aureus_core.testing import AuditSinkContract, CacheBackendContract, CredentialSourceContract
+
+pytest_plugins = ["pytester"]
+
+
+def contract_tests(contract: type) -> set[str]:
+    return {name for name in dir(contract) if name.startswith("test_")}
+
+
+def failed_and_passed(pytester: pytest.Pytester, source: str) -> tuple[set[str], set[str]]:
+    pytester.makepyfile(test_subject=textwrap.dedent(source))
+    recorder = pytester.inline_run("-p", "no:cacheprovider")
+    passed, _, failed = recorder.listoutcomes()
+    return (
+        {r.nodeid.rpartition("::")[2] for r in failed},
+        {r.nodeid.rpartition("::")[2] for r in passed},
+    )
+
+
+CACHE = """
+import threading
+
+import pytest
+
+from aureus_core.testing import CacheBackendContract
+
+
+class DictCache:
+    def __init__(self):
+        self.entries = {}
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            return self.entries.get(key)
+
+    def put(self, key, entry):
+        with self.lock:
+            old = self.entries.get(key)
+            self.entries[key] = entry
+        if old is not None and old is not entry:
+            old.wipe()
+
+    def evict(self, key):
+        with self.lock:
+            entry = self.entries.pop(key, None)
+        if entry is not None:
+            entry.wipe()
+
+    def clear(self):
+        with self.lock:
+            entries, self.entries = list(self.entries.values()), {}
+        for entry in entries:
+            entry.wipe()
+
+    def __len__(self):
+        return len(self.entries)
+
+
+class TestCache(CacheBackendContract):
+    @pytest.fixture
+    def cache_backend(self):
+        return Broken()
+"""
+
+
+def test_a_correct_cache_passes(pytester: pytest.Pytester):
+    failed, passed = failed_and_passed(pytester, CACHE + "\nBroken = DictCache\n")
+    assert failed == set()
+    assert passed == contract_tests(CacheBackendContract)
+
+
+def test_cache_that_never_wipes_fails(pytester: pytest.Pytester):
+    failed, _ = failed_and_passed(
+        pytester,
+        CACHE
+        + """
+class Broken(DictCache):
+    def __init__(self):
+        super().__init__()
+        self.kept = []
+
+    def put(self, key, entry):
+        with self.lock:
+            self.entries[key] = entry
+
+    def evict(self, key):
+        with self.lock:
+            self.entries.pop(key, None)
+
+    def clear(self):
+        with self.lock:
+            self.entries.clear()
+""",
+    )
+    assert failed == {
+        "test_put_replaces_and_wipes_the_old_entry",
+        "test_evict_removes_and_wipes",
+        "test_clear_empties_and_wipes",
+    }
+
+
+def test_cache_that_wipes_an_entry_put_twice_fails(pytester: pytest.Pytester):
+    failed, _ = failed_and_passed(
+        pytester,
+        CACHE
+        + """
+class Broken(DictCache):
+    def put(self, key, entry):
+        with self.lock:
+            old = self.entries.get(key)
+            self.entries[key] = entry
+        if old is not None:
+            old.wipe()
+""",
+    )
+    assert failed == {"test_put_same_entry_again_keeps_it"}
+
+
+def test_cache_whose_repr_shows_material_fails(pytester: pytest.Pytester):
+    failed, _ = failed_and_passed(
+        pytester,
+        CACHE
+        + """
+class Broken(DictCache):
+    def __repr__(self):
+        return repr({k: bytes(e.material) for k, e in self.entries.items()})
+""",
+    )
+    assert failed == {"test_material_never_in_repr"}
+
+
+def test_null_cache_that_wipes_what_it_is_given_fails(pytester: pytest.Pytester):
+    failed, passed = failed_and_passed(
+        pytester,
+        CACHE
+        + """
+class Broken:
+    def get(self, key):
+        return None
+
+    def put(self, key, entry):
+        entry.wipe()
+
+    def evict(self, key):
+        pass
+
+    def clear(self):
+        pass
+
+    def __len__(self):
+        return 0
+
+
+TestCache.stores_entries = False
+""",
+    )
+    assert failed == {"test_put_then_get"}
+    assert "test_evict_removes_and_wipes" in passed
+
+
+CREDENTIALS = """
+import pytest
+
+from aureus_core.interfaces import Credentials
+from aureus_core.sensitive import Secret
+from aureus_core.testing import CredentialSourceContract
+
+TOKEN = "token-value-0123456789abcdef"
+
+
+class Source:
+    name = "test"
+
+    def get_credentials(self):
+        return Credentials(kind="token", values={"token": Secret(TOKEN)})
+
+
+class TestSource(CredentialSourceContract):
+    @pytest.fixture
+    def credential_source(self):
+        return Broken()
+"""
+
+
+def test_a_correct_credential_source_passes(pytester: pytest.Pytester):
+    failed, passed = failed_and_passed(pytester, CREDENTIALS + "\nBroken = Source\n")
+    assert failed == set()
+    assert passed == contract_tests(CredentialSourceContract)
+
+
+@pytest.mark.parametrize(
+    "leak", ["TOKEN", "TOKEN.encode().hex()", "__import__('base64').b64encode(TOKEN.encode())"]
+)
+def test_credential_source_whose_repr_shows_the_secret_fails(pytester: pytest.Pytester, leak: str):
+    failed, _ = failed_and_passed(
+        pytester,
+        CREDENTIALS
+        + f"""
+class Broken(Source):
+    def __repr__(self):
+        return f"Broken({{{leak}}})"
+""",
+    )
+    assert failed == {"test_no_secret_in_reprs"}
+
+
+def test_credentials_with_plain_values_fail(pytester: pytest.Pytester):
+    failed, passed = failed_and_passed(
+        pytester,
+        CREDENTIALS
+        + """
+class Broken(Source):
+    def get_credentials(self):
+        return Credentials(kind="token", values={"token": TOKEN})
+""",
+    )
+    assert failed == {
+        "test_get_credentials_returns_credentials",
+        "test_no_secret_in_reprs",
+        "test_repeated_calls_agree",
+        "test_concurrent_calls",
+    }
+    assert passed == {"test_satisfies_the_protocol", "test_name_is_a_non_empty_string"}
+
+
+AUDIT = """
+import threading
+
+import pytest
+
+from aureus_core.testing import AuditSinkContract
+
+
+class ListSink:
+    def __init__(self):
+        self.events = []
+        self.closed = False
+        self.lock = threading.Lock()
+
+    def emit(self, event):
+        with self.lock:
+            self.events.append(event)
+
+    def close(self):
+        self.closed = True
+
+
+class TestSink(AuditSinkContract):
+    @pytest.fixture
+    def audit_sink(self):
+        return Broken()
+
+    @pytest.fixture
+    def recorded_events(self, audit_sink):
+        return lambda: [e.to_dict() for e in audit_sink.events]
+"""
+
+
+def test_a_correct_audit_sink_passes(pytester: pytest.Pytester):
+    failed, passed = failed_and_passed(pytester, AUDIT + "\nBroken = ListSink\n")
+    assert failed == set()
+    assert passed == contract_tests(AuditSinkContract)
+
+
+def test_audit_sink_that_reorders_events_fails(pytester: pytest.Pytester):
+    failed, _ = failed_and_passed(
+        pytester,
+        AUDIT
+        + """
+class Broken(ListSink):
+    def emit(self, event):
+        with self.lock:
+            self.events.insert(0, event)
+""",
+    )
+    assert failed == {"test_read_back_in_order", "test_emit_from_threads"}
+
+
+def test_audit_sink_that_drops_events_fails(pytester: pytest.Pytester):
+    failed, _ = failed_and_passed(
+        pytester,
+        AUDIT
+        + """
+class Broken(ListSink):
+    def emit(self, event):
+        if event.outcome == "ok":
+            super().emit(event)
+""",
+    )
+    assert failed == {"test_read_back_in_order", "test_emit_from_threads"}
+
+
+def test_audit_sink_whose_close_is_not_idempotent_fails(pytester: pytest.Pytester):
+    failed, _ = failed_and_passed(
+        pytester,
+        AUDIT
+        + """
+class Broken(ListSink):
+    def close(self):
+        if self.closed:
+            raise RuntimeError("already closed")
+        self.closed = True
+""",
+    )
+    assert failed == {"test_close_is_idempotent"}
+
+
+def test_audit_sink_without_read_back_skips_the_read_back_tests(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        test_subject=textwrap.dedent(
+            AUDIT.replace("return lambda: [e.to_dict() for e in audit_sink.events]", "return None")
+        )
+        + "\nBroken = ListSink\n"
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(passed=4, skipped=1)
+    result.stdout.fnmatch_lines(["*this sink cannot be read back*"])

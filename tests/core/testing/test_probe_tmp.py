@@ -1,5 +1,0 @@
-pytest_plugins = ["pytester"]
-
-
-def test_probe(pytester):
-    assert pytester.path.exists()

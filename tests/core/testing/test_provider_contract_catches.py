@@ -1,0 +1,279 @@
+"""The provider contract notices broken providers: each defect fails exactly its tests.
+
+Every case runs the whole KeyProviderContract in-process (pytester) against
+the reference provider of test_reference_provider.py with one thing broken.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+REFERENCE_SOURCE = Path(__file__).with_name("test_reference_provider.py").read_text()
+
+HEADER = """
+import os
+
+import pytest
+from reference_impl import ReferenceProvider
+
+from aureus_core.errors import UnsupportedOperation
+from aureus_core.interfaces import Capability
+from aureus_core.testing import KeyProviderContract
+
+
+class TestBroken(KeyProviderContract):
+    @pytest.fixture
+    def provider(self):
+        return Broken()
+"""
+
+
+class Outcomes:
+    """Test names (the part after the last ``::``) by outcome, from one inline run."""
+
+    def __init__(self, pytester: pytest.Pytester, broken: str) -> None:
+        pytester.makepyfile(reference_impl=REFERENCE_SOURCE)
+        pytester.makepyfile(test_subject=HEADER + textwrap.dedent(broken))
+        self.recorder = pytester.inline_run("-p", "no:cacheprovider")
+        passed, skipped, failed = self.recorder.listoutcomes()
+        self.passed = {r.nodeid.rpartition("::")[2] for r in passed}
+        self.skipped = {r.nodeid.rpartition("::")[2] for r in skipped}
+        self.failed = {r.nodeid.rpartition("::")[2] for r in failed}
+
+    def message(self, name: str) -> str:
+        """The failure report of one test."""
+        for report in self.recorder.getfailures():
+            if report.nodeid.endswith(f"::{name}"):
+                return str(report.longrepr)
+        raise AssertionError(f"{name} did not fail")
+
+
+def test_the_unbroken_reference_provider_passes(pytester: pytest.Pytester):
+    outcomes = Outcomes(pytester, "class Broken(ReferenceProvider):\n    pass\n")
+    assert outcomes.failed == set()
+    assert len(outcomes.passed) >= 35
+    assert "test_sign_verify_round_trip[ed25519]" in outcomes.passed
+    assert "test_sign_verify_round_trip[rsa-2048]" in outcomes.skipped
+
+
+@pytest.mark.parametrize(
+    ("capability", "method", "error"),
+    [
+        ("ROTATE", "rotate_key", "AttributeError"),
+        ("LIST", "list_keys", "NotImplementedError"),
+        ("DESCRIBE", "describe_key", "KeyError"),
+    ],
+)
+def test_undeclared_capability_raising_another_error_fails(
+    pytester: pytest.Pytester, capability: str, method: str, error: str
+):
+    outcomes = Outcomes(
+        pytester,
+        f"""
+        class Broken(ReferenceProvider):
+            capabilities = ReferenceProvider.capabilities - {{Capability.{capability}}}
+
+            def {method}(self, *args, **kwargs):
+                raise {error}("{method}")
+        """,
+    )
+    name = f"test_undeclared_capability_is_unsupported_operation[{capability.lower()}]"
+    assert outcomes.failed == {name}
+    assert f"{method} raised {error} although the provider does not declare" in (
+        outcomes.message(name)
+    )
+
+
+def test_undeclared_capability_that_works_anyway_fails(pytester: pytest.Pytester):
+    outcomes = Outcomes(
+        pytester,
+        """
+        class Broken(ReferenceProvider):
+            capabilities = ReferenceProvider.capabilities - {Capability.LIST}
+        """,
+    )
+    name = "test_undeclared_capability_is_unsupported_operation[list]"
+    assert outcomes.failed == {name}
+    assert "list_keys succeeded although the provider does not declare list" in (
+        outcomes.message(name)
+    )
+    assert "test_list_includes_created_key" in outcomes.skipped
+
+
+def test_unsupported_operation_must_name_the_scheme(pytester: pytest.Pytester):
+    outcomes = Outcomes(
+        pytester,
+        """
+        class Broken(ReferenceProvider):
+            capabilities = ReferenceProvider.capabilities - {Capability.LIST}
+
+            def list_keys(self):
+                raise UnsupportedOperation("some-provider", "list_keys")
+        """,
+    )
+    name = "test_undeclared_capability_is_unsupported_operation[list]"
+    assert outcomes.failed == {name}
+    assert "does not name the provider scheme 'reference'" in outcomes.message(name)
+
+
+def test_verify_that_accepts_any_message_fails(pytester: pytest.Pytester):
+    outcomes = Outcomes(
+        pytester,
+        """
+        class Broken(ReferenceProvider):
+            def verify(self, key, message, signature):
+                super().verify(key, message, signature)  # malformed ones still raise
+                return True
+        """,
+    )
+    assert outcomes.failed == {
+        "test_verify_wrong_message_is_false[ed25519]",
+        "test_verify_tampered_signature_is_not_true[ed25519]",
+        "test_concurrent_sign_and_verify",
+    }
+
+
+def test_verify_that_returns_false_for_malformed_signatures_fails(pytester: pytest.Pytester):
+    outcomes = Outcomes(
+        pytester,
+        """
+        class Broken(ReferenceProvider):
+            def verify(self, key, message, signature):
+                if len(signature) != 64:
+                    return False
+                return super().verify(key, message, signature)
+        """,
+    )
+    assert outcomes.failed == {
+        "test_verify_malformed_signature_is_signature_error[ed25519-empty]",
+        "test_verify_malformed_signature_is_signature_error[ed25519-three-zeros]",
+    }
+
+
+def test_wrap_that_ignores_the_context_fails(pytester: pytest.Pytester):
+    outcomes = Outcomes(
+        pytester,
+        """
+        from aureus_core.context import EncryptionContext
+
+        class Broken(ReferenceProvider):
+            def wrap(self, key, data_key, context):
+                return super().wrap(key, data_key, EncryptionContext())
+
+            def unwrap(self, key, encrypted, context):
+                return super().unwrap(key, encrypted, EncryptionContext())
+        """,
+    )
+    assert outcomes.failed == {
+        "test_unwrap_with_other_context_is_decryption_error[aes-256]",
+        "test_no_data_key_in_reprs",
+    }
+
+
+def test_owner_of_that_claims_foreign_keys_fails(pytester: pytest.Pytester):
+    outcomes = Outcomes(
+        pytester,
+        """
+        import attrs
+        from reference_impl import PROVIDER_ID
+
+        class Broken(ReferenceProvider):
+            def owner_of(self, encrypted):
+                return super().owner_of(attrs.evolve(encrypted, provider_id=PROVIDER_ID))
+        """,
+    )
+    assert outcomes.failed == {"test_foreign_encrypted_data_key_is_not_ours"}
+
+
+def test_rotation_that_loses_old_versions_fails(pytester: pytest.Pytester):
+    outcomes = Outcomes(
+        pytester,
+        """
+        from reference_impl import _new_version
+
+        class Broken(ReferenceProvider):
+            def rotate_key(self, key):
+                metadata = super().rotate_key(key)
+                versions = self._keys[key.key_id][1]
+                versions[:-1] = [_new_version(metadata.key_type) for _ in versions[:-1]]
+                return metadata
+        """,
+    )
+    assert outcomes.failed == {
+        "test_old_signatures_verify_after_rotation[ed25519]",
+        "test_old_wraps_unwrap_after_rotation[aes-256]",
+    }
+
+
+def test_create_that_overwrites_fails_unless_names_are_not_identities(
+    pytester: pytest.Pytester,
+):
+    broken = textwrap.dedent(
+        """
+        class Broken(ReferenceProvider):
+            def create_key(self, name, spec):
+                self._keys.pop(name, None)
+                return super().create_key(name, spec)
+        """
+    )
+    assert Outcomes(pytester, broken).failed == {"test_create_twice_is_key_exists"}
+    opted_out = Outcomes(pytester, broken + "\nTestBroken.names_are_chosen_by_caller = False\n")
+    assert opted_out.failed == set()
+    assert "test_create_twice_is_key_exists" in opted_out.skipped
+
+
+def test_unknown_version_that_falls_back_to_current_fails(pytester: pytest.Pytester):
+    outcomes = Outcomes(
+        pytester,
+        """
+        class Broken(ReferenceProvider):
+            def _material(self, ref):
+                if ref.version == "999999":
+                    ref = ref.with_version(None)
+                return super()._material(ref)
+        """,
+    )
+    assert outcomes.failed == {
+        "test_unknown_version_is_key_not_found[aes-256]",
+        "test_unknown_version_is_key_not_found[ed25519]",
+    }
+
+
+def test_leaky_repr_fails_without_showing_the_secret(pytester: pytest.Pytester):
+    outcomes = Outcomes(
+        pytester,
+        """
+        class Broken(ReferenceProvider):
+            last = b""
+
+            def wrap(self, key, data_key, context):
+                type(self).last = bytes(data_key)
+                return super().wrap(key, data_key, context)
+
+            def __repr__(self):
+                return f"Broken(last={self.last.hex()})"
+        """,
+    )
+    assert outcomes.failed == {"test_no_data_key_in_reprs"}
+    message = outcomes.message("test_no_data_key_in_reprs")
+    assert "repr(provider) shows a secret value (as hex)" in message
+    assert "secrets = [" not in message
+
+
+def test_missing_provider_fixture_is_reported(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        from aureus_core.testing import KeyProviderContract
+
+        class TestForgotten(KeyProviderContract):
+            pass
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-k", "declarations")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*TestForgotten must override the 'provider' fixture*"])
