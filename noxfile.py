@@ -45,10 +45,18 @@ def _expose_pyenv_interpreters() -> None:
 _expose_pyenv_interpreters()
 
 
+def _dev_requirement(name: str) -> str:
+    """The pinned requirement for ``name`` from the ``dev`` extra, so lint matches local runs."""
+    for requirement in PYPROJECT["project"]["optional-dependencies"]["dev"]:
+        if requirement.startswith(f"{name}=="):
+            return str(requirement)
+    raise ValueError(f"{name} is not pinned in the dev extra")
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """Ruff: lint and formatting."""
-    session.install("ruff>=0.5")
+    session.install(_dev_requirement("ruff"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 

@@ -102,3 +102,12 @@ def test_usage_errors_exit_2(cli):
     assert cli("decrypt", "missing-file").returncode == 2
     garbage = cli("inspect", input=b"not a message")
     assert garbage.returncode == 1
+
+
+def test_progress_bar_does_not_change_output(cli, tmp_path):
+    (tmp_path / "plain.bin").write_bytes(os.urandom(300_000))
+    result = cli("encrypt", "--key", "local://data", "--progress", "-o", "msg.aes", "plain.bin")
+    assert result.returncode == 0, result.stderr
+    decrypted = cli("decrypt", "--progress", "-o", "out.bin", "msg.aes")
+    assert decrypted.returncode == 0, decrypted.stderr
+    assert (tmp_path / "out.bin").read_bytes() == (tmp_path / "plain.bin").read_bytes()

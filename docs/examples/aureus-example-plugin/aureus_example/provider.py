@@ -30,6 +30,7 @@ from aureus_core import (
     KeyVersion,
     Signature,
     SignatureError,
+    UnsupportedOperation,
     WrappedKey,
 )
 
@@ -112,7 +113,7 @@ class MemoryKeyProvider(KeyProviderBase):
     def create_key(self, name: str, spec: KeySpec) -> KeyMetadata:
         """Create a key with one version."""
         if spec.key_type not in self.key_types:
-            raise ConfigError(f"the example provider cannot create {spec.key_type.value} keys")
+            raise UnsupportedOperation(self.scheme, f"key type {spec.key_type.value}")
         with self._lock:
             if name in self._keys:
                 raise KeyExists(f"{self.scheme}://{name} already exists", provider=self.scheme)
