@@ -475,10 +475,12 @@ class Fixtures:
             commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT
         )
 
-    def sdk(self, payload: bytes, *, signed: bool) -> RoundTrip:
+    def sdk(self, payload: bytes, *, signed: bool, own_default: bool = False) -> RoundTrip:
         from aws_encryption_sdk.identifiers import Algorithm
 
-        client, master_key, length = self._sdk_client(), self._sdk_master_key(), self.frame_length
+        client, master_key = self._sdk_client(), self._sdk_master_key()
+        # own_default: the SDK's own default frame length (4 KiB), what its users get.
+        framing = {} if own_default else {"frame_length": self.frame_length}
         algorithm = (
             Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384
             if signed
@@ -491,7 +493,7 @@ class Fixtures:
                 key_provider=master_key,
                 encryption_context=CONTEXT,
                 algorithm=algorithm,
-                frame_length=length,
+                **framing,
             )
             plaintext, _ = client.decrypt(source=message, key_provider=master_key)
             return bytes(plaintext)
@@ -503,6 +505,9 @@ class Fixtures:
 
     def sdk_signed(self, payload: bytes) -> RoundTrip:
         return self.sdk(payload, signed=True)
+
+    def sdk_own_default(self, payload: bytes) -> RoundTrip:
+        return self.sdk(payload, signed=False, own_default=True)
 
     def check_interop(self) -> None:
         """The SDK must read an Aureus message made with these key bytes, or nothing compares."""
@@ -548,6 +553,7 @@ class Fixtures:
             rows += [
                 Implementation("sdk", "AWS Encryption SDK 0x0478", self.sdk_unsigned),
                 Implementation("sdk-signed", "AWS Encryption SDK 0x0578", self.sdk_signed),
+                Implementation("sdk-default", "SDK 0x0478, own 4 KiB frames", self.sdk_own_default),
             ]
         else:
             self.notes.append("aws-encryption-sdk is not installed: its rows and targets skipped")
@@ -679,6 +685,16 @@ def run_main(
         ("16 MiB, Aureus streaming (BytesIO) vs raw AES-GCM", ("aureus-stream", 16 * MIB), "raw"),
         ("16 MiB, ceiling for goal 2: raw AES-GCM vs the SDK", ("raw", 16 * MIB), "sdk"),
         ("1 KiB, ceiling for goal 3: crypto floor vs the SDK", ("floor", KIB), "sdk"),
+        (
+            "16 MiB, Aureus one-shot vs the SDK at its own 4 KiB frames",
+            ("aureus", 16 * MIB),
+            "sdk-default",
+        ),
+        (
+            "1 KiB, Aureus one-shot vs the SDK at its own 4 KiB frames",
+            ("aureus", KIB),
+            "sdk-default",
+        ),
     ):
         found, other = _find(results, *mine), _find(results, base, mine[1])
         if found and other:
