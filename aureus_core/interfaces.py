@@ -19,7 +19,7 @@ from .context import EncryptionContext
 from .datakey import EncryptedDataKey, WrappedKey
 from .errors import UnsupportedOperation
 from .keyref import KeyRef
-from .keys import KeyMetadata, KeySpec, KeyType
+from .keys import KeyMetadata, KeySpec, KeyState, KeyType
 from .sensitive import Secret
 from .signature import Signature
 
@@ -46,6 +46,8 @@ class Capability(str, enum.Enum):
     """Old versions stay usable for unwrap and verify after a rotation."""
     IMPORT = "import"
     REPLICATE = "replicate"
+    LIFECYCLE = "lifecycle"
+    """Enable and disable versions, set a minimum decryption version, destroy old versions."""
 
 
 @attrs.frozen(kw_only=True)
@@ -129,6 +131,18 @@ class KeyProvider(Protocol):
         """Return the key (pinned to its version) that wrapped ``encrypted``, if it is ours."""
         ...
 
+    def set_version_state(self, key: KeyRef, state: KeyState) -> KeyMetadata:
+        """Enable or disable the version ``key`` pins."""
+        ...
+
+    def set_min_decryption_version(self, key: KeyRef, version: str) -> KeyMetadata:
+        """Refuse unwrap and verify with versions below ``version``."""
+        ...
+
+    def destroy_version(self, key: KeyRef, *, confirm: bool = False) -> KeyMetadata:
+        """Destroy the material of the version ``key`` pins; needs ``confirm=True``."""
+        ...
+
     def close(self) -> None:
         """Release connections and caches."""
         ...
@@ -195,6 +209,18 @@ class KeyProviderBase:
     def owner_of(self, encrypted: EncryptedDataKey) -> KeyRef | None:
         """No encrypted data key is ours unless overridden."""
         return None
+
+    def set_version_state(self, key: KeyRef, state: KeyState) -> KeyMetadata:
+        """Not supported unless overridden."""
+        raise self._unsupported("set_version_state")
+
+    def set_min_decryption_version(self, key: KeyRef, version: str) -> KeyMetadata:
+        """Not supported unless overridden."""
+        raise self._unsupported("set_min_decryption_version")
+
+    def destroy_version(self, key: KeyRef, *, confirm: bool = False) -> KeyMetadata:
+        """Not supported unless overridden."""
+        raise self._unsupported("destroy_version")
 
     def close(self) -> None:
         """Nothing to release unless overridden."""

@@ -96,6 +96,10 @@ class KeyVersion:
     version: str
     created_at: datetime = attrs.field(converter=_utc)
     state: KeyState = KeyState.ENABLED
+    messages: int | None = None
+    """Data keys wrapped and messages signed with this version (``None``: not counted)."""
+    bytes: int | None = None
+    """Bytes signed, or plaintext bytes protected, with this version (``None``: not counted)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -108,6 +112,8 @@ class KeyMetadata:
     created_at: datetime = attrs.field(converter=_utc)
     current_version: str
     versions: tuple[KeyVersion, ...] = ()
+    min_decryption_version: str | None = None
+    """Versions below this one may no longer unwrap or verify (``None``: no minimum)."""
     description: str = ""
     labels: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_freeze_str_map)
     extra: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_freeze_str_map)

@@ -1,0 +1,189 @@
+"""Shared plumbing of the ``aureus`` command line: the root group, errors, files and pipes.
+
+Errors print one line on stderr (``aureus: error: ...``) and exit 2, with a
+traceback only under ``--debug``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, NoReturn, TypeVar
+
+import click
+
+from ..errors import AureusError
+from ..keys import KeyType
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+KEY_TYPES = [t.value for t in KeyType]
+
+
+class State:
+    """Per-invocation state: global options and the lazily built stack."""
+
+    def __init__(self, config: str | None, debug: bool) -> None:
+        self.config = config
+        self.debug = debug
+        self._stack: Any = None
+
+    @property
+    def stack(self) -> Any:
+        if self._stack is None:
+            from ..stack import KeyStack
+
+            self._stack = KeyStack.from_config(self.config)
+        return self._stack
+
+    def close(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"aureus: error: {message}", err=True)
+    sys.exit(code)
+
+
+class AureusGroup(click.Group):
+    """Turns library errors into one clear line on stderr."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (AureusError, OSError) as error:
+            state = ctx.obj if isinstance(ctx.obj, State) else None
+            debug = state.debug if state else "--debug" in sys.argv
+            if debug:
+                raise
+            if isinstance(error, OSError):
+                where = f" {error.filename}" if error.filename else ""
+                fail(f"{error.strerror or error}{':' if where else ''}{where}")
+            fail(str(error) or type(error).__name__)
+
+
+@click.group(cls=AureusGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    envvar="AUREUS_CONFIG",
+    help="Stack configuration file (TOML). Default: $AUREUS_CONFIG, else the local keystore.",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="aureus-kms", prog_name="aureus")
+@click.pass_context
+def main(ctx: click.Context, config: str | None, debug: bool) -> None:
+    """Aureus: key management, signing and envelope encryption across key stores."""
+    state = State(config, debug)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def stack_of(ctx: click.Context) -> Any:
+    state: State = ctx.find_object(State)  # type: ignore[assignment]
+    return state.stack
+
+
+def read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    return Path(path).read_bytes()
+
+
+@contextmanager
+def atomic_output(path: str) -> Iterator[IO[bytes]]:
+    """Write to a temporary file beside ``path``; rename into place only on success."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+PROGRESS_THRESHOLD = 8 * 1024 * 1024
+
+
+def context_option(f: F) -> F:
+    return click.option(
+        "--context",
+        "contexts",
+        multiple=True,
+        metavar="K=V",
+        help="Encryption context pair (repeatable). On decrypt: pairs the message must carry.",
+    )(f)
+
+
+class ProgressReader(io.RawIOBase):
+    """A binary reader that advances a progress bar as it is read."""
+
+    def __init__(self, inner: IO[bytes], advance: Callable[[int], None]) -> None:
+        self._inner = inner
+        self._advance = advance
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        got = self._inner.readinto(buffer)  # type: ignore[attr-defined]
+        if got:
+            self._advance(got)
+        return int(got or 0)
+
+
+@contextmanager
+def input_stream(path: str, progress: bool | None) -> Iterator[IO[bytes]]:
+    """Open IN (or stdin); show a progress bar on stderr when asked, or for large files on a tty."""
+    handle: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    try:
+        size = os.fstat(handle.fileno()).st_size if path != "-" else 0
+        show = (
+            progress
+            if progress is not None
+            else (sys.stderr.isatty() and size >= PROGRESS_THRESHOLD)
+        )
+        if not show:
+            yield handle
+            return
+        from rich.console import Console
+        from rich.progress import Progress
+
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("aureus", total=size or None)
+            reader = ProgressReader(handle, lambda n: bar.advance(task, n))
+            yield io.BufferedReader(reader)
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+
+
+@contextmanager
+def output_stream(path: str | None) -> Iterator[IO[bytes]]:
+    if path is None or path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with atomic_output(path) as handle:
+        yield handle
+
+
+def pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"expected K=V, got {item!r}", param_hint=option)
+        pairs[name] = value
+    return pairs

@@ -1,0 +1,127 @@
+"""``aureus encrypt``, ``decrypt`` and ``inspect``.
+
+``decrypt`` exits 0 when the message authenticates, 1 when it does not and 2
+on other errors; with ``-o`` its output appears only once the whole message
+has authenticated.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .app import context_option, fail, input_stream, main, output_stream, pairs, stack_of
+
+
+class _DecryptFailed(Exception):
+    """Carries a DecryptionError out of the output context so the file is discarded."""
+
+
+@main.command("encrypt")
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="URI",
+    help="Wrapping key (repeatable; any one of them decrypts). Default: [stack] wrapping_keys.",
+)
+@context_option
+@click.option("--signed", is_flag=True, help="Add an ECDSA P-384 signature (suite 0x0578).")
+@click.option("--frame-length", type=int, default=None, help="Frame length in bytes.")
+@click.option("-o", "--output", default=None, help="Output file (default stdout).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr.")
+@click.argument("infile", default="-", metavar="[IN|-]")
+@click.pass_context
+def encrypt_command(
+    ctx: click.Context,
+    keys: tuple[str, ...],
+    contexts: tuple[str, ...],
+    signed: bool,
+    frame_length: int | None,
+    output: str | None,
+    progress: bool | None,
+    infile: str,
+) -> None:
+    """Encrypt IN (or stdin) into the AWS Encryption SDK message format."""
+    stack = stack_of(ctx)
+    context = pairs(contexts, "--context")
+    with input_stream(infile, progress) as src, output_stream(output) as dst:
+        stack.encrypt_stream(
+            src,
+            dst,
+            context=context,
+            keys=list(keys) or None,
+            signed=signed,
+            frame_length=frame_length,
+        )
+
+
+@main.command("decrypt")
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="URI",
+    help="Only these wrapping keys may decrypt (strict mode). Default: discovery.",
+)
+@context_option
+@click.option("-o", "--output", default=None, help="Output file (default stdout).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr.")
+@click.argument("infile", default="-", metavar="[IN|-]")
+@click.pass_context
+def decrypt_command(
+    ctx: click.Context,
+    keys: tuple[str, ...],
+    contexts: tuple[str, ...],
+    output: str | None,
+    progress: bool | None,
+    infile: str,
+) -> None:
+    """Decrypt IN (or stdin): exit 0 if it authenticates, 1 if not, 2 on other errors.
+
+    With -o, output goes to a temporary file renamed into place only when the
+    whole message has authenticated.
+    """
+    from ..errors import DecryptionError
+
+    stack = stack_of(ctx)
+    context = pairs(contexts, "--context")
+    try:
+        with input_stream(infile, progress) as src, output_stream(output) as dst:
+            try:
+                stack.decrypt_stream(src, dst, context=context, keys=list(keys) or None)
+            except DecryptionError as error:
+                raise _DecryptFailed(str(error)) from None
+    except _DecryptFailed as failure:
+        fail(str(failure), code=1)
+
+
+@main.command("inspect")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.argument("infile", default="-", metavar="[IN|-]")
+@click.pass_context
+def inspect_command(ctx: click.Context, as_json: bool, infile: str) -> None:
+    """Show a message's suite, ID, context, recipients and frame length, without decrypting."""
+    from ..errors import DecryptionError
+
+    stack = stack_of(ctx)
+    with input_stream(infile, False) as src:
+        try:
+            info = stack.inspect(src)
+        except DecryptionError:
+            fail("not a readable Aureus / AWS Encryption SDK message (the header is malformed)", 1)
+    if as_json:
+        click.echo(json.dumps(info.to_dict(), indent=2, ensure_ascii=False))
+        return
+    click.echo(f"suite:          0x{info.suite_id:04X} {info.suite_name}")
+    click.echo(f"format version: {info.message_version}")
+    click.echo(f"message id:     {info.message_id}")
+    click.echo(f"signed:         {'yes' if info.signed else 'no'}")
+    click.echo(f"frame length:   {info.frame_length}")
+    click.echo("context:" + ("" if info.context else "        (empty)"))
+    for name, value in info.context.items():
+        click.echo(f"  {name} = {value}")
+    click.echo("encrypted data keys:")
+    for recipient in info.recipients:
+        click.echo(f"  {recipient.provider_id}  {recipient.key}")

@@ -1,0 +1,159 @@
+"""``aureus keys``: create, list, describe, rotate, import and export public keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError, KeyExists
+from ..keys import KeyMetadata
+from .app import KEY_TYPES, AureusGroup, main, pairs, stack_of
+
+
+@main.group("keys", cls=AureusGroup)
+def keys_group() -> None:
+    """Create, list, describe, rotate and import keys."""
+
+
+def _describe_lines(metadata: KeyMetadata) -> list[str]:
+    lines = [
+        f"uri:             {metadata.uri}",
+        f"type:            {metadata.key_type.value} ({metadata.purpose.value})",
+        f"state:           {metadata.state.value}",
+        f"created:         {metadata.created_at.isoformat()}",
+        f"current version: {metadata.current_version}",
+    ]
+    if metadata.description:
+        lines.append(f"description:     {metadata.description}")
+    for name, value in metadata.labels:
+        lines.append(f"label:           {name}={value}")
+    for name, value in metadata.extra:
+        lines.append(f"{name + ':':<17}{value}")
+    lines.append("versions:")
+    for version in metadata.versions:
+        marker = "*" if version.version == metadata.current_version else " "
+        lines.append(
+            f"  {marker} {version.version:<6} {version.state.value:<10} "
+            f"{version.created_at.isoformat()}"
+        )
+    return lines
+
+
+@keys_group.command("create")
+@click.argument("name")
+@click.option("--type", "key_type", type=click.Choice(KEY_TYPES), required=True, help="Key type.")
+@click.option("--description", default="", help="Free-text description.")
+@click.option("--label", "labels", multiple=True, metavar="K=V", help="A label (repeatable).")
+@click.option(
+    "--if-not-exists",
+    is_flag=True,
+    help="Succeed (printing the URI) when a key of that name already exists.",
+)
+@click.pass_context
+def keys_create(
+    ctx: click.Context,
+    name: str,
+    key_type: str,
+    description: str,
+    labels: tuple[str, ...],
+    if_not_exists: bool,
+) -> None:
+    """Create a key and print its URI (NAME or scheme://NAME)."""
+    stack = stack_of(ctx)
+    try:
+        metadata = stack.create_key(
+            name, key_type, description=description, labels=pairs(labels, "--label")
+        )
+    except KeyExists:
+        if not if_not_exists:
+            raise
+        ref = name if "://" in name else f"{stack.config.default_provider}://{name}"
+        metadata = stack.describe_key(ref)
+        if metadata.key_type.value != key_type:
+            raise ConfigError(
+                f"{metadata.uri} exists with type {metadata.key_type.value}, not {key_type}"
+            ) from None
+    click.echo(metadata.uri)
+
+
+@keys_group.command("list")
+@click.option("--provider", default=None, help="Only this provider scheme.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def keys_list(ctx: click.Context, provider: str | None, as_json: bool) -> None:
+    """List keys."""
+    keys = stack_of(ctx).list_keys(provider)
+    if as_json:
+        click.echo(json.dumps([k.to_dict() for k in keys], indent=2))
+        return
+    for metadata in keys:
+        click.echo(
+            f"{metadata.uri}  {metadata.key_type.value}  v{metadata.current_version}  "
+            f"{metadata.state.value}  {metadata.created_at.date().isoformat()}"
+        )
+
+
+@keys_group.command("describe")
+@click.argument("uri")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def keys_describe(ctx: click.Context, uri: str, as_json: bool) -> None:
+    """Show a key's metadata and versions."""
+    metadata = stack_of(ctx).describe_key(uri)
+    if as_json:
+        click.echo(json.dumps(metadata.to_dict(), indent=2))
+    else:
+        click.echo("\n".join(_describe_lines(metadata)))
+
+
+@keys_group.command("rotate")
+@click.argument("uri")
+@click.pass_context
+def keys_rotate(ctx: click.Context, uri: str) -> None:
+    """Add a new current version; older versions keep working for unwrap and verify."""
+    metadata = stack_of(ctx).rotate_key(uri)
+    click.echo(f"{metadata.uri} is now at version {metadata.current_version}")
+
+
+@keys_group.command("import")
+@click.argument("name")
+@click.option("--type", "key_type", type=click.Choice(KEY_TYPES), required=True)
+@click.option(
+    "--raw-key-file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="File holding raw AES key bytes (32 for aes-256).",
+)
+@click.option(
+    "--pem-file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="File holding an unencrypted PEM private key (ed25519, ecdsa-p256).",
+)
+@click.option(
+    "--new-version", is_flag=True, help="Import as a new current version of an existing key."
+)
+@click.pass_context
+def keys_import(
+    ctx: click.Context,
+    name: str,
+    key_type: str,
+    raw_key_file: str | None,
+    pem_file: str | None,
+    new_version: bool,
+) -> None:
+    """Import key material and print the key's URI."""
+    if (raw_key_file is None) == (pem_file is None):
+        raise click.UsageError("give exactly one of --raw-key-file or --pem-file")
+    raw = Path(raw_key_file).read_bytes() if raw_key_file else None
+    pem = Path(pem_file).read_bytes() if pem_file else None
+    metadata = stack_of(ctx).import_key(name, key_type, raw=raw, pem=pem, new_version=new_version)
+    click.echo(metadata.uri)
+
+
+@keys_group.command("public-key")
+@click.argument("uri")
+@click.pass_context
+def keys_public_key(ctx: click.Context, uri: str) -> None:
+    """Print the PEM public key of a signing key (pin a version with ?version=N)."""
+    click.echo(stack_of(ctx).public_key(uri).decode("ascii"), nl=False)
