@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .audit import AuditEvent
+from .audit import AuditEvent, AuditTrail
 from .config import CONFIG_ENV, NamedOptions, StackConfig
 from .context import EncryptionContext
 from .envelope.header import Limits
@@ -30,7 +30,7 @@ from .envelope.message import (
 )
 from .envelope.message import encrypt_stream as _encrypt_stream
 from .envelope.suites import CommitmentPolicy
-from .errors import AuditFailure, AureusError, ConfigError, DecryptionError, UnsupportedOperation
+from .errors import AureusError, ConfigError, DecryptionError, UnsupportedOperation
 from .interfaces import (
     AuditSink,
     Capability,
@@ -44,6 +44,7 @@ from .keys import KeyMetadata, KeySpec, KeyState, KeyType
 from .plugins import PluginHost, get_host
 from .sensitive import Secret
 from .signature import Signature
+from .telemetry import Telemetry
 
 
 def _as_ref(key: str | KeyRef) -> KeyRef:
@@ -71,8 +72,10 @@ class KeyStack:
         self._providers: dict[str, KeyProvider] = dict(providers or {})
         self._credentials: dict[str, CredentialSource] = {}
         self._owned: set[str] = set()  # schemes whose providers this stack created and must close
-        self._audit_sinks: list[AuditSink] = list(audit_sinks)
-        self._configured_sinks_built = False
+        self._audit = AuditTrail(
+            audit_sinks, build_sinks=self._build_sinks, required=self.config.audit_required
+        )
+        self._telemetry = Telemetry()
         self._closed = False
 
     # -- construction --------------------------------------------------------
@@ -183,45 +186,27 @@ class KeyStack:
             return ref.scheme, ref.key_id
         return provider or self.config.default_provider, name
 
-    # -- audit ---------------------------------------------------------------
+    # -- audit and telemetry ---------------------------------------------------
 
-    def _sinks(self) -> list[AuditSink]:
-        with self._lock:
-            if not self._configured_sinks_built:
-                for spec in self.config.audit_sinks:
-                    registration = self.host.audit_sinks.get(spec.name)
-                    self._audit_sinks.append(registration.factory(spec.options))
-                self._configured_sinks_built = True
-            return self._audit_sinks
+    def _build_sinks(self) -> list[AuditSink]:
+        return [
+            self.host.audit_sinks.get(spec.name).factory(spec.options)
+            for spec in self.config.audit_sinks
+        ]
+
+    @property
+    def audit(self) -> AuditTrail:
+        """The audit trail: sinks, and whether auditing is required."""
+        return self._audit
 
     @property
     def audit_required(self) -> bool:
         """Whether an operation fails when no sink can record its event."""
-        if self.config.audit_required is not None:
-            return self.config.audit_required
-        return bool(self._sinks())
+        return self._audit.required
 
     def add_audit_sink(self, sink: AuditSink) -> None:
         """Send this stack's audit events to ``sink`` as well."""
-        with self._lock:
-            self._sinks().append(sink)
-
-    def _emit(self, event: AuditEvent) -> None:
-        sinks = self._sinks()
-        recorded = 0
-        failures: list[str] = []
-        for sink in sinks:
-            try:
-                sink.emit(event)
-                recorded += 1
-            except Exception as error:
-                failures.append(f"{type(sink).__name__}: {type(error).__name__}")
-        if sinks and not recorded and self.audit_required:
-            raise AuditFailure(
-                f"no audit sink could record the {event.operation} event "
-                f"({'; '.join(failures)}); the operation is refused because auditing is "
-                "required: fix the sink or set [audit] required = false"
-            )
+        self._audit.add(sink)
 
     @contextmanager
     def _operation(self, operation: str, ref: KeyRef | None = None) -> Iterator[dict[str, Any]]:
@@ -230,12 +215,15 @@ class KeyStack:
             op.update(
                 provider=ref.scheme, key_uri=ref.with_version(None).uri, key_version=ref.version
             )
-        try:
-            yield op
-        except AureusError as error:
-            self._emit(AuditEvent(operation=operation, outcome=type(error).__name__, **op))
-            raise
-        self._emit(AuditEvent(operation=operation, **op))
+        with self._telemetry.operation(operation, op):
+            try:
+                yield op
+            except AureusError as error:
+                self._audit.emit(
+                    AuditEvent(operation=operation, outcome=type(error).__name__, **op)
+                )
+                raise
+            self._audit.emit(AuditEvent(operation=operation, **op))
 
     # -- key management ------------------------------------------------------
 
@@ -572,8 +560,7 @@ class KeyStack:
             self._closed = True
             for scheme in self._owned:
                 self._providers[scheme].close()
-            for sink in self._audit_sinks:
-                sink.close()
+            self._audit.close()
 
     def __enter__(self) -> KeyStack:
         return self
