@@ -250,6 +250,8 @@ class CacheEntry:
     """Seconds on the cache's clock when the entry was made."""
     messages: int = 0
     bytes: int = 0
+    signing_key: Any = attrs.field(default=None, repr=False)
+    """For the signed suite: the message signing key shared by the entry's messages."""
 
     def wipe(self) -> None:
         """Overwrite the material in place."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .audit import AuditEvent, AuditTrail
+from .cache import POLICY_OPTIONS, CachePolicy, DataKeyCache
 from .config import CONFIG_ENV, NamedOptions, StackConfig
 from .context import EncryptionContext
 from .envelope.header import Limits
@@ -23,13 +24,15 @@ from .envelope.inspect import MessageInfo, inspect_message
 from .envelope.keyring import KeyFilter, encryption_materials, unwrap_data_key
 from .envelope.message import (
     DEFAULT_FRAME_LENGTH,
+    EncryptionMaterials,
     MessageReader,
     MessageWriter,
     check_frame_length,
     encrypt_bytes,
+    signed_context,
 )
 from .envelope.message import encrypt_stream as _encrypt_stream
-from .envelope.suites import CommitmentPolicy
+from .envelope.suites import DEFAULT_SUITE, SIGNED_SUITE, CommitmentPolicy
 from .errors import AureusError, ConfigError, DecryptionError, UnsupportedOperation
 from .interfaces import (
     AuditSink,
@@ -64,6 +67,7 @@ class KeyStack:
         config: StackConfig | None = None,
         providers: Mapping[str, KeyProvider] | None = None,
         audit_sinks: Sequence[AuditSink] = (),
+        cache: DataKeyCache | None = None,
         host: PluginHost | None = None,
     ) -> None:
         self.config = config or StackConfig()
@@ -76,6 +80,8 @@ class KeyStack:
             audit_sinks, build_sinks=self._build_sinks, required=self.config.audit_required
         )
         self._telemetry = Telemetry()
+        self._cache = cache
+        self._cache_built = cache is not None
         self._closed = False
 
     # -- construction --------------------------------------------------------
@@ -390,6 +396,24 @@ class KeyStack:
         ]
         return [ref.with_version(v) for v in [metadata.current_version, *others]]
 
+    # -- data-key cache ------------------------------------------------------
+
+    @property
+    def cache(self) -> DataKeyCache | None:
+        """The data-key cache (built from ``[cache]`` on first use), or ``None``."""
+        if not self._cache_built:
+            with self._lock:
+                if not self._cache_built:
+                    spec = self.config.cache
+                    if spec is not None:
+                        backend_options = {
+                            k: v for k, v in spec.options.items() if k not in POLICY_OPTIONS
+                        }
+                        backend = self.host.cache_backends.get(spec.name).factory(backend_options)
+                        self._cache = DataKeyCache(backend, CachePolicy.from_options(spec.options))
+                    self._cache_built = True
+        return self._cache
+
     # -- envelope encryption -------------------------------------------------
 
     @property
@@ -407,7 +431,9 @@ class KeyStack:
         signed: bool,
         frame_length: int | None,
         op: dict[str, Any],
+        plaintext_bytes: int | None = None,
     ) -> MessageWriter:
+        """Materials for one message; ``plaintext_bytes`` (when known) lets it use the cache."""
         refs = [_as_ref(k) for k in keys] if keys else list(self.config.wrapping_keys)
         encryption_context = EncryptionContext.coerce(context)
         if frame_length is None:
@@ -416,21 +442,42 @@ class KeyStack:
         if refs:
             op.update(provider=refs[0].scheme, key_uri=refs[0].with_version(None).uri)
         op.update(context_keys=tuple(encryption_context))
-        materials, used = encryption_materials(
-            self.provider, refs, encryption_context, signed=signed
-        )
+        cache = self.cache if plaintext_bytes is not None else None
+        suite = SIGNED_SUITE if signed else DEFAULT_SUITE
+        entry_key = cache.encrypt_key(suite.suite_id, refs, encryption_context) if cache else b""
+        cached = cache.take(entry_key, plaintext_bytes=plaintext_bytes or 0) if cache else None
+        if cached is not None:
+            materials = EncryptionMaterials(
+                suite=suite,
+                data_key=cached.material,
+                encrypted_data_keys=cached.encrypted,
+                context=signed_context(encryption_context, cached.signing_key),
+                signing_key=cached.signing_key,
+            )
+            recipients = [r.uri for r in refs]
+        else:
+            materials, used = encryption_materials(
+                self.provider, refs, encryption_context, signed=signed
+            )
+            recipients = [r.uri for r in used]
+            op.update(key_version=used[0].version)
+            if cache is not None:
+                cache.store(
+                    entry_key,
+                    materials.data_key,
+                    encrypted=materials.encrypted_data_keys,
+                    signing_key=materials.signing_key,
+                    plaintext_bytes=plaintext_bytes or 0,
+                )
         try:
             writer = MessageWriter(materials, length)
         finally:
             if isinstance(materials.data_key, bytearray):
                 materials.data_key[:] = bytes(len(materials.data_key))
-        op.update(
-            key_version=used[0].version,
-            details=(
-                ("recipients", ",".join(r.uri for r in used)),
-                ("signed", str(signed).lower()),
-            ),
-        )
+        details = [("recipients", ",".join(recipients)), ("signed", str(signed).lower())]
+        if cache is not None:
+            details.append(("cache", "hit" if cached is not None else "miss"))
+        op.update(details=tuple(details))
         return writer
 
     def encrypt(
@@ -449,8 +496,9 @@ class KeyStack:
         ``signed=True`` adds an ECDSA P-384 signature (suite 0x0578).
         """
         with self._operation("encrypt") as op:
-            writer = self._writer(context, keys, signed, frame_length, op)
-            op.update(byte_count=len(memoryview(data)))
+            size = memoryview(data).nbytes
+            writer = self._writer(context, keys, signed, frame_length, op, plaintext_bytes=size)
+            op.update(byte_count=size)
             return encrypt_bytes(data, writer)
 
     def encrypt_stream(
@@ -492,12 +540,29 @@ class KeyStack:
         allowed = KeyFilter(
             keys=tuple(_as_ref(k) for k in keys or ()), patterns=self.config.decrypt_allow
         )
-        data_key, used = unwrap_data_key(
-            self.provider, reader.header.encrypted_data_keys, stored, allowed
+        header = reader.header
+        cache = self.cache
+        entry_key = (
+            cache.decrypt_key(
+                header.suite.suite_id, header.encrypted_data_keys, stored, repr(allowed)
+            )
+            if cache
+            else b""
         )
-        op.update(
-            provider=used.scheme, key_uri=used.with_version(None).uri, key_version=used.version
-        )
+        cached = cache.take(entry_key, plaintext_bytes=0) if cache else None
+        if cached is not None:
+            data_key = cached.material
+            op.update(details=(("cache", "hit"),))
+        else:
+            data_key, used = unwrap_data_key(
+                self.provider, header.encrypted_data_keys, stored, allowed
+            )
+            op.update(
+                provider=used.scheme, key_uri=used.with_version(None).uri, key_version=used.version
+            )
+            if cache is not None:
+                cache.store(entry_key, data_key)
+                op.update(details=(("cache", "miss"),))
         try:
             reader.unlock(data_key)
         finally:

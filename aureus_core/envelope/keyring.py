@@ -10,10 +10,10 @@ import attrs
 
 from ..context import EncryptionContext
 from ..datakey import EncryptedDataKey
-from ..errors import AureusError, ConfigError, DecryptionError, UnsupportedOperation
+from ..errors import AureusError, ConfigError, DecryptionError, KeyDisabled, UnsupportedOperation
 from ..interfaces import Capability, KeyProvider
 from ..keyref import KeyRef
-from .message import PUBLIC_KEY_CONTEXT_KEY, EncryptionMaterials, new_signing_key
+from .message import EncryptionMaterials, new_signing_key, signed_context
 from .suites import DEFAULT_SUITE, SIGNED_SUITE
 
 ProviderLookup = Callable[[str], KeyProvider]
@@ -65,13 +65,8 @@ def encryption_materials(
         )
     if len(set(keys)) != len(keys):
         raise ConfigError("the same wrapping key is listed twice")
-    signing_key = None
-    full_context = context
-    if signed:
-        signing_key, public = new_signing_key()
-        full_context = EncryptionContext._unchecked_reserved(
-            {**context, PUBLIC_KEY_CONTEXT_KEY: public}
-        )
+    signing_key = new_signing_key()[0] if signed else None
+    full_context = signed_context(context, signing_key)
     suite = SIGNED_SUITE if signed else DEFAULT_SUITE
     data_key = bytearray(os.urandom(suite.data_key_length))
     encrypted: list[EncryptedDataKey] = []
@@ -105,6 +100,7 @@ def unwrap_data_key(
     skipped; when none succeeds the result is one opaque
     :class:`DecryptionError`.
     """
+    refused: list[str] = []
     for encrypted in encrypted_data_keys:
         try:
             provider = lookup(scheme_for_provider_id(encrypted.provider_id))
@@ -117,10 +113,15 @@ def unwrap_data_key(
             continue
         try:
             return provider.unwrap(ref, encrypted, context), ref
+        except KeyDisabled as error:
+            # A lifecycle refusal (disabled, below the minimum version) names the
+            # key and version, not anything secret: pass it on so it can be fixed.
+            refused.append(str(error))
         except AureusError:
             continue
+    reason = f" ({'; '.join(refused)})" if refused else ""
     raise DecryptionError(
         "the message could not be decrypted: none of its "
         f"{len(encrypted_data_keys)} encrypted data key(s) could be unwrapped with a key "
-        "this stack may use"
+        f"this stack may use{reason}"
     )

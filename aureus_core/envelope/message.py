@@ -45,8 +45,24 @@ DEFAULT_FRAME_LENGTH = 64 * 1024
 def new_signing_key() -> tuple[ec.EllipticCurvePrivateKey, str]:
     """A fresh P-384 key pair for one signed message, with its public key as stored."""
     private = ec.generate_private_key(ec.SECP384R1())
+    return private, public_key_text(private)
+
+
+def public_key_text(private: ec.EllipticCurvePrivateKey) -> str:
+    """The public key as the message stores it: the compressed point, base64."""
     point = private.public_key().public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
-    return private, base64.b64encode(point).decode("ascii")
+    return base64.b64encode(point).decode("ascii")
+
+
+def signed_context(
+    context: EncryptionContext, signing_key: ec.EllipticCurvePrivateKey | None
+) -> EncryptionContext:
+    """The context to store: the caller's, plus the public key for signed messages."""
+    if signing_key is None:
+        return context
+    return EncryptionContext._unchecked_reserved(
+        {**context, PUBLIC_KEY_CONTEXT_KEY: public_key_text(signing_key)}
+    )
 
 
 @attrs.frozen(kw_only=True)
