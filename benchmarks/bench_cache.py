@@ -100,8 +100,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--max-messages", type=int, default=1000)
-    args = parser.parse_args()
-    n, limit = args.messages, args.max_messages
+    parser.add_argument("--quick", action="store_true", help="1 000 messages, for a smoke run")
+    args, ignored = parser.parse_known_args()
+    if ignored:
+        print(f"(ignoring options meant for the other benchmarks: {' '.join(ignored)})")
+    n, limit = (1000, 100) if args.quick else (args.messages, args.max_messages)
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         setup = KeyStack.local(directory)
