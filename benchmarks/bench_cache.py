@@ -15,7 +15,6 @@ import math
 import os
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,33 +22,8 @@ from typing import Any
 from aureus_builtin.memory_cache import MemoryCache
 from aureus_core import KeyStack
 from aureus_core.cache import CachePolicy, DataKeyCache
+from aureus_core.testing.counting import CountingProvider
 from aureus_local import LocalKeyProvider
-
-
-class CountingProvider:
-    """Delegates to the local provider and counts wrap and unwrap calls."""
-
-    def __init__(self, inner: LocalKeyProvider) -> None:
-        self._inner = inner
-        self.wraps = 0
-        self.unwraps = 0
-        self._lock = threading.Lock()
-        self.scheme = inner.scheme
-        self.capabilities = inner.capabilities
-        self.key_types = inner.key_types
-
-    def wrap(self, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            self.wraps += 1
-        return self._inner.wrap(*args, **kwargs)
-
-    def unwrap(self, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            self.unwraps += 1
-        return self._inner.unwrap(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
 def make_stack(

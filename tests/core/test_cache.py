@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,33 +14,8 @@ from aureus_builtin.memory_cache import MemoryCache
 from aureus_core import ConfigError, KeyStack
 from aureus_core.cache import CachePolicy, DataKeyCache
 from aureus_core.testing import FakeClock
+from aureus_core.testing.counting import CountingProvider
 from aureus_local import LocalKeyProvider
-
-
-class CountingProvider:
-    """Delegates to a real provider and counts wrap and unwrap calls."""
-
-    def __init__(self, inner: LocalKeyProvider) -> None:
-        self._inner = inner
-        self.wraps = 0
-        self.unwraps = 0
-        self._lock = threading.Lock()
-        self.scheme = inner.scheme
-        self.capabilities = inner.capabilities
-        self.key_types = inner.key_types
-
-    def wrap(self, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            self.wraps += 1
-        return self._inner.wrap(*args, **kwargs)
-
-    def unwrap(self, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            self.unwraps += 1
-        return self._inner.unwrap(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
 @pytest.fixture
