@@ -28,6 +28,7 @@ from .buffers import OutputBuffer
 from .frames import (
     FINAL_FRAME_MARKER,
     MAX_FRAMES,
+    SealedFrame,
     final_frame_size,
     frame_aad,
     frame_iv,
@@ -167,6 +168,13 @@ class MessageWriter:
         written = self.frame_into(view, memoryview(out), final=final)
         assert written == size
         return bytes(out)
+
+    def add_sealed(self, data: bytes | bytearray | memoryview) -> None:
+        """Account for body bytes copied verbatim from another message (rewrap).
+
+        They are written by the caller, not here; a signed suite signs them.
+        """
+        self._signed(data)
 
     def finish(self) -> bytes:
         """The footer: the signature for signed suites, nothing otherwise."""
@@ -380,6 +388,45 @@ class MessageReader:
                 yield plaintext
                 return
             yield plaintext
+
+    def sealed_frames(self) -> Iterator[SealedFrame]:
+        """Yield the frames as stored, checking their place but not their tags (rewrap).
+
+        Sequence numbers and the final frame's length are checked as in
+        :meth:`frames`, a signed suite hashes every byte, and the final frame
+        is held back until the footer's signature verifies and the input
+        ends.  Call :meth:`unlock` first; tags are checked only by
+        :meth:`authenticate`.
+        """
+        if self._aead is None:
+            raise DecryptionError()
+        tag_length = self.header.suite.tag_length
+        sequence = 0
+        while True:
+            sequence += 1
+            if sequence > MAX_FRAMES:
+                raise DecryptionError()
+            iv, sealed, final = self._read_frame(sequence)
+            frame = SealedFrame(
+                sequence=sequence,
+                final=final,
+                iv=iv,
+                sealed=sealed,
+                content_length=len(sealed) - tag_length,
+            )
+            if final:
+                self._finish()
+                yield frame
+                return
+            yield frame
+
+    def authenticate(self, frame: SealedFrame, scratch: bytearray) -> None:
+        """Check one sealed frame's tag with the derived key, or raise DecryptionError.
+
+        AES-GCM has no verify-only call: the plaintext is written into
+        ``scratch`` (at least one frame length), which the caller wipes.
+        """
+        self._open(frame.iv, frame.sealed, frame.sequence, frame.final, memoryview(scratch))
 
     def read_all(self) -> bytes:
         """Decrypt the rest of an in-memory message into one buffer."""
