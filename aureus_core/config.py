@@ -20,8 +20,15 @@ Example::
 
     [audit]
     required = true
+    context_hashes = true              # keyed hashes of context values
+    hash_key = "local://audit-hash"    # aes-256 key they are keyed by
+    processors = [{ type = "drop", operations = ["list"] }]
     [[audit.sinks]]
-    type = "logging"
+    type = "jsonl"
+    path = "audit/audit.jsonl"
+
+With no ``[[audit.sinks]]``, ``AUREUS_AUDIT_LOG=PATH`` in the environment
+adds a ``jsonl`` sink at ``PATH``.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 CONFIG_ENV = "AUREUS_CONFIG"
+AUDIT_LOG_ENV = "AUREUS_AUDIT_LOG"
+"""A jsonl audit log path, used when the configuration names no audit sinks."""
 
 _TOP_LEVEL = {"stack", "providers", "credentials", "cache", "audit"}
 _STACK_KEYS = {
@@ -60,10 +69,14 @@ _PATH_OPTIONS = {"keystore", "path", "file", "token_file"}
 
 @attrs.frozen(kw_only=True)
 class NamedOptions:
-    """A plugin name (provider scheme, sink type ...) with its options."""
+    """A plugin name (provider scheme, sink type ...) with its options.
+
+    The repr names the options but never shows their values: credential
+    tables may hold secrets (a static passphrase).
+    """
 
     name: str
-    options: Mapping[str, Any] = attrs.field(factory=dict)
+    options: Mapping[str, Any] = attrs.field(factory=dict, repr=lambda o: f"<{sorted(o)}>")
 
 
 @attrs.frozen(kw_only=True)
@@ -87,8 +100,25 @@ class StackConfig:
     cache: NamedOptions | None = None
     audit_sinks: tuple[NamedOptions, ...] = ()
     audit_required: bool | None = None
+    audit_processors: tuple[NamedOptions, ...] = ()
+    """``[audit] processors``: each a processor type with its options, in order."""
+    audit_context_hashes: bool = False
+    """Record keyed hashes of encryption-context values in audit events."""
+    audit_hash_key: KeyRef | None = None
+    """The key audit hashes are keyed by (``None``: a random key per stack)."""
     source: str = "<dict>"
     """Where the configuration came from, for error messages."""
+
+    def audit_sink_specs(
+        self, environ: Mapping[str, str] | None = None
+    ) -> tuple[NamedOptions, ...]:
+        """The ``[[audit.sinks]]``; with none, a ``jsonl`` sink at ``$AUREUS_AUDIT_LOG`` if set."""
+        if self.audit_sinks:
+            return self.audit_sinks
+        path = (os.environ if environ is None else environ).get(AUDIT_LOG_ENV)
+        if not path:
+            return ()
+        return (NamedOptions(name="jsonl", options={"path": str(Path(path).expanduser())}),)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> StackConfig:
@@ -198,20 +228,20 @@ class StackConfig:
         if required is not None and not isinstance(required, bool):
             raise fail("audit", "required must be true or false")
         sinks_raw = audit_table.pop("sinks", [])
+        processors_raw = audit_table.pop("processors", [])
+        context_hashes = audit_table.pop("context_hashes", False)
+        if not isinstance(context_hashes, bool):
+            raise fail("audit", "context_hashes must be true or false")
+        hash_key_raw = audit_table.pop("hash_key", None)
+        hash_key = _key(hash_key_raw, "audit", fail) if hash_key_raw is not None else None
         if audit_table:
             raise fail(
                 "audit",
-                f"unknown key(s) {', '.join(sorted(audit_table))}; allowed: required, sinks",
+                f"unknown key(s) {', '.join(sorted(audit_table))}; "
+                "allowed: context_hashes, hash_key, processors, required, sinks",
             )
-        if not isinstance(sinks_raw, list):
-            raise fail("audit", "sinks must be an array of tables ([[audit.sinks]])")
-        sinks = []
-        for index, sink in enumerate(sinks_raw):
-            table = dict(_table(sink, f"audit.sinks.{index}", fail))
-            sink_type = table.pop("type", None)
-            if not isinstance(sink_type, str):
-                raise fail(f"audit.sinks.{index}", 'needs type = "<audit sink name>"')
-            sinks.append(NamedOptions(name=sink_type, options=_resolve_paths(table, base_dir)))
+        sinks = _typed_tables(sinks_raw, "audit.sinks", "audit sink", fail, base_dir)
+        processors = _typed_tables(processors_raw, "audit.processors", "audit processor", fail)
 
         return cls(
             default_provider=default_provider,
@@ -222,8 +252,11 @@ class StackConfig:
             providers=providers,
             credentials=credentials,
             cache=cache,
-            audit_sinks=tuple(sinks),
+            audit_sinks=sinks,
             audit_required=required,
+            audit_processors=processors,
+            audit_context_hashes=context_hashes,
+            audit_hash_key=hash_key,
             source=source,
             **numbers,
         )
@@ -233,6 +266,22 @@ def _table(value: Any, where: str, fail: Any) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise fail(where, "must be a table")
     return value
+
+
+def _typed_tables(
+    value: Any, where: str, what: str, fail: Any, base_dir: Path | None = None
+) -> tuple[NamedOptions, ...]:
+    """An array of tables, each with ``type = "<name>"`` and its options."""
+    if not isinstance(value, list):
+        raise fail("audit", f"{where.split('.')[-1]} must be an array of tables ([[{where}]])")
+    found = []
+    for index, item in enumerate(value):
+        table = dict(_table(item, f"{where}.{index}", fail))
+        name = table.pop("type", None)
+        if not isinstance(name, str):
+            raise fail(f"{where}.{index}", f'needs type = "<{what} name>"')
+        found.append(NamedOptions(name=name, options=_resolve_paths(table, base_dir)))
+    return tuple(found)
 
 
 def _key(value: Any, where: str, fail: Any) -> KeyRef:

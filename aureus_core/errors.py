@@ -103,3 +103,7 @@ class SignatureError(AureusError):
 
 class AuditFailure(AureusError):
     """No audit sink could record an event while auditing is required."""
+
+
+class AuditSinkError(AureusError):
+    """An audit sink could not record an event: its log is unwritable, damaged or tampered with."""

@@ -48,6 +48,8 @@ class Capability(str, enum.Enum):
     REPLICATE = "replicate"
     LIFECYCLE = "lifecycle"
     """Enable and disable versions, set a minimum decryption version, destroy old versions."""
+    MAC = "mac"
+    """Compute a deterministic MAC (HMAC-SHA-256 or the backend's equivalent) under a key."""
 
 
 @attrs.frozen(kw_only=True)
@@ -143,6 +145,15 @@ class KeyProvider(Protocol):
         """Destroy the material of the version ``key`` pins; needs ``confirm=True``."""
         ...
 
+    def mac(self, key: KeyRef, message: bytes) -> bytes:
+        """A deterministic MAC of ``message`` under the current (or pinned) version.
+
+        The same key version and message always give the same bytes; the key
+        material never leaves the provider.  Audit chains use it to derive
+        their keys.
+        """
+        ...
+
     def close(self) -> None:
         """Release connections and caches."""
         ...
@@ -222,6 +233,10 @@ class KeyProviderBase:
         """Not supported unless overridden."""
         raise self._unsupported("destroy_version")
 
+    def mac(self, key: KeyRef, message: bytes) -> bytes:
+        """Not supported unless overridden."""
+        raise self._unsupported("mac")
+
     def close(self) -> None:
         """Nothing to release unless overridden."""
 
@@ -298,6 +313,24 @@ class AuditSink(Protocol):
 
     def close(self) -> None:
         """Flush and release resources."""
+        ...
+
+
+ProviderLookup = Callable[[str], KeyProvider]
+"""The provider that serves a URI scheme (``KeyStack.provider``)."""
+
+
+@runtime_checkable
+class UsesKeyProviders(Protocol):
+    """An audit sink that needs keys (a MAC key, a signing key) from its stack's providers.
+
+    The stack calls :meth:`use_key_providers` once, before the sink's first
+    event.  The sink must call provider methods directly: a stack operation
+    would be audited, and so recurse into the sink.
+    """
+
+    def use_key_providers(self, providers: ProviderLookup) -> None:
+        """Remember how to reach the provider of a URI scheme."""
         ...
 
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .audit import AuditEvent, AuditTrail
+from .audit import AuditTrail, Processor
 from .cache import POLICY_OPTIONS, CachePolicy, DataKeyCache
 from .config import CONFIG_ENV, NamedOptions, StackConfig
 from .context import EncryptionContext
@@ -32,6 +32,7 @@ from .envelope.message import (
     signed_context,
 )
 from .envelope.message import encrypt_stream as _encrypt_stream
+from .envelope.rewrap import OnUnlock, Rewrap, Write, parse_recipients, snapshot
 from .envelope.suites import DEFAULT_SUITE, SIGNED_SUITE, CommitmentPolicy
 from .errors import AureusError, ConfigError, DecryptionError, UnsupportedOperation
 from .interfaces import (
@@ -47,7 +48,7 @@ from .keys import KeyMetadata, KeySpec, KeyState, KeyType
 from .plugins import PluginHost, get_host
 from .sensitive import Secret
 from .signature import Signature
-from .telemetry import Telemetry
+from .telemetry import Telemetry, current_ids
 
 
 def _as_ref(key: str | KeyRef) -> KeyRef:
@@ -69,6 +70,8 @@ class KeyStack:
         audit_sinks: Sequence[AuditSink] = (),
         cache: DataKeyCache | None = None,
         host: PluginHost | None = None,
+        telemetry: Telemetry | None = None,
+        audit_processors: Sequence[Processor] = (),
     ) -> None:
         self.config = config or StackConfig()
         self._host = host
@@ -77,9 +80,17 @@ class KeyStack:
         self._credentials: dict[str, CredentialSource] = {}
         self._owned: set[str] = set()  # schemes whose providers this stack created and must close
         self._audit = AuditTrail(
-            audit_sinks, build_sinks=self._build_sinks, required=self.config.audit_required
+            audit_sinks,
+            build_sinks=self._build_sinks,
+            required=self.config.audit_required,
+            processors=audit_processors,
+            processor_specs=[(p.name, p.options) for p in self.config.audit_processors],
+            providers=self.provider,
+            hash_key=self.config.audit_hash_key,
+            context_hashes=self.config.audit_context_hashes,
+            principal=self._principal,
         )
-        self._telemetry = Telemetry()
+        self._telemetry = telemetry if telemetry is not None else Telemetry()
         self._cache = cache
         self._cache_built = cache is not None
         self._closed = False
@@ -142,7 +153,7 @@ class KeyStack:
                 raise AureusError("this KeyStack is closed; create a new one")
             existing = self._providers.get(scheme)
             if existing is not None:
-                return existing
+                return self._telemetry.instrument(existing)
             registration = self.host.key_providers.get(scheme)
             options = dict(self.config.providers.get(scheme, {}))
             credential_name = options.pop("credentials", None)
@@ -159,7 +170,7 @@ class KeyStack:
                 ) from error
             self._providers[scheme] = created
             self._owned.add(scheme)
-            return created
+            return self._telemetry.instrument(created)
 
     def _credential(self, name: str) -> CredentialSource:
         source = self._credentials.get(name)
@@ -197,8 +208,14 @@ class KeyStack:
     def _build_sinks(self) -> list[AuditSink]:
         return [
             self.host.audit_sinks.get(spec.name).factory(spec.options)
-            for spec in self.config.audit_sinks
+            for spec in self.config.audit_sink_specs()
         ]
+
+    def _principal(self, scheme: str) -> str | None:
+        """Who the credentials of ``scheme``'s provider act as, if they are in use and say."""
+        name = self.config.providers.get(scheme, {}).get("credentials")
+        source = self._credentials.get(name) if isinstance(name, str) else None
+        return source.get_credentials().principal if source is not None else None
 
     @property
     def audit(self) -> AuditTrail:
@@ -222,14 +239,9 @@ class KeyStack:
                 provider=ref.scheme, key_uri=ref.with_version(None).uri, key_version=ref.version
             )
         with self._telemetry.operation(operation, op):
-            try:
+            op["trace_id"], op["span_id"] = current_ids()
+            with self._audit.operation(operation, op):  # request event first unless read-only
                 yield op
-            except AureusError as error:
-                self._audit.emit(
-                    AuditEvent(operation=operation, outcome=type(error).__name__, **op)
-                )
-                raise
-            self._audit.emit(AuditEvent(operation=operation, **op))
 
     # -- key management ------------------------------------------------------
 
@@ -441,7 +453,7 @@ class KeyStack:
         length = check_frame_length(frame_length, self.limits)
         if refs:
             op.update(provider=refs[0].scheme, key_uri=refs[0].with_version(None).uri)
-        op.update(context_keys=tuple(encryption_context))
+        op.update(self._audit.context_fields(encryption_context))
         cache = self.cache if plaintext_bytes is not None else None
         suite = SIGNED_SUITE if signed else DEFAULT_SUITE
         entry_key = cache.encrypt_key(suite.suite_id, refs, encryption_context) if cache else b""
@@ -524,6 +536,7 @@ class KeyStack:
         context: Mapping[str, str] | None,
         keys: Sequence[str | KeyRef] | None,
         op: dict[str, Any],
+        on_unlock: OnUnlock | None = None,
     ) -> MessageReader:
         reader = MessageReader(
             source,
@@ -531,7 +544,11 @@ class KeyStack:
             policy=CommitmentPolicy.parse(self.config.commitment_policy),
         )
         stored = reader.stored_context
-        op.update(context_keys=tuple(k for k in stored if not k.startswith("aws-crypto-")))
+        op.update(
+            self._audit.context_fields(
+                {k: v for k, v in stored.items() if not k.startswith("aws-crypto-")}
+            )
+        )
         required = EncryptionContext.coerce(context)
         if any(stored.get(name) != value for name, value in required.items()):
             raise DecryptionError(
@@ -565,6 +582,8 @@ class KeyStack:
                 op.update(details=(("cache", "miss"),))
         try:
             reader.unlock(data_key)
+            if on_unlock is not None:
+                on_unlock(reader, data_key)  # rewrap: wrap the same data key for new keys
         finally:
             data_key[:] = bytes(len(data_key))
         return reader
@@ -610,6 +629,73 @@ class KeyStack:
                 count += len(chunk)
             op.update(byte_count=count)
             return count
+
+    # -- rewrap (issue 4) --------------------------------------------------------
+    # Logic in aureus_core/envelope/rewrap.py; these methods only compose it.
+
+    def rewrap(
+        self,
+        message: bytes | bytearray | memoryview,
+        *,
+        to_keys: Sequence[str | KeyRef],
+        context: Mapping[str, str] | None = None,
+        keys: Sequence[str | KeyRef] | None = None,
+        verify_body: bool = True,
+    ) -> bytes:
+        """Re-key a message for ``to_keys`` without decrypting its body; return the new message.
+
+        The data key is unwrapped once with decrypt's checks (``context``,
+        ``keys``, ``[stack] decrypt_allow``, limits, commitment policy) and
+        wrapped under ``to_keys``; suite, message ID, frame length and
+        commitment stay, the body frames are copied unchanged.
+        ``verify_body=True`` also checks every frame's tag (plaintext only in a
+        wiped scratch buffer); with ``False`` a changed frame is not reported
+        here and fails whoever decrypts the result.  Signed messages need
+        their old signature to verify and get a new one.  Any failure to read
+        the input raises :class:`~aureus_core.errors.DecryptionError`.
+        """
+        out: list[bytes | memoryview] = []
+        self._rewrap(snapshot(message), out.append, to_keys, context, keys, verify_body)
+        return b"".join(out)
+
+    def rewrap_stream(
+        self,
+        src: BinaryIO,
+        dst: BinaryIO,
+        *,
+        to_keys: Sequence[str | KeyRef],
+        context: Mapping[str, str] | None = None,
+        keys: Sequence[str | KeyRef] | None = None,
+        verify_body: bool = True,
+    ) -> int:
+        """:meth:`rewrap` from ``src`` to ``dst`` in constant memory; return the plaintext size.
+
+        Frames are written as they are copied.  If this raises, discard what
+        was written (for signed messages it never holds the final frame or
+        footer, which wait for the old signature); the CLI writes to a
+        temporary file and renames it only on success.
+        """
+        return self._rewrap(src, dst.write, to_keys, context, keys, verify_body)
+
+    def _rewrap(
+        self,
+        source: bytes | memoryview | BinaryIO,
+        write: Write,
+        to_keys: Sequence[str | KeyRef],
+        context: Mapping[str, str] | None,
+        keys: Sequence[str | KeyRef] | None,
+        verify_body: bool,
+    ) -> int:
+        with self._operation("rewrap") as op:
+            rewrap = Rewrap(self.provider, parse_recipients(to_keys, self.limits))
+            reader = self._reader(source, context, keys, op, on_unlock=rewrap.prepare)
+            details = rewrap.details(verify_body=verify_body)
+            op.update(details=(*op.get("details", ()), *details))
+            count = rewrap.copy(reader, write, verify_body=verify_body)
+            op.update(byte_count=count)
+            return count
+
+    # -- end rewrap ----------------------------------------------------------------
 
     def inspect(self, message: bytes | bytearray | memoryview | BinaryIO) -> MessageInfo:
         """Describe a message from its header, without any key."""

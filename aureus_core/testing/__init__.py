@@ -24,6 +24,7 @@ pytest.register_assert_rewrite(
     "aureus_core.testing.provider_contract",
 )
 
+from .audit_capture import capture_audit  # noqa: E402
 from .audit_contract import AuditSinkContract, RecordedEvents, make_event  # noqa: E402
 from .cache_contract import CacheBackendContract, make_entry  # noqa: E402
 from .clock import FakeClock  # noqa: E402
@@ -40,6 +41,7 @@ __all__ = [
     "KeyProviderContract",
     "RecordedEvents",
     "assert_no_secret",
+    "capture_audit",
     "make_entry",
     "make_event",
     "verify_with_public_key",

@@ -28,16 +28,19 @@ def make_event(number: int, *, thread: int = 0) -> AuditEvent:
     return AuditEvent(
         operation=f"{OPERATION_PREFIX}op-{thread}-{number}",
         outcome="ok" if number % 3 else "DecryptionError",
+        request_id=f"{thread:04x}{number:028x}",
         time=_EPOCH + timedelta(seconds=number),
         provider="contract",
         key_uri=f"contract://key-{thread}-{number}?version={number % 4 + 1}",
         key_version=str(number % 4 + 1),
         context_keys=("purpose", "tenant"),
+        context_hashes=(("purpose", f"{number:064x}"), ("tenant", f"{thread:064x}")),
         byte_count=number * 100,
         principal="contract-principal",
         trace_id=f"{number:032x}",
         span_id=f"{number:016x}",
         details=(("thread", str(thread)), ("number", str(number))),
+        labels=(("app", "contract"),),
     )
 
 

@@ -56,6 +56,7 @@ CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
     Capability.LIST: ("list_keys",),
     Capability.ROTATE: ("rotate_key",),
     Capability.IMPORT: ("import_key",),
+    Capability.MAC: ("mac",),
 }
 """The provider methods each capability stands for.
 
@@ -70,6 +71,7 @@ KEYED_OPERATIONS: dict[str, Capability] = {
     "sign": Capability.SIGN,
     "verify": Capability.SIGN,
     "wrap": Capability.WRAP,
+    "mac": Capability.MAC,
 }
 """Operations that take a key reference, for the unknown-key and bad-reference tests."""
 
@@ -91,6 +93,7 @@ class KeyProviderContract:
     - ``names_are_chosen_by_caller``: ``False`` if ``create_key`` does not use the
       given name as an identity (the duplicate-name test is then skipped);
     - ``missing_version``: a version identifier that no key has;
+    - ``mac_key_type``: the key type the MAC tests create (aes-256 by default);
     - ``concurrency_threads`` / ``concurrency_operations`` /
       ``concurrency_keys_per_thread``: the size of the concurrency tests;
     - :meth:`key_spec`, :meth:`create_test_key`, :meth:`missing_key_ref`: how
@@ -105,6 +108,7 @@ class KeyProviderContract:
     concurrency_threads: int = 8
     concurrency_operations: int = 12
     concurrency_keys_per_thread: int = 2
+    mac_key_type: KeyType = KeyType.AES_256
 
     # -- fixtures ------------------------------------------------------------
 
@@ -214,6 +218,7 @@ class KeyProviderContract:
                 KeySpec(key_type=KeyType.AES_256),
                 KeyMaterial(format="raw", data=Secret(os.urandom(32))),
             ),
+            "mac": lambda: provider.mac(ref, MESSAGE),
         }
         for method in CAPABILITY_METHODS[capability]:
             try:
@@ -479,6 +484,38 @@ class KeyProviderContract:
         with pytest.raises(DecryptionError):
             provider.unwrap(ref, foreign, context)
 
+    # -- MACs ------------------------------------------------------------------
+
+    def _mac_key(self, provider: KeyProvider, name: str) -> KeyMetadata:
+        self.require(provider, Capability.MAC)
+        return self.create_test_key(provider, self.mac_key_type, name)
+
+    def test_mac_is_deterministic(self, provider: KeyProvider, key_name: str) -> None:
+        """The same key and message give the same MAC, a new message another."""
+        ref = self.ref_of(self._mac_key(provider, key_name))
+        first = provider.mac(ref, MESSAGE)
+        assert isinstance(first, bytes)
+        assert len(first) >= 16
+        assert provider.mac(ref, MESSAGE) == first
+        assert provider.mac(ref, MESSAGE + b".") != first
+
+    def test_mac_depends_on_the_key(self, provider: KeyProvider, key_name: str) -> None:
+        """Two keys give different MACs of one message."""
+        one = self.ref_of(self._mac_key(provider, key_name))
+        other = self.ref_of(self._mac_key(provider, key_name + "-other"))
+        assert provider.mac(one, MESSAGE) != provider.mac(other, MESSAGE)
+
+    def test_mac_follows_the_pinned_version(self, provider: KeyProvider, key_name: str) -> None:
+        """A pinned version keeps its MAC after a rotation; the new version has another."""
+        metadata = self._mac_key(provider, key_name)
+        self.require(provider, Capability.ROTATE, Capability.VERSIONS)
+        ref = self.ref_of(metadata)
+        before = provider.mac(ref, MESSAGE)
+        rotated = provider.rotate_key(ref)
+        assert provider.mac(ref, MESSAGE) != before
+        assert provider.mac(ref.with_version(rotated.current_version), MESSAGE) != before
+        assert provider.mac(ref.with_version(metadata.current_version), MESSAGE) == before
+
     # -- rotation and versions -------------------------------------------------
 
     @pytest.mark.parametrize("key_type", list(KeyType), ids=_type_id)
@@ -546,6 +583,8 @@ class KeyProviderContract:
             return provider.sign(ref, MESSAGE)
         if operation == "verify":
             return provider.verify(ref, MESSAGE, b"\x00" * 64)
+        if operation == "mac":
+            return provider.mac(ref, MESSAGE)
         return provider.wrap(ref, os.urandom(32), EncryptionContext())
 
     @pytest.mark.parametrize("operation", list(KEYED_OPERATIONS))

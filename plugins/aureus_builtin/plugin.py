@@ -15,6 +15,7 @@ from aureus_core.registry import (
 
 from .audit_sinks import LoggingAuditSink, MemoryAuditSink
 from .credential_sources import EnvCredentialSource, StaticCredentialSource
+from .jsonl_sink import JsonlAuditSink
 from .memory_cache import MemoryCache
 from .null_cache import NullCache
 
@@ -32,7 +33,7 @@ def aureus_register_cache_backends(registry: CacheBackendRegistry) -> None:
 
 @hookimpl
 def aureus_register_audit_sinks(registry: AuditSinkRegistry) -> None:
-    """Register the ``memory`` and ``logging`` audit sinks."""
+    """Register the ``memory``, ``logging`` and ``jsonl`` audit sinks."""
     registry.register(
         "memory", MemoryAuditSink.from_options, description="keeps events in a list (tests)"
     )
@@ -40,6 +41,14 @@ def aureus_register_audit_sinks(registry: AuditSinkRegistry) -> None:
         "logging",
         LoggingAuditSink.from_options,
         description="one JSON log record per event (options: logger, level)",
+    )
+    registry.register(
+        "jsonl",
+        JsonlAuditSink.from_options,
+        description=(
+            "hash-chained JSON-lines log, checked by `aureus audit verify` (options: path, "
+            "hmac_key, checkpoint_key, checkpoint_every, max_bytes, sync, sync_every)"
+        ),
     )
 
 

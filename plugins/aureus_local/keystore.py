@@ -31,6 +31,7 @@ import attrs
 import filelock
 from cryptography.exceptions import InvalidTag
 
+from aureus_core.durable import fsync_directory
 from aureus_core.errors import (
     ConfigError,
     CredentialError,
@@ -474,7 +475,7 @@ class Keystore:
                 pass  # someone else's key is in place: use it
             finally:
                 temp.unlink(missing_ok=True)
-            _fsync_directory(self.directory)
+            fsync_directory(self.directory)
         return self._read_master_key()
 
     def _replace(self, content: bytes) -> None:
@@ -485,7 +486,7 @@ class Keystore:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
 
     def _temp_path(self, name: str) -> Path:
         return self.directory / f".{name}.{secrets.token_hex(8)}{_TEMP_SUFFIX}"
@@ -585,14 +586,3 @@ def _write_new_file(path: Path, content: bytes) -> None:
         file.write(content)
         file.flush()
         os.fsync(file.fileno())
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename or link in ``directory`` durable (POSIX; a no-op elsewhere)."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -27,8 +27,8 @@ from aureus_core.keys import KeyMetadata, KeySpec, KeyState, KeyType, KeyVersion
 from aureus_core.sensitive import Secret
 from aureus_core.signature import Signature
 
+from . import macs, signing, wrapping
 from . import material as key_material
-from . import signing, wrapping
 from .document import KeyRecord, VersionRecord
 from .keystore import Keystore, Snapshot, utc_now
 from .naming import SCHEME, check_name, key_ref, key_uri, parse_ref
@@ -53,6 +53,7 @@ class LocalKeyProvider(KeyProviderBase):
             Capability.ROTATE,
             Capability.VERSIONS,
             Capability.IMPORT,
+            Capability.MAC,
         }
     )
     key_types = key_material.SUPPORTED_TYPES
@@ -223,6 +224,22 @@ class LocalKeyProvider(KeyProviderBase):
             raise
         except AureusError:
             raise DecryptionError() from None
+
+    # -- MACs ----------------------------------------------------------------
+
+    def mac(self, key: KeyRef, message: bytes) -> bytes:
+        """HMAC-SHA-256 of ``message`` under a key derived from an aes-256 key version.
+
+        The HMAC key is HKDF-SHA-256 of the version's material with a fixed
+        label, so it is never the AES key itself and never leaves the provider.
+        """
+        snapshot, record, version = self._locate(key)
+        if record.key_type is not KeyType.AES_256:
+            raise ConfigError(
+                f"key {key_uri(record.name)} is an {record.key_type.value} signing key; "
+                "it cannot compute MACs: use an aes-256 key"
+            )
+        return macs.mac(snapshot.material(record, version), bytes(message))
 
     def owner_of(self, encrypted: EncryptedDataKey) -> KeyRef | None:
         """``local://NAME?version=V`` if a key of this keystore wrapped ``encrypted``."""

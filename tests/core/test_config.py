@@ -82,3 +82,11 @@ def test_unreadable_files(tmp_path: Path):
 def test_single_wrapping_key_string_is_accepted():
     config = StackConfig.from_dict({"stack": {"wrapping_keys": "local://a"}})
     assert config.wrapping_keys == (KeyRef.parse("local://a"),)
+
+
+def test_repr_never_shows_credential_values():
+    config = StackConfig.from_dict(
+        {"credentials": {"p": {"source": "static", "values": {"passphrase": "s3cr3t-pass"}}}}
+    )
+    assert "s3cr3t-pass" not in repr(config)
+    assert "values" in repr(config.credentials["p"])

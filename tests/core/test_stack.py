@@ -164,14 +164,19 @@ def test_audit_events_for_operations(tmp_path):
         stack.sign(b"secret message", key="local://s")
         with pytest.raises(KeyNotFound):
             stack.sign(b"m", key="local://missing")
-    assert [(e.operation, e.outcome) for e in sink.events] == [
-        ("create", "ok"),
-        ("sign", "ok"),
-        ("sign", "KeyNotFound"),
+    assert [(e.operation, e.phase, e.outcome) for e in sink.events] == [
+        ("create", "request", "pending"),
+        ("create", "outcome", "ok"),
+        ("sign", "request", "pending"),
+        ("sign", "outcome", "ok"),
+        ("sign", "request", "pending"),
+        ("sign", "outcome", "KeyNotFound"),
     ]
-    assert sink.events[1].key_uri == "local://s"
-    assert sink.events[1].key_version == "1"
-    assert sink.events[1].byte_count == len(b"secret message")
+    signed = sink.events[3]
+    assert signed.request_id == sink.events[2].request_id
+    assert signed.key_uri == "local://s"
+    assert signed.key_version == "1"
+    assert signed.byte_count == len(b"secret message")
     assert "secret message" not in repr(sink.events)
     assert sink.closed
 

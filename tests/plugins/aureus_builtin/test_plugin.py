@@ -5,6 +5,7 @@ import pytest
 import aureus_builtin.plugin
 from aureus_builtin import (
     EnvCredentialSource,
+    JsonlAuditSink,
     LoggingAuditSink,
     MemoryAuditSink,
     MemoryCache,
@@ -28,7 +29,7 @@ def test_registers_every_builtin(host: PluginHost):
         ("memory", "builtin"),
         ("null", "builtin"),
     ]
-    assert [r.name for r in host.audit_sinks] == ["logging", "memory"]
+    assert [r.name for r in host.audit_sinks] == ["jsonl", "logging", "memory"]
     assert [r.name for r in host.credential_sources] == ["env", "static"]
 
 
@@ -46,6 +47,9 @@ def test_factories_build_from_options(host: PluginHost):
     assert env.variables == {"passphrase": "P"}
     static = host.credential_sources.get("static").factory({"values": {"passphrase": "p"}})
     assert isinstance(static, StaticCredentialSource)
+    jsonl = host.audit_sinks.get("jsonl").factory({"path": "audit.jsonl", "max_bytes": 4096})
+    assert isinstance(jsonl, JsonlAuditSink)
+    assert (jsonl.path.name, jsonl.max_bytes) == ("audit.jsonl", 4096)
 
 
 def test_the_entry_point_loads_the_builtin_plugin():
@@ -55,5 +59,5 @@ def test_the_entry_point_loads_the_builtin_plugin():
     assert info.registers == {
         "credential_sources": ("env", "static"),
         "cache_backends": ("memory", "null"),
-        "audit_sinks": ("logging", "memory"),
+        "audit_sinks": ("jsonl", "logging", "memory"),
     }

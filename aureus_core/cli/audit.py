@@ -1,0 +1,191 @@
+"""``aureus audit verify`` (exit 0 intact, 1 broken, 2 error) and ``aureus audit tail``.
+
+Both read the logs of the ``jsonl`` audit sink (format in
+:mod:`aureus_builtin.audit_chain`, imported when a command runs).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import ConfigError, SignatureError
+from ..keyref import KeyRef
+from .app import AureusGroup, main, stack_of
+
+
+@main.group("audit", cls=AureusGroup)
+def audit_group() -> None:
+    """Check and read hash-chained audit logs (the jsonl audit sink)."""
+
+
+def _signature_check(ctx: click.Context, checkpoint_key: str) -> Any:
+    from aureus_builtin.audit_chain import base_uri, sig_value
+
+    expected = KeyRef.parse(checkpoint_key).with_version(None)
+    provider = stack_of(ctx).provider(expected.scheme)
+
+    def check(sig: Any, message: bytes) -> bool:
+        key, version = sig.get("key"), sig.get("version")
+        if not isinstance(key, str) or not isinstance(version, str):
+            return False
+        if base_uri(key) != expected.uri:
+            return False
+        try:
+            return bool(provider.verify(expected.with_version(version), message, sig_value(sig)))
+        except (SignatureError, ValueError):
+            return False
+
+    return check
+
+
+@audit_group.command("verify")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--mac-key",
+    metavar="URI",
+    help="Require an HMAC chain under this key (the sink's hmac_key); used through the stack.",
+)
+@click.option(
+    "--checkpoint-key",
+    metavar="URI",
+    help="Require signed checkpoints by this key and verify them through the stack.",
+)
+@click.option(
+    "--public-key",
+    "public_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="Verify checkpoints with this PEM public key instead (repeatable: one per version).",
+)
+@click.option(
+    "--head",
+    type=click.Path(dir_okay=False),
+    help="The head file to check the end of the log against (default: FILE.head if present).",
+)
+@click.option("--no-head", is_flag=True, help="Do not look for a head file.")
+@click.pass_context
+def audit_verify(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    mac_key: str | None,
+    checkpoint_key: str | None,
+    public_keys: tuple[str, ...],
+    head: str | None,
+    no_head: bool,
+) -> None:
+    """Check that FILE... (a log and the files it was rotated into) form one intact chain.
+
+    Prints OK with the number of records, or the first broken link: an edited,
+    inserted, deleted or reordered record, a broken file boundary, or a cut
+    tail (with the head file).  Exit 0 if intact, 1 if not, 2 on errors.
+    """
+    from aureus_builtin.audit_chain import (
+        CHAIN_KEY_LABEL,
+        head_path,
+        public_key_check,
+        verify_chain,
+    )
+
+    from ..audit import derive_key
+
+    if head and no_head:
+        raise click.UsageError("--head and --no-head exclude each other")
+    if public_keys and checkpoint_key:
+        raise click.UsageError("give --checkpoint-key or --public-key, not both")
+    logs = [Path(f) for f in files if not f.endswith(".head")]
+    heads = [Path(f) for f in files if f.endswith(".head")]
+    if not logs:
+        raise click.UsageError("give at least one log file")
+    if head:
+        heads.append(Path(head))
+    if len(heads) > 1:
+        raise click.UsageError("give one head file at most")
+    head_file = heads[0] if heads else None
+    if head_file is None and not no_head:
+        found = [head_path(log) for log in logs if head_path(log).exists()]
+        head_file = found[0] if len(found) == 1 else None
+
+    def chain_key(uri: str) -> bytes:
+        return derive_key(stack_of(ctx).provider, KeyRef.parse(uri), CHAIN_KEY_LABEL)[0]
+
+    check = None
+    if public_keys:
+        check = public_key_check([Path(p).read_bytes() for p in public_keys])
+    elif checkpoint_key:
+        check = _signature_check(ctx, checkpoint_key)
+    if mac_key is not None:
+        KeyRef.parse(mac_key)
+    verdict = verify_chain(
+        logs,
+        head=head_file,
+        mac_key=mac_key,
+        chain_key=chain_key if mac_key else None,
+        check_signature=check,
+        checkpoint_key=checkpoint_key,
+    )
+    if verdict.ok:
+        click.echo(verdict.message)
+    else:
+        click.echo(f"FAILED: {verdict.message}")
+    for note in verdict.notes:
+        click.echo(f"note: {note}")
+    if head_file is None and not no_head:
+        click.echo("note: no head file: a cut tail after the last checkpoint would go unnoticed")
+    ctx.exit(0 if verdict.ok else 1)
+
+
+def _pretty(record: dict[str, Any]) -> str:
+    seq, kind = record.get("seq"), record.get("kind")
+    if kind != "event":
+        sig = record.get("sig")
+        signer = f" signed by {sig.get('key')} v{sig.get('version')}" if sig else ""
+        if kind == "file":
+            info = record.get("file") or {}
+            params = info.get("params") or {}
+            mode = params.get("mac_key") or params.get("alg")
+            return f"--- seq {seq}: file {info.get('index')} ({mode}){signer} ---"
+        return f"--- seq {seq}: {kind}{signer} ---"
+    event = record.get("event") or {}
+    time = str(event.get("time", ""))[:19].replace("T", " ")
+    key = event.get("key_uri", "-")
+    if event.get("key_version"):
+        key += f" v{event['key_version']}"
+    extras = []
+    if event.get("byte_count") is not None:
+        extras.append(f"{event['byte_count']} B")
+    if event.get("context_keys"):
+        extras.append("context " + ",".join(event["context_keys"]))
+    if event.get("principal"):
+        extras.append(f"by {event['principal']}")
+    for name, value in (event.get("details") or {}).items():
+        extras.append(f"{name}={value}")
+    if event.get("request_id"):
+        extras.append(f"req {str(event['request_id'])[:8]}")
+    return (
+        f"{time}  {seq:>6}  {event.get('operation', '?'):<10} {event.get('phase', ''):<7} "
+        f"{event.get('outcome', '?'):<16} {key}  {'  '.join(extras)}".rstrip()
+    )
+
+
+@audit_group.command("tail")
+@click.option("-n", "count", default=10, show_default=True, help="How many records to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON lines.")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+def audit_tail(count: int, as_json: bool, file: str) -> None:
+    """Show the last records of an audit log (unverified: use `aureus audit verify`)."""
+    import json
+
+    from aureus_builtin.audit_chain import iter_records
+
+    if count < 1:
+        raise ConfigError("-n must be at least 1")
+    try:
+        last: deque[dict[str, Any]] = deque(iter_records([Path(file)]), maxlen=count)
+    except ValueError as error:
+        raise ConfigError(f"{file} is not a readable audit log ({error})") from None
+    for record in last:
+        click.echo(json.dumps(record, sort_keys=True) if as_json else _pretty(record))
