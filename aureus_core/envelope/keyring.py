@@ -69,23 +69,34 @@ def encryption_materials(
     full_context = signed_context(context, signing_key)
     suite = SIGNED_SUITE if signed else DEFAULT_SUITE
     data_key = bytearray(os.urandom(suite.data_key_length))
+    encrypted, used = wrap_for_all(lookup, keys, data_key, full_context)
+    materials = EncryptionMaterials(
+        suite=suite,
+        data_key=data_key,
+        encrypted_data_keys=encrypted,
+        context=full_context,
+        signing_key=signing_key,
+    )
+    return materials, used
+
+
+def wrap_for_all(
+    lookup: ProviderLookup,
+    keys: Sequence[KeyRef],
+    data_key: bytes | bytearray,
+    context: EncryptionContext,
+) -> tuple[tuple[EncryptedDataKey, ...], list[KeyRef]]:
+    """Wrap ``data_key`` under every key; return the encrypted keys and the versions used."""
     encrypted: list[EncryptedDataKey] = []
     used: list[KeyRef] = []
     for ref in keys:
         provider = lookup(ref.scheme)
         if Capability.WRAP not in provider.capabilities:
             raise UnsupportedOperation(ref.scheme, "wrap")
-        wrapped = provider.wrap(ref, bytes(data_key), full_context)
+        wrapped = provider.wrap(ref, bytes(data_key), context)
         encrypted.append(wrapped.encrypted)
         used.append(wrapped.key)
-    materials = EncryptionMaterials(
-        suite=suite,
-        data_key=data_key,
-        encrypted_data_keys=tuple(encrypted),
-        context=full_context,
-        signing_key=signing_key,
-    )
-    return materials, used
+    return tuple(encrypted), used
 
 
 def unwrap_data_key(

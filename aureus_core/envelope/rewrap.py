@@ -31,12 +31,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..datakey import EncryptedDataKey
-from ..errors import ConfigError, UnsupportedOperation
-from ..interfaces import Capability
+from ..errors import ConfigError
 from ..keyref import KeyRef
 from .header import Limits
-from .keyring import ProviderLookup
+from .keyring import ProviderLookup, wrap_for_all
 from .message import (
     EncryptionMaterials,
     MessageReader,
@@ -98,19 +96,11 @@ class Rewrap:
         # Signed suites: the new public key replaces the old one, and the new
         # data keys are wrapped with the new context as associated data.
         context = signed_context(header.context, signing_key)
-        encrypted: list[EncryptedDataKey] = []
-        used: list[KeyRef] = []
-        for ref in self._to_keys:
-            provider = self._lookup(ref.scheme)
-            if Capability.WRAP not in provider.capabilities:
-                raise UnsupportedOperation(ref.scheme, "wrap")
-            wrapped = provider.wrap(ref, bytes(data_key), context)
-            encrypted.append(wrapped.encrypted)
-            used.append(wrapped.key)
+        encrypted, used = wrap_for_all(self._lookup, self._to_keys, data_key, context)
         materials = EncryptionMaterials(
             suite=suite,
             data_key=data_key,
-            encrypted_data_keys=tuple(encrypted),
+            encrypted_data_keys=encrypted,
             context=context,
             signing_key=signing_key,
         )
