@@ -27,6 +27,12 @@ Example::
     type = "jsonl"
     path = "audit/audit.jsonl"
 
+    [rotation]                         # the stack's default rotation policy
+    interval_days = 90
+    max_age_days = 365
+    max_messages = 1000000             # optional usage limits of a current version
+    retire_after_max_age = false
+
 With no ``[[audit.sinks]]``, ``AUREUS_AUDIT_LOG=PATH`` in the environment
 adds a ``jsonl`` sink at ``PATH``.
 """
@@ -43,6 +49,7 @@ import attrs
 
 from .errors import ConfigError
 from .keyref import KeyRef
+from .rotation import RotationPolicy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -53,7 +60,7 @@ CONFIG_ENV = "AUREUS_CONFIG"
 AUDIT_LOG_ENV = "AUREUS_AUDIT_LOG"
 """A jsonl audit log path, used when the configuration names no audit sinks."""
 
-_TOP_LEVEL = {"stack", "providers", "credentials", "cache", "audit"}
+_TOP_LEVEL = {"stack", "providers", "credentials", "cache", "audit", "rotation"}
 _STACK_KEYS = {
     "default_provider",
     "wrapping_keys",
@@ -106,6 +113,10 @@ class StackConfig:
     """Record keyed hashes of encryption-context values in audit events."""
     audit_hash_key: KeyRef | None = None
     """The key audit hashes are keyed by (``None``: a random key per stack)."""
+    # -- rotation (issue 4) --
+    rotation: RotationPolicy = attrs.field(factory=RotationPolicy)
+    """``[rotation]``: the stack's default rotation policy (90 / 365 days without one)."""
+    # -- end rotation --
     source: str = "<dict>"
     """Where the configuration came from, for error messages."""
 
@@ -243,6 +254,16 @@ class StackConfig:
         sinks = _typed_tables(sinks_raw, "audit.sinks", "audit sink", fail, base_dir)
         processors = _typed_tables(processors_raw, "audit.processors", "audit processor", fail)
 
+        # -- rotation (issue 4) --
+        rotation = RotationPolicy()
+        if "rotation" in data:
+            rotation_table = _table(data["rotation"], "rotation", fail)
+            try:
+                rotation = RotationPolicy.from_options(rotation_table)
+            except ConfigError as error:
+                raise fail("rotation", str(error)) from None
+        # -- end rotation --
+
         return cls(
             default_provider=default_provider,
             wrapping_keys=wrapping_keys,
@@ -257,6 +278,7 @@ class StackConfig:
             audit_processors=processors,
             audit_context_hashes=context_hashes,
             audit_hash_key=hash_key,
+            rotation=rotation,
             source=source,
             **numbers,
         )

@@ -115,7 +115,9 @@ class KeyProvider(Protocol):
         """Check a raw signature against the version ``key`` pins.
 
         Return ``False`` for a well-formed signature that does not match; raise
-        :class:`~aureus_core.errors.SignatureError` for a malformed one.
+        :class:`~aureus_core.errors.SignatureError` for a malformed one, and
+        :class:`~aureus_core.errors.KeyDisabled` for a version that is disabled,
+        destroyed or below the minimum decryption version (rotation, issue 4).
         """
         ...
 
@@ -126,7 +128,12 @@ class KeyProvider(Protocol):
     def unwrap(
         self, key: KeyRef, encrypted: EncryptedDataKey, context: EncryptionContext
     ) -> bytearray:
-        """Decrypt a data key; any failure is a :class:`~aureus_core.errors.DecryptionError`."""
+        """Decrypt a data key; any failure is a :class:`~aureus_core.errors.DecryptionError`.
+
+        Except (rotation, issue 4): a version that is disabled, destroyed or below
+        the minimum decryption version raises :class:`~aureus_core.errors.KeyDisabled`
+        naming the key, the version and the minimum.
+        """
         ...
 
     def owner_of(self, encrypted: EncryptedDataKey) -> KeyRef | None:

@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -46,6 +47,15 @@ from .interfaces import (
 from .keyref import KeyRef
 from .keys import KeyMetadata, KeySpec, KeyState, KeyType
 from .plugins import PluginHost, get_host
+from .rotation import (
+    EnforcementAction,
+    RotationPolicy,
+    RotationStatus,
+    enforce,
+    summarize,
+    usable_versions,
+)
+from .rotation import key_status as rotation_status
 from .sensitive import Secret
 from .signature import Signature
 from .telemetry import Telemetry, current_ids
@@ -401,12 +411,11 @@ class KeyStack:
         if Capability.DESCRIBE not in target.capabilities:
             return [ref]
         metadata = target.describe_key(ref)
-        others = [
-            v.version
-            for v in sorted(metadata.versions, key=lambda v: v.created_at, reverse=True)
-            if v.version != metadata.current_version and v.state is KeyState.ENABLED
-        ]
-        return [ref.with_version(v) for v in [metadata.current_version, *others]]
+        # Disabled, destroyed and below-minimum versions are never tried (rotation, issue 4).
+        usable = usable_versions(metadata)
+        first = [metadata.current_version] if metadata.current_version in usable else []
+        others = [v for v in usable if v != metadata.current_version]
+        return [ref.with_version(v) for v in [*first, *others]]
 
     # -- data-key cache ------------------------------------------------------
 
@@ -700,6 +709,79 @@ class KeyStack:
     def inspect(self, message: bytes | bytearray | memoryview | BinaryIO) -> MessageInfo:
         """Describe a message from its header, without any key."""
         return inspect_message(message, self.limits)
+
+    # -- rotation and key-version lifecycle (issue 4) --------------------------------
+    # Logic in aureus_core/rotation.py and the providers; these methods only compose it.
+
+    @property
+    def rotation_policy(self) -> RotationPolicy:
+        """The default rotation policy: ``[rotation]`` of the config, else 90 / 365 days."""
+        return self.config.rotation
+
+    def key_status(
+        self, policy: RotationPolicy | None = None, now: datetime | None = None
+    ) -> list[tuple[KeyMetadata, RotationStatus]]:
+        """Every key this stack can see, by URI, with its status under ``policy`` at ``now``.
+
+        ``policy`` defaults to :attr:`rotation_policy`, ``now`` to the current time.
+        """
+        with self._operation("key_status") as op:
+            statuses = rotation_status(
+                self, policy if policy is not None else self.rotation_policy, now
+            )
+            due = sum(1 for _, status in statuses if status.should_rotate)
+            op.update(details=(("count", str(len(statuses))), ("due", str(due))))
+            return statuses
+
+    def enforce_rotation(
+        self,
+        policy: RotationPolicy | None = None,
+        *,
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> list[EnforcementAction]:
+        """Rotate every key that is due (and retire old versions if the policy says so).
+
+        Returns one action per change made, skipped or failed; with
+        ``dry_run=True`` the same actions are reported and nothing changes.
+        Each rotation and minimum-version change is audited on its own.
+        """
+        with self._operation("enforce_rotation") as op:
+            actions = enforce(self, policy, dry_run=dry_run, now=now)
+            details = [("dry_run", str(dry_run).lower())]
+            details += [(kind, str(n)) for kind, n in sorted(summarize(actions).items())]
+            op.update(details=tuple(details))
+            return actions
+
+    def set_version_state(self, key: str | KeyRef, state: KeyState | str) -> KeyMetadata:
+        """Enable or disable the version ``key`` pins (``URI?version=N``)."""
+        ref = _as_ref(key)
+        try:
+            wanted = KeyState(state)
+        except ValueError:
+            raise ConfigError(f"unknown key state {state!r}; use enabled or disabled") from None
+        with self._operation("set_version_state", ref) as op:
+            op.update(details=(("state", wanted.value),))
+            target = self._provider_for(ref, Capability.LIFECYCLE, "set_version_state")
+            return target.set_version_state(ref, wanted)
+
+    def set_min_decryption_version(self, key: str | KeyRef, version: str) -> KeyMetadata:
+        """Refuse unwrap and verify with versions of ``key`` older than ``version``."""
+        ref = _as_ref(key)
+        with self._operation("set_min_decryption_version", ref) as op:
+            op.update(details=(("min_decryption_version", str(version)),))
+            target = self._provider_for(ref, Capability.LIFECYCLE, "set_min_decryption_version")
+            return target.set_min_decryption_version(ref, str(version))
+
+    def destroy_version(self, key: str | KeyRef, *, confirm: bool = False) -> KeyMetadata:
+        """Destroy the material of the version ``key`` pins, for good; needs ``confirm=True``."""
+        ref = _as_ref(key)
+        with self._operation("destroy_version", ref) as op:
+            op.update(details=(("confirm", str(confirm).lower()),))
+            target = self._provider_for(ref, Capability.LIFECYCLE, "destroy_version")
+            return target.destroy_version(ref, confirm=confirm)
+
+    # -- end rotation and lifecycle ----------------------------------------------------
 
     # -- lifetime ------------------------------------------------------------
 

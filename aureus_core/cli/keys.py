@@ -25,6 +25,8 @@ def _describe_lines(metadata: KeyMetadata) -> list[str]:
         f"created:         {metadata.created_at.isoformat()}",
         f"current version: {metadata.current_version}",
     ]
+    if metadata.min_decryption_version is not None:  # rotation (issue 4)
+        lines.append(f"min decryption:  {metadata.min_decryption_version}")
     if metadata.description:
         lines.append(f"description:     {metadata.description}")
     for name, value in metadata.labels:
@@ -34,9 +36,12 @@ def _describe_lines(metadata: KeyMetadata) -> list[str]:
     lines.append("versions:")
     for version in metadata.versions:
         marker = "*" if version.version == metadata.current_version else " "
+        usage = ""  # rotation (issue 4): usage counters, where the provider counts
+        if version.messages is not None:
+            usage = f"  {version.messages} messages, {version.bytes or 0} bytes"
         lines.append(
             f"  {marker} {version.version:<6} {version.state.value:<10} "
-            f"{version.created_at.isoformat()}"
+            f"{version.created_at.isoformat()}{usage}"
         )
     return lines
 

@@ -3,7 +3,8 @@
 Subclass :class:`KeyProviderContract` in a test module (as
 ``class TestMyProvider(KeyProviderContract)``) and override the ``provider``
 fixture.  Tests that need a capability or key type the provider does not
-declare are skipped with the reason.
+declare are skipped with the reason.  The lifecycle tests (disable, minimum
+decryption version, destroy) run for providers that declare ``lifecycle``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import pytest
 from ..context import EncryptionContext
 from ..datakey import EncryptedDataKey, WrappedKey
 from ..errors import (
+    AureusError,
     ConfigError,
     DecryptionError,
+    KeyDisabled,
     KeyExists,
     KeyNotFound,
     SignatureError,
@@ -57,6 +60,7 @@ CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
     Capability.ROTATE: ("rotate_key",),
     Capability.IMPORT: ("import_key",),
     Capability.MAC: ("mac",),
+    Capability.LIFECYCLE: ("set_version_state", "set_min_decryption_version", "destroy_version"),
 }
 """The provider methods each capability stands for.
 
@@ -219,6 +223,13 @@ class KeyProviderContract:
                 KeyMaterial(format="raw", data=Secret(os.urandom(32))),
             ),
             "mac": lambda: provider.mac(ref, MESSAGE),
+            "set_version_state": lambda: provider.set_version_state(
+                ref.with_version("1"), KeyState.DISABLED
+            ),
+            "set_min_decryption_version": lambda: provider.set_min_decryption_version(ref, "1"),
+            "destroy_version": lambda: provider.destroy_version(
+                ref.with_version("1"), confirm=True
+            ),
         }
         for method in CAPABILITY_METHODS[capability]:
             try:
@@ -568,6 +579,138 @@ class KeyProviderContract:
         assert provider.owner_of(old.encrypted) == old.key
         assert bytes(provider.unwrap(old.key, old.encrypted, context)) == data_key
         assert bytes(provider.unwrap(new.key, new.encrypted, context)) == data_key
+
+    # -- key-version lifecycle (issue 4) -------------------------------------------
+
+    def _versioned_key(
+        self, provider: KeyProvider, purpose: KeyPurpose, name: str
+    ) -> tuple[KeyRef, KeyMetadata]:
+        """A key of ``purpose`` with a lifecycle, rotated once (skip unless all is declared)."""
+        self.require(provider, Capability.LIFECYCLE, Capability.ROTATE, Capability.VERSIONS)
+        self.require(provider, Capability.WRAP if purpose is KeyPurpose.WRAP else Capability.SIGN)
+        metadata = self.create_test_key(provider, self.cheapest_key_type(provider, purpose), name)
+        return self.ref_of(metadata), metadata
+
+    @staticmethod
+    def _assert_names(error: AureusError, ref: KeyRef, version: str) -> None:
+        message = str(error)
+        assert ref.key_id in message, f"the error does not name the key {ref.uri}: {message!r}"
+        assert version in message, f"the error does not name version {version}: {message!r}"
+
+    def test_lifecycle_disabled_version_refuses_unwrap(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """A disabled version's data keys raise KeyDisabled until it is enabled again."""
+        ref, _ = self._versioned_key(provider, KeyPurpose.WRAP, key_name)
+        context, data_key = self._context(key_name), os.urandom(32)
+        old = provider.wrap(ref, data_key, context)
+        provider.rotate_key(ref)
+        assert old.key.version is not None
+        disabled = provider.set_version_state(old.key, KeyState.DISABLED)
+        assert disabled.version_info(old.key.version).state is KeyState.DISABLED
+        with pytest.raises(KeyDisabled) as refused:
+            provider.unwrap(old.key, old.encrypted, context)
+        self._assert_names(refused.value, ref, old.key.version)
+        fresh = provider.wrap(ref, data_key, context)  # the current version is unaffected
+        assert bytes(provider.unwrap(fresh.key, fresh.encrypted, context)) == data_key
+        enabled = provider.set_version_state(old.key, KeyState.ENABLED)
+        assert enabled.version_info(old.key.version).state is KeyState.ENABLED
+        assert bytes(provider.unwrap(old.key, old.encrypted, context)) == data_key
+
+    def test_lifecycle_disabled_version_refuses_verify(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """Verifying with a disabled version raises KeyDisabled rather than answering."""
+        ref, _ = self._versioned_key(provider, KeyPurpose.SIGN, key_name)
+        old = provider.sign(ref, MESSAGE)
+        provider.rotate_key(ref)
+        pinned = ref.with_version(old.key_version)
+        provider.set_version_state(pinned, KeyState.DISABLED)
+        with pytest.raises(KeyDisabled) as refused:
+            provider.verify(pinned, MESSAGE, old.value)
+        self._assert_names(refused.value, ref, old.key_version)
+        new = provider.sign(ref, MESSAGE)
+        assert provider.verify(ref.with_version(new.key_version), MESSAGE, new.value) is True
+        provider.set_version_state(pinned, KeyState.ENABLED)
+        assert provider.verify(pinned, MESSAGE, old.value) is True
+
+    def test_lifecycle_current_version_cannot_be_disabled(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """Disabling the current version is a ConfigError that changes nothing."""
+        ref, metadata = self._versioned_key(provider, KeyPurpose.WRAP, key_name)
+        current = ref.with_version(metadata.current_version)
+        with pytest.raises(ConfigError, match="rotate"):
+            provider.set_version_state(current, KeyState.DISABLED)
+        if Capability.DESCRIBE in provider.capabilities:
+            after = provider.describe_key(ref)
+            assert after.version_info(metadata.current_version).state is KeyState.ENABLED
+
+    def test_lifecycle_min_decryption_version(self, provider: KeyProvider, key_name: str) -> None:
+        """Versions below the minimum raise KeyDisabled naming the minimum; others unwrap."""
+        ref, _ = self._versioned_key(provider, KeyPurpose.WRAP, key_name)
+        context, data_key = self._context(key_name), os.urandom(32)
+        wrapped = [provider.wrap(ref, data_key, context)]
+        for _ in range(2):
+            provider.rotate_key(ref)
+            wrapped.append(provider.wrap(ref, data_key, context))
+        first, middle = wrapped[0].key.version, wrapped[1].key.version
+        assert first is not None
+        assert middle is not None
+        metadata = provider.set_min_decryption_version(ref, middle)
+        assert metadata.min_decryption_version == middle
+        with pytest.raises(KeyDisabled) as refused:
+            provider.unwrap(wrapped[0].key, wrapped[0].encrypted, context)
+        self._assert_names(refused.value, ref, first)
+        assert middle in str(refused.value), "the error does not name the minimum version"
+        for item in wrapped[1:]:
+            assert bytes(provider.unwrap(item.key, item.encrypted, context)) == data_key
+        lowered = provider.set_min_decryption_version(ref, first)
+        assert lowered.min_decryption_version == first
+        assert bytes(provider.unwrap(wrapped[0].key, wrapped[0].encrypted, context)) == data_key
+
+    def test_lifecycle_destroy_needs_confirm_and_spares_the_current_version(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """destroy_version refuses without confirm=True and for the current version."""
+        ref, _ = self._versioned_key(provider, KeyPurpose.WRAP, key_name)
+        context, data_key = self._context(key_name), os.urandom(32)
+        old = provider.wrap(ref, data_key, context)
+        rotated = provider.rotate_key(ref)
+        assert old.key.version is not None
+        provider.set_version_state(old.key, KeyState.DISABLED)
+        with pytest.raises(ConfigError, match="confirm"):
+            provider.destroy_version(old.key)
+        provider.set_version_state(old.key, KeyState.ENABLED)  # nothing was destroyed
+        assert bytes(provider.unwrap(old.key, old.encrypted, context)) == data_key
+        with pytest.raises(ConfigError):
+            provider.destroy_version(ref.with_version(rotated.current_version), confirm=True)
+        provider.set_version_state(old.key, KeyState.DISABLED)
+        destroyed = provider.destroy_version(old.key, confirm=True)
+        assert destroyed.version_info(old.key.version).state is KeyState.DESTROYED
+        assert destroyed.current_version == rotated.current_version
+        with pytest.raises(KeyDisabled):
+            provider.unwrap(old.key, old.encrypted, context)
+        with pytest.raises((KeyDisabled, ConfigError)):
+            provider.set_version_state(old.key, KeyState.ENABLED)
+        fresh = provider.wrap(ref, data_key, context)
+        assert bytes(provider.unwrap(fresh.key, fresh.encrypted, context)) == data_key
+
+    def test_usage_counters_count_wraps(self, provider: KeyProvider, key_name: str) -> None:
+        """If a provider reports usage counters, a wrap adds to the current version's."""
+        self.require(provider, Capability.DESCRIBE)
+        metadata = self._wrapping_key(
+            provider, self.cheapest_key_type(provider, KeyPurpose.WRAP), key_name
+        )
+        before = metadata.current.messages
+        if before is None:
+            pytest.skip(f"provider {provider.scheme!r} does not count key usage")
+        ref = self.ref_of(metadata)
+        for _ in range(3):
+            provider.wrap(ref, os.urandom(32), self._context(key_name))
+        after = provider.describe_key(ref).current.messages
+        assert after is not None
+        assert after >= before + 3
 
     # -- unknown keys and bad references ---------------------------------------
 

@@ -1,9 +1,9 @@
-"""The keystore document: its in-memory model and its JSON form (format version 1).
+"""The keystore document: its in-memory model and its JSON form (format version 2).
 
 ``keystore.json`` is one JSON object::
 
     {
-      "format": "aureus-local-keystore", "format_version": 1,
+      "format": "aureus-local-keystore", "format_version": 2,
       "keystore_id": "<32 hex digits>", "created_at": "<ISO 8601 UTC>",
       "master_key": {"source": "key-file"}
                   | {"source": "passphrase", "kdf": "scrypt",
@@ -12,13 +12,20 @@
       "keys": {
         "<name>": {
           "type": "aes-256", "created_at": "...", "description": "", "labels": {},
-          "current_version": 2,
+          "current_version": 2, "min_decryption_version": null,
           "versions": [{"version": 1, "created_at": "...", "origin": "generated",
+                        "state": "enabled", "messages": 0, "bytes": 0,
                         "nonce": "<base64>", "ciphertext": "<base64>"}, ...]
         }
       },
       "mac": "<base64 HMAC of the canonical JSON of everything else>"
     }
+
+Version 2 added each version's lifecycle ``state`` (``enabled``, ``disabled``
+or ``destroyed``; a destroyed version has ``null`` nonce and ciphertext), its
+usage counters ``messages`` and ``bytes``, and each key's
+``min_decryption_version``.  Version 1 documents (without them) are still
+read; every write produces version 2.
 
 Parsing is strict (exact field sets, types and ranges) and raises
 :class:`FormatProblem`; the keystore turns that into ``KeystoreCorrupted``.
@@ -35,7 +42,7 @@ from typing import Any
 
 import attrs
 
-from aureus_core.keys import KeyType
+from aureus_core.keys import KeyState, KeyType
 
 from .material import MATERIAL_SIZE, SUPPORTED_TYPES
 from .naming import is_valid_name
@@ -49,8 +56,13 @@ from .sealing import (
 )
 
 FORMAT_MARKER = "aureus-local-keystore"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 ORIGINS = ("generated", "imported")
+VERSION_STATES = (KeyState.ENABLED, KeyState.DISABLED, KeyState.DESTROYED)
+"""The lifecycle states a stored key version can be in."""
+MAX_COUNT = 2**63 - 1
+"""Usage counters saturate here (they stay JSON integers every reader accepts)."""
 VERIFIER_SIZE = 32
 MAC_SIZE = 32
 SEALED_SIZE = MATERIAL_SIZE + 16
@@ -72,13 +84,33 @@ class NewerFormat(FormatProblem):
 
 @attrs.frozen(kw_only=True)
 class VersionRecord:
-    """One stored key version: when it was made, where it came from, its sealed material."""
+    """One stored key version: when it was made, where it came from, its sealed material.
+
+    ``nonce`` and ``ciphertext`` are ``None`` once the version is destroyed.
+    ``messages`` and ``byte_count`` are its usage counters as last flushed.
+    """
 
     version: int
     created_at: datetime
     origin: str
-    nonce: bytes = attrs.field(repr=False)
-    ciphertext: bytes = attrs.field(repr=False)
+    nonce: bytes | None = attrs.field(repr=False)
+    ciphertext: bytes | None = attrs.field(repr=False)
+    state: KeyState = KeyState.ENABLED
+    messages: int = 0
+    byte_count: int = 0
+
+    @property
+    def destroyed(self) -> bool:
+        """Whether the material is gone."""
+        return self.state is KeyState.DESTROYED
+
+    def used(self, messages: int, byte_count: int) -> VersionRecord:
+        """A copy with ``messages`` and ``byte_count`` added to the counters (saturating)."""
+        return attrs.evolve(
+            self,
+            messages=min(MAX_COUNT, self.messages + messages),
+            byte_count=min(MAX_COUNT, self.byte_count + byte_count),
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -92,6 +124,8 @@ class KeyRecord:
     labels: tuple[tuple[str, str], ...]
     current_version: int
     versions: tuple[VersionRecord, ...]
+    min_decryption_version: int | None = None
+    """Versions below this one may not unwrap or verify (``None``: no minimum)."""
 
     def version(self, number: int) -> VersionRecord | None:
         """The record of version ``number``, if it exists."""
@@ -107,6 +141,12 @@ class KeyRecord:
     def with_version(self, record: VersionRecord) -> KeyRecord:
         """A copy of the key with ``record`` appended and made current."""
         return attrs.evolve(self, versions=(*self.versions, record), current_version=record.version)
+
+    def replacing(self, record: VersionRecord) -> KeyRecord:
+        """A copy of the key with the existing version ``record.version`` replaced."""
+        versions = list(self.versions)
+        versions[record.version - 1] = record
+        return attrs.evolve(self, versions=tuple(versions))
 
 
 @attrs.frozen(kw_only=True)
@@ -170,8 +210,11 @@ def load_json(data: bytes) -> tuple[dict[str, Any], bytes]:
         raise FormatProblem(f"it is not an Aureus local keystore (no format {FORMAT_MARKER!r})")
     version = obj.get("format_version")
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-        raise NewerFormat(f"it has format version {version}; this Aureus reads version 1")
-    if version != FORMAT_VERSION:
+        raise NewerFormat(
+            f"it has format version {version}; this Aureus reads versions "
+            f"{' and '.join(str(v) for v in READABLE_VERSIONS)}"
+        )
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise FormatProblem(f"unknown format_version {version!r}")
     return obj, mac
 
@@ -209,7 +252,11 @@ def parse_document(obj: Mapping[str, Any]) -> KeystoreDocument:
         "the document",
     )
     keystore_id, scrypt, verifier = parse_header(obj)
-    keys = {name: _parse_key(name, record) for name, record in _object(obj["keys"], "keys").items()}
+    layout = obj["format_version"]
+    keys = {
+        name: _parse_key(name, record, layout)
+        for name, record in _object(obj["keys"], "keys").items()
+    }
     return KeystoreDocument(
         keystore_id=keystore_id,
         created_at=_parse_time(obj["created_at"], "created_at"),
@@ -226,28 +273,34 @@ def _key_json(record: KeyRecord) -> dict[str, Any]:
         "description": record.description,
         "labels": dict(record.labels),
         "current_version": record.current_version,
+        "min_decryption_version": record.min_decryption_version,
         "versions": [
             {
                 "version": v.version,
                 "created_at": _time(v.created_at),
                 "origin": v.origin,
-                "nonce": _b64(v.nonce),
-                "ciphertext": _b64(v.ciphertext),
+                "state": v.state.value,
+                "messages": v.messages,
+                "bytes": v.byte_count,
+                "nonce": None if v.nonce is None else _b64(v.nonce),
+                "ciphertext": None if v.ciphertext is None else _b64(v.ciphertext),
             }
             for v in record.versions
         ],
     }
 
 
-def _parse_key(name: str, value: object) -> KeyRecord:
+_KEY_FIELDS_V1 = {"type", "created_at", "description", "labels", "current_version", "versions"}
+_VERSION_FIELDS_V1 = {"version", "created_at", "origin", "nonce", "ciphertext"}
+
+
+def _parse_key(name: str, value: object, layout: int) -> KeyRecord:
     where = f"key {name!r}"
     if not is_valid_name(name):
         raise FormatProblem(f"{where} has an invalid name")
     obj = _object(value, where)
     _fields(
-        obj,
-        {"type", "created_at", "description", "labels", "current_version", "versions"},
-        where,
+        obj, _KEY_FIELDS_V1 if layout == 1 else {*_KEY_FIELDS_V1, "min_decryption_version"}, where
     )
     try:
         key_type = KeyType(obj["type"])
@@ -259,41 +312,68 @@ def _parse_key(name: str, value: object) -> KeyRecord:
     versions = obj["versions"]
     if not isinstance(versions, list) or not versions:
         raise FormatProblem(f"{where} has no versions")
-    records = tuple(_parse_version(where, i, v) for i, v in enumerate(versions, start=1))
+    records = tuple(_parse_version(where, i, v, layout) for i, v in enumerate(versions, start=1))
     labels = _object(obj["labels"], f"{where} labels")
     if not all(isinstance(v, str) for v in labels.values()):
         raise FormatProblem(f"{where} has a label that is not a string")
     description = obj["description"]
     if not isinstance(description, str):
         raise FormatProblem(f"{where} has a description that is not a string")
+    current = _int(obj["current_version"], f"{where} current_version", range(1, len(records) + 1))
+    if records[current - 1].state is not KeyState.ENABLED:
+        raise FormatProblem(f"{where} has a current version that is not enabled")
+    minimum = obj.get("min_decryption_version")
+    if minimum is not None:
+        minimum = _int(minimum, f"{where} min_decryption_version", range(1, current + 1))
     return KeyRecord(
         name=name,
         key_type=key_type,
         created_at=_parse_time(obj["created_at"], f"{where} created_at"),
         description=description,
         labels=tuple(sorted(labels.items())),
-        current_version=_int(
-            obj["current_version"], f"{where} current_version", range(1, len(records) + 1)
-        ),
+        current_version=current,
         versions=records,
+        min_decryption_version=minimum,
     )
 
 
-def _parse_version(where: str, expected: int, value: object) -> VersionRecord:
+def _parse_version(where: str, expected: int, value: object, layout: int) -> VersionRecord:
     where = f"{where} version {expected}"
     obj = _object(value, where)
-    _fields(obj, {"version", "created_at", "origin", "nonce", "ciphertext"}, where)
+    if layout == 1:
+        _fields(obj, _VERSION_FIELDS_V1, where)
+    else:
+        _fields(obj, {*_VERSION_FIELDS_V1, "state", "messages", "bytes"}, where)
     if obj["version"] != expected or isinstance(obj["version"], bool):
         raise FormatProblem(f"{where} is out of sequence")
     if obj["origin"] not in ORIGINS:
         raise FormatProblem(f"{where} has an unknown origin")
-    ciphertext = _bytes(obj["ciphertext"], f"{where} ciphertext", SEALED_SIZE)
+    state = KeyState.ENABLED
+    if layout != 1:
+        states = {s.value: s for s in VERSION_STATES}
+        if obj["state"] not in states:
+            raise FormatProblem(f"{where} has an unknown state")
+        state = states[obj["state"]]
+    counters = range(0, MAX_COUNT + 1)
+    messages = 0 if layout == 1 else _int(obj["messages"], f"{where} messages", counters)
+    byte_count = 0 if layout == 1 else _int(obj["bytes"], f"{where} bytes", counters)
+    nonce: bytes | None = None
+    ciphertext: bytes | None = None
+    if state is KeyState.DESTROYED:
+        if obj["nonce"] is not None or obj["ciphertext"] is not None:
+            raise FormatProblem(f"{where} is destroyed but still holds material")
+    else:
+        nonce = _bytes(obj["nonce"], f"{where} nonce", NONCE_SIZE)
+        ciphertext = _bytes(obj["ciphertext"], f"{where} ciphertext", SEALED_SIZE)
     return VersionRecord(
         version=expected,
         created_at=_parse_time(obj["created_at"], f"{where} created_at"),
         origin=obj["origin"],
-        nonce=_bytes(obj["nonce"], f"{where} nonce", NONCE_SIZE),
+        nonce=nonce,
         ciphertext=ciphertext,
+        state=state,
+        messages=messages,
+        byte_count=byte_count,
     )
 
 

@@ -13,19 +13,28 @@ Every write goes to a fresh temporary file in the same directory, is flushed
 and fsynced, renamed over ``keystore.json`` and followed by an fsync of the
 directory, so a crash at any point leaves the old or the new document, never a
 mix.  Readers take no lock: they see one complete file or the other.
+
+Usage counters (messages and bytes per key version) are not written on every
+wrap or sign: :meth:`Keystore.record_use` adds to in-memory deltas, which are
+merged into the document (added to whatever other processes have flushed)
+under the lock at most every ``usage_flush_interval`` seconds or
+``usage_flush_operations`` uses, with every other write, and on
+:meth:`Keystore.close`.  Counts not yet flushed when a process dies are lost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import attrs
 import filelock
@@ -33,8 +42,10 @@ from cryptography.exceptions import InvalidTag
 
 from aureus_core.durable import fsync_directory
 from aureus_core.errors import (
+    AureusError,
     ConfigError,
     CredentialError,
+    KeyDisabled,
     KeyExists,
     KeyNotFound,
     KeystoreCorrupted,
@@ -65,6 +76,15 @@ PASSPHRASE_ENV = "AUREUS_KEYSTORE_PASSPHRASE"  # noqa: S105 (a variable name, no
 DIRECTORY_MODE = 0o700
 FILE_MODE = 0o600
 DEFAULT_LOCK_TIMEOUT = 30.0
+USAGE_FLUSH_INTERVAL = 1.0
+"""Seconds between flushes of the usage counters (at most; see :meth:`Keystore.record_use`)."""
+USAGE_FLUSH_OPERATIONS = 1000
+"""Unflushed uses after which the usage counters are flushed regardless of time."""
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+Usage = dict[tuple[str, int], tuple[int, int]]
+"""``(key name, version) -> (messages, bytes)`` not yet in ``keystore.json``."""
 
 _TEMP_PREFIXES = (f".{KEYSTORE_FILE}.", f".{MASTER_KEY_FILE}.")
 _TEMP_SUFFIX = ".tmp"
@@ -118,6 +138,11 @@ class Snapshot:
     def material(self, key: KeyRecord, version: VersionRecord) -> bytes:
         """The decrypted material of one key version (decrypted once, then cached)."""
         slot = (key.name, version.version)
+        if version.nonce is None or version.ciphertext is None:
+            raise KeyDisabled(
+                f"{key_uri(key.name, version.version)} was destroyed: its material is gone",
+                provider=SCHEME,
+            )
         with self._cache_lock:
             cached = self._cache.get(slot)
             if cached is not None:
@@ -171,6 +196,9 @@ class Keystore:
         scrypt_log_n: int = 15,
         clock: Callable[[], datetime] = utc_now,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        usage_flush_interval: float = USAGE_FLUSH_INTERVAL,
+        usage_flush_operations: int = USAGE_FLUSH_OPERATIONS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if (
             not isinstance(scrypt_log_n, int)
@@ -200,6 +228,15 @@ class Keystore:
         self._file_lock: filelock.FileLock | None = None
         self._loaded: _Loaded | None = None
         self._derived: tuple[ScryptParams, Sealer] | None = None
+        # Usage counters: deltas not yet written, and those a write is carrying.
+        self._usage_lock = threading.Lock()
+        self._usage: Usage = {}
+        self._usage_in_flight: Usage = {}
+        self._usage_uses = 0
+        self._usage_flush_interval = usage_flush_interval
+        self._usage_flush_operations = usage_flush_operations
+        self._monotonic = monotonic
+        self._usage_flushed_at = monotonic()
 
     def __repr__(self) -> str:
         mode = "passphrase" if self._passphrase is not None else "key file"
@@ -224,10 +261,102 @@ class Keystore:
             return None if read is None else self._adopt(*read)
 
     def close(self) -> None:
-        """Forget the cached document, decrypted material and derived keys."""
+        """Flush the usage counters, then forget the document, material and derived keys.
+
+        A flush that fails is logged, not raised: closing always completes.
+        """
+        self._flush_usage_quietly()
         with self._state_lock:
             self._loaded = None
             self._derived = None
+
+    # -- usage counters --------------------------------------------------------
+
+    def record_use(
+        self, name: str, version: int, *, messages: int = 1, byte_count: int = 0
+    ) -> None:
+        """Count one use of a key version; flush the counters if they are due.
+
+        Due means ``usage_flush_interval`` seconds since the last flush or
+        ``usage_flush_operations`` uses not yet flushed.  The flush happens in
+        the calling thread unless another thread is writing already; a flush
+        that fails is logged and retried when next due, never raised: a
+        counter must not break an encryption.
+        """
+        with self._usage_lock:
+            old = self._usage.get((name, version), (0, 0))
+            self._usage[(name, version)] = (old[0] + messages, old[1] + byte_count)
+            self._usage_uses += 1
+            due = (
+                self._usage_uses >= self._usage_flush_operations
+                or self._monotonic() - self._usage_flushed_at >= self._usage_flush_interval
+            )
+        if due and self._write_lock.acquire(blocking=False):
+            try:
+                self._flush_usage_quietly()
+            finally:
+                self._write_lock.release()
+
+    def unflushed_use(self, name: str, version: int) -> tuple[int, int]:
+        """``(messages, bytes)`` of a version counted here but not yet in the snapshot."""
+        slot = (name, version)
+        with self._usage_lock:
+            pending = self._usage.get(slot, (0, 0))
+            carried = self._usage_in_flight.get(slot, (0, 0))
+        return pending[0] + carried[0], pending[1] + carried[1]
+
+    def flush_usage(self) -> None:
+        """Write the unflushed usage counters now (raises if the write fails)."""
+        with self._usage_lock:
+            if not self._usage:
+                self._usage_flushed_at = self._monotonic()
+                self._usage_uses = 0
+                return
+        if not self.path.exists():
+            with self._usage_lock:  # nothing to count against: the keystore is gone
+                self._usage.clear()
+                self._usage_uses = 0
+            return
+
+        def gone() -> NoReturn:
+            raise ProviderUnavailable(
+                f"keystore file {self.path} disappeared before its usage counters were saved",
+                provider=SCHEME,
+            )
+
+        self._write(lambda document, _sealer: (document, None), missing=gone)
+
+    def _flush_usage_quietly(self) -> None:
+        try:
+            self.flush_usage()
+        except (AureusError, OSError) as error:
+            with self._usage_lock:
+                self._usage_flushed_at = self._monotonic()  # retry when next due
+            _log.warning("usage counters of keystore %s not saved yet: %s", self.directory, error)
+
+    def _take_usage(self) -> Usage:
+        """Move the unflushed deltas to the in-flight set, for a write to carry."""
+        with self._usage_lock:
+            taken, self._usage = self._usage, {}
+            for slot, (m, b) in taken.items():
+                old = self._usage_in_flight.get(slot, (0, 0))
+                self._usage_in_flight[slot] = (old[0] + m, old[1] + b)
+            self._usage_uses = 0
+            return taken
+
+    def _settle_usage(self, taken: Usage, *, written: bool) -> None:
+        """After a write: forget the carried deltas, or put them back if it failed."""
+        with self._usage_lock:
+            for slot, (m, b) in taken.items():
+                old = self._usage_in_flight.pop(slot, (0, 0))
+                rest = (old[0] - m, old[1] - b)
+                if rest != (0, 0):
+                    self._usage_in_flight[slot] = rest
+                if not written:
+                    pending = self._usage.get(slot, (0, 0))
+                    self._usage[slot] = (pending[0] + m, pending[1] + b)
+            if written:
+                self._usage_flushed_at = self._monotonic()
 
     # -- writing -------------------------------------------------------------
 
@@ -295,6 +424,35 @@ class Keystore:
 
         return self._update(change, missing=missing)
 
+    def update_key(self, name: str, change: Callable[[KeyRecord], KeyRecord | None]) -> KeyRecord:
+        """Replace key ``name`` with ``change(stored key)``; :class:`KeyNotFound` if absent.
+
+        ``change`` must be pure: it is called on the loaded snapshot first, so
+        that refusals (it raises) and no-ops (it returns ``None``: the stored
+        key is returned) take no file lock and write nothing, then again on
+        the document read under the lock.
+        """
+
+        def missing() -> NoReturn:
+            raise self.not_found(name)
+
+        def apply(document: KeystoreDocument, sealer: Sealer) -> KeyRecord:
+            record = document.keys.get(name)
+            if record is None:
+                missing()
+            return change(record) or record
+
+        with self._write_lock:
+            if not self.path.exists():
+                missing()
+            # Refusals and no-ops need no file lock and no write; the change is
+            # checked again under the lock below.
+            snapshot = self.snapshot()
+            stored = None if snapshot is None else snapshot.keys.get(name)
+            if stored is not None and change(stored) is None:
+                return stored
+            return self._update(apply, missing=missing)
+
     def not_found(self, name: str, version: int | None = None) -> KeyNotFound:
         """The error for a key (or key version) that is not in this keystore."""
         if version is None:
@@ -309,7 +467,30 @@ class Keystore:
         *,
         missing: Callable[[], NoReturn] | None = None,
     ) -> KeyRecord:
-        """Apply ``change`` to the document on disk, under the lock, and write the result."""
+        """Apply ``change`` to one key of the document on disk, under the lock, and write it.
+
+        Returns the key as written (with any usage counters flushed alongside).
+        """
+
+        def apply(document: KeystoreDocument, sealer: Sealer) -> tuple[KeystoreDocument, str]:
+            record = change(document, sealer)
+            return document.with_key(record), record.name
+
+        updated, name = self._write(apply, missing=missing)
+        return updated.keys[name]
+
+    def _write(
+        self,
+        change: Callable[[KeystoreDocument, Sealer], tuple[KeystoreDocument, T]],
+        *,
+        missing: Callable[[], NoReturn] | None = None,
+    ) -> tuple[KeystoreDocument, T]:
+        """Apply ``change`` to the document on disk, under the lock, and write the result.
+
+        Unflushed usage counters are first added to the document as read from
+        disk, so they are written with any change and merge with what other
+        processes flushed.  Nothing is written if neither changed anything.
+        """
         with self._write_lock:
             if missing is not None and not self.path.exists():
                 missing()  # nothing to change: do not even create the directory
@@ -328,17 +509,35 @@ class Keystore:
                         missing()
                     else:
                         document, sealer = self._new_document()
-                record = change(document, sealer)
-                updated = document.with_key(record)
-                unsigned = to_json(updated)
-                content = render(unsigned, sealer.mac(unsigned))
-                self._replace(content)
-                carried = current.decrypted() if current is not None else None
-                snapshot = Snapshot(updated, sealer, self._corrupted, carried)
-                signature = _signature(os.stat(self.path))
-                with self._state_lock:
-                    self._loaded = _Loaded(signature, content, snapshot)
-                return record
+                taken = self._take_usage()
+                written = False
+                try:
+                    updated, result = change(_with_usage(document, taken), sealer)
+                    if updated is not document:
+                        self._commit(updated, sealer, current)
+                    written = True
+                    return updated, result
+                finally:
+                    self._settle_usage(taken, written=written)
+
+    def _commit(self, updated: KeystoreDocument, sealer: Sealer, current: Snapshot | None) -> None:
+        """Write ``updated`` over ``keystore.json`` and make it the loaded snapshot."""
+        unsigned = to_json(updated)
+        content = render(unsigned, sealer.mac(unsigned))
+        self._replace(content)
+        carried = None
+        if current is not None:  # keep decrypted material, except for destroyed versions
+            carried = {
+                slot: material
+                for slot, material in current.decrypted().items()
+                if (key := updated.keys.get(slot[0])) is not None
+                and (version := key.version(slot[1])) is not None
+                and not version.destroyed
+            }
+        snapshot = Snapshot(updated, sealer, self._corrupted, carried)
+        signature = _signature(os.stat(self.path))
+        with self._state_lock:
+            self._loaded = _Loaded(signature, content, snapshot)
 
     # -- files ---------------------------------------------------------------
 
@@ -541,6 +740,19 @@ class Keystore:
             f"restore {KEYSTORE_FILE} (with its {MASTER_KEY_FILE}, if any) from a backup",
             provider=SCHEME,
         )
+
+
+def _with_usage(document: KeystoreDocument, usage: Usage) -> KeystoreDocument:
+    """``document`` with the usage deltas added to its counters (unknown versions dropped)."""
+    if not usage:
+        return document
+    keys = dict(document.keys)
+    for (name, number), (messages, byte_count) in usage.items():
+        record = keys.get(name)
+        version = None if record is None else record.version(number)
+        if record is not None and version is not None:
+            keys[name] = record.replacing(version.used(messages, byte_count))
+    return attrs.evolve(document, keys=keys)
 
 
 def _seal_version(

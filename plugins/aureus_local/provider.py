@@ -3,14 +3,19 @@
 Keys live in a :class:`~aureus_local.keystore.Keystore` directory and are
 named ``local://NAME`` (current version) or ``local://NAME?version=N``.
 Every key is versioned: rotation adds a version and makes it current, and
-older versions keep unwrapping and verifying.
+older versions keep unwrapping and verifying until they are disabled, fall
+below the key's minimum decryption version, or are destroyed (see
+docs/rotation.md).  Wraps and signatures are counted per version.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+
+import attrs
 
 from aureus_core.context import EncryptionContext
 from aureus_core.datakey import EncryptedDataKey, WrappedKey
@@ -19,6 +24,7 @@ from aureus_core.errors import (
     ConfigError,
     CredentialError,
     DecryptionError,
+    KeyDisabled,
     ProviderUnavailable,
 )
 from aureus_core.interfaces import Capability, KeyMaterial, KeyProviderBase
@@ -30,8 +36,14 @@ from aureus_core.signature import Signature
 from . import macs, signing, wrapping
 from . import material as key_material
 from .document import KeyRecord, VersionRecord
-from .keystore import Keystore, Snapshot, utc_now
-from .naming import SCHEME, check_name, key_ref, key_uri, parse_ref
+from .keystore import (
+    USAGE_FLUSH_INTERVAL,
+    USAGE_FLUSH_OPERATIONS,
+    Keystore,
+    Snapshot,
+    utc_now,
+)
+from .naming import SCHEME, check_name, key_ref, key_uri, parse_ref, parse_version
 
 
 class LocalKeyProvider(KeyProviderBase):
@@ -39,6 +51,12 @@ class LocalKeyProvider(KeyProviderBase):
 
     Construction does no I/O: the keystore is read on the first operation and
     created on the first write.  All methods are thread-safe.
+
+    Each wrap counts one message for the wrapping version, each signature one
+    message and the signed bytes for the signing version.  The counts are
+    flushed into the keystore at most every ``usage_flush_interval`` seconds
+    (on the ``monotonic`` clock) or ``usage_flush_operations`` uses, with
+    every other write and on :meth:`close`.
     """
 
     scheme = SCHEME
@@ -54,6 +72,7 @@ class LocalKeyProvider(KeyProviderBase):
             Capability.VERSIONS,
             Capability.IMPORT,
             Capability.MAC,
+            Capability.LIFECYCLE,
         }
     )
     key_types = key_material.SUPPORTED_TYPES
@@ -65,10 +84,19 @@ class LocalKeyProvider(KeyProviderBase):
         passphrase: Secret[str] | None = None,
         scrypt_log_n: int = 15,
         clock: Callable[[], datetime] = utc_now,
+        usage_flush_interval: float = USAGE_FLUSH_INTERVAL,
+        usage_flush_operations: int = USAGE_FLUSH_OPERATIONS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
         self._keystore = Keystore(
-            Path(keystore_dir), passphrase=passphrase, scrypt_log_n=scrypt_log_n, clock=self._now
+            Path(keystore_dir),
+            passphrase=passphrase,
+            scrypt_log_n=scrypt_log_n,
+            clock=self._now,
+            usage_flush_interval=usage_flush_interval,
+            usage_flush_operations=usage_flush_operations,
+            monotonic=monotonic,
         )
 
     def __repr__(self) -> str:
@@ -99,19 +127,19 @@ class LocalKeyProvider(KeyProviderBase):
             origin="generated",
             created_at=self._now(),
         )
-        return _metadata(record)
+        return self._metadata(record)
 
     def describe_key(self, key: KeyRef) -> KeyMetadata:
         """The key's metadata; a pinned version must exist."""
         record, _ = self._find(key)
-        return _metadata(record)
+        return self._metadata(record)
 
     def list_keys(self) -> Sequence[KeyMetadata]:
         """Every key in the keystore, sorted by name."""
         snapshot = self._keystore.snapshot()
         if snapshot is None:
             return []
-        return [_metadata(snapshot.keys[name]) for name in sorted(snapshot.keys)]
+        return [self._metadata(snapshot.keys[name]) for name in sorted(snapshot.keys)]
 
     def rotate_key(self, key: KeyRef) -> KeyMetadata:
         """Add a version with fresh material of the same type and make it current."""
@@ -122,7 +150,7 @@ class LocalKeyProvider(KeyProviderBase):
             origin="generated",
             created_at=self._now(),
         )
-        return _metadata(rotated)
+        return self._metadata(rotated)
 
     def import_key(
         self, name: str, spec: KeySpec, material: KeyMaterial, *, new_version: bool = False
@@ -141,7 +169,7 @@ class LocalKeyProvider(KeyProviderBase):
                 origin="imported",
                 created_at=self._now(),
             )
-            return _metadata(record)
+            return self._metadata(record)
 
         def same_type(existing: KeyRecord) -> bytes:
             if existing.key_type is not key_type:
@@ -154,35 +182,50 @@ class LocalKeyProvider(KeyProviderBase):
         record = self._keystore.add_version(
             name, same_type, origin="imported", created_at=self._now()
         )
-        return _metadata(record)
+        return self._metadata(record)
 
     # -- signing -------------------------------------------------------------
 
     def public_key(self, key: KeyRef) -> bytes:
-        """The SubjectPublicKeyInfo PEM of the current (or pinned) version."""
-        private, _, _ = self._signing_key(key, "it has no public key")
+        """The SubjectPublicKeyInfo PEM of the current (or pinned) version.
+
+        Disabled versions and those below the minimum still export their
+        public key; a destroyed version has none (:class:`KeyDisabled`).
+        """
+        private, _, _ = self._signing_key(key, "it has no public key", usable=False)
         return key_material.public_key_pem(private)
 
     def sign(self, key: KeyRef, message: bytes) -> Signature:
-        """Sign with the current (or pinned) version."""
+        """Sign with the current (or pinned) version; counts a message and its bytes."""
         private, record, version = self._signing_key(key, "it cannot sign")
-        return Signature(
-            value=signing.sign(private, bytes(message)),
+        data = bytes(message)
+        signature = Signature(
+            value=signing.sign(private, data),
             key_uri=key_uri(record.name),
             key_version=str(version.version),
             algorithm=signing.ALGORITHMS[record.key_type],
         )
+        self._keystore.record_use(record.name, version.version, byte_count=len(data))
+        return signature
 
     def verify(self, key: KeyRef, message: bytes, signature: bytes) -> bool:
-        """Check a raw signature against the pinned version, or else the current one."""
+        """Check a raw signature against the pinned version, or else the current one.
+
+        A disabled or destroyed version, or one below the minimum decryption
+        version, raises :class:`KeyDisabled`.
+        """
         private, _, _ = self._signing_key(key, "it cannot verify signatures")
         return signing.verify(private.public_key(), bytes(message), bytes(signature))
 
     # -- wrapping ------------------------------------------------------------
 
     def wrap(self, key: KeyRef, data_key: bytes, context: EncryptionContext) -> WrappedKey:
-        """Wrap a data key with the current (or pinned) version, binding ``context``."""
-        snapshot, record, version = self._locate(key)
+        """Wrap a data key with the current (or pinned) version, binding ``context``.
+
+        Counts one message for the version (not the data key's bytes: the
+        plaintext it will protect is unknown here).
+        """
+        snapshot, record, version = self._locate(key, usable=True)
         if record.key_type is not KeyType.AES_256:
             raise ConfigError(
                 f"key {key_uri(record.name)} is an {record.key_type.value} signing key; "
@@ -195,6 +238,7 @@ class LocalKeyProvider(KeyProviderBase):
             bytes(data_key),
             EncryptionContext.coerce(context),
         )
+        self._keystore.record_use(record.name, version.version)
         return WrappedKey(key=key_ref(record.name, version.version), encrypted=encrypted)
 
     def unwrap(
@@ -203,7 +247,10 @@ class LocalKeyProvider(KeyProviderBase):
         """Unwrap a data key; every failure is the same opaque :class:`DecryptionError`.
 
         Problems with the keystore itself (wrong passphrase, a damaged file)
-        are not the message's fault and are raised as they are.
+        are not the message's fault and are raised as they are, and so is
+        :class:`KeyDisabled` for a version that is disabled, destroyed or
+        below the key's minimum decryption version: its message names the
+        key, the version and the minimum, and nothing secret.
         """
         try:
             name, pinned = parse_ref(key)
@@ -213,6 +260,7 @@ class LocalKeyProvider(KeyProviderBase):
             snapshot, record, version = self._locate(key_ref(*named))
             if record.key_type is not KeyType.AES_256:
                 raise DecryptionError()
+            _check_usable(record, version)
             return wrapping.unwrap(
                 snapshot.material(record, version),
                 record.name,
@@ -220,7 +268,7 @@ class LocalKeyProvider(KeyProviderBase):
                 encrypted,
                 EncryptionContext.coerce(context),
             )
-        except (CredentialError, ProviderUnavailable):
+        except (CredentialError, ProviderUnavailable, KeyDisabled):
             raise
         except AureusError:
             raise DecryptionError() from None
@@ -232,8 +280,9 @@ class LocalKeyProvider(KeyProviderBase):
 
         The HMAC key is HKDF-SHA-256 of the version's material with a fixed
         label, so it is never the AES key itself and never leaves the provider.
+        A version that may not unwrap may not compute MACs either.
         """
-        snapshot, record, version = self._locate(key)
+        snapshot, record, version = self._locate(key, usable=True)
         if record.key_type is not KeyType.AES_256:
             raise ConfigError(
                 f"key {key_uri(record.name)} is an {record.key_type.value} signing key; "
@@ -251,8 +300,116 @@ class LocalKeyProvider(KeyProviderBase):
             return None
         return key_ref(*named)
 
+    # -- lifecycle -------------------------------------------------------------
+
+    def set_version_state(self, key: KeyRef, state: KeyState) -> KeyMetadata:
+        """Enable or disable the version ``key`` pins; the current version stays enabled."""
+        name, number = _pinned(key, "enable or disable")
+        wanted = KeyState(state)
+        if wanted not in (KeyState.ENABLED, KeyState.DISABLED):
+            raise ConfigError(
+                f"a key version can be set to enabled or disabled, not {wanted.value}; "
+                "to destroy one, use destroy_version (`aureus keys destroy`)"
+            )
+
+        def change(record: KeyRecord) -> KeyRecord | None:
+            version = self._version(record, number)
+            pinned = key_uri(name, number)
+            if version.state is wanted:
+                return None
+            if version.destroyed:
+                raise ConfigError(
+                    f"{pinned} was destroyed: its material is gone, so it can be neither "
+                    "enabled nor disabled"
+                )
+            if wanted is KeyState.DISABLED and number == record.current_version:
+                raise ConfigError(
+                    f"{pinned} is the current version of {key_uri(name)} and cannot be "
+                    f"disabled: rotate first (`aureus keys rotate {key_uri(name)}`), then "
+                    "disable this version"
+                )
+            return record.replacing(attrs.evolve(version, state=wanted))
+
+        return self._metadata(self._keystore.update_key(name, change))
+
+    def set_min_decryption_version(self, key: KeyRef, version: str) -> KeyMetadata:
+        """Refuse unwrap, verify and MACs with versions below ``version`` (at most the current).
+
+        The minimum may be lowered again later; destroyed versions stay unusable.
+        """
+        name, pinned = parse_ref(key)
+        if pinned is not None:
+            raise ConfigError(
+                f"{key_uri(name, pinned)}: name the key without ?version= and give the minimum "
+                "version separately"
+            )
+        number = parse_version(str(version))
+        if number is None:
+            raise ConfigError(
+                f"invalid minimum decryption version {version!r} for {key_uri(name)}: local "
+                "key versions are whole numbers counting from 1"
+            )
+
+        def change(record: KeyRecord) -> KeyRecord | None:
+            self._version(record, number)
+            if number > record.current_version:
+                raise ConfigError(
+                    f"the minimum decryption version of {key_uri(name)} cannot be {number}: "
+                    f"the current version is {record.current_version}, and a higher minimum "
+                    "would refuse the version that encrypts and signs; rotate first"
+                )
+            if record.min_decryption_version == number:
+                return None
+            return attrs.evolve(record, min_decryption_version=number)
+
+        return self._metadata(self._keystore.update_key(name, change))
+
+    def destroy_version(self, key: KeyRef, *, confirm: bool = False) -> KeyMetadata:
+        """Erase the material of the version ``key`` pins from the keystore, for good.
+
+        Only a version that is disabled or below the minimum decryption
+        version may be destroyed, never the current one, and only with
+        ``confirm=True``.  The version stays listed, in state ``destroyed``,
+        with its counters.  Destroying a destroyed version changes nothing.
+        """
+        name, number = _pinned(key, "destroy")
+
+        def change(record: KeyRecord) -> KeyRecord | None:
+            version = self._version(record, number)
+            pinned = key_uri(name, number)
+            if version.destroyed:
+                return None
+            if number == record.current_version:
+                raise ConfigError(
+                    f"{pinned} is the current version of {key_uri(name)} and cannot be "
+                    "destroyed: rotate first, then disable this version (or raise the "
+                    "minimum decryption version above it) and destroy it"
+                )
+            minimum = record.min_decryption_version
+            if version.state is not KeyState.DISABLED and (minimum is None or number >= minimum):
+                raise ConfigError(
+                    f"{pinned} is enabled and {_minimum_text(minimum)}, so it may still be "
+                    f"needed: disable it first (`aureus keys disable '{pinned}'`) or raise the "
+                    "minimum above it, make sure nothing fails without it, then destroy it"
+                )
+            if not confirm:
+                raise ConfigError(
+                    f"not destroying {pinned} without confirmation: destroying erases its key "
+                    "material for good, and nothing it wrapped or signed can be unwrapped or "
+                    "verified again; pass confirm=True (--yes on the command line)"
+                )
+            return record.replacing(
+                attrs.evolve(version, state=KeyState.DESTROYED, nonce=None, ciphertext=None)
+            )
+
+        return self._metadata(self._keystore.update_key(name, change))
+
+    def flush_usage(self) -> None:
+        """Write this process's unflushed usage counters into the keystore now."""
+        self._keystore.flush_usage()
+
     def close(self) -> None:
-        """Drop the cached document and decrypted material."""
+        """Flush the usage counters, then drop the cached document and decrypted material."""
         self._keystore.close()
 
     # -- helpers -------------------------------------------------------------
@@ -270,8 +427,14 @@ class LocalKeyProvider(KeyProviderBase):
             raise ConfigError(f"the local provider takes no key options (got: {names})")
         return key_type
 
-    def _locate(self, key: KeyRef | str) -> tuple[Snapshot, KeyRecord, VersionRecord]:
-        """The snapshot, key and version (pinned, else current) ``key`` names."""
+    def _locate(
+        self, key: KeyRef | str, *, usable: bool = False
+    ) -> tuple[Snapshot, KeyRecord, VersionRecord]:
+        """The snapshot, key and version (pinned, else current) ``key`` names.
+
+        With ``usable=True`` a version that may not be used (disabled,
+        destroyed, below the minimum) raises :class:`KeyDisabled`.
+        """
         name, pinned = parse_ref(key)
         snapshot = self._keystore.snapshot()
         record = None if snapshot is None else snapshot.keys.get(name)
@@ -280,14 +443,50 @@ class LocalKeyProvider(KeyProviderBase):
         version = record.current if pinned is None else record.version(pinned)
         if version is None:
             raise self._keystore.not_found(name, pinned)
+        if usable:
+            _check_usable(record, version)
         return snapshot, record, version
+
+    def _version(self, record: KeyRecord, number: int) -> VersionRecord:
+        version = record.version(number)
+        if version is None:
+            raise self._keystore.not_found(record.name, number)
+        return version
+
+    def _metadata(self, record: KeyRecord) -> KeyMetadata:
+        """The key's metadata, with usage counted here but not yet flushed included."""
+        versions = []
+        for v in record.versions:
+            messages, byte_count = self._keystore.unflushed_use(record.name, v.version)
+            versions.append(
+                KeyVersion(
+                    version=str(v.version),
+                    created_at=v.created_at,
+                    state=v.state,
+                    messages=v.messages + messages,
+                    bytes=v.byte_count + byte_count,
+                )
+            )
+        minimum = record.min_decryption_version
+        return KeyMetadata(
+            ref=key_ref(record.name),
+            key_type=record.key_type,
+            state=KeyState.ENABLED,
+            created_at=record.created_at,
+            current_version=str(record.current_version),
+            versions=tuple(versions),
+            min_decryption_version=None if minimum is None else str(minimum),
+            description=record.description,
+            labels=dict(record.labels),
+            extra={"origin": record.current.origin},
+        )
 
     def _find(self, key: KeyRef | str) -> tuple[KeyRecord, VersionRecord]:
         _, record, version = self._locate(key)
         return record, version
 
     def _signing_key(
-        self, key: KeyRef, refusal: str
+        self, key: KeyRef, refusal: str, *, usable: bool = True
     ) -> tuple[key_material.PrivateKey, KeyRecord, VersionRecord]:
         snapshot, record, version = self._locate(key)
         if record.key_type is KeyType.AES_256:
@@ -295,22 +494,48 @@ class LocalKeyProvider(KeyProviderBase):
                 f"key {key_uri(record.name)} is an aes-256 wrapping key; {refusal}: "
                 "use an ed25519 or ecdsa-p256 key"
             )
+        if usable or version.destroyed:
+            _check_usable(record, version)
         private = key_material.private_key(record.key_type, snapshot.material(record, version))
         return private, record, version
 
 
-def _metadata(record: KeyRecord) -> KeyMetadata:
-    return KeyMetadata(
-        ref=key_ref(record.name),
-        key_type=record.key_type,
-        state=KeyState.ENABLED,
-        created_at=record.created_at,
-        current_version=str(record.current_version),
-        versions=tuple(
-            KeyVersion(version=str(v.version), created_at=v.created_at, state=KeyState.ENABLED)
-            for v in record.versions
-        ),
-        description=record.description,
-        labels=dict(record.labels),
-        extra={"origin": record.current.origin},
-    )
+def _pinned(key: KeyRef | str, verb: str) -> tuple[str, int]:
+    """The key name and the version ``key`` must pin to ``verb`` it."""
+    name, number = parse_ref(key)
+    if number is None:
+        raise ConfigError(
+            f"name the version to {verb}: {key_uri(name)}?version=N "
+            "(`aureus keys describe` lists the versions)"
+        )
+    return name, number
+
+
+def _minimum_text(minimum: int | None) -> str:
+    if minimum is None:
+        return "no minimum decryption version is set"
+    return f"the minimum decryption version is {minimum}"
+
+
+def _check_usable(record: KeyRecord, version: VersionRecord) -> None:
+    """Raise :class:`KeyDisabled` if ``version`` may not unwrap, verify, wrap, sign or MAC."""
+    uri, number, minimum = key_uri(record.name), version.version, record.min_decryption_version
+    if version.destroyed:
+        problem = (
+            f"{uri} version {number} was destroyed ({_minimum_text(minimum)}); its material "
+            "is gone, so what it wrapped or signed can no longer be unwrapped or verified"
+        )
+    elif version.state is KeyState.DISABLED:
+        problem = (
+            f"{uri} version {number} is disabled ({_minimum_text(minimum)}); enable it with "
+            f"`aureus keys enable '{key_uri(record.name, number)}'` if it is still needed"
+        )
+    elif minimum is not None and number < minimum:
+        problem = (
+            f"{uri} version {number} is below the minimum decryption version {minimum}; "
+            f"lower the minimum with `aureus keys min-version {uri} {number}` if it is "
+            "still needed"
+        )
+    else:
+        return
+    raise KeyDisabled(problem, provider=SCHEME)

@@ -1,0 +1,669 @@
+"""Key-version lifecycle and usage counters of the local provider.
+
+Disable and enable, the minimum decryption version, destroy (with its rules
+and confirmation), and the usage counters: counted in memory, flushed at most
+every interval or N uses, merged across providers and processes, kept across
+reopening, and covered by the keystore's HMAC.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aureus_core
+import aureus_local
+from aureus_core import KeyStack
+from aureus_core.context import EncryptionContext
+from aureus_core.errors import (
+    ConfigError,
+    DecryptionError,
+    KeyDisabled,
+    KeyNotFound,
+    KeystoreCorrupted,
+)
+from aureus_core.keyref import KeyRef
+from aureus_core.keys import KeySpec, KeyState
+from aureus_core.testing.provider_contract import KeyProviderContract
+from aureus_local import LocalKeyProvider
+from aureus_local.sealing import Sealer
+
+MakeProvider = Callable[..., LocalKeyProvider]
+CONTEXT = EncryptionContext(app="lifecycle")
+DATA_KEY = bytes(range(32))
+
+
+def ref(uri: str) -> KeyRef:
+    return KeyRef.parse(uri)
+
+
+def keystore_json(directory: Path) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads((directory / "keystore.json").read_text())
+    return result
+
+
+def resign(directory: Path, document: dict[str, Any]) -> None:
+    """Write ``document`` with a valid MAC (what only the master key's holder can do)."""
+    document.pop("mac", None)
+    sealer = Sealer((directory / "master.key").read_bytes())
+    document["mac"] = base64.b64encode(sealer.mac(document)).decode()
+    (directory / "keystore.json").write_text(json.dumps(document, indent=1))
+
+
+class Ticker:
+    """A monotonic clock for the flush schedule that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def ticker() -> Ticker:
+    return Ticker()
+
+
+@pytest.fixture
+def provider(make_provider: MakeProvider, ticker: Ticker) -> LocalKeyProvider:
+    """A provider whose counters flush only when the ticker or 1000 uses say so."""
+    return make_provider(monotonic=ticker)
+
+
+@pytest.fixture
+def payments(provider: LocalKeyProvider) -> list[Any]:
+    """local://payments at version 3, with a data key wrapped under each version."""
+    provider.create_key("payments", KeySpec(key_type="aes-256"))
+    wrapped = [provider.wrap(ref("local://payments"), DATA_KEY, CONTEXT)]
+    for _ in range(2):
+        provider.rotate_key(ref("local://payments"))
+        wrapped.append(provider.wrap(ref("local://payments"), DATA_KEY, CONTEXT))
+    return wrapped
+
+
+def unwrap(provider: LocalKeyProvider, wrapped: Any) -> bytes:
+    return bytes(provider.unwrap(wrapped.key, wrapped.encrypted, CONTEXT))
+
+
+# -- disable and enable ------------------------------------------------------------------------
+
+
+def test_disable_refuses_every_use_of_the_version_until_enabled(
+    provider: LocalKeyProvider, payments: list[Any]
+) -> None:
+    meta = provider.set_version_state(ref("local://payments?version=1"), KeyState.DISABLED)
+    assert [v.state for v in meta.versions] == [
+        KeyState.DISABLED,
+        KeyState.ENABLED,
+        KeyState.ENABLED,
+    ]
+    assert provider.describe_key(ref("local://payments")) == meta
+    expected = (
+        "local://payments version 1 is disabled (no minimum decryption version is set); "
+        "enable it with `aureus keys enable 'local://payments?version=1'` if it is still needed"
+    )
+    for use in (
+        lambda: provider.unwrap(payments[0].key, payments[0].encrypted, CONTEXT),
+        lambda: provider.unwrap(ref("local://payments"), payments[0].encrypted, CONTEXT),
+        lambda: provider.wrap(ref("local://payments?version=1"), DATA_KEY, CONTEXT),
+        lambda: provider.mac(ref("local://payments?version=1"), b"m"),
+    ):
+        with pytest.raises(KeyDisabled) as refused:
+            use()
+        assert str(refused.value) == expected
+    assert [unwrap(provider, w) for w in payments[1:]] == [DATA_KEY, DATA_KEY]
+
+    enabled = provider.set_version_state(ref("local://payments?version=1"), KeyState.ENABLED)
+    assert enabled.version_info("1").state is KeyState.ENABLED
+    assert unwrap(provider, payments[0]) == DATA_KEY
+
+
+def test_disabled_signing_version_refuses_verify_but_exports_its_public_key(
+    provider: LocalKeyProvider,
+) -> None:
+    provider.create_key("signer", KeySpec(key_type="ed25519"))
+    old = provider.sign(ref("local://signer"), b"release")
+    provider.rotate_key(ref("local://signer"))
+    pinned = ref("local://signer?version=1")
+    provider.set_version_state(pinned, KeyState.DISABLED)
+    with pytest.raises(KeyDisabled, match=r"^local://signer version 1 is disabled"):
+        provider.verify(pinned, b"release", old.value)
+    with pytest.raises(KeyDisabled, match="version 1 is disabled"):
+        provider.sign(pinned, b"release")
+    assert provider.public_key(pinned).startswith(b"-----BEGIN PUBLIC KEY-----")
+    assert provider.sign(ref("local://signer"), b"x").key_version == "2"
+
+
+def test_the_current_version_cannot_be_disabled(
+    provider: LocalKeyProvider, payments: list[Any], keystore_dir: Path
+) -> None:
+    before = (keystore_dir / "keystore.json").read_bytes()
+    with pytest.raises(ConfigError) as refused:
+        provider.set_version_state(ref("local://payments?version=3"), KeyState.DISABLED)
+    assert str(refused.value) == (
+        "local://payments?version=3 is the current version of local://payments and cannot be "
+        "disabled: rotate first (`aureus keys rotate local://payments`), then disable this version"
+    )
+    assert (keystore_dir / "keystore.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("uri", "state", "error", "message"),
+    [
+        ("local://payments", KeyState.DISABLED, ConfigError, "name the version to enable or"),
+        ("local://payments?version=9", KeyState.DISABLED, KeyNotFound, "has no version 9"),
+        ("local://nope?version=1", KeyState.DISABLED, KeyNotFound, "no key local://nope"),
+        ("local://payments?version=1", KeyState.DESTROYED, ConfigError, "use destroy_version"),
+        ("local://payments?version=1", "frozen", ValueError, "frozen"),
+    ],
+)
+def test_set_version_state_errors(
+    provider: LocalKeyProvider,
+    payments: list[Any],
+    uri: str,
+    state: Any,
+    error: type[Exception],
+    message: str,
+) -> None:
+    with pytest.raises(error, match=message):
+        provider.set_version_state(ref(uri), state)
+
+
+def test_setting_the_same_state_writes_nothing(
+    provider: LocalKeyProvider, payments: list[Any], keystore_dir: Path
+) -> None:
+    provider.flush_usage()
+    before = (keystore_dir / "keystore.json").read_bytes()
+    provider.set_version_state(ref("local://payments?version=1"), KeyState.ENABLED)
+    provider.set_min_decryption_version(ref("local://payments"), "2")
+    after = (keystore_dir / "keystore.json").read_bytes()
+    assert after != before
+    provider.set_min_decryption_version(ref("local://payments"), "2")
+    assert (keystore_dir / "keystore.json").read_bytes() == after
+
+
+# -- the minimum decryption version ------------------------------------------------------------
+
+
+def test_min_decryption_version_refuses_older_versions(
+    provider: LocalKeyProvider, payments: list[Any]
+) -> None:
+    meta = provider.set_min_decryption_version(ref("local://payments"), "3")
+    assert meta.min_decryption_version == "3"
+    assert [v.state for v in meta.versions] == [KeyState.ENABLED] * 3
+    for old in payments[:2]:
+        with pytest.raises(KeyDisabled) as refused:
+            unwrap(provider, old)
+        number = old.key.version
+        assert str(refused.value) == (
+            f"local://payments version {number} is below the minimum decryption version 3; "
+            f"lower the minimum with `aureus keys min-version local://payments {number}` if it "
+            "is still needed"
+        )
+    assert unwrap(provider, payments[2]) == DATA_KEY
+    lowered = provider.set_min_decryption_version(ref("local://payments"), "2")
+    assert lowered.min_decryption_version == "2"
+    assert unwrap(provider, payments[1]) == DATA_KEY
+    with pytest.raises(KeyDisabled, match="below the minimum decryption version 2"):
+        unwrap(provider, payments[0])
+
+
+@pytest.mark.parametrize(
+    ("uri", "version", "error", "message"),
+    [
+        ("local://payments", "4", KeyNotFound, "has no version 4"),
+        ("local://payments", "0", ConfigError, "invalid minimum decryption version '0'"),
+        ("local://payments", "two", ConfigError, "whole numbers counting from 1"),
+        ("local://payments?version=2", "2", ConfigError, "name the key without"),
+    ],
+)
+def test_min_decryption_version_errors(
+    provider: LocalKeyProvider,
+    payments: list[Any],
+    uri: str,
+    version: str,
+    error: type[Exception],
+    message: str,
+) -> None:
+    with pytest.raises(error, match=message):
+        provider.set_min_decryption_version(ref(uri), version)
+
+
+def test_min_decryption_version_never_above_the_current(
+    provider: LocalKeyProvider, payments: list[Any], keystore_dir: Path
+) -> None:
+    # Today the newest version is always current; a document where it is not
+    # (valid, and MAC'd) shows the rule is enforced, not just implied.
+    document = keystore_json(keystore_dir)
+    document["keys"]["payments"]["current_version"] = 2
+    resign(keystore_dir, document)
+    with pytest.raises(ConfigError) as refused:
+        provider.set_min_decryption_version(ref("local://payments"), "3")
+    assert str(refused.value) == (
+        "the minimum decryption version of local://payments cannot be 3: the current version "
+        "is 2, and a higher minimum would refuse the version that encrypts and signs; "
+        "rotate first"
+    )
+    assert (
+        provider.set_min_decryption_version(ref("local://payments"), "2").min_decryption_version
+        == "2"
+    )
+
+
+def test_the_stack_reports_why_a_message_no_longer_decrypts(tmp_path: Path) -> None:
+    with KeyStack.local(tmp_path / "ks") as stack:
+        stack.create_key("payments", "aes-256")
+        message = stack.encrypt(b"card data", keys=["local://payments"])
+        stack.rotate_key("local://payments")
+        stack.set_min_decryption_version("local://payments", "2")
+        with pytest.raises(DecryptionError) as refused:
+            stack.decrypt(message)
+        assert "local://payments version 1 is below the minimum decryption version 2" in str(
+            refused.value
+        )
+        stack.set_min_decryption_version("local://payments", "1")
+        assert stack.decrypt(message) == b"card data"
+
+
+# -- destroy -------------------------------------------------------------------------------------
+
+
+def test_destroy_needs_a_disabled_or_retired_version_and_confirmation(
+    provider: LocalKeyProvider, payments: list[Any], keystore_dir: Path
+) -> None:
+    old = ref("local://payments?version=1")
+    before = (keystore_dir / "keystore.json").read_bytes()
+    with pytest.raises(ConfigError) as not_yet:
+        provider.destroy_version(old, confirm=True)
+    assert str(not_yet.value) == (
+        "local://payments?version=1 is enabled and no minimum decryption version is set, so it "
+        "may still be needed: disable it first (`aureus keys disable "
+        "'local://payments?version=1'`) or raise the minimum above it, make sure nothing fails "
+        "without it, then destroy it"
+    )
+    with pytest.raises(ConfigError, match="is the current version of local://payments"):
+        provider.destroy_version(ref("local://payments?version=3"), confirm=True)
+    with pytest.raises(ConfigError, match="name the version to destroy"):
+        provider.destroy_version(ref("local://payments"), confirm=True)
+    assert (keystore_dir / "keystore.json").read_bytes() == before
+
+    provider.set_version_state(old, KeyState.DISABLED)
+    disabled = (keystore_dir / "keystore.json").read_bytes()
+    with pytest.raises(ConfigError) as unconfirmed:
+        provider.destroy_version(old)
+    assert str(unconfirmed.value) == (
+        "not destroying local://payments?version=1 without confirmation: destroying erases its "
+        "key material for good, and nothing it wrapped or signed can be unwrapped or verified "
+        "again; pass confirm=True (--yes on the command line)"
+    )
+    assert (keystore_dir / "keystore.json").read_bytes() == disabled
+
+    sealed = keystore_json(keystore_dir)["keys"]["payments"]["versions"][0]["ciphertext"]
+    meta = provider.destroy_version(old, confirm=True)
+    assert [v.state for v in meta.versions] == [
+        KeyState.DESTROYED,
+        KeyState.ENABLED,
+        KeyState.ENABLED,
+    ]
+    stored = keystore_json(keystore_dir)["keys"]["payments"]["versions"][0]
+    assert (stored["state"], stored["nonce"], stored["ciphertext"]) == ("destroyed", None, None)
+    assert sealed not in (keystore_dir / "keystore.json").read_text()
+    with pytest.raises(KeyDisabled) as refused:
+        unwrap(provider, payments[0])
+    assert str(refused.value) == (
+        "local://payments version 1 was destroyed (no minimum decryption version is set); its "
+        "material is gone, so what it wrapped or signed can no longer be unwrapped or verified"
+    )
+    with pytest.raises(ConfigError, match="was destroyed: its material is gone"):
+        provider.set_version_state(old, KeyState.ENABLED)
+    assert provider.destroy_version(old, confirm=True) == provider.describe_key(old)
+    assert [unwrap(provider, w) for w in payments[1:]] == [DATA_KEY, DATA_KEY]
+
+
+def test_a_version_below_the_minimum_may_be_destroyed_while_enabled(
+    provider: LocalKeyProvider, payments: list[Any], make_provider: MakeProvider
+) -> None:
+    other = make_provider()  # another process's view, with the material already decrypted
+    assert unwrap(other, payments[0]) == DATA_KEY
+    provider.set_min_decryption_version(ref("local://payments"), "2")
+    meta = provider.destroy_version(ref("local://payments?version=1"), confirm=True)
+    assert meta.version_info("1").state is KeyState.DESTROYED
+    provider.set_min_decryption_version(ref("local://payments"), "1")
+    for reader in (provider, other, make_provider()):
+        with pytest.raises(KeyDisabled, match="version 1 was destroyed"):
+            unwrap(reader, payments[0])
+        assert reader.describe_key(ref("local://payments")).version_info("1").state is (
+            KeyState.DESTROYED
+        )
+
+
+def test_a_destroyed_signing_version_has_no_public_key(provider: LocalKeyProvider) -> None:
+    provider.create_key("signer", KeySpec(key_type="ecdsa-p256"))
+    provider.rotate_key(ref("local://signer"))
+    provider.set_version_state(ref("local://signer?version=1"), KeyState.DISABLED)
+    provider.destroy_version(ref("local://signer?version=1"), confirm=True)
+    with pytest.raises(KeyDisabled, match="version 1 was destroyed"):
+        provider.public_key(ref("local://signer?version=1"))
+
+
+def test_a_tampered_destroyed_record_with_material_is_corrupt(
+    provider: LocalKeyProvider, payments: list[Any], keystore_dir: Path
+) -> None:
+    provider.set_version_state(ref("local://payments?version=1"), KeyState.DISABLED)
+    sealed = keystore_json(keystore_dir)["keys"]["payments"]["versions"][0]
+    provider.destroy_version(ref("local://payments?version=1"), confirm=True)
+    document = keystore_json(keystore_dir)
+    document["keys"]["payments"]["versions"][0].update(
+        nonce=sealed["nonce"], ciphertext=sealed["ciphertext"]
+    )
+    resign(keystore_dir, document)
+    with pytest.raises(KeystoreCorrupted, match="is destroyed but still holds material"):
+        provider.list_keys()
+
+
+# -- usage counters ------------------------------------------------------------------------------
+
+
+def stored_counts(directory: Path, name: str) -> list[tuple[int, int]]:
+    versions = keystore_json(directory)["keys"][name]["versions"]
+    return [(v["messages"], v["bytes"]) for v in versions]
+
+
+def counts(provider: LocalKeyProvider, name: str) -> list[tuple[int | None, int | None]]:
+    return [(v.messages, v.bytes) for v in provider.describe_key(ref(f"local://{name}")).versions]
+
+
+def test_wraps_and_signatures_are_counted_at_once_and_stored_later(
+    provider: LocalKeyProvider, keystore_dir: Path, ticker: Ticker
+) -> None:
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    provider.create_key("s", KeySpec(key_type="ed25519"))
+    for _ in range(5):
+        provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    provider.sign(ref("local://s"), b"x" * 10)
+    provider.sign(ref("local://s"), b"y" * 7)
+    provider.unwrap(
+        ref("local://w"), provider.wrap(ref("local://w"), DATA_KEY, CONTEXT).encrypted, CONTEXT
+    )
+    provider.verify(ref("local://s"), b"m", b"\x00" * 64)
+    provider.mac(ref("local://w"), b"m")
+    assert counts(provider, "w") == [(6, 0)]  # unwraps and MACs are not counted
+    assert counts(provider, "s") == [(2, 17)]
+    assert stored_counts(keystore_dir, "w") == [(0, 0)]  # not written yet
+
+    ticker.now += 0.999
+    provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    assert stored_counts(keystore_dir, "w") == [(0, 0)]
+    ticker.now += 0.001
+    provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)  # one second since the last flush
+    assert stored_counts(keystore_dir, "w") == [(8, 0)]
+    assert stored_counts(keystore_dir, "s") == [(2, 17)]
+    assert counts(provider, "w") == [(8, 0)]
+
+
+def test_counts_flush_every_n_uses(make_provider: MakeProvider, keystore_dir: Path) -> None:
+    provider = make_provider(monotonic=Ticker(), usage_flush_operations=4)
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    seen = []
+    for _ in range(9):
+        provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+        seen.append(stored_counts(keystore_dir, "w")[0][0])
+    assert seen == [0, 0, 0, 4, 4, 4, 4, 8, 8]
+
+
+def test_no_fsync_per_wrap(
+    provider: LocalKeyProvider, monkeypatch: pytest.MonkeyPatch, keystore_dir: Path
+) -> None:
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    calls: list[int] = []
+    real = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    for _ in range(200):
+        provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    assert calls == []
+    provider.flush_usage()
+    assert len(calls) == 2  # the new file, then its directory: one write for 200 wraps
+    assert stored_counts(keystore_dir, "w") == [(200, 0)]
+
+
+def test_other_writes_carry_the_counts(provider: LocalKeyProvider, keystore_dir: Path) -> None:
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    for _ in range(3):
+        provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    rotated = provider.rotate_key(ref("local://w"))
+    assert stored_counts(keystore_dir, "w") == [(3, 0), (0, 0)]
+    assert [(v.messages, v.bytes) for v in rotated.versions] == [(3, 0), (0, 0)]
+    provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    provider.create_key("other", KeySpec(key_type="aes-256"))
+    assert stored_counts(keystore_dir, "w") == [(3, 0), (1, 0)]
+
+
+def test_counts_survive_close_and_reopen(make_provider: MakeProvider, keystore_dir: Path) -> None:
+    first = make_provider(monotonic=Ticker())
+    first.create_key("w", KeySpec(key_type="aes-256"))
+    for _ in range(7):
+        first.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    first.close()
+    assert stored_counts(keystore_dir, "w") == [(7, 0)]
+    again = make_provider(monotonic=Ticker())
+    assert counts(again, "w") == [(7, 0)]
+    again.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    again.close()
+    assert counts(make_provider(), "w") == [(8, 0)]
+
+
+def test_two_providers_add_their_counts(make_provider: MakeProvider, keystore_dir: Path) -> None:
+    one, two = make_provider(monotonic=Ticker()), make_provider(monotonic=Ticker())
+    one.create_key("w", KeySpec(key_type="aes-256"))
+    for _ in range(3):
+        one.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    for _ in range(4):
+        two.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    one.flush_usage()
+    assert stored_counts(keystore_dir, "w") == [(3, 0)]
+    assert counts(two, "w") == [(7, 0)]  # what is stored, plus its own unflushed 4
+    two.flush_usage()
+    assert stored_counts(keystore_dir, "w") == [(7, 0)]
+    one.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    one.close()
+    two.close()
+    assert counts(make_provider(), "w") == [(8, 0)]
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    from aureus_core.context import EncryptionContext
+    from aureus_core.keyref import KeyRef
+    from aureus_local import LocalKeyProvider
+
+    provider = LocalKeyProvider(sys.argv[1], usage_flush_operations=int(sys.argv[3]))
+    key = KeyRef.parse("local://w")
+    for _ in range(int(sys.argv[2])):
+        provider.wrap(key, bytes(32), EncryptionContext(app="worker"))
+        provider.sign(KeyRef.parse("local://s"), b"abc")
+    provider.close()
+    """
+)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="spawns processes")
+def test_processes_merge_their_counts(make_provider: MakeProvider, keystore_dir: Path) -> None:
+    parent = make_provider(monotonic=Ticker())
+    parent.create_key("w", KeySpec(key_type="aes-256"))
+    parent.create_key("s", KeySpec(key_type="ed25519"))
+    env = dict(os.environ)
+    paths = [
+        str(Path(aureus_local.__file__).resolve().parents[1]),
+        str(Path(aureus_core.__file__).resolve().parents[1]),
+    ]
+    env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")])
+    env.pop("AUREUS_KEYSTORE_PASSPHRASE", None)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(keystore_dir), "150", str(flush_every)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for flush_every in (7, 40, 1000)
+    ]
+    for _ in range(10):
+        parent.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    for worker in workers:
+        _, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+    parent.close()
+    assert stored_counts(keystore_dir, "w") == [(460, 0)]
+    assert stored_counts(keystore_dir, "s") == [(450, 1350)]
+
+
+def test_the_mac_covers_the_counters(
+    provider: LocalKeyProvider,
+    keystore_dir: Path,
+    make_provider: MakeProvider,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    provider.flush_usage()
+    document = keystore_json(keystore_dir)
+    document["keys"]["w"]["versions"][0]["messages"] = 0  # hide the use
+    (keystore_dir / "keystore.json").write_text(json.dumps(document, indent=1))
+    tampered = (keystore_dir / "keystore.json").read_bytes()
+
+    with pytest.raises(KeystoreCorrupted, match=r"integrity check \(HMAC\) failed"):
+        make_provider().describe_key(ref("local://w"))
+    with pytest.raises(KeystoreCorrupted):
+        provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    # Counts that cannot be saved are not forced over a damaged file: close logs and moves on.
+    provider.keystore.record_use("w", 1)
+    with caplog.at_level(logging.WARNING, logger="aureus_local.keystore"):
+        provider.close()
+    assert "usage counters of keystore" in caplog.text
+    assert "integrity check (HMAC) failed" in caplog.text
+    assert (keystore_dir / "keystore.json").read_bytes() == tampered
+
+
+def test_a_failed_flush_does_not_fail_the_wrap_and_is_retried(
+    provider: LocalKeyProvider,
+    keystore_dir: Path,
+    ticker: Ticker,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    keystore = provider.keystore
+    real = keystore._replace
+
+    def full_disk(content: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(keystore, "_replace", full_disk)
+    ticker.now += 5
+    with caplog.at_level(logging.WARNING, logger="aureus_local.keystore"):
+        wrapped = provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    assert unwrap(provider, wrapped) == DATA_KEY
+    assert "No space left on device" in caplog.text
+    assert counts(provider, "w") == [(1, 0)]
+    monkeypatch.setattr(keystore, "_replace", real)
+    provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)  # not due again yet
+    assert stored_counts(keystore_dir, "w") == [(0, 0)]
+    ticker.now += 1
+    provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    assert stored_counts(keystore_dir, "w") == [(3, 0)]
+
+
+# -- format versions -----------------------------------------------------------------------------
+
+
+def test_format_1_keystores_are_read_and_upgraded_on_write(
+    provider: LocalKeyProvider, keystore_dir: Path, make_provider: MakeProvider
+) -> None:
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    wrapped = provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    provider.close()
+    document = keystore_json(keystore_dir)
+    document["format_version"] = 1
+    for key in document["keys"].values():
+        del key["min_decryption_version"]
+        for version in key["versions"]:
+            for field in ("state", "messages", "bytes"):
+                del version[field]
+    resign(keystore_dir, document)
+
+    reader = make_provider(monotonic=Ticker())
+    meta = reader.describe_key(ref("local://w"))
+    assert (meta.current.state, meta.current.messages, meta.min_decryption_version) == (
+        KeyState.ENABLED,
+        0,
+        None,
+    )
+    assert unwrap(reader, wrapped) == DATA_KEY
+    reader.rotate_key(ref("local://w"))
+    upgraded = keystore_json(keystore_dir)
+    assert upgraded["format_version"] == 2
+    assert upgraded["keys"]["w"]["versions"][0]["state"] == "enabled"
+
+
+def test_a_format_1_document_with_format_2_fields_is_corrupt(
+    provider: LocalKeyProvider, keystore_dir: Path
+) -> None:
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    document = keystore_json(keystore_dir)
+    document["format_version"] = 1
+    resign(keystore_dir, document)
+    with pytest.raises(KeystoreCorrupted, match="unknown fields"):
+        provider.list_keys()
+
+
+# -- the conformance kit notices a provider that ignores the lifecycle ---------------------------
+
+
+class IgnoresDisabled(LocalKeyProvider):
+    """Unwraps with any version, whatever its state."""
+
+    def unwrap(self, key: KeyRef, encrypted: Any, context: EncryptionContext) -> bytearray:
+        snapshot = self.keystore.snapshot()
+        assert snapshot is not None
+        from aureus_local import wrapping
+
+        named = wrapping.parse_info(encrypted)
+        assert named is not None
+        record = snapshot.keys[named[0]]
+        version = record.version(named[1])
+        assert version is not None
+        return wrapping.unwrap(
+            snapshot.material(record, version), named[0], named[1], encrypted, context
+        )
+
+
+def test_the_contract_catches_a_provider_that_ignores_disabled_versions(tmp_path: Path) -> None:
+    contract = KeyProviderContract()
+    honest = LocalKeyProvider(tmp_path / "honest")
+    contract.test_lifecycle_disabled_version_refuses_unwrap(honest, "k")
+    broken = IgnoresDisabled(tmp_path / "broken")
+    with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
+        contract.test_lifecycle_disabled_version_refuses_unwrap(broken, "k")
+    broken_min = IgnoresDisabled(tmp_path / "broken-min")
+    with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
+        contract.test_lifecycle_min_decryption_version(broken_min, "k")
+    for provider in (honest, broken, broken_min):
+        provider.close()
