@@ -8,6 +8,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
+
+from aureus_core.cli import main
 
 FakeDist = Callable[..., str]
 
@@ -42,3 +45,17 @@ def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeD
     yield make
     for module in created:
         sys.modules.pop(module, None)
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """Invoke the ``aureus`` CLI in-process on a keystore of its own in ``tmp_path``."""
+    monkeypatch.setenv("AUREUS_KEYSTORE", str(tmp_path / "ks"))
+    monkeypatch.delenv("AUREUS_CONFIG", raising=False)
+    monkeypatch.delenv("AUREUS_KEYSTORE_PASSPHRASE", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    def invoke(*args: str, input: bytes | str | None = None) -> Result:
+        return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+
+    return invoke

@@ -3,24 +3,6 @@
 import json
 from datetime import datetime, timedelta
 
-import pytest
-from click.testing import CliRunner
-
-from aureus_core.cli import main
-
-
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.setenv("AUREUS_KEYSTORE", str(tmp_path / "ks"))
-    monkeypatch.delenv("AUREUS_CONFIG", raising=False)
-    monkeypatch.delenv("AUREUS_KEYSTORE_PASSPHRASE", raising=False)
-    monkeypatch.chdir(tmp_path)
-
-    def invoke(*args, input=None):
-        return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
-
-    return invoke
-
 
 def created_at(run, uri):
     described = json.loads(run("keys", "describe", uri, "--json").stdout)
