@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
+import re
 from pathlib import Path
 
 import nox
@@ -28,18 +27,24 @@ PROVIDERS: dict[str, dict[str, list[str]]] = {
 
 
 def _expose_pyenv_interpreters() -> None:
-    """Let nox find every pyenv-installed interpreter we support, not only the global one."""
-    if "PYENV_VERSION" in os.environ or shutil.which("pyenv") is None:
+    """Put every installed pyenv interpreter we support on PATH, not only the selected one.
+
+    Goes to the version folders directly rather than through ``pyenv`` and its shims, so
+    it works whether or not ``pyenv`` is on PATH and whatever ``PYENV_VERSION`` says.
+    """
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    if not root.is_dir():
         return
-    installed = subprocess.run(
-        ["pyenv", "versions", "--bare"], capture_output=True, text=True, check=False
-    ).stdout.split()
-    wanted = [v for v in installed if any(v.startswith(f"{p}.") for p in PYTHONS)]
-    current = subprocess.run(
-        ["pyenv", "version-name"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    if wanted:
-        os.environ["PYENV_VERSION"] = ":".join(dict.fromkeys([current, *wanted]))
+    bins: list[str] = []
+    for minor in PYTHONS:
+        candidates = sorted(
+            (d for d in root.iterdir() if re.fullmatch(rf"{re.escape(minor)}\.\d+", d.name)),
+            key=lambda d: int(d.name.rsplit(".", 1)[1]),
+        )
+        if candidates and (candidates[-1] / "bin" / f"python{minor}").exists():
+            bins.append(str(candidates[-1] / "bin"))
+    if bins:
+        os.environ["PATH"] = os.pathsep.join([*bins, os.environ.get("PATH", "")])
 
 
 _expose_pyenv_interpreters()
