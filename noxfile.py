@@ -23,6 +23,11 @@ PROVIDERS: dict[str, dict[str, list[str]]] = {
         "extras": ["test"],
         "paths": ["tests/core", "tests/plugins/aureus_local", "tests/plugins/aureus_builtin"],
     },
+    # Cloud rows run against local stand-ins: moto's server for AWS, the in-repo
+    # gRPC and HTTPS emulators for GCP and Azure.  No network, no cloud account.
+    "aws": {"extras": ["test", "aws"], "paths": ["tests/plugins/aureus_aws"]},
+    "gcp": {"extras": ["test", "gcp"], "paths": ["tests/plugins/aureus_gcp"]},
+    "azure": {"extras": ["test", "azure"], "paths": ["tests/plugins/aureus_azure"]},
 }
 
 

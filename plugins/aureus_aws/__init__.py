@@ -1,0 +1,1 @@
+"""Aureus aws plugin (in progress)."""

@@ -1,0 +1,1 @@
+"""The pluggy plugin for aws (registrations land with the provider)."""

@@ -1,0 +1,1 @@
+"""Aureus azure plugin (in progress)."""

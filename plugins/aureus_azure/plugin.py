@@ -1,0 +1,1 @@
+"""The pluggy plugin for azure (registrations land with the provider)."""

@@ -1,0 +1,1 @@
+"""pytest fixtures offered to users (filled in with the emulator)."""

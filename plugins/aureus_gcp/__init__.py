@@ -1,0 +1,1 @@
+"""Aureus gcp plugin (in progress)."""

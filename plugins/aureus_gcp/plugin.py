@@ -1,0 +1,1 @@
+"""The pluggy plugin for gcp (registrations land with the provider)."""
