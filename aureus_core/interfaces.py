@@ -224,6 +224,16 @@ class KeyProviderBase:
         """Not supported unless overridden."""
         raise self._unsupported("unwrap")
 
+    def generate_data_key(
+        self, key: KeyRef, length: int, context: EncryptionContext
+    ) -> tuple[bytearray, WrappedKey]:
+        """Not supported unless overridden (see :class:`GeneratesDataKeys`)."""
+        raise self._unsupported("generate_data_key")
+
+    def replicate_key(self, key: KeyRef, region: str) -> KeyMetadata:
+        """Not supported unless overridden (see :class:`ReplicatesKeys`)."""
+        raise self._unsupported("replicate_key")
+
     def owner_of(self, encrypted: EncryptedDataKey) -> KeyRef | None:
         """No encrypted data key is ours unless overridden."""
         return None
@@ -246,6 +256,31 @@ class KeyProviderBase:
 
     def close(self) -> None:
         """Nothing to release unless overridden."""
+
+
+@runtime_checkable
+class GeneratesDataKeys(Protocol):
+    """A provider that makes data keys itself (``Capability.GENERATE_DATA_KEY``).
+
+    The envelope asks it for the data key of a message whose first wrapping
+    key it holds (as the AWS Encryption SDK does with KMS ``GenerateDataKey``),
+    then wraps that key for the other recipients.
+    """
+
+    def generate_data_key(
+        self, key: KeyRef, length: int, context: EncryptionContext
+    ) -> tuple[bytearray, WrappedKey]:
+        """A fresh ``length``-byte data key and its form wrapped under ``key`` with ``context``."""
+        ...
+
+
+@runtime_checkable
+class ReplicatesKeys(Protocol):
+    """A provider that copies a key into another region (``Capability.REPLICATE``)."""
+
+    def replicate_key(self, key: KeyRef, region: str) -> KeyMetadata:
+        """Create a replica of ``key`` in ``region``; return the replica's metadata."""
+        ...
 
 
 @runtime_checkable

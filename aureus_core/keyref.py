@@ -9,7 +9,7 @@ The part between ``://`` and ``?`` is the provider's own key identifier; only
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, quote
 
 import attrs
@@ -44,8 +44,12 @@ def _check_version(_: object, __: object, value: str | None) -> None:
         raise ConfigError(f"invalid key version {value!r}")
 
 
-def _freeze_params(value: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
-    items = sorted((value or {}).items())
+def _freeze_params(
+    value: Mapping[str, str] | Iterable[tuple[str, str]] | None,
+) -> tuple[tuple[str, str], ...]:
+    # A mapping, or the frozen pairs themselves (attrs.evolve passes those back in).
+    pairs = value.items() if isinstance(value, Mapping) else (value or ())
+    items = sorted(dict(pairs).items())
     for name, param in items:
         if not isinstance(name, str) or not isinstance(param, str):
             raise ConfigError("key URI parameters must map strings to strings")

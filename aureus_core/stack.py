@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +37,7 @@ from .envelope.message import encrypt_stream as _encrypt_stream
 from .envelope.rewrap import OnUnlock, Rewrap, Write, parse_recipients, snapshot
 from .envelope.suites import DEFAULT_SUITE, SIGNED_SUITE, CommitmentPolicy
 from .errors import AureusError, ConfigError, DecryptionError, UnsupportedOperation
+from .instrumented import InstrumentedProvider
 from .interfaces import (
     AuditSink,
     Capability,
@@ -43,10 +45,12 @@ from .interfaces import (
     KeyMaterial,
     KeyProvider,
     ProviderSettings,
+    ReplicatesKeys,
 )
 from .keyref import KeyRef
 from .keys import KeyMetadata, KeySpec, KeyState, KeyType
 from .plugins import PluginHost, get_host
+from .reliability import BREAKER_OPTION, BreakerPolicy, CircuitBreaker, GuardedProvider
 from .rotation import (
     EnforcementAction,
     RotationPolicy,
@@ -82,6 +86,7 @@ class KeyStack:
         host: PluginHost | None = None,
         telemetry: Telemetry | None = None,
         audit_processors: Sequence[Processor] = (),
+        breaker_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config or StackConfig()
         self._host = host
@@ -104,6 +109,8 @@ class KeyStack:
         self._cache = cache
         self._cache_built = cache is not None
         self._closed = False
+        self._guards: dict[str, GuardedProvider] = {}
+        self._breaker_clock = breaker_clock
 
     # -- construction --------------------------------------------------------
 
@@ -157,30 +164,60 @@ class KeyStack:
     # -- providers -----------------------------------------------------------
 
     def provider(self, scheme: str) -> KeyProvider:
-        """Return (creating on first use) the provider for ``scheme``."""
+        """Return (creating on first use) the provider for ``scheme``.
+
+        The provider comes behind the scheme's circuit breaker (see
+        :mod:`aureus_core.reliability`) and, with OpenTelemetry, a tracing proxy.
+        """
         with self._lock:
             if self._closed:
                 raise AureusError("this KeyStack is closed; create a new one")
             existing = self._providers.get(scheme)
-            if existing is not None:
-                return self._telemetry.instrument(existing)
-            registration = self.host.key_providers.get(scheme)
-            options = dict(self.config.providers.get(scheme, {}))
-            credential_name = options.pop("credentials", None)
-            credentials = self._credential(credential_name) if credential_name else None
-            settings = ProviderSettings(options=options, credentials=credentials)
+            if existing is None:
+                existing = self._create_provider(scheme)
+            return self._telemetry.instrument(self._guard(scheme, existing))
+
+    def _create_provider(self, scheme: str) -> KeyProvider:
+        registration = self.host.key_providers.get(scheme)
+        options = dict(self.config.providers.get(scheme, {}))
+        options.pop(BREAKER_OPTION, None)
+        credential_name = options.pop("credentials", None)
+        credentials = self._credential(credential_name) if credential_name else None
+        settings = ProviderSettings(options=options, credentials=credentials)
+        try:
+            created = registration.factory(settings)
+        except AureusError:
+            raise
+        except Exception as error:
+            raise ConfigError(
+                f"provider {scheme!r} (plugin {registration.plugin!r}) failed to start: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        self._providers[scheme] = created
+        self._owned.add(scheme)
+        return created
+
+    def _guard(self, scheme: str, provider: KeyProvider) -> KeyProvider:
+        """``provider`` behind this stack's breaker for ``scheme`` (once, however it came in)."""
+        inner = provider.wrapped if isinstance(provider, InstrumentedProvider) else provider
+        if isinstance(inner, GuardedProvider):
+            return provider
+        guarded = self._guards.get(scheme)
+        if guarded is None or guarded.wrapped is not inner:
+            options = self.config.providers.get(scheme, {}).get(BREAKER_OPTION, {})
             try:
-                created = registration.factory(settings)
-            except AureusError:
-                raise
-            except Exception as error:
-                raise ConfigError(
-                    f"provider {scheme!r} (plugin {registration.plugin!r}) failed to start: "
-                    f"{type(error).__name__}: {error}"
-                ) from error
-            self._providers[scheme] = created
-            self._owned.add(scheme)
-            return self._telemetry.instrument(created)
+                policy = BreakerPolicy.from_options(options)
+            except ConfigError as error:
+                raise ConfigError(f"[providers.{scheme}] {error}") from None
+            guarded = self._guards[scheme] = GuardedProvider(
+                inner, CircuitBreaker(scheme, policy, clock=self._breaker_clock)
+            )
+        return guarded
+
+    def breaker(self, scheme: str) -> CircuitBreaker:
+        """The circuit breaker in front of the provider for ``scheme``."""
+        self.provider(scheme)
+        return self._guards[scheme].breaker
 
     def _credential(self, name: str) -> CredentialSource:
         source = self._credentials.get(name)
@@ -317,6 +354,19 @@ class KeyStack:
         with self._operation("rotate", ref) as op:
             metadata = self._provider_for(ref, Capability.ROTATE, "rotate_key").rotate_key(ref)
             op.update(key_version=metadata.current_version)
+            return metadata
+
+    def replicate_key(self, key: str | KeyRef, region: str) -> KeyMetadata:
+        """Copy a multi-region key into ``region``; returns the replica's metadata."""
+        ref = _as_ref(key)
+        if not isinstance(region, str) or not region.strip():
+            raise ConfigError("replicate_key needs the target region, e.g. 'us-west-2'")
+        with self._operation("replicate", ref) as op:
+            provider = self._provider_for(ref, Capability.REPLICATE, "replicate_key")
+            if not isinstance(provider, ReplicatesKeys):
+                raise UnsupportedOperation(ref.scheme, "replicate_key")
+            metadata = provider.replicate_key(ref, region)
+            op.update(details=(("region", region), ("replica", metadata.uri)))
             return metadata
 
     def import_key(

@@ -10,8 +10,19 @@ import attrs
 
 from ..context import EncryptionContext
 from ..datakey import EncryptedDataKey
-from ..errors import AureusError, ConfigError, DecryptionError, KeyDisabled, UnsupportedOperation
-from ..interfaces import Capability, KeyProvider
+from ..errors import (
+    AccessDenied,
+    AureusError,
+    ConfigError,
+    CredentialError,
+    DecryptionError,
+    KeyDisabled,
+    ProviderError,
+    ProviderUnavailable,
+    Throttled,
+    UnsupportedOperation,
+)
+from ..interfaces import Capability, GeneratesDataKeys, KeyProvider
 from ..keyref import KeyRef
 from .message import EncryptionMaterials, new_signing_key, signed_context
 from .suites import DEFAULT_SUITE, SIGNED_SUITE
@@ -68,8 +79,7 @@ def encryption_materials(
     signing_key = new_signing_key()[0] if signed else None
     full_context = signed_context(context, signing_key)
     suite = SIGNED_SUITE if signed else DEFAULT_SUITE
-    data_key = bytearray(os.urandom(suite.data_key_length))
-    encrypted, used = wrap_for_all(lookup, keys, data_key, full_context)
+    data_key, encrypted, used = _new_data_key(lookup, keys, suite.data_key_length, full_context)
     materials = EncryptionMaterials(
         suite=suite,
         data_key=data_key,
@@ -78,6 +88,44 @@ def encryption_materials(
         signing_key=signing_key,
     )
     return materials, used
+
+
+def _wipe(buffer: bytearray) -> None:
+    buffer[:] = bytes(len(buffer))
+
+
+def _new_data_key(
+    lookup: ProviderLookup, keys: Sequence[KeyRef], length: int, context: EncryptionContext
+) -> tuple[bytearray, tuple[EncryptedDataKey, ...], list[KeyRef]]:
+    """A data key wrapped by every key in ``keys``.
+
+    When the first key's provider generates data keys (KMS ``GenerateDataKey``),
+    it makes the key and its first wrap in one call; otherwise the key comes
+    from the operating system's CSPRNG.
+    """
+    first = lookup(keys[0].scheme)
+    if Capability.GENERATE_DATA_KEY not in first.capabilities:
+        data_key = bytearray(os.urandom(length))
+        encrypted, used = wrap_for_all(lookup, keys, data_key, context)
+        return data_key, encrypted, used
+    if not isinstance(first, GeneratesDataKeys):
+        raise UnsupportedOperation(
+            keys[0].scheme, "generate_data_key", "it declares the capability but lacks the method"
+        )
+    data_key, wrapped = first.generate_data_key(keys[0], length, context)
+    if len(data_key) != length:
+        _wipe(data_key)
+        raise ProviderError(
+            f"provider {keys[0].scheme!r} generated a {len(data_key)}-byte data key; "
+            f"the algorithm suite needs {length} bytes",
+            provider=keys[0].scheme,
+        )
+    try:
+        rest, used = wrap_for_all(lookup, keys[1:], data_key, context)
+    except BaseException:
+        _wipe(data_key)
+        raise
+    return data_key, (wrapped.encrypted, *rest), [wrapped.key, *used]
 
 
 def wrap_for_all(
@@ -108,10 +156,12 @@ def unwrap_data_key(
     """Unwrap the first encrypted data key an allowed, reachable key can open.
 
     A key that fails (wrong key, tampering, an unreachable provider) is
-    skipped; when none succeeds the result is one opaque
-    :class:`DecryptionError`.
+    skipped.  When none succeeds: if a provider could not be asked at all
+    (unreachable, throttled, credentials refused), that error, since retrying
+    or fixing access may help; otherwise one opaque :class:`DecryptionError`.
     """
     refused: list[str] = []
+    operational: list[AureusError] = []
     for encrypted in encrypted_data_keys:
         try:
             provider = lookup(scheme_for_provider_id(encrypted.provider_id))
@@ -128,8 +178,12 @@ def unwrap_data_key(
             # A lifecycle refusal (disabled, below the minimum version) names the
             # key and version, not anything secret: pass it on so it can be fixed.
             refused.append(str(error))
+        except (ProviderUnavailable, Throttled, AccessDenied, CredentialError) as error:
+            operational.append(error)
         except AureusError:
             continue
+    if operational:
+        raise operational[0]
     reason = f" ({'; '.join(refused)})" if refused else ""
     raise DecryptionError(
         "the message could not be decrypted: none of its "

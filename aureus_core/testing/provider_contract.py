@@ -28,7 +28,7 @@ from ..errors import (
     SignatureError,
     UnsupportedOperation,
 )
-from ..interfaces import Capability, KeyMaterial, KeyProvider
+from ..interfaces import Capability, GeneratesDataKeys, KeyMaterial, KeyProvider
 from ..keyref import KeyRef
 from ..keys import KeyMetadata, KeyPurpose, KeySpec, KeyState, KeyType
 from ..sensitive import Secret
@@ -52,6 +52,8 @@ _BY_COST = (
 
 CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
     Capability.WRAP: ("wrap", "unwrap"),
+    Capability.GENERATE_DATA_KEY: ("generate_data_key",),
+    Capability.REPLICATE: ("replicate_key",),
     Capability.SIGN: ("sign", "verify"),
     Capability.PUBLIC_KEY: ("public_key",),
     Capability.CREATE: ("create_key",),
@@ -64,9 +66,14 @@ CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
 }
 """The provider methods each capability stands for.
 
-``generate-data-key``, ``versions`` and ``replicate`` have no method of their
-own in :class:`KeyProvider`, so the contract cannot call them.
+``versions`` has no method of its own, so the contract cannot call it.
+``generate_data_key`` and ``replicate_key`` are optional methods (the
+:class:`~aureus_core.interfaces.GeneratesDataKeys` and
+:class:`~aureus_core.interfaces.ReplicatesKeys` protocols): a provider that
+does not declare them may leave them out altogether.
 """
+
+_OPTIONAL_METHODS = frozenset({"generate_data_key", "replicate_key"})
 
 KEYED_OPERATIONS: dict[str, Capability] = {
     "describe_key": Capability.DESCRIBE,
@@ -223,6 +230,12 @@ class KeyProviderContract:
                 KeyMaterial(format="raw", data=Secret(os.urandom(32))),
             ),
             "mac": lambda: provider.mac(ref, MESSAGE),
+            "generate_data_key": lambda: provider.generate_data_key(  # type: ignore[attr-defined]
+                ref, 32, context
+            ),
+            "replicate_key": lambda: provider.replicate_key(  # type: ignore[attr-defined]
+                ref, "contract-region-1"
+            ),
             "set_version_state": lambda: provider.set_version_state(
                 ref.with_version("1"), KeyState.DISABLED
             ),
@@ -232,6 +245,8 @@ class KeyProviderContract:
             ),
         }
         for method in CAPABILITY_METHODS[capability]:
+            if method in _OPTIONAL_METHODS and not hasattr(provider, method):
+                continue
             try:
                 calls[method]()
             except UnsupportedOperation as error:
@@ -423,6 +438,29 @@ class KeyProviderContract:
         assert isinstance(unwrapped, bytearray)
         assert bytes(unwrapped) == data_key
         assert bytes(provider.unwrap(wrapped.key, edk, context)) == data_key
+
+    @pytest.mark.parametrize("key_type", WRAPPING_TYPES, ids=_type_id)
+    def test_generate_data_key_round_trip(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """A generated data key has the asked length, is fresh, and unwraps to the same bytes."""
+        self.require(provider, Capability.GENERATE_DATA_KEY)
+        assert isinstance(provider, GeneratesDataKeys), (
+            "the provider declares generate-data-key but has no generate_data_key method"
+        )
+        metadata = self._wrapping_key(provider, key_type, key_name)
+        ref, context = self.ref_of(metadata), self._context(key_name)
+        first, wrapped = provider.generate_data_key(ref, 32, context)
+        second, _ = provider.generate_data_key(ref, 32, context)
+        assert isinstance(first, bytearray)
+        assert len(first) == 32
+        assert first != second, "two generated data keys are equal"
+        assert isinstance(wrapped, WrappedKey)
+        assert wrapped.key.version == metadata.current_version
+        assert bytes(first) not in wrapped.encrypted.ciphertext
+        assert bytes(provider.unwrap(ref, wrapped.encrypted, context)) == bytes(first)
+        with pytest.raises(DecryptionError):
+            provider.unwrap(ref, wrapped.encrypted, self._context(key_name + "-other"))
 
     @pytest.mark.parametrize("key_type", WRAPPING_TYPES, ids=_type_id)
     def test_unwrap_with_other_context_is_decryption_error(

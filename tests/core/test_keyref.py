@@ -61,3 +61,11 @@ def test_rejects_malformed(uri, fragment):
 def test_parse_rejects_non_strings():
     with pytest.raises(ConfigError, match="must be a string"):
         KeyRef.parse(42)  # type: ignore[arg-type]
+
+
+def test_with_version_keeps_parameters():
+    ref = KeyRef.parse("aws-kms://alias/app?region=eu-west-1")
+    pinned = ref.with_version("3")
+    assert pinned.params == (("region", "eu-west-1"),)
+    assert pinned.with_version(None) == ref
+    assert pinned.uri == "aws-kms://alias/app?version=3&region=eu-west-1"

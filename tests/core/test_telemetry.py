@@ -333,7 +333,7 @@ def test_provider_proxy_keeps_the_provider_interface(stack: KeyStack, tmp_path: 
     assert "LocalKeyProvider" in repr(provider)
     members = {name for name in vars(KeyProvider) if not name.startswith("_")}
     members |= set(KeyProvider.__annotations__)
-    missing = sorted(members - set(vars(InstrumentedProvider)))
+    missing = sorted(members - set(dir(InstrumentedProvider)))
     assert not missing, f"InstrumentedProvider does not define {missing}"
 
 
