@@ -122,6 +122,20 @@ def keys_rotate(ctx: click.Context, uri: str) -> None:
     click.echo(f"{metadata.uri} is now at version {metadata.current_version}")
 
 
+@keys_group.command("replicate")
+@click.argument("uri")
+@click.option("--region", required=True, help="The region to create the replica in.")
+@click.option("--json", "as_json", is_flag=True, help="Print the replica's metadata as JSON.")
+@click.pass_context
+def keys_replicate(ctx: click.Context, uri: str, region: str, as_json: bool) -> None:
+    """Replicate a multi-region key into another region."""
+    metadata = stack_of(ctx).replicate_key(uri, region)
+    if as_json:
+        click.echo(json.dumps(metadata.to_dict(), indent=2))
+    else:
+        click.echo(f"{metadata.uri} replicates {uri} in {region}")
+
+
 @keys_group.command("import")
 @click.argument("name")
 @click.option("--type", "key_type", type=click.Choice(KEY_TYPES), required=True)

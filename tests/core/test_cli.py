@@ -174,3 +174,13 @@ def test_installed_command_and_openssl_interop(tmp_path, key_type):
     assert changed.returncode == 1
     rejected = subprocess.run(OPENSSL_CHECKS[key_type], cwd=tmp_path, capture_output=True)
     assert rejected.returncode != 0
+
+
+def test_replicate_on_a_provider_without_replicas_says_so(run):
+    run("keys", "create", "single", "--type", "aes-256")
+    result = run("keys", "replicate", "local://single", "--region", "eu-west-1")
+    assert result.exit_code == 2
+    assert "provider 'local' does not support replicate_key" in result.stderr
+    missing = run("keys", "replicate", "local://single")
+    assert missing.exit_code == 2
+    assert "--region" in missing.stderr
