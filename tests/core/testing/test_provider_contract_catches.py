@@ -277,3 +277,53 @@ def test_missing_provider_fixture_is_reported(pytester: pytest.Pytester):
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-k", "declarations")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*TestForgotten must override the 'provider' fixture*"])
+
+
+GENERATING = """
+        from aureus_core.interfaces import Capability
+
+        class Generating(ReferenceProvider):
+            capabilities = ReferenceProvider.capabilities | {Capability.GENERATE_DATA_KEY}
+
+            def generate_data_key(self, key, length, context):
+                data_key = bytearray(os.urandom(length))
+                return data_key, self.wrap(key, bytes(data_key), context)
+"""
+
+
+def test_a_correct_generate_data_key_passes(pytester: pytest.Pytester):
+    broken = GENERATING + "\n        class Broken(Generating):\n            pass\n"
+    outcomes = Outcomes(pytester, broken)
+    assert outcomes.failed == set()
+    assert "test_generate_data_key_round_trip[aes-256]" in outcomes.passed
+
+
+def test_generate_data_key_returning_a_fixed_key_fails(pytester: pytest.Pytester):
+    outcomes = Outcomes(
+        pytester,
+        GENERATING
+        + """
+        class Broken(Generating):
+            def generate_data_key(self, key, length, context):
+                data_key = bytearray(b"k" * length)
+                return data_key, self.wrap(key, bytes(data_key), context)
+        """,
+    )
+    assert outcomes.failed == {"test_generate_data_key_round_trip[aes-256]"}
+    assert "two generated data keys are equal" in outcomes.message(
+        "test_generate_data_key_round_trip[aes-256]"
+    )
+
+
+def test_declared_generate_data_key_without_the_method_fails(pytester: pytest.Pytester):
+    outcomes = Outcomes(
+        pytester,
+        """
+        class Broken(ReferenceProvider):
+            capabilities = ReferenceProvider.capabilities | {Capability.GENERATE_DATA_KEY}
+        """,
+    )
+    assert outcomes.failed == {"test_generate_data_key_round_trip[aes-256]"}
+    assert "has no generate_data_key method" in outcomes.message(
+        "test_generate_data_key_round_trip[aes-256]"
+    )
