@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
+import attrs
 import pytest
 
 from ..context import EncryptionContext
@@ -887,8 +888,14 @@ class KeyProviderContract:
             "repr(metadata)": repr(metadata),
             "repr(owner_of)": repr(provider.owner_of(wrapped.encrypted)),
         }
+        # A failed unwrap: under another context, or (where the wrap binds no
+        # context) of a tampered wrapped key.
+        edk, failing_context = wrapped.encrypted, EncryptionContext({"purpose": "other"})
+        if not self.wrap_binds_context:
+            tampered = bytes([edk.ciphertext[0] ^ 1]) + edk.ciphertext[1:]
+            edk, failing_context = attrs.evolve(edk, ciphertext=tampered), context
         with pytest.raises(DecryptionError) as failure:
-            provider.unwrap(ref, wrapped.encrypted, EncryptionContext({"purpose": "other"}))
+            provider.unwrap(ref, edk, failing_context)
         shown["decryption error"] = f"{failure.value!r} {failure.value}"
         for where, text in shown.items():
             assert_no_secret(text, [data_key], where)
