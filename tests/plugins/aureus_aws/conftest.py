@@ -38,3 +38,54 @@ def aws_test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def kms_client(moto_server: MotoServer) -> Any:
     """A plain boto3 KMS client on the moto server (for setting up and checking)."""
     return boto3.client("kms", region_name="us-east-1", endpoint_url=moto_server.url)
+
+
+@pytest.fixture(scope="module")
+def private_moto() -> Iterator[MotoServer]:
+    """A moto server for one module alone, which its tests may reset."""
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def make_provider(moto_server: MotoServer) -> Iterator[Any]:
+    """Build AwsKmsProviders on the shared moto server (closed after the test)."""
+    from aureus_aws import AwsKmsOptions, AwsKmsProvider
+
+    made: list[AwsKmsProvider] = []
+
+    def make(**options: Any) -> AwsKmsProvider:
+        settings = {"region": "us-east-1", "endpoint_url": moto_server.url, **options}
+        provider = AwsKmsProvider(AwsKmsOptions.from_mapping(settings))
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        provider.close()
+
+
+@pytest.fixture
+def provider(make_provider: Any) -> Any:
+    """An AwsKmsProvider in us-east-1 on the shared moto server."""
+    return make_provider()
+
+
+@pytest.fixture
+def real_errors_session() -> boto3.Session:
+    """A boto3 session whose KMS clients see real KMS's error for a damaged ciphertext."""
+
+    def _real_damaged_ciphertext_error(parsed: dict[str, Any], **_: Any) -> None:
+        # moto gap: moto reads the key ID out of its own ciphertext blob, so a blob whose
+        # first bytes were changed makes it answer AccessDeniedException (with no message).
+        # Real KMS answers a damaged blob with InvalidCiphertextException.  The provider
+        # must not turn a real AccessDenied into a decryption failure, so this test-only
+        # hook supplies the real answer.  It is only installed on moto servers that enforce
+        # no key policies, where Decrypt has no other reason to deny access.
+        error = parsed.get("Error", {})
+        if error.get("Code") == "AccessDeniedException":
+            error["Code"] = "InvalidCiphertextException"
+
+    session = boto3.Session(region_name="us-east-1")
+    session.events.register("after-call.kms.Decrypt", _real_damaged_ciphertext_error)
+    return session
