@@ -855,5 +855,44 @@ class KeyStack:
         schemes = ", ".join(sorted(self._providers)) or "none yet"
         return f"<KeyStack source={self.config.source!r} providers=[{schemes}]>"
 
+    # -- the seed system's JSON envelope (issue 6); logic in envelope/seed.py --
+
+    def decrypt_seed(self, data: bytes, *, context: Mapping[str, str] | None = None) -> bytes:
+        """Decrypt a seed JSON envelope (data key under AWS KMS, passed ``context``).
+
+        Keys must match ``[stack] decrypt_allow``.  A malformed envelope is a
+        :class:`ConfigError`; any decryption failure a :class:`DecryptionError`.
+        """
+        from .envelope.seed import SeedEnvelope, decrypt_seed_envelope
+
+        with self._operation("decrypt_seed") as op:
+            envelope = SeedEnvelope.parse(data)
+            ref = envelope.key
+            op.update(provider=ref.scheme, key_uri=ref.uri)
+            op.update(self._audit.context_fields(EncryptionContext.coerce(context)))
+            allowed = KeyFilter(patterns=self.config.decrypt_allow)
+            plaintext = decrypt_seed_envelope(self.provider, envelope, context, allowed=allowed)
+            try:
+                op.update(byte_count=len(plaintext))
+                return bytes(plaintext)
+            finally:
+                plaintext[:] = bytes(len(plaintext))
+
+    def migrate_seed(
+        self,
+        data: bytes,
+        *,
+        context: Mapping[str, str] | None = None,
+        keys: Sequence[str | KeyRef] | None = None,
+        signed: bool = False,
+    ) -> bytes:
+        """Re-encrypt a seed JSON envelope as a current message, ``context`` bound to it.
+
+        ``keys`` defaults to ``[stack] wrapping_keys``; both steps are audited
+        (``decrypt_seed``, then ``encrypt``).
+        """
+        plaintext = self.decrypt_seed(data, context=context)
+        return self.encrypt(plaintext, context=context, keys=keys, signed=signed)
+
 
 __all__ = ["KeyStack"]

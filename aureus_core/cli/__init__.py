@@ -5,10 +5,20 @@ Each command module registers its commands on the root group when imported.
 
 from __future__ import annotations
 
-from . import audit, envelope, keys, plugins, rewrap, rotation, signing
+from . import audit, envelope, keys, migrate, plugins, rewrap, rotation, signing
 from .app import main
 
-__all__ = ["audit", "envelope", "keys", "main", "plugins", "rewrap", "rotation", "signing"]
+__all__ = [
+    "audit",
+    "envelope",
+    "keys",
+    "main",
+    "migrate",
+    "plugins",
+    "rewrap",
+    "rotation",
+    "signing",
+]
 
 if __name__ == "__main__":  # pragma: no cover
     main()
