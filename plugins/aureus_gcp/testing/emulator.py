@@ -1237,7 +1237,9 @@ class CloudKmsEmulator:
         options: dict[str, Any] = {
             "endpoint": self.endpoint,
             "channel": self.transport,
-            "timeout": 2.0,
+            # Generous per call: RSA-4096 key generation (on a version's first use)
+            # can take seconds on a loaded CI machine.  Retries stay tight.
+            "timeout": 10.0,
             "retry_deadline": 1.0,
             "retry_initial": 0.01,
             "retry_maximum": 0.05,
