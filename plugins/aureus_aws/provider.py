@@ -36,6 +36,7 @@ from aureus_core.interfaces import Capability, KeyProviderBase
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeyMetadata, KeyPurpose, KeySpec, KeyState, KeyType, KeyVersion
 from aureus_core.signature import Signature
+from aureus_core.ttl import TtlCache
 
 from . import signing
 from .errors import kms_errors
@@ -107,7 +108,8 @@ class AwsKmsProvider(KeyProviderBase):
     ) -> None:
         self.options = options or AwsKmsOptions()
         self._clients = KmsClients(session or boto3.Session(), self.options)
-        self._public_keys = signing.PublicKeyCache(self.options.public_key_ttl, clock)
+        ttl = self.options.public_key_ttl
+        self._public_keys: TtlCache[signing.PublicKey] = TtlCache(ttl, clock)
 
     def __repr__(self) -> str:
         return (

@@ -8,8 +8,6 @@ ECDSA and RSA-PSS sign the message's digest either way.
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections.abc import Callable
 
 import attrs
 from cryptography.exceptions import InvalidSignature
@@ -125,36 +123,3 @@ def verify_locally(public: PublicKey, message: bytes, signature: bytes) -> bool:
     except InvalidSignature:
         return False
     return True
-
-
-class PublicKeyCache:
-    """Public keys by key reference, each kept for ``ttl`` seconds of ``clock``."""
-
-    def __init__(self, ttl: float, clock: Callable[[], float]) -> None:
-        self._ttl = ttl
-        self._clock = clock
-        self._entries: dict[str, tuple[float, PublicKey]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, name: str) -> PublicKey | None:
-        """The cached key for ``name`` if it is younger than the TTL."""
-        with self._lock:
-            entry = self._entries.get(name)
-            if entry is None:
-                return None
-            if self._clock() - entry[0] >= self._ttl:
-                del self._entries[name]
-                return None
-            return entry[1]
-
-    def put(self, name: str, public: PublicKey) -> None:
-        """Remember ``public`` under ``name`` from now."""
-        if self._ttl <= 0:
-            return
-        with self._lock:
-            self._entries[name] = (self._clock(), public)
-
-    def clear(self) -> None:
-        """Forget every key."""
-        with self._lock:
-            self._entries.clear()

@@ -61,6 +61,7 @@ from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeyMetadata, KeySpec, KeyState, KeyType, KeyVersion
 from aureus_core.rotation import DEFAULT_MAX_AGE, RotationPolicy
 from aureus_core.signature import Signature
+from aureus_core.ttl import TtlCache
 
 from . import signing
 from .credentials import CLOUD_PLATFORM, GoogleCredentials, OneShotRequest, refresh
@@ -282,12 +283,10 @@ class GcpKmsProvider(KeyProviderBase):
         self.options = options or GcpKmsOptions()
         self._connection = KmsConnection(self.options, credentials)
         self._retry = self._make_retry()
-        self._public_keys: signing.TtlCache[signing.PublicKey] = signing.TtlCache(
+        self._public_keys: TtlCache[signing.PublicKey] = TtlCache(
             self.options.public_key_ttl, clock
         )
-        self._signing_versions: signing.TtlCache[str] = signing.TtlCache(
-            self.options.public_key_ttl, clock
-        )
+        self._signing_versions: TtlCache[str] = TtlCache(self.options.public_key_ttl, clock)
         self._rings: set[str] = set()
         self._rings_lock = threading.Lock()
 
