@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .errors import AureusError, ConfigError
+from .errors import AureusError, ConfigError, UnsupportedOperation
 from .interfaces import Capability
 from .keyref import KeyRef
 from .keys import KeyMetadata, KeyState, KeyVersion
@@ -475,6 +475,10 @@ def _retire(
         return action("retire", reason)
     try:
         stack.set_min_decryption_version(metadata.ref.with_version(None), target)
+    except UnsupportedOperation as error:
+        # Lifecycle is one capability; some backends (Cloud KMS, Key Vault) manage
+        # version states but have no minimum decryption version.
+        return action("skip", f"{error}; disable the old versions instead; {reason}")
     except AureusError as error:
         return action("failed", f"raising the minimum failed: {error}; {reason}")
     return action("retire", reason, applied=True)

@@ -23,6 +23,7 @@ from aureus_core import (
     KeyType,
     KeyVersion,
     ProviderUnavailable,
+    UnsupportedOperation,
 )
 from aureus_core.config import StackConfig
 from aureus_core.interfaces import Capability
@@ -635,6 +636,27 @@ def test_providers_that_cannot_rotate_or_fail_are_reported(
             "provider 'static' cannot rotate keys, rotate static://old by hand; expired:"
         )
     assert retire.reason.startswith("provider 'static' cannot set a minimum decryption version")
+
+
+class NoMinimum(Static):
+    """Manages version states, as Cloud KMS and Key Vault do, but has no minimum version."""
+
+    capabilities = frozenset({Capability.LIST, Capability.DESCRIBE, Capability.LIFECYCLE})
+
+    def set_min_decryption_version(self, key, version):
+        raise UnsupportedOperation("static", "set_min_decryption_version")
+
+
+def test_retire_on_a_provider_without_a_minimum_is_a_skip_not_a_failure(
+    local: LocalKeyProvider,
+):
+    config = StackConfig.from_dict({"providers": {"static": {}}})
+    with KeyStack(config=config, providers={"local": local, "static": NoMinimum()}) as s:
+        actions = s.enforce_rotation(RotationPolicy(retire_after_max_age=True), now=NOW)
+    retire = [a for a in actions if a.from_version is None and a.to_version == "7"]
+    assert [(a.action, a.applied) for a in retire] == [("skip", False)]
+    assert "set_min_decryption_version" in retire[0].reason
+    assert "disable the old versions instead" in retire[0].reason
 
 
 def test_cli_style_exit_on_failure_is_visible_in_actions(local: LocalKeyProvider):
