@@ -33,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from aureus_core.errors import AureusError, ConfigError, CredentialError
 from aureus_core.interfaces import Credentials
+from aureus_core.options import SourceOptions
 from aureus_core.registry import CredentialSourceRegistry
 from aureus_core.sensitive import Secret
 
@@ -83,39 +84,8 @@ class BotocoreCredentialSource(Protocol):
 # -- options ------------------------------------------------------------------------
 
 
-class _Options:
-    """Validated access to one source's options; messages name options, never values."""
-
-    def __init__(self, source: str, options: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-        if not isinstance(options, Mapping):
-            raise ConfigError(f"the options of credential source {source!r} must be a table")
-        unknown = sorted(str(name) for name in options if name not in allowed)
-        if unknown:
-            raise ConfigError(
-                f"unknown option(s) for credential source {source!r}: {', '.join(unknown)}; "
-                f"it accepts {', '.join(sorted(allowed))}"
-            )
-        self._source, self._options = source, options
-
-    def string(self, name: str, env: str | None = None) -> str | None:
-        """A non-empty string option, else the variable ``env`` if set, else ``None``."""
-        value = self._options.get(name)
-        if value is None and env:
-            value = os.environ.get(env) or None
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ConfigError(
-                f"option {name!r} of credential source {self._source!r} must be a non-empty string"
-            )
-        return value
-
-    def required(self, name: str, env: str | None = None) -> str:
-        value = self.string(name, env)
-        if value is None:
-            where = f" (or set {env})" if env else ""
-            raise ConfigError(
-                f"credential source {self._source!r} needs the option {name!r}{where}"
-            )
-        return value
+class _Options(SourceOptions):
+    """A source's options, with the checks of AWS values (ARNs, session durations)."""
 
     def matching(
         self, name: str, pattern: re.Pattern[str], what: str, env: str | None = None

@@ -22,6 +22,7 @@ from azure.core.exceptions import AzureError
 
 from aureus_core.errors import ConfigError, CredentialError
 from aureus_core.interfaces import Credentials
+from aureus_core.options import SourceOptions
 from aureus_core.sensitive import Secret
 
 KIND = "azure"
@@ -101,43 +102,11 @@ class AzureCredentialSource:
         return f"AzureCredentialSource(name={self.name!r}, principal={self._principal!r})"
 
 
-class _Reader:
-    """Validated access to one source's options; messages never show values."""
+class _Reader(SourceOptions):
+    """A source's options, plus the ones every azure-identity credential takes."""
 
     def __init__(self, source: str, options: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-        if not isinstance(options, Mapping):
-            raise ConfigError(f"the options of credential source {source!r} must be a table")
-        unknown = sorted(str(name) for name in options if name not in (*allowed, *_COMMON))
-        if unknown:
-            accepted = ", ".join(sorted({*allowed, *_COMMON}))
-            raise ConfigError(
-                f"unknown option(s) for credential source {source!r}: {', '.join(unknown)}; "
-                f"it accepts {accepted}"
-            )
-        self._source, self._options = source, options
-
-    def string(self, name: str, env: str | None = None, *, required: bool = False) -> str | None:
-        value = self._options.get(name)
-        if value is None and env:
-            value = os.environ.get(env) or None
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ConfigError(
-                f"option {name!r} of credential source {self._source!r} must be a non-empty string"
-            )
-        if value is None and required:
-            where = f" (or set {env})" if env else ""
-            raise ConfigError(
-                f"credential source {self._source!r} needs the option {name!r}{where}"
-            )
-        return value
-
-    def flag(self, name: str, default: bool = False) -> bool:
-        value = self._options.get(name, default)
-        if not isinstance(value, bool):
-            raise ConfigError(
-                f"option {name!r} of credential source {self._source!r} must be true or false"
-            )
-        return value
+        super().__init__(source, options, (*allowed, *_COMMON))
 
     def common(self) -> tuple[str, dict[str, Any]]:
         """The scope, and keyword arguments every azure-identity credential takes."""

@@ -16,7 +16,6 @@ at every refresh, so a rotated token is picked up.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -31,6 +30,7 @@ from google.auth import exceptions as auth_exceptions
 
 from aureus_core.errors import AureusError, ConfigError, CredentialError
 from aureus_core.interfaces import Credentials, CredentialSource
+from aureus_core.options import SourceOptions
 from aureus_core.registry import CredentialSourceRegistry
 from aureus_core.sensitive import Secret
 
@@ -258,43 +258,11 @@ def google_credentials_for(source: CredentialSource) -> GoogleCredentials:
 _COMMON = ("scopes", "quota_project")
 
 
-class _Reader:
-    """Validated access to one source's options; messages name options, never values."""
+class _Reader(SourceOptions):
+    """A source's options, plus ``scopes`` and ``quota_project``, which every source takes."""
 
     def __init__(self, source: str, options: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-        if not isinstance(options, Mapping):
-            raise ConfigError(f"the options of credential source {source!r} must be a table")
-        accepted = {*allowed, *_COMMON}
-        unknown = sorted(str(name) for name in options if name not in accepted)
-        if unknown:
-            raise ConfigError(
-                f"unknown option(s) for credential source {source!r}: {', '.join(unknown)}; "
-                f"it accepts {', '.join(sorted(accepted))}"
-            )
-        self._source, self._options = source, options
-
-    def string(self, name: str, env: str | None = None, *, required: bool = False) -> str | None:
-        value = self._options.get(name)
-        if value is None and env:
-            value = os.environ.get(env) or None
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ConfigError(
-                f"option {name!r} of credential source {self._source!r} must be a non-empty string"
-            )
-        if value is None and required:
-            where = f" (or set {env})" if env else ""
-            raise ConfigError(
-                f"credential source {self._source!r} needs the option {name!r}{where}"
-            )
-        return value
-
-    def flag(self, name: str, default: bool) -> bool:
-        value = self._options.get(name, default)
-        if not isinstance(value, bool):
-            raise ConfigError(
-                f"option {name!r} of credential source {self._source!r} must be true or false"
-            )
-        return value
+        super().__init__(source, options, (*allowed, *_COMMON))
 
     def scopes(self) -> list[str]:
         value = self._options.get("scopes", [CLOUD_PLATFORM])
