@@ -13,7 +13,15 @@ class AureusError(Exception):
 
 
 class ConfigError(AureusError):
-    """A configuration file, dict or argument is invalid."""
+    """A configuration file, dict or argument is invalid.
+
+    ``code`` keeps a backend's error code when a service refused a request as
+    invalid (an AWS error code, a gRPC status name).
+    """
+
+    def __init__(self, message: str = "", *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class PluginError(AureusError):
@@ -25,7 +33,14 @@ class DuplicateRegistration(PluginError):
 
 
 class CredentialError(AureusError):
-    """Credentials are missing, expired or wrong (including a wrong passphrase)."""
+    """Credentials are missing, expired or wrong (including a wrong passphrase).
+
+    ``code`` keeps the service's error code when it refused the credentials.
+    """
+
+    def __init__(self, message: str = "", *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ProviderError(AureusError):

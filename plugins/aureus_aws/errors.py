@@ -39,17 +39,9 @@ from .naming import SCHEME
 class KmsConfigError(ConfigError):
     """KMS refused a request as invalid, or a custom key store is misconfigured."""
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
 
 class KmsCredentialError(CredentialError):
     """AWS did not accept the credentials in use (unknown, expired or malformed)."""
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 THROTTLING = frozenset(

@@ -48,17 +48,9 @@ PLUGIN_METADATA_FAILURE = "metadata from plugin failed"
 class GcpConfigError(ConfigError):
     """Cloud KMS refused a request as invalid (INVALID_ARGUMENT, OUT_OF_RANGE …)."""
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
 
 class GcpCredentialError(CredentialError):
     """No usable Google credentials, or Cloud KMS did not accept them."""
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class ResponseCorrupted(ProviderUnavailable):

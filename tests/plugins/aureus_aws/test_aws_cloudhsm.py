@@ -169,7 +169,7 @@ def test_missing_store(provider: AwsKmsProvider) -> None:
         )
         with pytest.raises(ConfigError) as raised:
             check_key_store(provider.client(), STORE)
-    assert raised.value.code == "CustomKeyStoreNotFoundException"  # type: ignore[attr-defined]
+    assert raised.value.code == "CustomKeyStoreNotFoundException"
     with Stubber(provider.client()) as stub:
         stub.add_response("describe_custom_key_stores", {"CustomKeyStores": []})
         with pytest.raises(KeyNotFound):

@@ -233,7 +233,7 @@ def test_unauthenticated_is_a_credential_error(
     gcp_kms.fail(None, grpc.StatusCode.UNAUTHENTICATED, message="Request had invalid credentials.")
     with pytest.raises(CredentialError) as raised:
         gcp_provider.wrap(ref, os.urandom(32), CONTEXT)
-    assert raised.value.code == "UNAUTHENTICATED"  # type: ignore[attr-defined]
+    assert raised.value.code == "UNAUTHENTICATED"
 
 
 def test_unreachable_endpoint_is_provider_unavailable_quickly(

@@ -110,7 +110,7 @@ def test_application_default_credentials_are_looked_up_on_the_first_call(
     assert provider.options.channel == "tls"
     with pytest.raises(CredentialError) as raised:
         provider.describe_key(KeyRef.parse("gcp-kms://k"))
-    assert raised.value.code == "DefaultCredentialsError"  # type: ignore[attr-defined]
+    assert raised.value.code == "DefaultCredentialsError"
     provider.close()
 
 
