@@ -8,7 +8,9 @@ from aureus_core.errors import ConfigError, CredentialError, ProviderError
 
 
 @pytest.mark.parametrize("kind", [ConfigError, CredentialError])
-def test_config_and_credential_errors_carry_an_optional_code(kind: type[Exception]) -> None:
+def test_config_and_credential_errors_carry_an_optional_code(
+    kind: type[ConfigError] | type[CredentialError],
+) -> None:
     plain = kind("bad option 'x'; fix it")
     coded = kind("refused as invalid", code="ValidationException")
     assert (str(plain), getattr(plain, "code", "absent")) == ("bad option 'x'; fix it", None)
