@@ -241,6 +241,7 @@ class _Fault:
 class _Corruption:
     method: str | None
     remaining: int | None
+    flags: bool = True
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -1136,8 +1137,11 @@ def _redacted(metadata: Mapping[str, str]) -> dict[str, str]:
     return redacted
 
 
-def _corrupt(response: Any) -> bool:
-    """Make every checksum in ``response`` wrong; ``False`` if it carries none."""
+def _corrupt(response: Any, *, flags: bool = True) -> bool:
+    """Make every checksum in ``response`` wrong (and, with ``flags``, its ``verified_*`` false).
+
+    ``False`` if it carries no checksum.
+    """
     fields = type(response).meta.fields
     touched = False
     for field in _CHECKSUM_FIELDS:
@@ -1148,7 +1152,7 @@ def _corrupt(response: Any) -> bool:
         response.public_key.crc32c_checksum = (response.public_key.crc32c_checksum + 1) % 2**32
         touched = True
     for field in _VERIFIED_FIELDS:
-        if field in fields:
+        if flags and field in fields:
             setattr(response, field, False)
     return touched
 
@@ -1345,14 +1349,18 @@ class CloudKmsEmulator:
         with self._lock:
             self._faults.append(_Fault(method=method, code=code, message=message, remaining=times))
 
-    def corrupt_checksums(self, method: str | None = None, *, times: int | None = None) -> None:
+    def corrupt_checksums(
+        self, method: str | None = None, *, times: int | None = None, flags: bool = True
+    ) -> None:
         """Make the ``*_crc32c`` values of the next ``times`` responses of ``method`` wrong.
 
-        Their ``verified_*`` flags turn ``False`` too.  Only responses that carry
-        a checksum count; ``times=None`` lasts until :meth:`clear_faults`.
+        Their ``verified_*`` flags turn ``False`` too, unless ``flags=False``
+        (the service verified the request; the answer was damaged on the way
+        back).  Only responses that carry a checksum count; ``times=None`` lasts
+        until :meth:`clear_faults`.
         """
         with self._lock:
-            self._corruptions.append(_Corruption(method=method, remaining=times))
+            self._corruptions.append(_Corruption(method=method, remaining=times, flags=flags))
 
     def clear_faults(self) -> None:
         """Drop every injected fault and checksum corruption."""
@@ -1412,7 +1420,7 @@ class CloudKmsEmulator:
             self._kms.tick()
             response = self._rpcs[method][2](request)
             pending = [c for c in self._corruptions if c.method in (None, method)]
-            if pending and _corrupt(response):
+            if pending and _corrupt(response, flags=pending[0].flags):
                 self._take(self._corruptions, method)
         return response
 

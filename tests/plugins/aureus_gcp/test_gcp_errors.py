@@ -372,6 +372,27 @@ def test_corrupted_signing_answers_are_refused(
     assert gcp_provider.verify(ref, b"message", signature.value) is True
 
 
+@pytest.mark.parametrize("method", ["Encrypt", "AsymmetricSign"])
+def test_a_wrong_answer_checksum_is_refused_even_when_the_request_was_verified(
+    gcp_kms: CloudKmsEmulator, gcp_provider: GcpKmsProvider, method: str, new_name
+) -> None:
+    """The service verified the request; the answer's bytes were damaged on the way back."""
+    call: Callable[[], object]
+    if method == "Encrypt":
+        ref = _wrapping_key(gcp_provider)
+        call = lambda: gcp_provider.wrap(ref, b"k" * 32, CONTEXT)  # noqa: E731
+        what = "the ciphertext does not match its checksum"
+    else:
+        ref = gcp_provider.create_key(new_name("sig"), KeySpec(key_type=KeyType.ECDSA_P256)).ref
+        call = lambda: gcp_provider.sign(ref, b"message")  # noqa: E731
+        what = "the signature does not match its checksum"
+    gcp_kms.corrupt_checksums(method, times=1, flags=False)
+    with pytest.raises(ResponseCorrupted, match="corrupted in transit") as raised:
+        call()
+    assert what in str(raised.value)
+    assert call() is not None  # one damaged answer; the next is sound
+
+
 def test_a_create_retried_after_a_lost_answer_finds_its_own_key(
     gcp_kms: CloudKmsEmulator,
     gcp_provider: GcpKmsProvider,
