@@ -28,6 +28,8 @@ from .message import EncryptionMaterials, new_signing_key, signed_context
 from .suites import DEFAULT_SUITE, SIGNED_SUITE
 
 ProviderLookup = Callable[[str], KeyProvider]
+Claimants = Callable[[], Sequence[KeyProvider]]
+"""The providers a stack is configured with or has loaded, asked to claim other provider IDs."""
 
 
 def scheme_for_provider_id(provider_id: str) -> str:
@@ -35,8 +37,31 @@ def scheme_for_provider_id(provider_id: str) -> str:
 
     Aureus providers write ``aureus-<scheme>``; a provider that follows an
     ecosystem layout uses that layout's ID as its scheme (``aws-kms``).
+    Other provider IDs (a raw keyring's key namespace) are not schemes: the
+    keyring asks the stack's own providers whether one holds such a key.
     """
     return provider_id[len("aureus-") :] if provider_id.startswith("aureus-") else provider_id
+
+
+def _candidates(
+    lookup: ProviderLookup, claimants: Claimants | None, encrypted: EncryptedDataKey
+) -> list[KeyProvider]:
+    """Providers that may own ``encrypted``: its scheme's, then the stack's own.
+
+    The provider ID picks at most the provider of the scheme it names by
+    convention; every other candidate is one the stack already has, and it
+    takes part only if :meth:`~KeyProvider.owner_of` recognises one of its
+    own keys.
+    """
+    found: list[KeyProvider] = []
+    try:
+        found.append(lookup(scheme_for_provider_id(encrypted.provider_id)))
+    except AureusError:
+        pass
+    if claimants is not None:
+        schemes = {provider.scheme for provider in found}
+        found.extend(p for p in claimants() if p.scheme not in schemes)
+    return found
 
 
 @attrs.frozen(kw_only=True)
@@ -152,36 +177,37 @@ def unwrap_data_key(
     encrypted_data_keys: Sequence[EncryptedDataKey],
     context: EncryptionContext,
     allowed: KeyFilter,
+    claimants: Claimants | None = None,
 ) -> tuple[bytearray, KeyRef]:
     """Unwrap the first encrypted data key an allowed, reachable key can open.
 
-    A key that fails (wrong key, tampering, an unreachable provider) is
-    skipped.  When none succeeds: if a provider could not be asked at all
+    Each encrypted data key goes to the provider its ID names by convention
+    and to the ``claimants`` (the stack's configured and loaded providers);
+    a provider tries it only if it owns the key (:meth:`KeyProvider.owner_of`)
+    and ``allowed`` permits that key's URI.  A key that fails (wrong key,
+    tampering, an unreachable provider) is skipped.  When none succeeds: if a provider could not be asked at all
     (unreachable, throttled, credentials refused), that error, since retrying
     or fixing access may help; otherwise one opaque :class:`DecryptionError`.
     """
     refused: list[str] = []
     operational: list[AureusError] = []
     for encrypted in encrypted_data_keys:
-        try:
-            provider = lookup(scheme_for_provider_id(encrypted.provider_id))
-        except AureusError:
-            continue
-        if Capability.WRAP not in provider.capabilities:
-            continue
-        ref = provider.owner_of(encrypted)
-        if ref is None or not allowed.allows(ref):
-            continue
-        try:
-            return provider.unwrap(ref, encrypted, context), ref
-        except KeyDisabled as error:
-            # A lifecycle refusal (disabled, below the minimum version) names the
-            # key and version, not anything secret: pass it on so it can be fixed.
-            refused.append(str(error))
-        except (ProviderUnavailable, Throttled, AccessDenied, CredentialError) as error:
-            operational.append(error)
-        except AureusError:
-            continue
+        for provider in _candidates(lookup, claimants, encrypted):
+            if Capability.WRAP not in provider.capabilities:
+                continue
+            ref = provider.owner_of(encrypted)
+            if ref is None or ref.scheme != provider.scheme or not allowed.allows(ref):
+                continue
+            try:
+                return provider.unwrap(ref, encrypted, context), ref
+            except KeyDisabled as error:
+                # A lifecycle refusal (disabled, below the minimum version) names the
+                # key and version, not anything secret: pass it on so it can be fixed.
+                refused.append(str(error))
+            except (ProviderUnavailable, Throttled, AccessDenied, CredentialError) as error:
+                operational.append(error)
+            except AureusError:
+                continue
     if operational:
         raise operational[0]
     reason = f" ({'; '.join(refused)})" if refused else ""
