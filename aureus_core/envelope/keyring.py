@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 from collections.abc import Callable, Sequence
@@ -54,10 +55,8 @@ def _candidates(
     own keys.
     """
     found: list[KeyProvider] = []
-    try:
+    with contextlib.suppress(AureusError):
         found.append(lookup(scheme_for_provider_id(encrypted.provider_id)))
-    except AureusError:
-        pass
     if claimants is not None:
         schemes = {provider.scheme for provider in found}
         found.extend(p for p in claimants() if p.scheme not in schemes)
@@ -185,7 +184,8 @@ def unwrap_data_key(
     and to the ``claimants`` (the stack's configured and loaded providers);
     a provider tries it only if it owns the key (:meth:`KeyProvider.owner_of`)
     and ``allowed`` permits that key's URI.  A key that fails (wrong key,
-    tampering, an unreachable provider) is skipped.  When none succeeds: if a provider could not be asked at all
+    tampering, an unreachable provider) is skipped.  When none succeeds: if a
+    provider could not be asked at all
     (unreachable, throttled, credentials refused), that error, since retrying
     or fixing access may help; otherwise one opaque :class:`DecryptionError`.
     """

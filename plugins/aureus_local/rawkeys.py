@@ -167,8 +167,7 @@ def keyring_from_options(
     if key_type not in RSA_TYPES:
         valid = ", ".join(sorted(t.value for t in RAW_TYPES))
         raise ConfigError(
-            f"a raw keyring key must be one of {valid}; {key_type.value} keys cannot wrap "
-            "data keys"
+            f"a raw keyring key must be one of {valid}; {key_type.value} keys cannot wrap data keys"
         )
     if "padding" not in options:
         valid = ", ".join(p.value for p in Padding)
@@ -292,7 +291,7 @@ def unwrap(
     encrypted: EncryptedDataKey,
     context: EncryptionContext,
 ) -> bytearray:
-    """Unwrap a data key with the key's pinned algorithm; any failure is :class:`DecryptionError`."""
+    """Unwrap with the key's pinned algorithm; any failure is :class:`DecryptionError`."""
     if keyring.public_only or not names(keyring, key_type, encrypted):
         raise DecryptionError()
     if key_type in AES_TYPES:
