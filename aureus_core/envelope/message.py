@@ -269,6 +269,15 @@ class MessageReader:
                 "only for messages written by older SDKs"
             )
         suite = self.header.suite
+        # The suite alone says whether a footer signature is due.  A signed suite
+        # without its public key, or an unsigned one carrying a public key (a
+        # co-recipient stripping the signature from a signed message and writing
+        # new content under the same data key), is refused before any key is used.
+        if suite.signed != (PUBLIC_KEY_CONTEXT_KEY in self.header.context):
+            raise DecryptionError(
+                "the message could not be decrypted and authenticated (its algorithm suite "
+                "and the signature key in its header disagree)"
+            )
         iv_length = suite.iv_length if suite.message_version == 1 else 0
         self._auth_iv = bytes(self._reader.read(iv_length)) if iv_length else bytes(suite.iv_length)
         self._auth_tag = bytes(self._reader.read(suite.tag_length))
