@@ -506,6 +506,7 @@ class KeyStack:
     ) -> MessageWriter:
         """Materials for one message; ``plaintext_bytes`` (when known) lets it use the cache."""
         refs = [_as_ref(k) for k in keys] if keys else list(self.config.wrapping_keys)
+        self.limits.check_recipients(len(refs))
         encryption_context = EncryptionContext.coerce(context)
         if frame_length is None:
             frame_length = self.config.frame_length or DEFAULT_FRAME_LENGTH

@@ -59,12 +59,7 @@ def parse_recipients(to_keys: Sequence[str | KeyRef], limits: Limits) -> tuple[K
         raise ConfigError("rewrap needs at least one new wrapping key (to_keys=[URI, ...], --to)")
     if len(set(refs)) != len(refs):
         raise ConfigError("the same new wrapping key is listed twice")
-    if len(refs) > limits.max_encrypted_data_keys:
-        raise ConfigError(
-            f"{len(refs)} new wrapping keys, but messages may carry at most "
-            f"{limits.max_encrypted_data_keys} encrypted data keys ([stack] "
-            "max_encrypted_data_keys)"
-        )
+    limits.check_recipients(len(refs))
     return refs
 
 
