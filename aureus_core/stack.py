@@ -8,9 +8,11 @@ the factories plugins register.
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -34,7 +36,7 @@ from .envelope.message import (
     signed_context,
 )
 from .envelope.message import encrypt_stream as _encrypt_stream
-from .envelope.rewrap import OnUnlock, Rewrap, Write, parse_recipients, snapshot
+from .envelope.rewrap import Rewrap, Write, parse_recipients, snapshot
 from .envelope.suites import DEFAULT_SUITE, SIGNED_SUITE, CommitmentPolicy
 from .errors import AureusError, ConfigError, DecryptionError, UnsupportedOperation
 from .instrumented import InstrumentedProvider
@@ -596,7 +598,6 @@ class KeyStack:
         context: Mapping[str, str] | None,
         keys: Sequence[str | KeyRef] | None,
         op: dict[str, Any],
-        on_unlock: OnUnlock | None = None,
     ) -> MessageReader:
         reader = MessageReader(
             source,
@@ -642,8 +643,6 @@ class KeyStack:
                 op.update(details=(("cache", "miss"),))
         try:
             reader.unlock(data_key)
-            if on_unlock is not None:
-                on_unlock(reader, data_key)  # rewrap: wrap the same data key for new keys
         finally:
             data_key[:] = bytes(len(data_key))
         return reader
@@ -690,7 +689,7 @@ class KeyStack:
             op.update(byte_count=count)
             return count
 
-    # -- rewrap (issue 4) --------------------------------------------------------
+    # -- rewrap --------------------------------------------------------------------
     # Logic in aureus_core/envelope/rewrap.py; these methods only compose it.
 
     def rewrap(
@@ -702,21 +701,22 @@ class KeyStack:
         keys: Sequence[str | KeyRef] | None = None,
         verify_body: bool = True,
     ) -> bytes:
-        """Re-key a message for ``to_keys`` without decrypting its body; return the new message.
+        """Re-key a message for ``to_keys``; return the new message.
 
-        The data key is unwrapped once with decrypt's checks (``context``,
-        ``keys``, ``[stack] decrypt_allow``, limits, commitment policy) and
-        wrapped under ``to_keys``; suite, message ID, frame length and
-        commitment stay, the body frames are copied unchanged.
-        ``verify_body=True`` also checks every frame's tag (plaintext only in a
-        wiped scratch buffer); with ``False`` a changed frame is not reported
-        here and fails whoever decrypts the result.  Signed messages need
-        their old signature to verify and get a new one.  Any failure to read
-        the input raises :class:`~aureus_core.errors.DecryptionError`.
+        The input is decrypted with decrypt's checks (``context``, ``keys``,
+        ``[stack] decrypt_allow``, limits, commitment policy, every frame's tag,
+        the signature) and re-encrypted in the same pass under a fresh data key
+        wrapped for ``to_keys`` and a fresh message ID; the plaintext stays in
+        memory, one frame at a time.  The stored context, frame length and
+        signing are kept.  Any failure to read the input raises
+        :class:`~aureus_core.errors.DecryptionError`.
+
+        ``verify_body`` is kept for compatibility: the body is always
+        authenticated now, and ``False`` only warns.
         """
-        out: list[bytes | memoryview] = []
-        self._rewrap(snapshot(message), out.append, to_keys, context, keys, verify_body)
-        return b"".join(out)
+        out = io.BytesIO()
+        self._rewrap(snapshot(message), out.write, to_keys, context, keys, verify_body)
+        return out.getvalue()
 
     def rewrap_stream(
         self,
@@ -730,10 +730,9 @@ class KeyStack:
     ) -> int:
         """:meth:`rewrap` from ``src`` to ``dst`` in constant memory; return the plaintext size.
 
-        Frames are written as they are copied.  If this raises, discard what
-        was written (for signed messages it never holds the final frame or
-        footer, which wait for the old signature); the CLI writes to a
-        temporary file and renames it only on success.
+        Frames are written as they are re-encrypted.  If this raises, discard
+        what was written (it never holds the new final frame or footer); the
+        CLI writes to a temporary file and renames it only on success.
         """
         return self._rewrap(src, dst.write, to_keys, context, keys, verify_body)
 
@@ -746,12 +745,19 @@ class KeyStack:
         keys: Sequence[str | KeyRef] | None,
         verify_body: bool,
     ) -> int:
+        if not verify_body:
+            warnings.warn(
+                "verify_body=False has no effect: rewrap re-encrypts the body, so every frame "
+                "is authenticated",
+                DeprecationWarning,
+                stacklevel=3,
+            )
         with self._operation("rewrap") as op:
-            rewrap = Rewrap(self.provider, parse_recipients(to_keys, self.limits))
-            reader = self._reader(source, context, keys, op, on_unlock=rewrap.prepare)
-            details = rewrap.details(verify_body=verify_body)
-            op.update(details=(*op.get("details", ()), *details))
-            count = rewrap.copy(reader, write, verify_body=verify_body)
+            rewrap = Rewrap(self.provider, parse_recipients(to_keys, self.limits), self.limits)
+            reader = self._reader(source, context, keys, op)
+            rewrap.prepare(reader)
+            op.update(details=(*op.get("details", ()), *rewrap.details()))
+            count = rewrap.copy(reader, write)
             op.update(byte_count=count)
             return count
 
