@@ -424,38 +424,98 @@ class KeyStack:
             op.update(key_version=signature.key_version)
             return signature
 
+    def verification_keys(
+        self, key: str | KeyRef | Sequence[str | KeyRef] | None = None
+    ) -> tuple[KeyRef, ...]:
+        """The trust anchors a verify uses: ``key``, else ``[stack] verify_keys``, else signing_key.
+
+        Raises :class:`~aureus_core.errors.ConfigError` when there is none: the
+        key a signature record names is never trusted on its own.
+        """
+        if key is not None:
+            given = [key] if isinstance(key, (str, KeyRef)) else list(key)
+            anchors = tuple(_as_ref(k) for k in given)
+        elif self.config.verify_keys:
+            anchors = self.config.verify_keys
+        elif self.config.signing_key is not None:
+            anchors = (self.config.signing_key,)
+        else:
+            anchors = ()
+        if not anchors:
+            raise ConfigError(
+                "no trusted key to verify against: pass key=URI (CLI: --key URI), or set "
+                "[stack] verify_keys or signing_key in the config; the key a signature "
+                "record names is never trusted on its own"
+            )
+        return anchors
+
+    def trusted_ref(self, signature: Signature, anchors: Sequence[KeyRef]) -> KeyRef | None:
+        """The version of a trust anchor that ``signature`` claims, or ``None`` if it names none.
+
+        The record's key must be one of ``anchors`` (compared without version);
+        its version must match the anchor's when the anchor pins one.
+        """
+        claimed = KeyRef.parse(signature.key_uri).with_version(None)
+        for anchor in anchors:
+            if anchor.with_version(None) != claimed:
+                continue
+            if anchor.version is not None and anchor.version != signature.key_version:
+                continue
+            return anchor.with_version(signature.key_version)
+        return None
+
     def verify(
         self,
         message: bytes,
         signature: Signature | bytes,
         *,
-        key: str | KeyRef | None = None,
+        key: str | KeyRef | Sequence[str | KeyRef] | None = None,
     ) -> bool:
-        """Check a signature.
+        """Check a signature against a trusted key.
 
-        A :class:`Signature` carries its key and version.  Raw bytes are
-        checked against the version ``key`` pins or, with no version, the
+        The trusted keys (anchors) are ``key`` (one URI or several), else
+        ``[stack] verify_keys``, else ``[stack] signing_key``; with none,
+        :class:`~aureus_core.errors.ConfigError`.  A :class:`Signature`
+        record's key and version only select a version of an anchor: a record
+        naming any other key is not valid, whatever its bytes.  Raw bytes are
+        checked against each anchor's pinned version or, with no version, its
         current version and then older enabled ones, newest first.  Returns
         ``False`` for a signature that does not match; raises
         :class:`~aureus_core.errors.SignatureError` for a malformed one.
         """
+        anchors = self.verification_keys(key)
+        # (anchor, the versions to try; None: the anchor's pinned or usable versions)
+        attempts: list[tuple[KeyRef, list[KeyRef] | None]]
         if isinstance(signature, Signature):
-            base = _as_ref(key) if key is not None else KeyRef.parse(signature.key_uri)
-            if base.with_version(None) != KeyRef.parse(signature.key_uri).with_version(None):
-                raise ConfigError(f"the signature was made by {signature.key_uri}, not {base.uri}")
-            ref = base.with_version(signature.key_version)
+            claimed = self.trusted_ref(signature, anchors)
             raw = signature.value
+            attempts = [(claimed, [claimed])] if claimed is not None else []
+            audit_ref = claimed or anchors[0]
         else:
-            ref = self._signing_ref(key)
             raw = bytes(signature)
-        with self._operation("verify", ref) as op:
+            attempts = [(anchor, None) for anchor in anchors]
+            audit_ref = anchors[0]
+        with self._operation("verify", audit_ref) as op:
             op.update(byte_count=len(message))
-            target = self._provider_for(ref, Capability.SIGN, "verify")
-            candidates = [ref] if ref.version is not None else self._verify_candidates(target, ref)
-            for candidate in candidates:
-                if target.verify(candidate, message, raw):
-                    op.update(key_version=candidate.version, details=(("valid", "true"),))
-                    return True
+            if not attempts:
+                op.update(details=(("valid", "false"), ("reason", "untrusted key")))
+                return False
+            for anchor, pinned in attempts:
+                target = self._provider_for(anchor, Capability.SIGN, "verify")
+                candidates = pinned or (
+                    [anchor]
+                    if anchor.version is not None
+                    else self._verify_candidates(target, anchor)
+                )
+                for candidate in candidates:
+                    if target.verify(candidate, message, raw):
+                        op.update(
+                            provider=candidate.scheme,
+                            key_uri=candidate.with_version(None).uri,
+                            key_version=candidate.version,
+                            details=(("valid", "true"),),
+                        )
+                        return True
             op.update(details=(("valid", "false"),))
             return False
 
