@@ -106,7 +106,14 @@ def test_bad_raw_aes_imports_say_what_is_wrong(
 ) -> None:
     with KeyStack.local(tmp_path / "ks") as stack:
         with pytest.raises(ConfigError, match=message):
-            stack.import_key("k", "aes-256", raw=os.urandom(32), **kwargs)
+            stack.import_key(
+                "k",
+                "aes-256",
+                raw=os.urandom(32),
+                namespace=kwargs.get("namespace"),
+                key_name=kwargs.get("key_name"),
+                padding=kwargs.get("padding"),
+            )
         assert stack.list_keys() == []
 
 
