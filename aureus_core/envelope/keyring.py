@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 
@@ -44,23 +44,33 @@ def scheme_for_provider_id(provider_id: str) -> str:
     return provider_id[len("aureus-") :] if provider_id.startswith("aureus-") else provider_id
 
 
+RESERVED_PROVIDER_IDS = ("aureus-", "aws-kms")
+"""Provider ID prefixes that name a provider's own layout and are never a raw key namespace."""
+
+
 def _candidates(
     lookup: ProviderLookup, claimants: Claimants | None, encrypted: EncryptedDataKey
-) -> list[KeyProvider]:
+) -> Iterator[KeyProvider]:
     """Providers that may own ``encrypted``: its scheme's, then the stack's own.
 
     The provider ID picks at most the provider of the scheme it names by
-    convention; every other candidate is one the stack already has, and it
-    takes part only if :meth:`~KeyProvider.owner_of` recognises one of its
-    own keys.
+    convention.  Only when that provider does not own it, and the ID is not
+    one of the reserved Aureus and AWS KMS IDs, are the stack's configured and
+    loaded providers asked; each takes part only if
+    :meth:`~KeyProvider.owner_of` recognises one of its own keys.
     """
-    found: list[KeyProvider] = []
+    convention: KeyProvider | None = None
     with contextlib.suppress(AureusError):
-        found.append(lookup(scheme_for_provider_id(encrypted.provider_id)))
-    if claimants is not None:
-        schemes = {provider.scheme for provider in found}
-        found.extend(p for p in claimants() if p.scheme not in schemes)
-    return found
+        convention = lookup(scheme_for_provider_id(encrypted.provider_id))
+    if convention is not None:
+        yield convention
+        if convention.owner_of(encrypted) is not None:
+            return
+    if claimants is None or encrypted.provider_id.startswith(RESERVED_PROVIDER_IDS):
+        return
+    for provider in claimants():
+        if convention is None or provider.scheme != convention.scheme:
+            yield provider
 
 
 @attrs.frozen(kw_only=True)

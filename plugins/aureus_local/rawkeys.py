@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from aureus_core.context import EncryptionContext
 from aureus_core.datakey import EncryptedDataKey
+from aureus_core.envelope.keyring import RESERVED_PROVIDER_IDS
 from aureus_core.errors import ConfigError, DecryptionError
 from aureus_core.interfaces import KeyMaterial
 from aureus_core.keys import KeyType
@@ -51,7 +52,7 @@ OPTIONS = ("namespace", "key_name", "padding")
 """The key options that make an imported key a raw keyring key."""
 MAX_TEXT_BYTES = 1024
 """Longest key namespace or key name accepted, in UTF-8 bytes."""
-RESERVED_PREFIXES = ("aws-kms", "aureus-")
+RESERVED_PREFIXES = RESERVED_PROVIDER_IDS
 """Key namespaces that name other providers' layouts, never a raw key."""
 MAX_RSA_DER = 4096
 """Upper bound on the DER form of a stored 4096-bit private key (with margin)."""

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from aureus_core import DecryptionError, KeyStack
 from aureus_core.context import EncryptionContext
 from aureus_core.datakey import EncryptedDataKey
+from aureus_core.envelope.keyring import KeyFilter, unwrap_data_key
 from aureus_core.errors import ConfigError, KeyExists, KeystoreCorrupted
 from aureus_core.keys import KeyPurpose
 from aureus_core.sensitive import Secret
@@ -396,6 +397,42 @@ def test_a_public_only_key_never_claims_or_unwraps(
             provider.unwrap(wrapped.key, wrapped.encrypted, CONTEXT)
         material = Secret(public_pem(rsa_key))
         assert b"PRIVATE" not in material.reveal()
+
+
+def test_only_unowned_unreserved_provider_ids_are_offered_to_the_stack(
+    stack: KeyStack, aes_key: bytes
+) -> None:
+    """The keyring asks the stack's providers only for a provider ID no convention owns."""
+    local = stack.provider("local")
+    asked: list[str] = []
+
+    def claimants() -> list[Any]:
+        asked.append("asked")
+        return [local]
+
+    def lookup(scheme: str) -> Any:
+        if scheme == "local":
+            return local
+        raise ConfigError(f"no provider {scheme}")
+
+    allowed = KeyFilter()
+    own = stack.encrypt(b"x", keys=["local://plain"])
+    header = stack.inspect(own)
+    assert header.recipients[0].provider_id == "aureus-local"
+    data_key = os.urandom(32)
+    raw = raw_aes_edk(aes_key, NAMESPACE, b"orders", data_key, CONTEXT.serialize())
+    key, ref = unwrap_data_key(lookup, [raw], CONTEXT, allowed, claimants)
+    assert (bytes(key), ref.uri) == (data_key, "local://orders?version=1")
+    assert asked == ["asked"]
+    for reserved in ("aureus-gcp-kms", "aws-kms", "aws-kms-mrk"):
+        hostile = raw_aes_edk(aes_key, reserved, b"orders", data_key, CONTEXT.serialize())
+        with pytest.raises(DecryptionError):
+            unwrap_data_key(lookup, [hostile], CONTEXT, allowed, claimants)
+    assert asked == ["asked"]
+    wrapped = local.wrap(stack.describe_key("local://plain").ref, data_key, CONTEXT)
+    key, _ = unwrap_data_key(lookup, [wrapped.encrypted], CONTEXT, allowed, claimants)
+    assert bytes(key) == data_key
+    assert asked == ["asked"]  # the conventional owner took it: nobody else was asked
 
 
 # -- the command line ------------------------------------------------------------------
