@@ -8,7 +8,9 @@ writes and Aureus decrypts.
 
 from __future__ import annotations
 
+import json
 import os
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +39,7 @@ RSA = {
     "oaep-sha512": WrappingAlgorithm.RSA_OAEP_SHA512_MGF1,
 }
 NAMESPACE = "acme-raw"
+VECTORS = Path(__file__).resolve().parents[2] / "data" / "esdk" / "v4-Net-4.0.1.zip"
 
 
 def pem(key: rsa.RSAPrivateKey) -> bytes:
@@ -243,3 +246,32 @@ def test_public_key_only_encrypts_for_the_holder_of_the_private_key(
         assert plaintext == b"for the partner"
         with pytest.raises(DecryptionError, match="could be unwrapped"):
             stack.decrypt(message)
+
+
+def test_sdk_decrypts_with_the_official_vectors_rsa_4096_key(tmp_path: Path) -> None:
+    """The 4096-bit key of the official test vectors, both paddings they use."""
+    with zipfile.ZipFile(VECTORS) as archive:
+        keys = json.loads(archive.read("keys.json"))["keys"]
+    private = keys["rsa-4096-private"]["material"].encode("ascii")
+    loaded = serialization.load_pem_private_key(private, password=None)
+    assert isinstance(loaded, rsa.RSAPrivateKey)
+    with KeyStack.local(tmp_path / "ks") as stack:
+        for padding in ("oaep-sha512", "pkcs1"):
+            stack.import_key(
+                f"v-{padding}",
+                "rsa-4096",
+                pem=private,
+                namespace="aws-raw-vectors-persistant",
+                key_name=f"rsa-4096-{padding}",
+                padding=padding,
+            )
+            message = stack.encrypt(
+                payload(FRAME + 1), keys=[f"local://v-{padding}"], signed=True, frame_length=FRAME
+            )
+            provider = sdk_rsa(
+                padding,
+                loaded,
+                namespace="aws-raw-vectors-persistant",
+                name=f"rsa-4096-{padding}",
+            )
+            assert sdk().decrypt(source=message, key_provider=provider)[0] == payload(FRAME + 1)
