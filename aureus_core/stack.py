@@ -493,6 +493,7 @@ class KeyStack:
         return Limits(
             max_encrypted_data_keys=self.config.max_encrypted_data_keys,
             max_frame_length=self.config.max_frame_length,
+            max_non_framed_bytes=self.config.max_non_framed_bytes,
         )
 
     def _writer(

@@ -118,7 +118,11 @@ def inspect_command(ctx: click.Context, as_json: bool, infile: str) -> None:
     click.echo(f"format version: {info.message_version}")
     click.echo(f"message id:     {info.message_id}")
     click.echo(f"signed:         {'yes' if info.signed else 'no'}")
-    click.echo(f"frame length:   {info.frame_length}")
+    click.echo(f"key commitment: {'yes' if info.committing else 'no'}")
+    click.echo(f"content type:   {info.content_type}")
+    if info.content_type == "framed":
+        click.echo(f"frame length:   {info.frame_length}")
+    click.echo("required context: not recorded in a header (decrypt needs such pairs as --context)")
     click.echo("context:" + ("" if info.context else "        (empty)"))
     for name, value in info.context.items():
         click.echo(f"  {name} = {value}")
