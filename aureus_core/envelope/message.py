@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import BinaryIO
 
 import attrs
@@ -79,6 +79,52 @@ def signed_context(
     return EncryptionContext._unchecked_reserved(
         {**context, PUBLIC_KEY_CONTEXT_KEY: public_key_text(signing_key)}
     )
+
+
+def split_required(
+    context: EncryptionContext, required: Collection[str]
+) -> tuple[EncryptionContext, EncryptionContext]:
+    """Split a full context into ``(stored, required)`` by the required keys.
+
+    Required pairs (the AWS Encryption SDK's required encryption context) are
+    authenticated but not stored: the header leaves them out, its
+    authentication tag covers them, and data keys are wrapped with the full
+    context.  Every required key must be in ``context``.
+    """
+    if isinstance(required, str):
+        raise ConfigError("required_context takes a list of context keys, e.g. ['tenant']")
+    wanted = set(required)
+    for key in sorted(wanted):
+        if not isinstance(key, str) or key not in context:
+            raise ConfigError(
+                f"required context key {key!r} is not in the encryption context: "
+                "give its value in context= (--context KEY=VALUE) as well"
+            )
+    stored = {k: v for k, v in context.items() if k not in wanted}
+    pairs = {k: v for k, v in context.items() if k in wanted}
+    return EncryptionContext._unchecked_reserved(stored), EncryptionContext(pairs)
+
+
+def merge_supplied(
+    stored: EncryptionContext, supplied: EncryptionContext
+) -> tuple[EncryptionContext, EncryptionContext]:
+    """The context to decrypt with: ``(full context, required pairs)``.
+
+    Supplied pairs whose key the header stores must match it; the others are
+    taken as the writer's required encryption context (as the SDK's reproduced
+    context): they join the context the data key is unwrapped with, and the
+    header authentication covers them, so a wrong or extra pair fails to
+    authenticate.
+    """
+    if any(key in stored and stored[key] != value for key, value in supplied.items()):
+        raise DecryptionError(
+            "the message's encryption context does not match the context you required"
+        )
+    required = {k: v for k, v in supplied.items() if k not in stored}
+    if not required:
+        return stored, EncryptionContext()
+    full = EncryptionContext._unchecked_reserved({**stored, **required})
+    return full, EncryptionContext(required)
 
 
 @attrs.frozen(kw_only=True)
