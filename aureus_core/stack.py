@@ -656,6 +656,11 @@ class KeyStack:
         # Supplied pairs the header does not store are the writer's required
         # context: unwrap with them, and the header tag must cover them.
         full, required = merge_supplied(stored, EncryptionContext.coerce(context))
+        if on_unlock is not None and not reader.header.framed:
+            raise ConfigError(
+                "cannot rewrap a non-framed message (one single-block body, no frames to "
+                "copy): decrypt it and encrypt it again instead"
+            )
         if required and on_unlock is not None:
             # Rewrap would wrap for the stored context only and drop the binding.
             names = ", ".join(repr(k) for k in required)

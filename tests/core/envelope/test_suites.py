@@ -434,3 +434,22 @@ def test_content_type_and_frame_length_must_agree():
         hostile[content_type_at + 1 : content_type_at + 5] = frame_length.to_bytes(4, "big")
         with pytest.raises(DecryptionError):
             parse_header(Reader(bytes(hostile)), Limits())
+
+
+def test_frame_length_over_the_limit_names_the_setting():
+    message, data_key = write(SUITES[0x0478], b"x" * 100, framed=True, frame_length=64)
+    with pytest.raises(DecryptionError, match=r"frame length is 64 bytes; the limit is 32"):
+        MessageReader(message, limits=Limits(max_frame_length=32))
+    assert read(message, data_key, stream=True, limits=Limits(max_frame_length=64)) == b"x" * 100
+
+
+def test_non_framed_messages_are_not_rewrapped(allow_stack, raw_keys):
+    message = _sdk_message(
+        Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY, raw_keys["beta"], b"single", 0
+    )
+    with pytest.raises(ConfigError, match="cannot rewrap a non-framed message"):
+        allow_stack.rewrap(message, to_keys=["local://alpha"])
+    out = io.BytesIO()
+    with pytest.raises(ConfigError, match="non-framed"):
+        allow_stack.rewrap_stream(io.BytesIO(message), out, to_keys=["local://alpha"])
+    assert out.getvalue() == b""
