@@ -10,7 +10,6 @@ AWS KMS vector's header parses.  Source and licence: tests/data/esdk/README.md.
 from __future__ import annotations
 
 import base64
-import inspect
 import json
 import zipfile
 from collections.abc import Iterator
@@ -21,7 +20,6 @@ from typing import Any
 import pytest
 
 from aureus_core import DecryptionError, KeyStack
-from aureus_core.envelope.suites import SUITES
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "esdk"
 BUNDLES = {
@@ -71,32 +69,10 @@ def padding(spec: dict[str, Any]) -> str:
     return f"oaep-{spec['padding-hash']}"
 
 
-# Until the envelope layer reads every suite and required encryption context,
-# the vectors that need them are expected to fail; once it does, these marks
-# vanish by themselves and every vector must pass.
-REQUIRED_CONTEXT_READ = "required_context" in inspect.signature(KeyStack.encrypt).parameters
-
-
-def pending(test_name: str, test: dict[str, Any], *, header_only: bool = False) -> list[Any]:
-    """xfail marks for what the envelope layer does not read yet (none once it does)."""
-    suite = int(test_name[:4], 16)
-    if suite not in SUITES:
-        return [pytest.mark.xfail(reason=f"suite 0x{suite:04X} not read yet", strict=True)]
-    needs_context = test["cmm"] == "RequiredEncryptionContext"
-    if needs_context and not header_only and not REQUIRED_CONTEXT_READ:
-        return [pytest.mark.xfail(reason="required encryption context not read yet", strict=True)]
-    return []
-
-
-def vectors(name: str, *kinds: str, expect: bool = True) -> list[Any]:
+def vectors(name: str, *kinds: str) -> list[Any]:
     manifest, _, _ = bundle(name)
     return [
-        pytest.param(
-            name,
-            test_name,
-            id=f"{name}/{test_name}",
-            marks=pending(test_name, test, header_only=kinds == ("aws-kms",)) if expect else [],
-        )
+        pytest.param(name, test_name, id=f"{name}/{test_name}")
         for test_name, test in sorted(manifest["tests"].items())
         if kind(test) in kinds
     ]
@@ -185,7 +161,7 @@ def test_valid_vectors_decrypt(stacks: dict[str, KeyStack], name: str, test_name
     test_raw_key_vectors_decrypt(stacks, name, test_name)
 
 
-@pytest.mark.parametrize(("name", "test_name"), vectors("invalid", "raw-aes", expect=False))
+@pytest.mark.parametrize(("name", "test_name"), vectors("invalid", "raw-aes"))
 def test_invalid_vectors_are_refused(
     stacks: dict[str, KeyStack], name: str, test_name: str
 ) -> None:
@@ -194,13 +170,12 @@ def test_invalid_vectors_are_refused(
     test = manifest["tests"][test_name]
     message = member(files, test["ciphertext"])
     stack = stacks[name]
-    if int(test_name[:4], 16) in SUITES:  # the key that wrapped it is there: the message is bad
-        [recipient] = stack.inspect(message).recipients
-        local_key = stack.list_keys()[0]
-        assert (recipient.provider_id, recipient.key) == (
-            dict(local_key.extra)["key_namespace"],
-            dict(local_key.extra)["key_name"],
-        )
+    [recipient] = stack.inspect(message).recipients  # the key that wrapped it is there
+    [local_key] = stack.list_keys()
+    assert (recipient.provider_id, recipient.key) == (
+        dict(local_key.extra)["key_namespace"],
+        dict(local_key.extra)["key_name"],
+    )
     with pytest.raises(DecryptionError):
         stack.decrypt(message, context=test["encryption-context"])
 
