@@ -521,14 +521,21 @@ class LocalKeyProvider(KeyProviderBase):
             raise DecryptionError()
         snapshot, record, version = self._locate(key_ref(name, pinned))
         assert record.keyring is not None
-        _check_usable(record, version)
-        return rawkeys.unwrap(
+        if version.destroyed:
+            raise DecryptionError()
+        data_key = rawkeys.unwrap(
             record.key_type,
             record.keyring,
             snapshot.material(record, version),
             encrypted,
             context,
         )
+        try:  # authentic first: only then may the version's state be reported
+            _check_usable(record, version)
+        except KeyDisabled:
+            data_key[:] = bytes(len(data_key))
+            raise
+        return data_key
 
     # -- helpers -------------------------------------------------------------
 
