@@ -45,6 +45,19 @@ class Limits:
         if not 0 <= self.max_non_framed_bytes <= MAX_NON_FRAMED_FORMAT:
             raise ConfigError(f"max_non_framed_bytes must be between 0 and {MAX_NON_FRAMED_FORMAT}")
 
+    def check_recipients(self, count: int) -> None:
+        """Refuse to write a message with more encrypted data keys than a reader accepts.
+
+        Called before any provider is asked to wrap: a message this stack could
+        not decrypt is never written.
+        """
+        if count > self.max_encrypted_data_keys:
+            raise ConfigError(
+                f"{count} wrapping keys, but messages may carry at most "
+                f"{self.max_encrypted_data_keys} encrypted data keys: use fewer keys, or raise "
+                "[stack] max_encrypted_data_keys (on every stack that must read the messages)"
+            )
+
 
 @attrs.frozen(kw_only=True)
 class Header:
