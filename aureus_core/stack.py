@@ -703,8 +703,6 @@ class KeyStack:
         context: Mapping[str, str] | None,
         keys: Sequence[str | KeyRef] | None,
         op: dict[str, Any],
-        *,
-        rewrap: bool = False,
     ) -> MessageReader:
         reader = MessageReader(
             source,
@@ -720,19 +718,6 @@ class KeyStack:
         # Supplied pairs the header does not store are the writer's required
         # context: unwrap with them, and the header tag must cover them.
         full, required = merge_supplied(stored, EncryptionContext.coerce(context))
-        if rewrap and not reader.header.framed:
-            raise ConfigError(
-                "cannot rewrap a non-framed message (one single-block body): decrypt it "
-                "and encrypt it again instead"
-            )
-        if rewrap and required:
-            # The new message would store and bind only the stored context.
-            names = ", ".join(repr(k) for k in required)
-            raise ConfigError(
-                f"the context keys {names} are not stored in the message; rewrap cannot "
-                "carry over required encryption context (pairs authenticated but not "
-                "stored): decrypt the message and encrypt it again instead"
-            )
         allowed = KeyFilter(
             keys=tuple(_as_ref(k) for k in keys or ()), patterns=self.config.decrypt_allow
         )
@@ -880,7 +865,7 @@ class KeyStack:
             )
         with self._operation("rewrap") as op:
             rewrap = Rewrap(self.provider, parse_recipients(to_keys, self.limits), self.limits)
-            reader = self._reader(source, context, keys, op, rewrap=True)
+            reader = self._reader(source, context, keys, op)
             rewrap.prepare(reader)
             op.update(details=(*op.get("details", ()), *rewrap.details()))
             count = rewrap.copy(reader, write)

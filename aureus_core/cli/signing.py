@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from .app import atomic_output, main, read_input, stack_of
+from .app import main, read_input, stack_of
+from .atomic import atomic_output
 
 
 @main.command("sign")

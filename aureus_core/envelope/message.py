@@ -388,6 +388,8 @@ class MessageReader:
         self._auth_iv = bytes(self._reader.read(iv_length)) if iv_length else bytes(suite.iv_length)
         self._auth_tag = bytes(self._reader.read(suite.tag_length))
         self._aead: AESGCM | None = None
+        self.required_context = EncryptionContext()
+        """The pairs not stored in the header that authenticated it (after :meth:`unlock`)."""
         self._hash = hashes.Hash(suite.signature_hash()) if suite.signature_hash else None
         if self._hash is not None:
             self._hash.update(self._raw_header)
@@ -417,6 +419,7 @@ class MessageReader:
         extra = required_context.serialize() if required_context else b""
         check_header_auth(aead, self._auth_iv, self._auth_tag, self._raw_header + extra)
         self._aead = aead
+        self.required_context = required_context or EncryptionContext()
 
     def _read_single_block(self) -> tuple[memoryview, memoryview]:
         """Return ``(iv, ciphertext-with-tag)`` of a non-framed body, its length bounded first."""

@@ -85,10 +85,17 @@ def test_required_keys_are_checked_before_any_key_is_used(stack):
         )
 
 
-def test_rewrap_refuses_required_context(stack):
+def test_rewrap_keeps_required_context_required(stack):
     message = stack.encrypt(b"x", context=CONTEXT, required_context=["tenant"])
-    with pytest.raises(ConfigError, match="rewrap cannot carry over required"):
-        stack.rewrap(message, to_keys=["local://beta"], context={"tenant": "acme"})
+    with pytest.raises(DecryptionError):
+        stack.rewrap(message, to_keys=["local://beta"])  # the required pair is missing
+    new = stack.rewrap(message, to_keys=["local://beta"], context={"tenant": "acme"})
+    assert "tenant" not in MessageReader(new).stored_context  # still not stored
+    assert stack.decrypt(new, context={"tenant": "acme"}, keys=["local://beta"]) == b"x"
+    with pytest.raises(DecryptionError):
+        stack.decrypt(new, keys=["local://beta"])
+    with pytest.raises(DecryptionError):
+        stack.decrypt(new, context={"tenant": "other"}, keys=["local://beta"])
 
 
 def test_cli_required_context(stack, tmp_path, monkeypatch):

@@ -444,16 +444,22 @@ def test_frame_length_over_the_limit_names_the_setting():
     assert read(message, data_key, stream=True, limits=Limits(max_frame_length=64)) == b"x" * 100
 
 
-def test_non_framed_messages_are_not_rewrapped(allow_stack, raw_keys):
+def test_non_framed_messages_come_out_framed_when_rewrapped(allow_stack, raw_keys):
     message = _sdk_message(
         Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY, raw_keys["beta"], b"single", 0
     )
-    with pytest.raises(ConfigError, match="cannot rewrap a non-framed message"):
-        allow_stack.rewrap(message, to_keys=["local://alpha"])
+    for new in (
+        allow_stack.rewrap(message, to_keys=["local://alpha"]),
+        _rewrapped_stream(allow_stack, message),
+    ):
+        assert MessageReader(new).header.framed
+        assert allow_stack.decrypt(new, keys=["local://alpha"]) == b"single"
+
+
+def _rewrapped_stream(stack, message):
     out = io.BytesIO()
-    with pytest.raises(ConfigError, match="non-framed"):
-        allow_stack.rewrap_stream(io.BytesIO(message), out, to_keys=["local://alpha"])
-    assert out.getvalue() == b""
+    stack.rewrap_stream(io.BytesIO(message), out, to_keys=["local://alpha"])
+    return out.getvalue()
 
 
 def test_cli_inspect_shows_suite_properties(stack, raw_keys, tmp_path):
