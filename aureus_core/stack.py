@@ -614,7 +614,9 @@ class KeyStack:
                 "the message's encryption context does not match the context you required"
             )
         allowed = KeyFilter(
-            keys=tuple(_as_ref(k) for k in keys or ()), patterns=self.config.decrypt_allow
+            keys=tuple(_as_ref(k) for k in keys or ()),
+            patterns=self.config.decrypt_allow,
+            named=self.config.named_keys,
         )
         header = reader.header
         cache = self.cache

@@ -152,7 +152,9 @@ def test_migrate_seed_onto_the_kms_key_itself(
     message = stack.migrate_seed(envelope, context=CONTEXT, keys=[f"aws-kms://{key_arn}"])
     info = stack.inspect(message)
     assert [r.provider_id for r in info.recipients] == ["aws-kms"]
-    assert stack.decrypt(message, context=CONTEXT) == b"now an ESDK message"
+    assert stack.decrypt(message, context=CONTEXT, keys=[f"aws-kms://{key_arn}"]) == (
+        b"now an ESDK message"
+    )
 
 
 def test_migrate_with_oidc_credentials(
