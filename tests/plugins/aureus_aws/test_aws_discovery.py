@@ -246,3 +246,30 @@ def test_a_key_disabled_elsewhere_is_noticed_after_the_ttl(
     with pytest.raises(KeyDisabled):
         provider.verify(pinned, PAYLOAD, signature.value)
     assert len(fetched) == 2
+
+
+def test_a_key_name_no_uri_can_hold_is_a_decryption_error(make_provider: Any) -> None:
+    """The message's bytes name a "key ARN" with a space: not a key, and not a crash either."""
+    from aureus_core.context import EncryptionContext
+    from aureus_core.datakey import EncryptedDataKey
+    from aureus_core.envelope.message import EncryptionMaterials, MessageWriter, encrypt_bytes
+    from aureus_core.envelope.suites import DEFAULT_SUITE
+
+    edk = EncryptedDataKey(
+        provider_id="aws-kms",
+        provider_info=b"arn:aws:kms:us-east-1:123456789012:key/not a key",
+        ciphertext=bytes(64),
+    )
+    materials = EncryptionMaterials(
+        suite=DEFAULT_SUITE,
+        data_key=bytes(range(32)),
+        encrypted_data_keys=(edk,),
+        context=EncryptionContext({}),
+    )
+    message = encrypt_bytes(PAYLOAD, MessageWriter(materials, 4096))
+    reader = make_provider(discovery=True)
+    calls = _calls(reader)
+    stack = KeyStack(providers={"aws-kms": reader})
+    with stack, pytest.raises(DecryptionError, match="none of its 1 encrypted data key"):
+        stack.decrypt(message)
+    assert calls == []
