@@ -46,7 +46,7 @@ def _reader(
 ) -> tuple[KeyStack, ScopedProvider]:
     scoped = ScopedProvider(stack.provider("local"), scope)
     assert isinstance(scoped, ScopesDiscovery)
-    reader = KeyStack(config=StackConfig(**config), providers={"local": scoped})  # type: ignore[dict-item]
+    reader = KeyStack(config=StackConfig(**config), providers={"local": scoped})
     return reader, scoped
 
 
