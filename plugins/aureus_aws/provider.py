@@ -265,12 +265,19 @@ class AwsKmsProvider(KeyProviderBase):
         ``ALIAS_TTL`` seconds), or a key the ``discovery`` option covers.
         """
         arn = KmsArn.parse(key.key_id)
-        if arn is None or not arn.is_key:
-            return "not a KMS key ARN"
         discovery = self.options.discovery
+        if arn is None:  # an alias or key ID (a seed envelope's keyId): its account is unknown
+            if discovery.any_account or any(
+                key.with_version(None) == configured.with_version(None) for configured in named
+            ):
+                return None
+            return (
+                "an alias or key ID, not a key ARN, so its account is unknown: name it in "
+                "[stack] wrapping_keys or keys=, or set [providers.aws-kms] discovery = true"
+            )
         if discovery.allows(arn.partition, arn.account):
             return None
-        if any(same_key(arn, configured) for configured in self._named_arns(named)):
+        if arn.is_key and any(same_key(arn, configured) for configured in self._named_arns(named)):
             return None
         return (
             f"account {arn.account} (partition {arn.partition}) is outside the aws-kms "
