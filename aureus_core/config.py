@@ -6,6 +6,7 @@ Example::
     default_provider = "local"
     wrapping_keys = ["local://payments"]
     signing_key = "local://release-signer"
+    verify_keys = ["local://release-signer"]   # trusted by verify (default: signing_key)
 
     [providers.local]
     keystore = "keys/"                 # relative to this file
@@ -65,6 +66,7 @@ _STACK_KEYS = {
     "default_provider",
     "wrapping_keys",
     "signing_key",
+    "verify_keys",
     "frame_length",
     "max_encrypted_data_keys",
     "max_frame_length",
@@ -93,6 +95,12 @@ class StackConfig:
     default_provider: str = "local"
     wrapping_keys: tuple[KeyRef, ...] = ()
     signing_key: KeyRef | None = None
+    verify_keys: tuple[KeyRef, ...] = ()
+    """The keys signatures are checked against when the caller names none.
+
+    Empty means ``(signing_key,)``.  The key a signature record names is
+    never trusted on its own: it only selects a version of one of these.
+    """
     frame_length: int | None = None
     """Frame length for new messages (``None``: the library default)."""
     max_encrypted_data_keys: int = 16
@@ -201,6 +209,12 @@ class StackConfig:
         wrapping_keys = tuple(_key(uri, "stack", fail) for uri in wrapping)
         signing = stack.get("signing_key")
         signing_key = _key(signing, "stack", fail) if signing is not None else None
+        verifying = stack.get("verify_keys", [])
+        if isinstance(verifying, str):
+            verifying = [verifying]
+        if not isinstance(verifying, list):
+            raise fail("stack", "verify_keys must be a list of key URIs")
+        verify_keys = tuple(_key(uri, "stack", fail) for uri in verifying)
 
         numbers: dict[str, int] = {}
         for name in ("frame_length", "max_encrypted_data_keys", "max_frame_length"):
@@ -282,6 +296,7 @@ class StackConfig:
             default_provider=default_provider,
             wrapping_keys=wrapping_keys,
             signing_key=signing_key,
+            verify_keys=verify_keys,
             commitment_policy=policy,
             decrypt_allow=tuple(allow),
             providers=providers,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import struct
 
-import attrs
-
 FRAME_STRING = b"AWSKMSEncryptionClient Frame"
 FINAL_FRAME_STRING = b"AWSKMSEncryptionClient Final Frame"
 FINAL_FRAME_MARKER = 0xFFFFFFFF
@@ -35,29 +33,3 @@ def regular_frame_size(frame_length: int, iv_length: int = 12, tag_length: int =
 def final_frame_size(content_length: int, iv_length: int = 12, tag_length: int = 16) -> int:
     """Bytes the final frame occupies in a message."""
     return 8 + iv_length + 4 + content_length + tag_length
-
-
-@attrs.frozen(eq=False)
-class SealedFrame:
-    """One body frame exactly as stored, its place checked but its tag not yet.
-
-    :meth:`parts` gives the frame's bytes in message order, identical to the
-    input (every field was read and checked against what it must be).
-    """
-
-    sequence: int
-    final: bool
-    iv: memoryview
-    sealed: memoryview
-    """The ciphertext followed by the tag."""
-    content_length: int
-    """Plaintext bytes the frame carries."""
-
-    def parts(self) -> tuple[bytes, memoryview]:
-        """The frame as stored: the fields before the ciphertext, then ciphertext and tag."""
-        if self.final:
-            head = struct.pack(">II", FINAL_FRAME_MARKER, self.sequence)
-            prefix = head + self.iv + struct.pack(">I", self.content_length)
-        else:
-            prefix = struct.pack(">I", self.sequence) + self.iv
-        return prefix, self.sealed

@@ -35,6 +35,19 @@ class Limits:
         if not 1 <= self.max_frame_length <= MAX_FRAME_LENGTH_FORMAT:
             raise ConfigError(f"max_frame_length must be between 1 and {MAX_FRAME_LENGTH_FORMAT}")
 
+    def check_recipients(self, count: int) -> None:
+        """Refuse to write a message with more encrypted data keys than a reader accepts.
+
+        Called before any provider is asked to wrap: a message this stack could
+        not decrypt is never written.
+        """
+        if count > self.max_encrypted_data_keys:
+            raise ConfigError(
+                f"{count} wrapping keys, but messages may carry at most "
+                f"{self.max_encrypted_data_keys} encrypted data keys: use fewer keys, or raise "
+                "[stack] max_encrypted_data_keys (on every stack that must read the messages)"
+            )
+
 
 @attrs.frozen(kw_only=True)
 class Header:

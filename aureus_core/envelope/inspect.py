@@ -8,7 +8,7 @@ import attrs
 
 from ..context import EncryptionContext
 from .header import Limits
-from .message import PUBLIC_KEY_CONTEXT_KEY, MessageReader
+from .message import MessageReader
 
 
 @attrs.frozen(kw_only=True)
@@ -80,7 +80,7 @@ def inspect_message(
         message_version=header.suite.message_version,
         message_id=header.message_id.hex(),
         context=EncryptionContext(visible),
-        signed=PUBLIC_KEY_CONTEXT_KEY in header.context or header.suite.signed,
+        signed=header.suite.signed,
         frame_length=header.frame_length,
         recipients=tuple(
             RecipientInfo(provider_id=edk.provider_id, key=_describe_key(edk.provider_info))

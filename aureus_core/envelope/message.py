@@ -28,7 +28,6 @@ from .buffers import OutputBuffer
 from .frames import (
     FINAL_FRAME_MARKER,
     MAX_FRAMES,
-    SealedFrame,
     final_frame_size,
     frame_aad,
     frame_iv,
@@ -91,13 +90,7 @@ def check_frame_length(frame_length: int, limits: Limits) -> int:
 class MessageWriter:
     """Produces one message piece by piece: header, frames, footer."""
 
-    def __init__(
-        self,
-        materials: EncryptionMaterials,
-        frame_length: int,
-        *,
-        message_id: bytes | None = None,
-    ) -> None:
+    def __init__(self, materials: EncryptionMaterials, frame_length: int) -> None:
         suite = materials.suite
         if suite.message_version != 2:
             raise ConfigError("Aureus writes only committing (format version 2) suites")
@@ -105,7 +98,9 @@ class MessageWriter:
             raise ConfigError("a signed suite needs a signing key, and only a signed suite")
         self._suite = suite
         self._frame_length = frame_length
-        self._message_id = message_id if message_id is not None else os.urandom(32)
+        # Always fresh: a second header or body under one (data key, message ID)
+        # would reuse the derived key with the header's fixed IV and the frame IVs.
+        self._message_id = os.urandom(32)
         encryption_key, commitment = derive_keys(suite, materials.data_key, self._message_id)
         self._aead = AESGCM(encryption_key)
         self._signing_key = materials.signing_key
@@ -168,13 +163,6 @@ class MessageWriter:
         written = self.frame_into(view, memoryview(out), final=final)
         assert written == size
         return bytes(out)
-
-    def add_sealed(self, data: bytes | bytearray | memoryview) -> None:
-        """Account for body bytes copied verbatim from another message (rewrap).
-
-        They are written by the caller, not here; a signed suite signs them.
-        """
-        self._signed(data)
 
     def finish(self) -> bytes:
         """The footer: the signature for signed suites, nothing otherwise."""
@@ -269,6 +257,15 @@ class MessageReader:
                 "only for messages written by older SDKs"
             )
         suite = self.header.suite
+        # The suite alone says whether a footer signature is due.  A signed suite
+        # without its public key, or an unsigned one carrying a public key (a
+        # co-recipient stripping the signature from a signed message and writing
+        # new content under the same data key), is refused before any key is used.
+        if suite.signed != (PUBLIC_KEY_CONTEXT_KEY in self.header.context):
+            raise DecryptionError(
+                "the message could not be decrypted and authenticated (its algorithm suite "
+                "and the signature key in its header disagree)"
+            )
         iv_length = suite.iv_length if suite.message_version == 1 else 0
         self._auth_iv = bytes(self._reader.read(iv_length)) if iv_length else bytes(suite.iv_length)
         self._auth_tag = bytes(self._reader.read(suite.tag_length))
@@ -388,45 +385,6 @@ class MessageReader:
                 yield plaintext
                 return
             yield plaintext
-
-    def sealed_frames(self) -> Iterator[SealedFrame]:
-        """Yield the frames as stored, checking their place but not their tags (rewrap).
-
-        Sequence numbers and the final frame's length are checked as in
-        :meth:`frames`, a signed suite hashes every byte, and the final frame
-        is held back until the footer's signature verifies and the input
-        ends.  Call :meth:`unlock` first; tags are checked only by
-        :meth:`authenticate`.
-        """
-        if self._aead is None:
-            raise DecryptionError()
-        tag_length = self.header.suite.tag_length
-        sequence = 0
-        while True:
-            sequence += 1
-            if sequence > MAX_FRAMES:
-                raise DecryptionError()
-            iv, sealed, final = self._read_frame(sequence)
-            frame = SealedFrame(
-                sequence=sequence,
-                final=final,
-                iv=iv,
-                sealed=sealed,
-                content_length=len(sealed) - tag_length,
-            )
-            if final:
-                self._finish()
-                yield frame
-                return
-            yield frame
-
-    def authenticate(self, frame: SealedFrame, scratch: bytearray) -> None:
-        """Check one sealed frame's tag with the derived key, or raise DecryptionError.
-
-        AES-GCM has no verify-only call: the plaintext is written into
-        ``scratch`` (at least one frame length), which the caller wipes.
-        """
-        self._open(frame.iv, frame.sealed, frame.sequence, frame.final, memoryview(scratch))
 
     def read_all(self) -> bytes:
         """Decrypt the rest of an in-memory message into one buffer."""
