@@ -166,13 +166,13 @@ def test_disabling_through_the_stack_drops_the_cached_public_key(vaults: Vaults)
     provider = vaults.provider()
     with KeyStack(providers={"azure-kv": provider}) as stack:
         ref, signature = _two_versions(provider, stack)
-        assert stack.verify(PAYLOAD, signature) is True
+        assert stack.verify(PAYLOAD, signature, key=ref) is True
         old = ref.with_version(signature.key_version)
         stack.set_version_state(old, KeyState.DISABLED)
         with pytest.raises(KeyDisabled, match="is disabled"):
-            stack.verify(PAYLOAD, signature)  # no clock movement: the entry was dropped
+            stack.verify(PAYLOAD, signature, key=ref)  # no clock movement: the entry was dropped
         stack.set_version_state(old, KeyState.ENABLED)
-        assert stack.verify(PAYLOAD, signature) is True
+        assert stack.verify(PAYLOAD, signature, key=ref) is True
 
 
 def test_a_version_disabled_elsewhere_is_noticed_after_the_ttl(vaults: Vaults) -> None:
@@ -180,16 +180,16 @@ def test_a_version_disabled_elsewhere_is_noticed_after_the_ttl(vaults: Vaults) -
     provider = vaults.provider(clock=clock.monotonic)
     with KeyStack(providers={"azure-kv": provider}) as stack:
         ref, signature = _two_versions(provider, stack)
-        assert stack.verify(PAYLOAD, signature) is True
+        assert stack.verify(PAYLOAD, signature, key=ref) is True
         name = ref.key_id.split("/")[-1]
         client = vaults.emulator.key_client()  # another client, not Aureus
         client.update_key_properties(name, signature.key_version, enabled=False)
         client.close()
         since = len(vaults.emulator.requests)
         clock.advance(299.0)
-        assert stack.verify(PAYLOAD, signature) is True  # within the 300 s default TTL
+        assert stack.verify(PAYLOAD, signature, key=ref) is True  # within the 300 s default TTL
         assert _lookups(vaults, since, signature.key_version) == 0
         clock.advance(1.0)
         with pytest.raises(KeyDisabled):
-            stack.verify(PAYLOAD, signature)
+            stack.verify(PAYLOAD, signature, key=ref)
         assert _lookups(vaults, since, signature.key_version) == 1

@@ -160,14 +160,14 @@ def test_disabling_through_the_stack_drops_the_cached_public_key(
 ) -> None:
     with KeyStack(providers={"gcp-kms": gcp_provider}) as stack:
         ref, signature = _two_versions(gcp_provider, stack)
-        assert stack.verify(PAYLOAD, signature) is True
+        assert stack.verify(PAYLOAD, signature, key=ref) is True
         since = len(gcp_kms.calls)
         stack.set_version_state(ref.with_version("1"), KeyState.DISABLED)
         with pytest.raises(KeyDisabled, match="version 1"):
-            stack.verify(PAYLOAD, signature)  # no clock movement: the entry was dropped
+            stack.verify(PAYLOAD, signature, key=ref)  # no clock movement: the entry was dropped
         assert _fetches(gcp_kms, since) == 1
         stack.set_version_state(ref.with_version("1"), KeyState.ENABLED)
-        assert stack.verify(PAYLOAD, signature) is True
+        assert stack.verify(PAYLOAD, signature, key=ref) is True
 
 
 def test_a_version_disabled_elsewhere_is_noticed_after_the_ttl(
@@ -178,7 +178,7 @@ def test_a_version_disabled_elsewhere_is_noticed_after_the_ttl(
     provider = GcpKmsProvider(options, clock=clock.monotonic)
     with KeyStack(providers={"gcp-kms": provider}) as stack:
         ref, signature = _two_versions(provider, stack)
-        assert stack.verify(PAYLOAD, signature) is True
+        assert stack.verify(PAYLOAD, signature, key=ref) is True
         client = gcp_kms.client()
         try:  # another client, not Aureus
             client.update_crypto_key_version(
@@ -192,9 +192,9 @@ def test_a_version_disabled_elsewhere_is_noticed_after_the_ttl(
             client.transport.close()
         since = len(gcp_kms.calls)
         clock.advance(299.0)
-        assert stack.verify(PAYLOAD, signature) is True  # within the 300 s default TTL
+        assert stack.verify(PAYLOAD, signature, key=ref) is True  # within the 300 s default TTL
         assert _fetches(gcp_kms, since) == 0
         clock.advance(1.0)
         with pytest.raises(KeyDisabled):
-            stack.verify(PAYLOAD, signature)
+            stack.verify(PAYLOAD, signature, key=ref)
         assert _fetches(gcp_kms, since) == 1
