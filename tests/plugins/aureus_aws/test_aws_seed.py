@@ -205,7 +205,7 @@ def test_a_seed_key_outside_the_discovery_scope_is_never_contacted(
     tmp_path: Path, moto_server: MotoServer, kms_client: Any, key_arn: str
 ) -> None:
     """A seed envelope's keyId is the envelope's author's choice, as in a message."""
-    config = {
+    config: dict[str, Any] = {
         "stack": {"wrapping_keys": ["local://current"]},
         "providers": {
             "aws-kms": {"endpoint_url": moto_server.url, "region": "us-east-1"},
@@ -215,7 +215,8 @@ def test_a_seed_key_outside_the_discovery_scope_is_never_contacted(
     envelope = seed_envelope(kms_client, key_arn, b"chosen key", CONTEXT)
     with KeyStack.from_dict(config) as stack:
         calls: list[str] = []
-        stack.provider("aws-kms").client().meta.events.register(
+        provider: Any = stack.provider("aws-kms")
+        provider.client().meta.events.register(
             "before-call.kms.*", lambda model, **_: calls.append(model.name)
         )
         with pytest.raises(DecryptionError, match=f"account {MOTO_ACCOUNT} .* is outside"):
