@@ -209,9 +209,10 @@ def unwrap_data_key(
 
     A key ``allowed`` refuses is never sent to its provider; the final error
     names it with the reason.  A key that fails (wrong key, tampering, an
-    unreachable provider) is skipped.  When none succeeds: if a provider could not be asked at all
-    (unreachable, throttled, credentials refused), that error, since retrying
-    or fixing access may help; otherwise one opaque :class:`DecryptionError`.
+    unreachable provider) is skipped.  When none succeeds: if a provider
+    could not be asked at all (unreachable, throttled, credentials refused),
+    that error, since retrying or fixing access may help; otherwise one
+    :class:`DecryptionError` that says nothing about why an unwrap failed.
     """
     refused: list[str] = []
     skipped: dict[str, list[str]] = {}  # reason -> the keys it kept from their provider
