@@ -48,6 +48,7 @@ from typing import Any
 
 import attrs
 
+from .envelope.suites import CommitmentPolicy
 from .errors import ConfigError
 from .keyref import KeyRef
 from .rotation import RotationPolicy
@@ -70,6 +71,7 @@ _STACK_KEYS = {
     "frame_length",
     "max_encrypted_data_keys",
     "max_frame_length",
+    "max_non_framed_bytes",
     "commitment_policy",
     "decrypt_allow",
 }
@@ -105,7 +107,11 @@ class StackConfig:
     """Frame length for new messages (``None``: the library default)."""
     max_encrypted_data_keys: int = 16
     max_frame_length: int = 16 * 1024 * 1024
+    max_non_framed_bytes: int = 64 * 1024 * 1024
+    """The largest non-framed body a decrypt holds in memory until it authenticates."""
     commitment_policy: str = "require-encrypt-require-decrypt"
+    """``require-encrypt-require-decrypt``, ``require-encrypt-allow-decrypt`` or
+    ``forbid-encrypt-allow-decrypt`` (the last two also read non-committing suites)."""
     decrypt_allow: tuple[str, ...] = ("*",)
     """Shell-style patterns of key URIs a discovery-mode decrypt may use.
 
@@ -223,9 +229,20 @@ class StackConfig:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise fail("stack", f"{name} must be a positive integer, not {value!r}")
                 numbers[name] = value
+        if "max_non_framed_bytes" in stack:
+            value = stack["max_non_framed_bytes"]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise fail(
+                    "stack", f"max_non_framed_bytes must be an integer of 0 or more, not {value!r}"
+                )
+            numbers["max_non_framed_bytes"] = value
         policy = stack.get("commitment_policy", "require-encrypt-require-decrypt")
         if not isinstance(policy, str):
             raise fail("stack", "commitment_policy must be a string")
+        try:
+            CommitmentPolicy.parse(policy)
+        except ConfigError as error:
+            raise fail("stack", f"commitment_policy: {error}") from None
         allow = stack.get("decrypt_allow", ["*"])
         if isinstance(allow, str):
             allow = [allow]

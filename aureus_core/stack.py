@@ -13,11 +13,13 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import attrs
 
 from .audit import AuditTrail, Processor
 from .cache import POLICY_OPTIONS, CachePolicy, DataKeyCache
@@ -33,7 +35,9 @@ from .envelope.message import (
     MessageWriter,
     check_frame_length,
     encrypt_bytes,
+    merge_supplied,
     signed_context,
+    split_required,
 )
 from .envelope.message import encrypt_stream as _encrypt_stream
 from .envelope.rewrap import Rewrap, Write, parse_recipients, snapshot
@@ -65,6 +69,22 @@ from .rotation import key_status as rotation_status
 from .sensitive import Secret
 from .signature import Signature
 from .telemetry import Telemetry, current_ids
+
+
+def _required_hint(message: str, required: EncryptionContext) -> str:
+    """A decrypt failure's message, with what the supplied context meant for it."""
+    if required:
+        names = ", ".join(repr(k) for k in required)
+        return (
+            f"{message}; the context keys {names} you supplied are not stored in the "
+            "message, so they were checked as its required encryption context (pairs "
+            "authenticated but not stored): they must be exactly the pairs it was "
+            "encrypted with as required context"
+        )
+    return (
+        f"{message}; if it was encrypted with required encryption context (pairs "
+        "authenticated but not stored), supply those pairs in context="
+    )
 
 
 def _as_ref(key: str | KeyRef) -> KeyRef:
@@ -555,6 +575,7 @@ class KeyStack:
         return Limits(
             max_encrypted_data_keys=self.config.max_encrypted_data_keys,
             max_frame_length=self.config.max_frame_length,
+            max_non_framed_bytes=self.config.max_non_framed_bytes,
         )
 
     def _writer(
@@ -565,11 +586,13 @@ class KeyStack:
         frame_length: int | None,
         op: dict[str, Any],
         plaintext_bytes: int | None = None,
+        required_context: Collection[str] = (),
     ) -> MessageWriter:
         """Materials for one message; ``plaintext_bytes`` (when known) lets it use the cache."""
         refs = [_as_ref(k) for k in keys] if keys else list(self.config.wrapping_keys)
         self.limits.check_recipients(len(refs))
         encryption_context = EncryptionContext.coerce(context)
+        split_required(encryption_context, required_context)  # refuse a bad list early
         if frame_length is None:
             frame_length = self.config.frame_length or DEFAULT_FRAME_LENGTH
         length = check_frame_length(frame_length, self.limits)
@@ -604,6 +627,10 @@ class KeyStack:
                     plaintext_bytes=plaintext_bytes or 0,
                 )
         try:
+            # Required pairs leave the stored context (the data key was wrapped
+            # with all of it) and are covered by the header authentication tag.
+            stored, required = split_required(materials.context, required_context)
+            materials = attrs.evolve(materials, context=stored, required_context=required)
             writer = MessageWriter(materials, length)
         finally:
             if isinstance(materials.data_key, bytearray):
@@ -622,16 +649,28 @@ class KeyStack:
         keys: Sequence[str | KeyRef] | None = None,
         signed: bool = False,
         frame_length: int | None = None,
+        required_context: Collection[str] = (),
     ) -> bytes:
         """Encrypt ``data`` under a fresh data key wrapped by every key in ``keys``.
 
         ``keys`` defaults to ``[stack] wrapping_keys``; any one of them can
         decrypt.  ``context`` is bound to the message as authenticated data.
-        ``signed=True`` adds an ECDSA P-384 signature (suite 0x0578).
+        ``required_context`` lists keys of ``context`` whose pairs are
+        authenticated but not stored in the message: whoever decrypts must
+        supply them in ``context``.  ``signed=True`` adds an ECDSA P-384
+        signature (suite 0x0578).
         """
         with self._operation("encrypt") as op:
             size = memoryview(data).nbytes
-            writer = self._writer(context, keys, signed, frame_length, op, plaintext_bytes=size)
+            writer = self._writer(
+                context,
+                keys,
+                signed,
+                frame_length,
+                op,
+                plaintext_bytes=size,
+                required_context=required_context,
+            )
             op.update(byte_count=size)
             return encrypt_bytes(data, writer)
 
@@ -644,10 +683,16 @@ class KeyStack:
         keys: Sequence[str | KeyRef] | None = None,
         signed: bool = False,
         frame_length: int | None = None,
+        required_context: Collection[str] = (),
     ) -> int:
-        """Encrypt ``src`` into ``dst`` one frame at a time; return the plaintext byte count."""
+        """Encrypt ``src`` into ``dst`` one frame at a time; return the plaintext byte count.
+
+        The arguments are :meth:`encrypt`'s.
+        """
         with self._operation("encrypt") as op:
-            writer = self._writer(context, keys, signed, frame_length, op)
+            writer = self._writer(
+                context, keys, signed, frame_length, op, required_context=required_context
+            )
             count = _encrypt_stream(src, dst, writer)
             op.update(byte_count=count)
             return count
@@ -670,11 +715,9 @@ class KeyStack:
                 {k: v for k, v in stored.items() if not k.startswith("aws-crypto-")}
             )
         )
-        required = EncryptionContext.coerce(context)
-        if any(stored.get(name) != value for name, value in required.items()):
-            raise DecryptionError(
-                "the message's encryption context does not match the context you required"
-            )
+        # Supplied pairs the header does not store are the writer's required
+        # context: unwrap with them, and the header tag must cover them.
+        full, required = merge_supplied(stored, EncryptionContext.coerce(context))
         allowed = KeyFilter(
             keys=tuple(_as_ref(k) for k in keys or ()),
             patterns=self.config.decrypt_allow,
@@ -684,7 +727,7 @@ class KeyStack:
         cache = self.cache
         entry_key = (
             cache.decrypt_key(
-                header.suite.suite_id, header.encrypted_data_keys, stored, repr(allowed)
+                header.suite.suite_id, header.encrypted_data_keys, full, repr(allowed)
             )
             if cache
             else b""
@@ -694,9 +737,12 @@ class KeyStack:
             data_key = cached.material
             op.update(details=(("cache", "hit"),))
         else:
-            data_key, used = unwrap_data_key(
-                self.provider, header.encrypted_data_keys, stored, allowed
-            )
+            try:
+                data_key, used = unwrap_data_key(
+                    self.provider, header.encrypted_data_keys, full, allowed
+                )
+            except DecryptionError as error:
+                raise DecryptionError(_required_hint(str(error), required)) from None
             op.update(
                 provider=used.scheme, key_uri=used.with_version(None).uri, key_version=used.version
             )
@@ -704,7 +750,10 @@ class KeyStack:
                 cache.store(entry_key, data_key)
                 op.update(details=(("cache", "miss"),))
         try:
-            reader.unlock(data_key)
+            try:
+                reader.unlock(data_key, required)
+            except DecryptionError as error:
+                raise DecryptionError(_required_hint(str(error), required)) from None
         finally:
             data_key[:] = bytes(len(data_key))
         return reader
@@ -721,8 +770,10 @@ class KeyStack:
         ``keys`` restricts the wrapping keys that may be used (strict mode);
         without it a key must match ``[stack] decrypt_allow`` and, for
         providers that scope discovery (the cloud ones), be configured or in
-        the provider's ``discovery`` scope.  Every pair in ``context`` must
-        be stored in the message.
+        the provider's ``discovery`` scope.  Every pair in ``context`` that
+        the message stores must match; the others are taken as its required
+        encryption context (authenticated but not stored) and must be exactly
+        the pairs it was encrypted with.
         Any failure raises :class:`~aureus_core.errors.DecryptionError`.
         """
         with self._operation("decrypt") as op:

@@ -106,7 +106,10 @@ def context_option(f: F) -> F:
         "contexts",
         multiple=True,
         metavar="K=V",
-        help="Encryption context pair (repeatable). On decrypt: pairs the message must carry.",
+        help=(
+            "Encryption context pair (repeatable). On decrypt: pairs the message must carry,"
+            " or its required (not stored) context."
+        ),
     )(f)
 
 

@@ -1,4 +1,4 @@
-"""Framed body: per-frame IVs, associated data and layout."""
+"""The message body: framed (per-frame IVs, associated data, layout) or one single block."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import struct
 
 FRAME_STRING = b"AWSKMSEncryptionClient Frame"
 FINAL_FRAME_STRING = b"AWSKMSEncryptionClient Final Frame"
+SINGLE_BLOCK_STRING = b"AWSKMSEncryptionClient Single Block"
+SINGLE_BLOCK_SEQUENCE = 1
+"""A non-framed body is authenticated as sequence number 1."""
 FINAL_FRAME_MARKER = 0xFFFFFFFF
 MAX_FRAMES = 0xFFFFFFFF - 1
 """Sequence numbers run from 1 and may not reach the final-frame marker."""
@@ -23,6 +26,16 @@ def frame_aad(message_id: bytes, sequence: int, length: int, *, final: bool) -> 
     """Associated data binding a frame to its message, position, length and finality."""
     label = FINAL_FRAME_STRING if final else FRAME_STRING
     return message_id + label + _AAD_TAIL.pack(sequence, length)
+
+
+def single_block_aad(message_id: bytes, length: int) -> bytes:
+    """Associated data of a non-framed body of ``length`` plaintext bytes."""
+    return message_id + SINGLE_BLOCK_STRING + _AAD_TAIL.pack(SINGLE_BLOCK_SEQUENCE, length)
+
+
+def single_block_size(content_length: int, iv_length: int = 12, tag_length: int = 16) -> int:
+    """Bytes a non-framed body occupies: IV, 8-byte length, ciphertext, tag."""
+    return iv_length + 8 + content_length + tag_length
 
 
 def regular_frame_size(frame_length: int, iv_length: int = 12, tag_length: int = 16) -> int:

@@ -16,10 +16,10 @@ input's data key or message ID; earlier Aureus releases did, and their
 rewrapped copies should be re-encrypted (see docs/rotation.md).
 
 The new message keeps the stored encryption context (minus the old signing
-key), the frame length and whether it is signed; a signed input gets a fresh
-key pair, and the new final frame and footer are written only after the old
-signature has verified.  A format-version-1 input comes out as the committing
-suite of the same kind.
+key), the required context, the frame length and whether it is signed; a
+signed input gets a fresh key pair, and the new final frame and footer are
+written only after the old signature has verified.  A format-version-1 input
+comes out as the committing suite of the same kind, a non-framed one framed.
 
 :class:`~aureus_core.stack.KeyStack` (``rewrap``, ``rewrap_stream``) is the
 API; this module holds the parts it composes.
@@ -30,12 +30,21 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator, Sequence
 
+import attrs
+
 from ..context import EncryptionContext
 from ..errors import ConfigError
 from ..keyref import KeyRef
 from .header import Limits
 from .keyring import ProviderLookup, encryption_materials
-from .message import MessageReader, MessageWriter, check_frame_length, encrypt_stream
+from .message import (
+    DEFAULT_FRAME_LENGTH,
+    MessageReader,
+    MessageWriter,
+    check_frame_length,
+    encrypt_stream,
+    split_required,
+)
 
 Write = Callable[[bytes | memoryview], object]
 """Where the new message goes: a ``write`` that copies what it is given (it reuses buffers)."""
@@ -95,14 +104,24 @@ class Rewrap:
         """The new wrapping keys, pinned to the versions that wrapped (after :meth:`prepare`)."""
 
     def prepare(self, reader: MessageReader) -> None:
-        """A fresh data key wrapped for the new recipients, and the writer of the new message."""
+        """A fresh data key wrapped for the new recipients, and the writer of the new message.
+
+        The stored context is kept, and so is the required context the input
+        was unlocked with: its pairs stay authenticated but not stored.
+        """
         header = reader.header
+        required = reader.required_context
         visible = {k: v for k, v in header.context.items() if not k.startswith("aws-crypto-")}
+        full = EncryptionContext({**visible, **required})
         materials, used = encryption_materials(
-            self._lookup, self._to_keys, EncryptionContext(visible), signed=header.suite.signed
+            self._lookup, self._to_keys, full, signed=header.suite.signed
         )
+        stored, required = split_required(materials.context, tuple(required))
+        materials = attrs.evolve(materials, context=stored, required_context=required)
         try:
-            frame_length = check_frame_length(header.frame_length, self._limits)
+            frame_length = check_frame_length(
+                header.frame_length if header.framed else DEFAULT_FRAME_LENGTH, self._limits
+            )
             self._writer = MessageWriter(materials, frame_length)
         finally:
             if isinstance(materials.data_key, bytearray):

@@ -55,7 +55,7 @@ def test_a_key_outside_the_scope_is_never_unwrapped(stack: KeyStack, message: by
     with reader, pytest.raises(DecryptionError) as raised:
         reader.decrypt(message)
     assert scoped.unwraps == 0
-    assert str(raised.value) == (
+    assert str(raised.value).startswith(
         "the message could not be decrypted: none of its 2 encrypted data key(s) could be "
         "unwrapped with a key this stack may use (not used: local://beta?version=1: beta is "
         "outside the test scope: set [providers.local] scope; not used: local://gamma?version=1: "
