@@ -39,20 +39,30 @@ def scheme_for_provider_id(provider_id: str) -> str:
     return provider_id[len("aureus-") :] if provider_id.startswith("aureus-") else provider_id
 
 
+MAX_NAMED_SKIPS = 4
+"""How many skipped keys a :class:`DecryptionError` names (the rest are counted)."""
+_MAX_SHOWN_URI = 200
+
+
 @attrs.frozen(kw_only=True)
 class KeyFilter:
     """Which wrapping keys a decrypt may use.
 
     ``keys`` (strict mode) names the only keys allowed, optionally pinned to a
-    version; otherwise (discovery mode) any key whose unversioned URI matches
-    one of ``patterns`` (shell-style, default ``*``) is allowed.
+    version.  Otherwise (discovery mode) a key's unversioned URI must match
+    one of ``patterns`` (shell-style, default ``*``) *and*, if its provider
+    limits discovery (:class:`~aureus_core.interfaces.ScopesDiscovery`, the
+    cloud providers), be one of ``named`` (the keys the configuration names)
+    or inside the scope the provider's options configure.  The patterns can
+    only narrow that scope, never widen it.
     """
 
     keys: tuple[KeyRef, ...] = ()
     patterns: tuple[str, ...] = ("*",)
+    named: tuple[KeyRef, ...] = ()
 
     def allows(self, ref: KeyRef) -> bool:
-        """Whether ``ref`` (pinned to the version that wrapped) may be used."""
+        """Whether ``ref`` passes ``keys`` or ``patterns`` (providers' scopes not consulted)."""
         base = ref.with_version(None)
         if self.keys:
             return any(
@@ -60,6 +70,48 @@ class KeyFilter:
                 for key in self.keys
             )
         return any(fnmatch.fnmatchcase(base.uri, pattern) for pattern in self.patterns)
+
+    def refusal(self, ref: KeyRef, provider: object) -> str | None:
+        """``None`` if ``ref`` (of ``provider``) may be used, else why not and what would allow it.
+
+        May raise the provider's operational errors (a configured alias that
+        cannot be resolved because the service is unreachable).
+        """
+        if self.keys:
+            if self.allows(ref):
+                return None
+            return "not one of the keys this decrypt names (keys=, --key)"
+        if not self.allows(ref):
+            return "[stack] decrypt_allow does not match it"
+        scope = getattr(provider, "discovery_refusal", None)
+        if scope is None:
+            return None
+        named = tuple(key for key in self.named if key.scheme == ref.scheme)
+        refusal: str | None = scope(ref, named)
+        return refusal
+
+
+def _skip_reasons(skipped: dict[str, list[str]]) -> list[str]:
+    """``not used: KEY, KEY: reason`` per reason, at most ``MAX_NAMED_SKIPS`` keys in all."""
+    lines: list[str] = []
+    budget = MAX_NAMED_SKIPS
+    groups = list(skipped.items())
+    for index, (why_not, uris) in enumerate(groups):
+        if budget <= 0:
+            hidden = sum(len(rest) for _, rest in groups[index:])
+            lines.append(f"and {hidden} more key(s) not used")
+            break
+        shown = uris[:budget]
+        budget -= len(shown)
+        more = f" and {len(uris) - len(shown)} more" if len(uris) > len(shown) else ""
+        lines.append(f"not used: {', '.join(shown)}{more}: {why_not}")
+    return lines
+
+
+def _shown(ref: KeyRef) -> str:
+    """A key URI from a message, shortened for an error message."""
+    uri = ref.uri
+    return uri if len(uri) <= _MAX_SHOWN_URI else uri[: _MAX_SHOWN_URI - 3] + "..."
 
 
 def encryption_materials(
@@ -155,12 +207,15 @@ def unwrap_data_key(
 ) -> tuple[bytearray, KeyRef]:
     """Unwrap the first encrypted data key an allowed, reachable key can open.
 
-    A key that fails (wrong key, tampering, an unreachable provider) is
-    skipped.  When none succeeds: if a provider could not be asked at all
-    (unreachable, throttled, credentials refused), that error, since retrying
-    or fixing access may help; otherwise one opaque :class:`DecryptionError`.
+    A key ``allowed`` refuses is never sent to its provider; the final error
+    names it with the reason.  A key that fails (wrong key, tampering, an
+    unreachable provider) is skipped.  When none succeeds: if a provider
+    could not be asked at all (unreachable, throttled, credentials refused),
+    that error, since retrying or fixing access may help; otherwise one
+    :class:`DecryptionError` that says nothing about why an unwrap failed.
     """
     refused: list[str] = []
+    skipped: dict[str, list[str]] = {}  # reason -> the keys it kept from their provider
     operational: list[AureusError] = []
     for encrypted in encrypted_data_keys:
         try:
@@ -169,8 +224,20 @@ def unwrap_data_key(
             continue
         if Capability.WRAP not in provider.capabilities:
             continue
-        ref = provider.owner_of(encrypted)
-        if ref is None or not allowed.allows(ref):
+        try:
+            ref = provider.owner_of(encrypted)
+            why_not = allowed.refusal(ref, provider) if ref is not None else None
+        except (ProviderUnavailable, Throttled, AccessDenied, CredentialError) as error:
+            operational.append(error)
+            continue
+        except AureusError:
+            continue  # a key name the provider cannot even represent
+        if ref is None:
+            continue
+        if why_not is not None:
+            # Key IDs are not secrets; naming the key and the option that would allow it
+            # is what lets an operator fix a legitimate refusal.
+            skipped.setdefault(why_not, []).append(_shown(ref))
             continue
         try:
             return provider.unwrap(ref, encrypted, context), ref
@@ -184,7 +251,8 @@ def unwrap_data_key(
             continue
     if operational:
         raise operational[0]
-    reason = f" ({'; '.join(refused)})" if refused else ""
+    reasons = [*refused, *_skip_reasons(skipped)]
+    reason = f" ({'; '.join(reasons)})" if reasons else ""
     raise DecryptionError(
         "the message could not be decrypted: none of its "
         f"{len(encrypted_data_keys)} encrypted data key(s) could be unwrapped with a key "
