@@ -755,7 +755,9 @@ class KeyStack:
         # context: unwrap with them, and the header tag must cover them.
         full, required = merge_supplied(stored, EncryptionContext.coerce(context))
         allowed = KeyFilter(
-            keys=tuple(_as_ref(k) for k in keys or ()), patterns=self.config.decrypt_allow
+            keys=tuple(_as_ref(k) for k in keys or ()),
+            patterns=self.config.decrypt_allow,
+            named=self.config.named_keys,
         )
         header = reader.header
         cache = self.cache
@@ -806,10 +808,12 @@ class KeyStack:
         """Decrypt and authenticate a whole message; nothing is returned unless all of it checks.
 
         ``keys`` restricts the wrapping keys that may be used (strict mode);
-        without it any reachable key allowed by ``[stack] decrypt_allow`` is
-        tried.  Every pair in ``context`` that the message stores must match;
-        the others are taken as its required encryption context (authenticated
-        but not stored) and must be exactly the pairs it was encrypted with.
+        without it a key must match ``[stack] decrypt_allow`` and, for
+        providers that scope discovery (the cloud ones), be configured or in
+        the provider's ``discovery`` scope.  Every pair in ``context`` that
+        the message stores must match; the others are taken as its required
+        encryption context (authenticated but not stored) and must be exactly
+        the pairs it was encrypted with.
         Any failure raises :class:`~aureus_core.errors.DecryptionError`.
         """
         with self._operation("decrypt") as op:
@@ -1018,8 +1022,9 @@ class KeyStack:
     def decrypt_seed(self, data: bytes, *, context: Mapping[str, str] | None = None) -> bytes:
         """Decrypt a seed JSON envelope (data key under AWS KMS, passed ``context``).
 
-        Keys must match ``[stack] decrypt_allow``.  A malformed envelope is a
-        :class:`ConfigError`; any decryption failure a :class:`DecryptionError`.
+        The envelope's key must be allowed as in :meth:`decrypt` without
+        ``keys``.  A malformed envelope is a :class:`ConfigError`; any
+        decryption failure a :class:`DecryptionError`.
         """
         from .envelope.seed import SeedEnvelope, decrypt_seed_envelope
 
@@ -1028,7 +1033,7 @@ class KeyStack:
             ref = envelope.key
             op.update(provider=ref.scheme, key_uri=ref.uri)
             op.update(self._audit.context_fields(EncryptionContext.coerce(context)))
-            allowed = KeyFilter(patterns=self.config.decrypt_allow)
+            allowed = KeyFilter(patterns=self.config.decrypt_allow, named=self.config.named_keys)
             plaintext = decrypt_seed_envelope(self.provider, envelope, context, allowed=allowed)
             try:
                 op.update(byte_count=len(plaintext))

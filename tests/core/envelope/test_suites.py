@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
 from collections.abc import Iterator
@@ -459,3 +460,28 @@ def _rewrapped_stream(stack, message):
     out = io.BytesIO()
     stack.rewrap_stream(io.BytesIO(message), out, to_keys=["local://alpha"])
     return out.getvalue()
+
+
+def test_cli_inspect_shows_suite_properties(stack, raw_keys, tmp_path):
+    from click.testing import CliRunner
+
+    from aureus_core.cli import main
+
+    message = _sdk_message(
+        Algorithm.AES_128_GCM_IV12_TAG16_HKDF_SHA256_ECDSA_P256, raw_keys["beta"], b"x", 0
+    )
+    path = tmp_path / "legacy.aes"
+    path.write_bytes(message)
+    shown = CliRunner().invoke(main, ["inspect", str(path)])
+    assert shown.exit_code == 0, shown.output
+    assert "0x0214 AES_128_GCM_IV12_TAG16_HKDF_SHA256_ECDSA_P256" in shown.output
+    assert "signed:         yes" in shown.output
+    assert "key commitment: no" in shown.output
+    assert "content type:   non-framed" in shown.output
+    assert "frame length" not in shown.output
+    as_json = json.loads(CliRunner().invoke(main, ["inspect", "--json", str(path)]).output)
+    assert (as_json["content_type"], as_json["frame_length"], as_json["committing"]) == (
+        "non-framed",
+        0,
+        False,
+    )
