@@ -132,6 +132,12 @@ def write(path: Path, lines: list[str]) -> None:
     path.write_text("".join(lines))
 
 
+def log_id(path: Path) -> str:
+    """The log ID a log file's first record declares."""
+    log: str = json.loads(read(path)[0])["file"]["log"]
+    return log
+
+
 def failure(result: Result) -> str:
     assert result.exit_code == 1, result.output
     first = result.stdout.splitlines()[0]
@@ -146,7 +152,8 @@ def test_an_intact_log_verifies(plain: Path) -> None:
     result = verify(str(plain))
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "OK: 11 records (seq 0-10, 10 events) in 1 file; SHA-256; head file matches"
+        f"OK: 11 records (seq 0-10, 10 events) in 1 file; log {log_id(plain)}; SHA-256; "
+        "head file matches"
     ]
     records = [json.loads(line) for line in read(plain)]
     assert [(r["event"]["operation"], r["event"]["phase"]) for r in records[1:5]] == [
@@ -181,7 +188,7 @@ def test_an_edited_field_is_caught(plain: Path) -> None:
     write(plain, lines)
     assert failure(verify(str(plain))) == (
         "audit.jsonl line 5 (seq 4): the record's hash does not match its content (SHA-256): "
-        "the record was edited"
+        "the record was edited, or it comes from another log"
     )
 
 
@@ -214,7 +221,7 @@ def test_a_forged_line_is_caught(plain: Path) -> None:
         "prev": previous["hash"],
         "event": {"operation": "describe", "outcome": "ok", "phase": "outcome"},
     }
-    forged["hash"] = record_hash(forged, None)
+    forged["hash"] = record_hash(forged, None, log_id(plain))
     lines.insert(6, json.dumps(forged) + "\n")
     write(plain, lines)
     assert failure(verify(str(plain))) == (
@@ -291,18 +298,20 @@ def test_a_keyed_log_needs_its_mac_key(keyed: Path) -> None:
 def test_hmac_catches_an_edit_with_recomputed_sha256_hashes(keyed: Path) -> None:
     log = keyed / "one" / "audit.jsonl"
     records = [json.loads(line) for line in read(log)]
+    log_of = records[0]["file"]["log"]
     records[2]["event"]["outcome"] = (
         "ok" if records[2]["event"]["outcome"] != "ok" else "KeyDisabled"
     )
     for index in range(2, len(records)):
         records[index]["prev"] = records[index - 1]["hash"]
-        records[index]["hash"] = record_hash(records[index], None)
+        records[index]["hash"] = record_hash(records[index], None, log_of)
     write(log, [json.dumps(r) + "\n" for r in records])
     message = failure(verify(*files_of(keyed / "one"), *KEYED, cwd=keyed))
     seq = records[2]["seq"]
     assert message == (
         f"audit.jsonl line 3 (seq {seq}): the record's hash does not match its content "
-        "(HMAC-SHA-256 under local://audit-mac?version=1): the record was edited"
+        "(HMAC-SHA-256 under local://audit-mac?version=1): the record was edited, or it comes "
+        "from another log"
     )
 
 
@@ -313,7 +322,7 @@ def test_hmac_catches_a_log_rewritten_as_sha256(keyed: Path) -> None:
     del records[0]["file"]["params"]["mac_key"]
     for index, record in enumerate(records):
         record["prev"] = records[index - 1]["hash"] if index else GENESIS
-        record["hash"] = record_hash(record, None)
+        record["hash"] = record_hash(record, None, records[0]["file"]["log"])
     write(log, [json.dumps(r) + "\n" for r in records])
     assert failure(verify(*files_of(keyed / "one"), *KEYED, cwd=keyed)) == (
         "audit.jsonl.000001 line 1 (seq 0): the file is chained with plain SHA-256, but HMAC "
@@ -323,12 +332,18 @@ def test_hmac_catches_a_log_rewritten_as_sha256(keyed: Path) -> None:
 
 
 def test_spliced_files_are_caught(keyed: Path) -> None:
-    """The first file of one log with the rest of another: the link between them breaks."""
+    """The first file of one log with the rest of another: they name different log IDs."""
     two = files_of(keyed / "two")
     spliced = ["one/audit.jsonl.000001", *[f for f in two if not f.endswith(".000001")]]
     message = failure(verify(*spliced, *KEYED, cwd=keyed))
-    assert "does not continue audit.jsonl.000001" in message
-    assert "the files come from different logs, or the file boundary was broken" in message
+    one_id, two_id = log_id(keyed / "one" / "audit.jsonl"), log_id(keyed / "two" / "audit.jsonl")
+    assert one_id != two_id
+    seq = json.loads(read(keyed / "two" / "audit.jsonl.000002")[0])["seq"]
+    assert message == (
+        f"audit.jsonl.000002 line 1 (seq {seq}): "
+        f"the file belongs to log {two_id}, but the files before it to log {one_id}: files of "
+        "another log were spliced in"
+    )
 
 
 def test_a_broken_file_boundary_is_caught(keyed: Path) -> None:

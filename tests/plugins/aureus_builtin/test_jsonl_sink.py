@@ -6,6 +6,7 @@ import base64
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,6 @@ import aureus_builtin
 import aureus_core
 import aureus_local
 from aureus_builtin.audit_chain import (
-    CHAIN_KEY_LABEL,
     GENESIS,
     ChainError,
     Verdict,
@@ -72,17 +72,20 @@ def check_with(provider: KeyProvider) -> Callable[[Mapping[str, Any], bytes], bo
     return check
 
 
+def mac_with(provider: KeyProvider) -> Callable[[str, bytes], bytes]:
+    """The verifier's MAC source: the provider's MAC under a pinned key URI."""
+    return lambda uri, label: derive_key(lookup(provider), KeyRef.parse(uri), label)[0]
+
+
 def verify(path: Path, provider: KeyProvider | None = None, **kwargs: Any) -> Verdict:
-    """Verify the whole log at ``path`` (with its head, if any), keyed through ``provider``."""
+    """Verify the whole log at ``path`` with its head file, keyed through ``provider``."""
     if provider is not None:
         kwargs.setdefault("mac_key", MAC_KEY)
-        kwargs.setdefault(
-            "chain_key",
-            lambda uri: derive_key(lookup(provider), KeyRef.parse(uri), CHAIN_KEY_LABEL)[0],
-        )
+        kwargs.setdefault("mac", mac_with(provider))
         kwargs.setdefault("check_signature", check_with(provider))
-    head = head_path(path) if head_path(path).exists() else None
-    return verify_chain(chain_files(path), head=head, **kwargs)
+    if not kwargs.get("no_head"):
+        kwargs.setdefault("head", head_path(path))
+    return verify_chain(chain_files(path), **kwargs)
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
@@ -157,25 +160,33 @@ def test_records_link_and_the_head_names_the_last(tmp_path: Path) -> None:
         (3, "event"),
     ]
     assert records[0]["prev"] == GENESIS
-    assert records[0]["file"]["params"] == {"alg": "sha256"}
+    log = records[0]["file"]["log"]
+    assert re.fullmatch("[0-9a-f]{32}", log)
+    assert records[0]["file"] == {
+        "format": "aureus-audit-jsonl/2",
+        "index": 1,
+        "log": log,
+        "params": {"alg": "sha256"},
+    }
     for before, after in itertools.pairwise(records):
         assert after["prev"] == before["hash"]
-    assert all(r["hash"] == record_hash(r, None) for r in records)
+    assert all(r["hash"] == record_hash(r, None, log) for r in records)
     assert records[1]["event"] == make_event(0).to_dict()
     assert list(records[1]) == ["seq", "kind", "prev", "event", "hash"]  # readable order
     head = json.loads(head_path(path).read_text())
-    assert (head["seq"], head["hash"], head["size"]) == (
+    assert (head["seq"], head["hash"], head["size"], head["log"]) == (
         3,
         records[-1]["hash"],
         path.stat().st_size,
+        log,
     )
     assert "mac" not in head
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     verdict = verify(path)
     assert verdict.ok, verdict.message
-    assert (verdict.records, verdict.events) == (4, 3)
+    assert (verdict.records, verdict.events, verdict.log) == (4, 3, log)
     assert verdict.message == (
-        "OK: 4 records (seq 0-3, 3 events) in 1 file; SHA-256; head file matches"
+        f"OK: 4 records (seq 0-3, 3 events) in 1 file; log {log}; SHA-256; head file matches"
     )
 
 
@@ -211,7 +222,8 @@ def test_hmac_chain_needs_the_key_to_check(tmp_path: Path, keys: LocalKeyProvide
         "checkpoint_key": SIGNER,
         "checkpoint_every": 5,
     }
-    assert all(r["hash"] != record_hash(r, None) for r in records)
+    log = records[0]["file"]["log"]
+    assert all(r["hash"] != record_hash(r, None, log) for r in records)
     assert "mac" in json.loads(head_path(path).read_text())
     with pytest.raises(ChainError, match="pass --mac-key local://audit-mac"):
         verify(path)
@@ -270,6 +282,7 @@ def test_verify_refuses_a_log_whose_checkpoints_were_stripped(
     for number in range(7):
         sink.emit(make_event(number))
     rewritten: list[dict[str, Any]] = []
+    log = lines(path)[0]["file"]["log"]
     for record in lines(path):
         if record["kind"] == "checkpoint":
             continue
@@ -278,12 +291,12 @@ def test_verify_refuses_a_log_whose_checkpoints_were_stripped(
             record["file"]["params"] = {"alg": "sha256"}
         record["seq"] = len(rewritten)
         record["prev"] = rewritten[-1]["hash"] if rewritten else GENESIS
-        record["hash"] = record_hash(record, None)
+        record["hash"] = record_hash(record, None, log)
         rewritten.append(record)
     path.write_text("".join(json.dumps(r) + "\n" for r in rewritten))
     head_path(path).unlink()
-    assert verify(path).ok
-    verdict = verify(path, keys, mac_key=None)
+    assert verify(path, no_head=True).ok
+    verdict = verify(path, keys, mac_key=None, no_head=True)
     assert not verdict.ok
     assert "declares no checkpoint key, but signed checkpoints were required" in verdict.message
 
@@ -572,7 +585,7 @@ def test_processes_appending_together_keep_one_chain(
 
 
 def test_shutil_copy_of_a_log_verifies_elsewhere(tmp_path: Path, keys: LocalKeyProvider) -> None:
-    """A copied log (no head file beside it) still verifies, and says what it cannot check."""
+    """A copied log without its head file fails, unless the caller declares it has none."""
     path = tmp_path / "audit.jsonl"
     sink = keyed_sink(path, keys)
     for number in range(3):
@@ -580,7 +593,11 @@ def test_shutil_copy_of_a_log_verifies_elsewhere(tmp_path: Path, keys: LocalKeyP
     copy = tmp_path / "copy" / "audit.jsonl"
     copy.parent.mkdir()
     shutil.copy(path, copy)
-    verdict = verify(copy, keys)
+    missing = verify(copy, keys)
+    assert not missing.ok
+    assert missing.message.startswith(f"head file {head_path(copy)} does not exist")
+    assert "declare it (--no-head)" in missing.message
+    verdict = verify(copy, keys, no_head=True)
     assert verdict.ok, verdict.message
     assert "head file" not in verdict.message
     assert base64.b64decode(lines(copy)[0]["sig"]["value"])
