@@ -208,7 +208,8 @@ class JsonlAuditSink:
         )
         self._lock_timeout = lock_timeout
         self._keys: dict[tuple[str, str | None], bytes] = {}
-        self._files: dict[tuple[int, int], _FileInfo] = {}
+        self._files: dict[bytes, _FileInfo] = {}
+        """File records parsed so far, by their line (a file rewritten in place is re-read)."""
         self._unsynced = 0
         self._closed = False
         self._opened = False
@@ -594,7 +595,7 @@ class JsonlAuditSink:
         if stat is None:
             assert head is not None
             return self._after_rotation_crash(head)
-        info = self._file_info(self.path, stat)
+        info = self._file_info(self.path)
         decl = info.decl
         key = self._chain_key(decl)
         if head is None:
@@ -631,7 +632,7 @@ class JsonlAuditSink:
     def _rotated_info(self, head: Record) -> _FileInfo:
         rotated = rotated_path(self.path, head["index"])
         try:
-            return self._file_info(rotated, rotated.stat())
+            return self._file_info(rotated)
         except FileNotFoundError:
             raise self._refuse(
                 f"its head file names file {head['index']}, but {rotated.name} is missing: it "
@@ -641,7 +642,7 @@ class JsonlAuditSink:
     def _after_rotation_crash(self, head: Record) -> _State:
         rotated = rotated_path(self.path, head["index"])
         if rotated.exists() and rotated.stat().st_size == head["size"]:
-            info = self._file_info(rotated, rotated.stat())
+            info = self._file_info(rotated)
             self._check_head(head, info.decl, self._chain_key(info.decl))
             return _State(tail=_tail_from_head(head), info=None, log=info.decl.log)
         raise self._refuse(
@@ -671,12 +672,12 @@ class JsonlAuditSink:
         if not isinstance(mac, str) or not hmac.compare_digest(mac, head_mac(head, key)):
             raise self._refuse(f"the MAC of its head file {self.head_path.name} does not match")
 
-    def _file_info(self, path: Path, stat: os.stat_result) -> _FileInfo:
-        cache_key = (stat.st_dev, stat.st_ino)
-        info = self._files.get(cache_key)
+    def _file_info(self, path: Path) -> _FileInfo:
+        line = read_first_line(path)
+        info = self._files.get(line)
         if info is None:
             try:
-                first = parse_json(read_first_line(path))
+                first = parse_json(line)
                 if first.get("kind") != "file":
                     raise ValueError("the first record is not a file record")
                 seq = first.get("seq")
@@ -687,7 +688,7 @@ class JsonlAuditSink:
                 raise self._refuse(
                     f"{path.name} does not start with a valid file record ({error})"
                 ) from None
-            self._files[cache_key] = info
+            self._files[line] = info
         return info
 
     def _scan(

@@ -381,6 +381,78 @@ def test_a_removed_checkpoint_is_caught(keyed: Path) -> None:
     assert message.endswith("missing before it: records were deleted")
 
 
+# -- the head file, the anchor and the older format --------------------------------------------
+
+
+def test_a_missing_head_file_fails_unless_declared(keyed: Path) -> None:
+    """The head deleted and the log cut back to its first signed record: no longer a mere note."""
+    log = keyed / "one" / "audit.jsonl"
+    write(log, read(log)[:1])
+    (keyed / "one" / "audit.jsonl.head").unlink()
+    files = files_of(keyed / "one")
+    result = verify(*files, *KEYED, cwd=keyed)
+    assert failure(result) == (
+        "head file one/audit.jsonl.head does not exist: it was deleted, perhaps to hide a cut "
+        "tail; if the log really has none, declare it (--no-head)"
+    )
+    declared = verify(*files, *KEYED, "--no-head", cwd=keyed)
+    assert declared.exit_code == 0, declared.output
+    assert declared.stdout.splitlines()[-1] == (
+        "note: --no-head without --anchor: a log cut back to an earlier checkpoint would verify"
+    )
+
+
+def test_an_anchor_catches_a_rollback_verify_and_the_next_run(tmp_path: Path) -> None:
+    """A log cut back with its older head restored: consistent on disk, older than its anchor."""
+    anchor = tmp_path / "anchors" / "audit.anchor"
+    (tmp_path / "one.toml").write_text(CONFIG.replace("max_bytes = 2500", f'anchor = "{anchor}"'))
+    cli = make_cli(tmp_path, AUREUS_CONFIG=str(tmp_path / "one.toml"))
+    setup = make_cli(tmp_path)
+    setup("keys", "create", "audit-mac", "--type", "aes-256")
+    setup("keys", "create", "audit-signer", "--type", "ed25519")
+    setup("keys", "create", "signer", "--type", "ed25519")
+    (tmp_path / "msg.txt").write_text("release 1.0\n")
+    cli("sign", "--key", "local://signer", "msg.txt")
+    log, head = tmp_path / "logs" / "audit.jsonl", tmp_path / "logs" / "audit.jsonl.head"
+    saved = (log.read_bytes(), head.read_bytes())
+    cli("sign", "--key", "local://signer", "msg.txt")
+    anchored = len(anchor.read_text().splitlines())
+    verified = verify("logs/audit.jsonl", *KEYED, "--anchor", str(anchor), cwd=tmp_path)
+    assert verified.exit_code == 0, verified.output
+    log.write_bytes(saved[0])
+    head.write_bytes(saved[1])
+    assert verify("logs/audit.jsonl", *KEYED, cwd=tmp_path).exit_code == 0
+    end = json.loads(saved[1])["seq"]
+    latest = json.loads(anchor.read_text().splitlines()[-1])["record"]["seq"]
+    assert failure(verify("logs/audit.jsonl", *KEYED, "--anchor", str(anchor), cwd=tmp_path)) == (
+        f"the log was rolled back: it ends at seq {end}, but anchor audit.anchor line "
+        f"{anchored} records seq {latest}: records after seq {end} were removed (and the head "
+        "file replaced by an older one, or deleted)"
+    )
+    refused = cli("sign", "--key", "local://signer", "msg.txt", check=False)
+    assert refused.returncode == 2
+    assert f"but its anchor {anchor} says it reached seq {latest}" in refused.stderr
+
+
+def test_a_format_1_log_needs_allow_format_1(plain: Path) -> None:
+    """The plain log rewritten as the older writer wrote it: no log ID, format-1 hashes."""
+    records = [json.loads(line) for line in read(plain)]
+    del records[0]["file"]["log"]
+    records[0]["file"]["format"] = "aureus-audit-jsonl/1"
+    for index, record in enumerate(records):
+        record["prev"] = records[index - 1]["hash"] if index else GENESIS
+        record["hash"] = record_hash(record, None, None)
+    write(plain, [json.dumps(r) + "\n" for r in records])
+    head = json.loads(plain.with_name("audit.jsonl.head").read_text())
+    del head["log"]
+    head.update(format="aureus-audit-head/1", hash=records[-1]["hash"], size=plain.stat().st_size)
+    plain.with_name("audit.jsonl.head").write_text(json.dumps(head))
+    assert "written by an older format (aureus-audit-jsonl/1)" in failure(verify(str(plain)))
+    allowed = verify(str(plain), "--allow-format-1")
+    assert allowed.exit_code == 0, allowed.output
+    assert allowed.stdout.startswith("OK: 11 records (seq 0-10, 10 events) in 1 file; SHA-256;")
+
+
 # -- the failure mode ------------------------------------------------------------------------
 
 
