@@ -20,11 +20,13 @@ import aureus_builtin
 import aureus_core
 import aureus_local
 from aureus_builtin.audit_chain import (
+    CHAIN_KEY_LABEL,
     GENESIS,
     ChainError,
     Verdict,
     chain_files,
     chain_key_label,
+    head_mac,
     head_path,
     public_key_check,
     record_hash,
@@ -981,3 +983,59 @@ def test_a_killed_writers_head_temp_file_is_removed_on_open(tmp_path: Path) -> N
     assert not abandoned.exists()
     assert all(file.read_bytes() == b"keep" for file in unrelated)
     assert verify(path).ok
+
+
+# -- logs of the older format ------------------------------------------------------------
+
+
+def test_an_hmac_log_of_the_older_format_verifies_and_is_continued(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    """Format 1 (one chain key per MAC key version for every log), built as the old writer did."""
+    path = tmp_path / "audit.jsonl"
+    pinned = f"{MAC_KEY}?version=1"
+    old_key = derive_key(lookup(keys), KeyRef.parse(pinned), CHAIN_KEY_LABEL)[0]
+    records: list[dict[str, Any]] = [
+        {
+            "seq": 0,
+            "kind": "file",
+            "prev": GENESIS,
+            "time": "2026-01-01T00:00:00+00:00",
+            "file": {
+                "format": "aureus-audit-jsonl/1",
+                "index": 1,
+                "params": {"alg": "hmac-sha256", "mac_key": pinned},
+            },
+        }
+    ]
+    for number in range(2):
+        records.append(
+            {"seq": number + 1, "kind": "event", "prev": "", "event": make_event(number).to_dict()}
+        )
+    for index, record in enumerate(records):
+        if index:
+            record["prev"] = records[index - 1]["hash"]
+        record["hash"] = record_hash(record, old_key, None)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    head: dict[str, Any] = {
+        "format": "aureus-audit-head/1",
+        "file": "audit.jsonl",
+        "index": 1,
+        "seq": 2,
+        "hash": records[-1]["hash"],
+        "size": path.stat().st_size,
+        "unsigned": 2,
+    }
+    head["mac"] = head_mac(head, old_key)
+    head_path(path).write_text(json.dumps(head))
+    kwargs: dict[str, Any] = {"check_signature": None}
+    assert "written by an older format" in verify(path, keys, **kwargs).message
+    allowed = verify(path, keys, allow_format_1=True, **kwargs)
+    assert allowed.ok, allowed.message
+    JsonlAuditSink(path, hmac_key=MAC_KEY, providers=lookup(keys)).emit(make_event(7))
+    old, new = (lines(f) for f in chain_files(path))
+    assert new[0]["file"]["format"] == "aureus-audit-jsonl/2"
+    assert (new[0]["seq"], new[0]["prev"]) == (3, old[-1]["hash"])
+    continued = verify(path, keys, allow_format_1=True, **kwargs)
+    assert continued.ok, continued.message
+    assert continued.log == new[0]["file"]["log"]
