@@ -21,6 +21,8 @@ from aureus_local import LocalKeyProvider
 
 SIGNING_TYPES = [("ed25519", "ed25519"), ("ecdsa-p256", "ecdsa-p256-sha256")]
 MESSAGE = b"pay 100 EUR to account 42\n"
+P256_ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
+"""The order n of the P-256 group, from SEC 2 (not from the code under test)."""
 
 
 def ref(uri: str) -> KeyRef:
@@ -173,7 +175,10 @@ def test_well_formed_ecdsa_signature_by_another_key_is_false(
     local_provider: LocalKeyProvider,
 ) -> None:
     local_provider.create_key("e", KeySpec(key_type="ecdsa-p256"))
-    other = ec.generate_private_key(ec.SECP256R1()).sign(MESSAGE, ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(
+        ec.generate_private_key(ec.SECP256R1()).sign(MESSAGE, ec.ECDSA(hashes.SHA256()))
+    )
+    other = encode_dss_signature(r, min(s, P256_ORDER - s))  # low-S, so it is well formed
     assert local_provider.verify(ref("local://e"), MESSAGE, other) is False
     # r and s out of range are well-formed DER but can never verify.
     assert local_provider.verify(ref("local://e"), MESSAGE, encode_dss_signature(1, 1)) is False
