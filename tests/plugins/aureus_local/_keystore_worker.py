@@ -55,7 +55,9 @@ def main(mode: str, directory: str, prefix: str, count: int) -> None:
     if target:
         kill_at_fsync(target)
     provider = create_provider(
-        ProviderSettings(options={"keystore": directory, "scrypt_log_n": 10})
+        ProviderSettings(
+            options={"keystore": directory, "scrypt_log_n": 10, "insecure_kdf_for_tests": True}
+        )
     )
     if mode == "create":
         sys.stdin.readline()
