@@ -7,6 +7,7 @@ disabled, retired or destroyed one with a wrapped key made of random bytes.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from collections.abc import Callable
@@ -73,10 +74,8 @@ def test_a_forged_wrapped_key_fails_the_same_whatever_the_state(
     )
     expected = (DecryptionError, "the message could not be decrypted and authenticated")
     for hostile in (forged("payments", 1), flipped):
-        assert (
-            failure(lambda h=hostile: local_provider.unwrap(ref("local://payments"), h, CONTEXT))
-            == expected
-        )
+        unwrap = functools.partial(local_provider.unwrap, ref("local://payments"), hostile, CONTEXT)
+        assert failure(unwrap) == expected
     # The same answer as for a forgery against the enabled current version.
     assert (
         failure(
