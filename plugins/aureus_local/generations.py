@@ -74,8 +74,9 @@ class GenerationState:
             ) from None
         try:
             entries = self._read()
-            if entries.get(keystore_id, 0) >= generation:
-                return entries[keystore_id]
+            current = entries.get(keystore_id, 0)
+            if current >= generation:
+                return current
             entries[keystore_id] = generation
             self._write(entries)
             return generation

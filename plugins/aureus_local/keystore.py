@@ -328,6 +328,8 @@ class Keystore:
                 signature = _signature(os.stat(self.path))
             except FileNotFoundError:
                 self._loaded = None
+                if self._pinned:
+                    raise self._missing_pinned() from None
                 return None
             if self._loaded is not None and self._loaded.signature == signature:
                 return self._loaded.snapshot
@@ -887,6 +889,24 @@ class Keystore:
                 raise
             _log.warning("keystore state file %s not updated: %s", self._state.path, error)
 
+    @property
+    def _pinned(self) -> bool:
+        return (
+            self._keystore_id_pin is not None
+            or self._fingerprint_pin is not None
+            or self._min_generation > 0
+        )
+
+    def _missing_pinned(self) -> KeystoreCorrupted:
+        return KeystoreCorrupted(
+            f"keystore {self.directory} has no {KEYSTORE_FILE}, but it existed: the "
+            "configuration pins it (keystore_id, keystore_fingerprint or min_generation) or "
+            f"this process has read it. Restore {KEYSTORE_FILE} (with its {MASTER_KEY_FILE}, "
+            "if any) from a backup; to start a new keystore here, remove the pins",
+            provider=SCHEME,
+            code="missing",
+        )
+
     def _refused(self, reason: str, remedy: str, *, code: str) -> KeystoreCorrupted:
         return KeystoreCorrupted(
             f"keystore file {self.path} was refused: {reason}. Nothing was changed; {remedy}",
@@ -932,20 +952,8 @@ class Keystore:
 
     def _new_document(self) -> tuple[KeystoreDocument, Sealer]:
         """Start a keystore: a passphrase-derived or a new (or leftover) file master key."""
-        if (
-            self._keystore_id_pin is not None
-            or self._fingerprint_pin is not None
-            or self._min_generation > 0
-            or self._seen_generation > 0
-        ):
-            raise KeystoreCorrupted(
-                f"keystore {self.directory} has no {KEYSTORE_FILE}, but the configuration pins "
-                "an existing keystore (keystore_id, keystore_fingerprint or min_generation): "
-                f"restore {KEYSTORE_FILE} (with its {MASTER_KEY_FILE}, if any) from a backup; "
-                "to start a new keystore here, remove the pins",
-                provider=SCHEME,
-                code="missing",
-            )
+        if self._pinned or self._seen_generation > 0:
+            raise self._missing_pinned()
         scrypt: ScryptParams | None = None
         if self._passphrase is not None:
             if self.master_key_path.exists():

@@ -230,10 +230,15 @@ def test_a_pinned_keystore_is_never_recreated_in_place(
         make_provider(min_generation=1),
         writer,  # it has seen generation 1
     ):
-        with pytest.raises(KeystoreCorrupted, match="pins an existing keystore") as refused:
+        with pytest.raises(
+            KeystoreCorrupted, match=r"has no keystore\.json, but it existed"
+        ) as refused:
             pinned.create_key("fresh", KeySpec(key_type="aes-256"))
         assert refused.value.code == "missing"
         assert not (keystore_dir / "keystore.json").exists()
+        if pinned is not writer:  # a pinned keystore does not pass for an empty one either
+            with pytest.raises(KeystoreCorrupted, match=r"has no keystore\.json, but it existed"):
+                pinned.list_keys()
 
 
 def test_pins_are_checked_when_configured(tmp_path: Path) -> None:
