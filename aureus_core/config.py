@@ -6,6 +6,7 @@ Example::
     default_provider = "local"
     wrapping_keys = ["local://payments"]
     signing_key = "local://release-signer"
+    verify_keys = ["local://release-signer"]   # trusted by verify (default: signing_key)
 
     [providers.local]
     keystore = "keys/"                 # relative to this file
@@ -47,6 +48,7 @@ from typing import Any
 
 import attrs
 
+from .envelope.suites import CommitmentPolicy
 from .errors import ConfigError
 from .keyref import KeyRef
 from .rotation import RotationPolicy
@@ -65,9 +67,11 @@ _STACK_KEYS = {
     "default_provider",
     "wrapping_keys",
     "signing_key",
+    "verify_keys",
     "frame_length",
     "max_encrypted_data_keys",
     "max_frame_length",
+    "max_non_framed_bytes",
     "commitment_policy",
     "decrypt_allow",
 }
@@ -93,11 +97,21 @@ class StackConfig:
     default_provider: str = "local"
     wrapping_keys: tuple[KeyRef, ...] = ()
     signing_key: KeyRef | None = None
+    verify_keys: tuple[KeyRef, ...] = ()
+    """The keys signatures are checked against when the caller names none.
+
+    Empty means ``(signing_key,)``.  The key a signature record names is
+    never trusted on its own: it only selects a version of one of these.
+    """
     frame_length: int | None = None
     """Frame length for new messages (``None``: the library default)."""
     max_encrypted_data_keys: int = 16
     max_frame_length: int = 16 * 1024 * 1024
+    max_non_framed_bytes: int = 64 * 1024 * 1024
+    """The largest non-framed body a decrypt holds in memory until it authenticates."""
     commitment_policy: str = "require-encrypt-require-decrypt"
+    """``require-encrypt-require-decrypt``, ``require-encrypt-allow-decrypt`` or
+    ``forbid-encrypt-allow-decrypt`` (the last two also read non-committing suites)."""
     decrypt_allow: tuple[str, ...] = ("*",)
     """Shell-style patterns of key URIs a discovery-mode decrypt may use."""
     providers: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
@@ -187,6 +201,12 @@ class StackConfig:
         wrapping_keys = tuple(_key(uri, "stack", fail) for uri in wrapping)
         signing = stack.get("signing_key")
         signing_key = _key(signing, "stack", fail) if signing is not None else None
+        verifying = stack.get("verify_keys", [])
+        if isinstance(verifying, str):
+            verifying = [verifying]
+        if not isinstance(verifying, list):
+            raise fail("stack", "verify_keys must be a list of key URIs")
+        verify_keys = tuple(_key(uri, "stack", fail) for uri in verifying)
 
         numbers: dict[str, int] = {}
         for name in ("frame_length", "max_encrypted_data_keys", "max_frame_length"):
@@ -195,9 +215,20 @@ class StackConfig:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise fail("stack", f"{name} must be a positive integer, not {value!r}")
                 numbers[name] = value
+        if "max_non_framed_bytes" in stack:
+            value = stack["max_non_framed_bytes"]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise fail(
+                    "stack", f"max_non_framed_bytes must be an integer of 0 or more, not {value!r}"
+                )
+            numbers["max_non_framed_bytes"] = value
         policy = stack.get("commitment_policy", "require-encrypt-require-decrypt")
         if not isinstance(policy, str):
             raise fail("stack", "commitment_policy must be a string")
+        try:
+            CommitmentPolicy.parse(policy)
+        except ConfigError as error:
+            raise fail("stack", f"commitment_policy: {error}") from None
         allow = stack.get("decrypt_allow", ["*"])
         if isinstance(allow, str):
             allow = [allow]
@@ -268,6 +299,7 @@ class StackConfig:
             default_provider=default_provider,
             wrapping_keys=wrapping_keys,
             signing_key=signing_key,
+            verify_keys=verify_keys,
             commitment_policy=policy,
             decrypt_allow=tuple(allow),
             providers=providers,

@@ -8,14 +8,18 @@ the factories plugins register.
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import attrs
 
 from .audit import AuditTrail, Processor
 from .cache import POLICY_OPTIONS, CachePolicy, DataKeyCache
@@ -31,10 +35,12 @@ from .envelope.message import (
     MessageWriter,
     check_frame_length,
     encrypt_bytes,
+    merge_supplied,
     signed_context,
+    split_required,
 )
 from .envelope.message import encrypt_stream as _encrypt_stream
-from .envelope.rewrap import OnUnlock, Rewrap, Write, parse_recipients, snapshot
+from .envelope.rewrap import Rewrap, Write, parse_recipients, snapshot
 from .envelope.suites import DEFAULT_SUITE, SIGNED_SUITE, CommitmentPolicy
 from .errors import AureusError, ConfigError, DecryptionError, UnsupportedOperation
 from .instrumented import InstrumentedProvider
@@ -63,6 +69,22 @@ from .rotation import key_status as rotation_status
 from .sensitive import Secret
 from .signature import Signature
 from .telemetry import Telemetry, current_ids
+
+
+def _required_hint(message: str, required: EncryptionContext) -> str:
+    """A decrypt failure's message, with what the supplied context meant for it."""
+    if required:
+        names = ", ".join(repr(k) for k in required)
+        return (
+            f"{message}; the context keys {names} you supplied are not stored in the "
+            "message, so they were checked as its required encryption context (pairs "
+            "authenticated but not stored): they must be exactly the pairs it was "
+            "encrypted with as required context"
+        )
+    return (
+        f"{message}; if it was encrypted with required encryption context (pairs "
+        "authenticated but not stored), supply those pairs in context="
+    )
 
 
 def _as_ref(key: str | KeyRef) -> KeyRef:
@@ -422,38 +444,98 @@ class KeyStack:
             op.update(key_version=signature.key_version)
             return signature
 
+    def verification_keys(
+        self, key: str | KeyRef | Sequence[str | KeyRef] | None = None
+    ) -> tuple[KeyRef, ...]:
+        """The trust anchors a verify uses: ``key``, else ``[stack] verify_keys``, else signing_key.
+
+        Raises :class:`~aureus_core.errors.ConfigError` when there is none: the
+        key a signature record names is never trusted on its own.
+        """
+        if key is not None:
+            given = [key] if isinstance(key, (str, KeyRef)) else list(key)
+            anchors = tuple(_as_ref(k) for k in given)
+        elif self.config.verify_keys:
+            anchors = self.config.verify_keys
+        elif self.config.signing_key is not None:
+            anchors = (self.config.signing_key,)
+        else:
+            anchors = ()
+        if not anchors:
+            raise ConfigError(
+                "no trusted key to verify against: pass key=URI (CLI: --key URI), or set "
+                "[stack] verify_keys or signing_key in the config; the key a signature "
+                "record names is never trusted on its own"
+            )
+        return anchors
+
+    def trusted_ref(self, signature: Signature, anchors: Sequence[KeyRef]) -> KeyRef | None:
+        """The version of a trust anchor that ``signature`` claims, or ``None`` if it names none.
+
+        The record's key must be one of ``anchors`` (compared without version);
+        its version must match the anchor's when the anchor pins one.
+        """
+        claimed = KeyRef.parse(signature.key_uri).with_version(None)
+        for anchor in anchors:
+            if anchor.with_version(None) != claimed:
+                continue
+            if anchor.version is not None and anchor.version != signature.key_version:
+                continue
+            return anchor.with_version(signature.key_version)
+        return None
+
     def verify(
         self,
         message: bytes,
         signature: Signature | bytes,
         *,
-        key: str | KeyRef | None = None,
+        key: str | KeyRef | Sequence[str | KeyRef] | None = None,
     ) -> bool:
-        """Check a signature.
+        """Check a signature against a trusted key.
 
-        A :class:`Signature` carries its key and version.  Raw bytes are
-        checked against the version ``key`` pins or, with no version, the
+        The trusted keys (anchors) are ``key`` (one URI or several), else
+        ``[stack] verify_keys``, else ``[stack] signing_key``; with none,
+        :class:`~aureus_core.errors.ConfigError`.  A :class:`Signature`
+        record's key and version only select a version of an anchor: a record
+        naming any other key is not valid, whatever its bytes.  Raw bytes are
+        checked against each anchor's pinned version or, with no version, its
         current version and then older enabled ones, newest first.  Returns
         ``False`` for a signature that does not match; raises
         :class:`~aureus_core.errors.SignatureError` for a malformed one.
         """
+        anchors = self.verification_keys(key)
+        # (anchor, the versions to try; None: the anchor's pinned or usable versions)
+        attempts: list[tuple[KeyRef, list[KeyRef] | None]]
         if isinstance(signature, Signature):
-            base = _as_ref(key) if key is not None else KeyRef.parse(signature.key_uri)
-            if base.with_version(None) != KeyRef.parse(signature.key_uri).with_version(None):
-                raise ConfigError(f"the signature was made by {signature.key_uri}, not {base.uri}")
-            ref = base.with_version(signature.key_version)
+            claimed = self.trusted_ref(signature, anchors)
             raw = signature.value
+            attempts = [(claimed, [claimed])] if claimed is not None else []
+            audit_ref = claimed or anchors[0]
         else:
-            ref = self._signing_ref(key)
             raw = bytes(signature)
-        with self._operation("verify", ref) as op:
+            attempts = [(anchor, None) for anchor in anchors]
+            audit_ref = anchors[0]
+        with self._operation("verify", audit_ref) as op:
             op.update(byte_count=len(message))
-            target = self._provider_for(ref, Capability.SIGN, "verify")
-            candidates = [ref] if ref.version is not None else self._verify_candidates(target, ref)
-            for candidate in candidates:
-                if target.verify(candidate, message, raw):
-                    op.update(key_version=candidate.version, details=(("valid", "true"),))
-                    return True
+            if not attempts:
+                op.update(details=(("valid", "false"), ("reason", "untrusted key")))
+                return False
+            for anchor, pinned in attempts:
+                target = self._provider_for(anchor, Capability.SIGN, "verify")
+                candidates = pinned or (
+                    [anchor]
+                    if anchor.version is not None
+                    else self._verify_candidates(target, anchor)
+                )
+                for candidate in candidates:
+                    if target.verify(candidate, message, raw):
+                        op.update(
+                            provider=candidate.scheme,
+                            key_uri=candidate.with_version(None).uri,
+                            key_version=candidate.version,
+                            details=(("valid", "true"),),
+                        )
+                        return True
             op.update(details=(("valid", "false"),))
             return False
 
@@ -493,6 +575,7 @@ class KeyStack:
         return Limits(
             max_encrypted_data_keys=self.config.max_encrypted_data_keys,
             max_frame_length=self.config.max_frame_length,
+            max_non_framed_bytes=self.config.max_non_framed_bytes,
         )
 
     def _writer(
@@ -503,10 +586,13 @@ class KeyStack:
         frame_length: int | None,
         op: dict[str, Any],
         plaintext_bytes: int | None = None,
+        required_context: Collection[str] = (),
     ) -> MessageWriter:
         """Materials for one message; ``plaintext_bytes`` (when known) lets it use the cache."""
         refs = [_as_ref(k) for k in keys] if keys else list(self.config.wrapping_keys)
+        self.limits.check_recipients(len(refs))
         encryption_context = EncryptionContext.coerce(context)
+        split_required(encryption_context, required_context)  # refuse a bad list early
         if frame_length is None:
             frame_length = self.config.frame_length or DEFAULT_FRAME_LENGTH
         length = check_frame_length(frame_length, self.limits)
@@ -541,6 +627,10 @@ class KeyStack:
                     plaintext_bytes=plaintext_bytes or 0,
                 )
         try:
+            # Required pairs leave the stored context (the data key was wrapped
+            # with all of it) and are covered by the header authentication tag.
+            stored, required = split_required(materials.context, required_context)
+            materials = attrs.evolve(materials, context=stored, required_context=required)
             writer = MessageWriter(materials, length)
         finally:
             if isinstance(materials.data_key, bytearray):
@@ -559,16 +649,28 @@ class KeyStack:
         keys: Sequence[str | KeyRef] | None = None,
         signed: bool = False,
         frame_length: int | None = None,
+        required_context: Collection[str] = (),
     ) -> bytes:
         """Encrypt ``data`` under a fresh data key wrapped by every key in ``keys``.
 
         ``keys`` defaults to ``[stack] wrapping_keys``; any one of them can
         decrypt.  ``context`` is bound to the message as authenticated data.
-        ``signed=True`` adds an ECDSA P-384 signature (suite 0x0578).
+        ``required_context`` lists keys of ``context`` whose pairs are
+        authenticated but not stored in the message: whoever decrypts must
+        supply them in ``context``.  ``signed=True`` adds an ECDSA P-384
+        signature (suite 0x0578).
         """
         with self._operation("encrypt") as op:
             size = memoryview(data).nbytes
-            writer = self._writer(context, keys, signed, frame_length, op, plaintext_bytes=size)
+            writer = self._writer(
+                context,
+                keys,
+                signed,
+                frame_length,
+                op,
+                plaintext_bytes=size,
+                required_context=required_context,
+            )
             op.update(byte_count=size)
             return encrypt_bytes(data, writer)
 
@@ -581,10 +683,16 @@ class KeyStack:
         keys: Sequence[str | KeyRef] | None = None,
         signed: bool = False,
         frame_length: int | None = None,
+        required_context: Collection[str] = (),
     ) -> int:
-        """Encrypt ``src`` into ``dst`` one frame at a time; return the plaintext byte count."""
+        """Encrypt ``src`` into ``dst`` one frame at a time; return the plaintext byte count.
+
+        The arguments are :meth:`encrypt`'s.
+        """
         with self._operation("encrypt") as op:
-            writer = self._writer(context, keys, signed, frame_length, op)
+            writer = self._writer(
+                context, keys, signed, frame_length, op, required_context=required_context
+            )
             count = _encrypt_stream(src, dst, writer)
             op.update(byte_count=count)
             return count
@@ -595,7 +703,6 @@ class KeyStack:
         context: Mapping[str, str] | None,
         keys: Sequence[str | KeyRef] | None,
         op: dict[str, Any],
-        on_unlock: OnUnlock | None = None,
     ) -> MessageReader:
         reader = MessageReader(
             source,
@@ -608,11 +715,9 @@ class KeyStack:
                 {k: v for k, v in stored.items() if not k.startswith("aws-crypto-")}
             )
         )
-        required = EncryptionContext.coerce(context)
-        if any(stored.get(name) != value for name, value in required.items()):
-            raise DecryptionError(
-                "the message's encryption context does not match the context you required"
-            )
+        # Supplied pairs the header does not store are the writer's required
+        # context: unwrap with them, and the header tag must cover them.
+        full, required = merge_supplied(stored, EncryptionContext.coerce(context))
         allowed = KeyFilter(
             keys=tuple(_as_ref(k) for k in keys or ()), patterns=self.config.decrypt_allow
         )
@@ -620,7 +725,7 @@ class KeyStack:
         cache = self.cache
         entry_key = (
             cache.decrypt_key(
-                header.suite.suite_id, header.encrypted_data_keys, stored, repr(allowed)
+                header.suite.suite_id, header.encrypted_data_keys, full, repr(allowed)
             )
             if cache
             else b""
@@ -630,9 +735,12 @@ class KeyStack:
             data_key = cached.material
             op.update(details=(("cache", "hit"),))
         else:
-            data_key, used = unwrap_data_key(
-                self.provider, header.encrypted_data_keys, stored, allowed
-            )
+            try:
+                data_key, used = unwrap_data_key(
+                    self.provider, header.encrypted_data_keys, full, allowed
+                )
+            except DecryptionError as error:
+                raise DecryptionError(_required_hint(str(error), required)) from None
             op.update(
                 provider=used.scheme, key_uri=used.with_version(None).uri, key_version=used.version
             )
@@ -640,9 +748,10 @@ class KeyStack:
                 cache.store(entry_key, data_key)
                 op.update(details=(("cache", "miss"),))
         try:
-            reader.unlock(data_key)
-            if on_unlock is not None:
-                on_unlock(reader, data_key)  # rewrap: wrap the same data key for new keys
+            try:
+                reader.unlock(data_key, required)
+            except DecryptionError as error:
+                raise DecryptionError(_required_hint(str(error), required)) from None
         finally:
             data_key[:] = bytes(len(data_key))
         return reader
@@ -658,7 +767,9 @@ class KeyStack:
 
         ``keys`` restricts the wrapping keys that may be used (strict mode);
         without it any reachable key allowed by ``[stack] decrypt_allow`` is
-        tried.  Every pair in ``context`` must be stored in the message.
+        tried.  Every pair in ``context`` that the message stores must match;
+        the others are taken as its required encryption context (authenticated
+        but not stored) and must be exactly the pairs it was encrypted with.
         Any failure raises :class:`~aureus_core.errors.DecryptionError`.
         """
         with self._operation("decrypt") as op:
@@ -689,7 +800,7 @@ class KeyStack:
             op.update(byte_count=count)
             return count
 
-    # -- rewrap (issue 4) --------------------------------------------------------
+    # -- rewrap --------------------------------------------------------------------
     # Logic in aureus_core/envelope/rewrap.py; these methods only compose it.
 
     def rewrap(
@@ -701,21 +812,22 @@ class KeyStack:
         keys: Sequence[str | KeyRef] | None = None,
         verify_body: bool = True,
     ) -> bytes:
-        """Re-key a message for ``to_keys`` without decrypting its body; return the new message.
+        """Re-key a message for ``to_keys``; return the new message.
 
-        The data key is unwrapped once with decrypt's checks (``context``,
-        ``keys``, ``[stack] decrypt_allow``, limits, commitment policy) and
-        wrapped under ``to_keys``; suite, message ID, frame length and
-        commitment stay, the body frames are copied unchanged.
-        ``verify_body=True`` also checks every frame's tag (plaintext only in a
-        wiped scratch buffer); with ``False`` a changed frame is not reported
-        here and fails whoever decrypts the result.  Signed messages need
-        their old signature to verify and get a new one.  Any failure to read
-        the input raises :class:`~aureus_core.errors.DecryptionError`.
+        The input is decrypted with decrypt's checks (``context``, ``keys``,
+        ``[stack] decrypt_allow``, limits, commitment policy, every frame's tag,
+        the signature) and re-encrypted in the same pass under a fresh data key
+        wrapped for ``to_keys`` and a fresh message ID; the plaintext stays in
+        memory, one frame at a time.  The stored context, frame length and
+        signing are kept.  Any failure to read the input raises
+        :class:`~aureus_core.errors.DecryptionError`.
+
+        ``verify_body`` is kept for compatibility: the body is always
+        authenticated now, and ``False`` only warns.
         """
-        out: list[bytes | memoryview] = []
-        self._rewrap(snapshot(message), out.append, to_keys, context, keys, verify_body)
-        return b"".join(out)
+        out = io.BytesIO()
+        self._rewrap(snapshot(message), out.write, to_keys, context, keys, verify_body)
+        return out.getvalue()
 
     def rewrap_stream(
         self,
@@ -729,10 +841,9 @@ class KeyStack:
     ) -> int:
         """:meth:`rewrap` from ``src`` to ``dst`` in constant memory; return the plaintext size.
 
-        Frames are written as they are copied.  If this raises, discard what
-        was written (for signed messages it never holds the final frame or
-        footer, which wait for the old signature); the CLI writes to a
-        temporary file and renames it only on success.
+        Frames are written as they are re-encrypted.  If this raises, discard
+        what was written (it never holds the new final frame or footer); the
+        CLI writes to a temporary file and renames it only on success.
         """
         return self._rewrap(src, dst.write, to_keys, context, keys, verify_body)
 
@@ -745,12 +856,19 @@ class KeyStack:
         keys: Sequence[str | KeyRef] | None,
         verify_body: bool,
     ) -> int:
+        if not verify_body:
+            warnings.warn(
+                "verify_body=False has no effect: rewrap re-encrypts the body, so every frame "
+                "is authenticated",
+                DeprecationWarning,
+                stacklevel=3,
+            )
         with self._operation("rewrap") as op:
-            rewrap = Rewrap(self.provider, parse_recipients(to_keys, self.limits))
-            reader = self._reader(source, context, keys, op, on_unlock=rewrap.prepare)
-            details = rewrap.details(verify_body=verify_body)
-            op.update(details=(*op.get("details", ()), *details))
-            count = rewrap.copy(reader, write, verify_body=verify_body)
+            rewrap = Rewrap(self.provider, parse_recipients(to_keys, self.limits), self.limits)
+            reader = self._reader(source, context, keys, op)
+            rewrap.prepare(reader)
+            op.update(details=(*op.get("details", ()), *rewrap.details()))
+            count = rewrap.copy(reader, write)
             op.update(byte_count=count)
             return count
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ import click
 
 from ..errors import AureusError
 from ..keys import KeyType
+from .atomic import atomic_output
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,22 +97,6 @@ def read_input(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
-@contextmanager
-def atomic_output(path: str) -> Iterator[IO[bytes]]:
-    """Write to a temporary file beside ``path``; rename into place only on success."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 PROGRESS_THRESHOLD = 8 * 1024 * 1024
 
 
@@ -122,7 +106,10 @@ def context_option(f: F) -> F:
         "contexts",
         multiple=True,
         metavar="K=V",
-        help="Encryption context pair (repeatable). On decrypt: pairs the message must carry.",
+        help=(
+            "Encryption context pair (repeatable). On decrypt: pairs the message must carry,"
+            " or its required (not stored) context."
+        ),
     )(f)
 
 

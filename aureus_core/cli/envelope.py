@@ -27,6 +27,16 @@ class _DecryptFailed(Exception):
     help="Wrapping key (repeatable; any one of them decrypts). Default: [stack] wrapping_keys.",
 )
 @context_option
+@click.option(
+    "--required-context",
+    "required",
+    multiple=True,
+    metavar="KEY",
+    help=(
+        "A --context key whose pair is authenticated but not stored in the message"
+        " (repeatable): decrypt must be given it with --context."
+    ),
+)
 @click.option("--signed", is_flag=True, help="Add an ECDSA P-384 signature (suite 0x0578).")
 @click.option("--frame-length", type=int, default=None, help="Frame length in bytes.")
 @click.option("-o", "--output", default=None, help="Output file (default stdout).")
@@ -37,6 +47,7 @@ def encrypt_command(
     ctx: click.Context,
     keys: tuple[str, ...],
     contexts: tuple[str, ...],
+    required: tuple[str, ...],
     signed: bool,
     frame_length: int | None,
     output: str | None,
@@ -54,6 +65,7 @@ def encrypt_command(
             keys=list(keys) or None,
             signed=signed,
             frame_length=frame_length,
+            required_context=list(required),
         )
 
 
@@ -118,7 +130,11 @@ def inspect_command(ctx: click.Context, as_json: bool, infile: str) -> None:
     click.echo(f"format version: {info.message_version}")
     click.echo(f"message id:     {info.message_id}")
     click.echo(f"signed:         {'yes' if info.signed else 'no'}")
-    click.echo(f"frame length:   {info.frame_length}")
+    click.echo(f"key commitment: {'yes' if info.committing else 'no'}")
+    click.echo(f"content type:   {info.content_type}")
+    if info.content_type == "framed":
+        click.echo(f"frame length:   {info.frame_length}")
+    click.echo("required context: not recorded in a header (decrypt needs such pairs as --context)")
     click.echo("context:" + ("" if info.context else "        (empty)"))
     for name, value in info.context.items():
         click.echo(f"  {name} = {value}")

@@ -1,4 +1,4 @@
-"""``aureus rewrap``: new wrapping keys for a message, its body copied unchanged.
+"""``aureus rewrap``: new wrapping keys for a message, re-encrypted in one streaming pass.
 
 Exit codes are decrypt's: 0 when the message was rewrapped, 1 when it does not
 authenticate (or its context or keys do not allow it), 2 on other errors.
@@ -37,9 +37,8 @@ class _RewrapFailed(Exception):
 @click.option(
     "--verify-body/--no-verify-body",
     default=True,
-    show_default=True,
-    help="Check every frame's tag (plaintext only in a wiped scratch buffer). "
-    "Without it a changed frame is copied and fails whoever decrypts the result.",
+    hidden=True,
+    help="Accepted for compatibility: every frame is always authenticated.",
 )
 @click.option("-o", "--output", default=None, help="Output file (default stdout).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr.")
@@ -50,17 +49,18 @@ def rewrap_command(
     to_keys: tuple[str, ...],
     keys: tuple[str, ...],
     contexts: tuple[str, ...],
-    verify_body: bool,
+    verify_body: bool,  # accepted for compatibility only
     output: str | None,
     progress: bool | None,
     infile: str,
 ) -> None:
-    """Re-key IN (or stdin) for the --to keys without decrypting or re-encrypting its body.
+    """Re-key IN (or stdin) for the --to keys.
 
-    The data key is unwrapped once (with decrypt's checks: --key, --context)
-    and wrapped under every --to key; the suite, message ID and frames stay.
-    Signed messages must verify and are signed again. Exit 0 on success, 1 if
-    the input does not authenticate, 2 on other errors.
+    IN is decrypted with decrypt's checks (--key, --context, every frame, the
+    signature) and re-encrypted in the same pass under a fresh data key,
+    wrapped for every --to key, and a fresh message ID; the plaintext stays in
+    memory, one frame at a time. Context, frame length and signing are kept.
+    Exit 0 on success, 1 if the input does not authenticate, 2 on other errors.
     """
     from ..errors import DecryptionError
 
@@ -75,7 +75,6 @@ def rewrap_command(
                     to_keys=list(to_keys),
                     context=context,
                     keys=list(keys) or None,
-                    verify_body=verify_body,
                 )
             except DecryptionError as error:
                 raise _RewrapFailed(str(error)) from None

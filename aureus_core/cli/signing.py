@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from .app import atomic_output, main, read_input, stack_of
+from .app import main, read_input, stack_of
+from .atomic import atomic_output
 
 
 @main.command("sign")
@@ -75,10 +76,11 @@ def _load_signature(value: str) -> Any:
 @main.command("verify")
 @click.option(
     "--key",
-    "key",
-    default=None,
+    "keys",
+    multiple=True,
     metavar="URI",
-    help="Verification key (default: the signature record's key, or signing_key).",
+    help="A trusted verification key (repeatable). Default: [stack] verify_keys, else "
+    "signing_key. The key a signature record names is never trusted on its own.",
 )
 @click.option(
     "--signature",
@@ -89,11 +91,23 @@ def _load_signature(value: str) -> Any:
 )
 @click.argument("file", default="-")
 @click.pass_context
-def verify_command(ctx: click.Context, key: str | None, signature: str, file: str) -> None:
-    """Verify FILE (or stdin): exit 0 if valid, 1 if not, 2 on error."""
+def verify_command(ctx: click.Context, keys: tuple[str, ...], signature: str, file: str) -> None:
+    """Verify FILE (or stdin) against a trusted key: exit 0 if valid, 1 if not, 2 on error."""
+    from ..signature import Signature
+
+    stack = stack_of(ctx)
     decoded = _load_signature(signature)
-    valid = stack_of(ctx).verify(read_input(file), decoded, key=key)
-    if valid:
+    anchors = stack.verification_keys(list(keys) or None)
+    if isinstance(decoded, Signature) and stack.trusted_ref(decoded, anchors) is None:
+        trusted = ", ".join(anchor.uri for anchor in anchors)
+        click.echo(
+            f"signature INVALID: the record names {decoded.key_uri} version "
+            f"{decoded.key_version}, which is not a trusted key ({trusted}); "
+            "name the keys you trust with --key or [stack] verify_keys",
+            err=True,
+        )
+        ctx.exit(1)
+    if stack.verify(read_input(file), decoded, key=anchors):
         click.echo("signature valid", err=True)
         return
     click.echo("signature INVALID", err=True)

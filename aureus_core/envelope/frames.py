@@ -1,13 +1,14 @@
-"""Framed body: per-frame IVs, associated data and layout."""
+"""The message body: framed (per-frame IVs, associated data, layout) or one single block."""
 
 from __future__ import annotations
 
 import struct
 
-import attrs
-
 FRAME_STRING = b"AWSKMSEncryptionClient Frame"
 FINAL_FRAME_STRING = b"AWSKMSEncryptionClient Final Frame"
+SINGLE_BLOCK_STRING = b"AWSKMSEncryptionClient Single Block"
+SINGLE_BLOCK_SEQUENCE = 1
+"""A non-framed body is authenticated as sequence number 1."""
 FINAL_FRAME_MARKER = 0xFFFFFFFF
 MAX_FRAMES = 0xFFFFFFFF - 1
 """Sequence numbers run from 1 and may not reach the final-frame marker."""
@@ -27,6 +28,16 @@ def frame_aad(message_id: bytes, sequence: int, length: int, *, final: bool) -> 
     return message_id + label + _AAD_TAIL.pack(sequence, length)
 
 
+def single_block_aad(message_id: bytes, length: int) -> bytes:
+    """Associated data of a non-framed body of ``length`` plaintext bytes."""
+    return message_id + SINGLE_BLOCK_STRING + _AAD_TAIL.pack(SINGLE_BLOCK_SEQUENCE, length)
+
+
+def single_block_size(content_length: int, iv_length: int = 12, tag_length: int = 16) -> int:
+    """Bytes a non-framed body occupies: IV, 8-byte length, ciphertext, tag."""
+    return iv_length + 8 + content_length + tag_length
+
+
 def regular_frame_size(frame_length: int, iv_length: int = 12, tag_length: int = 16) -> int:
     """Bytes one regular frame occupies in a message."""
     return 4 + iv_length + frame_length + tag_length
@@ -35,29 +46,3 @@ def regular_frame_size(frame_length: int, iv_length: int = 12, tag_length: int =
 def final_frame_size(content_length: int, iv_length: int = 12, tag_length: int = 16) -> int:
     """Bytes the final frame occupies in a message."""
     return 8 + iv_length + 4 + content_length + tag_length
-
-
-@attrs.frozen(eq=False)
-class SealedFrame:
-    """One body frame exactly as stored, its place checked but its tag not yet.
-
-    :meth:`parts` gives the frame's bytes in message order, identical to the
-    input (every field was read and checked against what it must be).
-    """
-
-    sequence: int
-    final: bool
-    iv: memoryview
-    sealed: memoryview
-    """The ciphertext followed by the tag."""
-    content_length: int
-    """Plaintext bytes the frame carries."""
-
-    def parts(self) -> tuple[bytes, memoryview]:
-        """The frame as stored: the fields before the ciphertext, then ciphertext and tag."""
-        if self.final:
-            head = struct.pack(">II", FINAL_FRAME_MARKER, self.sequence)
-            prefix = head + self.iv + struct.pack(">I", self.content_length)
-        else:
-            prefix = struct.pack(">I", self.sequence) + self.iv
-        return prefix, self.sealed

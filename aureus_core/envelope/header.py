@@ -12,10 +12,15 @@ from ..errors import ConfigError, DecryptionError
 from .reader import Reader
 from .suites import SUITES, AlgorithmSuite
 
+NON_FRAMED_CONTENT = 0x01
 FRAMED_CONTENT = 0x02
+CONTENT_TYPE_NAMES = {NON_FRAMED_CONTENT: "non-framed", FRAMED_CONTENT: "framed"}
 V1_MESSAGE_TYPE = 0x80
 MAX_FRAME_LENGTH_FORMAT = 2**31 - 1
 """The largest frame length the message format allows."""
+MAX_NON_FRAMED_FORMAT = 2**36 - 32
+"""The largest non-framed body: what one AES-GCM message may encrypt."""
+DEFAULT_MAX_NON_FRAMED = 64 * 1024 * 1024
 
 
 @attrs.frozen(kw_only=True)
@@ -23,17 +28,35 @@ class Limits:
     """Bounds applied to every message read (and frame lengths written).
 
     ``max_encrypted_data_keys`` bounds the provider calls a hostile header can
-    cause; ``max_frame_length`` bounds the memory one frame may take.
+    cause; ``max_frame_length`` bounds the memory one frame may take;
+    ``max_non_framed_bytes`` bounds the plaintext of a non-framed body, which
+    is one AES-GCM message and so must be held whole until its tag verifies.
     """
 
     max_encrypted_data_keys: int = 16
     max_frame_length: int = 16 * 1024 * 1024
+    max_non_framed_bytes: int = DEFAULT_MAX_NON_FRAMED
 
     def __attrs_post_init__(self) -> None:
         if not 1 <= self.max_encrypted_data_keys <= 0xFFFF:
             raise ConfigError("max_encrypted_data_keys must be between 1 and 65535")
         if not 1 <= self.max_frame_length <= MAX_FRAME_LENGTH_FORMAT:
             raise ConfigError(f"max_frame_length must be between 1 and {MAX_FRAME_LENGTH_FORMAT}")
+        if not 0 <= self.max_non_framed_bytes <= MAX_NON_FRAMED_FORMAT:
+            raise ConfigError(f"max_non_framed_bytes must be between 0 and {MAX_NON_FRAMED_FORMAT}")
+
+    def check_recipients(self, count: int) -> None:
+        """Refuse to write a message with more encrypted data keys than a reader accepts.
+
+        Called before any provider is asked to wrap: a message this stack could
+        not decrypt is never written.
+        """
+        if count > self.max_encrypted_data_keys:
+            raise ConfigError(
+                f"{count} wrapping keys, but messages may carry at most "
+                f"{self.max_encrypted_data_keys} encrypted data keys: use fewer keys, or raise "
+                "[stack] max_encrypted_data_keys (on every stack that must read the messages)"
+            )
 
 
 @attrs.frozen(kw_only=True)
@@ -46,8 +69,16 @@ class Header:
     """The full stored context, including reserved ``aws-crypto-`` keys."""
     encrypted_data_keys: tuple[EncryptedDataKey, ...]
     frame_length: int
+    """The frame length; 0 for non-framed content."""
     suite_data: bytes = b""
     """The commitment value for committing suites."""
+    content_type: int = FRAMED_CONTENT
+    """:data:`FRAMED_CONTENT` or :data:`NON_FRAMED_CONTENT`."""
+
+    @property
+    def framed(self) -> bool:
+        """Whether the body is a sequence of frames (else one AES-GCM message)."""
+        return self.content_type == FRAMED_CONTENT
 
     def serialize(self) -> bytes:
         """The header body (everything the header authentication tag covers)."""
@@ -78,11 +109,11 @@ class Header:
                 parts.append(struct.pack(">H", len(field)))
                 parts.append(field)
         if self.suite.message_version == 2:
-            parts.append(struct.pack(">BI", FRAMED_CONTENT, self.frame_length))
+            parts.append(struct.pack(">BI", self.content_type, self.frame_length))
             parts.append(self.suite_data)
         else:
             parts.append(
-                struct.pack(">BIBI", FRAMED_CONTENT, 0, self.suite.iv_length, self.frame_length)
+                struct.pack(">BIBI", self.content_type, 0, self.suite.iv_length, self.frame_length)
             )
         return b"".join(parts)
 
@@ -149,13 +180,25 @@ def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
                 provider_id=provider_id, provider_info=provider_info, ciphertext=ciphertext
             )
         )
-    if take_int(1) != FRAMED_CONTENT:
+    content_type = take_int(1)
+    if content_type not in CONTENT_TYPE_NAMES:
         raise DecryptionError()
     if version == 1 and (take_int(4) != 0 or take_int(1) != suite.iv_length):
         raise DecryptionError()
     frame_length = take_int(4)
-    if not 1 <= frame_length <= limits.max_frame_length:
-        raise DecryptionError()
+    if content_type == NON_FRAMED_CONTENT:
+        if frame_length != 0:
+            raise DecryptionError()
+    elif not 1 <= frame_length <= limits.max_frame_length:
+        raise DecryptionError(
+            "the message could not be decrypted and authenticated"
+            + (
+                f" (its frame length is {frame_length} bytes; the limit is "
+                f"{limits.max_frame_length}: raise [stack] max_frame_length if you trust it)"
+                if frame_length
+                else ""
+            )
+        )
     suite_data = bytes(take(suite.suite_data_length)) if suite.suite_data_length else b""
     raw = b"".join(pieces)
     assert len(raw) == reader.offset - start
@@ -166,5 +209,6 @@ def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
         encrypted_data_keys=tuple(edks),
         frame_length=frame_length,
         suite_data=suite_data,
+        content_type=content_type,
     )
     return header, raw

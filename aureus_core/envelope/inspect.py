@@ -7,8 +7,8 @@ from typing import BinaryIO
 import attrs
 
 from ..context import EncryptionContext
-from .header import Limits
-from .message import PUBLIC_KEY_CONTEXT_KEY, MessageReader
+from .header import CONTENT_TYPE_NAMES, Limits
+from .message import MessageReader
 
 
 @attrs.frozen(kw_only=True)
@@ -31,8 +31,17 @@ class MessageInfo:
     context: EncryptionContext
     """The caller's context (reserved ``aws-crypto-`` pairs left out)."""
     signed: bool
+    """Whether the suite signs its messages (from the suite alone)."""
+    committing: bool
+    content_type: str
+    """``framed`` or ``non-framed``."""
     frame_length: int
+    """0 for non-framed content."""
     recipients: tuple[RecipientInfo, ...]
+    required_context_keys: None = None
+    """Always ``None``: the header does not record which pairs were authenticated
+    without being stored (required encryption context), so nothing can tell
+    without a key; a decrypt that needs them fails until they are supplied."""
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready form."""
@@ -43,7 +52,10 @@ class MessageInfo:
             "message_id": self.message_id,
             "encryption_context": dict(self.context),
             "signed": self.signed,
+            "committing": self.committing,
+            "content_type": self.content_type,
             "frame_length": self.frame_length,
+            "required_context_keys": self.required_context_keys,
             "encrypted_data_keys": [
                 {"provider_id": r.provider_id, "key": r.key} for r in self.recipients
             ],
@@ -70,7 +82,7 @@ def inspect_message(
     from .suites import CommitmentPolicy
 
     reader = MessageReader(
-        source, limits=limits, policy=CommitmentPolicy.REQUIRE_ENCRYPT_ALLOW_DECRYPT
+        source, limits=limits, policy=CommitmentPolicy.FORBID_ENCRYPT_ALLOW_DECRYPT
     )
     header = reader.header
     visible = {k: v for k, v in header.context.items() if not k.startswith("aws-crypto-")}
@@ -80,7 +92,9 @@ def inspect_message(
         message_version=header.suite.message_version,
         message_id=header.message_id.hex(),
         context=EncryptionContext(visible),
-        signed=PUBLIC_KEY_CONTEXT_KEY in header.context or header.suite.signed,
+        signed=header.suite.signed,
+        committing=header.suite.committing,
+        content_type=CONTENT_TYPE_NAMES[header.content_type],
         frame_length=header.frame_length,
         recipients=tuple(
             RecipientInfo(provider_id=edk.provider_id, key=_describe_key(edk.provider_info))

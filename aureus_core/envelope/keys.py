@@ -22,10 +22,13 @@ def derive_keys(
     """Return ``(data encryption key, commitment value)`` for one message.
 
     Committing suites use HKDF with the message ID as salt; the non-committing
-    version-1 suites use the message ID in the info and give an empty commitment.
+    version-1 suites use HKDF with the message ID in the info, or (suites
+    without a KDF) the data key itself, and give an empty commitment.
     """
     if len(data_key) != suite.data_key_length:
         raise DecryptionError()
+    if suite.kdf_hash is None:
+        return bytes(data_key), b""
     if suite.committing:
         encryption_key = HKDF(
             algorithm=suite.kdf_hash(),

@@ -1,8 +1,9 @@
 """Writing and reading whole messages, one-shot or streamed in constant memory.
 
 This is the hazardous layer: it takes a plaintext data key and produces or
-consumes the AWS Encryption SDK message format (version 2, framed; version 1
-readable on opt-in).  :class:`~aureus_core.stack.KeyStack` is the safe API
+consumes the AWS Encryption SDK message format: every algorithm suite, framed
+and non-framed bodies (version-1 suites readable under the commitment policy's
+opt-in).  :class:`~aureus_core.stack.KeyStack` is the safe API
 on top: it obtains and wraps data keys through the providers.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import BinaryIO
 
 import attrs
@@ -28,24 +29,37 @@ from .buffers import OutputBuffer
 from .frames import (
     FINAL_FRAME_MARKER,
     MAX_FRAMES,
-    SealedFrame,
+    SINGLE_BLOCK_SEQUENCE,
     final_frame_size,
     frame_aad,
     frame_iv,
     regular_frame_size,
+    single_block_aad,
+    single_block_size,
 )
-from .header import Header, Limits, parse_header
+from .header import (
+    CONTENT_TYPE_NAMES,
+    FRAMED_CONTENT,
+    NON_FRAMED_CONTENT,
+    Header,
+    Limits,
+    parse_header,
+)
 from .keys import check_commitment, check_header_auth, derive_keys, header_auth_tag
 from .reader import Reader
-from .suites import AlgorithmSuite, CommitmentPolicy
+from .suites import SIGNED_SUITE, AlgorithmSuite, CommitmentPolicy
 
 PUBLIC_KEY_CONTEXT_KEY = "aws-crypto-public-key"
 DEFAULT_FRAME_LENGTH = 64 * 1024
 
 
-def new_signing_key() -> tuple[ec.EllipticCurvePrivateKey, str]:
-    """A fresh P-384 key pair for one signed message, with its public key as stored."""
-    private = ec.generate_private_key(ec.SECP384R1())
+def new_signing_key(
+    suite: AlgorithmSuite = SIGNED_SUITE,
+) -> tuple[ec.EllipticCurvePrivateKey, str]:
+    """A fresh key pair on ``suite``'s curve for one signed message, with its stored public key."""
+    if suite.signature_curve is None:
+        raise ConfigError(f"suite 0x{suite.suite_id:04X} is not a signed suite")
+    private = ec.generate_private_key(suite.signature_curve())
     return private, public_key_text(private)
 
 
@@ -66,6 +80,52 @@ def signed_context(
     )
 
 
+def split_required(
+    context: EncryptionContext, required: Collection[str]
+) -> tuple[EncryptionContext, EncryptionContext]:
+    """Split a full context into ``(stored, required)`` by the required keys.
+
+    Required pairs (the AWS Encryption SDK's required encryption context) are
+    authenticated but not stored: the header leaves them out, its
+    authentication tag covers them, and data keys are wrapped with the full
+    context.  Every required key must be in ``context``.
+    """
+    if isinstance(required, str):
+        raise ConfigError("required_context takes a list of context keys, e.g. ['tenant']")
+    wanted = set(required)
+    for key in sorted(wanted):
+        if not isinstance(key, str) or key not in context:
+            raise ConfigError(
+                f"required context key {key!r} is not in the encryption context: "
+                "give its value in context= (--context KEY=VALUE) as well"
+            )
+    stored = {k: v for k, v in context.items() if k not in wanted}
+    pairs = {k: v for k, v in context.items() if k in wanted}
+    return EncryptionContext._unchecked_reserved(stored), EncryptionContext(pairs)
+
+
+def merge_supplied(
+    stored: EncryptionContext, supplied: EncryptionContext
+) -> tuple[EncryptionContext, EncryptionContext]:
+    """The context to decrypt with: ``(full context, required pairs)``.
+
+    Supplied pairs whose key the header stores must match it; the others are
+    taken as the writer's required encryption context (as the SDK's reproduced
+    context): they join the context the data key is unwrapped with, and the
+    header authentication covers them, so a wrong or extra pair fails to
+    authenticate.
+    """
+    if any(key in stored and stored[key] != value for key, value in supplied.items()):
+        raise DecryptionError(
+            "the message's encryption context does not match the context you required"
+        )
+    required = {k: v for k, v in supplied.items() if k not in stored}
+    if not required:
+        return stored, EncryptionContext()
+    full = EncryptionContext._unchecked_reserved({**stored, **required})
+    return full, EncryptionContext(required)
+
+
 @attrs.frozen(kw_only=True)
 class EncryptionMaterials:
     """Everything needed to write one message."""
@@ -76,6 +136,9 @@ class EncryptionMaterials:
     context: EncryptionContext
     """The full context to store, including ``aws-crypto-public-key`` for signed suites."""
     signing_key: ec.EllipticCurvePrivateKey | None = attrs.field(default=None, repr=False)
+    required_context: EncryptionContext = attrs.field(factory=EncryptionContext)
+    """Pairs authenticated but not stored (required encryption context): the header
+    authentication tag covers them, and the data key was wrapped with them."""
 
 
 def check_frame_length(frame_length: int, limits: Limits) -> int:
@@ -89,27 +152,45 @@ def check_frame_length(frame_length: int, limits: Limits) -> int:
 
 
 class MessageWriter:
-    """Produces one message piece by piece: header, frames, footer."""
+    """Produces one message piece by piece: header, frames (or the single block), footer.
+
+    Only committing suites are written unless ``allow_non_committing`` is set:
+    that switch exists for interoperability tests of the reading side, and the
+    stack never sets it.  ``content_type`` :data:`NON_FRAMED_CONTENT` writes one
+    single-block body (``frame_length`` must then be 0) with
+    :func:`encrypt_bytes` only.
+    """
 
     def __init__(
         self,
         materials: EncryptionMaterials,
         frame_length: int,
         *,
-        message_id: bytes | None = None,
+        content_type: int = FRAMED_CONTENT,
+        allow_non_committing: bool = False,
     ) -> None:
         suite = materials.suite
-        if suite.message_version != 2:
+        if not suite.committing and not allow_non_committing:
             raise ConfigError("Aureus writes only committing (format version 2) suites")
         if suite.signed != (materials.signing_key is not None):
             raise ConfigError("a signed suite needs a signing key, and only a signed suite")
+        if content_type not in CONTENT_TYPE_NAMES:
+            raise ConfigError(f"unknown content type {content_type!r}")
+        if (content_type == NON_FRAMED_CONTENT) != (frame_length == 0):
+            raise ConfigError(
+                "a framed message needs a frame length of 1 or more; frame length 0 is "
+                "for non-framed content only (content_type=NON_FRAMED_CONTENT)"
+            )
         self._suite = suite
         self._frame_length = frame_length
-        self._message_id = message_id if message_id is not None else os.urandom(32)
+        # Always fresh: a second header or body under one (data key, message ID)
+        # would reuse the derived key with the header's fixed IV and the frame IVs.
+        self._message_id = os.urandom(32 if suite.message_version == 2 else 16)
         encryption_key, commitment = derive_keys(suite, materials.data_key, self._message_id)
         self._aead = AESGCM(encryption_key)
         self._signing_key = materials.signing_key
         self._hash = hashes.Hash(suite.signature_hash()) if suite.signature_hash else None
+        self._required_context = materials.required_context
         self.header = Header(
             suite=suite,
             message_id=self._message_id,
@@ -117,6 +198,7 @@ class MessageWriter:
             encrypted_data_keys=materials.encrypted_data_keys,
             frame_length=frame_length,
             suite_data=commitment,
+            content_type=content_type,
         )
         self._sequence = 0
 
@@ -125,11 +207,31 @@ class MessageWriter:
             self._hash.update(data)
 
     def start(self) -> bytes:
-        """The serialized header and its authentication tag."""
+        """The serialized header and its authentication (the IV of zeros too, in version 1).
+
+        The tag also covers the required context, which is not stored.
+        """
         body = self.header.serialize()
-        out = body + header_auth_tag(self._aead, self._suite, body)
+        aad = body + self._required_context.serialize()
+        iv = bytes(self._suite.iv_length) if self._suite.message_version == 1 else b""
+        out = body + iv + header_auth_tag(self._aead, self._suite, aad)
         self._signed(out)
         return out
+
+    def single_block_into(self, plaintext: memoryview, out: memoryview) -> int:
+        """Encrypt a whole non-framed body into ``out``; return the bytes written."""
+        if self.header.framed or self._sequence:
+            raise ConfigError("a single block is the whole body of a non-framed message")
+        self._sequence = SINGLE_BLOCK_SEQUENCE
+        length = len(plaintext)
+        iv = frame_iv(SINGLE_BLOCK_SEQUENCE)
+        prefix = iv + length.to_bytes(8, "big")
+        end = len(prefix) + length + self._suite.tag_length
+        out[: len(prefix)] = prefix
+        aad = single_block_aad(self._message_id, length)
+        self._aead.encrypt_into(iv, plaintext, aad, out[len(prefix) : end])
+        self._signed(out[:end])
+        return end
 
     def _next_sequence(self) -> int:
         self._sequence += 1
@@ -139,6 +241,8 @@ class MessageWriter:
 
     def frame_into(self, plaintext: memoryview, out: memoryview, *, final: bool) -> int:
         """Encrypt one frame into ``out``; return the bytes written."""
+        if not self.header.framed:
+            raise ConfigError("a non-framed message has no frames")
         sequence = self._next_sequence()
         length = len(plaintext)
         if not final and length != self._frame_length:
@@ -169,13 +273,6 @@ class MessageWriter:
         assert written == size
         return bytes(out)
 
-    def add_sealed(self, data: bytes | bytearray | memoryview) -> None:
-        """Account for body bytes copied verbatim from another message (rewrap).
-
-        They are written by the caller, not here; a signed suite signs them.
-        """
-        self._signed(data)
-
     def finish(self) -> bytes:
         """The footer: the signature for signed suites, nothing otherwise."""
         if self._hash is None or self._signing_key is None:
@@ -193,9 +290,13 @@ def encrypt_bytes(plaintext: bytes | bytearray | memoryview, writer: MessageWrit
     data = memoryview(plaintext).cast("B")
     frame_length = writer.header.frame_length
     head = writer.start()
-    regular = max(0, (len(data) - 1) // frame_length)
-    last = len(data) - regular * frame_length
-    body = regular * regular_frame_size(frame_length) + final_frame_size(last)
+    if writer.header.framed:
+        regular = max(0, (len(data) - 1) // frame_length)
+        last = len(data) - regular * frame_length
+        body = regular * regular_frame_size(frame_length) + final_frame_size(last)
+    else:
+        regular = 0
+        body = single_block_size(len(data))
     signed = writer.header.suite.signed
     # The signature's DER length is only known at the end: signed messages take
     # a scratch buffer and one copy (the signature dominates their cost anyway).
@@ -204,10 +305,13 @@ def encrypt_bytes(plaintext: bytes | bytearray | memoryview, writer: MessageWrit
     view = memoryview(scratch) if scratch is not None else out.view  # type: ignore[union-attr]
     view[: len(head)] = head
     position = len(head)
+    if not writer.header.framed:
+        position += writer.single_block_into(data, view[position:])
     for index in range(regular):
         chunk = data[index * frame_length : (index + 1) * frame_length]
         position += writer.frame_into(chunk, view[position:], final=False)
-    position += writer.frame_into(data[regular * frame_length :], view[position:], final=True)
+    if writer.header.framed:
+        position += writer.frame_into(data[regular * frame_length :], view[position:], final=True)
     if out is not None:
         return out.finish()
     view.release()
@@ -217,6 +321,8 @@ def encrypt_bytes(plaintext: bytes | bytearray | memoryview, writer: MessageWrit
 
 def encrypt_stream(src: BinaryIO, dst: BinaryIO, writer: MessageWriter) -> int:
     """Write a whole message, reading ``src`` one frame at a time; return plaintext bytes."""
+    if not writer.header.framed:
+        raise ConfigError("a non-framed message cannot be streamed: use encrypt_bytes")
     frame_length = writer.header.frame_length
     dst.write(writer.start())
     buffers = [bytearray(frame_length), bytearray(frame_length)]
@@ -269,10 +375,21 @@ class MessageReader:
                 "only for messages written by older SDKs"
             )
         suite = self.header.suite
+        # The suite alone says whether a footer signature is due.  A signed suite
+        # without its public key, or an unsigned one carrying a public key (a
+        # co-recipient stripping the signature from a signed message and writing
+        # new content under the same data key), is refused before any key is used.
+        if suite.signed != (PUBLIC_KEY_CONTEXT_KEY in self.header.context):
+            raise DecryptionError(
+                "the message could not be decrypted and authenticated (its algorithm suite "
+                "and the signature key in its header disagree)"
+            )
         iv_length = suite.iv_length if suite.message_version == 1 else 0
         self._auth_iv = bytes(self._reader.read(iv_length)) if iv_length else bytes(suite.iv_length)
         self._auth_tag = bytes(self._reader.read(suite.tag_length))
         self._aead: AESGCM | None = None
+        self.required_context = EncryptionContext()
+        """The pairs not stored in the header that authenticated it (after :meth:`unlock`)."""
         self._hash = hashes.Hash(suite.signature_hash()) if suite.signature_hash else None
         if self._hash is not None:
             self._hash.update(self._raw_header)
@@ -285,15 +402,57 @@ class MessageReader:
         """The context stored in the header, including reserved keys."""
         return self.header.context
 
-    def unlock(self, data_key: bytes | bytearray) -> None:
-        """Check the commitment and header authentication with the data key."""
+    def unlock(
+        self, data_key: bytes | bytearray, required_context: EncryptionContext | None = None
+    ) -> None:
+        """Check the commitment and header authentication with the data key.
+
+        ``required_context`` holds the pairs the caller supplies that the
+        header does not store: the writer's required encryption context, which
+        the header authentication tag covers after the header body.
+        """
         suite = self.header.suite
         encryption_key, commitment = derive_keys(suite, data_key, self.header.message_id)
         if suite.committing:
             check_commitment(commitment, self.header.suite_data)
         aead = AESGCM(encryption_key)
-        check_header_auth(aead, self._auth_iv, self._auth_tag, self._raw_header)
+        extra = required_context.serialize() if required_context else b""
+        check_header_auth(aead, self._auth_iv, self._auth_tag, self._raw_header + extra)
         self._aead = aead
+        self.required_context = required_context or EncryptionContext()
+
+    def _read_single_block(self) -> tuple[memoryview, memoryview]:
+        """Return ``(iv, ciphertext-with-tag)`` of a non-framed body, its length bounded first."""
+        reader = self._reader
+        suite = self.header.suite
+        iv = reader.read(suite.iv_length)
+        self._signed(iv)
+        raw = reader.read(8)
+        self._signed(raw)
+        length = int.from_bytes(raw, "big")
+        if length > self._limits.max_non_framed_bytes:
+            raise DecryptionError(
+                f"the message has a non-framed body of {length} bytes, over the limit of "
+                f"{self._limits.max_non_framed_bytes} that may be held in memory until it "
+                "authenticates; raise [stack] max_non_framed_bytes if you trust the sender"
+            )
+        sealed = reader.read(length + suite.tag_length)
+        self._signed(sealed)
+        return iv, sealed
+
+    def _open_single_block(
+        self, iv: memoryview, sealed: memoryview, out: memoryview | None = None
+    ) -> memoryview:
+        assert self._aead is not None
+        length = len(sealed) - self.header.suite.tag_length
+        aad = single_block_aad(self.header.message_id, length)
+        try:
+            if out is not None:
+                self._aead.decrypt_into(iv, sealed, aad, out[:length])
+                return out[:length]
+            return memoryview(self._aead.decrypt(iv, sealed, aad))
+        except InvalidTag:
+            raise DecryptionError() from None
 
     def _signed(self, data: bytes | bytearray | memoryview) -> None:
         if self._hash is not None:
@@ -356,9 +515,12 @@ class MessageReader:
                 raise DecryptionError()
             suite = self.header.suite
             assert suite.signature_hash is not None
+            assert suite.signature_curve is not None
             try:
                 point = base64.b64decode(key, validate=True)
-                public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP384R1(), point)
+                public = ec.EllipticCurvePublicKey.from_encoded_point(
+                    suite.signature_curve(), point
+                )
                 public.verify(
                     signature, self._hash.finalize(), ec.ECDSA(Prehashed(suite.signature_hash()))
                 )
@@ -376,6 +538,13 @@ class MessageReader:
         """
         if self._aead is None:
             raise DecryptionError()
+        if not self.header.framed:
+            # One AES-GCM message: nothing is released before its tag (and the
+            # signature) verify, so the whole body is held, within the limit.
+            block = self._open_single_block(*self._read_single_block())
+            self._finish()
+            yield block
+            return
         sequence = 0
         while True:
             sequence += 1
@@ -389,49 +558,16 @@ class MessageReader:
                 return
             yield plaintext
 
-    def sealed_frames(self) -> Iterator[SealedFrame]:
-        """Yield the frames as stored, checking their place but not their tags (rewrap).
-
-        Sequence numbers and the final frame's length are checked as in
-        :meth:`frames`, a signed suite hashes every byte, and the final frame
-        is held back until the footer's signature verifies and the input
-        ends.  Call :meth:`unlock` first; tags are checked only by
-        :meth:`authenticate`.
-        """
-        if self._aead is None:
-            raise DecryptionError()
-        tag_length = self.header.suite.tag_length
-        sequence = 0
-        while True:
-            sequence += 1
-            if sequence > MAX_FRAMES:
-                raise DecryptionError()
-            iv, sealed, final = self._read_frame(sequence)
-            frame = SealedFrame(
-                sequence=sequence,
-                final=final,
-                iv=iv,
-                sealed=sealed,
-                content_length=len(sealed) - tag_length,
-            )
-            if final:
-                self._finish()
-                yield frame
-                return
-            yield frame
-
-    def authenticate(self, frame: SealedFrame, scratch: bytearray) -> None:
-        """Check one sealed frame's tag with the derived key, or raise DecryptionError.
-
-        AES-GCM has no verify-only call: the plaintext is written into
-        ``scratch`` (at least one frame length), which the caller wipes.
-        """
-        self._open(frame.iv, frame.sealed, frame.sequence, frame.final, memoryview(scratch))
-
     def read_all(self) -> bytes:
         """Decrypt the rest of an in-memory message into one buffer."""
         if self._aead is None:
             raise DecryptionError()
+        if not self.header.framed:
+            iv, sealed = self._read_single_block()
+            block = OutputBuffer(len(sealed) - self.header.suite.tag_length)
+            self._open_single_block(iv, sealed, block.view)
+            self._finish()
+            return block.finish()
         size = self._plaintext_size()
         out = OutputBuffer(size) if size is not None else None
         scratch = bytearray(self._remaining_upper_bound()) if out is None else None

@@ -1,27 +1,25 @@
-"""Rewrap: give a message new recipients without decrypting or re-encrypting its body.
+"""Rewrap: give a message new recipients by re-encrypting it in one streaming pass.
 
-A message's data key is unwrapped once (through the same checks as decrypt)
-and wrapped again under the new keys.  The new message keeps the suite,
-message ID, frame length and commitment value, so the derived key and every
-frame's IV, associated data and tag stay valid: the body frames are copied
-byte for byte.  Only the encrypted data keys, the header authentication tag
-and, for the signed suite, the public key in the context and the footer change.
+The input is read with every check decrypt makes (header, commitment, each
+frame's tag, the signature of a signed suite), and its plaintext flows frame
+by frame, in memory only, into a new message with:
 
-Integrity of the body:
+* a **fresh data key**, wrapped under the new keys only, and
+* a **fresh message ID**, so every derived key, header tag and frame IV is new.
 
-* The input's header is authenticated (commitment and header tag) before
-  anything is written, exactly as on decrypt.
-* Every frame's place is checked as it is copied (sequence numbers, the final
-  frame's length, nothing after the end).
-* With ``verify_body=True`` (the default) every frame's tag is checked with
-  the derived key as well; the plaintext goes only into one scratch buffer,
-  wiped at the end.  With ``verify_body=False`` the tags are not checked:
-  a changed frame is copied as it is and fails whoever decrypts the new
-  message (the tag is still bound to the same key, message ID and position),
-  so a rewrap never launders a change, but it does not report one either.
-* The signed suite's old signature is checked over the old header and body as
-  the body streams; the new message's final frame and footer are written only
-  once it has verified.  The new message is signed by a fresh key pair.
+Why not copy the body and change only the header: in format version 2 the
+header tag is AES-GCM under the derived key with a fixed all-zero IV.  Two
+headers under one (data key, message ID) are two GCM tags under one key and
+nonce over different data, from which anyone who sees both copies recovers
+the GHASH key and can forge frames.  A rewrap therefore never reuses the
+input's data key or message ID; earlier Aureus releases did, and their
+rewrapped copies should be re-encrypted (see docs/rotation.md).
+
+The new message keeps the stored encryption context (minus the old signing
+key), the required context, the frame length and whether it is signed; a
+signed input gets a fresh key pair, and the new final frame and footer are
+written only after the old signature has verified.  A format-version-1 input
+comes out as the committing suite of the same kind, a non-framed one framed.
 
 :class:`~aureus_core.stack.KeyStack` (``rewrap``, ``rewrap_stream``) is the
 API; this module holds the parts it composes.
@@ -29,25 +27,27 @@ API; this module holds the parts it composes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import io
+from collections.abc import Callable, Iterator, Sequence
 
+import attrs
+
+from ..context import EncryptionContext
 from ..errors import ConfigError
 from ..keyref import KeyRef
 from .header import Limits
-from .keyring import ProviderLookup, wrap_for_all
+from .keyring import ProviderLookup, encryption_materials
 from .message import (
-    EncryptionMaterials,
+    DEFAULT_FRAME_LENGTH,
     MessageReader,
     MessageWriter,
-    new_signing_key,
-    signed_context,
+    check_frame_length,
+    encrypt_stream,
+    split_required,
 )
 
-OnUnlock = Callable[[MessageReader, bytearray], None]
-"""Called by the stack's read path with the reader and the data key, right after unlock."""
-
 Write = Callable[[bytes | memoryview], object]
-"""Where the new message goes: ``dst.write``, or ``list.append`` for one-shot rewraps."""
+"""Where the new message goes: a ``write`` that copies what it is given (it reuses buffers)."""
 
 
 def parse_recipients(to_keys: Sequence[str | KeyRef], limits: Limits) -> tuple[KeyRef, ...]:
@@ -59,97 +59,97 @@ def parse_recipients(to_keys: Sequence[str | KeyRef], limits: Limits) -> tuple[K
         raise ConfigError("rewrap needs at least one new wrapping key (to_keys=[URI, ...], --to)")
     if len(set(refs)) != len(refs):
         raise ConfigError("the same new wrapping key is listed twice")
-    if len(refs) > limits.max_encrypted_data_keys:
-        raise ConfigError(
-            f"{len(refs)} new wrapping keys, but messages may carry at most "
-            f"{limits.max_encrypted_data_keys} encrypted data keys ([stack] "
-            "max_encrypted_data_keys)"
-        )
+    limits.check_recipients(len(refs))
     return refs
 
 
-class Rewrap:
-    """One rewrap: :meth:`prepare` while the data key is unwrapped, then :meth:`copy`."""
+class _Plaintext(io.RawIOBase):
+    """The authenticated plaintext of a reader as a readable stream, never on disk."""
 
-    def __init__(self, lookup: ProviderLookup, to_keys: Sequence[KeyRef]) -> None:
+    def __init__(self, frames: Iterator[memoryview]) -> None:
+        self._frames = frames
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            chunk = next(self._frames, None)
+            if chunk is None:
+                return 0
+            self._pending = chunk
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+class _Sink:
+    """``write`` as the ``dst`` that :func:`encrypt_stream` expects."""
+
+    def __init__(self, write: Write) -> None:
+        self.write = write
+
+
+class Rewrap:
+    """One rewrap: :meth:`prepare` once the input's header is authenticated, then :meth:`copy`."""
+
+    def __init__(self, lookup: ProviderLookup, to_keys: Sequence[KeyRef], limits: Limits) -> None:
         self._lookup = lookup
         self._to_keys = tuple(to_keys)
+        self._limits = limits
         self._writer: MessageWriter | None = None
         self.recipients: tuple[KeyRef, ...] = ()
         """The new wrapping keys, pinned to the versions that wrapped (after :meth:`prepare`)."""
 
-    def prepare(self, reader: MessageReader, data_key: bytearray) -> None:
-        """Wrap the unlocked message's data key for the new recipients and set up the writer.
+    def prepare(self, reader: MessageReader) -> None:
+        """A fresh data key wrapped for the new recipients, and the writer of the new message.
 
-        Called with the data key of a reader whose header has been
-        authenticated; the key is not kept (the caller wipes it).
+        The stored context is kept, and so is the required context the input
+        was unlocked with: its pairs stay authenticated but not stored.
         """
         header = reader.header
-        suite = header.suite
-        if suite.message_version != 2:
-            raise ConfigError(
-                f"cannot rewrap a format-version-1 message (suite 0x{suite.suite_id:04X}): "
-                "rewrap keeps the algorithm suite and Aureus writes only committing suites; "
-                "decrypt and encrypt it again instead"
-            )
-        signing_key = new_signing_key()[0] if suite.signed else None
-        # Signed suites: the new public key replaces the old one, and the new
-        # data keys are wrapped with the new context as associated data.
-        context = signed_context(header.context, signing_key)
-        encrypted, used = wrap_for_all(self._lookup, self._to_keys, data_key, context)
-        materials = EncryptionMaterials(
-            suite=suite,
-            data_key=data_key,
-            encrypted_data_keys=encrypted,
-            context=context,
-            signing_key=signing_key,
+        required = reader.required_context
+        visible = {k: v for k, v in header.context.items() if not k.startswith("aws-crypto-")}
+        full = EncryptionContext({**visible, **required})
+        materials, used = encryption_materials(
+            self._lookup, self._to_keys, full, signed=header.suite.signed
         )
-        writer = MessageWriter(materials, header.frame_length, message_id=header.message_id)
-        # Same data key, message ID and suite: the same commitment (checked by unlock).
-        assert writer.header.suite_data == header.suite_data
-        self._writer = writer
+        stored, required = split_required(materials.context, tuple(required))
+        materials = attrs.evolve(materials, context=stored, required_context=required)
+        try:
+            frame_length = check_frame_length(
+                header.frame_length if header.framed else DEFAULT_FRAME_LENGTH, self._limits
+            )
+            self._writer = MessageWriter(materials, frame_length)
+        finally:
+            if isinstance(materials.data_key, bytearray):
+                materials.data_key[:] = bytes(len(materials.data_key))
         self.recipients = tuple(used)
 
-    def copy(self, reader: MessageReader, write: Write, *, verify_body: bool) -> int:
-        """Write the new header, the input's frames unchanged, and the new footer.
+    def copy(self, reader: MessageReader, write: Write) -> int:
+        """Stream the input's plaintext into the new message; return the plaintext size.
 
-        Returns the plaintext bytes the body carries (known from the frame
-        lengths, without decrypting).  Raises
-        :class:`~aureus_core.errors.DecryptionError` when the input does not
-        check; what was written by then must be discarded (for the signed
-        suite it never includes the final frame or the footer).
+        Raises :class:`~aureus_core.errors.DecryptionError` when the input does
+        not authenticate; what was written by then must be discarded (it never
+        holds the new final frame or footer, which wait for the whole input).
         """
         writer = self._writer
         if writer is None:
             raise RuntimeError("Rewrap.copy() before prepare()")
-        write(writer.start())
-        scratch = bytearray(reader.header.frame_length) if verify_body else None
-        content = 0
-        try:
-            for frame in reader.sealed_frames():
-                if scratch is not None:
-                    reader.authenticate(frame, scratch)
-                for part in frame.parts():
-                    writer.add_sealed(part)
-                    write(part)
-                content += frame.content_length
-        finally:
-            if scratch is not None:
-                scratch[:] = bytes(len(scratch))
-        write(writer.finish())
-        return content
+        return encrypt_stream(_Plaintext(reader.frames()), _Sink(write), writer)  # type: ignore[arg-type]
 
-    def details(self, *, verify_body: bool) -> tuple[tuple[str, str], ...]:
-        """Audit details: the new recipients (with versions), signed, verify_body."""
+    def details(self) -> tuple[tuple[str, str], ...]:
+        """Audit details: the new recipients (with versions) and whether the result is signed."""
         signed = self._writer is not None and self._writer.header.suite.signed
         return (
             ("recipients", ",".join(ref.uri for ref in self.recipients)),
             ("signed", str(signed).lower()),
-            ("verify_body", str(verify_body).lower()),
         )
 
 
 def snapshot(message: bytes | bytearray | memoryview) -> bytes | memoryview:
-    """An immutable view of a one-shot input (frames are checked, then copied later)."""
+    """An immutable view of a one-shot input."""
     view = memoryview(message)
     return view if isinstance(view.obj, bytes) else bytes(view)

@@ -71,8 +71,37 @@ def test_sign_stdin_output_file_and_json(run, tmp_path):
     record = run("sign", "--key", "local://s", "--json", input=b"data").stdout
     (tmp_path / "sig.json").write_text(record)
     assert json.loads(record)["key_version"] == "1"
-    result = run("verify", "--signature", f"@{tmp_path / 'sig.json'}", "-", input=b"data")
+    sig = f"@{tmp_path / 'sig.json'}"
+    result = run("verify", "--key", "local://s", "--signature", sig, "-", input=b"data")
     assert result.exit_code == 0
+
+
+def test_verify_never_trusts_the_key_a_record_names(run, tmp_path):
+    """A record signed by a scratch key is not valid for a stack that trusts another key."""
+    run("keys", "create", "release", "--type", "ed25519")
+    run("keys", "create", "scratch", "--type", "ed25519")
+    forged = run("sign", "--key", "local://scratch", "--json", input=b"evil build").stdout
+    (tmp_path / "forged.json").write_text(forged)
+    sig = f"@{tmp_path / 'forged.json'}"
+
+    no_anchor = run("verify", "--signature", sig, "-", input=b"evil build")
+    assert no_anchor.exit_code == 2
+    assert "no trusted key to verify against" in no_anchor.stderr
+    assert "--key URI" in no_anchor.stderr
+
+    wrong = run("verify", "--key", "local://release", "--signature", sig, "-", input=b"evil build")
+    assert wrong.exit_code == 1
+    assert "local://scratch" in wrong.stderr
+    assert "not a trusted key" in wrong.stderr
+
+    (tmp_path / "aureus.toml").write_text('[stack]\nsigning_key = "local://release"\n')
+    configured = run(
+        "--config", "aureus.toml", "verify", "--signature", sig, "-", input=b"evil build"
+    )
+    assert configured.exit_code == 1
+    # Either trusted key may be named; the one the record names must be among them.
+    both = ["--key", "local://release", "--key", "local://scratch"]
+    assert run("verify", *both, "--signature", sig, "-", input=b"evil build").exit_code == 0
 
 
 def test_import_and_public_key(run, tmp_path):

@@ -678,14 +678,14 @@ def test_verify_with_a_raw_signature_skips_versions_below_the_minimum(stack: Key
     stack.set_min_decryption_version("local://signer", "2")
     assert stack.verify(b"release", old.value, key="local://signer") is False
     with pytest.raises(KeyDisabled, match="version 1 is below the minimum decryption version 2"):
-        stack.verify(b"release", old)
+        stack.verify(b"release", old, key="local://signer")
     stack.set_min_decryption_version("local://signer", "1")
     stack.set_version_state("local://signer?version=1", "disabled")
     assert stack.verify(b"release", old.value, key="local://signer") is False
     with pytest.raises(KeyDisabled, match="local://signer version 1 is disabled"):
-        stack.verify(b"release", old)
+        stack.verify(b"release", old, key="local://signer")
     stack.set_version_state("local://signer?version=1", KeyState.ENABLED)
-    assert stack.verify(b"release", old) is True
+    assert stack.verify(b"release", old, key="local://signer") is True
 
 
 def test_stack_lifecycle_methods_need_the_capability(tmp_path: Path):

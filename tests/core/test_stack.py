@@ -70,11 +70,13 @@ def test_sign_verify_across_rotation(stack, key_type):
     new = stack.sign(b"release 2", key="local://signer")
     assert new.key_version == "2"
     # A Signature record carries its version; raw bytes are tried newest first.
-    assert stack.verify(b"release 1", old)
+    assert stack.verify(b"release 1", old, key="local://signer")
     assert stack.verify(b"release 1", old.value, key="local://signer")
     assert stack.verify(b"release 2", new.value, key="local://signer")
     assert not stack.verify(b"release 1", old.value, key="local://signer?version=2")
-    assert not stack.verify(b"release 3", new)
+    assert not stack.verify(b"release 3", new, key="local://signer")
+    # A pinned anchor accepts only records of that version.
+    assert not stack.verify(b"release 1", old, key="local://signer?version=2")
     assert Signature.from_json(new.to_json()) == new
 
 
@@ -82,8 +84,52 @@ def test_verify_rejects_record_for_another_key(stack):
     stack.create_key("a", "ed25519")
     stack.create_key("b", "ed25519")
     signature = stack.sign(b"m", key="local://a")
-    with pytest.raises(ConfigError, match="made by local://a"):
-        stack.verify(b"m", signature, key="local://b")
+    assert stack.verify(b"m", signature, key="local://b") is False
+    assert stack.verify(b"m", signature, key=["local://b", "local://a"]) is True
+
+
+def test_verify_needs_a_trust_anchor_and_never_trusts_the_record(tmp_path):
+    """The JWT "kid" mistake: a record naming an attacker's key must not verify."""
+    with KeyStack.local(tmp_path, signing_key="local://release") as stack:
+        stack.create_key("release", "ed25519")
+        stack.create_key("scratch", "ed25519")  # any key the process can reach
+        forged = stack.sign(b"evil build", key="local://scratch")
+        assert forged.key_uri == "local://scratch"
+        assert stack.verify(b"evil build", forged) is False  # the configured anchor
+        captured = _capture(stack)
+        assert stack.verify(b"evil build", forged) is False
+        verify = [e for e in captured if e.operation == "verify" and e.outcome == "ok"]
+        assert dict(verify[-1].details) == {"valid": "false", "reason": "untrusted key"}
+        genuine = stack.sign(b"good build")
+        assert stack.verify(b"good build", genuine) is True
+    with KeyStack.local(tmp_path) as bare:
+        with pytest.raises(ConfigError, match="no trusted key to verify against"):
+            bare.verify(b"evil build", forged)
+        with pytest.raises(ConfigError, match="no trusted key"):
+            bare.verify(b"evil build", forged.value)
+        assert bare.verify(b"evil build", forged, key="local://release") is False
+    config = {
+        "stack": {"verify_keys": ["local://release", "local://other"]},
+        "providers": {"local": {"keystore": str(tmp_path)}},
+    }
+    with KeyStack.from_dict(config) as anchored:
+        assert anchored.verify(b"evil build", forged) is False
+        assert anchored.verify(b"good build", genuine) is True
+        assert anchored.verify(b"good build", genuine.value) is True
+
+
+def _capture(stack):
+    events = []
+
+    class Sink:
+        def emit(self, event):
+            events.append(event)
+
+        def close(self):
+            pass
+
+    stack.add_audit_sink(Sink())
+    return events
 
 
 def test_malformed_signature_raises(stack):
@@ -117,7 +163,7 @@ def test_passphrase_stack(tmp_path):
         stack.create_key("p", "ed25519")
         sig = stack.sign(b"x", key="local://p")
     with KeyStack.local(tmp_path, passphrase="correct horse") as stack:
-        assert stack.verify(b"x", sig)
+        assert stack.verify(b"x", sig, key="local://p")
 
 
 def test_import_key_requires_exactly_one_material(stack):

@@ -1,4 +1,4 @@
-"""Rewrap: new recipients, same body bytes, every check decrypt makes, no payload re-encryption."""
+"""Rewrap: new recipients, a fresh data key and message ID, every check decrypt makes."""
 
 import hashlib
 import io
@@ -17,13 +17,15 @@ from aws_encryption_sdk.identifiers import (
 )
 from aws_encryption_sdk.internal.crypto.wrapping_keys import WrappingKey
 from aws_encryption_sdk.key_providers.raw import RawMasterKey
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from aureus_core import ConfigError, DecryptionError, KeyStack
 from aureus_core.envelope import message as message_module
-from aureus_core.envelope.frames import final_frame_size
+from aureus_core.envelope.frames import final_frame_size, regular_frame_size
 from aureus_core.envelope.message import PUBLIC_KEY_CONTEXT_KEY, MessageReader
 from aureus_core.errors import KeyNotFound
+from aureus_core.testing import forge
 
 FRAME = 4096
 SIZES = [0, 1, FRAME - 1, FRAME, 3 * FRAME, 3 * FRAME + 17]
@@ -67,15 +69,15 @@ def test_round_trip_keeps_body_and_moves_recipients(stack, mode, signed, size):
         stack.decrypt(new, keys=[ALPHA])
     assert [r.key for r in stack.inspect(new).recipients] == ["beta:1"]
 
-    old_header, old_body, old_footer = split(old)
-    new_header, new_body, new_footer = split(new)
-    assert new_body == old_body
+    _, old_body, old_footer = split(old)
+    _, new_body, new_footer = split(new)
     before, after = MessageReader(old).header, MessageReader(new).header
     assert after.suite == before.suite
-    assert after.message_id == before.message_id
     assert after.frame_length == before.frame_length
-    assert after.suite_data == before.suite_data  # the commitment value
-    assert new_header[-16:] != old_header[-16:]  # a new header tag
+    assert after.message_id != before.message_id
+    assert after.suite_data != before.suite_data  # a new commitment: a new data key
+    assert len(new_body) == len(old_body)
+    assert new_body != old_body
     if signed:
         assert after.context[PUBLIC_KEY_CONTEXT_KEY] != before.context[PUBLIC_KEY_CONTEXT_KEY]
         assert new_footer
@@ -85,13 +87,43 @@ def test_round_trip_keeps_body_and_moves_recipients(stack, mode, signed, size):
         assert new_footer == old_footer == b""
 
 
-@pytest.mark.parametrize("verify_body", [True, False])
-def test_stream_returns_plaintext_size(stack, verify_body):
+@pytest.mark.parametrize("signed", [False, True], ids=["0x0478", "0x0578"])
+def test_no_two_headers_share_a_derived_key_and_iv(stack, raw_keys, signed):
+    """The original and its rewrapped copy never carry GCM tags under one key and nonce.
+
+    Version-2 header tags use the derived key with a fixed all-zero IV, and
+    frames use IVs 1, 2, ...: two messages whose derived keys are equal would
+    give an observer of both two tags under one (key, nonce) over different
+    data, from which the GHASH key, and with it forged frames, follow.  The
+    derived keys are recomputed here from the unwrapped data keys, outside
+    Aureus.
+    """
+    old = stack.encrypt(b"same plaintext", context=CONTEXT, signed=signed, keys=[ALPHA])
+    new = stack.rewrap(old, to_keys=[ALPHA, BETA])
+
+    def derived(message: bytes, name: str) -> bytes:
+        header, _ = forge.read_header(message)
+        context = forge.serialize_context(dict(header.context))
+        edk = next(
+            e for e in header.encrypted_data_keys if e.provider_info.startswith(name.encode())
+        )
+        data_key = forge.unwrap_raw_aes(edk, raw_keys[name], context)
+        return forge.derive(data_key, header.message_id, header.suite.suite_id)[0]
+
+    assert derived(old, "alpha") != derived(new, "alpha")
+    assert derived(new, "alpha") == derived(new, "beta")  # control: one message, one key
+    # The rewrapped copy's header and body authenticate under its own derived key only.
+    header_end = forge.read_header(new)[1]
+    with pytest.raises(InvalidTag):
+        AESGCM(derived(old, "alpha")).decrypt(
+            bytes(12), new[header_end : header_end + 16], new[:header_end]
+        )
+
+
+def test_stream_returns_plaintext_size(stack):
     old = stack.encrypt(b"x" * 10_000, frame_length=FRAME)
     out = io.BytesIO()
-    count = stack.rewrap_stream(
-        io.BytesIO(old), out, to_keys=[BETA, GAMMA], verify_body=verify_body
-    )
+    count = stack.rewrap_stream(io.BytesIO(old), out, to_keys=[BETA, GAMMA])
     assert count == 10_000
     for key in (BETA, GAMMA):
         assert stack.decrypt(out.getvalue(), keys=[key]) == b"x" * 10_000
@@ -160,7 +192,6 @@ def test_sdk_written_message_rewraps_for_the_sdk(stack, raw_keys, signed):
         frame_length=FRAME,
     )
     new = stack.rewrap(old, to_keys=[GAMMA], context=CONTEXT)
-    assert split(new)[1] == split(old)[1]
     decrypted, _ = sdk_client().decrypt(
         source=new, key_provider=sdk_key(raw_keys["gamma"], "gamma")
     )
@@ -177,13 +208,13 @@ def small(request, stack):
     )
 
 
-def _rewrap_fails(stack, data, verify_body=True):
+def _rewrap_fails(stack, data):
     """Both forms raise DecryptionError; whatever the stream wrote never decrypts."""
     with pytest.raises(DecryptionError):
-        stack.rewrap(data, to_keys=[BETA], verify_body=verify_body)
+        stack.rewrap(data, to_keys=[BETA])
     out = io.BytesIO()
     with pytest.raises(DecryptionError):
-        stack.rewrap_stream(io.BytesIO(data), out, to_keys=[BETA], verify_body=verify_body)
+        stack.rewrap_stream(io.BytesIO(data), out, to_keys=[BETA])
     with pytest.raises(DecryptionError):
         stack.decrypt(out.getvalue())
 
@@ -195,49 +226,43 @@ def test_every_byte_change_fails(stack, small):
         _rewrap_fails(stack, bytes(changed))
 
 
-def test_without_body_verification_a_change_is_never_laundered(stack, small):
-    """A changed frame may pass rewrap unreported, but the new message then fails to decrypt."""
-    passed = 0
-    for index in range(len(small)):
-        changed = bytearray(small)
-        changed[index] ^= 0x01
-        try:
-            new = stack.rewrap(bytes(changed), to_keys=[BETA], verify_body=False)
-        except DecryptionError:
-            continue
-        passed += 1
-        with pytest.raises(DecryptionError):
-            stack.decrypt(new)
-    signed = MessageReader(small).header.suite.signed
-    # Unsigned: ciphertext and tag bytes are copied unchecked; signed: the signature catches all.
-    assert (passed == 0) == signed
+def test_verify_body_false_is_deprecated_and_still_authenticates(stack, small):
+    changed = bytearray(small)
+    changed[-20] ^= 0x01  # inside the final frame (or the signature)
+    with (
+        pytest.warns(DeprecationWarning, match="verify_body=False has no effect"),
+        pytest.raises(DecryptionError),
+    ):
+        stack.rewrap(bytes(changed), to_keys=[BETA], verify_body=False)
 
 
 def test_every_truncation_and_trailing_bytes_fail(stack, small):
     for end in range(len(small)):
-        _rewrap_fails(stack, small[:end], verify_body=False)
-    _rewrap_fails(stack, small + b"\x00", verify_body=False)
+        _rewrap_fails(stack, small[:end])
+    _rewrap_fails(stack, small + b"\x00")
 
 
 def test_signed_stream_writes_its_end_only_after_the_old_signature_verifies(stack):
     old = stack.encrypt(b"s" * 100, signed=True, frame_length=32)
-    _, body, _ = split(old)
     changed = old[:-1] + bytes([old[-1] ^ 0x01])  # a signature byte
     out = io.BytesIO()
     with pytest.raises(DecryptionError):
-        stack.rewrap_stream(io.BytesIO(changed), out, to_keys=[BETA], verify_body=False)
+        stack.rewrap_stream(io.BytesIO(changed), out, to_keys=[BETA])
     written = out.getvalue()
-    new_header = len(MessageReader(written).header.serialize()) + 16
-    final = final_frame_size(100 % 32)
-    assert written[new_header:] == body[:-final]  # no final frame, no footer
+    body = written[len(MessageReader(written).header.serialize()) + 16 :]
+    # Only regular frames: the final frame and the footer wait for the old signature.
+    assert len(body) % regular_frame_size(32) == 0
+    assert b"\xff\xff\xff\xff" not in body[:: regular_frame_size(32)]
+    with pytest.raises(DecryptionError):
+        stack.decrypt(written)
 
 
-def test_changed_frame_of_signed_message_fails_without_body_verification(stack):
+def test_changed_frame_of_signed_message_fails(stack):
     old = stack.encrypt(b"s" * 100, signed=True, frame_length=32)
     header, _, _ = split(old)
     changed = bytearray(old)
     changed[len(header) + 20] ^= 0x01  # ciphertext of the first frame
-    _rewrap_fails(stack, bytes(changed), verify_body=False)
+    _rewrap_fails(stack, bytes(changed))
 
 
 def test_required_context_and_allowed_keys(stack, tmp_path):
@@ -264,7 +289,6 @@ def test_rewrap_after_rotation_moves_to_the_new_version(stack):
     assert stack.decrypt(new, keys=["local://alpha?version=2"]) == b"rotate me"
     with pytest.raises(DecryptionError):
         stack.decrypt(new, keys=["local://alpha?version=1"])
-    assert split(new)[1] == split(old)[1]
 
 
 def test_bad_recipients_are_refused_before_any_provider_call(stack):
@@ -281,7 +305,7 @@ def test_bad_recipients_are_refused_before_any_provider_call(stack):
         stack.rewrap(old, to_keys=["local://missing"])
 
 
-def test_format_version_1_messages_are_refused(stack, raw_keys, tmp_path):
+def test_format_version_1_messages_come_out_committing(stack, raw_keys, tmp_path):
     legacy, _ = aws_encryption_sdk.EncryptionSDKClient(
         commitment_policy=CommitmentPolicy.FORBID_ENCRYPT_ALLOW_DECRYPT
     ).encrypt(
@@ -295,8 +319,10 @@ def test_format_version_1_messages_are_refused(stack, raw_keys, tmp_path):
         "stack": {"commitment_policy": "require-encrypt-allow-decrypt"},
         "providers": {"local": {"keystore": str(tmp_path / "ks")}},
     }
-    with KeyStack.from_dict(config) as opted_in, pytest.raises(ConfigError, match="version-1"):
-        opted_in.rewrap(legacy, to_keys=[BETA])
+    with KeyStack.from_dict(config) as opted_in:
+        new = opted_in.rewrap(legacy, to_keys=[BETA])
+        assert opted_in.inspect(new).suite_id == 0x0478
+    assert stack.decrypt(new, keys=[BETA]) == b"legacy"  # the default policy reads it now
 
 
 def test_audit_event(stack):
@@ -321,13 +347,13 @@ def test_audit_event(stack):
     assert (ok.key_uri, ok.key_version) == (ALPHA, "1")  # the key that unwrapped
     details = dict(ok.details)
     assert details["recipients"] == "local://beta?version=1,local://gamma?version=1"
-    assert (details["signed"], details["verify_body"]) == ("true", "true")
+    assert details["signed"] == "true"
     assert ok.byte_count == len(b"audited")
     assert set(ok.context_keys) == set(CONTEXT)
     assert "audited" not in repr(sink.events)
 
 
-# -- cost independent of decryption ----------------------------------------------
+# -- one pass each way, constant memory ------------------------------------------
 
 
 class CountingAESGCM:
@@ -362,10 +388,7 @@ class HashingSink(io.RawIOBase):
         return len(data)
 
 
-@pytest.mark.parametrize("verify_body", [False, True])
-def test_large_stream_needs_no_decryption_and_constant_memory(
-    stack, tmp_path, monkeypatch, verify_body
-):
+def test_large_stream_is_one_aes_pass_each_way_in_constant_memory(stack, tmp_path, monkeypatch):
     size, chunk = 64 * 1024 * 1024, 1024 * 1024
     plain, sealed, rewrapped = tmp_path / "plain", tmp_path / "sealed", tmp_path / "rewrapped"
     expected = hashlib.sha256()
@@ -383,17 +406,17 @@ def test_large_stream_needs_no_decryption_and_constant_memory(
     tracemalloc.start()
     try:
         with sealed.open("rb") as src, rewrapped.open("wb") as dst:
-            count = stack.rewrap_stream(src, dst, to_keys=[GAMMA], verify_body=verify_body)
+            count = stack.rewrap_stream(src, dst, to_keys=[GAMMA])
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     calls = CountingAESGCM.calls.copy()
     assert count == size
     assert rewrapped.stat().st_size == sealed.stat().st_size  # key names of the same length
-    assert calls["decrypt"] == 1  # the input's header tag
+    assert calls["decrypt"] == 1 + frames  # the input's header tag, then every frame once
     assert calls["encrypt"] == 1  # the output's header tag
-    assert calls["decrypt_into"] == (frames if verify_body else 0)
-    assert calls["encrypt_into"] == 0
+    assert calls["encrypt_into"] == frames  # every frame once
+    assert calls["decrypt_into"] == 0
     assert peak < 2 * 1024 * 1024, peak  # a few frames, not the message
 
     sink = HashingSink()

@@ -95,3 +95,25 @@ def test_final_frame_longer_than_frame_length(stack):
     final_start = len(message) - (8 + 12 + 4 + 10 + 16)
     struct.pack_into(">I", message, final_start + 20, 17)
     _fails(stack, bytes(message))
+
+
+def test_encrypt_refuses_more_keys_than_a_reader_accepts(tmp_path):
+    """A message this stack could not decrypt is never written, and no key is asked to wrap."""
+    from aureus_core import ConfigError, KeyStack
+    from aureus_core.testing.counting import CountingProvider
+
+    config = {
+        "stack": {"max_encrypted_data_keys": 2},
+        "providers": {"local": {"keystore": str(tmp_path / "ks")}},
+    }
+    with KeyStack.from_dict(config) as limited:
+        for name in ("a", "b", "c"):
+            limited.create_key(name, "aes-256")
+        counting = CountingProvider(limited.provider("local"))
+        with KeyStack(config=limited.config, providers={"local": counting}) as stack:
+            keys = ["local://a", "local://b", "local://c"]
+            with pytest.raises(ConfigError, match=r"3 wrapping keys.*at most 2.*max_encrypted"):
+                stack.encrypt(b"x", keys=keys)
+            assert counting.counts["wrap"] == 0
+            assert counting.counts["generate_data_key"] == 0
+            assert stack.decrypt(stack.encrypt(b"x", keys=keys[:2])) == b"x"

@@ -213,7 +213,7 @@ def test_a_stack_uses_a_named_credential_source(monkeypatch: pytest.MonkeyPatch)
             provider = stack.provider("azure-kv")
             created = provider.create_key("from-config", KeySpec(key_type=KeyType.ECDSA_P256))
             signature = stack.sign(b"configured", key=created.ref)
-            assert stack.verify(b"configured", signature) is True
+            assert stack.verify(b"configured", signature, key=created.ref) is True
         assert fake.token_requests[-1]["client_id"] == "client-four"
 
 

@@ -200,7 +200,7 @@ def test_a_stack_signs_and_verifies(
     ref = _key(gcp_provider, new_name("stack"), KeyType.ECDSA_P256)
     with KeyStack(providers={"gcp-kms": gcp_provider}) as stack:
         signature = stack.sign(MESSAGE, key=ref)
-        assert stack.verify(MESSAGE, signature) is True
-        assert stack.verify(MESSAGE + b"!", signature) is False
+        assert stack.verify(MESSAGE, signature, key=ref) is True
+        assert stack.verify(MESSAGE + b"!", signature, key=ref) is False
         gcp_provider.rotate_key(ref)
-        assert stack.verify(MESSAGE, signature) is True  # pinned to the version that signed
+        assert stack.verify(MESSAGE, signature, key=ref) is True  # the version that signed

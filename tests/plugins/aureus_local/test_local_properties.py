@@ -28,7 +28,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyStack]:
 @given(message=st.binary(max_size=2048))
 def test_sign_verify_round_trip(stack: KeyStack, key_type: str, message: bytes) -> None:
     signature = stack.sign(message, key=f"local://{key_type}")
-    assert stack.verify(message, signature)
+    assert stack.verify(message, signature, key=f"local://{key_type}")
     assert stack.verify(message, signature.value, key=f"local://{key_type}")
 
 
@@ -43,7 +43,7 @@ def test_any_changed_message_byte_fails(
     flip = data.draw(st.integers(1, 255))
     changed = bytearray(message)
     changed[index] ^= flip
-    assert not stack.verify(bytes(changed), signature)
+    assert not stack.verify(bytes(changed), signature, key=f"local://{key_type}")
 
 
 @pytest.mark.parametrize("key_type", SIGNING_TYPES)
