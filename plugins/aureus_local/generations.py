@@ -73,6 +73,7 @@ class GenerationState:
                 provider=SCHEME,
             ) from None
         try:
+            self._remove_stale_temp_files()
             entries = self._read()
             current = entries.get(keystore_id, 0)
             if current >= generation:
@@ -82,6 +83,11 @@ class GenerationState:
             return generation
         finally:
             self._lock.release()
+
+    def _remove_stale_temp_files(self) -> None:
+        """Delete temporary files a crashed writer left (caller holds the lock)."""
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
     def _read(self) -> dict[str, int]:
         try:

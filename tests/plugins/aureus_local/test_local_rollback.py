@@ -270,6 +270,13 @@ def test_the_state_file_only_ever_rises_under_concurrent_writers(tmp_path: Path)
     assert errors == []
     assert states[0].seen("a" * 32) == 199
     assert states[0].record("a" * 32, 5) == 199  # never lowered
+    (tmp_path / ".state.json.0123456789abcdef.tmp").write_text('{"keystores": {')  # a crash's
+    assert states[1].record("b" * 32, 7) == 7
+    assert json.loads(path.read_text())["keystores"] == {
+        "a" * 32: {"generation": 199},
+        "b" * 32: {"generation": 7},
+    }
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
