@@ -1,10 +1,11 @@
-"""The keystore document: its in-memory model and its JSON form (format version 2).
+"""The keystore document: its in-memory model and its JSON form (format version 3).
 
 ``keystore.json`` is one JSON object::
 
     {
-      "format": "aureus-local-keystore", "format_version": 2,
+      "format": "aureus-local-keystore", "format_version": 3,
       "keystore_id": "<32 hex digits>", "created_at": "<ISO 8601 UTC>",
+      "generation": 7,
       "master_key": {"source": "key-file"}
                   | {"source": "passphrase", "kdf": "scrypt",
                      "salt": "<base64>", "log_n": 15, "r": 8, "p": 1},
@@ -15,7 +16,7 @@
           "current_version": 2, "min_decryption_version": null,
           "versions": [{"version": 1, "created_at": "...", "origin": "generated",
                         "state": "enabled", "messages": 0, "bytes": 0,
-                        "nonce": "<base64>", "ciphertext": "<base64>"}, ...]
+                        "wraps_reserved": 0, "nonce": "<base64>", "ciphertext": "<base64>"}, ...]
         }
       },
       "mac": "<base64 HMAC of the canonical JSON of everything else>"
@@ -24,8 +25,11 @@
 Version 2 added each version's lifecycle ``state`` (``enabled``, ``disabled``
 or ``destroyed``; a destroyed version has ``null`` nonce and ciphertext), its
 usage counters ``messages`` and ``bytes``, and each key's
-``min_decryption_version``.  Version 1 documents (without them) are still
-read; every write produces version 2.
+``min_decryption_version``.  Version 3 added the document's ``generation``
+(incremented by every write, so that an older copy can be recognised) and each
+version's ``wraps_reserved`` (an upper bound on the AES-GCM wraps ever made
+with it).  Version 1 and 2 documents are still read, as generation 0 with no
+wraps reserved; every write produces version 3.
 
 Parsing is strict (exact field sets, types and ranges) and raises
 :class:`FormatProblem`; the keystore turns that into ``KeystoreCorrupted``.
@@ -56,8 +60,8 @@ from .sealing import (
 )
 
 FORMAT_MARKER = "aureus-local-keystore"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 ORIGINS = ("generated", "imported")
 VERSION_STATES = (KeyState.ENABLED, KeyState.DISABLED, KeyState.DESTROYED)
 """The lifecycle states a stored key version can be in."""
@@ -88,6 +92,8 @@ class VersionRecord:
 
     ``nonce`` and ``ciphertext`` are ``None`` once the version is destroyed.
     ``messages`` and ``byte_count`` are its usage counters as last flushed.
+    ``wraps_reserved`` is never below the number of wraps ever made with the
+    version: processes reserve blocks of wraps here before making them.
     """
 
     version: int
@@ -98,6 +104,7 @@ class VersionRecord:
     state: KeyState = KeyState.ENABLED
     messages: int = 0
     byte_count: int = 0
+    wraps_reserved: int = 0
 
     @property
     def destroyed(self) -> bool:
@@ -159,6 +166,8 @@ class KeystoreDocument:
     """How the master key comes from a passphrase; ``None`` for a key-file keystore."""
     verifier: bytes
     keys: Mapping[str, KeyRecord] = attrs.field(factory=dict)
+    generation: int = 0
+    """How many times the document was written (0: never by format version 3)."""
 
     def with_key(self, record: KeyRecord) -> KeystoreDocument:
         """A copy of the document with ``record`` added or replaced."""
@@ -182,6 +191,7 @@ def to_json(document: KeystoreDocument) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "keystore_id": document.keystore_id,
         "created_at": _time(document.created_at),
+        "generation": document.generation,
         "master_key": master,
         "verifier": _b64(document.verifier),
         "keys": {name: _key_json(document.keys[name]) for name in sorted(document.keys)},
@@ -246,13 +256,13 @@ def parse_header(obj: Mapping[str, Any]) -> tuple[str, ScryptParams | None, byte
 
 def parse_document(obj: Mapping[str, Any]) -> KeystoreDocument:
     """The full document model (call after the MAC has been checked)."""
-    _fields(
-        obj,
-        {"format", "format_version", "keystore_id", "created_at", "master_key", "verifier", "keys"},
-        "the document",
-    )
-    keystore_id, scrypt, verifier = parse_header(obj)
     layout = obj["format_version"]
+    fields = {"format", "format_version", "keystore_id", "created_at", "master_key", "verifier"}
+    _fields(obj, {*fields, "keys", *(["generation"] if layout >= 3 else [])}, "the document")
+    keystore_id, scrypt, verifier = parse_header(obj)
+    generation = 0
+    if layout >= 3:
+        generation = _int(obj["generation"], "generation", range(1, MAX_COUNT + 1))
     keys = {
         name: _parse_key(name, record, layout)
         for name, record in _object(obj["keys"], "keys").items()
@@ -263,6 +273,7 @@ def parse_document(obj: Mapping[str, Any]) -> KeystoreDocument:
         scrypt=scrypt,
         verifier=verifier,
         keys=keys,
+        generation=generation,
     )
 
 
@@ -282,6 +293,7 @@ def _key_json(record: KeyRecord) -> dict[str, Any]:
                 "state": v.state.value,
                 "messages": v.messages,
                 "bytes": v.byte_count,
+                "wraps_reserved": v.wraps_reserved,
                 "nonce": None if v.nonce is None else _b64(v.nonce),
                 "ciphertext": None if v.ciphertext is None else _b64(v.ciphertext),
             }
@@ -342,8 +354,10 @@ def _parse_version(where: str, expected: int, value: object, layout: int) -> Ver
     obj = _object(value, where)
     if layout == 1:
         _fields(obj, _VERSION_FIELDS_V1, where)
-    else:
+    elif layout == 2:
         _fields(obj, {*_VERSION_FIELDS_V1, "state", "messages", "bytes"}, where)
+    else:
+        _fields(obj, {*_VERSION_FIELDS_V1, "state", "messages", "bytes", "wraps_reserved"}, where)
     if obj["version"] != expected or isinstance(obj["version"], bool):
         raise FormatProblem(f"{where} is out of sequence")
     if obj["origin"] not in ORIGINS:
@@ -357,6 +371,9 @@ def _parse_version(where: str, expected: int, value: object, layout: int) -> Ver
     counters = range(0, MAX_COUNT + 1)
     messages = 0 if layout == 1 else _int(obj["messages"], f"{where} messages", counters)
     byte_count = 0 if layout == 1 else _int(obj["bytes"], f"{where} bytes", counters)
+    reserved = 0
+    if layout >= 3:
+        reserved = _int(obj["wraps_reserved"], f"{where} wraps_reserved", counters)
     nonce: bytes | None = None
     ciphertext: bytes | None = None
     if state is KeyState.DESTROYED:
@@ -374,6 +391,7 @@ def _parse_version(where: str, expected: int, value: object, layout: int) -> Ver
         state=state,
         messages=messages,
         byte_count=byte_count,
+        wraps_reserved=reserved,
     )
 
 

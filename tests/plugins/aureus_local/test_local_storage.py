@@ -244,7 +244,7 @@ def test_material_is_bound_to_its_key_and_version(
 
 def test_newer_format_asks_for_an_upgrade(filled: LocalKeyProvider, keystore_dir: Path) -> None:
     document = keystore_json(keystore_dir)
-    document["format_version"] = 3
+    document["format_version"] = 4
     write_keystore_json(keystore_dir, document)
 
     with pytest.raises(ProviderUnavailable) as caught:
