@@ -1,10 +1,11 @@
-"""The keystore document: its in-memory model and its JSON form (format version 2).
+"""The keystore document: its in-memory model and its JSON form (format version 3).
 
 ``keystore.json`` is one JSON object::
 
     {
-      "format": "aureus-local-keystore", "format_version": 2,
+      "format": "aureus-local-keystore", "format_version": 3,
       "keystore_id": "<32 hex digits>", "created_at": "<ISO 8601 UTC>",
+      "generation": 7,
       "master_key": {"source": "key-file"}
                   | {"source": "passphrase", "kdf": "scrypt",
                      "salt": "<base64>", "log_n": 15, "r": 8, "p": 1},
@@ -15,7 +16,7 @@
           "current_version": 2, "min_decryption_version": null,
           "versions": [{"version": 1, "created_at": "...", "origin": "generated",
                         "state": "enabled", "messages": 0, "bytes": 0,
-                        "nonce": "<base64>", "ciphertext": "<base64>"}, ...]
+                        "wraps_reserved": 0, "nonce": "<base64>", "ciphertext": "<base64>"}, ...]
         }
       },
       "mac": "<base64 HMAC of the canonical JSON of everything else>"
@@ -25,15 +26,17 @@ A raw keyring key (see :mod:`aureus_local.rawkeys`) also has a
 ``"keyring"`` object: ``{"namespace": "...", "key_name": "...", "padding":
 null | "oaep-sha256" ..., "public_only": false}``; its type may then be
 ``aes-128``, ``aes-192``, ``aes-256`` or ``rsa-2048/3072/4096``, and its
-material the AES key or the RSA key in DER.  A document holding such a key is
-written as format version 3, so that an older Aureus refuses it as newer
-instead of calling it damaged; any other document stays version 2.
+material the AES key or the RSA key in DER.  Only version 3 documents may
+hold one (older Aureus releases refuse version 3 as newer, not as damaged).
 
 Version 2 added each version's lifecycle ``state`` (``enabled``, ``disabled``
 or ``destroyed``; a destroyed version has ``null`` nonce and ciphertext), its
 usage counters ``messages`` and ``bytes``, and each key's
-``min_decryption_version``.  Version 1 documents (without them) are still
-read; every write produces version 2.
+``min_decryption_version``.  Version 3 added the document's ``generation``
+(incremented by every write, so that an older copy can be recognised) and each
+version's ``wraps_reserved`` (an upper bound on the AES-GCM wraps ever made
+with it).  Version 1 and 2 documents are still read, as generation 0 with no
+wraps reserved; every write produces version 3.
 
 Parsing is strict (exact field sets, types and ranges) and raises
 :class:`FormatProblem`; the keystore turns that into ``KeystoreCorrupted``.
@@ -66,8 +69,6 @@ from .sealing import (
 
 FORMAT_MARKER = "aureus-local-keystore"
 FORMAT_VERSION = 3
-"""The newest format this module reads and writes (3 only when a raw keyring key needs it)."""
-RAW_KEYRING_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 ORIGINS = ("generated", "imported")
 VERSION_STATES = (KeyState.ENABLED, KeyState.DISABLED, KeyState.DESTROYED)
@@ -99,6 +100,8 @@ class VersionRecord:
 
     ``nonce`` and ``ciphertext`` are ``None`` once the version is destroyed.
     ``messages`` and ``byte_count`` are its usage counters as last flushed.
+    ``wraps_reserved`` is never below the number of wraps ever made with the
+    version: processes reserve blocks of wraps here before making them.
     """
 
     version: int
@@ -109,6 +112,7 @@ class VersionRecord:
     state: KeyState = KeyState.ENABLED
     messages: int = 0
     byte_count: int = 0
+    wraps_reserved: int = 0
 
     @property
     def destroyed(self) -> bool:
@@ -172,6 +176,8 @@ class KeystoreDocument:
     """How the master key comes from a passphrase; ``None`` for a key-file keystore."""
     verifier: bytes
     keys: Mapping[str, KeyRecord] = attrs.field(factory=dict)
+    generation: int = 0
+    """How many times the document was written (0: never by format version 3)."""
 
     def with_key(self, record: KeyRecord) -> KeystoreDocument:
         """A copy of the document with ``record`` added or replaced."""
@@ -190,12 +196,12 @@ def to_json(document: KeystoreDocument) -> dict[str, Any]:
             "r": document.scrypt.r,
             "p": document.scrypt.p,
         }
-    raw = any(record.keyring is not None for record in document.keys.values())
     return {
         "format": FORMAT_MARKER,
-        "format_version": RAW_KEYRING_VERSION if raw else 2,
+        "format_version": FORMAT_VERSION,
         "keystore_id": document.keystore_id,
         "created_at": _time(document.created_at),
+        "generation": document.generation,
         "master_key": master,
         "verifier": _b64(document.verifier),
         "keys": {name: _key_json(document.keys[name]) for name in sorted(document.keys)},
@@ -260,13 +266,13 @@ def parse_header(obj: Mapping[str, Any]) -> tuple[str, ScryptParams | None, byte
 
 def parse_document(obj: Mapping[str, Any]) -> KeystoreDocument:
     """The full document model (call after the MAC has been checked)."""
-    _fields(
-        obj,
-        {"format", "format_version", "keystore_id", "created_at", "master_key", "verifier", "keys"},
-        "the document",
-    )
-    keystore_id, scrypt, verifier = parse_header(obj)
     layout = obj["format_version"]
+    fields = {"format", "format_version", "keystore_id", "created_at", "master_key", "verifier"}
+    _fields(obj, {*fields, "keys", *(["generation"] if layout >= 3 else [])}, "the document")
+    keystore_id, scrypt, verifier = parse_header(obj)
+    generation = 0
+    if layout >= 3:
+        generation = _int(obj["generation"], "generation", range(1, MAX_COUNT + 1))
     keys = {
         name: _parse_key(name, record, layout)
         for name, record in _object(obj["keys"], "keys").items()
@@ -277,6 +283,7 @@ def parse_document(obj: Mapping[str, Any]) -> KeystoreDocument:
         scrypt=scrypt,
         verifier=verifier,
         keys=keys,
+        generation=generation,
     )
 
 
@@ -306,6 +313,7 @@ def _key_json(record: KeyRecord) -> dict[str, Any]:
                 "state": v.state.value,
                 "messages": v.messages,
                 "bytes": v.byte_count,
+                "wraps_reserved": v.wraps_reserved,
                 "nonce": None if v.nonce is None else _b64(v.nonce),
                 "ciphertext": None if v.ciphertext is None else _b64(v.ciphertext),
             }
@@ -324,7 +332,7 @@ def _parse_key(name: str, value: object, layout: int) -> KeyRecord:
         raise FormatProblem(f"{where} has an invalid name")
     obj = _object(value, where)
     expected = _KEY_FIELDS_V1 if layout == 1 else {*_KEY_FIELDS_V1, "min_decryption_version"}
-    if layout >= RAW_KEYRING_VERSION and "keyring" in obj:
+    if layout >= 3 and "keyring" in obj:
         expected = {*expected, "keyring"}
     _fields(obj, expected, where)
     try:
@@ -394,8 +402,10 @@ def _parse_version(
     obj = _object(value, where)
     if layout == 1:
         _fields(obj, _VERSION_FIELDS_V1, where)
-    else:
+    elif layout == 2:
         _fields(obj, {*_VERSION_FIELDS_V1, "state", "messages", "bytes"}, where)
+    else:
+        _fields(obj, {*_VERSION_FIELDS_V1, "state", "messages", "bytes", "wraps_reserved"}, where)
     if obj["version"] != expected or isinstance(obj["version"], bool):
         raise FormatProblem(f"{where} is out of sequence")
     if obj["origin"] not in ORIGINS:
@@ -409,6 +419,9 @@ def _parse_version(
     counters = range(0, MAX_COUNT + 1)
     messages = 0 if layout == 1 else _int(obj["messages"], f"{where} messages", counters)
     byte_count = 0 if layout == 1 else _int(obj["bytes"], f"{where} bytes", counters)
+    reserved = 0
+    if layout >= 3:
+        reserved = _int(obj["wraps_reserved"], f"{where} wraps_reserved", counters)
     nonce: bytes | None = None
     ciphertext: bytes | None = None
     if state is KeyState.DESTROYED:
@@ -426,6 +439,7 @@ def _parse_version(
         state=state,
         messages=messages,
         byte_count=byte_count,
+        wraps_reserved=reserved,
     )
 
 

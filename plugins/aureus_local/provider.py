@@ -42,13 +42,16 @@ from . import macs, rawkeys, signing, wrapping
 from . import material as key_material
 from .document import KeyRecord, VersionRecord
 from .keystore import (
+    MAX_WRAPS_PER_VERSION,
     USAGE_FLUSH_INTERVAL,
     USAGE_FLUSH_OPERATIONS,
     Keystore,
+    KeystoreInfo,
     Snapshot,
     utc_now,
 )
 from .naming import SCHEME, check_name, key_ref, key_uri, parse_ref, parse_version
+from .sealing import DEFAULT_SCRYPT_LOG_N
 
 
 class LocalKeyProvider(KeyProviderBase):
@@ -62,6 +65,11 @@ class LocalKeyProvider(KeyProviderBase):
     flushed into the keystore at most every ``usage_flush_interval`` seconds
     (on the ``monotonic`` clock) or ``usage_flush_operations`` uses, with
     every other write and on :meth:`close`.
+
+    ``keystore_id``, ``fingerprint``, ``min_generation``, ``state_file``,
+    ``scrypt_log_n``, ``insecure_kdf_for_tests`` and ``max_wraps_per_version``
+    are passed to :class:`~aureus_local.keystore.Keystore`.  ECDSA signatures
+    in high-S form fail to verify unless ``accept_high_s``.
     """
 
     scheme = SCHEME
@@ -87,17 +95,31 @@ class LocalKeyProvider(KeyProviderBase):
         keystore_dir: Path,
         *,
         passphrase: Secret[str] | None = None,
-        scrypt_log_n: int = 15,
+        scrypt_log_n: int = DEFAULT_SCRYPT_LOG_N,
+        insecure_kdf_for_tests: bool = False,
+        keystore_id: str | None = None,
+        fingerprint: str | None = None,
+        min_generation: int = 0,
+        state_file: Path | None = None,
+        max_wraps_per_version: int = MAX_WRAPS_PER_VERSION,
+        accept_high_s: bool = False,
         clock: Callable[[], datetime] = utc_now,
         usage_flush_interval: float = USAGE_FLUSH_INTERVAL,
         usage_flush_operations: int = USAGE_FLUSH_OPERATIONS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
+        self._accept_high_s = accept_high_s
         self._keystore = Keystore(
             Path(keystore_dir),
             passphrase=passphrase,
             scrypt_log_n=scrypt_log_n,
+            insecure_kdf_for_tests=insecure_kdf_for_tests,
+            keystore_id=keystore_id,
+            fingerprint=fingerprint,
+            min_generation=min_generation,
+            state_file=None if state_file is None else Path(state_file),
+            max_wraps_per_version=max_wraps_per_version,
             clock=self._now,
             usage_flush_interval=usage_flush_interval,
             usage_flush_operations=usage_flush_operations,
@@ -116,6 +138,14 @@ class LocalKeyProvider(KeyProviderBase):
     def keystore(self) -> Keystore:
         """The underlying keystore."""
         return self._keystore
+
+    def keystore_info(self) -> KeystoreInfo:
+        """The keystore's ID, fingerprint and generation (what ``[providers.local]`` can pin)."""
+        return self._keystore.info()
+
+    def change_passphrase(self, new_passphrase: Secret[str]) -> KeystoreInfo:
+        """Re-seal the keystore under a new passphrase, atomically; see :class:`Keystore`."""
+        return self._keystore.change_passphrase(new_passphrase)
 
     # -- key management ------------------------------------------------------
 
@@ -234,11 +264,27 @@ class LocalKeyProvider(KeyProviderBase):
     def verify(self, key: KeyRef, message: bytes, signature: bytes) -> bool:
         """Check a raw signature against the pinned version, or else the current one.
 
-        A disabled or destroyed version, or one below the minimum decryption
+        The signature is checked first: one that does not verify is ``False``
+        whatever the version's state, and so is any signature for a destroyed
+        version (there is nothing left to check it with), so a caller who
+        submits signatures learns nothing about the key's lifecycle.  A valid
+        signature by a disabled version, or one below the minimum decryption
         version, raises :class:`KeyDisabled`.
         """
-        private, _, _ = self._signing_key(key, "it cannot verify signatures")
-        return signing.verify(private.public_key(), bytes(message), bytes(signature))
+        snapshot, record, version = self._locate(key)
+        _refuse_aes(record, "it cannot verify signatures")
+        if version.destroyed:
+            return False
+        private = key_material.private_key(record.key_type, snapshot.material(record, version))
+        valid = signing.verify(
+            private.public_key(),
+            bytes(message),
+            bytes(signature),
+            accept_high_s=self._accept_high_s,
+        )
+        if valid:
+            _check_usable(record, version)
+        return valid
 
     # -- wrapping ------------------------------------------------------------
 
@@ -246,10 +292,24 @@ class LocalKeyProvider(KeyProviderBase):
         """Wrap a data key with the current (or pinned) version, binding ``context``.
 
         Counts one message for the version (not the data key's bytes: the
-        plaintext it will protect is unknown here).
+        plaintext it will protect is unknown here), and takes one of the
+        version's AES-GCM wraps (:class:`KeyDisabled` once they are used up:
+        rotate the key).
         """
         snapshot, record, version = self._locate(key, usable=True)
         if record.keyring is not None:
+            if record.key_type in rawkeys.AES_TYPES:  # random GCM IVs: the same bound applies
+                try:
+                    self._keystore.reserve_wrap(record.name, version.version)
+                except KeyDisabled as error:
+                    raise KeyDisabled(
+                        f"{key_uri(record.name)} has made the most wraps one AES-GCM key may "
+                        "make with random 96-bit IVs (NIST SP 800-38D); a raw keyring key "
+                        "cannot be rotated: import a new key under a new key name and wrap "
+                        "with it",
+                        provider=SCHEME,
+                        code=error.code,
+                    ) from None
             encrypted = rawkeys.wrap(
                 record.key_type,
                 record.keyring,
@@ -264,6 +324,7 @@ class LocalKeyProvider(KeyProviderBase):
                 f"key {key_uri(record.name)} is an {record.key_type.value} signing key; "
                 "it cannot wrap data keys: use an aes-256 key"
             )
+        self._keystore.reserve_wrap(record.name, version.version)
         encrypted = wrapping.wrap(
             snapshot.material(record, version),
             record.name,
@@ -280,10 +341,14 @@ class LocalKeyProvider(KeyProviderBase):
         """Unwrap a data key; every failure is the same opaque :class:`DecryptionError`.
 
         Problems with the keystore itself (wrong passphrase, a damaged file)
-        are not the message's fault and are raised as they are, and so is
-        :class:`KeyDisabled` for a version that is disabled, destroyed or
-        below the key's minimum decryption version: its message names the
-        key, the version and the minimum, and nothing secret.
+        are not the message's fault and are raised as they are.  The wrapped
+        key is authenticated before the version's lifecycle is consulted: one
+        that does not authenticate is an opaque failure whatever the state of
+        the version it names, and so is any wrapped key naming a destroyed
+        version (nothing is left to authenticate it with).  Only an authentic
+        wrapped key of a disabled version, or of one below the key's minimum
+        decryption version, raises :class:`KeyDisabled` (naming the key, the
+        version and the minimum, nothing secret); its data key is wiped first.
         """
         try:
             name, pinned = parse_ref(key)
@@ -293,20 +358,29 @@ class LocalKeyProvider(KeyProviderBase):
             if named is None or named[0] != name or pinned not in (None, named[1]):
                 raise DecryptionError()
             snapshot, record, version = self._locate(key_ref(*named))
-            if record.key_type is not KeyType.AES_256 or record.keyring is not None:
+            if (
+                record.key_type is not KeyType.AES_256
+                or version.destroyed
+                or record.keyring is not None
+            ):
                 raise DecryptionError()
-            _check_usable(record, version)
-            return wrapping.unwrap(
+            data_key = wrapping.unwrap(
                 snapshot.material(record, version),
                 record.name,
                 version.version,
                 encrypted,
                 EncryptionContext.coerce(context),
             )
-        except (CredentialError, ProviderUnavailable, KeyDisabled):
+        except (CredentialError, ProviderUnavailable):
             raise
         except AureusError:
             raise DecryptionError() from None
+        try:
+            _check_usable(record, version)
+        except KeyDisabled:
+            data_key[:] = bytes(len(data_key))
+            raise
+        return data_key
 
     # -- MACs ----------------------------------------------------------------
 
@@ -618,20 +692,25 @@ class LocalKeyProvider(KeyProviderBase):
         self, key: KeyRef, refusal: str, *, usable: bool = True
     ) -> tuple[key_material.PrivateKey, KeyRecord, VersionRecord]:
         snapshot, record, version = self._locate(key)
-        if record.keyring is not None:
-            raise ConfigError(
-                f"key {key_uri(record.name)} is a raw keyring key; {refusal}: it only wraps "
-                "data keys; use an ed25519 or ecdsa-p256 key"
-            )
-        if record.key_type is KeyType.AES_256:
-            raise ConfigError(
-                f"key {key_uri(record.name)} is an aes-256 wrapping key; {refusal}: "
-                "use an ed25519 or ecdsa-p256 key"
-            )
+        _refuse_aes(record, refusal)
         if usable or version.destroyed:
             _check_usable(record, version)
         private = key_material.private_key(record.key_type, snapshot.material(record, version))
         return private, record, version
+
+
+def _refuse_aes(record: KeyRecord, refusal: str) -> None:
+    """Raise :class:`ConfigError` if ``record`` is a wrapping key, not a signing key."""
+    if record.keyring is not None:
+        raise ConfigError(
+            f"key {key_uri(record.name)} is a raw keyring key; {refusal}: it only wraps "
+            "data keys; use an ed25519 or ecdsa-p256 key"
+        )
+    if record.key_type is KeyType.AES_256:
+        raise ConfigError(
+            f"key {key_uri(record.name)} is an aes-256 wrapping key; {refusal}: "
+            "use an ed25519 or ecdsa-p256 key"
+        )
 
 
 def _pinned(key: KeyRef | str, verb: str) -> tuple[str, int]:

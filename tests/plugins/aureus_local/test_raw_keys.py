@@ -8,7 +8,7 @@ import os
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,12 @@ from aureus_core import DecryptionError, KeyStack
 from aureus_core.context import EncryptionContext
 from aureus_core.datakey import EncryptedDataKey
 from aureus_core.envelope.keyring import KeyFilter, unwrap_data_key
-from aureus_core.errors import ConfigError, KeyExists, KeystoreCorrupted
-from aureus_core.keys import KeyPurpose
+from aureus_core.errors import ConfigError, KeyDisabled, KeyExists, KeystoreCorrupted
+from aureus_core.interfaces import KeyMaterial
+from aureus_core.keyref import KeyRef
+from aureus_core.keys import KeyPurpose, KeySpec
 from aureus_core.sensitive import Secret
+from aureus_local import LocalKeyProvider
 from aureus_local.sealing import Sealer
 
 NAMESPACE = "acme-raw"
@@ -248,12 +251,6 @@ def test_material_is_sealed_and_the_format_version_says_raw_keys(
     assert "keyring" not in document["keys"]["plain"]
 
 
-def test_keystore_without_raw_keys_stays_at_version_2(tmp_path: Path) -> None:
-    with KeyStack.local(tmp_path / "ks") as stack:
-        stack.create_key("plain", "aes-256")
-    assert json.loads((tmp_path / "ks" / "keystore.json").read_text())["format_version"] == 2
-
-
 def test_changing_the_pinned_padding_on_disk_is_detected(stack: KeyStack) -> None:
     """Someone with write access but no master key tries to re-pin the key to PKCS#1 v1.5."""
     path = keystore_file(stack)
@@ -433,6 +430,59 @@ def test_only_unowned_unreserved_provider_ids_are_offered_to_the_stack(
     key, _ = unwrap_data_key(lookup, [wrapped.encrypted], CONTEXT, allowed, claimants)
     assert bytes(key) == data_key
     assert asked == ["asked"]  # the conventional owner took it: nobody else was asked
+
+
+def test_raw_aes_wraps_are_bounded_like_local_ones(
+    make_provider: Callable[..., LocalKeyProvider], rsa_key: rsa.RSAPrivateKey
+) -> None:
+    """Random 96-bit IVs under one AES key: the same NIST bound; RSA has none."""
+    provider = make_provider(max_wraps_per_version=3)
+    provider.import_key(
+        "orders",
+        KeySpec(key_type="aes-128", options={"namespace": NAMESPACE, "key_name": "o"}),
+        KeyMaterial(format="raw", data=Secret(os.urandom(16))),
+    )
+    provider.import_key(
+        "partner",
+        KeySpec(
+            key_type="rsa-2048",
+            options={"namespace": NAMESPACE, "key_name": "p", "padding": "pkcs1"},
+        ),
+        KeyMaterial(format="pem", data=Secret(public_pem(rsa_key))),
+    )
+    orders, partner = KeyRef.parse("local://orders"), KeyRef.parse("local://partner")
+    made = [provider.wrap(orders, os.urandom(32), CONTEXT) for _ in range(3)]
+    with pytest.raises(KeyDisabled, match="import a new key under a new key name") as refused:
+        provider.wrap(orders, os.urandom(32), CONTEXT)
+    assert refused.value.code == "wrap-limit"
+    assert bytes(provider.unwrap(made[0].key, made[0].encrypted, CONTEXT))
+    for _ in range(5):
+        provider.wrap(partner, os.urandom(32), CONTEXT)
+
+
+def test_a_new_passphrase_reseals_raw_keys_too(
+    make_provider: Callable[..., LocalKeyProvider], keystore_dir: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    provider = make_provider(passphrase=Secret("old passphrase"), scrypt_log_n=10)
+    provider.import_key(
+        "partner",
+        KeySpec(
+            key_type="rsa-2048",
+            options={"namespace": NAMESPACE, "key_name": "p", "padding": "oaep-sha1"},
+        ),
+        KeyMaterial(format="pem", data=Secret(private_pem(rsa_key))),
+    )
+    wrapped = provider.wrap(KeyRef.parse("local://partner"), bytes(range(32)), CONTEXT)
+    before = json.loads((keystore_dir / "keystore.json").read_text())
+    provider.change_passphrase(Secret("new passphrase"))
+    after = json.loads((keystore_dir / "keystore.json").read_text())
+    old_sealed = before["keys"]["partner"]["versions"][0]["ciphertext"]
+    assert after["keys"]["partner"]["versions"][0]["ciphertext"] != old_sealed
+    assert after["keys"]["partner"]["keyring"] == before["keys"]["partner"]["keyring"]
+    reopened = make_provider(passphrase=Secret("new passphrase"), scrypt_log_n=10)
+    owner = reopened.owner_of(wrapped.encrypted)
+    assert owner is not None
+    assert bytes(reopened.unwrap(owner, wrapped.encrypted, CONTEXT)) == bytes(range(32))
 
 
 # -- the command line ------------------------------------------------------------------
