@@ -7,6 +7,14 @@ Example::
     wrapping_keys = ["local://payments"]
     signing_key = "local://release-signer"
     verify_keys = ["local://release-signer"]   # trusted by verify (default: signing_key)
+    policy_pins = ["9f2c...e1"]        # SHA-256 of signing policies verify may use
+
+    # instead of wrapping_keys: any 2 of these 3 groups together can decrypt
+    # threshold = 2
+    # [stack.key_groups]
+    # onprem = ["local://payments"]
+    # aws = ["aws-kms://alias/payments"]
+    # gcp = ["gcp-kms://projects/p/locations/l/keyRings/r/cryptoKeys/k"]
 
     [providers.local]
     keystore = "keys/"                 # relative to this file
@@ -48,6 +56,7 @@ from typing import Any
 
 import attrs
 
+from .envelope.quorum import Quorum
 from .envelope.suites import CommitmentPolicy
 from .errors import ConfigError
 from .keyref import KeyRef
@@ -74,6 +83,9 @@ _STACK_KEYS = {
     "max_non_framed_bytes",
     "commitment_policy",
     "decrypt_allow",
+    "key_groups",
+    "threshold",
+    "policy_pins",
 }
 _PATH_OPTIONS = {"keystore", "path", "file", "token_file", "state_file"}
 
@@ -103,6 +115,11 @@ class StackConfig:
     Empty means ``(signing_key,)``.  The key a signature record names is
     never trusted on its own: it only selects a version of one of these.
     """
+    key_groups: Quorum | None = None
+    """``[stack] key_groups`` with ``threshold``: new messages need keys of that
+    many groups to decrypt (instead of ``wrapping_keys``)."""
+    policy_pins: tuple[str, ...] = ()
+    """SHA-256 digests (hex) of the signing-policy documents ``verify --policy`` accepts."""
     frame_length: int | None = None
     """Frame length for new messages (``None``: the library default)."""
     max_encrypted_data_keys: int = 16
@@ -146,7 +163,8 @@ class StackConfig:
         that otherwise limit discovery to a configured scope.
         """
         signing = (self.signing_key,) if self.signing_key is not None else ()
-        return (*self.wrapping_keys, *signing)
+        grouped = self.key_groups.keys if self.key_groups is not None else ()
+        return (*self.wrapping_keys, *grouped, *signing)
 
     def audit_sink_specs(
         self, environ: Mapping[str, str] | None = None
@@ -221,6 +239,15 @@ class StackConfig:
         if not isinstance(verifying, list):
             raise fail("stack", "verify_keys must be a list of key URIs")
         verify_keys = tuple(_key(uri, "stack", fail) for uri in verifying)
+
+        key_groups = _key_groups(stack, wrapping_keys, fail)
+        pins = stack.get("policy_pins", [])
+        if not isinstance(pins, list) or not all(_is_sha256(pin) for pin in pins):
+            raise fail(
+                "stack",
+                "policy_pins must be a list of SHA-256 digests in hex (64 characters), "
+                "as `aureus policy digest FILE` prints",
+            )
 
         numbers: dict[str, int] = {}
         for name in ("frame_length", "max_encrypted_data_keys", "max_frame_length"):
@@ -314,6 +341,8 @@ class StackConfig:
             wrapping_keys=wrapping_keys,
             signing_key=signing_key,
             verify_keys=verify_keys,
+            key_groups=key_groups,
+            policy_pins=tuple(pin.lower() for pin in pins),
             commitment_policy=policy,
             decrypt_allow=tuple(allow),
             providers=providers,
@@ -370,3 +399,45 @@ def _resolve_paths(table: dict[str, Any], base_dir: Path | None) -> dict[str, An
                 path = base_dir / path
             table[name] = str(path)
     return table
+
+
+def _is_sha256(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == 64
+        and all(c in "0123456789abcdef" for c in value.lower())
+    )
+
+
+def _key_groups(
+    stack: Mapping[str, Any], wrapping_keys: tuple[KeyRef, ...], fail: Any
+) -> Quorum | None:
+    """``[stack] key_groups`` and ``threshold``, checked; ``None`` without them."""
+    if "key_groups" not in stack:
+        if "threshold" in stack:
+            raise fail("stack", "threshold needs [stack.key_groups] (name = [key URIs])")
+        return None
+    groups = stack["key_groups"]
+    threshold = stack.get("threshold")
+    if not isinstance(groups, Mapping) or not groups:
+        raise fail("stack", "key_groups must be a table of name = [key URIs, ...]")
+    if isinstance(threshold, bool) or not isinstance(threshold, int):
+        raise fail("stack", "key_groups needs threshold = K, how many groups must take part")
+    if wrapping_keys:
+        raise fail(
+            "stack",
+            "set either wrapping_keys or key_groups, not both: a plain wrapping key "
+            "would let one key decrypt alone",
+        )
+    try:
+        return Quorum.of(
+            threshold,
+            {
+                str(name): [_key(uri, "stack.key_groups", fail) for uri in uris]
+                if isinstance(uris, list)
+                else uris
+                for name, uris in groups.items()
+            },
+        )
+    except ConfigError as error:
+        raise fail("stack.key_groups", str(error)) from None

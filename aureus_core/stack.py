@@ -40,6 +40,7 @@ from .envelope.message import (
     split_required,
 )
 from .envelope.message import encrypt_stream as _encrypt_stream
+from .envelope.quorum import Quorum
 from .envelope.rewrap import Rewrap, Write, parse_recipients, snapshot
 from .envelope.suites import DEFAULT_SUITE, SIGNED_SUITE, CommitmentPolicy
 from .errors import AureusError, ConfigError, DecryptionError, UnsupportedOperation
@@ -617,7 +618,7 @@ class KeyStack:
     def _writer(
         self,
         context: Mapping[str, str] | None,
-        keys: Sequence[str | KeyRef] | None,
+        keys: Sequence[str | KeyRef] | Quorum | None,
         signed: bool,
         frame_length: int | None,
         op: dict[str, Any],
@@ -625,7 +626,13 @@ class KeyStack:
         required_context: Collection[str] = (),
     ) -> MessageWriter:
         """Materials for one message; ``plaintext_bytes`` (when known) lets it use the cache."""
-        refs = [_as_ref(k) for k in keys] if keys else list(self.config.wrapping_keys)
+        groups = keys if isinstance(keys, Quorum) else None
+        if groups is None and not keys and self.config.key_groups is not None:
+            groups = self.config.key_groups
+        if groups is not None:
+            refs = list(groups.keys)
+        else:
+            refs = [_as_ref(k) for k in keys] if keys else list(self.config.wrapping_keys)
         self.limits.check_recipients(len(refs))
         encryption_context = EncryptionContext.coerce(context)
         split_required(encryption_context, required_context)  # refuse a bad list early
@@ -635,7 +642,8 @@ class KeyStack:
         if refs:
             op.update(provider=refs[0].scheme, key_uri=refs[0].with_version(None).uri)
         op.update(self._audit.context_fields(encryption_context))
-        cache = self.cache if plaintext_bytes is not None else None
+        # Key-group messages bypass the cache: each gets its own split.
+        cache = self.cache if plaintext_bytes is not None and groups is None else None
         suite = SIGNED_SUITE if signed else DEFAULT_SUITE
         entry_key = cache.encrypt_key(suite.suite_id, refs, encryption_context) if cache else b""
         cached = cache.take(entry_key, plaintext_bytes=plaintext_bytes or 0) if cache else None
@@ -650,7 +658,7 @@ class KeyStack:
             recipients = [r.uri for r in refs]
         else:
             materials, used = encryption_materials(
-                self.provider, refs, encryption_context, signed=signed
+                self.provider, groups or refs, encryption_context, signed=signed
             )
             recipients = [r.uri for r in used]
             op.update(key_version=used[0].version)
@@ -672,6 +680,8 @@ class KeyStack:
             if isinstance(materials.data_key, bytearray):
                 materials.data_key[:] = bytes(len(materials.data_key))
         details = [("recipients", ",".join(recipients)), ("signed", str(signed).lower())]
+        if groups is not None:
+            details.append(("key_groups", f"{groups.threshold} of {len(groups.groups)}"))
         if cache is not None:
             details.append(("cache", "hit" if cached is not None else "miss"))
         op.update(details=tuple(details))
@@ -682,15 +692,18 @@ class KeyStack:
         data: bytes | bytearray | memoryview,
         *,
         context: Mapping[str, str] | None = None,
-        keys: Sequence[str | KeyRef] | None = None,
+        keys: Sequence[str | KeyRef] | Quorum | None = None,
         signed: bool = False,
         frame_length: int | None = None,
         required_context: Collection[str] = (),
     ) -> bytes:
         """Encrypt ``data`` under a fresh data key wrapped by every key in ``keys``.
 
-        ``keys`` defaults to ``[stack] wrapping_keys``; any one of them can
-        decrypt.  ``context`` is bound to the message as authenticated data.
+        ``keys`` defaults to ``[stack] wrapping_keys`` (or ``[stack]
+        key_groups``); any one of them can decrypt.  A
+        :class:`~aureus_core.envelope.quorum.Quorum` instead splits the data
+        key so that only keys of ``threshold`` of its groups together can.
+        ``context`` is bound to the message as authenticated data.
         ``required_context`` lists keys of ``context`` whose pairs are
         authenticated but not stored in the message: whoever decrypts must
         supply them in ``context``.  ``signed=True`` adds an ECDSA P-384
@@ -716,7 +729,7 @@ class KeyStack:
         dst: BinaryIO,
         *,
         context: Mapping[str, str] | None = None,
-        keys: Sequence[str | KeyRef] | None = None,
+        keys: Sequence[str | KeyRef] | Quorum | None = None,
         signed: bool = False,
         frame_length: int | None = None,
         required_context: Collection[str] = (),
@@ -851,7 +864,7 @@ class KeyStack:
         self,
         message: bytes | bytearray | memoryview,
         *,
-        to_keys: Sequence[str | KeyRef],
+        to_keys: Sequence[str | KeyRef] | Quorum,
         context: Mapping[str, str] | None = None,
         keys: Sequence[str | KeyRef] | None = None,
         verify_body: bool = True,
@@ -861,9 +874,10 @@ class KeyStack:
         The input is decrypted with decrypt's checks (``context``, ``keys``,
         ``[stack] decrypt_allow``, limits, commitment policy, every frame's tag,
         the signature) and re-encrypted in the same pass under a fresh data key
-        wrapped for ``to_keys`` and a fresh message ID; the plaintext stays in
-        memory, one frame at a time.  The stored context, frame length and
-        signing are kept.  Any failure to read the input raises
+        wrapped for ``to_keys`` (a list, or a
+        :class:`~aureus_core.envelope.quorum.Quorum`: a fresh split) and a
+        fresh message ID; the plaintext stays in memory, one frame at a time.
+        The stored context, frame length and signing are kept.  Any failure to read the input raises
         :class:`~aureus_core.errors.DecryptionError`.
 
         ``verify_body`` is kept for compatibility: the body is always
@@ -878,7 +892,7 @@ class KeyStack:
         src: BinaryIO,
         dst: BinaryIO,
         *,
-        to_keys: Sequence[str | KeyRef],
+        to_keys: Sequence[str | KeyRef] | Quorum,
         context: Mapping[str, str] | None = None,
         keys: Sequence[str | KeyRef] | None = None,
         verify_body: bool = True,
@@ -895,7 +909,7 @@ class KeyStack:
         self,
         source: bytes | memoryview | BinaryIO,
         write: Write,
-        to_keys: Sequence[str | KeyRef],
+        to_keys: Sequence[str | KeyRef] | Quorum,
         context: Mapping[str, str] | None,
         keys: Sequence[str | KeyRef] | None,
         verify_body: bool,

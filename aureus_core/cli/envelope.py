@@ -138,9 +138,24 @@ def inspect_command(ctx: click.Context, as_json: bool, infile: str) -> None:
     click.echo("context:" + ("" if info.context else "        (empty)"))
     for name, value in info.context.items():
         click.echo(f"  {name} = {value}")
+    if info.key_groups is not None:
+        groups = info.key_groups
+        click.echo(
+            f"key groups:     any {groups.threshold} of {len(groups.groups)} "
+            f"({', '.join(groups.groups)}) together can decrypt"
+        )
+        click.echo(
+            "                the data key is split (aureus-quorum): the AWS Encryption SDK "
+            "cannot read this message"
+        )
     click.echo("encrypted data keys:")
     for recipient in info.recipients:
-        if recipient.keyring is not None:
+        if recipient.group is not None:
+            click.echo(
+                f"  {recipient.provider_id}  group {recipient.group} (share "
+                f"{recipient.share_index})  {recipient.share_provider_id}  {recipient.key}"
+            )
+        elif recipient.keyring is not None:
             kind = "raw AES" if recipient.keyring == "raw-aes" else "raw RSA"
             click.echo(
                 f"  {recipient.provider_id}  {recipient.key}  ({kind} keyring: key namespace "

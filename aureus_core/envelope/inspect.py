@@ -9,6 +9,7 @@ import attrs
 from ..context import EncryptionContext
 from .header import CONTENT_TYPE_NAMES, Limits
 from .message import MessageReader
+from .quorum import PROVIDER_ID, QuorumShare, layout
 
 
 @attrs.frozen(kw_only=True)
@@ -18,6 +19,12 @@ class RecipientInfo:
     provider_id: str
     key: str
     """The wrapping key as recorded (a key name and version, an ARN ...)."""
+    group: str | None = None
+    """For a key share (``aureus-quorum``): the key group whose share this key wraps."""
+    share_index: int | None = None
+    """For a key share: the share's index (1..n) in the message's split."""
+    share_provider_id: str | None = None
+    """For a key share: the provider ID of the share's own wrap (``aws-kms``, ``aureus-gcp``)."""
     keyring: str | None = None
     """``raw-aes`` or ``raw-rsa`` when the provider ID is a raw keyring's key namespace.
 
@@ -25,6 +32,25 @@ class RecipientInfo:
     Told apart by layout alone: raw AES provider info ends with the tag and IV
     lengths and the IV; anything else under a namespace is read as raw RSA.
     """
+
+
+@attrs.frozen(kw_only=True)
+class KeyGroupsInfo:
+    """The key groups of a message whose data key is split (``aureus-quorum``)."""
+
+    threshold: int
+    groups: tuple[str, ...]
+    """Group names in share-index order."""
+    esdk_readable: bool = False
+    """Always ``False``: the AWS Encryption SDK has no keyring for split data keys."""
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready form."""
+        return {
+            "threshold": self.threshold,
+            "groups": list(self.groups),
+            "readable_by_aws_encryption_sdk": self.esdk_readable,
+        }
 
 
 @attrs.frozen(kw_only=True)
@@ -45,6 +71,8 @@ class MessageInfo:
     frame_length: int
     """0 for non-framed content."""
     recipients: tuple[RecipientInfo, ...]
+    key_groups: KeyGroupsInfo | None = None
+    """Set when the data key is split among key groups: decrypt needs ``threshold`` of them."""
     required_context_keys: None = None
     """Always ``None``: the header does not record which pairs were authenticated
     without being stored (required encryption context), so nothing can tell
@@ -64,11 +92,18 @@ class MessageInfo:
             "frame_length": self.frame_length,
             "required_context_keys": self.required_context_keys,
             "encrypted_data_keys": [_recipient_dict(r) for r in self.recipients],
+            "key_groups": self.key_groups.to_dict() if self.key_groups is not None else None,
         }
 
 
-def _recipient_dict(recipient: RecipientInfo) -> dict[str, str]:
-    entry = {"provider_id": recipient.provider_id, "key": recipient.key}
+def _recipient_dict(recipient: RecipientInfo) -> dict[str, object]:
+    entry: dict[str, object] = {"provider_id": recipient.provider_id, "key": recipient.key}
+    if recipient.group is not None:
+        entry.update(
+            group=recipient.group,
+            share_index=recipient.share_index,
+            share_provider_id=recipient.share_provider_id,
+        )
     if recipient.keyring is not None:
         entry.update(
             keyring=recipient.keyring,
@@ -104,6 +139,17 @@ def _recipient(provider_id: str, info: bytes) -> RecipientInfo:
     return RecipientInfo(provider_id=provider_id, key=_describe_key(info), keyring=keyring)
 
 
+def _share_recipient(share: QuorumShare) -> RecipientInfo:
+    inner = _recipient(share.inner.provider_id, share.inner.provider_info)
+    return RecipientInfo(
+        provider_id=PROVIDER_ID,
+        key=inner.key,
+        group=share.group,
+        share_index=share.index,
+        share_provider_id=share.inner.provider_id,
+    )
+
+
 def inspect_message(
     source: bytes | bytearray | memoryview | BinaryIO, limits: Limits | None = None
 ) -> MessageInfo:
@@ -115,6 +161,18 @@ def inspect_message(
     )
     header = reader.header
     visible = {k: v for k, v in header.context.items() if not k.startswith("aws-crypto-")}
+    split = layout(header.encrypted_data_keys)
+    if split is None:
+        recipients = tuple(
+            _recipient(edk.provider_id, edk.provider_info) for edk in header.encrypted_data_keys
+        )
+        groups = None
+    else:
+        recipients = tuple(_share_recipient(share) for share in split.shares)
+        groups = KeyGroupsInfo(
+            threshold=split.threshold,
+            groups=tuple(split.groups[i] for i in sorted(split.groups)),
+        )
     return MessageInfo(
         suite_id=header.suite.suite_id,
         suite_name=header.suite.name,
@@ -125,7 +183,6 @@ def inspect_message(
         committing=header.suite.committing,
         content_type=CONTENT_TYPE_NAMES[header.content_type],
         frame_length=header.frame_length,
-        recipients=tuple(
-            _recipient(edk.provider_id, edk.provider_info) for edk in header.encrypted_data_keys
-        ),
+        recipients=recipients,
+        key_groups=groups,
     )

@@ -25,6 +25,7 @@ from ..errors import (
 )
 from ..interfaces import Capability, GeneratesDataKeys, KeyProvider
 from ..keyref import KeyRef
+from . import quorum
 from .message import EncryptionMaterials, new_signing_key, signed_context
 from .suites import DEFAULT_SUITE, SIGNED_SUITE
 
@@ -170,12 +171,21 @@ def _shown(ref: KeyRef) -> str:
 
 def encryption_materials(
     lookup: ProviderLookup,
-    keys: Sequence[KeyRef],
+    keys: Sequence[KeyRef] | quorum.Quorum,
     context: EncryptionContext,
     *,
     signed: bool,
 ) -> tuple[EncryptionMaterials, list[KeyRef]]:
-    """A fresh data key wrapped by every key in ``keys``; returns the wrapping versions too."""
+    """A fresh data key wrapped by every key in ``keys``; returns the wrapping versions too.
+
+    With a :class:`~.quorum.Quorum` of threshold above one, the data key is
+    split into one share per key group instead; threshold one is every key
+    wrapping the whole data key, as with a plain list.
+    """
+    if isinstance(keys, quorum.Quorum):
+        if keys.threshold > 1:
+            return _quorum_materials(lookup, keys, context, signed=signed)
+        keys = keys.keys
     if not keys:
         raise ConfigError(
             "no wrapping key: pass keys=[URI, ...] (--key URI) or set [stack] wrapping_keys"
@@ -186,6 +196,38 @@ def encryption_materials(
     full_context = signed_context(context, signing_key)
     suite = SIGNED_SUITE if signed else DEFAULT_SUITE
     data_key, encrypted, used = _new_data_key(lookup, keys, suite.data_key_length, full_context)
+    materials = EncryptionMaterials(
+        suite=suite,
+        data_key=data_key,
+        encrypted_data_keys=encrypted,
+        context=full_context,
+        signing_key=signing_key,
+    )
+    return materials, used
+
+
+def _quorum_materials(
+    lookup: ProviderLookup, groups: quorum.Quorum, context: EncryptionContext, *, signed: bool
+) -> tuple[EncryptionMaterials, list[KeyRef]]:
+    signing_key = new_signing_key()[0] if signed else None
+    full_context = signed_context(context, signing_key)
+    suite = SIGNED_SUITE if signed else DEFAULT_SUITE
+
+    def wrap(
+        ref: KeyRef, share: bytes, wrap_context: EncryptionContext
+    ) -> tuple[EncryptedDataKey, KeyRef]:
+        provider = lookup(ref.scheme)
+        if Capability.WRAP not in provider.capabilities:
+            raise UnsupportedOperation(ref.scheme, "wrap")
+        wrapped = provider.wrap(ref, share, wrap_context)
+        return wrapped.encrypted, wrapped.key
+
+    data_key = bytearray(os.urandom(suite.data_key_length))
+    try:
+        encrypted, used = quorum.split_for(groups, data_key, full_context, wrap)
+    except BaseException:
+        _wipe(data_key)
+        raise
     materials = EncryptionMaterials(
         suite=suite,
         data_key=data_key,
@@ -276,25 +318,15 @@ def unwrap_data_key(
     that error, since retrying or fixing access may help; otherwise one
     :class:`DecryptionError` that says nothing about why an unwrap failed.
     """
+    found = quorum.layout(encrypted_data_keys)
+    if found is not None:
+        data_key, used = _recover_quorum(found, lookup, context, allowed, claimants)
+        return data_key, used[0]
     outcome = _Outcome()
     for encrypted in encrypted_data_keys:
-        convention: KeyProvider | None = None
-        with contextlib.suppress(AureusError):
-            convention = lookup(scheme_for_provider_id(encrypted.provider_id))
-        owned = False
-        if convention is not None:
-            result = outcome.attempt(convention, encrypted, context, allowed)
-            if isinstance(result, tuple):
-                return result
-            owned = result
-        if owned or claimants is None or encrypted.provider_id.startswith(RESERVED_PROVIDER_IDS):
-            continue
-        for provider in claimants():
-            if convention is not None and provider.scheme == convention.scheme:
-                continue
-            result = outcome.attempt(provider, encrypted, context, allowed)
-            if isinstance(result, tuple):
-                return result
+        result = _try_one(outcome, lookup, encrypted, context, allowed, claimants)
+        if result is not None:
+            return result
     refused, skipped, operational = outcome.refused, outcome.skipped, outcome.operational
     if operational:
         raise operational[0]
@@ -305,3 +337,57 @@ def unwrap_data_key(
         f"{len(encrypted_data_keys)} encrypted data key(s) could be unwrapped with a key "
         f"this stack may use{reason}"
     )
+
+
+def _try_one(
+    outcome: _Outcome,
+    lookup: ProviderLookup,
+    encrypted: EncryptedDataKey,
+    context: EncryptionContext,
+    allowed: KeyFilter,
+    claimants: Claimants | None,
+) -> tuple[bytearray, KeyRef] | None:
+    """Unwrap one encrypted data key with the provider its ID names, else a claimant."""
+    convention: KeyProvider | None = None
+    with contextlib.suppress(AureusError):
+        convention = lookup(scheme_for_provider_id(encrypted.provider_id))
+    owned = False
+    if convention is not None:
+        result = outcome.attempt(convention, encrypted, context, allowed)
+        if isinstance(result, tuple):
+            return result
+        owned = result
+    if owned or claimants is None or encrypted.provider_id.startswith(RESERVED_PROVIDER_IDS):
+        return None
+    for provider in claimants():
+        if convention is not None and provider.scheme == convention.scheme:
+            continue
+        result = outcome.attempt(provider, encrypted, context, allowed)
+        if isinstance(result, tuple):
+            return result
+    return None
+
+
+def _recover_quorum(
+    found: quorum.QuorumLayout,
+    lookup: ProviderLookup,
+    context: EncryptionContext,
+    allowed: KeyFilter,
+    claimants: Claimants | None,
+) -> tuple[bytearray, list[KeyRef]]:
+    """The data key of a key-group message: each share is unwrapped like a data key."""
+
+    def unwrap(
+        inner: EncryptedDataKey, bound: EncryptionContext, why: list[str]
+    ) -> tuple[bytearray, KeyRef] | None:
+        outcome = _Outcome()
+        result = _try_one(outcome, lookup, inner, bound, allowed, claimants)
+        if result is None:
+            why.extend(str(error) for error in outcome.operational)
+            why.extend(outcome.refused)
+            why.extend(_skip_reasons(outcome.skipped))
+            if not why:
+                why.append("no key this stack may use could unwrap its share")
+        return result
+
+    return quorum.recover(found, context, unwrap)

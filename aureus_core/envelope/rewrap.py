@@ -45,13 +45,19 @@ from .message import (
     encrypt_stream,
     split_required,
 )
+from .quorum import Quorum
 
 Write = Callable[[bytes | memoryview], object]
 """Where the new message goes: a ``write`` that copies what it is given (it reuses buffers)."""
 
 
-def parse_recipients(to_keys: Sequence[str | KeyRef], limits: Limits) -> tuple[KeyRef, ...]:
-    """The new wrapping keys, checked before any provider is called."""
+def parse_recipients(
+    to_keys: Sequence[str | KeyRef] | Quorum, limits: Limits
+) -> tuple[KeyRef, ...] | Quorum:
+    """The new wrapping keys (or key groups), checked before any provider is called."""
+    if isinstance(to_keys, Quorum):
+        limits.check_recipients(len(to_keys.keys))
+        return to_keys
     if isinstance(to_keys, (str, KeyRef)):
         raise ConfigError("to_keys takes a list of key URIs, e.g. to_keys=['local://name']")
     refs = tuple(KeyRef.parse(key) for key in to_keys)
@@ -95,9 +101,11 @@ class _Sink:
 class Rewrap:
     """One rewrap: :meth:`prepare` once the input's header is authenticated, then :meth:`copy`."""
 
-    def __init__(self, lookup: ProviderLookup, to_keys: Sequence[KeyRef], limits: Limits) -> None:
+    def __init__(
+        self, lookup: ProviderLookup, to_keys: Sequence[KeyRef] | Quorum, limits: Limits
+    ) -> None:
         self._lookup = lookup
-        self._to_keys = tuple(to_keys)
+        self._to_keys = to_keys if isinstance(to_keys, Quorum) else tuple(to_keys)
         self._limits = limits
         self._writer: MessageWriter | None = None
         self.recipients: tuple[KeyRef, ...] = ()
