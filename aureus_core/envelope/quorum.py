@@ -270,7 +270,13 @@ BINDING_CONTEXT_KEY = "aureus-quorum"
 
 def share_context(context: EncryptionContext, binding: bytes) -> EncryptionContext:
     """The context a share is wrapped and unwrapped with: the message's plus its binding."""
-    return EncryptionContext({**dict(context.items()), BINDING_CONTEXT_KEY: binding.hex()})
+    if BINDING_CONTEXT_KEY in context:
+        raise ConfigError(
+            f"encryption context key {BINDING_CONTEXT_KEY!r} is reserved for key groups; rename it"
+        )
+    return EncryptionContext._unchecked_reserved(
+        {**dict(context.items()), BINDING_CONTEXT_KEY: binding.hex()}
+    )
 
 
 Wrap = Callable[[KeyRef, bytes, EncryptionContext], tuple[EncryptedDataKey, KeyRef]]
