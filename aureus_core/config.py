@@ -246,7 +246,7 @@ class StackConfig:
             raise fail(
                 "stack",
                 "policy_pins must be a list of SHA-256 digests in hex (64 characters), "
-                "as `aureus policy digest FILE` prints",
+                "as `aureus verify --policy FILE` reports when it is not pinned",
             )
 
         numbers: dict[str, int] = {}
