@@ -626,13 +626,14 @@ class KeyStack:
         required_context: Collection[str] = (),
     ) -> MessageWriter:
         """Materials for one message; ``plaintext_bytes`` (when known) lets it use the cache."""
-        groups = keys if isinstance(keys, Quorum) else None
-        if groups is None and not keys and self.config.key_groups is not None:
-            groups = self.config.key_groups
-        if groups is not None:
-            refs = list(groups.keys)
+        groups: Quorum | None = None
+        if isinstance(keys, Quorum):
+            groups, refs = keys, list(keys.keys)
+        elif keys:
+            refs = [_as_ref(k) for k in keys]
         else:
-            refs = [_as_ref(k) for k in keys] if keys else list(self.config.wrapping_keys)
+            groups = self.config.key_groups
+            refs = list(groups.keys if groups is not None else self.config.wrapping_keys)
         self.limits.check_recipients(len(refs))
         encryption_context = EncryptionContext.coerce(context)
         split_required(encryption_context, required_context)  # refuse a bad list early

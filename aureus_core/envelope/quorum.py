@@ -52,14 +52,16 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _parse_keys(keys: Iterable[str | KeyRef]) -> tuple[KeyRef, ...]:
+    return tuple(KeyRef.parse(key) for key in keys)
+
+
 @attrs.frozen(kw_only=True)
 class KeyGroup:
     """A named group of wrapping keys; any one of them can unwrap the group's share."""
 
     name: str = attrs.field(converter=_check_name)
-    keys: tuple[KeyRef, ...] = attrs.field(
-        converter=lambda keys: tuple(KeyRef.parse(k) for k in keys)
-    )
+    keys: tuple[KeyRef, ...] = attrs.field(converter=_parse_keys)
 
 
 @attrs.frozen(kw_only=True)

@@ -6,6 +6,7 @@ import base64
 import itertools
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -37,7 +38,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyStack]:
 
 def policy_of(k: int, names: list[str]) -> SigningPolicy:
     doc = {"format": "aureus-signing-policy/1", "name": "release", "threshold": k}
-    doc["keys"] = [f"local://{n}" for n in names]  # type: ignore[assignment]
+    doc["keys"] = [f"local://{n}" for n in names]
     return SigningPolicy.parse(json.dumps(doc).encode())
 
 
@@ -129,7 +130,7 @@ def test_a_signature_over_another_payload_or_type_does_not_count(stack: KeyStack
     assert verify(stack, policy, bundle).valid
 
 
-def test_an_old_version_counts_while_it_verifies(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_an_old_version_counts_while_it_verifies(tmp_path: Path) -> None:
     with KeyStack.local(tmp_path / "ks") as stack:
         for name in ("a", "b"):
             stack.create_key(name, "ed25519")
@@ -147,7 +148,7 @@ def test_an_old_version_counts_while_it_verifies(tmp_path) -> None:  # type: ign
         assert verify(stack, policy, resigned).valid
 
 
-def test_policy_documents_are_checked_and_pinned(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_policy_documents_are_checked_and_pinned(tmp_path: Path) -> None:
     path = tmp_path / "policy.json"
     text = json.dumps(
         {"format": "aureus-signing-policy/1", "threshold": 2, "keys": ["local://a", "local://b"]}
