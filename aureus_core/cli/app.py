@@ -113,6 +113,47 @@ def context_option(f: F) -> F:
     )(f)
 
 
+def key_groups_options(f: F) -> F:
+    """``--group NAME=URI[,URI...]`` (repeatable) and ``--threshold K``."""
+    f = click.option(
+        "--threshold",
+        type=int,
+        default=None,
+        help="With --group: how many key groups together can decrypt.",
+    )(f)
+    return click.option(
+        "--group",
+        "groups",
+        multiple=True,
+        metavar="NAME=URI[,URI]",
+        help="A key group (repeatable): the data key is split so that keys of --threshold "
+        "groups are needed; any key of a group brings its share.",
+    )(f)
+
+
+def key_groups(groups: tuple[str, ...], threshold: int | None, keys: tuple[str, ...]) -> Any:
+    """The :class:`~aureus_core.envelope.quorum.Quorum` of ``--group``/``--threshold``, or None."""
+    from ..envelope.quorum import Quorum
+
+    if not groups:
+        if threshold is not None:
+            raise click.BadParameter("--threshold needs --group NAME=URI", param_hint="--threshold")
+        return None
+    if keys:
+        raise click.UsageError("give wrapping keys either as --key/--to or as --group, not both")
+    if threshold is None:
+        raise click.BadParameter("--group needs --threshold K", param_hint="--group")
+    parsed: dict[str, list[str]] = {}
+    for item in groups:
+        name, sep, uris = item.partition("=")
+        if not sep or not name or name in parsed:
+            raise click.BadParameter(
+                f"expected NAME=URI[,URI] with a new name, got {item!r}", param_hint="--group"
+            )
+        parsed[name] = [uri for uri in uris.split(",") if uri]
+    return Quorum.of(threshold, parsed)
+
+
 class ProgressReader(io.RawIOBase):
     """A binary reader that advances a progress bar as it is read."""
 

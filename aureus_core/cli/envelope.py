@@ -11,7 +11,17 @@ import json
 
 import click
 
-from .app import context_option, fail, input_stream, main, output_stream, pairs, stack_of
+from .app import (
+    context_option,
+    fail,
+    input_stream,
+    key_groups,
+    key_groups_options,
+    main,
+    output_stream,
+    pairs,
+    stack_of,
+)
 
 
 class _DecryptFailed(Exception):
@@ -26,6 +36,7 @@ class _DecryptFailed(Exception):
     metavar="URI",
     help="Wrapping key (repeatable; any one of them decrypts). Default: [stack] wrapping_keys.",
 )
+@key_groups_options
 @context_option
 @click.option(
     "--required-context",
@@ -46,6 +57,8 @@ class _DecryptFailed(Exception):
 def encrypt_command(
     ctx: click.Context,
     keys: tuple[str, ...],
+    groups: tuple[str, ...],
+    threshold: int | None,
     contexts: tuple[str, ...],
     required: tuple[str, ...],
     signed: bool,
@@ -57,12 +70,13 @@ def encrypt_command(
     """Encrypt IN (or stdin) into the AWS Encryption SDK message format."""
     stack = stack_of(ctx)
     context = pairs(contexts, "--context")
+    quorum = key_groups(groups, threshold, keys)
     with input_stream(infile, progress) as src, output_stream(output) as dst:
         stack.encrypt_stream(
             src,
             dst,
             context=context,
-            keys=list(keys) or None,
+            keys=quorum or list(keys) or None,
             signed=signed,
             frame_length=frame_length,
             required_context=list(required),

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 import click
 
-from .app import context_option, fail, input_stream, main, output_stream, pairs, stack_of
+from .app import (
+    context_option,
+    fail,
+    input_stream,
+    key_groups,
+    key_groups_options,
+    main,
+    output_stream,
+    pairs,
+    stack_of,
+)
 
 
 class _RewrapFailed(Exception):
@@ -22,10 +32,10 @@ class _RewrapFailed(Exception):
     "--to",
     "to_keys",
     multiple=True,
-    required=True,
     metavar="URI",
     help="New wrapping key (repeatable; any one of them decrypts the result).",
 )
+@key_groups_options
 @click.option(
     "--key",
     "keys",
@@ -47,6 +57,8 @@ class _RewrapFailed(Exception):
 def rewrap_command(
     ctx: click.Context,
     to_keys: tuple[str, ...],
+    groups: tuple[str, ...],
+    threshold: int | None,
     keys: tuple[str, ...],
     contexts: tuple[str, ...],
     verify_body: bool,  # accepted for compatibility only
@@ -54,7 +66,7 @@ def rewrap_command(
     progress: bool | None,
     infile: str,
 ) -> None:
-    """Re-key IN (or stdin) for the --to keys.
+    """Re-key IN (or stdin) for the --to keys (or the key groups --group, --threshold).
 
     IN is decrypted with decrypt's checks (--key, --context, every frame, the
     signature) and re-encrypted in the same pass under a fresh data key,
@@ -64,6 +76,11 @@ def rewrap_command(
     """
     from ..errors import DecryptionError
 
+    quorum = key_groups(groups, threshold, to_keys)
+    if quorum is None and not to_keys:
+        raise click.UsageError(
+            "name the new keys: --to URI, or --group NAME=URI with --threshold K"
+        )
     stack = stack_of(ctx)
     context = pairs(contexts, "--context")
     try:
@@ -72,7 +89,7 @@ def rewrap_command(
                 stack.rewrap_stream(
                     src,
                     dst,
-                    to_keys=list(to_keys),
+                    to_keys=quorum or list(to_keys),
                     context=context,
                     keys=list(keys) or None,
                 )

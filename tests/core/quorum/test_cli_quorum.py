@@ -112,3 +112,36 @@ def test_inspect_shows_key_groups_and_threshold(run: Run, tmp_path: Path) -> Non
     one = run("--config", str(config), "decrypt", "--key", "local://b", "msg.aur")
     assert one.exit_code != 0
     assert "reached 1 (gcp)" in one.stderr
+
+
+def test_encrypt_and_rewrap_with_groups_on_the_command_line(run: Run, tmp_path: Path) -> None:
+    for name in ("a", "b", "c", "d"):
+        assert run("keys", "create", name, "--type", "aes-256").exit_code == 0
+    (tmp_path / "plain.txt").write_bytes(b"groups")
+    made = run(
+        "encrypt", "--group", "x=local://a", "--group", "y=local://b,local://c",
+        "--threshold", "2", "plain.txt", "-o", "msg.aur",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert "any 2 of 2 (x, y)" in run("inspect", "msg.aur").stdout
+    assert run("decrypt", "--key", "local://a", "--key", "local://c", "msg.aur").stdout_bytes == (
+        b"groups"
+    )
+    # rewrap to 2 of 3 groups: a fresh split under a fresh message ID
+    moved = run(
+        "rewrap", "--group", "p=local://a", "--group", "q=local://b", "--group", "r=local://d",
+        "--threshold", "2", "-o", "new.aur", "msg.aur",
+    )  # fmt: skip
+    assert moved.exit_code == 0, moved.output
+    assert "any 2 of 3 (p, q, r)" in run("inspect", "new.aur").stdout
+    assert run("decrypt", "--key", "local://b", "--key", "local://d", "new.aur").stdout_bytes == (
+        b"groups"
+    )
+    refused = run("decrypt", "--key", "local://d", "new.aur")
+    assert refused.exit_code == 1
+    assert "reached 1 (r)" in refused.stderr
+    both = run(
+        "encrypt", "--key", "local://a", "--group", "x=local://b", "--threshold", "1", "plain.txt"
+    )
+    assert both.exit_code == 2
+    assert "not both" in both.stderr
