@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,9 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aureus_core import KeyStack
+from aureus_core.context import EncryptionContext
 from aureus_core.datakey import EncryptedDataKey
-from aureus_core.envelope.quorum import PROVIDER_ID, Quorum
+from aureus_core.envelope.quorum import PROVIDER_ID, Quorum, encode, parse
 from aureus_core.errors import ConfigError, DecryptionError
+from aureus_core.keyref import KeyRef
 from aureus_core.testing import forge
 
 NAMES = [f"k{i}" for i in range(8)]
@@ -207,20 +208,23 @@ def _with_edks(message: bytes, edks: list[EncryptedDataKey]) -> bytes:
 
 
 def test_a_share_from_another_message_is_refused(stack: KeyStack) -> None:
+    # The holder of g1 wants the victim's data key but holds no other group's key.
+    # The victim's stack decrypts other messages for them (a service, say); a
+    # share the attacker lifts from another message must not be accepted in
+    # place of the victim's.
     quorum = Quorum.of(2, groups_of(3))
     victim = stack.encrypt(b"victim", keys=quorum)
     other = stack.encrypt(b"other", keys=quorum)
     edks = list(forge.read_header(victim)[0].encrypted_data_keys)
-    foreign = forge.read_header(other)[0].encrypted_data_keys[2]
-    # the foreign share's ciphertext, under the victim's binding (index 3, victim's split ID)
-    edks[2] = EncryptedDataKey(
-        provider_id=PROVIDER_ID, provider_info=edks[2].provider_info, ciphertext=foreign.ciphertext
-    )
+    foreign = parse(forge.read_header(other)[0].encrypted_data_keys[2])
+    # the foreign share's own wrap (inner provider info and ciphertext), under the
+    # victim's binding (index 3, group g3, the victim's split ID)
+    edks[2] = encode(parse(edks[2]).binding, foreign.inner)
     spliced = _with_edks(victim, edks)
     with pytest.raises(DecryptionError, match=r"reached 1 \(g1\); not reached: g2: .*; g3: "):
         stack.decrypt(spliced, keys=["local://k0", "local://k2"])
     # and the foreign share with its own binding is a share of another split
-    edks[2] = foreign
+    edks[2] = encode(foreign.binding, foreign.inner)
     with pytest.raises(DecryptionError, match="different splits"):
         stack.decrypt(_with_edks(victim, edks), keys=["local://k0", "local://k2"])
 
@@ -246,20 +250,26 @@ def test_a_lowered_threshold_is_refused(stack: KeyStack) -> None:
 
 
 def test_an_ordinary_key_added_to_a_split_message_is_refused(stack: KeyStack) -> None:
-    # An attacker who knows some data key (their own message's) adds an ordinary
-    # encrypted data key for it: with key groups that key alone must not decrypt.
+    # The holder of g1's key writes a message of their own: a data key they chose,
+    # wrapped under their key as an ordinary encrypted data key, next to the shares
+    # of a genuine 2-of-3 message. With key groups, their key alone must not open it.
     data_key = os.urandom(32)
-    own = stack.encrypt(b"own", keys=["local://k0"])
-    ordinary = forge.read_header(own)[0].encrypted_data_keys[0]
-    message = stack.encrypt(b"two needed", keys=Quorum.of(2, groups_of(3)))
-    edks = [*forge.read_header(message)[0].encrypted_data_keys, ordinary]
-    forged = forge.unsigned_message(
-        data_key=data_key,
-        message_id=os.urandom(32),
-        context=b"",
-        edks=edks,
-        plaintext=b"forged",
-    )
-    with pytest.raises(DecryptionError, match="mixes key shares"):
-        stack.decrypt(forged, keys=["local://k0"])
-    assert struct.unpack(">H", forged[35:37]) == (0,)  # empty context, as built
+    context = EncryptionContext({"tenant": "acme"})
+    ordinary = stack.provider("local").wrap(KeyRef.parse("local://k0"), data_key, context)
+    genuine = stack.encrypt(b"two needed", keys=Quorum.of(2, groups_of(3)), context=context)
+    shares = list(forge.read_header(genuine)[0].encrypted_data_keys)
+
+    def forged(edks: list[EncryptedDataKey]) -> bytes:
+        return forge.unsigned_message(
+            data_key=data_key,
+            message_id=os.urandom(32),
+            context=forge.serialize_context(dict(context.items())),
+            edks=edks,
+            plaintext=b"forged",
+        )
+
+    # control: the attacker's bytes are a well-formed message their key opens
+    assert stack.decrypt(forged([ordinary.encrypted]), keys=["local://k0"]) == b"forged"
+    for edks in ([*shares, ordinary.encrypted], [ordinary.encrypted, *shares]):
+        with pytest.raises(DecryptionError, match="mixes key shares"):
+            stack.decrypt(forged(edks), keys=["local://k0"])
