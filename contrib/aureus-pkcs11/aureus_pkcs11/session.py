@@ -204,7 +204,8 @@ class SessionPool:
             token = self._find_token()
         except (p11.NoSuchToken, p11.TokenNotPresent, p11.SlotIDInvalid):
             raise ProviderUnavailable(
-                f"no PKCS#11 token with {self.selector.describe()} in {self.selector.module}: "
+                f"no PKCS#11 token with {self.selector.describe()} in {self.selector.module} "
+                "(CKR_TOKEN_NOT_PRESENT): "
                 "list the tokens with 'pkcs11-tool --module MODULE -L' (or "
                 "'softhsm2-util --show-slots') and check the token is inserted",
                 provider=SCHEME,
@@ -249,22 +250,24 @@ class SessionPool:
             _LOGINS[key] = login
             return login
 
-    def _release_login(self) -> None:
+    def _release_login(self, *, forget: bool = False) -> None:
+        """Give up this pool's share of the login; ``forget``: the login is known to be lost."""
         login, self._login = self._login, None
         if login is None:
             return
         with _REGISTRY_LOCK:
             login.users -= 1
-            if login.users > 0:
+            if login.users > 0 and not forget:
                 return
             for key, value in list(_LOGINS.items()):
                 if value is login:
                     del _LOGINS[key]
-            if login.session is not None and login.alive:
-                # The token may be gone already; then nothing is left to log out.
-                with contextlib.suppress(p11.PKCS11Error):
-                    login.session.close()
-            login.alive = False
+            if login.alive:
+                login.alive = False  # whoever flips it closes it, exactly once
+                if login.session is not None:
+                    # The token may be gone already; then nothing is left to log out.
+                    with contextlib.suppress(p11.PKCS11Error):
+                        login.session.close()
 
     def _reconnect(self, generation: int) -> None:
         with self._lock:
@@ -274,21 +277,15 @@ class SessionPool:
             idle, self._idle = self._idle, []
         for session in idle:
             _close_quietly(session)
-        self._release_login()
+        self._release_login(forget=True)
         try:
             self._connect(reinitialize=False)
-            self._probe()
-        except (ProviderUnavailable, _Stale):
-            self._release_login()
+        except ProviderUnavailable:
+            # The module may not have noticed a re-inserted token (SoftHSM2 reads its
+            # token directory only when initialised): initialise it again and look again.
+            self._release_login(forget=True)
             self._connect(reinitialize=True)
         self.reconnects += 1
-
-    def _probe(self) -> None:
-        """Open and close one session: proves the token answers after a reconnect."""
-        session = self.token.open(rw=True)
-        _close_quietly(session)
-        if self._login is not None and not self._login.alive:
-            raise _Stale()
 
     # -- lending sessions ------------------------------------------------------
 
@@ -390,10 +387,6 @@ class SessionPool:
             for session in idle:
                 _close_quietly(session)
             self._release_login()
-
-
-class _Stale(Exception):
-    """The login was invalidated while reconnecting."""
 
 
 def _same_pin(first: Secret[str] | None, second: Secret[str] | None) -> bool:

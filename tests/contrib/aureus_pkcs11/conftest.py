@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
 _REQUIRED = os.environ.get("AUREUS_REQUIRE_SOFTHSM") == "1"
@@ -53,7 +54,20 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         yield hsm
 
 
-MakeProvider = Callable[..., object]
+@attrs.frozen
+class Tokens:
+    """The labels and PIN of the session's test tokens."""
+
+    main: str = TOKEN
+    other: str = OTHER_TOKEN
+    spare: str = SPARE_TOKEN
+    pin: str = PIN
+
+
+@pytest.fixture(scope="session")
+def tokens() -> Tokens:  # pragma: no cover - for tests outside this folder
+    """The labels and PIN of the session's test tokens."""
+    return Tokens()
 
 
 @pytest.fixture
