@@ -367,3 +367,12 @@ def test_missing_key_is_key_not_found(make_provider: MakeProvider) -> None:
     provider = make_provider()
     with pytest.raises(KeyNotFound, match="nothing-here"):
         provider.sign(provider._name("nothing-here").ref(), b"x")
+
+
+def test_second_pin_for_a_logged_in_token_is_refused(make_provider: MakeProvider) -> None:
+    """A token logged in to by this process cannot be joined with another PIN."""
+    first = make_provider()
+    with pytest.raises(CredentialError, match="another PIN") as refused:
+        make_provider(pin="some-other-pin")
+    assert "some-other-pin" not in str(refused.value)
+    assert first.list_keys() is not None  # the first provider's login is untouched
