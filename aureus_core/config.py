@@ -75,7 +75,7 @@ _STACK_KEYS = {
     "commitment_policy",
     "decrypt_allow",
 }
-_PATH_OPTIONS = {"keystore", "path", "file", "token_file"}
+_PATH_OPTIONS = {"keystore", "path", "file", "token_file", "state_file"}
 
 
 @attrs.frozen(kw_only=True)
@@ -113,7 +113,11 @@ class StackConfig:
     """``require-encrypt-require-decrypt``, ``require-encrypt-allow-decrypt`` or
     ``forbid-encrypt-allow-decrypt`` (the last two also read non-committing suites)."""
     decrypt_allow: tuple[str, ...] = ("*",)
-    """Shell-style patterns of key URIs a discovery-mode decrypt may use."""
+    """Shell-style patterns of key URIs a discovery-mode decrypt may use.
+
+    They narrow what providers allow, never widen it: a cloud provider's key
+    must also be named here (:attr:`named_keys`) or be in the provider's
+    ``discovery`` scope."""
     providers: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     """Provider scheme -> options (``credentials`` names a credential table)."""
     credentials: Mapping[str, NamedOptions] = attrs.field(factory=dict)
@@ -133,6 +137,16 @@ class StackConfig:
     # -- end rotation --
     source: str = "<dict>"
     """Where the configuration came from, for error messages."""
+
+    @property
+    def named_keys(self) -> tuple[KeyRef, ...]:
+        """The keys this configuration names: wrapping keys, then the signing key.
+
+        A decrypt without ``keys=`` may always use them, also with providers
+        that otherwise limit discovery to a configured scope.
+        """
+        signing = (self.signing_key,) if self.signing_key is not None else ()
+        return (*self.wrapping_keys, *signing)
 
     def audit_sink_specs(
         self, environ: Mapping[str, str] | None = None

@@ -284,6 +284,27 @@ class ReplicatesKeys(Protocol):
 
 
 @runtime_checkable
+class ScopesDiscovery(Protocol):
+    """A provider whose keys a decrypt without ``keys=`` may use only within a configured scope.
+
+    Without such a scope a message would choose which of the provider's keys
+    (in any account, project or vault the credentials reach) the stack asks to
+    unwrap.  The envelope asks :meth:`discovery_refusal` before any unwrap.
+    """
+
+    def discovery_refusal(self, key: KeyRef, named: Sequence[KeyRef]) -> str | None:
+        """``None`` if a discovery-mode decrypt may ask the service to unwrap with ``key``.
+
+        ``key`` is what :meth:`KeyProvider.owner_of` returned; ``named`` are the
+        keys of this scheme the configuration names (wrapping and signing keys),
+        which are always allowed.  Otherwise return why not and which option
+        would allow it (key IDs, no secrets).  It may contact the service only
+        about keys in ``named`` (to resolve an alias, say).
+        """
+        ...
+
+
+@runtime_checkable
 class CredentialSource(Protocol):
     """Obtains (and refreshes) credentials for a provider."""
 

@@ -236,6 +236,23 @@ class KeyStack:
             )
         return guarded
 
+    def _own_providers(self) -> list[KeyProvider]:
+        """The providers this stack is configured with or has loaded (for decrypt to ask).
+
+        A provider that cannot start is left out: decryption only asks.
+        """
+        with self._lock:
+            schemes = sorted(
+                {self.config.default_provider, *self.config.providers, *self._providers}
+            )
+        found: list[KeyProvider] = []
+        for scheme in schemes:
+            try:
+                found.append(self.provider(scheme))
+            except AureusError:
+                continue
+        return found
+
     def breaker(self, scheme: str) -> CircuitBreaker:
         """The circuit breaker in front of the provider for ``scheme``."""
         self.provider(scheme)
@@ -401,20 +418,39 @@ class KeyStack:
         new_version: bool = False,
         description: str = "",
         provider: str | None = None,
+        namespace: str | None = None,
+        key_name: str | None = None,
+        padding: str | None = None,
     ) -> KeyMetadata:
-        """Import raw symmetric material or a PEM private key (exactly one of them)."""
+        """Import raw symmetric material or a PEM key (exactly one of them).
+
+        ``namespace`` and ``key_name`` (with ``padding`` for RSA: ``pkcs1``,
+        ``oaep-sha1``, ``oaep-sha256``, ``oaep-sha384`` or ``oaep-sha512``)
+        import a raw keyring key: messages name it by that key namespace and
+        key name, as the AWS Encryption SDK's raw AES and raw RSA keyrings do.
+        An RSA public key alone (``pem=``) makes a key that wraps only.
+        """
         if (raw is None) == (pem is None):
             raise ConfigError("import_key needs exactly one of raw= (AES key bytes) or pem=")
-        scheme, key_name = self._split_name(name, provider)
-        spec = KeySpec(key_type=key_type, description=description)
+        scheme, local_name = self._split_name(name, provider)
+        options = {
+            option: value
+            for option, value in (
+                ("namespace", namespace),
+                ("key_name", key_name),
+                ("padding", padding),
+            )
+            if value is not None
+        }
+        spec = KeySpec(key_type=key_type, description=description, options=options)
         material = KeyMaterial(
             format="raw" if raw is not None else "pem",
             data=Secret(bytes(raw if raw is not None else pem or b"")),
         )
-        ref = KeyRef(scheme=scheme, key_id=key_name)
+        ref = KeyRef(scheme=scheme, key_id=local_name)
         with self._operation("import", ref) as op:
             target = self._provider_for(ref, Capability.IMPORT, "import_key")
-            metadata = target.import_key(key_name, spec, material, new_version=new_version)
+            metadata = target.import_key(local_name, spec, material, new_version=new_version)
             op.update(key_uri=metadata.uri, key_version=metadata.current_version)
             return metadata
 
@@ -719,7 +755,9 @@ class KeyStack:
         # context: unwrap with them, and the header tag must cover them.
         full, required = merge_supplied(stored, EncryptionContext.coerce(context))
         allowed = KeyFilter(
-            keys=tuple(_as_ref(k) for k in keys or ()), patterns=self.config.decrypt_allow
+            keys=tuple(_as_ref(k) for k in keys or ()),
+            patterns=self.config.decrypt_allow,
+            named=self.config.named_keys,
         )
         header = reader.header
         cache = self.cache
@@ -737,7 +775,11 @@ class KeyStack:
         else:
             try:
                 data_key, used = unwrap_data_key(
-                    self.provider, header.encrypted_data_keys, full, allowed
+                    self.provider,
+                    header.encrypted_data_keys,
+                    full,
+                    allowed,
+                    self._own_providers,
                 )
             except DecryptionError as error:
                 raise DecryptionError(_required_hint(str(error), required)) from None
@@ -766,10 +808,12 @@ class KeyStack:
         """Decrypt and authenticate a whole message; nothing is returned unless all of it checks.
 
         ``keys`` restricts the wrapping keys that may be used (strict mode);
-        without it any reachable key allowed by ``[stack] decrypt_allow`` is
-        tried.  Every pair in ``context`` that the message stores must match;
-        the others are taken as its required encryption context (authenticated
-        but not stored) and must be exactly the pairs it was encrypted with.
+        without it a key must match ``[stack] decrypt_allow`` and, for
+        providers that scope discovery (the cloud ones), be configured or in
+        the provider's ``discovery`` scope.  Every pair in ``context`` that
+        the message stores must match; the others are taken as its required
+        encryption context (authenticated but not stored) and must be exactly
+        the pairs it was encrypted with.
         Any failure raises :class:`~aureus_core.errors.DecryptionError`.
         """
         with self._operation("decrypt") as op:
@@ -978,8 +1022,9 @@ class KeyStack:
     def decrypt_seed(self, data: bytes, *, context: Mapping[str, str] | None = None) -> bytes:
         """Decrypt a seed JSON envelope (data key under AWS KMS, passed ``context``).
 
-        Keys must match ``[stack] decrypt_allow``.  A malformed envelope is a
-        :class:`ConfigError`; any decryption failure a :class:`DecryptionError`.
+        The envelope's key must be allowed as in :meth:`decrypt` without
+        ``keys``.  A malformed envelope is a :class:`ConfigError`; any
+        decryption failure a :class:`DecryptionError`.
         """
         from .envelope.seed import SeedEnvelope, decrypt_seed_envelope
 
@@ -988,7 +1033,7 @@ class KeyStack:
             ref = envelope.key
             op.update(provider=ref.scheme, key_uri=ref.uri)
             op.update(self._audit.context_fields(EncryptionContext.coerce(context)))
-            allowed = KeyFilter(patterns=self.config.decrypt_allow)
+            allowed = KeyFilter(patterns=self.config.decrypt_allow, named=self.config.named_keys)
             plaintext = decrypt_seed_envelope(self.provider, envelope, context, allowed=allowed)
             try:
                 op.update(byte_count=len(plaintext))

@@ -42,6 +42,12 @@ class TtlCache(Generic[T]):
             for name in [n for n in self._entries if n == resource or n.startswith(resource + "/")]:
                 del self._entries[name]
 
+    def discard(self, predicate: Callable[[str, T], bool]) -> None:
+        """Drop every entry whose name and value satisfy ``predicate``."""
+        with self._lock:
+            for name in [n for n, (_, v) in self._entries.items() if predicate(n, v)]:
+                del self._entries[name]
+
     def clear(self) -> None:
         """Drop every entry."""
         with self._lock:

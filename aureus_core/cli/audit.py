@@ -6,6 +6,7 @@ Both read the logs of the ``jsonl`` audit sink (format in
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,23 @@ def _signature_check(ctx: click.Context, checkpoint_key: str) -> Any:
     type=click.Path(dir_okay=False),
     help="The head file to check the end of the log against (default: FILE.head if present).",
 )
-@click.option("--no-head", is_flag=True, help="Do not look for a head file.")
+@click.option(
+    "--no-head",
+    is_flag=True,
+    help="Declare that the log has no head file (then a cut tail goes unnoticed without "
+    "--anchor); without it, a missing head file fails.",
+)
+@click.option(
+    "--anchor",
+    type=click.Path(dir_okay=False, exists=True),
+    help="The log's anchor file (the sink's anchor option): fail if the log ends before its "
+    "latest entry or does not hold the anchored records.",
+)
+@click.option(
+    "--allow-format-1",
+    is_flag=True,
+    help="Accept files of the older format aureus-audit-jsonl/1, which carry no log ID.",
+)
 @click.pass_context
 def audit_verify(
     ctx: click.Context,
@@ -76,19 +93,17 @@ def audit_verify(
     public_keys: tuple[str, ...],
     head: str | None,
     no_head: bool,
+    anchor: str | None,
+    allow_format_1: bool,
 ) -> None:
     """Check that FILE... (a log and the files it was rotated into) form one intact chain.
 
     Prints OK with the number of records, or the first broken link: an edited,
-    inserted, deleted or reordered record, a broken file boundary, or a cut
-    tail (with the head file).  Exit 0 if intact, 1 if not, 2 on errors.
+    inserted, deleted or reordered record, a broken file boundary, a cut tail
+    (with the head file), or a log rolled back behind its anchor.  Exit 0 if
+    intact, 1 if not, 2 on errors.
     """
-    from aureus_builtin.audit_chain import (
-        CHAIN_KEY_LABEL,
-        head_path,
-        public_key_check,
-        verify_chain,
-    )
+    from aureus_builtin.audit_chain import head_path, public_key_check, verify_chain
 
     from ..audit import derive_key
 
@@ -107,10 +122,14 @@ def audit_verify(
     head_file = heads[0] if heads else None
     if head_file is None and not no_head:
         found = [head_path(log) for log in logs if head_path(log).exists()]
-        head_file = found[0] if len(found) == 1 else None
+        active = [log for log in logs if not re.search(r"\.\d{6,}$", log.name)]
+        if len(found) == 1:
+            head_file = found[0]
+        elif not found and len(active) == 1:
+            head_file = head_path(active[0])  # missing: verify says so
 
-    def chain_key(uri: str) -> bytes:
-        return derive_key(stack_of(ctx).provider, KeyRef.parse(uri), CHAIN_KEY_LABEL)[0]
+    def mac(uri: str, label: bytes) -> bytes:
+        return derive_key(stack_of(ctx).provider, KeyRef.parse(uri), label)[0]
 
     check = None
     if public_keys:
@@ -122,10 +141,13 @@ def audit_verify(
     verdict = verify_chain(
         logs,
         head=head_file,
+        no_head=no_head,
+        anchor=Path(anchor) if anchor else None,
         mac_key=mac_key,
-        chain_key=chain_key if mac_key else None,
+        mac=mac if mac_key else None,
         check_signature=check,
         checkpoint_key=checkpoint_key,
+        allow_format_1=allow_format_1,
     )
     if verdict.ok:
         click.echo(verdict.message)
@@ -133,8 +155,10 @@ def audit_verify(
         click.echo(f"FAILED: {verdict.message}")
     for note in verdict.notes:
         click.echo(f"note: {note}")
-    if head_file is None and not no_head:
-        click.echo("note: no head file: a cut tail after the last checkpoint would go unnoticed")
+    if no_head and anchor is None:
+        click.echo(
+            "note: --no-head without --anchor: a log cut back to an earlier checkpoint would verify"
+        )
     ctx.exit(0 if verdict.ok else 1)
 
 

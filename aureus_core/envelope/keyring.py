@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 from collections.abc import Callable, Sequence
@@ -28,6 +29,10 @@ from .message import EncryptionMaterials, new_signing_key, signed_context
 from .suites import DEFAULT_SUITE, SIGNED_SUITE
 
 ProviderLookup = Callable[[str], KeyProvider]
+Claimants = Callable[[], Sequence[KeyProvider]]
+"""The providers a stack is configured with or has loaded, asked to claim other provider IDs."""
+RESERVED_PROVIDER_IDS = ("aureus-", "aws-kms")
+"""Provider ID prefixes that name a provider's own layout and are never a raw key namespace."""
 
 
 def scheme_for_provider_id(provider_id: str) -> str:
@@ -35,8 +40,15 @@ def scheme_for_provider_id(provider_id: str) -> str:
 
     Aureus providers write ``aureus-<scheme>``; a provider that follows an
     ecosystem layout uses that layout's ID as its scheme (``aws-kms``).
+    Other provider IDs (a raw keyring's key namespace) are not schemes: the
+    keyring asks the stack's own providers whether one holds such a key.
     """
     return provider_id[len("aureus-") :] if provider_id.startswith("aureus-") else provider_id
+
+
+MAX_NAMED_SKIPS = 4
+"""How many skipped keys a :class:`DecryptionError` names (the rest are counted)."""
+_MAX_SHOWN_URI = 200
 
 
 @attrs.frozen(kw_only=True)
@@ -44,15 +56,20 @@ class KeyFilter:
     """Which wrapping keys a decrypt may use.
 
     ``keys`` (strict mode) names the only keys allowed, optionally pinned to a
-    version; otherwise (discovery mode) any key whose unversioned URI matches
-    one of ``patterns`` (shell-style, default ``*``) is allowed.
+    version.  Otherwise (discovery mode) a key's unversioned URI must match
+    one of ``patterns`` (shell-style, default ``*``) *and*, if its provider
+    limits discovery (:class:`~aureus_core.interfaces.ScopesDiscovery`, the
+    cloud providers), be one of ``named`` (the keys the configuration names)
+    or inside the scope the provider's options configure.  The patterns can
+    only narrow that scope, never widen it.
     """
 
     keys: tuple[KeyRef, ...] = ()
     patterns: tuple[str, ...] = ("*",)
+    named: tuple[KeyRef, ...] = ()
 
     def allows(self, ref: KeyRef) -> bool:
-        """Whether ``ref`` (pinned to the version that wrapped) may be used."""
+        """Whether ``ref`` passes ``keys`` or ``patterns`` (providers' scopes not consulted)."""
         base = ref.with_version(None)
         if self.keys:
             return any(
@@ -60,6 +77,95 @@ class KeyFilter:
                 for key in self.keys
             )
         return any(fnmatch.fnmatchcase(base.uri, pattern) for pattern in self.patterns)
+
+    def refusal(self, ref: KeyRef, provider: object) -> str | None:
+        """``None`` if ``ref`` (of ``provider``) may be used, else why not and what would allow it.
+
+        May raise the provider's operational errors (a configured alias that
+        cannot be resolved because the service is unreachable).
+        """
+        if self.keys:
+            if self.allows(ref):
+                return None
+            return "not one of the keys this decrypt names (keys=, --key)"
+        if not self.allows(ref):
+            return "[stack] decrypt_allow does not match it"
+        scope = getattr(provider, "discovery_refusal", None)
+        if scope is None:
+            return None
+        named = tuple(key for key in self.named if key.scheme == ref.scheme)
+        refusal: str | None = scope(ref, named)
+        return refusal
+
+
+def _skip_reasons(skipped: dict[str, list[str]]) -> list[str]:
+    """``not used: KEY, KEY: reason`` per reason, at most ``MAX_NAMED_SKIPS`` keys in all."""
+    lines: list[str] = []
+    budget = MAX_NAMED_SKIPS
+    groups = list(skipped.items())
+    for index, (why_not, uris) in enumerate(groups):
+        if budget <= 0:
+            hidden = sum(len(rest) for _, rest in groups[index:])
+            lines.append(f"and {hidden} more key(s) not used")
+            break
+        shown = uris[:budget]
+        budget -= len(shown)
+        more = f" and {len(uris) - len(shown)} more" if len(uris) > len(shown) else ""
+        lines.append(f"not used: {', '.join(shown)}{more}: {why_not}")
+    return lines
+
+
+@attrs.define
+class _Outcome:
+    """What the unwrap attempts of one message ran into, for the final error."""
+
+    refused: list[str] = attrs.field(factory=list)
+    skipped: dict[str, list[str]] = attrs.field(factory=dict)
+    """reason -> the keys it kept from their provider"""
+    operational: list[AureusError] = attrs.field(factory=list)
+
+    def attempt(
+        self,
+        provider: KeyProvider,
+        encrypted: EncryptedDataKey,
+        context: EncryptionContext,
+        allowed: KeyFilter,
+    ) -> tuple[bytearray, KeyRef] | bool:
+        """The data key and its key, else whether ``provider`` owned ``encrypted``."""
+        if Capability.WRAP not in provider.capabilities:
+            return False
+        try:
+            ref = provider.owner_of(encrypted)
+            why_not = allowed.refusal(ref, provider) if ref is not None else None
+        except (ProviderUnavailable, Throttled, AccessDenied, CredentialError) as error:
+            self.operational.append(error)
+            return True
+        except AureusError:
+            return False  # a key name the provider cannot even represent
+        if ref is None or ref.scheme != provider.scheme:
+            return False
+        if why_not is not None:
+            # Key IDs are not secrets; naming the key and the option that would allow it
+            # is what lets an operator fix a legitimate refusal.
+            self.skipped.setdefault(why_not, []).append(_shown(ref))
+            return True
+        try:
+            return provider.unwrap(ref, encrypted, context), ref
+        except KeyDisabled as error:
+            # A lifecycle refusal (disabled, below the minimum version) names the
+            # key and version, not anything secret: pass it on so it can be fixed.
+            self.refused.append(str(error))
+        except (ProviderUnavailable, Throttled, AccessDenied, CredentialError) as error:
+            self.operational.append(error)
+        except AureusError:
+            pass
+        return True
+
+
+def _shown(ref: KeyRef) -> str:
+    """A key URI from a message, shortened for an error message."""
+    uri = ref.uri
+    return uri if len(uri) <= _MAX_SHOWN_URI else uri[: _MAX_SHOWN_URI - 3] + "..."
 
 
 def encryption_materials(
@@ -152,39 +258,48 @@ def unwrap_data_key(
     encrypted_data_keys: Sequence[EncryptedDataKey],
     context: EncryptionContext,
     allowed: KeyFilter,
+    claimants: Claimants | None = None,
 ) -> tuple[bytearray, KeyRef]:
     """Unwrap the first encrypted data key an allowed, reachable key can open.
 
-    A key that fails (wrong key, tampering, an unreachable provider) is
-    skipped.  When none succeeds: if a provider could not be asked at all
-    (unreachable, throttled, credentials refused), that error, since retrying
-    or fixing access may help; otherwise one opaque :class:`DecryptionError`.
+    Each encrypted data key goes to the provider its ID names by convention.
+    Only when that provider does not own it, and the ID is not a reserved
+    Aureus or AWS KMS ID (a raw keyring's key namespace, say), are the
+    ``claimants`` asked (the stack's configured and loaded providers); a
+    provider takes part only if :meth:`KeyProvider.owner_of` recognises one
+    of its own keys, so the ID never selects a provider by itself.
+
+    A key ``allowed`` refuses is never sent to its provider; the final error
+    names it with the reason.  A key that fails (wrong key, tampering, an
+    unreachable provider) is skipped.  When none succeeds: if a provider
+    could not be asked at all (unreachable, throttled, credentials refused),
+    that error, since retrying or fixing access may help; otherwise one
+    :class:`DecryptionError` that says nothing about why an unwrap failed.
     """
-    refused: list[str] = []
-    operational: list[AureusError] = []
+    outcome = _Outcome()
     for encrypted in encrypted_data_keys:
-        try:
-            provider = lookup(scheme_for_provider_id(encrypted.provider_id))
-        except AureusError:
+        convention: KeyProvider | None = None
+        with contextlib.suppress(AureusError):
+            convention = lookup(scheme_for_provider_id(encrypted.provider_id))
+        owned = False
+        if convention is not None:
+            result = outcome.attempt(convention, encrypted, context, allowed)
+            if isinstance(result, tuple):
+                return result
+            owned = result
+        if owned or claimants is None or encrypted.provider_id.startswith(RESERVED_PROVIDER_IDS):
             continue
-        if Capability.WRAP not in provider.capabilities:
-            continue
-        ref = provider.owner_of(encrypted)
-        if ref is None or not allowed.allows(ref):
-            continue
-        try:
-            return provider.unwrap(ref, encrypted, context), ref
-        except KeyDisabled as error:
-            # A lifecycle refusal (disabled, below the minimum version) names the
-            # key and version, not anything secret: pass it on so it can be fixed.
-            refused.append(str(error))
-        except (ProviderUnavailable, Throttled, AccessDenied, CredentialError) as error:
-            operational.append(error)
-        except AureusError:
-            continue
+        for provider in claimants():
+            if convention is not None and provider.scheme == convention.scheme:
+                continue
+            result = outcome.attempt(provider, encrypted, context, allowed)
+            if isinstance(result, tuple):
+                return result
+    refused, skipped, operational = outcome.refused, outcome.skipped, outcome.operational
     if operational:
         raise operational[0]
-    reason = f" ({'; '.join(refused)})" if refused else ""
+    reasons = [*refused, *_skip_reasons(skipped)]
+    reason = f" ({'; '.join(reasons)})" if reasons else ""
     raise DecryptionError(
         "the message could not be decrypted: none of its "
         f"{len(encrypted_data_keys)} encrypted data key(s) could be unwrapped with a key "

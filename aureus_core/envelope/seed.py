@@ -231,10 +231,13 @@ def decrypt_seed_envelope(
     """
     envelope = data if isinstance(data, SeedEnvelope) else SeedEnvelope.parse(data)
     encryption_context = EncryptionContext.coerce(context)
-    if allowed is not None and not allowed.allows(envelope.key):
-        raise DecryptionError(
-            f"the seed envelope's key {envelope.key.uri} is not one this stack may decrypt with"
-        )
+    if allowed is not None:
+        why_not = allowed.refusal(envelope.key, lookup(envelope.key.scheme))
+        if why_not is not None:
+            raise DecryptionError(
+                f"the seed envelope's key {envelope.key.uri} is not one this stack may decrypt "
+                f"with: {why_not}"
+            )
     data_key = _unwrap(lookup, envelope, encryption_context)
     try:
         plaintext = AESGCM(data_key).decrypt(

@@ -31,30 +31,49 @@ OPTIONS = (
 )
 
 
+MAX_SECONDS = 86400.0
+
+
 def _number(value: Any, what: str, *, zero_ok: bool = False) -> float:
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
+        or value != value  # NaN
         or value < 0
         or (value == 0 and not zero_ok)
+        or value > MAX_SECONDS
     ):
         bound = "0 or more" if zero_ok else "above 0"
-        raise ConfigError(f"the aws-kms option {what} must be a number of seconds {bound}")
+        raise ConfigError(
+            f"the aws-kms option {what} must be a number of seconds {bound} (at most 86400)"
+        )
     return float(value)
 
 
 @attrs.frozen(kw_only=True)
 class DiscoveryFilter:
-    """Which accounts (in one partition) may own keys found in messages (discovery mode)."""
+    """Which keys a decrypt without ``keys=`` may use besides the configured ones.
 
-    accounts: tuple[str, ...]
+    ``accounts`` in ``partition`` (the AWS Encryption SDK's discovery filter),
+    or with ``any_account`` every key the credentials reach.
+    """
+
+    accounts: tuple[str, ...] = ()
     partition: str = "aws"
+    any_account: bool = False
 
     @classmethod
     def from_options(cls, value: Any) -> DiscoveryFilter:
-        """Parse ``discovery = {accounts = [...], partition = "aws"}``."""
+        """Parse ``discovery = {accounts = [...], partition = "aws"}``, ``true`` or ``"*"``."""
+        if value is True or value == "*":
+            return cls(any_account=True)
+        if value is False:
+            return cls()
         if not isinstance(value, Mapping):
-            raise ConfigError("the aws-kms option discovery must be a table: {accounts, partition}")
+            raise ConfigError(
+                "the aws-kms option discovery must be a table {partition, accounts}, "
+                'or true / "*" for any account'
+            )
         unknown = sorted(set(value) - {"accounts", "partition"})
         if unknown:
             raise ConfigError(f"unknown aws-kms discovery option(s): {', '.join(unknown)}")
@@ -74,7 +93,7 @@ class DiscoveryFilter:
 
     def allows(self, partition: str, account: str) -> bool:
         """Whether a key in ``partition`` owned by ``account`` passes the filter."""
-        return partition == self.partition and account in self.accounts
+        return self.any_account or (partition == self.partition and account in self.accounts)
 
 
 @attrs.frozen(kw_only=True)
@@ -85,7 +104,8 @@ class AwsKmsOptions:
     """Default region for keys named without an ARN (else boto3's configured region)."""
     endpoint_url: str | None = None
     """A KMS endpoint to use instead of AWS's (a VPC endpoint, or moto in tests)."""
-    discovery: DiscoveryFilter | None = None
+    discovery: DiscoveryFilter = DiscoveryFilter()
+    """Keys (beyond the configured ones) a decrypt without ``keys=`` may use: none by default."""
     retry_mode: str = "standard"
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     """Total attempts per call, the first one included."""
@@ -94,7 +114,7 @@ class AwsKmsOptions:
     verify_with: str = "local"
     """``local``: verify with the cached public key; ``kms``: call KMS ``Verify``."""
     public_key_ttl: float = DEFAULT_PUBLIC_KEY_TTL
-    """Seconds a public key fetched with ``GetPublicKey`` is reused."""
+    """Seconds a public key (and the key's enabled state) is reused before KMS is asked again."""
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> AwsKmsOptions:
@@ -129,7 +149,9 @@ class AwsKmsOptions:
         return cls(
             region=region,
             endpoint_url=endpoint,
-            discovery=DiscoveryFilter.from_options(discovery) if discovery is not None else None,
+            discovery=DiscoveryFilter.from_options(discovery)
+            if discovery is not None
+            else DiscoveryFilter(),
             retry_mode=mode,
             max_attempts=attempts,
             connect_timeout=_number(

@@ -63,6 +63,8 @@ _STATES = {
     "PendingImport": KeyState.PENDING_IMPORT,
 }
 MIN_DELETION_DAYS = 7
+ALIAS_TTL = 300.0
+"""Seconds the key ARN of a configured alias is remembered for discovery decisions."""
 MAX_DELETION_DAYS = 30
 
 
@@ -110,6 +112,7 @@ class AwsKmsProvider(KeyProviderBase):
         self._clients = KmsClients(session or boto3.Session(), self.options)
         ttl = self.options.public_key_ttl
         self._public_keys: TtlCache[signing.PublicKey] = TtlCache(ttl, clock)
+        self._aliases: TtlCache[str] = TtlCache(ALIAS_TTL, clock)
 
     def __repr__(self) -> str:
         return (
@@ -193,14 +196,14 @@ class AwsKmsProvider(KeyProviderBase):
             raise ProviderError(f"KMS described {key.uri} with ARN {described!r}", provider=SCHEME)
         return parsed
 
-    def _lifecycle_target(self, key: KeyRef) -> tuple[Any, str]:
-        """The client and bare key ID for a key-state change.
+    def _lifecycle_target(self, key: KeyRef) -> tuple[Any, KmsArn]:
+        """The client and ARN for a key-state change (send ``arn.resource_id``).
 
         Enabling, disabling and scheduling deletion are same-account operations,
         so the key ID names the key as well as its ARN (and moto accepts only it).
         """
         arn = self._key_arn(key)
-        return self._clients.get(arn.region), arn.resource_id
+        return self._clients.get(arn.region), arn
 
     def unwrap(
         self, key: KeyRef, encrypted: EncryptedDataKey, context: EncryptionContext
@@ -236,7 +239,7 @@ class AwsKmsProvider(KeyProviderBase):
         return plaintext
 
     def owner_of(self, encrypted: EncryptedDataKey) -> KeyRef | None:
-        """The key an ``aws-kms`` encrypted data key names, if the discovery filter allows it.
+        """The key an ``aws-kms`` encrypted data key names (see :meth:`discovery_refusal`).
 
         A multi-Region key is named in this provider's region: its replica
         there decrypts what any replica wrapped.
@@ -249,17 +252,70 @@ class AwsKmsProvider(KeyProviderBase):
             return None
         if arn is None or not arn.is_key:
             return None
-        discovery = self.options.discovery
-        if discovery is not None and not discovery.allows(arn.partition, arn.account):
-            return None
         region = self._clients.default_region
         if arn.is_multi_region and region and arn.region != region:
             arn = arn.in_region(region)
         return key_ref(str(arn))
 
+    def discovery_refusal(self, key: KeyRef, named: Sequence[KeyRef]) -> str | None:
+        """Whether a decrypt without ``keys=`` may send ``Decrypt`` for ``key`` (a key ARN).
+
+        Allowed: a configured key (multi-Region aware; aliases and bare key IDs
+        among ``named`` are resolved with ``DescribeKey`` and remembered for
+        ``ALIAS_TTL`` seconds), or a key the ``discovery`` option covers.
+        """
+        arn = KmsArn.parse(key.key_id)
+        discovery = self.options.discovery
+        if arn is None:  # an alias or key ID (a seed envelope's keyId): its account is unknown
+            if discovery.any_account or any(
+                key.with_version(None) == configured.with_version(None) for configured in named
+            ):
+                return None
+            return (
+                "an alias or key ID, not a key ARN, so its account is unknown: name it in "
+                "[stack] wrapping_keys or keys=, or set [providers.aws-kms] discovery = true"
+            )
+        if discovery.allows(arn.partition, arn.account):
+            return None
+        if arn.is_key and any(same_key(arn, configured) for configured in self._named_arns(named)):
+            return None
+        return (
+            f"account {arn.account} (partition {arn.partition}) is outside the aws-kms "
+            f"discovery scope: name the key in [stack] wrapping_keys or keys=, or add the account "
+            f'to [providers.aws-kms] discovery = {{ partition = "{arn.partition}", '
+            f'accounts = ["{arn.account}"] }}'
+        )
+
+    def _named_arns(self, named: Sequence[KeyRef]) -> list[KmsArn]:
+        """The key ARNs of the configured keys (aliases and IDs resolved, cached)."""
+        found: list[KmsArn] = []
+        for ref in named:
+            arn = KmsArn.parse(ref.key_id)
+            if arn is not None and arn.is_key:
+                found.append(arn)
+                continue
+            resolved = self._aliases.get(ref.with_version(None).uri)
+            if resolved is None:
+                try:
+                    resolved = str(self._key_arn(ref))
+                except KeyNotFound:
+                    continue
+                self._aliases.put(ref.with_version(None).uri, resolved)
+            parsed = KmsArn.parse(resolved)
+            if parsed is not None:
+                found.append(parsed)
+        return found
+
     # -- signing -------------------------------------------------------------
 
     def _public(self, key: KeyRef) -> signing.PublicKey:
+        """The key's public key, cached for ``public_key_ttl``.
+
+        KMS refuses ``GetPublicKey`` for a disabled key or one pending deletion
+        (:class:`KeyDisabled`), so local verification notices a state change
+        made elsewhere within ``public_key_ttl``, also when a signature pins the
+        key's only version; changes made through this provider drop the entry.
+        """
         check_ref(key)
         cached = self._public_keys.get(key.with_version(None).uri)
         if cached is None:
@@ -283,6 +339,12 @@ class AwsKmsProvider(KeyProviderBase):
                 provider=SCHEME,
             )
         return cached
+
+    def _forget(self, key: KeyRef, arn: KmsArn) -> None:
+        """Drop the cached public key of ``key`` (under any name) after its state changed."""
+        self._public_keys.discard(
+            lambda name, public: public.arn == str(arn) or name == key.with_version(None).uri
+        )
 
     def public_key(self, key: KeyRef) -> bytes:
         """The SubjectPublicKeyInfo PEM of a signing key (``GetPublicKey``, cached)."""
@@ -573,13 +635,14 @@ class AwsKmsProvider(KeyProviderBase):
                 f"set_version_state takes enabled or disabled, not {state.value}; "
                 "use schedule_deletion(confirm=True) to delete a key"
             )
-        client, key_id = self._lifecycle_target(key)
+        client, arn = self._lifecycle_target(key)
         if state is KeyState.ENABLED:
             with kms_errors("EnableKey", key.uri):
-                client.enable_key(KeyId=key_id)
+                client.enable_key(KeyId=arn.resource_id)
         else:
             with kms_errors("DisableKey", key.uri):
-                client.disable_key(KeyId=key_id)
+                client.disable_key(KeyId=arn.resource_id)
+        self._forget(key, arn)
         return self.describe_key(key)
 
     def schedule_deletion(
@@ -596,16 +659,18 @@ class AwsKmsProvider(KeyProviderBase):
             )
         if not MIN_DELETION_DAYS <= pending_days <= MAX_DELETION_DAYS:
             raise ConfigError("KMS deletion waiting periods run from 7 to 30 days")
-        client, key_id = self._lifecycle_target(key)
+        client, arn = self._lifecycle_target(key)
         with kms_errors("ScheduleKeyDeletion", key.uri):
-            client.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=pending_days)
+            client.schedule_key_deletion(KeyId=arn.resource_id, PendingWindowInDays=pending_days)
+        self._forget(key, arn)
         return self.describe_key(key.with_version(None))
 
     def cancel_deletion(self, key: KeyRef) -> KeyMetadata:
         """``CancelKeyDeletion``; the key comes back disabled, as KMS leaves it."""
-        client, key_id = self._lifecycle_target(key)
+        client, arn = self._lifecycle_target(key)
         with kms_errors("CancelKeyDeletion", key.uri):
-            client.cancel_key_deletion(KeyId=key_id)
+            client.cancel_key_deletion(KeyId=arn.resource_id)
+        self._forget(key, arn)
         return self.describe_key(key.with_version(None))
 
     def list_aliases(self, key: KeyRef | None = None) -> dict[str, KeyRef]:
@@ -638,3 +703,4 @@ class AwsKmsProvider(KeyProviderBase):
         """Close the KMS clients and forget cached public keys; safe to call twice."""
         self._clients.close()
         self._public_keys.clear()
+        self._aliases.clear()

@@ -18,7 +18,7 @@ from aureus_core.registry import CredentialSourceRegistry, KeyProviderRegistry
 
 from .credentials import SOURCES
 from .naming import SCHEME
-from .provider import AzureKeyVaultProvider
+from .provider import AzureKeyVaultProvider, VaultDiscovery
 
 _FLOATS = (
     "retry_backoff_factor",
@@ -27,12 +27,14 @@ _FLOATS = (
     "read_timeout",
     "public_key_ttl",
 )
+MAX_SECONDS = 86400.0
 OPTIONS = (
     "vault",
     "endpoints",
     "connection_verify",
     "verify_challenge_resource",
     "retry_total",
+    "discovery",
     *_FLOATS,
 )
 
@@ -96,9 +98,17 @@ def create_provider(settings: ProviderSettings) -> AzureKeyVaultProvider:
     for name in _FLOATS:
         if name in options:
             value = options[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"the {SCHEME} option {name!r} must be a number >= 0")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 <= value <= MAX_SECONDS
+            ):
+                raise ConfigError(
+                    f"the {SCHEME} option {name!r} must be a number from 0 to {MAX_SECONDS:g}"
+                )
             kwargs[name] = float(value)
+    if "discovery" in options:
+        kwargs["discovery"] = VaultDiscovery.from_options(options["discovery"])
     if settings.credentials is not None:
         kwargs["credential"] = token_credential(settings.credentials)
     return AzureKeyVaultProvider(**kwargs)

@@ -19,6 +19,7 @@ local, with the public key from the version's JWK, cached for
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +53,7 @@ from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeyMetadata, KeySpec, KeyState, KeyType, KeyVersion
 from aureus_core.rotation import RotationPolicy
 from aureus_core.signature import Signature
+from aureus_core.ttl import TtlCache
 
 from . import rotation_policy, signing
 from .naming import PROVIDER_ID, SCHEME, AzureKey, check_host, check_name, parse, parse_kid
@@ -107,6 +109,44 @@ class _KeyInfo:
         return None
 
 
+@attrs.frozen(kw_only=True)
+class VaultDiscovery:
+    """Which vaults a decrypt without ``keys=`` may use keys of, besides the configured keys.
+
+    ``vaults`` (``None``: the provider's default vault, if set), or with
+    ``any_vault`` every vault a message names.
+    """
+
+    vaults: tuple[str, ...] | None = None
+    any_vault: bool = False
+
+    @classmethod
+    def from_options(cls, value: Any) -> VaultDiscovery:
+        """Parse ``discovery = {vaults = [...]}``, ``true`` / ``"*"`` or ``false``."""
+        if value is True or value == "*":
+            return cls(any_vault=True)
+        if value is False:
+            return cls(vaults=())
+        if not isinstance(value, Mapping) or set(value) != {"vaults"}:
+            raise ConfigError(
+                f"the {SCHEME} option discovery must be a table {{vaults = [...]}}, "
+                'true / "*" for any vault, or false for configured keys only'
+            )
+        vaults = value["vaults"]
+        if not isinstance(vaults, (list, tuple)) or not vaults:
+            raise ConfigError(f"{SCHEME} discovery.vaults must be a non-empty list of vault hosts")
+        return cls(vaults=tuple(check_host(v) for v in vaults))
+
+    def allows(self, host: str, default_vault: str | None) -> bool:
+        """Whether keys in the vault ``host`` are in scope."""
+        if self.any_vault:
+            return True
+        vaults = self.vaults
+        if vaults is None:
+            vaults = (default_vault,) if default_vault else ()
+        return host in vaults
+
+
 class AzureKeyVaultProvider(KeyProviderBase):
     """Keys in Azure Key Vault vaults and Managed HSMs.
 
@@ -117,6 +157,8 @@ class AzureKeyVaultProvider(KeyProviderBase):
     ``retry_backoff_factor``, ``retry_backoff_max``, ``connection_timeout`` and
     ``read_timeout`` bound azure-core's retries; when they are spent the
     operation raises :class:`ProviderUnavailable` (or :class:`Throttled`).
+    ``discovery`` limits the vaults a decrypt without ``keys=`` contacts
+    (default: ``vault``).
     """
 
     scheme = SCHEME
@@ -148,6 +190,7 @@ class AzureKeyVaultProvider(KeyProviderBase):
         connection_timeout: float = 10.0,
         read_timeout: float = 30.0,
         public_key_ttl: float = 300.0,
+        discovery: VaultDiscovery | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._credential = credential
@@ -164,11 +207,10 @@ class AzureKeyVaultProvider(KeyProviderBase):
             "connection_timeout": connection_timeout,
             "read_timeout": read_timeout,
         }
-        self._ttl = public_key_ttl
-        self._clock = clock
+        self._discovery = discovery or VaultDiscovery()
         self._lock = threading.Lock()
         self._clients: dict[str, KeyClient] = {}
-        self._cache: dict[tuple[str, str, str], tuple[float, _KeyInfo]] = {}
+        self._cache: TtlCache[_KeyInfo] = TtlCache(public_key_ttl, clock)
         managed_hsm = self._vault is not None and ".managedhsm." in self._vault
         self.key_types: frozenset[KeyType] = BASE_KEY_TYPES | (
             {KeyType.AES_256} if managed_hsm else set()
@@ -224,19 +266,17 @@ class AzureKeyVaultProvider(KeyProviderBase):
             path += f"/{key.version}"
         return f"{path}/{operation}" if operation else path
 
+    @staticmethod
+    def _cache_name(key: AzureKey) -> str:
+        # The unpinned entry (the current version) sits under the key's own name.
+        return f"{key.host}/keys/{key.name}/{key.version or ''}"
+
     def _info(self, key: AzureKey) -> _KeyInfo:
         """The version ``key`` pins (else the current one), cached for ``public_key_ttl``."""
-        cache_key = (key.host, key.name, key.version or "")
-        now = self._clock()
-        with self._lock:
-            cached = self._cache.get(cache_key)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        bundle = self._request(key, "GET", self._path(key), f"describe {key}")
-        info = self._info_from_bundle(key, bundle)
-        with self._lock:
-            self._cache[cache_key] = (now + self._ttl, info)
-        return info
+        cached = self._cache.get(self._cache_name(key))
+        if cached is not None:
+            return cached
+        return self._fresh_info(key)
 
     @staticmethod
     def _info_from_bundle(key: AzureKey, bundle: Mapping[str, Any]) -> _KeyInfo:
@@ -255,9 +295,8 @@ class AzureKeyVaultProvider(KeyProviderBase):
         )
 
     def _forget(self, key: AzureKey) -> None:
-        with self._lock:
-            for cached in [k for k in self._cache if k[:2] == (key.host, key.name)]:
-                del self._cache[cached]
+        """Drop the cached versions (public keys, enabled states) of ``key``."""
+        self._cache.forget(f"{key.host}/keys/{key.name}")
 
     @staticmethod
     def _version_of(answer: Mapping[str, Any], key: AzureKey) -> str:
@@ -453,11 +492,7 @@ class AzureKeyVaultProvider(KeyProviderBase):
     def _fresh_info(self, key: AzureKey) -> _KeyInfo:
         bundle = self._request(key, "GET", self._path(key), f"describe {key}")
         info = self._info_from_bundle(key, bundle)
-        with self._lock:
-            self._cache[(key.host, key.name, key.version or "")] = (
-                self._clock() + self._ttl,
-                info,
-            )
+        self._cache.put(self._cache_name(key), info)
         return info
 
     def list_keys(self) -> Sequence[KeyMetadata]:
@@ -720,10 +755,29 @@ class AzureKeyVaultProvider(KeyProviderBase):
         owner = self._owner(encrypted)
         return owner.ref if owner is not None else None
 
+    def discovery_refusal(self, key: KeyRef, named: Sequence[KeyRef]) -> str | None:
+        """Whether a decrypt without ``keys=`` may contact ``key``'s vault to unwrap.
+
+        Allowed: a configured key (any version), or a key in a vault of the
+        ``discovery`` option (by default the ``vault`` option's).
+        """
+        target = self._parse(key)
+        for configured in named:
+            with contextlib.suppress(ConfigError):
+                if self._parse(configured).pinned(None) == target.pinned(None):
+                    return None
+        if self._discovery.allows(target.host, self._vault):
+            return None
+        return (
+            f"vault {target.host} is outside the {SCHEME} discovery scope: name the key in "
+            f"[stack] wrapping_keys or keys=, or add the vault to [providers.{SCHEME}] "
+            f'discovery = {{ vaults = ["{target.host}"] }}'
+        )
+
     def close(self) -> None:
         """Close the HTTP clients; later operations open new ones."""
         with self._lock:
             clients, self._clients = list(self._clients.values()), {}
-            self._cache.clear()
+        self._cache.clear()
         for client in clients:
             client.close()

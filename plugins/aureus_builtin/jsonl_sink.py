@@ -6,7 +6,9 @@ of threads and processes go through one lock file; inside it the writer
 re-reads the head file, checks that the log still ends where the head says,
 appends, syncs and rewrites the head.  A log that was cut, or a head file that
 was edited, stops the sink (and, with auditing required, the stack) instead of
-being silently continued.
+being silently continued; so does a log that ends before what this writer
+wrote, or before what its anchor (a file elsewhere that receives every signed
+record) says.
 
 Enable it with ``AUREUS_AUDIT_LOG=PATH``, or::
 
@@ -16,6 +18,7 @@ Enable it with ``AUREUS_AUDIT_LOG=PATH``, or::
     hmac_key = "local://audit-mac"          # aes-256: HMAC chain, unforgeable without it
     checkpoint_key = "local://audit-signer" # ed25519 / ecdsa-p256: signed checkpoints
     checkpoint_every = 1000
+    anchor = "/srv/anchor/audit.anchor"     # signed records copied outside the log's directory
     max_bytes = 104857600                   # rotate into audit.jsonl.000001 ...
     sync = "record"                         # or "batch" (fsync every sync_every appends)
 """
@@ -24,7 +27,9 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,24 +45,29 @@ from aureus_core.interfaces import Capability, ProviderLookup
 from aureus_core.keyref import KeyRef
 
 from .audit_chain import (
-    CHAIN_KEY_LABEL,
-    FORMAT,
     GENESIS,
     HEAD_FORMAT,
     HMAC_SHA256,
     SHA256,
     ChainParams,
+    FileDecl,
     Record,
+    anchor_entry,
+    base_uri,
     canonical,
+    chain_key_label,
     encode_line,
     head_mac,
     head_path,
     lock_path,
     make_sig,
+    new_log_id,
     parse_json,
+    read_anchor,
     read_events,
     read_first_line,
     read_head,
+    record_at,
     record_hash,
     rotated_files,
     rotated_path,
@@ -68,6 +78,8 @@ from .options import Options, positive_int
 DEFAULT_CHECKPOINT_EVERY = 1000
 DEFAULT_SYNC_EVERY = 100
 DEFAULT_LOCK_TIMEOUT = 30.0
+DEFAULT_KEY_CHECK_INTERVAL = 60.0
+"""Seconds between checks of the MAC key's current version (a rotation starts a new file)."""
 SYNC_MODES = ("record", "batch")
 FILE_MODE = 0o600
 DIRECTORY_MODE = 0o700
@@ -84,6 +96,8 @@ OPTIONS = (
     "sync",
     "sync_every",
     "lock_timeout",
+    "anchor",
+    "key_check_interval",
 )
 
 
@@ -107,8 +121,7 @@ class _Tail:
 
 @attrs.frozen(kw_only=True)
 class _FileInfo:
-    index: int
-    params: ChainParams
+    decl: FileDecl
     first_seq: int
 
 
@@ -118,6 +131,8 @@ class _State:
     """``None``: a new log."""
     info: _FileInfo | None
     """The active file's file record (``None``: there is no active file)."""
+    log: str | None = None
+    """The log ID of the chain's last file (``None``: a new log, or a format-1 file)."""
 
 
 class JsonlAuditSink:
@@ -129,8 +144,13 @@ class JsonlAuditSink:
     each file's first record.  ``max_bytes`` rotates the active file into
     ``PATH.000001`` ... ; the chain continues across files.  ``sync`` is
     ``record`` (fsync each append) or ``batch`` (every ``sync_every``).
-    Keys are reached through ``providers``, which a :class:`KeyStack` hands
-    over (:meth:`use_key_providers`).
+    ``anchor`` (needs ``checkpoint_key``) is a file outside the log's
+    directory that receives a copy of every signed record; the sink checks the
+    log against it when it opens.  The MAC key's current version is looked up
+    every ``key_check_interval`` seconds; after a rotation the next append
+    starts a new file under the new version.  Keys are reached through
+    ``providers``, which a :class:`KeyStack` hands over
+    (:meth:`use_key_providers`).
     """
 
     def __init__(
@@ -144,11 +164,31 @@ class JsonlAuditSink:
         sync: str = "record",
         sync_every: int = DEFAULT_SYNC_EVERY,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        anchor: str | os.PathLike[str] | None = None,
+        key_check_interval: float = DEFAULT_KEY_CHECK_INTERVAL,
         providers: ProviderLookup | None = None,
     ) -> None:
         if sync not in SYNC_MODES:
             raise ConfigError(f"sync must be 'record' or 'batch', not {sync!r}")
+        if key_check_interval < 0:
+            raise ConfigError("key_check_interval of the jsonl audit sink must be seconds >= 0")
         self.path = Path(path).expanduser().absolute()
+        self.anchor = Path(anchor).expanduser().absolute() if anchor is not None else None
+        if self.anchor is not None:
+            if checkpoint_key is None:
+                raise ConfigError(
+                    "the jsonl audit sink's anchor receives its signed checkpoints: set "
+                    "checkpoint_key too (an ed25519 or ecdsa-p256 signing key)"
+                )
+            log_dir = self.path.parent.resolve()
+            anchor_dir = self.anchor.parent.resolve()
+            if anchor_dir == log_dir or log_dir in anchor_dir.parents:
+                raise ConfigError(
+                    f"the jsonl audit sink's anchor {self.anchor} is inside the log's directory "
+                    f"{log_dir}: whoever can roll the log back there can roll the anchor back "
+                    "too; put it on another file system, share or append-only store"
+                )
+        self.key_check_interval = float(key_check_interval)
         self.hmac_key = KeyRef.parse(hmac_key) if hmac_key is not None else None
         self.checkpoint_key = KeyRef.parse(checkpoint_key) if checkpoint_key is not None else None
         self.checkpoint_every = positive_int(
@@ -167,10 +207,16 @@ class JsonlAuditSink:
             str(lock_path(self.path)), timeout=lock_timeout, mode=FILE_MODE, thread_local=False
         )
         self._lock_timeout = lock_timeout
-        self._keys: dict[str, bytes] = {}
-        self._files: dict[tuple[int, int], _FileInfo] = {}
+        self._keys: dict[tuple[str, str | None], bytes] = {}
+        self._files: dict[bytes, _FileInfo] = {}
+        """File records parsed so far, by their line (a file rewritten in place is re-read)."""
         self._unsynced = 0
         self._closed = False
+        self._opened = False
+        self._reached: tuple[int, str, str | None] | None = None
+        """The last record this sink wrote or adopted: seq, hash, log ID."""
+        self._mac_current: str | None = None
+        self._mac_checked = 0.0
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> JsonlAuditSink:
@@ -187,6 +233,11 @@ class JsonlAuditSink:
         timeout = reader.raw("lock_timeout", DEFAULT_LOCK_TIMEOUT)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ConfigError("option 'lock_timeout' of the jsonl audit sink must be seconds > 0")
+        interval = reader.raw("key_check_interval", DEFAULT_KEY_CHECK_INTERVAL)
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 0:
+            raise ConfigError(
+                "option 'key_check_interval' of the jsonl audit sink must be seconds >= 0"
+            )
         return cls(
             reader.string("path", ""),
             hmac_key=keys["hmac_key"],
@@ -198,6 +249,8 @@ class JsonlAuditSink:
             sync=reader.string("sync", "record"),
             sync_every=reader.positive_int("sync_every", DEFAULT_SYNC_EVERY),
             lock_timeout=float(timeout),
+            anchor=_absolute_anchor(reader.string("anchor", "")) if "anchor" in options else None,
+            key_check_interval=float(interval),
         )
 
     def use_key_providers(self, providers: ProviderLookup) -> None:
@@ -249,10 +302,22 @@ class JsonlAuditSink:
                 ) from error
 
     def _append(self, event: dict[str, Any]) -> None:
+        if not self._opened:
+            self._remove_abandoned_temp_files()
         state = self._state()
+        if not self._opened:
+            self._check_anchor(state)
+            self._opened = True
+        self._check_not_rolled_back(state)
         tail, info = state.tail, state.info
+        mac_key = self._current_mac_key(info)
         records: list[Record] = []
-        new_file = info is None or info.params.settings() != self._settings()
+        new_file = (
+            info is None
+            or info.decl.log is None  # a format-1 file: continue the chain in the new format
+            or info.decl.params.settings() != self._settings()
+            or info.decl.params.mac_key != mac_key  # the MAC key was rotated
+        )
         if (
             not new_file
             and self.max_bytes is not None
@@ -266,34 +331,46 @@ class JsonlAuditSink:
         index = tail.index + 1 if tail is not None else 1
         unsigned = tail.unsigned if tail is not None else 0
         if new_file:
-            params = self._new_params()
-            key = self._chain_key(params)
-            records.append(self._file_record(seq, prev, index, params, key))
+            decl = FileDecl(
+                log=state.log or new_log_id(), index=index, params=self._new_params(mac_key)
+            )
+            key = self._chain_key(decl)
+            records.append(self._file_record(seq, prev, decl, key))
             seq, prev, unsigned = seq + 1, records[-1]["hash"], 0
         else:
             assert info is not None
             assert tail is not None
-            params, index = info.params, tail.index
-            key = self._chain_key(params)
+            decl = info.decl
+            key = self._chain_key(decl)
         event_record: Record = {"seq": seq, "kind": "event", "prev": prev, "event": event}
-        event_record["hash"] = record_hash(event_record, key)
+        event_record["hash"] = record_hash(event_record, key, decl.log)
         records.append(event_record)
         unsigned += 1
+        params = decl.params
         if params.checkpoint_key is not None and unsigned >= (params.checkpoint_every or 1):
-            records.append(self._signed_record(seq + 1, event_record["hash"], params, key))
+            records.append(self._signed_record(seq + 1, event_record["hash"], decl, key))
             unsigned = 0
         data = b"".join(encode_line(record) for record in records)
-        sync = self.sync == "record" or self._unsynced + 1 >= self.sync_every
+        anchored = self.anchor is not None and any("sig" in record for record in records)
+        sync = self.sync == "record" or anchored or self._unsynced + 1 >= self.sync_every
         if new_file:
+            if info is not None:
+                self._remove_abandoned_temp_files()
             size = self._start_file(data, rotate=info is not None, tail=tail)
         else:
             size = self._write(data, sync=sync)
+        if anchored:
+            self._write_anchor(records, decl)
         last = records[-1]
         self._write_head(
-            _Tail(seq=last["seq"], hash=last["hash"], index=index, size=size, unsigned=unsigned),
+            _Tail(
+                seq=last["seq"], hash=last["hash"], index=decl.index, size=size, unsigned=unsigned
+            ),
+            decl,
             key,
             sync=sync,
         )
+        self._reached = (last["seq"], last["hash"], decl.log)
         self._unsynced = 0 if sync else self._unsynced + 1
 
     def _settings(self) -> tuple[object, ...]:
@@ -302,12 +379,35 @@ class JsonlAuditSink:
         every = self.checkpoint_every if self.checkpoint_key else None
         return (HMAC_SHA256 if mac else SHA256, mac, checkpoint, every)
 
-    def _new_params(self) -> ChainParams:
-        mac_key = None
-        if self.hmac_key is not None:
-            key, pinned = derive_key(self._lookup(), self.hmac_key, CHAIN_KEY_LABEL)
-            mac_key = pinned.uri
-            self._keys[mac_key] = key
+    def _current_mac_key(self, info: _FileInfo | None) -> str | None:
+        """The MAC key pinned to its current version (rechecked every ``key_check_interval``).
+
+        It is rechecked at once when the active file names another version of
+        the same key: another writer may have seen a rotation first.
+        """
+        if self.hmac_key is None:
+            return None
+        if self.hmac_key.version is not None:
+            return self.hmac_key.uri
+        now = time.monotonic()
+        in_file = info.decl.params.mac_key if info is not None else None
+        if (
+            self._mac_current is None
+            or now - self._mac_checked >= self.key_check_interval
+            or (
+                in_file is not None
+                and in_file != self._mac_current
+                and base_uri(in_file) == self.hmac_key.uri
+            )
+        ):
+            provider = self._lookup()(self.hmac_key.scheme)
+            pinned = self.hmac_key
+            if Capability.DESCRIBE in provider.capabilities:
+                pinned = pinned.with_version(provider.describe_key(pinned).current_version)
+            self._mac_current, self._mac_checked = pinned.uri, now
+        return self._mac_current
+
+    def _new_params(self, mac_key: str | None) -> ChainParams:
         return ChainParams(
             alg=HMAC_SHA256 if mac_key else SHA256,
             mac_key=mac_key,
@@ -323,42 +423,43 @@ class JsonlAuditSink:
             )
         return self._providers
 
-    def _chain_key(self, params: ChainParams) -> bytes | None:
-        if params.mac_key is None:
+    def _chain_key(self, decl: FileDecl) -> bytes | None:
+        """The chain key of one log under one MAC key version, derived once per sink."""
+        mac_key = decl.params.mac_key
+        if mac_key is None:
             return None
-        if params.mac_key not in self._keys:
-            ref = KeyRef.parse(params.mac_key)
-            self._keys[params.mac_key] = derive_key(self._lookup(), ref, CHAIN_KEY_LABEL)[0]
-        return self._keys[params.mac_key]
+        if (mac_key, decl.log) not in self._keys:
+            ref = KeyRef.parse(mac_key)
+            label = chain_key_label(decl.log)
+            self._keys[(mac_key, decl.log)] = derive_key(self._lookup(), ref, label)[0]
+        return self._keys[(mac_key, decl.log)]
 
-    def _file_record(
-        self, seq: int, prev: str, index: int, params: ChainParams, key: bytes | None
-    ) -> Record:
+    def _file_record(self, seq: int, prev: str, decl: FileDecl, key: bytes | None) -> Record:
         record: Record = {
             "seq": seq,
             "kind": "file",
             "prev": prev,
             "time": _utc_now().isoformat(),
-            "file": {"format": FORMAT, "index": index, "params": params.to_dict()},
+            "file": decl.to_dict(),
         }
-        if params.checkpoint_key is not None:
-            self._sign(record, params.checkpoint_key)
-        record["hash"] = record_hash(record, key)
+        if decl.params.checkpoint_key is not None:
+            self._sign(record, decl.params.checkpoint_key, decl.log)
+        record["hash"] = record_hash(record, key, decl.log)
         return record
 
-    def _signed_record(self, seq: int, prev: str, params: ChainParams, key: bytes | None) -> Record:
+    def _signed_record(self, seq: int, prev: str, decl: FileDecl, key: bytes | None) -> Record:
         record: Record = {
             "seq": seq,
             "kind": "checkpoint",
             "prev": prev,
             "time": _utc_now().isoformat(),
         }
-        assert params.checkpoint_key is not None
-        self._sign(record, params.checkpoint_key)
-        record["hash"] = record_hash(record, key)
+        assert decl.params.checkpoint_key is not None
+        self._sign(record, decl.params.checkpoint_key, decl.log)
+        record["hash"] = record_hash(record, key, decl.log)
         return record
 
-    def _sign(self, record: Record, key_uri: str) -> None:
+    def _sign(self, record: Record, key_uri: str, log: str | None) -> None:
         ref = KeyRef.parse(key_uri)
         provider = self._lookup()(ref.scheme)
         if Capability.SIGN not in provider.capabilities:
@@ -366,7 +467,7 @@ class JsonlAuditSink:
                 f"checkpoint_key {key_uri}: provider {ref.scheme!r} cannot sign; use a signing "
                 "key such as a local ed25519 key"
             )
-        signature = provider.sign(ref, signed_bytes(record))
+        signature = provider.sign(ref, signed_bytes(record, log))
         record["sig"] = make_sig(
             signature.key_uri, signature.key_version, signature.algorithm, signature.value
         )
@@ -407,10 +508,11 @@ class JsonlAuditSink:
         fsync_directory(self.path.parent)
         return size
 
-    def _write_head(self, tail: _Tail, key: bytes | None, *, sync: bool) -> None:
+    def _write_head(self, tail: _Tail, decl: FileDecl, key: bytes | None, *, sync: bool) -> None:
         head: Record = {
             "format": HEAD_FORMAT,
             "file": self.path.name,
+            "log": decl.log,
             "index": tail.index,
             "seq": tail.seq,
             "hash": tail.hash,
@@ -431,6 +533,46 @@ class JsonlAuditSink:
         os.replace(temp, target)
         if sync:
             fsync_directory(target.parent)
+
+    def _remove_abandoned_temp_files(self) -> None:
+        """Delete head temp files that writers killed mid-update left behind.
+
+        A writer only has a temp file while it holds the lock file, as this
+        writer does now, so any that exists belongs to a writer that died.
+        """
+        pattern = re.compile(rf"^\.{re.escape(self.head_path.name)}\.\d+\.tmp$")
+        for entry in self.path.parent.iterdir():
+            if pattern.match(entry.name):
+                entry.unlink(missing_ok=True)
+
+    def _write_anchor(self, records: list[Record], decl: FileDecl) -> None:
+        """Append the signed ``records`` to the anchor file in one write, and fsync it."""
+        assert self.anchor is not None
+        assert decl.log is not None
+        data = b"".join(
+            encode_line(anchor_entry(decl.log, self.path.name, record))
+            for record in records
+            if "sig" in record
+        )
+        created = not self.anchor.exists()
+        if created:
+            self.anchor.parent.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(self.anchor, flags, FILE_MODE)
+        try:
+            size = os.fstat(fd).st_size
+            if size:
+                os.lseek(fd, size - 1, os.SEEK_SET)
+                if os.read(fd, 1) != b"\n":  # an append torn by a crash: drop the fragment
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    content = os.read(fd, size)
+                    os.ftruncate(fd, content.rfind(b"\n") + 1)
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            fsync_directory(self.anchor.parent)
 
     # -- finding the end of the chain ----------------------------------------------
 
@@ -453,42 +595,56 @@ class JsonlAuditSink:
         if stat is None:
             assert head is not None
             return self._after_rotation_crash(head)
-        info = self._file_info(self.path, stat)
-        key = self._chain_key(info.params)
+        info = self._file_info(self.path)
+        decl = info.decl
+        key = self._chain_key(decl)
         if head is None:
-            records, size = self._scan(0, None, info.first_seq, key)
-            if info.index != 1 or info.first_seq != 0 or len(records) > FIRST_APPEND_RECORDS:
+            records, size = self._scan(0, None, info.first_seq, decl, key)
+            if decl.index != 1 or info.first_seq != 0 or len(records) > FIRST_APPEND_RECORDS:
                 raise self._refuse(
                     f"the head file {self.head_path.name} is missing but the log holds "
                     f"{len(records)} records: it was deleted, perhaps to hide a cut tail"
                 )
-            return _State(tail=self._tail_of(records, info.index, size, 0), info=info)
-        self._check_head_mac(head, key)
-        if head["index"] == info.index:
+            tail = self._tail_of(records, decl.index, size, 0)
+            return _State(tail=tail, info=info, log=decl.log)
+        if head["index"] == decl.index:
+            self._check_head(head, decl, key)
             if stat.st_size == head["size"]:
-                return _State(tail=_tail_from_head(head), info=info)
+                return _State(tail=_tail_from_head(head), info=info, log=decl.log)
             if stat.st_size < head["size"]:
                 raise self._refuse(
                     f"the log is shorter than its head file says ({stat.st_size} < "
                     f"{head['size']} bytes, head at seq {head['seq']}): it was cut"
                 )
-            records, size = self._scan(head["size"], head["hash"], head["seq"] + 1, key)
-            tail = self._tail_of(records, info.index, size, head["unsigned"])
-            return _State(tail=tail or _tail_from_head(head), info=info)
-        if head["index"] + 1 == info.index:  # a writer stopped between a rotation and its head
-            records, size = self._scan(0, head["hash"], head["seq"] + 1, key)
-            tail = self._tail_of(records, info.index, size, 0)
-            return _State(tail=tail, info=info)
+            records, size = self._scan(head["size"], head["hash"], head["seq"] + 1, decl, key)
+            tail = self._tail_of(records, decl.index, size, head["unsigned"])
+            return _State(tail=tail or _tail_from_head(head), info=info, log=decl.log)
+        if head["index"] + 1 == decl.index:  # a writer stopped between a rotation and its head
+            previous = self._rotated_info(head)
+            self._check_head(head, previous.decl, self._chain_key(previous.decl))
+            records, size = self._scan(0, head["hash"], head["seq"] + 1, decl, key)
+            tail = self._tail_of(records, decl.index, size, 0)
+            return _State(tail=tail, info=info, log=decl.log)
         raise self._refuse(
-            f"the head file names file {head['index']} but the active log is file {info.index}"
+            f"the head file names file {head['index']} but the active log is file {decl.index}"
         )
+
+    def _rotated_info(self, head: Record) -> _FileInfo:
+        rotated = rotated_path(self.path, head["index"])
+        try:
+            return self._file_info(rotated)
+        except FileNotFoundError:
+            raise self._refuse(
+                f"its head file names file {head['index']}, but {rotated.name} is missing: it "
+                "was deleted or moved; restore it"
+            ) from None
 
     def _after_rotation_crash(self, head: Record) -> _State:
         rotated = rotated_path(self.path, head["index"])
         if rotated.exists() and rotated.stat().st_size == head["size"]:
-            info = self._file_info(rotated, rotated.stat())
-            self._check_head_mac(head, self._chain_key(info.params))
-            return _State(tail=_tail_from_head(head), info=None)
+            info = self._file_info(rotated)
+            self._check_head(head, info.decl, self._chain_key(info.decl))
+            return _State(tail=_tail_from_head(head), info=None, log=info.decl.log)
         raise self._refuse(
             f"the log is missing but its head file says it reached seq {head['seq']}: it was "
             "deleted or moved; restore it"
@@ -502,36 +658,41 @@ class JsonlAuditSink:
         except ValueError as error:
             raise self._refuse(f"its head file is damaged ({error})") from None
 
-    def _check_head_mac(self, head: Record, key: bytes | None) -> None:
+    def _check_head(self, head: Record, decl: FileDecl, key: bytes | None) -> None:
+        """The head must belong to the file it names: same log ID, and (HMAC) a matching MAC."""
+        if head.get("log") != decl.log:
+            raise self._refuse(
+                f"its head file {self.head_path.name} belongs to another log "
+                f"({head.get('log') or 'format 1'}) than file {decl.index} "
+                f"({decl.log or 'format 1'})"
+            )
         if key is None:
             return
         mac = head.get("mac")
         if not isinstance(mac, str) or not hmac.compare_digest(mac, head_mac(head, key)):
             raise self._refuse(f"the MAC of its head file {self.head_path.name} does not match")
 
-    def _file_info(self, path: Path, stat: os.stat_result) -> _FileInfo:
-        cache_key = (stat.st_dev, stat.st_ino)
-        info = self._files.get(cache_key)
+    def _file_info(self, path: Path) -> _FileInfo:
+        line = read_first_line(path)
+        info = self._files.get(line)
         if info is None:
             try:
-                first = parse_json(read_first_line(path))
-                described = first["file"]
-                if described["format"] != FORMAT:
-                    raise ValueError(f"format {described['format']!r}")
-                info = _FileInfo(
-                    index=int(described["index"]),
-                    params=ChainParams.from_dict(described["params"]),
-                    first_seq=int(first["seq"]),
-                )
-            except (ValueError, KeyError, TypeError) as error:
+                first = parse_json(line)
+                if first.get("kind") != "file":
+                    raise ValueError("the first record is not a file record")
+                seq = first.get("seq")
+                if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+                    raise ValueError("bad seq")
+                info = _FileInfo(decl=FileDecl.from_dict(first.get("file")), first_seq=seq)
+            except (ValueError, ConfigError) as error:
                 raise self._refuse(
                     f"{path.name} does not start with a valid file record ({error})"
                 ) from None
-            self._files[cache_key] = info
+            self._files[line] = info
         return info
 
     def _scan(
-        self, offset: int, prev: str | None, seq: int, key: bytes | None
+        self, offset: int, prev: str | None, seq: int, decl: FileDecl, key: bytes | None
     ) -> tuple[list[Record], int]:
         """Check the records from ``offset`` on, cutting off a torn last line; return them, size."""
         with self.path.open("rb+") as handle:
@@ -548,7 +709,7 @@ class JsonlAuditSink:
                 good = (
                     record.get("seq") == seq
                     and (prev is None or record.get("prev") == prev)
-                    and record.get("hash") == record_hash(record, key)
+                    and record.get("hash") == record_hash(record, key, decl.log)
                 )
             except ValueError:
                 good = False
@@ -569,11 +730,71 @@ class JsonlAuditSink:
         last = records[-1]
         return _Tail(seq=last["seq"], hash=last["hash"], index=index, size=size, unsigned=unsigned)
 
+    # -- rollback ----------------------------------------------------------------
+
+    def _check_not_rolled_back(self, state: _State) -> None:
+        """The log must still reach the last record this sink wrote or adopted, in the same log."""
+        if self._reached is None:
+            return
+        seq, digest, log = self._reached
+        tail = state.tail
+        end = f"ends at seq {tail.seq}" if tail is not None else "is gone"
+        if tail is None or tail.seq < seq or (tail.seq == seq and tail.hash != digest):
+            raise self._refuse(
+                f"this writer appended up to seq {seq}, but the log now {end}: it was rolled "
+                "back (cut, and given an older head file) or replaced. If it was moved aside on "
+                "purpose, restart the process to start a new log"
+            )
+        if state.log != log:
+            raise self._refuse(
+                f"this writer appended to log {log}, but the files now belong to log "
+                f"{state.log}: the log was replaced by another one"
+            )
+
+    def _check_anchor(self, state: _State) -> None:
+        """On opening: the log must reach the latest record the anchor holds, and contain it."""
+        if self.anchor is None:
+            return
+        try:
+            marks = read_anchor(self.anchor)
+        except FileNotFoundError:
+            return
+        except ValueError as error:
+            raise self._refuse(f"its anchor {self.anchor} is damaged ({error})") from None
+        if not marks:
+            return
+        latest = max(marks, key=lambda mark: mark.seq)
+        tail = state.tail
+        if tail is None:
+            raise self._refuse(
+                f"there is no log, but its anchor {self.anchor} says log {latest.log} reached "
+                f"seq {latest.seq}: the log was deleted. Restore it; to start a new log on "
+                "purpose, move the anchor aside too"
+            )
+        if latest.log != state.log:
+            raise self._refuse(
+                f"its anchor {self.anchor} belongs to log {latest.log}, but the files belong to "
+                f"{f'log {state.log}' if state.log else 'no log (format 1)'}: the log was "
+                "replaced by another one, or the anchor option names another log's anchor"
+            )
+        if tail.seq < latest.seq:
+            raise self._refuse(
+                f"it ends at seq {tail.seq}, but its anchor {self.anchor} says it reached seq "
+                f"{latest.seq}: it was rolled back (cut, and given an older head file)"
+            )
+        record = record_at(self.path, latest.seq)
+        if record is None or record.get("hash") != latest.hash:
+            raise self._refuse(
+                f"seq {latest.seq} is not the record its anchor {self.anchor} holds: the log "
+                "was rewritten after that record was anchored"
+            )
+
     def _refuse(self, problem: str) -> AuditSinkError:
+        anchor = ", its head file and its anchor" if self.anchor else " and its head file"
         return AuditSinkError(
             f"audit log {self.path} cannot be continued: {problem}. Run `aureus audit verify "
-            f"{self.path}`, keep the files for investigation, and move the log and its head "
-            "file aside to start a new chain"
+            f"{self.path}`, keep the files for investigation, and move the log{anchor} aside "
+            "to start a new chain"
         )
 
     # -- lifetime ----------------------------------------------------------------
@@ -599,6 +820,16 @@ class JsonlAuditSink:
     def __repr__(self) -> str:
         mode = f"hmac under {self.hmac_key.uri}" if self.hmac_key else "sha256"
         return f"JsonlAuditSink(path={str(self.path)!r}, {mode})"
+
+
+def _absolute_anchor(value: str) -> Path:
+    anchor = Path(value).expanduser()
+    if not anchor.is_absolute():
+        raise ConfigError(
+            f"option 'anchor' of the jsonl audit sink must be an absolute path, not {value!r}: "
+            "the anchor lives outside the log's directory, on another file system or share"
+        )
+    return anchor
 
 
 def _tail_from_head(head: Mapping[str, Any]) -> _Tail:

@@ -34,6 +34,7 @@ OPTIONS = (
     "retry_maximum",
     "public_key_ttl",
     "quota_project",
+    "discovery",
 )
 
 
@@ -85,6 +86,67 @@ def is_loopback(host: str) -> bool:
 
 
 @attrs.frozen(kw_only=True)
+class GcpDiscovery:
+    """Which keys a decrypt without ``keys=`` may use besides the configured ones.
+
+    ``projects`` (``None``: the provider's ``project`` option, if set), each
+    optionally limited to ``locations``; with ``any_project`` every key the
+    credentials reach.
+    """
+
+    projects: tuple[str, ...] | None = None
+    locations: tuple[str, ...] = ()
+    any_project: bool = False
+
+    @classmethod
+    def from_options(cls, value: Any) -> GcpDiscovery:
+        """Parse ``discovery = {projects = [...], locations = [...]}``, ``true`` or ``false``."""
+        if value is True or value == "*":
+            return cls(any_project=True)
+        if value is False:
+            return cls(projects=())
+        if not isinstance(value, Mapping):
+            raise ConfigError(
+                "the gcp-kms option discovery must be a table {projects, locations}, "
+                'true / "*" for any project, or false for configured keys only'
+            )
+        unknown = sorted(str(name) for name in value if name not in ("projects", "locations"))
+        if unknown:
+            raise ConfigError(f"unknown gcp-kms discovery option(s): {', '.join(unknown)}")
+        projects = value.get("projects")
+        if not isinstance(projects, (list, tuple)) or not projects:
+            raise ConfigError("gcp-kms discovery.projects must be a non-empty list of project IDs")
+        locations = value.get("locations", [])
+        if not isinstance(locations, (list, tuple)):
+            raise ConfigError("gcp-kms discovery.locations must be a list of Cloud KMS locations")
+        return cls(
+            projects=tuple(check_project(p) for p in projects),
+            locations=tuple(check_location(loc) for loc in locations),
+        )
+
+    def refusal(self, project: str, location: str, default_project: str | None) -> str | None:
+        """``None`` if a key in ``project`` and ``location`` is in scope, else why not."""
+        if self.any_project:
+            return None
+        projects = self.projects
+        if projects is None:
+            projects = (default_project,) if default_project else ()
+        if project not in projects:
+            return (
+                f"project {project} is outside the gcp-kms discovery scope: name the key in "
+                "[stack] wrapping_keys or keys=, or add the project to [providers.gcp-kms] "
+                f'discovery = {{ projects = ["{project}"] }}'
+            )
+        if self.locations and location not in self.locations:
+            return (
+                f"location {location} is outside the gcp-kms discovery scope: name the key in "
+                "[stack] wrapping_keys or keys=, or add the location to [providers.gcp-kms] "
+                "discovery.locations"
+            )
+        return None
+
+
+@attrs.frozen(kw_only=True)
 class GcpKmsOptions:
     """Validated provider options, with safe defaults for retries and timeouts."""
 
@@ -110,6 +172,8 @@ class GcpKmsOptions:
     """Seconds a public key (and a signing key's current version) is reused."""
     quota_project: str | None = None
     """The project billed for quota (``x-goog-user-project``)."""
+    discovery: GcpDiscovery = GcpDiscovery()
+    """Keys (beyond the configured ones) a decrypt without ``keys=`` may use."""
 
     def __attrs_post_init__(self) -> None:
         if self.channel not in CHANNELS:
@@ -172,4 +236,7 @@ class GcpKmsOptions:
             retry_maximum=_number(options, "retry_maximum", DEFAULT_RETRY_MAXIMUM, zero_ok=False),
             public_key_ttl=_number(options, "public_key_ttl", DEFAULT_PUBLIC_KEY_TTL, zero_ok=True),
             quota_project=_text(options, "quota_project"),
+            discovery=GcpDiscovery.from_options(options["discovery"])
+            if "discovery" in options
+            else GcpDiscovery(),
         )

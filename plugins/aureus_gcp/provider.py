@@ -920,6 +920,20 @@ class GcpKmsProvider(KeyProviderBase):
         owner = self._owner(encrypted)
         return owner.ref if owner is not None else None
 
+    def discovery_refusal(self, key: KeyRef, named: Sequence[KeyRef]) -> str | None:
+        """Whether a decrypt without ``keys=`` may send ``Decrypt`` for ``key``.
+
+        Allowed: a configured key (any version), or a key in the ``discovery``
+        option's projects and locations (by default the ``project`` option's).
+        """
+        target = self._parse(key)
+        for configured in named:
+            with contextlib.suppress(ConfigError):
+                if self._parse(configured).path == target.path:
+                    return None
+        ring = target.ring
+        return self.options.discovery.refusal(ring.project, ring.location, self.options.project)
+
     # -- signing ---------------------------------------------------------------------
 
     def _signing_version(self, key: GcpKey) -> str:

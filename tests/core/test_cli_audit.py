@@ -132,6 +132,12 @@ def write(path: Path, lines: list[str]) -> None:
     path.write_text("".join(lines))
 
 
+def log_id(path: Path) -> str:
+    """The log ID a log file's first record declares."""
+    log: str = json.loads(read(path)[0])["file"]["log"]
+    return log
+
+
 def failure(result: Result) -> str:
     assert result.exit_code == 1, result.output
     first = result.stdout.splitlines()[0]
@@ -146,7 +152,8 @@ def test_an_intact_log_verifies(plain: Path) -> None:
     result = verify(str(plain))
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "OK: 11 records (seq 0-10, 10 events) in 1 file; SHA-256; head file matches"
+        f"OK: 11 records (seq 0-10, 10 events) in 1 file; log {log_id(plain)}; SHA-256; "
+        "head file matches"
     ]
     records = [json.loads(line) for line in read(plain)]
     assert [(r["event"]["operation"], r["event"]["phase"]) for r in records[1:5]] == [
@@ -181,7 +188,7 @@ def test_an_edited_field_is_caught(plain: Path) -> None:
     write(plain, lines)
     assert failure(verify(str(plain))) == (
         "audit.jsonl line 5 (seq 4): the record's hash does not match its content (SHA-256): "
-        "the record was edited"
+        "the record was edited, or it comes from another log"
     )
 
 
@@ -214,7 +221,7 @@ def test_a_forged_line_is_caught(plain: Path) -> None:
         "prev": previous["hash"],
         "event": {"operation": "describe", "outcome": "ok", "phase": "outcome"},
     }
-    forged["hash"] = record_hash(forged, None)
+    forged["hash"] = record_hash(forged, None, log_id(plain))
     lines.insert(6, json.dumps(forged) + "\n")
     write(plain, lines)
     assert failure(verify(str(plain))) == (
@@ -291,18 +298,20 @@ def test_a_keyed_log_needs_its_mac_key(keyed: Path) -> None:
 def test_hmac_catches_an_edit_with_recomputed_sha256_hashes(keyed: Path) -> None:
     log = keyed / "one" / "audit.jsonl"
     records = [json.loads(line) for line in read(log)]
+    log_of = records[0]["file"]["log"]
     records[2]["event"]["outcome"] = (
         "ok" if records[2]["event"]["outcome"] != "ok" else "KeyDisabled"
     )
     for index in range(2, len(records)):
         records[index]["prev"] = records[index - 1]["hash"]
-        records[index]["hash"] = record_hash(records[index], None)
+        records[index]["hash"] = record_hash(records[index], None, log_of)
     write(log, [json.dumps(r) + "\n" for r in records])
     message = failure(verify(*files_of(keyed / "one"), *KEYED, cwd=keyed))
     seq = records[2]["seq"]
     assert message == (
         f"audit.jsonl line 3 (seq {seq}): the record's hash does not match its content "
-        "(HMAC-SHA-256 under local://audit-mac?version=1): the record was edited"
+        "(HMAC-SHA-256 under local://audit-mac?version=1): the record was edited, or it comes "
+        "from another log"
     )
 
 
@@ -313,7 +322,7 @@ def test_hmac_catches_a_log_rewritten_as_sha256(keyed: Path) -> None:
     del records[0]["file"]["params"]["mac_key"]
     for index, record in enumerate(records):
         record["prev"] = records[index - 1]["hash"] if index else GENESIS
-        record["hash"] = record_hash(record, None)
+        record["hash"] = record_hash(record, None, records[0]["file"]["log"])
     write(log, [json.dumps(r) + "\n" for r in records])
     assert failure(verify(*files_of(keyed / "one"), *KEYED, cwd=keyed)) == (
         "audit.jsonl.000001 line 1 (seq 0): the file is chained with plain SHA-256, but HMAC "
@@ -323,12 +332,18 @@ def test_hmac_catches_a_log_rewritten_as_sha256(keyed: Path) -> None:
 
 
 def test_spliced_files_are_caught(keyed: Path) -> None:
-    """The first file of one log with the rest of another: the link between them breaks."""
+    """The first file of one log with the rest of another: they name different log IDs."""
     two = files_of(keyed / "two")
     spliced = ["one/audit.jsonl.000001", *[f for f in two if not f.endswith(".000001")]]
     message = failure(verify(*spliced, *KEYED, cwd=keyed))
-    assert "does not continue audit.jsonl.000001" in message
-    assert "the files come from different logs, or the file boundary was broken" in message
+    one_id, two_id = log_id(keyed / "one" / "audit.jsonl"), log_id(keyed / "two" / "audit.jsonl")
+    assert one_id != two_id
+    seq = json.loads(read(keyed / "two" / "audit.jsonl.000002")[0])["seq"]
+    assert message == (
+        f"audit.jsonl.000002 line 1 (seq {seq}): "
+        f"the file belongs to log {two_id}, but the files before it to log {one_id}: files of "
+        "another log were spliced in"
+    )
 
 
 def test_a_broken_file_boundary_is_caught(keyed: Path) -> None:
@@ -364,6 +379,78 @@ def test_a_removed_checkpoint_is_caught(keyed: Path) -> None:
     message = failure(verify(*files_of(keyed / "one"), *KEYED, cwd=keyed))
     assert message.startswith(f"{log.name} line {index + 1} ")
     assert message.endswith("missing before it: records were deleted")
+
+
+# -- the head file, the anchor and the older format --------------------------------------------
+
+
+def test_a_missing_head_file_fails_unless_declared(keyed: Path) -> None:
+    """The head deleted and the log cut back to its first signed record: no longer a mere note."""
+    log = keyed / "one" / "audit.jsonl"
+    write(log, read(log)[:1])
+    (keyed / "one" / "audit.jsonl.head").unlink()
+    files = files_of(keyed / "one")
+    result = verify(*files, *KEYED, cwd=keyed)
+    assert failure(result) == (
+        "head file one/audit.jsonl.head does not exist: it was deleted, perhaps to hide a cut "
+        "tail; if the log really has none, declare it (--no-head)"
+    )
+    declared = verify(*files, *KEYED, "--no-head", cwd=keyed)
+    assert declared.exit_code == 0, declared.output
+    assert declared.stdout.splitlines()[-1] == (
+        "note: --no-head without --anchor: a log cut back to an earlier checkpoint would verify"
+    )
+
+
+def test_an_anchor_catches_a_rollback_verify_and_the_next_run(tmp_path: Path) -> None:
+    """A log cut back with its older head restored: consistent on disk, older than its anchor."""
+    anchor = tmp_path / "anchors" / "audit.anchor"
+    (tmp_path / "one.toml").write_text(CONFIG.replace("max_bytes = 2500", f'anchor = "{anchor}"'))
+    cli = make_cli(tmp_path, AUREUS_CONFIG=str(tmp_path / "one.toml"))
+    setup = make_cli(tmp_path)
+    setup("keys", "create", "audit-mac", "--type", "aes-256")
+    setup("keys", "create", "audit-signer", "--type", "ed25519")
+    setup("keys", "create", "signer", "--type", "ed25519")
+    (tmp_path / "msg.txt").write_text("release 1.0\n")
+    cli("sign", "--key", "local://signer", "msg.txt")
+    log, head = tmp_path / "logs" / "audit.jsonl", tmp_path / "logs" / "audit.jsonl.head"
+    saved = (log.read_bytes(), head.read_bytes())
+    cli("sign", "--key", "local://signer", "msg.txt")
+    anchored = len(anchor.read_text().splitlines())
+    verified = verify("logs/audit.jsonl", *KEYED, "--anchor", str(anchor), cwd=tmp_path)
+    assert verified.exit_code == 0, verified.output
+    log.write_bytes(saved[0])
+    head.write_bytes(saved[1])
+    assert verify("logs/audit.jsonl", *KEYED, cwd=tmp_path).exit_code == 0
+    end = json.loads(saved[1])["seq"]
+    latest = json.loads(anchor.read_text().splitlines()[-1])["record"]["seq"]
+    assert failure(verify("logs/audit.jsonl", *KEYED, "--anchor", str(anchor), cwd=tmp_path)) == (
+        f"the log was rolled back: it ends at seq {end}, but anchor audit.anchor line "
+        f"{anchored} records seq {latest}: records after seq {end} were removed (and the head "
+        "file replaced by an older one, or deleted)"
+    )
+    refused = cli("sign", "--key", "local://signer", "msg.txt", check=False)
+    assert refused.returncode == 2
+    assert f"but its anchor {anchor} says it reached seq {latest}" in refused.stderr
+
+
+def test_a_format_1_log_needs_allow_format_1(plain: Path) -> None:
+    """The plain log rewritten as the older writer wrote it: no log ID, format-1 hashes."""
+    records = [json.loads(line) for line in read(plain)]
+    del records[0]["file"]["log"]
+    records[0]["file"]["format"] = "aureus-audit-jsonl/1"
+    for index, record in enumerate(records):
+        record["prev"] = records[index - 1]["hash"] if index else GENESIS
+        record["hash"] = record_hash(record, None, None)
+    write(plain, [json.dumps(r) + "\n" for r in records])
+    head = json.loads(plain.with_name("audit.jsonl.head").read_text())
+    del head["log"]
+    head.update(format="aureus-audit-head/1", hash=records[-1]["hash"], size=plain.stat().st_size)
+    plain.with_name("audit.jsonl.head").write_text(json.dumps(head))
+    assert "written by an older format (aureus-audit-jsonl/1)" in failure(verify(str(plain)))
+    allowed = verify(str(plain), "--allow-format-1")
+    assert allowed.exit_code == 0, allowed.output
+    assert allowed.stdout.startswith("OK: 11 records (seq 0-10, 10 events) in 1 file; SHA-256;")
 
 
 # -- the failure mode ------------------------------------------------------------------------

@@ -13,7 +13,9 @@ from aws_encryption_sdk import CommitmentPolicy, StrictAwsKmsMasterKeyProvider
 from aureus_aws import AwsKmsProvider
 from aureus_aws.testing import MotoServer
 from aureus_core import KeyStack
+from aureus_core.config import StackConfig
 from aureus_core.errors import DecryptionError
+from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec, KeyType
 
 CONTEXT = {"tenant": "acme", "purpose": "interop"}
@@ -66,7 +68,9 @@ def test_round_trip_through_a_key_stack(provider: AwsKmsProvider, signed: bool) 
         assert calls == ["GenerateDataKey", "Encrypt"]  # first key generates, the second wraps
         for strict in (keys[:1], keys[1:]):
             assert stack.decrypt(message, context=CONTEXT, keys=strict) == PAYLOAD
-        assert stack.decrypt(message) == PAYLOAD  # discovery mode
+    config = StackConfig(wrapping_keys=(KeyRef.parse(keys[1]),))
+    with KeyStack(config=config, providers={"aws-kms": provider}) as stack:
+        assert stack.decrypt(message) == PAYLOAD  # discovery mode: a configured key
         with pytest.raises(DecryptionError):
             stack.decrypt(message, context={"tenant": "other"})
         with pytest.raises(DecryptionError):

@@ -107,12 +107,15 @@ def test_owner_of() -> None:
     )
     mine = EncryptedDataKey(provider_id="aws-kms", provider_info=ARN.encode(), ciphertext=b"c")
     assert provider.owner_of(mine) == KeyRef(scheme="aws-kms", key_id=ARN)
+    assert provider.discovery_refusal(KeyRef(scheme="aws-kms", key_id=ARN), ()) is None
+    other = ARN.replace("1111", "9999")
+    theirs = EncryptedDataKey(provider_id="aws-kms", provider_info=other.encode(), ciphertext=b"c")
+    # Any key ARN has an owner; the discovery filter decides whether it may be used.
+    assert provider.owner_of(theirs) == KeyRef(scheme="aws-kms", key_id=other)
+    refusal = provider.discovery_refusal(KeyRef(scheme="aws-kms", key_id=other), ())
+    assert refusal is not None
+    assert "account 999922223333" in refusal
     for edk in (
-        EncryptedDataKey(
-            provider_id="aws-kms",
-            provider_info=ARN.replace("1111", "9999").encode(),
-            ciphertext=b"c",
-        ),
         EncryptedDataKey(provider_id="aws-kms", provider_info=b"alias/x", ciphertext=b"c"),
         EncryptedDataKey(provider_id="aws-kms", provider_info=b"\xff", ciphertext=b"c"),
         EncryptedDataKey(provider_id="aureus-local", provider_info=ARN.encode(), ciphertext=b"c"),

@@ -26,6 +26,8 @@ from aureus_core.errors import DecryptionError
 from aureus_core.plugins import get_host
 
 CONTEXT = {"intentId": "intent-1", "service": "bridge"}
+MOTO_ACCOUNT = "123456789012"
+"""moto's default account, which holds the seed's keys: inside the reader's discovery scope."""
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +65,11 @@ def config(tmp_path: Path, moto_server: MotoServer) -> dict[str, Any]:
     return {
         "stack": {"wrapping_keys": ["local://current"]},
         "providers": {
-            "aws-kms": {"endpoint_url": moto_server.url, "region": "us-east-1"},
+            "aws-kms": {
+                "endpoint_url": moto_server.url,
+                "region": "us-east-1",
+                "discovery": {"accounts": [MOTO_ACCOUNT]},
+            },
             "local": {"keystore": str(tmp_path / "ks")},
         },
     }
@@ -85,6 +91,7 @@ def run(
     (tmp_path / "aureus.toml").write_text(
         '[stack]\nwrapping_keys = ["local://current"]\n'
         f'[providers.aws-kms]\nendpoint_url = "{aws["endpoint_url"]}"\nregion = "us-east-1"\n'
+        f'discovery = {{ accounts = ["{MOTO_ACCOUNT}"] }}\n'
         f'[providers.local]\nkeystore = "{local["keystore"]}"\n'
     )
     monkeypatch.chdir(tmp_path)
@@ -152,7 +159,9 @@ def test_migrate_seed_onto_the_kms_key_itself(
     message = stack.migrate_seed(envelope, context=CONTEXT, keys=[f"aws-kms://{key_arn}"])
     info = stack.inspect(message)
     assert [r.provider_id for r in info.recipients] == ["aws-kms"]
-    assert stack.decrypt(message, context=CONTEXT) == b"now an ESDK message"
+    assert stack.decrypt(message, context=CONTEXT, keys=[f"aws-kms://{key_arn}"]) == (
+        b"now an ESDK message"
+    )
 
 
 def test_migrate_with_oidc_credentials(
@@ -172,6 +181,7 @@ def test_migrate_with_oidc_credentials(
                 "endpoint_url": moto_server.url,
                 "region": "us-east-1",
                 "credentials": "web",
+                "discovery": {"accounts": [MOTO_ACCOUNT]},
             },
             "local": {"keystore": str(tmp_path / "ks")},
         },
@@ -189,3 +199,29 @@ def test_migrate_with_oidc_credentials(
         stack.create_key("current", "aes-256")
         message = stack.migrate_seed(envelope, context=CONTEXT)
         assert stack.decrypt(message, context=CONTEXT) == b"via web identity"
+
+
+def test_a_seed_key_outside_the_discovery_scope_is_never_contacted(
+    tmp_path: Path, moto_server: MotoServer, kms_client: Any, key_arn: str
+) -> None:
+    """A seed envelope's keyId is the envelope's author's choice, as in a message."""
+    config: dict[str, Any] = {
+        "stack": {"wrapping_keys": ["local://current"]},
+        "providers": {
+            "aws-kms": {"endpoint_url": moto_server.url, "region": "us-east-1"},
+            "local": {"keystore": str(tmp_path / "ks")},
+        },
+    }
+    envelope = seed_envelope(kms_client, key_arn, b"chosen key", CONTEXT)
+    with KeyStack.from_dict(config) as stack:
+        calls: list[str] = []
+        provider: Any = stack.provider("aws-kms")
+        provider.client().meta.events.register(
+            "before-call.kms.*", lambda model, **_: calls.append(model.name)
+        )
+        with pytest.raises(DecryptionError, match=f"account {MOTO_ACCOUNT} .* is outside"):
+            stack.decrypt_seed(envelope, context=CONTEXT)
+        assert calls == []
+    config["stack"]["wrapping_keys"] = ["local://current", f"aws-kms://{key_arn}"]
+    with KeyStack.from_dict(config) as stack:
+        assert stack.decrypt_seed(envelope, context=CONTEXT) == b"chosen key"

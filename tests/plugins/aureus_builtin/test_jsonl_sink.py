@@ -6,6 +6,7 @@ import base64
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from aureus_builtin.audit_chain import (
     ChainError,
     Verdict,
     chain_files,
+    chain_key_label,
+    head_mac,
     head_path,
     public_key_check,
     record_hash,
@@ -49,7 +52,7 @@ SIGNER = "local://audit-signer"
 @pytest.fixture
 def keys(tmp_path: Path) -> Iterator[LocalKeyProvider]:
     """A keystore with an aes-256 MAC key and an ed25519 checkpoint key."""
-    provider = LocalKeyProvider(tmp_path / "ks", scrypt_log_n=10)
+    provider = LocalKeyProvider(tmp_path / "ks")
     provider.create_key("audit-mac", KeySpec(key_type=KeyType.AES_256))
     provider.create_key("audit-signer", KeySpec(key_type=KeyType.ED25519))
     yield provider
@@ -72,17 +75,20 @@ def check_with(provider: KeyProvider) -> Callable[[Mapping[str, Any], bytes], bo
     return check
 
 
+def mac_with(provider: KeyProvider) -> Callable[[str, bytes], bytes]:
+    """The verifier's MAC source: the provider's MAC under a pinned key URI."""
+    return lambda uri, label: derive_key(lookup(provider), KeyRef.parse(uri), label)[0]
+
+
 def verify(path: Path, provider: KeyProvider | None = None, **kwargs: Any) -> Verdict:
-    """Verify the whole log at ``path`` (with its head, if any), keyed through ``provider``."""
+    """Verify the whole log at ``path`` with its head file, keyed through ``provider``."""
     if provider is not None:
         kwargs.setdefault("mac_key", MAC_KEY)
-        kwargs.setdefault(
-            "chain_key",
-            lambda uri: derive_key(lookup(provider), KeyRef.parse(uri), CHAIN_KEY_LABEL)[0],
-        )
+        kwargs.setdefault("mac", mac_with(provider))
         kwargs.setdefault("check_signature", check_with(provider))
-    head = head_path(path) if head_path(path).exists() else None
-    return verify_chain(chain_files(path), head=head, **kwargs)
+    if not kwargs.get("no_head"):
+        kwargs.setdefault("head", head_path(path))
+    return verify_chain(chain_files(path), **kwargs)
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
@@ -157,25 +163,33 @@ def test_records_link_and_the_head_names_the_last(tmp_path: Path) -> None:
         (3, "event"),
     ]
     assert records[0]["prev"] == GENESIS
-    assert records[0]["file"]["params"] == {"alg": "sha256"}
+    log = records[0]["file"]["log"]
+    assert re.fullmatch("[0-9a-f]{32}", log)
+    assert records[0]["file"] == {
+        "format": "aureus-audit-jsonl/2",
+        "index": 1,
+        "log": log,
+        "params": {"alg": "sha256"},
+    }
     for before, after in itertools.pairwise(records):
         assert after["prev"] == before["hash"]
-    assert all(r["hash"] == record_hash(r, None) for r in records)
+    assert all(r["hash"] == record_hash(r, None, log) for r in records)
     assert records[1]["event"] == make_event(0).to_dict()
     assert list(records[1]) == ["seq", "kind", "prev", "event", "hash"]  # readable order
     head = json.loads(head_path(path).read_text())
-    assert (head["seq"], head["hash"], head["size"]) == (
+    assert (head["seq"], head["hash"], head["size"], head["log"]) == (
         3,
         records[-1]["hash"],
         path.stat().st_size,
+        log,
     )
     assert "mac" not in head
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     verdict = verify(path)
     assert verdict.ok, verdict.message
-    assert (verdict.records, verdict.events) == (4, 3)
+    assert (verdict.records, verdict.events, verdict.log) == (4, 3, log)
     assert verdict.message == (
-        "OK: 4 records (seq 0-3, 3 events) in 1 file; SHA-256; head file matches"
+        f"OK: 4 records (seq 0-3, 3 events) in 1 file; log {log}; SHA-256; head file matches"
     )
 
 
@@ -211,7 +225,8 @@ def test_hmac_chain_needs_the_key_to_check(tmp_path: Path, keys: LocalKeyProvide
         "checkpoint_key": SIGNER,
         "checkpoint_every": 5,
     }
-    assert all(r["hash"] != record_hash(r, None) for r in records)
+    log = records[0]["file"]["log"]
+    assert all(r["hash"] != record_hash(r, None, log) for r in records)
     assert "mac" in json.loads(head_path(path).read_text())
     with pytest.raises(ChainError, match="pass --mac-key local://audit-mac"):
         verify(path)
@@ -220,20 +235,74 @@ def test_hmac_chain_needs_the_key_to_check(tmp_path: Path, keys: LocalKeyProvide
     assert "HMAC-SHA-256 under local://audit-mac?version=1" in verdict.message
 
 
-def test_a_rotated_mac_key_keeps_its_pinned_version_until_the_next_file(
+def test_a_rotated_mac_key_starts_a_new_file_under_the_new_version(
     tmp_path: Path, keys: LocalKeyProvider
 ) -> None:
+    """The running writer notices the rotation at its next key check and changes chain key."""
     path = tmp_path / "audit.jsonl"
-    keyed_sink(path, keys).emit(make_event(1))
+    sink = keyed_sink(path, keys, key_check_interval=0)
+    sink.emit(make_event(1))
     keys.rotate_key(KeyRef.parse(MAC_KEY))
-    sink = keyed_sink(path, keys, max_bytes=1500)
-    for number in range(2, 8):
-        sink.emit(make_event(number))
-    pinned = [lines(f)[0]["file"]["params"]["mac_key"] for f in chain_files(path)]
-    assert pinned[0] == "local://audit-mac?version=1"
-    assert pinned[-1] == "local://audit-mac?version=2"
+    sink.emit(make_event(2))
+    sink.emit(make_event(3))
+    first, second = chain_files(path)
+    assert first == rotated_path(path, 1)
+    old, new = lines(first), lines(second)
+    assert old[0]["file"]["params"]["mac_key"] == "local://audit-mac?version=1"
+    assert new[0]["file"]["params"]["mac_key"] == "local://audit-mac?version=2"
+    assert (new[0]["seq"], new[0]["prev"]) == (old[-1]["seq"] + 1, old[-1]["hash"])
+    assert new[0]["file"]["log"] == old[0]["file"]["log"]
+    log = old[0]["file"]["log"]
+    for version, records in (("1", old), ("2", new)):
+        pinned = KeyRef.parse(MAC_KEY).with_version(version)
+        chain_key = derive_key(lookup(keys), pinned, chain_key_label(log))[0]
+        assert all(r["hash"] == record_hash(r, chain_key, log) for r in records)
     verdict = verify(path, keys)
     assert verdict.ok, verdict.message
+    assert "HMAC-SHA-256 under local://audit-mac?version=2" in verdict.message
+
+
+def test_the_old_versions_chain_key_cannot_forge_records_after_a_rotation(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    """Whoever derived the version-1 chain key once cannot rewrite what version 2 chains."""
+    path = tmp_path / "audit.jsonl"
+    sink = keyed_sink(path, keys, key_check_interval=0)
+    sink.emit(make_event(1))
+    keys.rotate_key(KeyRef.parse(MAC_KEY))
+    sink.emit(make_event(2))
+    active = lines(path)
+    log = active[0]["file"]["log"]
+    stolen = derive_key(lookup(keys), KeyRef.parse(f"{MAC_KEY}?version=1"), chain_key_label(log))
+    edited = active[1]
+    assert edited["kind"] == "event"
+    edited["event"]["outcome"] = "AccessDenied"
+    edited["hash"] = record_hash(edited, stolen[0], log)
+    path.write_text("".join(json.dumps(r) + "\n" for r in active))
+    verdict = verify(path, keys, no_head=True)
+    assert not verdict.ok
+    assert verdict.message.startswith(
+        f"audit.jsonl line 2 (seq {edited['seq']}): the record's hash does not match its content "
+        "(HMAC-SHA-256 under local://audit-mac?version=2)"
+    )
+
+
+def test_writers_that_see_a_rotation_at_different_times_agree_on_one_file(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    """A writer that has not rechecked the key yet follows the file a newer writer started."""
+    path = tmp_path / "audit.jsonl"
+    slow = keyed_sink(path, keys, key_check_interval=3600)
+    slow.emit(make_event(1))
+    keys.rotate_key(KeyRef.parse(MAC_KEY))
+    keyed_sink(path, keys, key_check_interval=0).emit(make_event(2))
+    slow.emit(make_event(3))
+    slow.emit(make_event(4))
+    assert [lines(f)[0]["file"]["params"]["mac_key"] for f in chain_files(path)] == [
+        "local://audit-mac?version=1",
+        "local://audit-mac?version=2",
+    ]
+    assert verify(path, keys).ok
 
 
 def test_checkpoints_are_signed_every_n_events(tmp_path: Path, keys: LocalKeyProvider) -> None:
@@ -252,7 +321,7 @@ def test_checkpoints_are_signed_every_n_events(tmp_path: Path, keys: LocalKeyPro
     pem = keys.public_key(KeyRef.parse(SIGNER))
     offline = verify(path, keys, check_signature=public_key_check([pem]))
     assert offline.ok, offline.message
-    other = LocalKeyProvider(tmp_path / "other", scrypt_log_n=10)
+    other = LocalKeyProvider(tmp_path / "other")
     other.create_key("k", KeySpec(key_type=KeyType.ED25519))
     wrong = verify(
         path, keys, check_signature=public_key_check([other.public_key(KeyRef.parse("local://k"))])
@@ -270,6 +339,7 @@ def test_verify_refuses_a_log_whose_checkpoints_were_stripped(
     for number in range(7):
         sink.emit(make_event(number))
     rewritten: list[dict[str, Any]] = []
+    log = lines(path)[0]["file"]["log"]
     for record in lines(path):
         if record["kind"] == "checkpoint":
             continue
@@ -278,12 +348,12 @@ def test_verify_refuses_a_log_whose_checkpoints_were_stripped(
             record["file"]["params"] = {"alg": "sha256"}
         record["seq"] = len(rewritten)
         record["prev"] = rewritten[-1]["hash"] if rewritten else GENESIS
-        record["hash"] = record_hash(record, None)
+        record["hash"] = record_hash(record, None, log)
         rewritten.append(record)
     path.write_text("".join(json.dumps(r) + "\n" for r in rewritten))
     head_path(path).unlink()
-    assert verify(path).ok
-    verdict = verify(path, keys, mac_key=None)
+    assert verify(path, no_head=True).ok
+    verdict = verify(path, keys, mac_key=None, no_head=True)
     assert not verdict.ok
     assert "declares no checkpoint key, but signed checkpoints were required" in verdict.message
 
@@ -572,7 +642,7 @@ def test_processes_appending_together_keep_one_chain(
 
 
 def test_shutil_copy_of_a_log_verifies_elsewhere(tmp_path: Path, keys: LocalKeyProvider) -> None:
-    """A copied log (no head file beside it) still verifies, and says what it cannot check."""
+    """A copied log without its head file fails, unless the caller declares it has none."""
     path = tmp_path / "audit.jsonl"
     sink = keyed_sink(path, keys)
     for number in range(3):
@@ -580,7 +650,11 @@ def test_shutil_copy_of_a_log_verifies_elsewhere(tmp_path: Path, keys: LocalKeyP
     copy = tmp_path / "copy" / "audit.jsonl"
     copy.parent.mkdir()
     shutil.copy(path, copy)
-    verdict = verify(copy, keys)
+    missing = verify(copy, keys)
+    assert not missing.ok
+    assert missing.message.startswith(f"head file {head_path(copy)} does not exist")
+    assert "declare it (--no-head)" in missing.message
+    verdict = verify(copy, keys, no_head=True)
     assert verdict.ok, verdict.message
     assert "head file" not in verdict.message
     assert base64.b64decode(lines(copy)[0]["sig"]["value"])
@@ -593,3 +667,375 @@ def test_events_are_recorded_as_the_stack_emits_them(tmp_path: Path) -> None:
     sink.emit(event)
     assert sink.read_events() == [event.to_dict()]
     assert repr(sink) == f"JsonlAuditSink(path={str(path)!r}, sha256)"
+
+
+# -- rollback, log identity and the anchor -----------------------------------------------
+
+
+def anchored_sink(path: Path, provider: KeyProvider, anchor: Path, **kwargs: Any) -> JsonlAuditSink:
+    kwargs.setdefault("checkpoint_every", 2)
+    return keyed_sink(path, provider, anchor=anchor, **kwargs)
+
+
+def snapshot(path: Path) -> dict[Path, bytes]:
+    """The log's files and head as they are now (what an attacker keeps to roll back to)."""
+    return {p: p.read_bytes() for p in [*chain_files(path), head_path(path)]}
+
+
+def roll_back(path: Path, saved: dict[Path, bytes]) -> None:
+    """Put the saved files back and remove files created since: the log cut, its head older."""
+    for extra in set(chain_files(path)) - set(saved):
+        extra.unlink()
+    for target, content in saved.items():
+        target.write_bytes(content)
+
+
+def test_the_running_writer_refuses_a_rolled_back_log(tmp_path: Path) -> None:
+    """Cut back, with the head file of that moment restored: the writer remembers how far it got."""
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path)
+    for number in range(3):
+        sink.emit(make_event(number))
+    saved = snapshot(path)
+    for number in range(3, 6):
+        sink.emit(make_event(number))
+    roll_back(path, saved)
+    assert verify(path).ok  # consistent on disk: only something outside the log can tell
+    with pytest.raises(AuditSinkError) as refused:
+        sink.emit(make_event(9))
+    assert str(refused.value).startswith(
+        f"audit log {path} cannot be continued: this writer appended up to seq 6, but the log "
+        "now ends at seq 3: it was rolled back (cut, and given an older head file) or replaced"
+    )
+    assert len(lines(path)) == 4
+
+
+def test_the_running_writer_refuses_a_log_swapped_for_another(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    other = tmp_path / "other" / "audit.jsonl"
+    sink = JsonlAuditSink(path)
+    for number in range(3):
+        sink.emit(make_event(number))
+        JsonlAuditSink(other).emit(make_event(number))
+    JsonlAuditSink(other).emit(make_event(3))
+    for name in ("audit.jsonl", "audit.jsonl.head"):
+        shutil.copy(other.with_name(name), path.with_name(name))
+    with pytest.raises(AuditSinkError, match=r"the files now belong to log [0-9a-f]{32}"):
+        sink.emit(make_event(9))
+
+
+def test_the_anchor_receives_every_signed_record(tmp_path: Path, keys: LocalKeyProvider) -> None:
+    path = tmp_path / "logs" / "audit.jsonl"
+    anchor = tmp_path / "elsewhere" / "audit.anchor"
+    sink = anchored_sink(path, keys, anchor)
+    for number in range(5):
+        sink.emit(make_event(number))
+    signed = [r for r in lines(path) if "sig" in r]
+    assert [r["kind"] for r in signed] == ["file", "checkpoint", "checkpoint"]
+    log = signed[0]["file"]["log"]
+    entries = [json.loads(line) for line in anchor.read_text().splitlines()]
+    assert entries == [
+        {"format": "aureus-audit-anchor/1", "log": log, "file": "audit.jsonl", "record": r}
+        for r in signed
+    ]
+    assert oct(anchor.stat().st_mode & 0o777) == "0o600"
+    verdict = verify(path, keys, anchor=anchor)
+    assert verdict.ok, verdict.message
+    assert verdict.message.endswith("; head file matches; anchor matches (seq 6)")
+
+
+def test_a_rolled_back_log_fails_against_its_anchor(tmp_path: Path, keys: LocalKeyProvider) -> None:
+    """The rollback the head file cannot see: log cut back and the head of that time restored."""
+    path = tmp_path / "logs" / "audit.jsonl"
+    anchor = tmp_path / "elsewhere" / "audit.anchor"
+    sink = anchored_sink(path, keys, anchor)
+    for number in range(3):
+        sink.emit(make_event(number))
+    saved = snapshot(path)  # ends at seq 4 (event 3 after checkpoint 3)
+    for number in range(3, 8):
+        sink.emit(make_event(number))
+    roll_back(path, saved)
+    assert verify(path, keys).ok  # without the anchor the rollback is invisible
+    verdict = verify(path, keys, anchor=anchor)
+    assert not verdict.ok
+    assert verdict.message == (
+        "the log was rolled back: it ends at seq 4, but anchor audit.anchor line 5 records seq "
+        "12: records after seq 4 were removed (and the head file replaced by an older one, or "
+        "deleted)"
+    )
+    reopened = anchored_sink(path, keys, anchor)
+    with pytest.raises(AuditSinkError) as refused:
+        reopened.emit(make_event(9))
+    assert f"it ends at seq 4, but its anchor {anchor} says it reached seq 12: it was rolled " in (
+        str(refused.value)
+    )
+    assert "move the log, its head file and its anchor aside" in str(refused.value)
+
+
+def test_a_log_cut_to_its_first_checkpoint_with_the_head_deleted_fails(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    path = tmp_path / "logs" / "audit.jsonl"
+    anchor = tmp_path / "elsewhere" / "audit.anchor"
+    sink = anchored_sink(path, keys, anchor)
+    for number in range(6):
+        sink.emit(make_event(number))
+    content = path.read_bytes().splitlines(keepends=True)
+    first_checkpoint = next(i for i, r in enumerate(lines(path)) if r["kind"] == "checkpoint")
+    path.write_bytes(b"".join(content[: first_checkpoint + 1]))
+    head_path(path).unlink()
+    missing = verify(path, keys)
+    assert not missing.ok
+    assert "does not exist: it was deleted, perhaps to hide a cut tail" in missing.message
+    assert verify(path, keys, no_head=True).ok  # declared headless, the cut is invisible ...
+    anchored = verify(path, keys, no_head=True, anchor=anchor)  # ... but not to the anchor
+    assert not anchored.ok
+    assert anchored.message.startswith("the log was rolled back: it ends at seq 3, but anchor")
+
+
+def test_a_rewritten_log_does_not_hold_the_anchored_checkpoint(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    """A SHA-256 log with signed checkpoints, rewritten whole (and its head): long enough, wrong."""
+    path = tmp_path / "logs" / "audit.jsonl"
+    anchor = tmp_path / "elsewhere" / "audit.anchor"
+    sink = JsonlAuditSink(
+        path, checkpoint_key=SIGNER, checkpoint_every=2, anchor=anchor, providers=lookup(keys)
+    )
+    for number in range(4):
+        sink.emit(make_event(number))
+    records = lines(path)
+    log = records[0]["file"]["log"]
+    records[1]["event"]["outcome"] = "ok-edited"
+    for before, record in itertools.pairwise(records):
+        record["prev"] = before["hash"]
+        record["hash"] = record_hash(record, None, log)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    head = json.loads(head_path(path).read_text())
+    head.update(hash=records[-1]["hash"], size=path.stat().st_size)
+    head_path(path).write_text(json.dumps(head))
+    assert verify(path).ok  # unsigned checks pass: the chain is consistent
+    verdict = verify(path, anchor=anchor)
+    assert not verdict.ok
+    assert verdict.message == (
+        "seq 3 is not the record anchor audit.anchor line 2 records: the log was rewritten "
+        "after it was anchored"
+    )
+    with pytest.raises(AuditSinkError, match="seq 6 is not the record its anchor"):
+        JsonlAuditSink(
+            path, checkpoint_key=SIGNER, checkpoint_every=2, anchor=anchor, providers=lookup(keys)
+        ).emit(make_event(9))
+
+
+def test_another_log_under_the_same_keys_does_not_pass_for_this_one(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    """Both logs are intact and keyed alike; swapped, the anchor and the log IDs tell them apart."""
+    path = tmp_path / "a" / "audit.jsonl"
+    anchor = tmp_path / "anchors" / "a.anchor"
+    other = tmp_path / "b" / "audit.jsonl"
+    sink = anchored_sink(path, keys, anchor)
+    other_sink = anchored_sink(other, keys, tmp_path / "anchors" / "b.anchor")
+    for number in range(4):
+        sink.emit(make_event(number))
+    for number in range(6):
+        other_sink.emit(make_event(number))
+    ours, theirs = lines(path)[0]["file"]["log"], lines(other)[0]["file"]["log"]
+    assert ours != theirs
+    for name in ("audit.jsonl", "audit.jsonl.head"):
+        shutil.copy(other.with_name(name), path.with_name(name))
+    assert verify(path, keys).ok  # an intact log, just not this one
+    verdict = verify(path, keys, anchor=anchor)
+    assert not verdict.ok
+    assert verdict.message == (
+        f"anchor a.anchor line 1 belongs to log {ours}, but this is log {theirs}: the log was "
+        "replaced by another one, or the anchor is not this log's"
+    )
+    with pytest.raises(
+        AuditSinkError, match=re.escape(f"its anchor {anchor} belongs to log {ours}")
+    ):
+        anchored_sink(path, keys, anchor).emit(make_event(9))
+
+
+def test_one_logs_chain_key_neither_verifies_nor_forges_another(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    """Two logs under one MAC key version have different chain keys."""
+    first, second = tmp_path / "a" / "audit.jsonl", tmp_path / "b" / "audit.jsonl"
+    for path in (first, second):
+        keyed_sink(path, keys).emit(make_event(1))
+    log_a, log_b = (lines(p)[0]["file"]["log"] for p in (first, second))
+    pinned = KeyRef.parse(f"{MAC_KEY}?version=1")
+    key_a = derive_key(lookup(keys), pinned, chain_key_label(log_a))[0]
+    key_b = derive_key(lookup(keys), pinned, chain_key_label(log_b))[0]
+    assert key_a != key_b
+    records = lines(second)
+    records[1]["event"]["outcome"] = "AccessDenied"
+    records[1]["hash"] = record_hash(records[1], key_a, log_b)  # forged with log a's key
+    second.write_text("".join(json.dumps(r) + "\n" for r in records))
+    verdict = verify(second, keys, no_head=True)
+    assert not verdict.ok
+    assert "line 2 (seq 1): the record's hash does not match its content" in verdict.message
+
+
+def test_a_deleted_log_is_refused_while_its_anchor_remembers_it(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    path = tmp_path / "logs" / "audit.jsonl"
+    anchor = tmp_path / "elsewhere" / "audit.anchor"
+    sink = anchored_sink(path, keys, anchor)
+    for number in range(3):
+        sink.emit(make_event(number))
+    for file in [*chain_files(path), head_path(path)]:
+        file.unlink()
+    with pytest.raises(AuditSinkError) as refused:
+        anchored_sink(path, keys, anchor).emit(make_event(9))
+    assert f"there is no log, but its anchor {anchor} says log " in str(refused.value)
+    assert "to start a new log on purpose, move the anchor aside too" in str(refused.value)
+    assert not path.exists()
+
+
+def test_a_torn_anchor_line_is_skipped_and_then_removed(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    path = tmp_path / "logs" / "audit.jsonl"
+    anchor = tmp_path / "elsewhere" / "audit.anchor"
+    sink = anchored_sink(path, keys, anchor)
+    sink.emit(make_event(1))
+    with anchor.open("ab") as handle:
+        handle.write(b'{"format":"aureus-audit-anchor/1","log":"')
+    assert verify(path, keys, anchor=anchor).ok
+    sink.emit(make_event(2))
+    entries = [json.loads(line) for line in anchor.read_text().splitlines()]
+    assert [e["record"]["kind"] for e in entries] == ["file", "checkpoint"]
+    assert verify(path, keys, anchor=anchor).ok
+
+
+def test_a_damaged_anchor_line_fails(tmp_path: Path, keys: LocalKeyProvider) -> None:
+    path = tmp_path / "logs" / "audit.jsonl"
+    anchor = tmp_path / "elsewhere" / "audit.anchor"
+    sink = anchored_sink(path, keys, anchor)
+    sink.emit(make_event(1))
+    content = anchor.read_text()
+    anchor.write_text(content.replace('"kind":"file"', '"kind":"event"'))
+    verdict = verify(path, keys, anchor=anchor)
+    assert verdict.message == (
+        "anchor audit.anchor is damaged: line 1 is not an anchor entry (the record is not a "
+        "signed file or checkpoint record): it was edited"
+    )
+    with pytest.raises(AuditSinkError, match=r"its anchor .* is damaged"):
+        anchored_sink(path, keys, anchor).emit(make_event(2))
+    anchor.write_text("")
+    assert verify(path, keys, anchor=anchor).message.startswith(
+        "anchor audit.anchor holds no entries"
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"path": "/srv/a/audit.jsonl", "anchor": "/srv/b/audit.anchor"},
+            "anchor receives its signed checkpoints: set checkpoint_key too",
+        ),
+        (
+            {"path": "/srv/a/audit.jsonl", "anchor": "b/audit.anchor", "checkpoint_key": SIGNER},
+            "option 'anchor' of the jsonl audit sink must be an absolute path",
+        ),
+        (
+            {"path": "/srv/a/audit.jsonl", "anchor": "/srv/a/x.anchor", "checkpoint_key": SIGNER},
+            "anchor /srv/a/x.anchor is inside the log's directory",
+        ),
+        (
+            {"path": "/srv/a/audit.jsonl", "anchor": "/srv/a/b/x", "checkpoint_key": SIGNER},
+            "is inside the log's directory",
+        ),
+        (
+            {"path": "a", "key_check_interval": -1},
+            "'key_check_interval' of the jsonl audit sink must be seconds >= 0",
+        ),
+    ],
+)
+def test_anchor_option_errors(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        JsonlAuditSink.from_options(options)
+
+
+# -- temp files of killed writers -----------------------------------------------------------
+
+
+def test_a_killed_writers_head_temp_file_is_removed_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    JsonlAuditSink(path).emit(make_event(1))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    pid = int(dead.stdout)
+    abandoned = tmp_path / f".audit.jsonl.head.{pid}.tmp"
+    abandoned.write_bytes(b'{"format":"aureus-audit-head/2"')  # as a writer killed mid-write
+    unrelated = [tmp_path / ".audit.jsonl.head.tmp", tmp_path / ".other.jsonl.head.1.tmp"]
+    for file in unrelated:
+        file.write_bytes(b"keep")
+    JsonlAuditSink(path).emit(make_event(2))
+    assert not abandoned.exists()
+    assert all(file.read_bytes() == b"keep" for file in unrelated)
+    assert verify(path).ok
+
+
+# -- logs of the older format ------------------------------------------------------------
+
+
+def test_an_hmac_log_of_the_older_format_verifies_and_is_continued(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    """Format 1 (one chain key per MAC key version for every log), built as the old writer did."""
+    path = tmp_path / "audit.jsonl"
+    pinned = f"{MAC_KEY}?version=1"
+    old_key = derive_key(lookup(keys), KeyRef.parse(pinned), CHAIN_KEY_LABEL)[0]
+    records: list[dict[str, Any]] = [
+        {
+            "seq": 0,
+            "kind": "file",
+            "prev": GENESIS,
+            "time": "2026-01-01T00:00:00+00:00",
+            "file": {
+                "format": "aureus-audit-jsonl/1",
+                "index": 1,
+                "params": {"alg": "hmac-sha256", "mac_key": pinned},
+            },
+        }
+    ]
+    for number in range(2):
+        records.append(
+            {"seq": number + 1, "kind": "event", "prev": "", "event": make_event(number).to_dict()}
+        )
+    for index, record in enumerate(records):
+        if index:
+            record["prev"] = records[index - 1]["hash"]
+        record["hash"] = record_hash(record, old_key, None)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    head: dict[str, Any] = {
+        "format": "aureus-audit-head/1",
+        "file": "audit.jsonl",
+        "index": 1,
+        "seq": 2,
+        "hash": records[-1]["hash"],
+        "size": path.stat().st_size,
+        "unsigned": 2,
+    }
+    head["mac"] = head_mac(head, old_key)
+    head_path(path).write_text(json.dumps(head))
+    kwargs: dict[str, Any] = {"check_signature": None}
+    assert "written by an older format" in verify(path, keys, **kwargs).message
+    allowed = verify(path, keys, allow_format_1=True, **kwargs)
+    assert allowed.ok, allowed.message
+    JsonlAuditSink(path, hmac_key=MAC_KEY, providers=lookup(keys)).emit(make_event(7))
+    old, new = (lines(f) for f in chain_files(path))
+    assert new[0]["file"]["format"] == "aureus-audit-jsonl/2"
+    assert (new[0]["seq"], new[0]["prev"]) == (3, old[-1]["hash"])
+    continued = verify(path, keys, allow_format_1=True, **kwargs)
+    assert continued.ok, continued.message
+    assert continued.log == new[0]["file"]["log"]

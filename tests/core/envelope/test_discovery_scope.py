@@ -1,0 +1,106 @@
+"""How a decrypt composes ``keys=``, ``decrypt_allow``, configured keys and a provider scope.
+
+A provider that implements ``discovery_refusal`` (the cloud providers do) is
+asked before any unwrap in discovery mode; the local provider does not, and
+keeps decrypting whatever its keystore can open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aureus_core import DecryptionError, KeyStack
+from aureus_core.config import StackConfig
+from aureus_core.envelope.keyring import MAX_NAMED_SKIPS
+from aureus_core.interfaces import KeyProvider, ScopesDiscovery
+from aureus_core.keyref import KeyRef
+from aureus_core.testing.counting import CountingProvider
+
+
+class ScopedProvider(CountingProvider):
+    """The local provider, counting its calls, with a discovery scope of some key names."""
+
+    def __init__(self, inner: KeyProvider, scope: Sequence[str]) -> None:
+        super().__init__(inner)
+        self.scope = set(scope)
+        self.asked: list[tuple[str, tuple[str, ...]]] = []
+
+    def discovery_refusal(self, key: KeyRef, named: Sequence[KeyRef]) -> str | None:
+        self.asked.append((key.uri, tuple(n.uri for n in named)))
+        if key.key_id in self.scope or any(n.key_id == key.key_id for n in named):
+            return None
+        return f"{key.key_id} is outside the test scope: set [providers.local] scope"
+
+
+@pytest.fixture
+def message(stack: KeyStack) -> bytes:
+    return stack.encrypt(b"secret", keys=["local://beta", "local://gamma"])
+
+
+def _reader(
+    stack: KeyStack, scope: Sequence[str], **config: Any
+) -> tuple[KeyStack, ScopedProvider]:
+    scoped = ScopedProvider(stack.provider("local"), scope)
+    assert isinstance(scoped, ScopesDiscovery)
+    reader = KeyStack(config=StackConfig(**config), providers={"local": scoped})
+    return reader, scoped
+
+
+def test_a_key_outside_the_scope_is_never_unwrapped(stack: KeyStack, message: bytes) -> None:
+    reader, scoped = _reader(stack, scope=[])
+    with reader, pytest.raises(DecryptionError) as raised:
+        reader.decrypt(message)
+    assert scoped.unwraps == 0
+    assert str(raised.value).startswith(
+        "the message could not be decrypted: none of its 2 encrypted data key(s) could be "
+        "unwrapped with a key this stack may use (not used: local://beta?version=1: beta is "
+        "outside the test scope: set [providers.local] scope; not used: local://gamma?version=1: "
+        "gamma is outside the test scope: set [providers.local] scope)"
+    )
+
+
+def test_scope_configured_keys_strict_keys_and_patterns(stack: KeyStack, message: bytes) -> None:
+    reader, scoped = _reader(stack, scope=["gamma"])
+    with reader:
+        assert reader.decrypt(message) == b"secret"
+    assert scoped.unwraps == 1
+    assert scoped.asked[0] == ("local://beta?version=1", ())  # beta refused, gamma used
+
+    named = (KeyRef.parse("local://beta"),)
+    reader, scoped = _reader(stack, scope=[], wrapping_keys=named)
+    with reader:
+        assert reader.decrypt(message) == b"secret"  # the configuration names beta
+    assert scoped.asked == [("local://beta?version=1", ("local://beta",))]
+
+    reader, scoped = _reader(stack, scope=[])
+    with reader:
+        assert reader.decrypt(message, keys=["local://gamma"]) == b"secret"  # strict: no scope
+    assert scoped.asked == []
+
+    reader, scoped = _reader(stack, scope=["beta", "gamma"], decrypt_allow=("local://alpha",))
+    with reader, pytest.raises(DecryptionError, match="decrypt_allow does not match it"):
+        reader.decrypt(message)  # the patterns narrow the scope
+    assert scoped.unwraps == 0
+
+
+def test_the_error_names_a_bounded_number_of_keys(stack: KeyStack, tmp_path: Path) -> None:
+    names = [f"k{i}" for i in range(MAX_NAMED_SKIPS + 2)]
+    for name in names:
+        stack.create_key(f"local://{name}", "aes-256")
+    message = stack.encrypt(b"secret", keys=[f"local://{n}" for n in names])
+    reader, scoped = _reader(stack, scope=[])
+    with reader, pytest.raises(DecryptionError) as raised:
+        reader.decrypt(message)
+    text = str(raised.value)
+    assert [n for n in names if f"local://{n}?version=1" in text] == names[:MAX_NAMED_SKIPS]
+    assert "and 2 more key(s) not used" in text
+    assert scoped.unwraps == 0
+
+
+def test_the_local_provider_keeps_discovery(stack: KeyStack, message: bytes) -> None:
+    assert not hasattr(stack.provider("local"), "discovery_refusal")
+    assert stack.decrypt(message) == b"secret"  # beta and gamma are not configured
