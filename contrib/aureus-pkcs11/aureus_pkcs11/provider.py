@@ -413,6 +413,24 @@ class Pkcs11KeyProvider(KeyProviderBase):
             return None
         return name.ref()
 
+    def discovery_refusal(self, key: KeyRef, named: Sequence[KeyRef]) -> str | None:
+        """Whether a decrypt without ``keys=`` may unwrap with ``key``: only on this token.
+
+        The provider's scope is the one token its configuration names, as the
+        local provider's is its keystore; :meth:`owner_of` already ignores
+        wrapped keys that name any other token, so they are never asked.
+        """
+        try:
+            token = parse_ref(key, self.token).token
+        except AureusError:
+            return f"{key.uri} is not a {SCHEME} key this provider can read"
+        if token == self.token:
+            return None
+        return (
+            f"token {token!r} is not the {SCHEME} provider's token {self.token!r}: configure a "
+            "provider for it"
+        )
+
     def unwrap(
         self, key: KeyRef, encrypted: EncryptedDataKey, context: EncryptionContext
     ) -> bytearray:

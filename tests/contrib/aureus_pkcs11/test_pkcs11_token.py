@@ -30,6 +30,7 @@ from aureus_core.errors import (
     ProviderUnavailable,
 )
 from aureus_core.interfaces import KeyMaterial
+from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec, KeyType
 from aureus_core.sensitive import Secret
 from aureus_core.testing.concurrency import run_in_threads
@@ -376,3 +377,25 @@ def test_second_pin_for_a_logged_in_token_is_refused(make_provider: MakeProvider
         make_provider(pin="some-other-pin")
     assert "some-other-pin" not in str(refused.value)
     assert first.list_keys() is not None  # the first provider's login is untouched
+
+
+def test_wrapped_key_naming_another_token_is_not_ours(make_provider: MakeProvider) -> None:
+    """A message naming a key on another token is never unwrapped by this token's provider."""
+    provider = make_provider()
+    name = _name()
+    provider.create_key(name, KeySpec(key_type=KeyType.AES_256))
+    wrapped = provider.wrap(provider._name(name).ref(), os.urandom(32), CONTEXT).encrypted
+    foreign = EncryptedDataKey(
+        provider_id=PROVIDER_ID,
+        provider_info=f"pkcs11://{OTHER_TOKEN}/{name}?version=1".encode(),
+        ciphertext=wrapped.ciphertext,
+    )
+    assert provider.owner_of(foreign) is None
+    with pytest.raises(DecryptionError):
+        provider.unwrap(provider._name(name).ref(), foreign, CONTEXT)
+    refusal = provider.discovery_refusal(
+        KeyRef.parse(f"pkcs11://{OTHER_TOKEN}/{name}?version=1"), []
+    )
+    assert refusal is not None
+    assert OTHER_TOKEN in refusal
+    assert provider.discovery_refusal(provider._name(name).ref(1), []) is None
