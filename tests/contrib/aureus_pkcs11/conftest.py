@@ -4,7 +4,7 @@ SoftHSM2 reads ``SOFTHSM2_CONF`` once, when its module is first initialised in
 the process, so every token the tests use is created here, before any
 provider loads the module.  Without SoftHSM2 (or python-pkcs11) the tests
 skip, unless ``AUREUS_REQUIRE_SOFTHSM=1`` (the nox ``pkcs11`` row) makes that
-a failure.
+a failure; without the ``aureus-pkcs11`` distribution they are not collected.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ _REQUIRED = os.environ.get("AUREUS_REQUIRE_SOFTHSM") == "1"
 
 try:
     import pkcs11  # noqa: F401
+
+    import aureus_pkcs11  # noqa: F401
 except ImportError:  # pragma: no cover - depends on the environment
     if _REQUIRED:
         raise
