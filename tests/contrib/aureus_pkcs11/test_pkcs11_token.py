@@ -399,3 +399,62 @@ def test_wrapped_key_naming_another_token_is_not_ours(make_provider: MakeProvide
     assert refusal is not None
     assert OTHER_TOKEN in refusal
     assert provider.discovery_refusal(provider._name(name).ref(1), []) is None
+
+
+@pytest.mark.parametrize(
+    ("key_type", "digest"), [(KeyType.ECDSA_P256, "-sha256"), (KeyType.ECDSA_P384, "-sha384")]
+)
+def test_openssl_verifies_ecdsa_signatures_with_the_exported_pem(
+    make_provider: MakeProvider, tmp_path: Path, key_type: KeyType, digest: str
+) -> None:
+    """DER ECDSA signatures from the token (host-hashed on SoftHSM2) verify with openssl dgst."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    provider = make_provider()
+    name = _name()
+    provider.create_key(name, KeySpec(key_type=key_type))
+    ref = provider._name(name).ref()
+    message = b"artifact bytes " * 50
+    (tmp_path / "message").write_bytes(message)
+    (tmp_path / "key.pem").write_bytes(provider.public_key(ref))
+    (tmp_path / "message.sig").write_bytes(provider.sign(ref, message).value)
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [openssl, "dgst", digest, "-verify", "key.pem", "-signature", "message.sig", "message"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    accepted = check()
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert "Verified OK" in accepted.stdout
+    (tmp_path / "message").write_bytes(message + b".")
+    assert check().returncode != 0
+
+
+def test_declared_key_types_follow_the_mechanism_list(make_provider: MakeProvider) -> None:
+    """SoftHSM2's list gives every type; a list without GCM or EdDSA drops exactly those."""
+    from pkcs11 import Mechanism
+
+    from aureus_pkcs11.provider import supported_key_types
+
+    provider = make_provider()
+    mechanisms = provider._pool.mechanisms
+    assert Mechanism.ECDSA_SHA256 not in mechanisms  # SoftHSM2 2.6.1: the host hashes
+    assert provider.key_types == {
+        KeyType.AES_256,
+        KeyType.ED25519,
+        KeyType.ECDSA_P256,
+        KeyType.ECDSA_P384,
+        KeyType.RSA_2048,
+        KeyType.RSA_3072,
+        KeyType.RSA_4096,
+    }
+    reduced = supported_key_types(mechanisms - {Mechanism.AES_GCM, Mechanism.EDDSA})
+    assert KeyType.AES_256 not in reduced
+    assert KeyType.ED25519 not in reduced
+    assert KeyType.ECDSA_P256 in reduced
