@@ -100,26 +100,33 @@ def test_wrapped_key_layout_is_the_documented_one(make_provider: MakeProvider) -
 
 
 def test_provider_info_is_authenticated(make_provider: MakeProvider) -> None:
-    """A wrapped key relabelled as another key's (same token, same material) does not unwrap."""
+    """A wrapped key relabelled as another key with the same material does not unwrap.
+
+    Two keys holding the same AES bytes (one imported twice, say) would accept each
+    other's wrapped keys if only the context were authenticated; the key URI is too.
+    """
     provider = make_provider()
     first, second = _name(), _name()
-    provider.create_key(first, KeySpec(key_type=KeyType.AES_256))
-    provider.import_key(
-        second,
-        KeySpec(key_type=KeyType.AES_256),
-        KeyMaterial(format="raw", data=Secret(os.urandom(32))),
-    )
-    wrapped = provider.wrap(provider._name(first).ref(), os.urandom(32), CONTEXT)
-    # An attacker who may edit message headers points the EDK at version 2 of the same key.
-    provider.rotate_key(provider._name(first).ref())
+    material = os.urandom(32)
+    for name in (first, second):
+        provider.import_key(
+            name,
+            KeySpec(key_type=KeyType.AES_256),
+            KeyMaterial(format="raw", data=Secret(material)),
+        )
+    first_ref, second_ref = provider._name(first).ref(), provider._name(second).ref()
+    data_key = os.urandom(32)
+    wrapped = provider.wrap(first_ref, data_key, CONTEXT)
+    assert bytes(provider.unwrap(first_ref, wrapped.encrypted, CONTEXT)) == data_key
+    # Whoever may edit a message header points the wrapped key at the second key.
     relabelled = EncryptedDataKey(
         provider_id=PROVIDER_ID,
-        provider_info=f"pkcs11://{TOKEN}/{first}?version=2".encode(),
+        provider_info=f"pkcs11://{TOKEN}/{second}?version=1".encode(),
         ciphertext=wrapped.encrypted.ciphertext,
     )
+    assert provider.owner_of(relabelled) == second_ref.with_version("1")
     with pytest.raises(DecryptionError):
-        provider.unwrap(provider._name(first).ref(), relabelled, CONTEXT)
-    assert provider.owner_of(relabelled) == provider._name(first).ref(2)
+        provider.unwrap(second_ref, relabelled, CONTEXT)
 
 
 # -- PINs and errors ------------------------------------------------------------
