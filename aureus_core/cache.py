@@ -316,9 +316,7 @@ class DataKeyCache:
                 key_versions=entry.key_versions,
             )
 
-    def _take_shared(
-        self, key: bytes, plaintext_bytes: int, count_miss: bool
-    ) -> CachedKey | None:
+    def _take_shared(self, key: bytes, plaintext_bytes: int, count_miss: bool) -> CachedKey | None:
         backend = self.backend
         assert isinstance(backend, SharedCacheBackend)
         entry = backend.reserve(
@@ -364,9 +362,7 @@ class DataKeyCache:
         if cached is not None:
             return cached, None
         with self._flight(key):
-            cached = self._usable(
-                key, self.take(key, plaintext_bytes=plaintext_bytes), encrypting
-            )
+            cached = self._usable(key, self.take(key, plaintext_bytes=plaintext_bytes), encrypting)
             if cached is not None:
                 return cached, None
             claimed = False
@@ -424,9 +420,7 @@ class DataKeyCache:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def _usable(
-        self, key: bytes, cached: CachedKey | None, encrypting: bool
-    ) -> CachedKey | None:
+    def _usable(self, key: bytes, cached: CachedKey | None, encrypting: bool) -> CachedKey | None:
         if cached is None or not cached.key_versions:
             return cached
         for versioned in cached.key_versions:

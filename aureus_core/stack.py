@@ -763,7 +763,9 @@ class KeyStack:
 
         def unwrap() -> tuple[tuple[bytearray, KeyRef], Fill]:
             try:
-                key, used = unwrap_data_key(self.provider, header.encrypted_data_keys, full, allowed)
+                key, used = unwrap_data_key(
+                    self.provider, header.encrypted_data_keys, full, allowed
+                )
             except DecryptionError as error:
                 raise DecryptionError(_required_hint(str(error), required)) from None
             return (key, used), Fill(material=key, key_versions=(used.uri,))

@@ -256,7 +256,8 @@ def test_disabling_a_version_through_the_stack_drops_its_entries_at_once(countin
     fresh = stack.encrypt(b"m")
     assert counting.wraps == 2
     assert stack.decrypt(fresh) == b"m"
-    assert stack.cache is not None and stack.cache.invalidated >= 2
+    assert stack.cache is not None
+    assert stack.cache.invalidated >= 2
 
 
 def test_rotation_through_the_stack_moves_new_messages_to_the_new_version(counting, clock):
