@@ -487,6 +487,9 @@ class DataKeyCache:
 
     def evict(self, key: bytes) -> None:
         """Remove (and wipe) the entry under ``key``."""
+        if self._shared:
+            self.backend.evict(key)
+            return
         with self._lock:
             self.backend.evict(key)
 
@@ -535,7 +538,11 @@ class DataKeyCache:
                     del self._checks[base]
                 while len(index) > INDEX_LIMIT:
                     del index[next(iter(index))]
+            if not self._shared:
+                self.backend.put(key, entry)
+        if self._shared:  # a network call: not under the lock that hits share
             self.backend.put(key, entry)
+            entry.wipe()
 
     def clear(self) -> None:
         """Drop (and wipe) every entry."""
