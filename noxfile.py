@@ -28,6 +28,12 @@ PROVIDERS: dict[str, dict[str, list[str]]] = {
     "aws": {"extras": ["test", "aws"], "paths": ["tests/plugins/aureus_aws"]},
     "gcp": {"extras": ["test", "gcp"], "paths": ["tests/plugins/aureus_gcp"]},
     "azure": {"extras": ["test", "azure"], "paths": ["tests/plugins/aureus_azure"]},
+    # contrib/aureus-redis, its own distribution, against a real redis-server (.ci/run).
+    "redis": {
+        "extras": ["test"],
+        "packages": ["contrib/aureus-redis"],
+        "paths": ["tests/contrib/aureus_redis"],
+    },
 }
 
 
@@ -74,7 +80,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """Mypy in strict mode over the package, plugins, tests and examples."""
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev]", "-e", "contrib/aureus-redis")
     session.run("mypy")
 
 
@@ -99,6 +105,8 @@ def tests(session: nox.Session, provider: str) -> None:
     """The test suite for one provider row on one Python version."""
     row = PROVIDERS[provider]
     session.install("-e", f".[{','.join(row['extras'])}]")
+    for package in row.get("packages", []):
+        session.install("-e", package)
     session.run("pytest", *row["paths"], *session.posargs)
 
 

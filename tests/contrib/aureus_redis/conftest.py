@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 
 pytest.importorskip(
+    "aureus_redis", reason="the redis cache is not installed: pip install -e contrib/aureus-redis"
+)
+pytest.importorskip(
     "redis", reason="the redis cache needs redis-py: pip install -e contrib/aureus-redis"
 )
 if shutil.which("redis-server") is None:
