@@ -61,6 +61,9 @@ CLAIM_LEASE = 10.0
 CLAIM_WAIT = 2.0
 """Seconds a process waits for another one's fill before making its own data key."""
 CLAIM_POLL = 0.005
+STALE_RECHECK = 1.0
+"""Seconds between early rechecks of a key when entries name versions this process
+has not seen yet."""
 INDEX_LIMIT = 65536
 """Entry keys remembered per wrapping key for :meth:`DataKeyCache.invalidate`; older
 ones are still dropped when next used, by the state check."""
@@ -426,6 +429,15 @@ class DataKeyCache:
         for versioned in cached.key_versions:
             base, version = _split(versioned)
             metadata = self._metadata(base)
+            if (
+                metadata is not None
+                and version is not None
+                and metadata.versions
+                and version not in {v.version for v in metadata.versions}
+            ):
+                # Made with a version newer than what this process knows (another
+                # process rotated first): the knowledge is stale, not the entry.
+                metadata = self._metadata(base, within=min(self.policy.recheck, STALE_RECHECK))
             if metadata is not None and not entry_usable(metadata, version, encrypting=encrypting):
                 cached.material[:] = bytes(len(cached.material))
                 self.evict(key)
@@ -435,11 +447,12 @@ class DataKeyCache:
                 return None
         return cached
 
-    def _metadata(self, uri: str) -> KeyMetadata | None:
+    def _metadata(self, uri: str, within: float | None = None) -> KeyMetadata | None:
         now = self._clock()
         with self._lock:
             check = self._checks.get(uri)
-        if check is not None and now - check.checked_at < self.policy.recheck:
+        limit = self.policy.recheck if within is None else within
+        if check is not None and now - check.checked_at < limit:
             return check.metadata
         metadata = None
         if self.describe is not None:

@@ -369,3 +369,35 @@ def test_unknown_length_stream_bypasses_a_byte_bounded_cache(counting, clock):
     for _ in range(3):
         unbounded.encrypt_stream(io.BufferedReader(Pipe(b"p" * 100)), io.BytesIO())
     assert counting.wraps == 4
+
+
+def test_an_entry_on_a_version_newer_than_known_triggers_a_recheck_not_a_drop(tmp_path, clock):
+    """Another process rotated first and shared an entry on the new version: this process
+    describes the key again rather than dropping good entries until its next recheck."""
+    from aureus_core.keyref import KeyRef
+
+    counting = CountingProvider(LocalKeyProvider(tmp_path / "ks"))
+    KeyStack(providers={"local": counting}).create_key("a", "aes-256")
+    backend = MemoryCache(capacity=10)
+    ours = KeyStack.from_dict(
+        {"stack": {"wrapping_keys": ["local://a"]}},
+        providers={"local": counting},
+        cache=DataKeyCache(backend, CachePolicy(recheck=600), clock=clock.monotonic),
+    )
+    ours.encrypt(b"m")
+    cache = ours.cache
+    assert cache is not None
+    cache.invalidate("local://a", counting.describe_key(KeyRef.parse("local://a")))  # knows v1
+    # Elsewhere: the key is rotated and a v2 entry lands in the shared backend.
+    LocalKeyProvider(tmp_path / "ks").rotate_key(KeyRef.parse("local://a"))
+    theirs = KeyStack.from_dict(
+        {"stack": {"wrapping_keys": ["local://a"]}},
+        providers={"local": counting},
+        cache=DataKeyCache(backend, CachePolicy(recheck=600), clock=clock.monotonic),
+    )
+    theirs.encrypt(b"m")
+    wraps = counting.wraps
+    clock.advance(1)
+    for _ in range(5):
+        ours.encrypt(b"m")
+    assert counting.wraps == wraps  # the v2 entry is used, not dropped
