@@ -150,7 +150,8 @@ class SharedCacheBackend(Protocol):
 
         Returns ``None`` when there is no entry, and removes the entry when the
         use would pass ``max_messages`` or ``max_bytes``; the check and the
-        count are one atomic step.  The returned entry is the caller's to wipe.
+        count are one atomic step.  The returned entry is the caller's to wipe;
+        its ``created_at`` is on this process's ``time.monotonic`` clock.
         """
         ...
 
@@ -328,6 +329,12 @@ class DataKeyCache:
             max_messages=self.policy.max_messages,
             max_bytes=self.policy.max_bytes,
         )
+        if entry is not None and time.monotonic() - entry.created_at >= self.policy.max_age:
+            # Redis expiry normally removes it first; this catches an old entry put
+            # back by someone who can write to the store (the creation time is sealed).
+            entry.wipe()
+            self.backend.evict(key)
+            entry = None
         with self._lock:
             if entry is None:
                 self.misses += count_miss

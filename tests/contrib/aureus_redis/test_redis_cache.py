@@ -322,3 +322,17 @@ def test_names_are_keyed_hashes(redis_options):
     assert name.startswith("aureus:dk:e:")
     assert name != "aureus:dk:e:" + hashlib.sha256(b"entry").hexdigest()
     assert fill.key_versions
+
+
+def test_an_expired_entry_put_back_is_not_used(server, redis_options):
+    """Someone who can write to Redis restores an entry after max_age: its sealed creation
+    time gives it away, and it is dropped rather than used."""
+    cache = DataKeyCache(RedisCache.from_options(redis_options), CachePolicy(max_age=1))
+    uses_per_key(cache, 1)
+    client = server.client()
+    [name] = sealed_entries(server)
+    saved = client.hgetall(name)
+    time.sleep(1.1)
+    assert client.exists(name) == 0  # Redis expiry removed it
+    client.hset(name, mapping={"s": saved[b"s"], "m": 0, "b": 0})  # the replay, no expiry
+    assert uses_per_key(cache, 1)[0][1] is True  # a fresh key, not the replayed one
