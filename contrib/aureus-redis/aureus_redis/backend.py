@@ -216,8 +216,12 @@ class RedisCache:
                 kwargs[argument] = str(options[option])
         try:
             client = redis.Redis.from_url(url, **kwargs)
-        except ValueError as error:
-            raise ConfigError(f"invalid redis cache url: {error}") from None
+        except ValueError:
+            # redis-py's message may quote the URL, password included: not repeated here.
+            raise ConfigError(
+                "invalid redis cache url: use redis://host:port/db, rediss://host:port/db "
+                "or unix:///path/to/socket, with the password from 'credentials'"
+            ) from None
         try:
             sealer = Sealer(key)
         finally:

@@ -299,13 +299,15 @@ def test_password_and_sealing_key_from_a_credential_source(tmp_path, keystore, m
         ({"timeout": 0}, "timeout"),
         ({"colour": "red"}, "no option"),
         ({"tls_ca_file": "/x", "url": "redis://h"}, "rediss://"),
+        ({"url": "ftp://user:hunter2-pw@h"}, "invalid redis cache url"),
     ],
 )
 def test_bad_options_say_what_to_do(options, message, sealing_key_file):
     if message not in ("needs a sealing key", "cannot read"):
         options = {"sealing_key_file": str(sealing_key_file), **options}
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as raised:
         RedisCache.from_options(options)
+    assert "hunter2" not in str(raised.value)
 
 
 def test_a_short_sealing_key_is_refused(tmp_path):
