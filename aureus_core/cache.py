@@ -536,7 +536,9 @@ class DataKeyCache:
         entry = CacheEntry(
             material=bytearray(material),
             encrypted=encrypted,
-            created_at=self._clock(),
+            # A shared backend carries creation times between processes on their
+            # monotonic clocks; an in-process one uses this cache's (injectable) clock.
+            created_at=time.monotonic() if self._shared else self._clock(),
             messages=messages,
             bytes=used_bytes,
             signing_key=signing_key,
@@ -551,7 +553,7 @@ class DataKeyCache:
                 # what we knew of the key says otherwise (then describe it again).
                 check = self._checks.get(base)
                 if check is None:
-                    self._checks[base] = _KeyCheck(entry.created_at, None)
+                    self._checks[base] = _KeyCheck(self._clock(), None)
                 elif check.metadata is not None and not entry_usable(
                     check.metadata, version, encrypting=encrypting
                 ):
