@@ -168,6 +168,15 @@ class SharedCacheBackend(Protocol):
         ...
 
 
+@runtime_checkable
+class PublishesKeyChanges(Protocol):
+    """A shared backend that tells every process of a key change made in one of them."""
+
+    def key_changed(self, uri: str) -> None:
+        """Record that key ``uri`` changed now: entries made with it before are not used."""
+        ...
+
+
 @attrs.frozen(kw_only=True)
 class Fill:
     """What a miss made, for the cache to keep: the data key and where it came from."""
@@ -381,6 +390,9 @@ class DataKeyCache:
                 if cached is not None:
                     return cached, None
             try:
+                # Stamped before the provider call: a key change published while it
+                # runs makes the entry older than the change, so it is never used.
+                started = time.monotonic() if self._shared else self._clock()
                 made, fill = make()
                 with self._lock:
                     self.provider_fills += 1
@@ -392,6 +404,7 @@ class DataKeyCache:
                     plaintext_bytes=plaintext_bytes,
                     key_versions=fill.key_versions,
                     encrypting=encrypting,
+                    created_at=started,
                 )
             finally:
                 if claimed:
@@ -504,6 +517,9 @@ class DataKeyCache:
             self.evict(key)
             with self._lock:
                 self.invalidated += 1
+        if isinstance(self.backend, PublishesKeyChanges):
+            for name in uris:
+                self.backend.key_changed(name)
 
     def evict(self, key: bytes) -> None:
         """Remove (and wipe) the entry under ``key``."""
@@ -524,6 +540,7 @@ class DataKeyCache:
         counts_as_use: bool = True,
         key_versions: tuple[str, ...] = (),
         encrypting: bool = True,
+        created_at: float | None = None,
     ) -> None:
         """Cache a fresh data key; with ``counts_as_use`` its first message is counted.
 
@@ -538,7 +555,13 @@ class DataKeyCache:
             encrypted=encrypted,
             # A shared backend carries creation times between processes on their
             # monotonic clocks; an in-process one uses this cache's (injectable) clock.
-            created_at=time.monotonic() if self._shared else self._clock(),
+            created_at=(
+                created_at
+                if created_at is not None
+                else time.monotonic()
+                if self._shared
+                else self._clock()
+            ),
             messages=messages,
             bytes=used_bytes,
             signing_key=signing_key,

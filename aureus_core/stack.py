@@ -623,8 +623,9 @@ class KeyStack:
 
     def _changed(self, ref: KeyRef, metadata: KeyMetadata) -> KeyMetadata:
         """Drop the cached data keys a lifecycle change to ``ref`` affects."""
-        if self._cache is not None:
-            self._cache.invalidate(ref.uri, metadata)
+        cache = self.cache  # built if configured: a shared cache tells the other processes
+        if cache is not None:
+            cache.invalidate(ref.uri, metadata)
         return metadata
 
     # -- envelope encryption -------------------------------------------------

@@ -58,12 +58,24 @@ OPTIONS = (
     "tls_key_file",
 )
 
-# KEYS[1] entry; ARGV: max_messages, max_bytes, plaintext bytes of this message.
-# Returns {sealed, messages, bytes} after counting the use, or false (and the
-# entry removed) when there is none or the use would pass a limit.
+# KEYS[1] entry; ARGV: max_messages, max_bytes, plaintext bytes of this message,
+# the prefix of key-change markers.  Returns {sealed, messages, bytes} after
+# counting the use, or false (and the entry removed) when there is none, one of
+# its keys changed after it was made ('k' names the markers, 'c' its creation
+# time in ms), or the use would pass a limit.  The markers are read by name
+# from the entry, so this needs one Redis (with replicas), not Redis Cluster.
 _RESERVE = """
-local got = redis.call('HMGET', KEYS[1], 's', 'm', 'b')
+local got = redis.call('HMGET', KEYS[1], 's', 'm', 'b', 'c', 'k')
 if not got[1] then return false end
+if got[5] then
+  for marker in string.gmatch(got[5], '%S+') do
+    local changed = redis.call('GET', ARGV[4] .. marker)
+    if changed and tonumber(changed) >= tonumber(got[4]) then
+      redis.call('DEL', KEYS[1])
+      return false
+    end
+  end
+end
 local m = tonumber(got[2]) + 1
 local b = tonumber(got[3]) + tonumber(ARGV[3])
 if m > tonumber(ARGV[1]) or b > tonumber(ARGV[2]) then
@@ -307,12 +319,29 @@ class RedisCache:
         name = self._name(key)
         got = self._call(
             None,
-            lambda: self._reserve(keys=[name], args=[max_messages, max_bytes, plaintext_bytes]),
+            lambda: self._reserve(
+                keys=[name],
+                args=[max_messages, max_bytes, plaintext_bytes, f"{self._prefix}x:"],
+            ),
         )
         if not got:
             return None
         sealed, messages, used = got
         return self._open(name, bytes(sealed), int(messages), int(used))
+
+    def _marker(self, uri: str) -> str:
+        base = uri.split("?", 1)[0]
+        return self._sealer.name(b"key-change\0" + base.encode())
+
+    def key_changed(self, uri: str) -> None:
+        """Tell every process: entries made with key ``uri`` before now are not to be used.
+
+        A marker (keyed-hash name, the time in ms) that lives for ``max_age``;
+        the reservation script compares it with each entry's creation time.
+        """
+        name = f"{self._prefix}x:{self._marker(uri)}"
+        now = int(time.time() * 1000)
+        self._call(None, lambda: self._client.set(name, now, px=self._ttl_ms))
 
     def claim(self, key: bytes, seconds: float) -> bool:
         """Take the fill of ``key`` for ``seconds`` (``SET NX PX``); ``True`` if Redis is down."""
@@ -354,11 +383,19 @@ class RedisCache:
         name = self._name(key)
         wall = time.time() - max(0.0, time.monotonic() - entry.created_at)
         sealed = self._sealer.seal(name.encode(), entry, wall)
+        markers = " ".join(sorted({self._marker(uri) for uri in entry.key_versions}))
+        fields = {
+            "s": sealed,
+            "m": entry.messages,
+            "b": entry.bytes,
+            "c": int(wall * 1000),
+            "k": markers,
+        }
 
         def store() -> None:
             pipe = self._client.pipeline(transaction=True)
             pipe.delete(name)
-            pipe.hset(name, mapping={"s": sealed, "m": entry.messages, "b": entry.bytes})
+            pipe.hset(name, mapping=fields)  # type: ignore[arg-type]
             pipe.pexpire(name, self._ttl_ms)
             pipe.execute()
 

@@ -338,3 +338,30 @@ def test_an_expired_entry_put_back_is_not_used(server, redis_options):
     assert client.exists(name) == 0  # Redis expiry removed it
     client.hset(name, mapping={"s": saved[b"s"], "m": 0, "b": 0})  # the replay, no expiry
     assert uses_per_key(cache, 1)[0][1] is True  # a fresh key, not the replayed one
+
+
+def test_a_key_change_through_one_stack_reaches_every_process_at_once(
+    server, redis_options, keystore
+):
+    """Stack A disables a version; stack B (another process, recheck ten minutes away)
+    stops using its shared entries of that version on its very next call."""
+    from aureus_core import DecryptionError
+
+    config = stack_config(keystore, redis_options, recheck=600)
+    with KeyStack.from_dict(config) as a, KeyStack.from_dict(config) as b:
+        a.rotate_key("local://a")  # version 2 current; version 1 can then be disabled
+        b_cache = b.cache
+        assert b_cache is not None
+        old = b.encrypt(b"old")  # B makes the encrypt entry (A never saw it)
+        assert b.decrypt(old) == b"old"  # ... and the decrypt entry of version 2
+        with KeyStack.local(keystore) as console:  # a change made outside any cache
+            console.rotate_key("local://a")  # version 3
+        fills = b_cache.provider_fills
+        b.encrypt(b"again")
+        assert b_cache.provider_fills == fills  # B has not looked: its recheck is far away
+        a.set_version_state("local://a?version=2", "disabled")
+        with pytest.raises(DecryptionError):
+            b.decrypt(old)  # B's cached version-2 data key is not used
+        fresh = b.encrypt(b"new")
+        assert b_cache.provider_fills == fills + 1
+        assert b.decrypt(fresh) == b"new"
