@@ -623,7 +623,12 @@ class KeyStack:
 
     def _changed(self, ref: KeyRef, metadata: KeyMetadata) -> KeyMetadata:
         """Drop the cached data keys a lifecycle change to ``ref`` affects."""
-        cache = self.cache  # built if configured: a shared cache tells the other processes
+        try:
+            cache = self.cache  # built if configured: a shared cache tells the other processes
+        except AureusError:
+            # The change is made; a cache that cannot be built fails the next operation
+            # that uses it, with its own error, rather than this one.
+            return metadata
         if cache is not None:
             cache.invalidate(ref.uri, metadata)
         return metadata
