@@ -273,3 +273,22 @@ def test_an_ordinary_key_added_to_a_split_message_is_refused(stack: KeyStack) ->
     for edks in ([*shares, ordinary.encrypted], [ordinary.encrypted, *shares]):
         with pytest.raises(DecryptionError, match="mixes key shares"):
             stack.decrypt(forged(edks), keys=["local://k0"])
+
+
+def test_key_group_messages_bypass_the_data_key_cache(tmp_path: Path) -> None:
+    config = {
+        "stack": {"threshold": 2, "key_groups": {"a": ["local://k0"], "b": ["local://k1"]}},
+        "providers": {"local": {"keystore": str(tmp_path / "ks")}},
+        "cache": {"backend": "memory"},
+    }
+    with KeyStack.from_dict(config) as stack:
+        for name in ("k0", "k1"):
+            stack.import_key(name, "aes-256", raw=os.urandom(32))
+        first, second = stack.encrypt(b"one"), stack.encrypt(b"two")
+        split_ids = {
+            parse(edk).split_id
+            for message in (first, second)
+            for edk in forge.read_header(message)[0].encrypted_data_keys
+        }
+        assert len(split_ids) == 2
+        assert stack.decrypt(second) == b"two"
