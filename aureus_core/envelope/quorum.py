@@ -8,14 +8,15 @@ ordinary encrypted data key of the message, with provider ID
     provider_info = binding || u16 len || inner provider ID || u16 len || inner provider info
     binding       = u8 version (1) || u8 threshold k || u8 groups n || u8 share index x (1..n)
                     || 16-byte split ID || u8 len || group name (UTF-8)
-    ciphertext    = the inner wrap's ciphertext
-    inner wrap    = the member key's provider wraps  "AQS1" || binding || share
+    ciphertext    = the inner wrap's ciphertext: the member key's wrap of the share, made
+                    with the message's context plus ("aureus-quorum", hex(binding))
 
-The split ID is random per data key, so it ties every share to one message;
-the share's own wrap repeats the binding, so a share moved to another message,
-index, group or threshold is refused before it is used, and the message's key
-commitment and header tag refuse any other mix.  Decrypt needs shares from
-``k`` distinct groups; two shares with one index never count twice.
+The split ID is random per data key, so it ties every share to one message.
+Because the binding is part of the share's wrap context, a provider that binds
+the context (local, AWS KMS, Cloud KMS) refuses a share moved to another
+message, index, group or threshold; the message's key commitment and header
+tag refuse any other mix.  Decrypt needs shares from ``k`` distinct groups;
+two shares with one index never count twice.
 """
 
 from __future__ import annotations
