@@ -112,6 +112,15 @@ class DecryptionError(AureusError):
         super().__init__(message)
 
 
+class NotAMessage(DecryptionError):
+    """The input is not an encrypted message at all (its first bytes say so).
+
+    Raised before any key is used, from bytes anyone can read, so it tells an
+    attacker nothing; the command line exits 2 for it and keeps 1 for
+    authentication failures.
+    """
+
+
 class SignatureError(AureusError):
     """A signature is malformed, or the key cannot be used to sign or verify it."""
 

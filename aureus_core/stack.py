@@ -41,6 +41,7 @@ from .envelope.message import (
 )
 from .envelope.message import encrypt_stream as _encrypt_stream
 from .envelope.rewrap import Rewrap, Write, parse_recipients, snapshot
+from .envelope.spool import DEFAULT_MEMORY_BOUND, SealedSpool
 from .envelope.suites import DEFAULT_SUITE, SIGNED_SUITE, CommitmentPolicy
 from .errors import AureusError, ConfigError, DecryptionError, UnsupportedOperation
 from .instrumented import InstrumentedProvider
@@ -85,10 +86,6 @@ def _required_hint(message: str, required: EncryptionContext) -> str:
         f"{message}; if it was encrypted with required encryption context (pairs "
         "authenticated but not stored), supply those pairs in context="
     )
-
-
-def _as_ref(key: str | KeyRef) -> KeyRef:
-    return KeyRef.parse(key)
 
 
 class KeyStack:
@@ -258,6 +255,16 @@ class KeyStack:
             raise UnsupportedOperation(ref.scheme, operation)
         return provider
 
+    def _ref(self, key: str | KeyRef) -> KeyRef:
+        """A key URI, or a bare name (``payments``, ``payments?version=2``) of the default provider.
+
+        Every method that takes an existing key resolves names this way, as
+        :meth:`create_key` does for a new one.
+        """
+        if isinstance(key, str) and key and "://" not in key:
+            return KeyRef.parse(f"{self.config.default_provider}://{key}")
+        return KeyRef.parse(key)
+
     def _split_name(self, name: str | KeyRef, provider: str | None) -> tuple[str, str]:
         if isinstance(name, KeyRef):
             if name.version is not None:
@@ -345,7 +352,7 @@ class KeyStack:
 
     def describe_key(self, key: str | KeyRef) -> KeyMetadata:
         """Return a key's metadata."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         with self._operation("describe", ref):
             return self._provider_for(ref, Capability.DESCRIBE, "describe_key").describe_key(ref)
 
@@ -370,7 +377,7 @@ class KeyStack:
 
     def rotate_key(self, key: str | KeyRef) -> KeyMetadata:
         """Add a new current version; old versions keep decrypting and verifying."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         if ref.version is not None:
             raise ConfigError(f"{ref.uri}: rotate a key, not a version (drop ?version=)")
         with self._operation("rotate", ref) as op:
@@ -380,7 +387,7 @@ class KeyStack:
 
     def replicate_key(self, key: str | KeyRef, region: str) -> KeyMetadata:
         """Copy a multi-region key into ``region``; returns the replica's metadata."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         if not isinstance(region, str) or not region.strip():
             raise ConfigError("replicate_key needs the target region, e.g. 'us-west-2'")
         with self._operation("replicate", ref) as op:
@@ -420,7 +427,7 @@ class KeyStack:
 
     def public_key(self, key: str | KeyRef) -> bytes:
         """The PEM public key of a signing key (current version unless the URI pins one)."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         with self._operation("public_key", ref):
             return self._provider_for(ref, Capability.PUBLIC_KEY, "public_key").public_key(ref)
 
@@ -428,7 +435,7 @@ class KeyStack:
 
     def _signing_ref(self, key: str | KeyRef | None) -> KeyRef:
         if key is not None:
-            return _as_ref(key)
+            return self._ref(key)
         if self.config.signing_key is None:
             raise ConfigError(
                 "no signing key given: pass key=URI or set [stack] signing_key in the config"
@@ -454,7 +461,7 @@ class KeyStack:
         """
         if key is not None:
             given = [key] if isinstance(key, (str, KeyRef)) else list(key)
-            anchors = tuple(_as_ref(k) for k in given)
+            anchors = tuple(self._ref(k) for k in given)
         elif self.config.verify_keys:
             anchors = self.config.verify_keys
         elif self.config.signing_key is not None:
@@ -589,7 +596,7 @@ class KeyStack:
         required_context: Collection[str] = (),
     ) -> MessageWriter:
         """Materials for one message; ``plaintext_bytes`` (when known) lets it use the cache."""
-        refs = [_as_ref(k) for k in keys] if keys else list(self.config.wrapping_keys)
+        refs = [self._ref(k) for k in keys] if keys else list(self.config.wrapping_keys)
         self.limits.check_recipients(len(refs))
         encryption_context = EncryptionContext.coerce(context)
         split_required(encryption_context, required_context)  # refuse a bad list early
@@ -719,7 +726,7 @@ class KeyStack:
         # context: unwrap with them, and the header tag must cover them.
         full, required = merge_supplied(stored, EncryptionContext.coerce(context))
         allowed = KeyFilter(
-            keys=tuple(_as_ref(k) for k in keys or ()),
+            keys=tuple(self._ref(k) for k in keys or ()),
             patterns=self.config.decrypt_allow,
             named=self.config.named_keys,
         )
@@ -788,6 +795,8 @@ class KeyStack:
         *,
         context: Mapping[str, str] | None = None,
         keys: Sequence[str | KeyRef] | None = None,
+        hold_signed: bool = False,
+        memory_bound: int = DEFAULT_MEMORY_BOUND,
     ) -> int:
         """Decrypt ``src`` into ``dst`` frame by frame; return the plaintext byte count.
 
@@ -795,12 +804,25 @@ class KeyStack:
         the last frame waits for the signature).  If this raises, what was
         written to ``dst`` is incomplete and must be discarded; the CLI writes
         to a temporary file and renames it only on success.
+
+        With ``hold_signed``, nothing of a signed message reaches ``dst``
+        until its signature has verified: the plaintext waits in memory up to
+        ``memory_bound`` bytes, then in an unnamed temporary file sealed under
+        a one-time key (:class:`~aureus_core.envelope.spool.SealedSpool`).
+        Use it when ``dst`` cannot be discarded (a pipe).
         """
         with self._operation("decrypt") as op:
             count = 0
-            for chunk in self._reader(src, context, keys, op).frames():
-                dst.write(chunk)
-                count += len(chunk)
+            reader = self._reader(src, context, keys, op)
+            if hold_signed and reader.header.suite.signed:
+                with SealedSpool(memory_bound) as spool:
+                    for chunk in reader.frames():
+                        spool.write(chunk)
+                    count = spool.release(dst)
+            else:
+                for chunk in reader.frames():
+                    dst.write(chunk)
+                    count += len(chunk)
             op.update(byte_count=count)
             return count
 
@@ -927,7 +949,7 @@ class KeyStack:
 
     def set_version_state(self, key: str | KeyRef, state: KeyState | str) -> KeyMetadata:
         """Enable or disable the version ``key`` pins (``URI?version=N``)."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         try:
             wanted = KeyState(state)
         except ValueError:
@@ -939,7 +961,7 @@ class KeyStack:
 
     def set_min_decryption_version(self, key: str | KeyRef, version: str) -> KeyMetadata:
         """Refuse unwrap and verify with versions of ``key`` older than ``version``."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         with self._operation("set_min_decryption_version", ref) as op:
             op.update(details=(("min_decryption_version", str(version)),))
             target = self._provider_for(ref, Capability.LIFECYCLE, "set_min_decryption_version")
@@ -947,7 +969,7 @@ class KeyStack:
 
     def destroy_version(self, key: str | KeyRef, *, confirm: bool = False) -> KeyMetadata:
         """Destroy the material of the version ``key`` pins, for good; needs ``confirm=True``."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         with self._operation("destroy_version", ref) as op:
             op.update(details=(("confirm", str(confirm).lower()),))
             target = self._provider_for(ref, Capability.LIFECYCLE, "destroy_version")

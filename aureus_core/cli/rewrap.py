@@ -67,7 +67,7 @@ def rewrap_command(
     stack = stack_of(ctx)
     context = pairs(contexts, "--context")
     try:
-        with input_stream(infile, progress) as src, output_stream(output) as dst:
+        with input_stream(infile, progress) as src, output_stream(output, binary=True) as dst:
             try:
                 stack.rewrap_stream(
                     src,
