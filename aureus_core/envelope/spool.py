@@ -78,14 +78,16 @@ class SealedSpool:
         return index.to_bytes(12, "big")
 
     def _seal(self, chunk: memoryview) -> None:
-        assert self._file is not None and self._aead is not None
+        assert self._file is not None
+        assert self._aead is not None
         sealed = self._aead.encrypt(self._nonce(self._records), bytes(chunk), None)
         self._file.write(_LENGTH.pack(len(sealed)) + sealed)
         self._records += 1
 
     def _opened(self) -> list[int] | None:
         """Walk the file once, checking every record; return the record lengths."""
-        assert self._file is not None and self._aead is not None
+        assert self._file is not None
+        assert self._aead is not None
         self._file.flush()
         self._file.seek(0)
         lengths: list[int] = []
