@@ -7,6 +7,27 @@ never contain key material, data keys or plaintext.
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("aureus_caller", default="api")
+
+
+def hint(api: str, cli: str) -> str:
+    """A remedy in the caller's terms: ``api`` for Python callers, ``cli`` under ``aureus``."""
+    return cli if _CALLER.get() == "cli" else api
+
+
+@contextmanager
+def speaking_to_cli() -> Iterator[None]:
+    """Within this block, :func:`hint` gives command-line remedies (the ``aureus`` command)."""
+    token = _CALLER.set("cli")
+    try:
+        yield
+    finally:
+        _CALLER.reset(token)
+
 
 class AureusError(Exception):
     """Root of every error Aureus raises."""

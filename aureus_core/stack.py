@@ -43,7 +43,14 @@ from .envelope.message import encrypt_stream as _encrypt_stream
 from .envelope.rewrap import Rewrap, Write, parse_recipients, snapshot
 from .envelope.spool import DEFAULT_MEMORY_BOUND, SealedSpool
 from .envelope.suites import DEFAULT_SUITE, SIGNED_SUITE, CommitmentPolicy
-from .errors import AureusError, ConfigError, DecryptionError, UnsupportedOperation
+from .errors import (
+    AureusError,
+    ConfigError,
+    DecryptionError,
+    PluginError,
+    UnsupportedOperation,
+    hint,
+)
 from .instrumented import InstrumentedProvider
 from .interfaces import (
     AuditSink,
@@ -84,7 +91,8 @@ def _required_hint(message: str, required: EncryptionContext) -> str:
         )
     return (
         f"{message}; if it was encrypted with required encryption context (pairs "
-        "authenticated but not stored), supply those pairs in context="
+        "authenticated but not stored), supply those pairs in "
+        + hint("context=", "--context KEY=VALUE")
     )
 
 
@@ -197,7 +205,12 @@ class KeyStack:
             return self._telemetry.instrument(self._guard(scheme, existing))
 
     def _create_provider(self, scheme: str) -> KeyProvider:
-        registration = self.host.key_providers.get(scheme)
+        try:
+            registration = self.host.key_providers.get(scheme)
+        except PluginError as error:
+            if scheme in self.config.providers:
+                raise PluginError(f"{self.config.source}: [providers.{scheme}]: {error}") from None
+            raise
         options = dict(self.config.providers.get(scheme, {}))
         options.pop(BREAKER_OPTION, None)
         credential_name = options.pop("credentials", None)
@@ -470,7 +483,9 @@ class KeyStack:
             anchors = ()
         if not anchors:
             raise ConfigError(
-                "no trusted key to verify against: pass key=URI (CLI: --key URI), or set "
+                "no trusted key to verify against: pass "
+                + hint("key=URI", "--key URI")
+                + ", or set "
                 "[stack] verify_keys or signing_key in the config; the key a signature "
                 "record names is never trusted on its own"
             )

@@ -19,7 +19,7 @@ from typing import IO, Any, NoReturn, TypeVar
 
 import click
 
-from ..errors import AureusError
+from ..errors import AureusError, speaking_to_cli
 from ..keys import KeyType
 from .atomic import atomic_output
 
@@ -129,6 +129,7 @@ def main(ctx: click.Context, config: str | None, debug: bool) -> None:
     state = State(config, debug)
     ctx.obj = state
     ctx.call_on_close(state.close)
+    ctx.with_resource(speaking_to_cli())
 
 
 def stack_of(ctx: click.Context) -> Any:

@@ -21,6 +21,7 @@ from ..errors import (
     ProviderUnavailable,
     Throttled,
     UnsupportedOperation,
+    hint,
 )
 from ..interfaces import Capability, GeneratesDataKeys, KeyProvider
 from ..keyref import KeyRef
@@ -124,7 +125,8 @@ def encryption_materials(
     """A fresh data key wrapped by every key in ``keys``; returns the wrapping versions too."""
     if not keys:
         raise ConfigError(
-            "no wrapping key: pass keys=[URI, ...] (--key URI) or set [stack] wrapping_keys"
+            f"no wrapping key: pass {hint('keys=[URI, ...]', '--key URI')} or set "
+            "[stack] wrapping_keys"
         )
     if len(set(keys)) != len(keys):
         raise ConfigError("the same wrapping key is listed twice")

@@ -205,3 +205,67 @@ def test_a_spool_file_altered_on_disk_releases_nothing(tmp_path: Path, where: st
         with out.open("wb") as dst, pytest.raises(DecryptionError, match="modified"):
             spool.release(dst)
         assert out.read_bytes() == b""
+
+
+def _config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "aureus.toml"
+    path.write_text(text)
+    return path
+
+
+def test_wrong_passphrase_names_the_variable_it_came_from(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(
+        tmp_path,
+        f"""
+[providers.local]
+keystore = "{tmp_path / "pks"}"
+scrypt_log_n = 10
+insecure_kdf_for_tests = true
+credentials = "pass"
+
+[credentials.pass]
+source = "env"
+variables = {{ passphrase = "TEAM_KEYSTORE_PASS" }}
+""",
+    )
+    monkeypatch.setenv("TEAM_KEYSTORE_PASS", "correct horse")
+    assert run("--config", str(config), "keys", "create", "k", "--type", "aes-256").exit_code == 0
+    monkeypatch.setenv("TEAM_KEYSTORE_PASS", "wrong horse")
+    result = run("--config", str(config), "keys", "describe", "k")
+    assert result.exit_code == 2
+    assert "wrong passphrase" in result.stderr
+    assert "TEAM_KEYSTORE_PASS" in result.stderr
+    assert "AUREUS_KEYSTORE_PASSPHRASE" not in result.stderr
+    assert "horse" not in result.stderr
+
+
+def test_a_misspelt_provider_section_says_where_and_what_was_meant(
+    run: Run, tmp_path: Path
+) -> None:
+    config = _config(tmp_path, f'[providers.lcoal]\nkeystore = "{tmp_path / "ks2"}"\n')
+    result = run("--config", str(config), "keys", "list")
+    assert result.exit_code == 2
+    assert f"{config}: [providers.lcoal]" in result.stderr
+    assert "did you mean 'local'?" in result.stderr
+    typo = run("keys", "describe", "locla://k")
+    assert "did you mean 'local'?" in typo.stderr
+
+
+def test_hints_speak_the_callers_language(run: Run, tmp_path: Path) -> None:
+    from aureus_core.errors import ConfigError
+    from aureus_core.stack import KeyStack
+
+    cli = run("encrypt", "-o", "m.bin", input=b"x")
+    assert cli.exit_code == 2
+    assert "--key URI" in cli.stderr
+    assert "keys=[" not in cli.stderr
+    unsigned = run("verify", "--signature", "AAAA", "-", input=b"x")
+    assert "--key URI" in unsigned.stderr
+    assert "key=URI" not in unsigned.stderr
+    with KeyStack.from_dict({"providers": {"local": {"keystore": str(tmp_path / "api")}}}) as stack:
+        with pytest.raises(ConfigError) as raised:
+            stack.encrypt(b"x")
+        assert "keys=[URI, ...]" in str(raised.value)
+        assert "--key" not in str(raised.value)
