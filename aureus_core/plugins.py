@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import difflib
 import enum
+import json
 import os
+import shlex
 import threading
 from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import attrs
 import pluggy
@@ -76,12 +79,43 @@ def _split_env(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
+def checkout_of(dist: metadata.Distribution) -> tuple[str, bool] | None:
+    """Where ``dist`` was installed from, if from a local directory: (path, editable).
+
+    Reads the installer's ``direct_url.json`` (PEP 610); a release installed
+    from a package index has none, or one naming an archive or VCS URL.
+    """
+    try:
+        raw = dist.read_text("direct_url.json")
+        record = json.loads(raw) if raw else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("dir_info"), dict):
+        return None
+    url = record.get("url")
+    if not isinstance(url, str) or not url.startswith("file:"):
+        return None
+    path = unquote(urlsplit(url).path)
+    return path, record["dir_info"].get("editable") is True
+
+
+def install_line(dist: metadata.Distribution, extras: list[str]) -> str:
+    """The ``pip install`` line that adds ``extras`` to ``dist`` where it was installed from."""
+    spec = f"[{','.join(extras)}]"
+    source = checkout_of(dist)
+    name = dist.metadata["Name"]
+    if source is None:
+        return f"pip install {shlex.quote(name + spec)}"
+    path, editable = source
+    line = f"pip install {'-e ' if editable else ''}{shlex.quote(path + spec)}"
+    return f"{line}  (from your checkout; from a package index: pip install {shlex.quote(name + spec)})"
+
+
 def _install_hint(ep: metadata.EntryPoint, error: BaseException) -> str | None:
     dist = getattr(ep, "dist", None)
-    dist_name = dist.metadata["Name"] if dist is not None else None
     extras = list(getattr(ep, "extras", []) or [])
-    if dist_name and extras:
-        return f"pip install '{dist_name}[{','.join(extras)}]'"
+    if dist is not None and extras:
+        return install_line(dist, extras)
     if isinstance(error, ModuleNotFoundError) and error.name:
         top = error.name.split(".")[0]
         return f"pip install {top}  (the distribution that provides module {top!r})"

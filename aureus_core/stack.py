@@ -47,6 +47,7 @@ from .errors import (
     AureusError,
     ConfigError,
     DecryptionError,
+    KeyExists,
     PluginError,
     UnsupportedOperation,
     hint,
@@ -342,14 +343,32 @@ class KeyStack:
         description: str = "",
         labels: Mapping[str, str] | None = None,
         provider: str | None = None,
+        if_not_exists: bool = False,
     ) -> KeyMetadata:
-        """Create a key; ``name`` is a bare name (default provider) or ``scheme://name``."""
+        """Create a key; ``name`` is a bare name (default provider) or ``scheme://name``.
+
+        With ``if_not_exists``, a key of that name and type that already
+        exists is returned instead of raising :class:`~aureus_core.errors.KeyExists` (one of
+        another type is still a :class:`~aureus_core.errors.ConfigError`), so setup code can run
+        more than once.
+        """
         scheme, key_name = self._split_name(name, provider)
         spec = (
             key_type
             if isinstance(key_type, KeySpec)
             else KeySpec(key_type=key_type, description=description, labels=labels or {})
         )
+        if if_not_exists:
+            try:
+                return self.create_key(KeyRef(scheme=scheme, key_id=key_name), spec)
+            except KeyExists:
+                existing = self.describe_key(KeyRef(scheme=scheme, key_id=key_name))
+                if existing.key_type is not spec.key_type:
+                    raise ConfigError(
+                        f"{existing.uri} exists with type {existing.key_type.value}, "
+                        f"not {spec.key_type.value}"
+                    ) from None
+                return existing
         with self._operation("create", KeyRef(scheme=scheme, key_id=key_name)) as op:
             target = self._provider_for(
                 KeyRef(scheme=scheme, key_id=key_name), Capability.CREATE, "create_key"
