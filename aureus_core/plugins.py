@@ -108,7 +108,8 @@ def install_line(dist: metadata.Distribution, extras: list[str]) -> str:
         return f"pip install {shlex.quote(name + spec)}"
     path, editable = source
     line = f"pip install {'-e ' if editable else ''}{shlex.quote(path + spec)}"
-    return f"{line}  (from your checkout; from a package index: pip install {shlex.quote(name + spec)})"
+    released = f"pip install {shlex.quote(name + spec)}"
+    return f"{line}  (from your checkout; from a package index: {released})"
 
 
 def _install_hint(ep: metadata.EntryPoint, error: BaseException) -> str | None:

@@ -117,8 +117,9 @@ def test_nox_fails_when_a_declared_interpreter_is_missing(tmp_path: Path) -> Non
     if shutil.which("python3.10", path=env["PATH"]):
         pytest.skip("python3.10 is on /usr/bin here")
     session = "tests(python='3.10', provider='local')"
+    nox = [sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), "-s", session]
     done = subprocess.run(
-        [sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), "-s", session],
+        nox,
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -127,8 +128,7 @@ def test_nox_fails_when_a_declared_interpreter_is_missing(tmp_path: Path) -> Non
     assert done.returncode != 0, done.stderr
     assert "Python interpreter 3.10 not found" in done.stderr
     allowed = subprocess.run(
-        [sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), "-s", session]
-        + ["--no-error-on-missing-interpreters"],
+        [*nox, "--no-error-on-missing-interpreters"],
         env=env,
         cwd=tmp_path,
         capture_output=True,
