@@ -143,15 +143,32 @@ def keys_replicate(ctx: click.Context, uri: str, region: str, as_json: bool) -> 
 @click.option(
     "--raw-key-file",
     type=click.Path(dir_okay=False, exists=True),
-    help="File holding raw AES key bytes (32 for aes-256).",
+    help="File holding raw AES key bytes (16, 24 or 32 for aes-128, aes-192, aes-256).",
 )
 @click.option(
     "--pem-file",
     type=click.Path(dir_okay=False, exists=True),
-    help="File holding an unencrypted PEM private key (ed25519, ecdsa-p256).",
+    help="File holding an unencrypted PEM private key (ed25519, ecdsa-p256, rsa-*), "
+    "or an RSA public key for a raw RSA key that only encrypts.",
 )
 @click.option(
     "--new-version", is_flag=True, help="Import as a new current version of an existing key."
+)
+@click.option(
+    "--namespace",
+    default=None,
+    help="Raw keyring key: the key namespace (provider ID) the other party's raw keyring uses.",
+)
+@click.option(
+    "--key-name",
+    default=None,
+    help="Raw keyring key: the key name the other party's raw keyring uses.",
+)
+@click.option(
+    "--padding",
+    type=click.Choice(["pkcs1", "oaep-sha1", "oaep-sha256", "oaep-sha384", "oaep-sha512"]),
+    default=None,
+    help="Raw RSA key: its padding (OAEP uses MGF1 with the same hash).",
 )
 @click.pass_context
 def keys_import(
@@ -161,13 +178,30 @@ def keys_import(
     raw_key_file: str | None,
     pem_file: str | None,
     new_version: bool,
+    namespace: str | None,
+    key_name: str | None,
+    padding: str | None,
 ) -> None:
-    """Import key material and print the key's URI."""
+    """Import key material and print the key's URI.
+
+    With --namespace and --key-name (and --padding for RSA) the key is a raw
+    keyring key: it reads and writes messages of the AWS Encryption SDK's raw
+    AES or raw RSA keyring configured with that key namespace and key name.
+    """
     if (raw_key_file is None) == (pem_file is None):
         raise click.UsageError("give exactly one of --raw-key-file or --pem-file")
     raw = Path(raw_key_file).read_bytes() if raw_key_file else None
     pem = Path(pem_file).read_bytes() if pem_file else None
-    metadata = stack_of(ctx).import_key(name, key_type, raw=raw, pem=pem, new_version=new_version)
+    metadata = stack_of(ctx).import_key(
+        name,
+        key_type,
+        raw=raw,
+        pem=pem,
+        new_version=new_version,
+        namespace=namespace,
+        key_name=key_name,
+        padding=padding,
+    )
     click.echo(metadata.uri)
 
 

@@ -22,6 +22,13 @@
       "mac": "<base64 HMAC of the canonical JSON of everything else>"
     }
 
+A raw keyring key (see :mod:`aureus_local.rawkeys`) also has a
+``"keyring"`` object: ``{"namespace": "...", "key_name": "...", "padding":
+null | "oaep-sha256" ..., "public_only": false}``; its type may then be
+``aes-128``, ``aes-192``, ``aes-256`` or ``rsa-2048/3072/4096``, and its
+material the AES key or the RSA key in DER.  Only version 3 documents may
+hold one (older Aureus releases refuse version 3 as newer, not as damaged).
+
 Version 2 added each version's lifecycle ``state`` (``enabled``, ``disabled``
 or ``destroyed``; a destroyed version has ``null`` nonce and ciphertext), its
 usage counters ``messages`` and ``bytes``, and each key's
@@ -50,6 +57,7 @@ from aureus_core.keys import KeyState, KeyType
 
 from .material import MATERIAL_SIZE, SUPPORTED_TYPES
 from .naming import is_valid_name
+from .rawkeys import RAW_TYPES, Padding, RawKeyring, check_text, sealed_sizes
 from .sealing import (
     NONCE_SIZE,
     SALT_SIZE,
@@ -133,6 +141,8 @@ class KeyRecord:
     versions: tuple[VersionRecord, ...]
     min_decryption_version: int | None = None
     """Versions below this one may not unwrap or verify (``None``: no minimum)."""
+    keyring: RawKeyring | None = None
+    """For a raw keyring key: its key namespace, key name and pinned padding."""
 
     def version(self, number: int) -> VersionRecord | None:
         """The record of version ``number``, if it exists."""
@@ -278,7 +288,17 @@ def parse_document(obj: Mapping[str, Any]) -> KeystoreDocument:
 
 
 def _key_json(record: KeyRecord) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if record.keyring is not None:
+        keyring = record.keyring
+        extra["keyring"] = {
+            "namespace": keyring.namespace,
+            "key_name": keyring.key_name,
+            "padding": None if keyring.padding is None else keyring.padding.value,
+            "public_only": keyring.public_only,
+        }
     return {
+        **extra,
         "type": record.key_type.value,
         "created_at": _time(record.created_at),
         "description": record.description,
@@ -311,20 +331,27 @@ def _parse_key(name: str, value: object, layout: int) -> KeyRecord:
     if not is_valid_name(name):
         raise FormatProblem(f"{where} has an invalid name")
     obj = _object(value, where)
-    _fields(
-        obj, _KEY_FIELDS_V1 if layout == 1 else {*_KEY_FIELDS_V1, "min_decryption_version"}, where
-    )
+    expected = _KEY_FIELDS_V1 if layout == 1 else {*_KEY_FIELDS_V1, "min_decryption_version"}
+    if layout >= 3 and "keyring" in obj:
+        expected = {*expected, "keyring"}
+    _fields(obj, expected, where)
     try:
         key_type = KeyType(obj["type"])
     except ValueError:
         key_type = None
-    if key_type not in SUPPORTED_TYPES:
+    keyring = _parse_keyring(where, obj["keyring"], key_type) if "keyring" in obj else None
+    if key_type not in (RAW_TYPES if keyring is not None else SUPPORTED_TYPES):
         raise FormatProblem(f"{where} has an unsupported type {obj['type']!r}")
     assert key_type is not None
     versions = obj["versions"]
     if not isinstance(versions, list) or not versions:
         raise FormatProblem(f"{where} has no versions")
-    records = tuple(_parse_version(where, i, v, layout) for i, v in enumerate(versions, start=1))
+    sizes = sealed_sizes(key_type) if keyring is not None else range(SEALED_SIZE, SEALED_SIZE + 1)
+    records = tuple(
+        _parse_version(where, i, v, layout, sizes) for i, v in enumerate(versions, start=1)
+    )
+    if keyring is not None and len(records) != 1:
+        raise FormatProblem(f"{where} is a raw keyring key with more than one version")
     labels = _object(obj["labels"], f"{where} labels")
     if not all(isinstance(v, str) for v in labels.values()):
         raise FormatProblem(f"{where} has a label that is not a string")
@@ -346,10 +373,31 @@ def _parse_key(name: str, value: object, layout: int) -> KeyRecord:
         current_version=current,
         versions=records,
         min_decryption_version=minimum,
+        keyring=keyring,
     )
 
 
-def _parse_version(where: str, expected: int, value: object, layout: int) -> VersionRecord:
+def _parse_keyring(where: str, value: object, key_type: KeyType | None) -> RawKeyring:
+    obj = _object(value, f"{where} keyring")
+    _fields(obj, {"namespace", "key_name", "padding", "public_only"}, f"{where} keyring")
+    try:
+        namespace = check_text(obj["namespace"], "key namespace")
+        key_name = check_text(obj["key_name"], "key name")
+        padding = None if obj["padding"] is None else Padding.parse(obj["padding"])
+    except Exception:  # ConfigError or a wrong JSON type: either way the file is wrong
+        raise FormatProblem(f"{where} has a malformed keyring") from None
+    public_only = obj["public_only"]
+    rsa = key_type is not None and key_type.value.startswith("rsa-")
+    if not isinstance(public_only, bool) or (padding is None) == rsa or (public_only and not rsa):
+        raise FormatProblem(f"{where} has a keyring that does not fit its type")
+    return RawKeyring(
+        namespace=namespace, key_name=key_name, padding=padding, public_only=public_only
+    )
+
+
+def _parse_version(
+    where: str, expected: int, value: object, layout: int, sizes: range
+) -> VersionRecord:
     where = f"{where} version {expected}"
     obj = _object(value, where)
     if layout == 1:
@@ -381,7 +429,7 @@ def _parse_version(where: str, expected: int, value: object, layout: int) -> Ver
             raise FormatProblem(f"{where} is destroyed but still holds material")
     else:
         nonce = _bytes(obj["nonce"], f"{where} nonce", NONCE_SIZE)
-        ciphertext = _bytes(obj["ciphertext"], f"{where} ciphertext", SEALED_SIZE)
+        ciphertext = _bytes(obj["ciphertext"], f"{where} ciphertext", sizes)
     return VersionRecord(
         version=expected,
         created_at=_parse_time(obj["created_at"], f"{where} created_at"),
@@ -435,14 +483,14 @@ def _int(value: object, where: str, allowed: range) -> int:
     return value
 
 
-def _bytes(value: object, where: str, size: int) -> bytes:
+def _bytes(value: object, where: str, size: int | range) -> bytes:
     if not isinstance(value, str):
         raise FormatProblem(f"{where} is missing or not a base64 string")
     try:
         data = base64.b64decode(value.encode("ascii"), validate=True)
     except (UnicodeEncodeError, binascii.Error):
         raise FormatProblem(f"{where} is not valid base64") from None
-    if len(data) != size:
+    if len(data) not in (size if isinstance(size, range) else (size,)):
         raise FormatProblem(f"{where} has the wrong length")
     return data
 

@@ -84,6 +84,7 @@ from .document import (
 )
 from .generations import GenerationState
 from .naming import SCHEME, key_uri
+from .rawkeys import RawKeyring
 from .sealing import (
     DEFAULT_SCRYPT_LOG_N,
     MASTER_KEY_SIZE,
@@ -616,8 +617,12 @@ class Keystore:
         labels: tuple[tuple[str, str], ...],
         origin: str,
         created_at: datetime,
+        keyring: RawKeyring | None = None,
     ) -> KeyRecord:
-        """Store a new key with ``material`` as version 1; :class:`KeyExists` if taken."""
+        """Store a new key with ``material`` as version 1; :class:`KeyExists` if taken.
+
+        A raw keyring key's namespace and key name must be unused as well.
+        """
 
         def change(document: KeystoreDocument, sealer: Sealer) -> KeyRecord:
             if name in document.keys:
@@ -626,6 +631,8 @@ class Keystore:
                     "pick another name, or rotate the existing key to get new material",
                     provider=SCHEME,
                 )
+            if keyring is not None:
+                _check_keyring_unused(document, keyring)
             empty = KeyRecord(
                 name=name,
                 key_type=key_type,
@@ -634,6 +641,7 @@ class Keystore:
                 labels=labels,
                 current_version=0,
                 versions=(),
+                keyring=keyring,
             )
             return empty.with_version(
                 _seal_version(sealer, document, empty, 1, material, origin, created_at)
@@ -1080,6 +1088,22 @@ class Keystore:
             f"restore {KEYSTORE_FILE} (with its {MASTER_KEY_FILE}, if any) from a backup",
             provider=SCHEME,
         )
+
+
+def _check_keyring_unused(document: KeystoreDocument, keyring: RawKeyring) -> None:
+    """Refuse a second raw key under the same key namespace and key name."""
+    for record in document.keys.values():
+        other = record.keyring
+        if other is not None and (other.namespace, other.key_name) == (
+            keyring.namespace,
+            keyring.key_name,
+        ):
+            raise KeyExists(
+                f"key {key_uri(record.name)} already has key namespace {keyring.namespace!r} "
+                f"and key name {keyring.key_name!r}: a message names its wrapping key by these "
+                "two alone, so they must be unique in the keystore",
+                provider=SCHEME,
+            )
 
 
 def _with_usage(document: KeystoreDocument, usage: Usage) -> KeystoreDocument:

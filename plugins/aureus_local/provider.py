@@ -1,5 +1,10 @@
 """The ``local`` key provider: AES-256 wrapping and Ed25519 / ECDSA P-256 signing keys.
 
+Imported raw keyring keys (AES-128/192/256, RSA 2048-4096) wrap data keys
+under a key namespace and key name of the user's choosing, in the AWS
+Encryption SDK's raw AES / raw RSA keyring layouts (see
+:mod:`aureus_local.rawkeys`); they have a single version.
+
 Keys live in a :class:`~aureus_local.keystore.Keystore` directory and are
 named ``local://NAME`` (current version) or ``local://NAME?version=N``.
 Every key is versioned: rotation adds a version and makes it current, and
@@ -30,11 +35,11 @@ from aureus_core.errors import (
 )
 from aureus_core.interfaces import Capability, KeyMaterial, KeyProviderBase
 from aureus_core.keyref import KeyRef
-from aureus_core.keys import KeyMetadata, KeySpec, KeyState, KeyType, KeyVersion
+from aureus_core.keys import KeyMetadata, KeyPurpose, KeySpec, KeyState, KeyType, KeyVersion
 from aureus_core.sensitive import Secret
 from aureus_core.signature import Signature
 
-from . import macs, signing, wrapping
+from . import macs, rawkeys, signing, wrapping
 from . import material as key_material
 from .document import KeyRecord, VersionRecord
 from .keystore import (
@@ -178,6 +183,7 @@ class LocalKeyProvider(KeyProviderBase):
     def rotate_key(self, key: KeyRef) -> KeyMetadata:
         """Add a version with fresh material of the same type and make it current."""
         record, _ = self._find(key)
+        _refuse_raw_versions(record, "rotated")
         rotated = self._keystore.add_version(
             record.name,
             lambda stored: key_material.generate(stored.key_type),
@@ -189,8 +195,18 @@ class LocalKeyProvider(KeyProviderBase):
     def import_key(
         self, name: str, spec: KeySpec, material: KeyMaterial, *, new_version: bool = False
     ) -> KeyMetadata:
-        """Import raw AES-256 bytes or a PEM private key, as a new key or a new version."""
+        """Import raw AES-256 bytes or a PEM private key, as a new key or a new version.
+
+        With the key options ``namespace``, ``key_name`` (and ``padding`` for
+        RSA) the key becomes a raw keyring key: AES-128/192/256 raw bytes, or
+        an RSA 2048/3072/4096 PEM private key (or public key, to wrap only).
+        """
         name = check_name(name)
+        keyring = rawkeys.keyring_from_options(
+            KeyType.parse(spec.key_type), dict(spec.options), material
+        )
+        if keyring is not None:
+            return self._import_raw(name, spec, keyring, material, new_version=new_version)
         key_type = self._check_spec(spec)
         stored = key_material.from_import(key_type, material)
         if not new_version:
@@ -206,6 +222,7 @@ class LocalKeyProvider(KeyProviderBase):
             return self._metadata(record)
 
         def same_type(existing: KeyRecord) -> bytes:
+            _refuse_raw_versions(existing, "given new versions")
             if existing.key_type is not key_type:
                 raise ConfigError(
                     f"key {key_uri(name)} is an {existing.key_type.value} key; a new version "
@@ -226,6 +243,12 @@ class LocalKeyProvider(KeyProviderBase):
         Disabled versions and those below the minimum still export their
         public key; a destroyed version has none (:class:`KeyDisabled`).
         """
+        snapshot, record, version = self._locate(key)
+        if record.keyring is not None:
+            if version.destroyed:
+                _check_usable(record, version)
+            material = snapshot.material(record, version)
+            return rawkeys.public_key_pem(record.key_type, record.keyring, material)
         private, _, _ = self._signing_key(key, "it has no public key", usable=False)
         return key_material.public_key_pem(private)
 
@@ -278,6 +301,28 @@ class LocalKeyProvider(KeyProviderBase):
         rotate the key).
         """
         snapshot, record, version = self._locate(key, usable=True)
+        if record.keyring is not None:
+            if record.key_type in rawkeys.AES_TYPES:  # random GCM IVs: the same bound applies
+                try:
+                    self._keystore.reserve_wrap(record.name, version.version)
+                except KeyDisabled as error:
+                    raise KeyDisabled(
+                        f"{key_uri(record.name)} has made the most wraps one AES-GCM key may "
+                        "make with random 96-bit IVs (NIST SP 800-38D); a raw keyring key "
+                        "cannot be rotated: import a new key under a new key name and wrap "
+                        "with it",
+                        provider=SCHEME,
+                        code=error.code,
+                    ) from None
+            encrypted = rawkeys.wrap(
+                record.key_type,
+                record.keyring,
+                snapshot.material(record, version),
+                bytes(data_key),
+                EncryptionContext.coerce(context),
+            )
+            self._keystore.record_use(record.name, version.version)
+            return WrappedKey(key=key_ref(record.name, version.version), encrypted=encrypted)
         if record.key_type is not KeyType.AES_256:
             raise ConfigError(
                 f"key {key_uri(record.name)} is an {record.key_type.value} signing key; "
@@ -311,11 +356,17 @@ class LocalKeyProvider(KeyProviderBase):
         """
         try:
             name, pinned = parse_ref(key)
+            if encrypted.provider_id != wrapping.PROVIDER_ID:
+                return self._unwrap_raw(name, pinned, encrypted, EncryptionContext.coerce(context))
             named = wrapping.parse_info(encrypted)
             if named is None or named[0] != name or pinned not in (None, named[1]):
                 raise DecryptionError()
             snapshot, record, version = self._locate(key_ref(*named))
-            if record.key_type is not KeyType.AES_256 or version.destroyed:
+            if (
+                record.key_type is not KeyType.AES_256
+                or version.destroyed
+                or record.keyring is not None
+            ):
                 raise DecryptionError()
             data_key = wrapping.unwrap(
                 snapshot.material(record, version),
@@ -345,6 +396,11 @@ class LocalKeyProvider(KeyProviderBase):
         A version that may not unwrap may not compute MACs either.
         """
         snapshot, record, version = self._locate(key, usable=True)
+        if record.keyring is not None:
+            raise ConfigError(
+                f"key {key_uri(record.name)} is a raw keyring key; it only wraps data keys "
+                "(in the raw keyring layout): compute MACs with an aes-256 key created here"
+            )
         if record.key_type is not KeyType.AES_256:
             raise ConfigError(
                 f"key {key_uri(record.name)} is an {record.key_type.value} signing key; "
@@ -353,12 +409,23 @@ class LocalKeyProvider(KeyProviderBase):
         return macs.mac(snapshot.material(record, version), bytes(message))
 
     def owner_of(self, encrypted: EncryptedDataKey) -> KeyRef | None:
-        """``local://NAME?version=V`` if a key of this keystore wrapped ``encrypted``."""
+        """``local://NAME?version=V`` if a key of this keystore wrapped ``encrypted``.
+
+        An ``aureus-local`` encrypted data key names its key and version; any
+        other provider ID is claimed only by a raw keyring key whose key
+        namespace it is and whose key name and layout the provider info
+        carries, and which can unwrap (not a public-key-only RSA key).
+        """
+        if encrypted.provider_id != wrapping.PROVIDER_ID:
+            record = self._raw_owner(encrypted)
+            return None if record is None else key_ref(record.name, record.current_version)
         named = wrapping.parse_info(encrypted)
         if named is None:
             return None
         snapshot = self._keystore.snapshot()
         if snapshot is None or named[0] not in snapshot.keys:
+            return None
+        if snapshot.keys[named[0]].keyring is not None:
             return None
         return key_ref(*named)
 
@@ -474,6 +541,80 @@ class LocalKeyProvider(KeyProviderBase):
         """Flush the usage counters, then drop the cached document and decrypted material."""
         self._keystore.close()
 
+    # -- raw keyring keys --------------------------------------------------------
+
+    def _import_raw(
+        self,
+        name: str,
+        spec: KeySpec,
+        keyring: rawkeys.RawKeyring,
+        material: KeyMaterial,
+        *,
+        new_version: bool,
+    ) -> KeyMetadata:
+        key_type = KeyType.parse(spec.key_type)
+        if new_version:
+            raise ConfigError(
+                f"{key_uri(name)}: a raw keyring key has a single version (messages name it "
+                "by key namespace and key name only); import the new key under a new key "
+                "name instead"
+            )
+        record = self._keystore.add_key(
+            name,
+            key_type,
+            rawkeys.stored_material(key_type, keyring, material),
+            description=spec.description,
+            labels=spec.labels,
+            origin="imported",
+            created_at=self._now(),
+            keyring=keyring,
+        )
+        return self._metadata(record)
+
+    def _raw_owner(self, encrypted: EncryptedDataKey) -> KeyRecord | None:
+        """The raw keyring key that claims ``encrypted``, if any (and it can unwrap)."""
+        snapshot = self._keystore.snapshot()
+        if snapshot is None:
+            return None
+        for record in snapshot.keys.values():
+            keyring = record.keyring
+            if (
+                keyring is not None
+                and not keyring.public_only
+                and rawkeys.names(keyring, record.key_type, encrypted)
+            ):
+                return record
+        return None
+
+    def _unwrap_raw(
+        self,
+        name: str,
+        pinned: int | None,
+        encrypted: EncryptedDataKey,
+        context: EncryptionContext,
+    ) -> bytearray:
+        """Unwrap with the raw keyring key ``name`` (which must be the one the message names)."""
+        record = self._raw_owner(encrypted)
+        if record is None or record.name != name:
+            raise DecryptionError()
+        snapshot, record, version = self._locate(key_ref(name, pinned))
+        assert record.keyring is not None
+        if version.destroyed:
+            raise DecryptionError()
+        data_key = rawkeys.unwrap(
+            record.key_type,
+            record.keyring,
+            snapshot.material(record, version),
+            encrypted,
+            context,
+        )
+        try:  # authentic first: only then may the version's state be reported
+            _check_usable(record, version)
+        except KeyDisabled:
+            data_key[:] = bytes(len(data_key))
+            raise
+        return data_key
+
     # -- helpers -------------------------------------------------------------
 
     def _now(self) -> datetime:
@@ -530,6 +671,9 @@ class LocalKeyProvider(KeyProviderBase):
                 )
             )
         minimum = record.min_decryption_version
+        extra = {"origin": record.current.origin}
+        if record.keyring is not None:
+            extra.update(record.keyring.describe())
         return KeyMetadata(
             ref=key_ref(record.name),
             key_type=record.key_type,
@@ -540,7 +684,8 @@ class LocalKeyProvider(KeyProviderBase):
             min_decryption_version=None if minimum is None else str(minimum),
             description=record.description,
             labels=dict(record.labels),
-            extra={"origin": record.current.origin},
+            extra=extra,
+            usage=KeyPurpose.WRAP if record.keyring is not None else None,
         )
 
     def _find(self, key: KeyRef | str) -> tuple[KeyRecord, VersionRecord]:
@@ -560,6 +705,11 @@ class LocalKeyProvider(KeyProviderBase):
 
 def _refuse_aes(record: KeyRecord, refusal: str) -> None:
     """Raise :class:`ConfigError` if ``record`` is a wrapping key, not a signing key."""
+    if record.keyring is not None:
+        raise ConfigError(
+            f"key {key_uri(record.name)} is a raw keyring key; {refusal}: it only wraps "
+            "data keys; use an ed25519 or ecdsa-p256 key"
+        )
     if record.key_type is KeyType.AES_256:
         raise ConfigError(
             f"key {key_uri(record.name)} is an aes-256 wrapping key; {refusal}: "
@@ -576,6 +726,15 @@ def _pinned(key: KeyRef | str, verb: str) -> tuple[str, int]:
             "(`aureus keys describe` lists the versions)"
         )
     return name, number
+
+
+def _refuse_raw_versions(record: KeyRecord, what: str) -> None:
+    if record.keyring is not None:
+        raise ConfigError(
+            f"{key_uri(record.name)} is a raw keyring key and cannot be {what}: messages name "
+            "it by key namespace and key name alone, so it has one version; import a new key "
+            "under a new key name (and add it to the wrapping keys) instead"
+        )
 
 
 def _minimum_text(minimum: int | None) -> str:
