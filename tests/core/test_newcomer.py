@@ -136,3 +136,60 @@ def test_nox_fails_when_a_declared_interpreter_is_missing(tmp_path: Path) -> Non
     )
     assert allowed.returncode == 0, allowed.stderr
     assert "skipped" in allowed.stderr
+
+
+def test_a_local_command_imports_no_cloud_sdk(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUREUS_")}
+    env["AUREUS_KEYSTORE"] = str(tmp_path / "ks")
+    probe = (
+        "import sys\n"
+        "from aureus_core.cli import main\n"
+        "try:\n"
+        "    main(['keys', 'create', 'k', '--type', 'aes-256'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('boto3', 'botocore', 'google.cloud.kms', 'grpc', 'azure.keyvault',\n"
+        "         'azure.core')\n"
+        "print(','.join(sorted(m for m in heavy if m in sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.splitlines() == ["local://k", ""]
+    listing = subprocess.run(
+        [AUREUS, "plugins", "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    for plugin in json.loads(listing.stdout):  # the names are still all registered
+        if plugin["name"] in ("aws", "gcp", "azure") and plugin["status"] == "loaded":
+            assert plugin["registers"]["key_providers"]
+
+
+def test_a_plugin_whose_extra_is_not_installed_is_unavailable_before_import(
+    fake_dist, tmp_path: Path
+) -> None:
+    lazy = fake_dist(
+        """
+        from aureus_core.hookspecs import hookimpl
+
+        @hookimpl
+        def aureus_register_key_providers(registry):
+            def create(settings):
+                import aureus_no_such_sdk_xyz  # imported on first use only
+            registry.register("lazy-kms", create)
+        """,
+        extras="cloud",
+        dist="lazy-kms",
+    )
+    metadata_file = _dist_info(tmp_path, "lazy-kms") / "METADATA"
+    metadata_file.write_text(
+        metadata_file.read_text()
+        + "Provides-Extra: cloud\n"
+        + 'Requires-Dist: aureus-no-such-sdk-xyz>=1; extra == "cloud"\n'
+        + "Requires-Dist: attrs\n"  # a requirement of every install is not the extra's
+    )
+    host = PluginHost(environ=_only(lazy))
+    (info,) = [i for i in host.plugins() if i.name == lazy]
+    assert info.status is PluginStatus.UNAVAILABLE
+    assert info.reason == "not installed: aureus-no-such-sdk-xyz (needed by lazy-kms[cloud])"
+    assert info.install_hint == "pip install 'lazy-kms[cloud]'"
+    assert "lazy-kms" not in host.key_providers
