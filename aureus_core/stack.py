@@ -964,7 +964,10 @@ class KeyStack:
                 stacklevel=3,
             )
         with self._operation("rewrap") as op:
-            rewrap = Rewrap(self.provider, parse_recipients(to_keys, self.limits), self.limits)
+            named = (
+                to_keys if isinstance(to_keys, (str, KeyRef)) else [self._ref(k) for k in to_keys]
+            )
+            rewrap = Rewrap(self.provider, parse_recipients(named, self.limits), self.limits)
             reader = self._reader(source, context, keys, op)
             rewrap.prepare(reader)
             op.update(details=(*op.get("details", ()), *rewrap.details()))

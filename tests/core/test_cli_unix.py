@@ -269,3 +269,12 @@ def test_hints_speak_the_callers_language(run: Run, tmp_path: Path) -> None:
             stack.encrypt(b"x")
         assert "keys=[URI, ...]" in str(raised.value)
         assert "--key" not in str(raised.value)
+
+
+def test_rewrap_of_something_that_is_not_a_message_exits_2(run: Run, tmp_path: Path) -> None:
+    run("keys", "create", "k", "--type", "aes-256")
+    (tmp_path / "notes.txt").write_text("meeting notes\n")
+    result = run("rewrap", "--to", "k", "-o", "out.bin", "notes.txt")
+    assert result.exit_code == 2
+    assert "'notes.txt' is not an encrypted message: it starts with text" in result.stderr
+    assert not (tmp_path / "out.bin").exists()
