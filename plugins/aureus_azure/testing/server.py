@@ -92,9 +92,10 @@ def write_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
 class LocalServer:
     """Serves ``handler`` on 127.0.0.1 (an ephemeral port) over HTTPS, or plain HTTP."""
 
-    def __init__(self, handler: Handler, *, tls: bool = True) -> None:
+    def __init__(self, handler: Handler, *, tls: bool = True, port: int = 0) -> None:
         self._handler = handler
         self._tls = tls
+        self._port = port
         self._directory: tempfile.TemporaryDirectory[str] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -111,7 +112,7 @@ class LocalServer:
 
     def start(self) -> None:
         """Bind, make the certificate and serve from a daemon thread."""
-        server = ThreadingHTTPServer((HOST, 0), _make_handler_class(self._handler))
+        server = ThreadingHTTPServer((HOST, self._port), _make_handler_class(self._handler))
         server.daemon_threads = True
         if self._tls:
             self._directory = tempfile.TemporaryDirectory(prefix="aureus-tls-")
