@@ -1,4 +1,11 @@
-"""Run the Cloud KMS emulator in the foreground: ``python -m aureus_gcp.testing --port 8787``."""
+"""Run the Cloud KMS emulator in the foreground: ``python -m aureus_gcp.testing --port 8787``.
+
+The first line printed is the endpoint (``127.0.0.1:PORT``); then one
+``NAME=VALUE`` line per environment variable a client needs
+(``CLOUDKMS_EMULATOR_HOST``, and with ``--transport tls`` the CA file as
+``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``), then an empty line.  SIGTERM or Ctrl-C
+stops the server, removes the CA file and exits with status 0.
+"""
 
 from __future__ import annotations
 
@@ -20,9 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8787, help="port; 0 picks a free one (8787)")
     parser.add_argument(
         "--transport",
-        choices=("insecure", "local"),
+        choices=("insecure", "local", "tls"),
         default="insecure",
-        help="plain gRPC, or gRPC local TCP credentials (insecure)",
+        help="plain gRPC, gRPC local TCP credentials, or TLS with a CA made at start (insecure)",
     )
     parser.add_argument(
         "--key",
@@ -50,7 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     with emulator:
-        print(emulator.endpoint, flush=True)
+        lines = [emulator.endpoint]
+        lines += [f"{name}={value}" for name, value in emulator.environment().items()]
+        print("\n".join(lines) + "\n", flush=True)
         print(
             f"Cloud KMS emulator ({args.transport}) listening on {emulator.endpoint}; "
             "Ctrl-C stops it.",
