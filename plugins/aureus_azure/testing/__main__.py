@@ -9,6 +9,7 @@ certificate and exits with status 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -34,6 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="the bearer token to accept (default: a random one, printed at start)",
     )
+    parser.add_argument(
+        "--faults",
+        action="store_true",
+        help="start a fault-injection control endpoint (printed as AUREUS_FAULTS_URL)",
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be from 0 to 65535, not {args.port}")
@@ -47,9 +53,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with KeyVaultEmulator(kind=args.kind, port=args.port, token=args.token) as emulator:
+    with (
+        KeyVaultEmulator(kind=args.kind, port=args.port, token=args.token) as emulator,
+        contextlib.ExitStack() as cleanup,
+    ):
         lines = [emulator.url]
         lines += [f"{name}={value}" for name, value in emulator.environment().items()]
+        if args.faults:
+            from aureus_core.testing.faults import FaultInjector
+
+            injector = cleanup.enter_context(FaultInjector())
+            emulator.use_faults(injector)
+            lines.append(f"AUREUS_FAULTS_URL={injector.serve_control()}")
         print("\n".join(lines) + "\n", flush=True)
         print(
             f"Key Vault emulator ({args.kind}) on {emulator.url}; CA file {emulator.ca_file}; "

@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import attrs
@@ -43,6 +43,9 @@ from cryptography.hazmat.primitives.keywrap import (
 )
 
 from .server import LocalServer, Request, Response
+
+if TYPE_CHECKING:
+    from aureus_core.testing.faults import FaultInjector
 
 VAULT = "vault"
 MANAGED_HSM = "managedhsm"
@@ -166,6 +169,7 @@ class KeyVaultEmulator:
         self._keys: dict[str, list[_Version]] = {}
         self._policies: dict[str, dict[str, Any]] = {}
         self._fault: Fault | None = None
+        self._injector: FaultInjector | None = None
         self.requests: list[tuple[str, str]] = []
         """(method, path) of every request received, challenges and faults included."""
         self._server = LocalServer(self._handle, port=port)
@@ -307,6 +311,17 @@ class KeyVaultEmulator:
         with self._lock:
             self._fault = Fault(status=status, count=count, code=code)
 
+    def use_faults(self, injector: FaultInjector | None) -> None:
+        """Consult ``injector`` on every request (``None``: stop): its latency, then its faults.
+
+        Throttling is answered 429 ``Throttled`` with a ``Retry-After`` header
+        (the plan's ``retry_after``, 0 by default), as Key Vault sends one and
+        azure-core retries a throttled POST only when it does; server errors
+        are 503 ``ServiceUnavailable``, and drops close the connection unanswered.
+        """
+        with self._lock:
+            self._injector = injector
+
     def clear_faults(self) -> None:
         """Answer normally again."""
         with self._lock:
@@ -325,6 +340,32 @@ class KeyVaultEmulator:
     def _handle(self, request: Request) -> Response:
         with self._lock:
             self.requests.append((request.method, request.path))
+        with self._lock:
+            injector = self._injector
+        if injector is not None:
+            parts = [p for p in request.path.split("/") if p]
+            decision = injector.decide(parts[-1] if parts else request.method)
+            decision.wait()
+            outcome = decision.outcome.value
+            if outcome == "drop":
+                return Response(status=0)  # the server closes the connection unanswered
+            if outcome == "throttle":
+                retry_after = injector.plan.retry_after
+                return Response(
+                    status=429,
+                    body={
+                        "error": {
+                            "code": "Throttled",
+                            "message": "Request was not processed because too many requests "
+                            "were received. Reason: VaultRequestTypeLimitReached",
+                        }
+                    },
+                    headers={"Retry-After": f"{retry_after:g}"},
+                )
+            if outcome == "error":
+                return ServiceError(
+                    503, "ServiceUnavailable", "The service is temporarily unavailable."
+                ).response()
         fault = self._take_fault()
         if fault is not None:
             return ServiceError(

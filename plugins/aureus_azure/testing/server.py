@@ -45,7 +45,7 @@ class Request:
 
 @attrs.frozen(kw_only=True)
 class Response:
-    """What a handler answers."""
+    """What a handler answers (status 0: close the connection without answering)."""
 
     status: int
     body: Any = None
@@ -163,6 +163,9 @@ def _make_handler_class(handler: Handler) -> type[BaseHTTPRequestHandler]:
                     status=500,
                     body={"error": {"code": "InternalError", "message": type(error).__name__}},
                 )
+            if response.status == 0:  # a dropped connection: no answer at all
+                self.close_connection = True
+                return
             if isinstance(response.body, (bytes, str)):
                 payload = (
                     response.body.encode() if isinstance(response.body, str) else response.body

@@ -10,6 +10,7 @@ stops the server, removes the CA file and exits with status 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -39,6 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="create this ENCRYPT_DECRYPT CryptoKey (projects/P/locations/L/keyRings/R/"
         "cryptoKeys/K) and its key ring at start; repeatable",
     )
+    parser.add_argument(
+        "--faults",
+        action="store_true",
+        help="start a fault-injection control endpoint (printed as AUREUS_FAULTS_URL)",
+    )
     args = parser.parse_args(argv)
 
     from .emulator import CloudKmsEmulator
@@ -56,9 +62,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             emulator.create_key(name)
     except ValueError as error:
         parser.error(str(error))
-    with emulator:
+    with emulator, contextlib.ExitStack() as cleanup:
         lines = [emulator.endpoint]
         lines += [f"{name}={value}" for name, value in emulator.environment().items()]
+        if args.faults:
+            from aureus_core.testing.faults import FaultInjector
+
+            injector = cleanup.enter_context(FaultInjector())
+            emulator.use_faults(injector)
+            lines.append(f"AUREUS_FAULTS_URL={injector.serve_control()}")
         print("\n".join(lines) + "\n", flush=True)
         print(
             f"Cloud KMS emulator ({args.transport}) listening on {emulator.endpoint}; "

@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import google_crc32c
@@ -48,8 +48,8 @@ from google.cloud.kms_v1.services.key_management_service.transports import (
     KeyManagementServiceGrpcTransport,
 )
 from google.cloud.kms_v1.types import resources, service
-from google.cloud.location import locations_pb2
-from google.iam.v1 import iam_policy_pb2, policy_pb2
+from google.cloud.location import locations_pb2  # type: ignore[import-untyped]
+from google.iam.v1 import iam_policy_pb2, policy_pb2  # type: ignore[import-untyped]
 
 from .server import (
     INSECURE,
@@ -61,6 +61,9 @@ from .server import (
     client_channel,
 )
 from .tls import LoopbackCertificates
+
+if TYPE_CHECKING:
+    from aureus_core.testing.faults import FaultInjector
 
 Purpose = resources.CryptoKey.CryptoKeyPurpose
 Algorithm = resources.CryptoKeyVersion.CryptoKeyVersionAlgorithm
@@ -1349,6 +1352,7 @@ class CloudKmsEmulator:
         for methods in self._kms.mixin_rpcs().values():
             self._rpcs.update(methods)
         self._certificates: LoopbackCertificates | None = None
+        self._injector: FaultInjector | None = None
         self._faults: list[_Fault] = []
         self._corruptions: list[_Corruption] = []
         self._policy: Callable[[str, str, Mapping[str, str]], bool] | None = None
@@ -1583,6 +1587,16 @@ class CloudKmsEmulator:
             self._faults.clear()
             self._corruptions.clear()
 
+    def use_faults(self, injector: FaultInjector | None) -> None:
+        """Consult ``injector`` on every RPC (``None``: stop): its latency, then its faults.
+
+        Throttling is answered ``RESOURCE_EXHAUSTED`` and server errors and
+        drops ``UNAVAILABLE``, as Cloud KMS answers them; a dropped TCP
+        connection needs a :class:`~aureus_core.testing.faults.FaultProxy`.
+        """
+        with self._lock:
+            self._injector = injector
+
     def set_policy(self, policy: Callable[[str, str, Mapping[str, str]], bool] | None) -> None:
         """Decide each RPC by ``policy(method, resource, metadata)``; ``False``: PERMISSION_DENIED.
 
@@ -1623,6 +1637,18 @@ class CloudKmsEmulator:
                 self._last_authorization = token
             fault = self._take(self._faults, method)
             policy = self._policy
+            injector = self._injector
+        if injector is not None:
+            decision = injector.decide(method)
+            decision.wait()
+            if decision.outcome.value == "throttle":
+                raise RpcError(
+                    Code.RESOURCE_EXHAUSTED,
+                    "Quota exceeded for quota metric 'Cryptographic requests' and limit "
+                    "'Cryptographic requests per minute' of service 'cloudkms.googleapis.com'.",
+                )
+            if decision.outcome.value in ("error", "drop"):
+                raise RpcError(Code.UNAVAILABLE, "The service is currently unavailable.")
         if fault is not None:
             raise RpcError(fault.code, fault.message)
         if policy is not None and not policy(method, resource, metadata):

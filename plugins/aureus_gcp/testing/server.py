@@ -87,7 +87,7 @@ def _deserializer(message_type: Any) -> Callable[[bytes], Any]:
 def _serializer(message_type: Any) -> Callable[[Any], bytes]:
     if hasattr(message_type, "serialize"):  # proto-plus
         return message_type.serialize  # type: ignore[no-any-return]
-    return lambda message: message.SerializeToString()  # type: ignore[no-any-return]
+    return lambda message: message.SerializeToString()
 
 
 class GrpcServer:

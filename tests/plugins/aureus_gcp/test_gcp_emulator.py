@@ -859,7 +859,7 @@ def test_python_dash_m_runs_the_emulator():
 
 
 def test_locations_import_jobs_and_iam_answer_as_the_service_does(client):
-    from google.iam.v1 import policy_pb2
+    from google.iam.v1 import policy_pb2  # type: ignore[import-untyped]
 
     answer = client.list_locations(request={"name": "projects/aureus-test"})
     ids = [location.location_id for location in answer.locations]
