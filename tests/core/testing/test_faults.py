@@ -123,3 +123,29 @@ def test_the_tcp_proxy_adds_latency_and_drops_connections(echo_server: str) -> N
         FaultProxy("nowhere")
     with pytest.raises(ValueError, match="protocol"):
         FaultProxy("127.0.0.1:1", protocol="smtp")
+
+
+def test_the_command_line_proxy_is_controlled_from_outside(echo_server: str) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aureus_core.testing.faults", "--upstream", echo_server],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        endpoint = process.stdout.readline().strip()
+        control = process.stdout.readline().strip().removeprefix("AUREUS_FAULTS_URL=")
+        assert _round_trip(endpoint, b"through") == b"through"
+        set_remote_plan(control, FaultPlan(drop=1.0))
+        assert _round_trip(endpoint, b"dropped") == b""
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)

@@ -76,3 +76,27 @@ def test_503_answers_are_an_outage_and_429_with_retry_after_is_honoured(
         assert time.monotonic() - started >= 0.3  # the SDK waited as Retry-After said
     finally:
         provider.close()
+
+
+def test_tls_passes_through_the_tcp_proxy_with_its_latency(
+    azure_key_vault: KeyVaultEmulator,
+) -> None:
+    from azure.keyvault.keys import KeyClient
+
+    from aureus_core.testing.faults import FaultProxy
+
+    azure_key_vault.clear_faults()
+    with FaultProxy(azure_key_vault.host) as proxy:
+        client = KeyClient(
+            f"https://{proxy.endpoint}",
+            azure_key_vault.credential(),
+            verify_challenge_resource=False,
+            connection_verify=azure_key_vault.ca_file,
+            retry_total=0,
+        )
+        created = client.create_ec_key("through-proxy")
+        proxy.injector.set_plan(FaultPlan(latency=0.1))
+        started = time.monotonic()
+        assert client.get_key("through-proxy").id == created.id
+        assert time.monotonic() - started >= 0.1
+        client.close()
