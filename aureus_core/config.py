@@ -75,7 +75,7 @@ _STACK_KEYS = {
     "commitment_policy",
     "decrypt_allow",
 }
-_PATH_OPTIONS = {"keystore", "path", "file", "token_file"}
+_PATH_OPTIONS = {"keystore", "path", "file", "token_file", "state_file"}
 
 
 @attrs.frozen(kw_only=True)

@@ -24,6 +24,8 @@ class KeyPurpose(str, enum.Enum):
 class KeyType(str, enum.Enum):
     """Key algorithms known to Aureus; each provider supports a subset."""
 
+    AES_128 = "aes-128"
+    AES_192 = "aes-192"
     AES_256 = "aes-256"
     ED25519 = "ed25519"
     ECDSA_P256 = "ecdsa-p256"
@@ -34,8 +36,12 @@ class KeyType(str, enum.Enum):
 
     @property
     def purpose(self) -> KeyPurpose:
-        """Wrapping for symmetric types, signing for the others."""
-        return KeyPurpose.WRAP if self is KeyType.AES_256 else KeyPurpose.SIGN
+        """Wrapping for symmetric types, signing for the others.
+
+        A key's own purpose may differ (an RSA key that wraps): see
+        :attr:`KeyMetadata.purpose`.
+        """
+        return KeyPurpose.WRAP if self in _SYMMETRIC else KeyPurpose.SIGN
 
     @classmethod
     def parse(cls, value: str | KeyType) -> KeyType:
@@ -47,6 +53,9 @@ class KeyType(str, enum.Enum):
         except ValueError:
             valid = ", ".join(t.value for t in cls)
             raise ConfigError(f"unknown key type {value!r}; choose one of: {valid}") from None
+
+
+_SYMMETRIC = frozenset({KeyType.AES_128, KeyType.AES_192, KeyType.AES_256})
 
 
 class KeyState(str, enum.Enum):
@@ -118,6 +127,8 @@ class KeyMetadata:
     labels: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_freeze_str_map)
     extra: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_freeze_str_map)
     """Provider-specific facts (origin, key manager, rotation status ...)."""
+    usage: KeyPurpose | None = None
+    """What the key is used for when its type alone does not say (an RSA key that wraps)."""
 
     @property
     def uri(self) -> str:
@@ -126,8 +137,8 @@ class KeyMetadata:
 
     @property
     def purpose(self) -> KeyPurpose:
-        """The key's purpose."""
-        return self.key_type.purpose
+        """The key's purpose: :attr:`usage` if set, else the one its type implies."""
+        return self.usage if self.usage is not None else self.key_type.purpose
 
     @property
     def algorithm(self) -> str:

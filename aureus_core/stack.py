@@ -236,6 +236,23 @@ class KeyStack:
             )
         return guarded
 
+    def _own_providers(self) -> list[KeyProvider]:
+        """The providers this stack is configured with or has loaded (for decrypt to ask).
+
+        A provider that cannot start is left out: decryption only asks.
+        """
+        with self._lock:
+            schemes = sorted(
+                {self.config.default_provider, *self.config.providers, *self._providers}
+            )
+        found: list[KeyProvider] = []
+        for scheme in schemes:
+            try:
+                found.append(self.provider(scheme))
+            except AureusError:
+                continue
+        return found
+
     def breaker(self, scheme: str) -> CircuitBreaker:
         """The circuit breaker in front of the provider for ``scheme``."""
         self.provider(scheme)
@@ -401,20 +418,39 @@ class KeyStack:
         new_version: bool = False,
         description: str = "",
         provider: str | None = None,
+        namespace: str | None = None,
+        key_name: str | None = None,
+        padding: str | None = None,
     ) -> KeyMetadata:
-        """Import raw symmetric material or a PEM private key (exactly one of them)."""
+        """Import raw symmetric material or a PEM key (exactly one of them).
+
+        ``namespace`` and ``key_name`` (with ``padding`` for RSA: ``pkcs1``,
+        ``oaep-sha1``, ``oaep-sha256``, ``oaep-sha384`` or ``oaep-sha512``)
+        import a raw keyring key: messages name it by that key namespace and
+        key name, as the AWS Encryption SDK's raw AES and raw RSA keyrings do.
+        An RSA public key alone (``pem=``) makes a key that wraps only.
+        """
         if (raw is None) == (pem is None):
             raise ConfigError("import_key needs exactly one of raw= (AES key bytes) or pem=")
-        scheme, key_name = self._split_name(name, provider)
-        spec = KeySpec(key_type=key_type, description=description)
+        scheme, local_name = self._split_name(name, provider)
+        options = {
+            option: value
+            for option, value in (
+                ("namespace", namespace),
+                ("key_name", key_name),
+                ("padding", padding),
+            )
+            if value is not None
+        }
+        spec = KeySpec(key_type=key_type, description=description, options=options)
         material = KeyMaterial(
             format="raw" if raw is not None else "pem",
             data=Secret(bytes(raw if raw is not None else pem or b"")),
         )
-        ref = KeyRef(scheme=scheme, key_id=key_name)
+        ref = KeyRef(scheme=scheme, key_id=local_name)
         with self._operation("import", ref) as op:
             target = self._provider_for(ref, Capability.IMPORT, "import_key")
-            metadata = target.import_key(key_name, spec, material, new_version=new_version)
+            metadata = target.import_key(local_name, spec, material, new_version=new_version)
             op.update(key_uri=metadata.uri, key_version=metadata.current_version)
             return metadata
 
@@ -739,7 +775,11 @@ class KeyStack:
         else:
             try:
                 data_key, used = unwrap_data_key(
-                    self.provider, header.encrypted_data_keys, full, allowed
+                    self.provider,
+                    header.encrypted_data_keys,
+                    full,
+                    allowed,
+                    self._own_providers,
                 )
             except DecryptionError as error:
                 raise DecryptionError(_required_hint(str(error), required)) from None

@@ -140,4 +140,11 @@ def inspect_command(ctx: click.Context, as_json: bool, infile: str) -> None:
         click.echo(f"  {name} = {value}")
     click.echo("encrypted data keys:")
     for recipient in info.recipients:
-        click.echo(f"  {recipient.provider_id}  {recipient.key}")
+        if recipient.keyring is not None:
+            kind = "raw AES" if recipient.keyring == "raw-aes" else "raw RSA"
+            click.echo(
+                f"  {recipient.provider_id}  {recipient.key}  ({kind} keyring: key namespace "
+                f"{recipient.provider_id!r}, key name {recipient.key!r})"
+            )
+        else:
+            click.echo(f"  {recipient.provider_id}  {recipient.key}")

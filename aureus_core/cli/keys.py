@@ -1,14 +1,22 @@
-"""``aureus keys``: create, list, describe, rotate, import and export public keys."""
+"""``aureus keys``: create, list, describe, rotate, import and export public keys.
+
+Also ``keys keystore-info`` and ``keys passphrase`` for providers that keep a
+keystore of their own (the local provider): they call the provider's
+``keystore_info()`` / ``change_passphrase()`` and refuse others clearly.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ..errors import ConfigError, KeyExists
+from ..errors import ConfigError, CredentialError, KeyExists, UnsupportedOperation
 from ..keys import KeyMetadata
+from ..sensitive import Secret
 from .app import KEY_TYPES, AureusGroup, main, pairs, stack_of
 
 
@@ -142,15 +150,32 @@ def keys_replicate(ctx: click.Context, uri: str, region: str, as_json: bool) -> 
 @click.option(
     "--raw-key-file",
     type=click.Path(dir_okay=False, exists=True),
-    help="File holding raw AES key bytes (32 for aes-256).",
+    help="File holding raw AES key bytes (16, 24 or 32 for aes-128, aes-192, aes-256).",
 )
 @click.option(
     "--pem-file",
     type=click.Path(dir_okay=False, exists=True),
-    help="File holding an unencrypted PEM private key (ed25519, ecdsa-p256).",
+    help="File holding an unencrypted PEM private key (ed25519, ecdsa-p256, rsa-*), "
+    "or an RSA public key for a raw RSA key that only encrypts.",
 )
 @click.option(
     "--new-version", is_flag=True, help="Import as a new current version of an existing key."
+)
+@click.option(
+    "--namespace",
+    default=None,
+    help="Raw keyring key: the key namespace (provider ID) the other party's raw keyring uses.",
+)
+@click.option(
+    "--key-name",
+    default=None,
+    help="Raw keyring key: the key name the other party's raw keyring uses.",
+)
+@click.option(
+    "--padding",
+    type=click.Choice(["pkcs1", "oaep-sha1", "oaep-sha256", "oaep-sha384", "oaep-sha512"]),
+    default=None,
+    help="Raw RSA key: its padding (OAEP uses MGF1 with the same hash).",
 )
 @click.pass_context
 def keys_import(
@@ -160,13 +185,30 @@ def keys_import(
     raw_key_file: str | None,
     pem_file: str | None,
     new_version: bool,
+    namespace: str | None,
+    key_name: str | None,
+    padding: str | None,
 ) -> None:
-    """Import key material and print the key's URI."""
+    """Import key material and print the key's URI.
+
+    With --namespace and --key-name (and --padding for RSA) the key is a raw
+    keyring key: it reads and writes messages of the AWS Encryption SDK's raw
+    AES or raw RSA keyring configured with that key namespace and key name.
+    """
     if (raw_key_file is None) == (pem_file is None):
         raise click.UsageError("give exactly one of --raw-key-file or --pem-file")
     raw = Path(raw_key_file).read_bytes() if raw_key_file else None
     pem = Path(pem_file).read_bytes() if pem_file else None
-    metadata = stack_of(ctx).import_key(name, key_type, raw=raw, pem=pem, new_version=new_version)
+    metadata = stack_of(ctx).import_key(
+        name,
+        key_type,
+        raw=raw,
+        pem=pem,
+        new_version=new_version,
+        namespace=namespace,
+        key_name=key_name,
+        padding=padding,
+    )
     click.echo(metadata.uri)
 
 
@@ -176,3 +218,74 @@ def keys_import(
 def keys_public_key(ctx: click.Context, uri: str) -> None:
     """Print the PEM public key of a signing key (pin a version with ?version=N)."""
     click.echo(stack_of(ctx).public_key(uri).decode("ascii"), nl=False)
+
+
+def _keystore_method(ctx: click.Context, scheme: str, method: str, what: str) -> Any:
+    provider = stack_of(ctx).provider(scheme)
+    call = getattr(provider, method, None)
+    if not callable(call):
+        raise UnsupportedOperation(scheme, what, "only the local provider keeps a keystore")
+    return call
+
+
+def _info_lines(info: dict[str, Any]) -> list[str]:
+    lines = [
+        f"keystore:     {info['directory']}",
+        f"keystore_id:  {info['keystore_id']}",
+        f"fingerprint:  {info['fingerprint']}",
+        f"generation:   {info['generation']}",
+        f"unlock:       {info['unlock']}"
+        + (f" (scrypt N=2**{info['scrypt_log_n']})" if info["scrypt_log_n"] else ""),
+        "",
+        "To refuse another or an older keystore, pin it in the configuration:",
+        "  [providers.local]",
+        f'  keystore_id = "{info["keystore_id"]}"',
+        f'  keystore_fingerprint = "{info["fingerprint"]}"',
+        f"  min_generation = {info['generation']}",
+    ]
+    return lines
+
+
+@keys_group.command("keystore-info")
+@click.option("--provider", "scheme", default="local", show_default=True, help="Provider scheme.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def keys_keystore_info(ctx: click.Context, scheme: str, as_json: bool) -> None:
+    """Show the keystore's ID, fingerprint and generation, to pin in the configuration."""
+    info = _keystore_method(ctx, scheme, "keystore_info", "keystore information")().to_dict()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        click.echo("\n".join(_info_lines(info)))
+
+
+@keys_group.command("passphrase")
+@click.option("--provider", "scheme", default="local", show_default=True, help="Provider scheme.")
+@click.option(
+    "--new-passphrase-env",
+    "variable",
+    default=None,
+    metavar="VAR",
+    help="Read the new passphrase from this environment variable (default: prompt twice).",
+)
+@click.pass_context
+def keys_passphrase(ctx: click.Context, scheme: str, variable: str | None) -> None:
+    """Re-seal a passphrase keystore under a new passphrase (atomically).
+
+    The current passphrase comes from the usual place (the provider's
+    credentials or AUREUS_KEYSTORE_PASSPHRASE).  Giving the same passphrase
+    again re-seals with a fresh salt at the current scrypt cost.
+    """
+    change = _keystore_method(ctx, scheme, "change_passphrase", "changing the passphrase")
+    if variable is not None:
+        new = os.environ.get(variable)
+        if not new:
+            raise CredentialError(f"environment variable {variable} is unset or empty")
+    else:
+        new = click.prompt("New passphrase", hide_input=True, confirmation_prompt=True, err=True)
+    info = change(Secret(new)).to_dict()
+    click.echo(
+        f"re-sealed keystore {info['directory']} (generation {info['generation']}); "
+        f"its fingerprint is now {info['fingerprint']}: update keystore_fingerprint "
+        "wherever it is pinned"
+    )

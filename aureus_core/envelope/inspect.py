@@ -18,6 +18,13 @@ class RecipientInfo:
     provider_id: str
     key: str
     """The wrapping key as recorded (a key name and version, an ARN ...)."""
+    keyring: str | None = None
+    """``raw-aes`` or ``raw-rsa`` when the provider ID is a raw keyring's key namespace.
+
+    Then :attr:`provider_id` is the key namespace and :attr:`key` the key name.
+    Told apart by layout alone: raw AES provider info ends with the tag and IV
+    lengths and the IV; anything else under a namespace is read as raw RSA.
+    """
 
 
 @attrs.frozen(kw_only=True)
@@ -56,23 +63,45 @@ class MessageInfo:
             "content_type": self.content_type,
             "frame_length": self.frame_length,
             "required_context_keys": self.required_context_keys,
-            "encrypted_data_keys": [
-                {"provider_id": r.provider_id, "key": r.key} for r in self.recipients
-            ],
+            "encrypted_data_keys": [_recipient_dict(r) for r in self.recipients],
         }
 
 
+def _recipient_dict(recipient: RecipientInfo) -> dict[str, str]:
+    entry = {"provider_id": recipient.provider_id, "key": recipient.key}
+    if recipient.keyring is not None:
+        entry.update(
+            keyring=recipient.keyring,
+            key_namespace=recipient.provider_id,
+            key_name=recipient.key,
+        )
+    return entry
+
+
 _RAW_AES_SUFFIX = (128).to_bytes(4, "big") + (12).to_bytes(4, "big")
+_PROVIDER_LAYOUTS = ("aws-kms", "aureus-")
+"""Provider IDs that name a provider's own layout, not a raw keyring's key namespace."""
+
+
+def _is_raw_aes(info: bytes) -> bool:
+    return len(info) > 20 and info[-20:-12] == _RAW_AES_SUFFIX
 
 
 def _describe_key(info: bytes) -> str:
     """The key name in provider info, dropping the raw AES keyring's tag/IV suffix."""
-    if len(info) > 20 and info[-20:-12] == _RAW_AES_SUFFIX:
+    if _is_raw_aes(info):
         info = info[:-20]
     try:
         return info.decode("utf-8")
     except UnicodeDecodeError:
         return info.hex()
+
+
+def _recipient(provider_id: str, info: bytes) -> RecipientInfo:
+    keyring = None
+    if not provider_id.startswith(_PROVIDER_LAYOUTS):
+        keyring = "raw-aes" if _is_raw_aes(info) else "raw-rsa"
+    return RecipientInfo(provider_id=provider_id, key=_describe_key(info), keyring=keyring)
 
 
 def inspect_message(
@@ -97,7 +126,6 @@ def inspect_message(
         content_type=CONTENT_TYPE_NAMES[header.content_type],
         frame_length=header.frame_length,
         recipients=tuple(
-            RecipientInfo(provider_id=edk.provider_id, key=_describe_key(edk.provider_info))
-            for edk in header.encrypted_data_keys
+            _recipient(edk.provider_id, edk.provider_info) for edk in header.encrypted_data_keys
         ),
     )

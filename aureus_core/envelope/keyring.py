@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 from collections.abc import Callable, Sequence
@@ -28,6 +29,10 @@ from .message import EncryptionMaterials, new_signing_key, signed_context
 from .suites import DEFAULT_SUITE, SIGNED_SUITE
 
 ProviderLookup = Callable[[str], KeyProvider]
+Claimants = Callable[[], Sequence[KeyProvider]]
+"""The providers a stack is configured with or has loaded, asked to claim other provider IDs."""
+RESERVED_PROVIDER_IDS = ("aureus-", "aws-kms")
+"""Provider ID prefixes that name a provider's own layout and are never a raw key namespace."""
 
 
 def scheme_for_provider_id(provider_id: str) -> str:
@@ -35,6 +40,8 @@ def scheme_for_provider_id(provider_id: str) -> str:
 
     Aureus providers write ``aureus-<scheme>``; a provider that follows an
     ecosystem layout uses that layout's ID as its scheme (``aws-kms``).
+    Other provider IDs (a raw keyring's key namespace) are not schemes: the
+    keyring asks the stack's own providers whether one holds such a key.
     """
     return provider_id[len("aureus-") :] if provider_id.startswith("aureus-") else provider_id
 
@@ -106,6 +113,53 @@ def _skip_reasons(skipped: dict[str, list[str]]) -> list[str]:
         more = f" and {len(uris) - len(shown)} more" if len(uris) > len(shown) else ""
         lines.append(f"not used: {', '.join(shown)}{more}: {why_not}")
     return lines
+
+
+@attrs.define
+class _Outcome:
+    """What the unwrap attempts of one message ran into, for the final error."""
+
+    refused: list[str] = attrs.field(factory=list)
+    skipped: dict[str, list[str]] = attrs.field(factory=dict)
+    """reason -> the keys it kept from their provider"""
+    operational: list[AureusError] = attrs.field(factory=list)
+
+    def attempt(
+        self,
+        provider: KeyProvider,
+        encrypted: EncryptedDataKey,
+        context: EncryptionContext,
+        allowed: KeyFilter,
+    ) -> tuple[bytearray, KeyRef] | bool:
+        """The data key and its key, else whether ``provider`` owned ``encrypted``."""
+        if Capability.WRAP not in provider.capabilities:
+            return False
+        try:
+            ref = provider.owner_of(encrypted)
+            why_not = allowed.refusal(ref, provider) if ref is not None else None
+        except (ProviderUnavailable, Throttled, AccessDenied, CredentialError) as error:
+            self.operational.append(error)
+            return True
+        except AureusError:
+            return False  # a key name the provider cannot even represent
+        if ref is None or ref.scheme != provider.scheme:
+            return False
+        if why_not is not None:
+            # Key IDs are not secrets; naming the key and the option that would allow it
+            # is what lets an operator fix a legitimate refusal.
+            self.skipped.setdefault(why_not, []).append(_shown(ref))
+            return True
+        try:
+            return provider.unwrap(ref, encrypted, context), ref
+        except KeyDisabled as error:
+            # A lifecycle refusal (disabled, below the minimum version) names the
+            # key and version, not anything secret: pass it on so it can be fixed.
+            self.refused.append(str(error))
+        except (ProviderUnavailable, Throttled, AccessDenied, CredentialError) as error:
+            self.operational.append(error)
+        except AureusError:
+            pass
+        return True
 
 
 def _shown(ref: KeyRef) -> str:
@@ -204,8 +258,16 @@ def unwrap_data_key(
     encrypted_data_keys: Sequence[EncryptedDataKey],
     context: EncryptionContext,
     allowed: KeyFilter,
+    claimants: Claimants | None = None,
 ) -> tuple[bytearray, KeyRef]:
     """Unwrap the first encrypted data key an allowed, reachable key can open.
+
+    Each encrypted data key goes to the provider its ID names by convention.
+    Only when that provider does not own it, and the ID is not a reserved
+    Aureus or AWS KMS ID (a raw keyring's key namespace, say), are the
+    ``claimants`` asked (the stack's configured and loaded providers); a
+    provider takes part only if :meth:`KeyProvider.owner_of` recognises one
+    of its own keys, so the ID never selects a provider by itself.
 
     A key ``allowed`` refuses is never sent to its provider; the final error
     names it with the reason.  A key that fails (wrong key, tampering, an
@@ -214,41 +276,26 @@ def unwrap_data_key(
     that error, since retrying or fixing access may help; otherwise one
     :class:`DecryptionError` that says nothing about why an unwrap failed.
     """
-    refused: list[str] = []
-    skipped: dict[str, list[str]] = {}  # reason -> the keys it kept from their provider
-    operational: list[AureusError] = []
+    outcome = _Outcome()
     for encrypted in encrypted_data_keys:
-        try:
-            provider = lookup(scheme_for_provider_id(encrypted.provider_id))
-        except AureusError:
+        convention: KeyProvider | None = None
+        with contextlib.suppress(AureusError):
+            convention = lookup(scheme_for_provider_id(encrypted.provider_id))
+        owned = False
+        if convention is not None:
+            result = outcome.attempt(convention, encrypted, context, allowed)
+            if isinstance(result, tuple):
+                return result
+            owned = result
+        if owned or claimants is None or encrypted.provider_id.startswith(RESERVED_PROVIDER_IDS):
             continue
-        if Capability.WRAP not in provider.capabilities:
-            continue
-        try:
-            ref = provider.owner_of(encrypted)
-            why_not = allowed.refusal(ref, provider) if ref is not None else None
-        except (ProviderUnavailable, Throttled, AccessDenied, CredentialError) as error:
-            operational.append(error)
-            continue
-        except AureusError:
-            continue  # a key name the provider cannot even represent
-        if ref is None:
-            continue
-        if why_not is not None:
-            # Key IDs are not secrets; naming the key and the option that would allow it
-            # is what lets an operator fix a legitimate refusal.
-            skipped.setdefault(why_not, []).append(_shown(ref))
-            continue
-        try:
-            return provider.unwrap(ref, encrypted, context), ref
-        except KeyDisabled as error:
-            # A lifecycle refusal (disabled, below the minimum version) names the
-            # key and version, not anything secret: pass it on so it can be fixed.
-            refused.append(str(error))
-        except (ProviderUnavailable, Throttled, AccessDenied, CredentialError) as error:
-            operational.append(error)
-        except AureusError:
-            continue
+        for provider in claimants():
+            if convention is not None and provider.scheme == convention.scheme:
+                continue
+            result = outcome.attempt(provider, encrypted, context, allowed)
+            if isinstance(result, tuple):
+                return result
+    refused, skipped, operational = outcome.refused, outcome.skipped, outcome.operational
     if operational:
         raise operational[0]
     reasons = [*refused, *_skip_reasons(skipped)]

@@ -263,6 +263,7 @@ class _CanaryFlow:
                     "local": {
                         "keystore": str(directory),
                         "scrypt_log_n": 10,
+                        "insecure_kdf_for_tests": True,
                         "credentials": "leak-canary",
                     }
                 },

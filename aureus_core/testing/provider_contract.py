@@ -738,7 +738,10 @@ class KeyProviderContract:
         destroyed = provider.destroy_version(old.key, confirm=True)
         assert destroyed.version_info(old.key.version).state is KeyState.DESTROYED
         assert destroyed.current_version == rotated.current_version
-        with pytest.raises(KeyDisabled):
+        # A provider that authenticates a wrapped key before reporting the
+        # version's state cannot authenticate one of a destroyed version, and
+        # may answer with the same opaque DecryptionError as for a forgery.
+        with pytest.raises((KeyDisabled, DecryptionError)):
             provider.unwrap(old.key, old.encrypted, context)
         with pytest.raises((KeyDisabled, ConfigError)):
             provider.set_version_state(old.key, KeyState.ENABLED)

@@ -1,10 +1,11 @@
-"""The keystore document: its in-memory model and its JSON form (format version 2).
+"""The keystore document: its in-memory model and its JSON form (format version 3).
 
 ``keystore.json`` is one JSON object::
 
     {
-      "format": "aureus-local-keystore", "format_version": 2,
+      "format": "aureus-local-keystore", "format_version": 3,
       "keystore_id": "<32 hex digits>", "created_at": "<ISO 8601 UTC>",
+      "generation": 7,
       "master_key": {"source": "key-file"}
                   | {"source": "passphrase", "kdf": "scrypt",
                      "salt": "<base64>", "log_n": 15, "r": 8, "p": 1},
@@ -15,17 +16,27 @@
           "current_version": 2, "min_decryption_version": null,
           "versions": [{"version": 1, "created_at": "...", "origin": "generated",
                         "state": "enabled", "messages": 0, "bytes": 0,
-                        "nonce": "<base64>", "ciphertext": "<base64>"}, ...]
+                        "wraps_reserved": 0, "nonce": "<base64>", "ciphertext": "<base64>"}, ...]
         }
       },
       "mac": "<base64 HMAC of the canonical JSON of everything else>"
     }
 
+A raw keyring key (see :mod:`aureus_local.rawkeys`) also has a
+``"keyring"`` object: ``{"namespace": "...", "key_name": "...", "padding":
+null | "oaep-sha256" ..., "public_only": false}``; its type may then be
+``aes-128``, ``aes-192``, ``aes-256`` or ``rsa-2048/3072/4096``, and its
+material the AES key or the RSA key in DER.  Only version 3 documents may
+hold one (older Aureus releases refuse version 3 as newer, not as damaged).
+
 Version 2 added each version's lifecycle ``state`` (``enabled``, ``disabled``
 or ``destroyed``; a destroyed version has ``null`` nonce and ciphertext), its
 usage counters ``messages`` and ``bytes``, and each key's
-``min_decryption_version``.  Version 1 documents (without them) are still
-read; every write produces version 2.
+``min_decryption_version``.  Version 3 added the document's ``generation``
+(incremented by every write, so that an older copy can be recognised) and each
+version's ``wraps_reserved`` (an upper bound on the AES-GCM wraps ever made
+with it).  Version 1 and 2 documents are still read, as generation 0 with no
+wraps reserved; every write produces version 3.
 
 Parsing is strict (exact field sets, types and ranges) and raises
 :class:`FormatProblem`; the keystore turns that into ``KeystoreCorrupted``.
@@ -46,6 +57,7 @@ from aureus_core.keys import KeyState, KeyType
 
 from .material import MATERIAL_SIZE, SUPPORTED_TYPES
 from .naming import is_valid_name
+from .rawkeys import RAW_TYPES, Padding, RawKeyring, check_text, sealed_sizes
 from .sealing import (
     NONCE_SIZE,
     SALT_SIZE,
@@ -56,8 +68,8 @@ from .sealing import (
 )
 
 FORMAT_MARKER = "aureus-local-keystore"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 ORIGINS = ("generated", "imported")
 VERSION_STATES = (KeyState.ENABLED, KeyState.DISABLED, KeyState.DESTROYED)
 """The lifecycle states a stored key version can be in."""
@@ -88,6 +100,8 @@ class VersionRecord:
 
     ``nonce`` and ``ciphertext`` are ``None`` once the version is destroyed.
     ``messages`` and ``byte_count`` are its usage counters as last flushed.
+    ``wraps_reserved`` is never below the number of wraps ever made with the
+    version: processes reserve blocks of wraps here before making them.
     """
 
     version: int
@@ -98,6 +112,7 @@ class VersionRecord:
     state: KeyState = KeyState.ENABLED
     messages: int = 0
     byte_count: int = 0
+    wraps_reserved: int = 0
 
     @property
     def destroyed(self) -> bool:
@@ -126,6 +141,8 @@ class KeyRecord:
     versions: tuple[VersionRecord, ...]
     min_decryption_version: int | None = None
     """Versions below this one may not unwrap or verify (``None``: no minimum)."""
+    keyring: RawKeyring | None = None
+    """For a raw keyring key: its key namespace, key name and pinned padding."""
 
     def version(self, number: int) -> VersionRecord | None:
         """The record of version ``number``, if it exists."""
@@ -159,6 +176,8 @@ class KeystoreDocument:
     """How the master key comes from a passphrase; ``None`` for a key-file keystore."""
     verifier: bytes
     keys: Mapping[str, KeyRecord] = attrs.field(factory=dict)
+    generation: int = 0
+    """How many times the document was written (0: never by format version 3)."""
 
     def with_key(self, record: KeyRecord) -> KeystoreDocument:
         """A copy of the document with ``record`` added or replaced."""
@@ -182,6 +201,7 @@ def to_json(document: KeystoreDocument) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "keystore_id": document.keystore_id,
         "created_at": _time(document.created_at),
+        "generation": document.generation,
         "master_key": master,
         "verifier": _b64(document.verifier),
         "keys": {name: _key_json(document.keys[name]) for name in sorted(document.keys)},
@@ -246,13 +266,13 @@ def parse_header(obj: Mapping[str, Any]) -> tuple[str, ScryptParams | None, byte
 
 def parse_document(obj: Mapping[str, Any]) -> KeystoreDocument:
     """The full document model (call after the MAC has been checked)."""
-    _fields(
-        obj,
-        {"format", "format_version", "keystore_id", "created_at", "master_key", "verifier", "keys"},
-        "the document",
-    )
-    keystore_id, scrypt, verifier = parse_header(obj)
     layout = obj["format_version"]
+    fields = {"format", "format_version", "keystore_id", "created_at", "master_key", "verifier"}
+    _fields(obj, {*fields, "keys", *(["generation"] if layout >= 3 else [])}, "the document")
+    keystore_id, scrypt, verifier = parse_header(obj)
+    generation = 0
+    if layout >= 3:
+        generation = _int(obj["generation"], "generation", range(1, MAX_COUNT + 1))
     keys = {
         name: _parse_key(name, record, layout)
         for name, record in _object(obj["keys"], "keys").items()
@@ -263,11 +283,22 @@ def parse_document(obj: Mapping[str, Any]) -> KeystoreDocument:
         scrypt=scrypt,
         verifier=verifier,
         keys=keys,
+        generation=generation,
     )
 
 
 def _key_json(record: KeyRecord) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if record.keyring is not None:
+        keyring = record.keyring
+        extra["keyring"] = {
+            "namespace": keyring.namespace,
+            "key_name": keyring.key_name,
+            "padding": None if keyring.padding is None else keyring.padding.value,
+            "public_only": keyring.public_only,
+        }
     return {
+        **extra,
         "type": record.key_type.value,
         "created_at": _time(record.created_at),
         "description": record.description,
@@ -282,6 +313,7 @@ def _key_json(record: KeyRecord) -> dict[str, Any]:
                 "state": v.state.value,
                 "messages": v.messages,
                 "bytes": v.byte_count,
+                "wraps_reserved": v.wraps_reserved,
                 "nonce": None if v.nonce is None else _b64(v.nonce),
                 "ciphertext": None if v.ciphertext is None else _b64(v.ciphertext),
             }
@@ -299,20 +331,27 @@ def _parse_key(name: str, value: object, layout: int) -> KeyRecord:
     if not is_valid_name(name):
         raise FormatProblem(f"{where} has an invalid name")
     obj = _object(value, where)
-    _fields(
-        obj, _KEY_FIELDS_V1 if layout == 1 else {*_KEY_FIELDS_V1, "min_decryption_version"}, where
-    )
+    expected = _KEY_FIELDS_V1 if layout == 1 else {*_KEY_FIELDS_V1, "min_decryption_version"}
+    if layout >= 3 and "keyring" in obj:
+        expected = {*expected, "keyring"}
+    _fields(obj, expected, where)
     try:
         key_type = KeyType(obj["type"])
     except ValueError:
         key_type = None
-    if key_type not in SUPPORTED_TYPES:
+    keyring = _parse_keyring(where, obj["keyring"], key_type) if "keyring" in obj else None
+    if key_type not in (RAW_TYPES if keyring is not None else SUPPORTED_TYPES):
         raise FormatProblem(f"{where} has an unsupported type {obj['type']!r}")
     assert key_type is not None
     versions = obj["versions"]
     if not isinstance(versions, list) or not versions:
         raise FormatProblem(f"{where} has no versions")
-    records = tuple(_parse_version(where, i, v, layout) for i, v in enumerate(versions, start=1))
+    sizes = sealed_sizes(key_type) if keyring is not None else range(SEALED_SIZE, SEALED_SIZE + 1)
+    records = tuple(
+        _parse_version(where, i, v, layout, sizes) for i, v in enumerate(versions, start=1)
+    )
+    if keyring is not None and len(records) != 1:
+        raise FormatProblem(f"{where} is a raw keyring key with more than one version")
     labels = _object(obj["labels"], f"{where} labels")
     if not all(isinstance(v, str) for v in labels.values()):
         raise FormatProblem(f"{where} has a label that is not a string")
@@ -334,16 +373,39 @@ def _parse_key(name: str, value: object, layout: int) -> KeyRecord:
         current_version=current,
         versions=records,
         min_decryption_version=minimum,
+        keyring=keyring,
     )
 
 
-def _parse_version(where: str, expected: int, value: object, layout: int) -> VersionRecord:
+def _parse_keyring(where: str, value: object, key_type: KeyType | None) -> RawKeyring:
+    obj = _object(value, f"{where} keyring")
+    _fields(obj, {"namespace", "key_name", "padding", "public_only"}, f"{where} keyring")
+    try:
+        namespace = check_text(obj["namespace"], "key namespace")
+        key_name = check_text(obj["key_name"], "key name")
+        padding = None if obj["padding"] is None else Padding.parse(obj["padding"])
+    except Exception:  # ConfigError or a wrong JSON type: either way the file is wrong
+        raise FormatProblem(f"{where} has a malformed keyring") from None
+    public_only = obj["public_only"]
+    rsa = key_type is not None and key_type.value.startswith("rsa-")
+    if not isinstance(public_only, bool) or (padding is None) == rsa or (public_only and not rsa):
+        raise FormatProblem(f"{where} has a keyring that does not fit its type")
+    return RawKeyring(
+        namespace=namespace, key_name=key_name, padding=padding, public_only=public_only
+    )
+
+
+def _parse_version(
+    where: str, expected: int, value: object, layout: int, sizes: range
+) -> VersionRecord:
     where = f"{where} version {expected}"
     obj = _object(value, where)
     if layout == 1:
         _fields(obj, _VERSION_FIELDS_V1, where)
-    else:
+    elif layout == 2:
         _fields(obj, {*_VERSION_FIELDS_V1, "state", "messages", "bytes"}, where)
+    else:
+        _fields(obj, {*_VERSION_FIELDS_V1, "state", "messages", "bytes", "wraps_reserved"}, where)
     if obj["version"] != expected or isinstance(obj["version"], bool):
         raise FormatProblem(f"{where} is out of sequence")
     if obj["origin"] not in ORIGINS:
@@ -357,6 +419,9 @@ def _parse_version(where: str, expected: int, value: object, layout: int) -> Ver
     counters = range(0, MAX_COUNT + 1)
     messages = 0 if layout == 1 else _int(obj["messages"], f"{where} messages", counters)
     byte_count = 0 if layout == 1 else _int(obj["bytes"], f"{where} bytes", counters)
+    reserved = 0
+    if layout >= 3:
+        reserved = _int(obj["wraps_reserved"], f"{where} wraps_reserved", counters)
     nonce: bytes | None = None
     ciphertext: bytes | None = None
     if state is KeyState.DESTROYED:
@@ -364,7 +429,7 @@ def _parse_version(where: str, expected: int, value: object, layout: int) -> Ver
             raise FormatProblem(f"{where} is destroyed but still holds material")
     else:
         nonce = _bytes(obj["nonce"], f"{where} nonce", NONCE_SIZE)
-        ciphertext = _bytes(obj["ciphertext"], f"{where} ciphertext", SEALED_SIZE)
+        ciphertext = _bytes(obj["ciphertext"], f"{where} ciphertext", sizes)
     return VersionRecord(
         version=expected,
         created_at=_parse_time(obj["created_at"], f"{where} created_at"),
@@ -374,6 +439,7 @@ def _parse_version(where: str, expected: int, value: object, layout: int) -> Ver
         state=state,
         messages=messages,
         byte_count=byte_count,
+        wraps_reserved=reserved,
     )
 
 
@@ -417,14 +483,14 @@ def _int(value: object, where: str, allowed: range) -> int:
     return value
 
 
-def _bytes(value: object, where: str, size: int) -> bytes:
+def _bytes(value: object, where: str, size: int | range) -> bytes:
     if not isinstance(value, str):
         raise FormatProblem(f"{where} is missing or not a base64 string")
     try:
         data = base64.b64decode(value.encode("ascii"), validate=True)
     except (UnicodeEncodeError, binascii.Error):
         raise FormatProblem(f"{where} is not valid base64") from None
-    if len(data) != size:
+    if len(data) not in (size if isinstance(size, range) else (size,)):
         raise FormatProblem(f"{where} has the wrong length")
     return data
 

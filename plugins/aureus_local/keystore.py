@@ -20,6 +20,21 @@ merged into the document (added to whatever other processes have flushed)
 under the lock at most every ``usage_flush_interval`` seconds or
 ``usage_flush_operations`` uses, with every other write, and on
 :meth:`Keystore.close`.  Counts not yet flushed when a process dies are lost.
+
+AES-GCM wraps use random 96-bit IVs, so each key version may make at most
+``max_wraps_per_version`` of them (2**32, NIST SP 800-38D section 8.3).  That
+count must survive crashes, so it is not a usage counter: before wrapping, a
+process reserves a block of wraps in the document (``wraps_reserved``, written
+under the lock like any change) and wraps from that block; a crash loses the
+unused rest of the block, which stays counted, so the stored count is never
+below the real one.  Blocks start small and double (up to
+``WRAP_BLOCK_MAX``); :meth:`Keystore.close` hands the unused rest back.
+
+Every write raises the document's ``generation``.  A keystore refuses to load
+a document whose generation is below the highest this instance has seen,
+below the configured ``min_generation``, or below what the optional
+generation state file (:mod:`aureus_local.generations`) records; it refuses a
+document whose ID or fingerprint differs from the configured pins.
 """
 
 from __future__ import annotations
@@ -54,6 +69,7 @@ from aureus_core.errors import (
 from aureus_core.keys import KeyType
 from aureus_core.sensitive import Secret
 
+from .atomic import FILE_MODE, READ_FLAGS, write_new_file
 from .document import (
     FormatProblem,
     KeyRecord,
@@ -66,20 +82,34 @@ from .document import (
     render,
     to_json,
 )
+from .generations import GenerationState
 from .naming import SCHEME, key_uri
-from .sealing import MASTER_KEY_SIZE, SCRYPT_LOG_N_RANGE, ScryptParams, Sealer
+from .rawkeys import RawKeyring
+from .sealing import (
+    DEFAULT_SCRYPT_LOG_N,
+    MASTER_KEY_SIZE,
+    SCRYPT_LOG_N_RANGE,
+    STRONG_SCRYPT_LOG_N_RANGE,
+    ScryptParams,
+    Sealer,
+)
 
 KEYSTORE_FILE = "keystore.json"
 MASTER_KEY_FILE = "master.key"
 LOCK_FILE = "keystore.lock"
 PASSPHRASE_ENV = "AUREUS_KEYSTORE_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 DIRECTORY_MODE = 0o700
-FILE_MODE = 0o600
 DEFAULT_LOCK_TIMEOUT = 30.0
 USAGE_FLUSH_INTERVAL = 1.0
 """Seconds between flushes of the usage counters (at most; see :meth:`Keystore.record_use`)."""
 USAGE_FLUSH_OPERATIONS = 1000
 """Unflushed uses after which the usage counters are flushed regardless of time."""
+MAX_WRAPS_PER_VERSION = 2**32
+"""AES-GCM wraps one key version may make with random 96-bit IVs (NIST SP 800-38D 8.3)."""
+WRAP_BLOCK_MIN = 16
+"""The first block of wraps a process reserves for a key version."""
+WRAP_BLOCK_MAX = 2**16
+"""The largest block of wraps a process reserves at once (each next block doubles)."""
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -88,14 +118,6 @@ Usage = dict[tuple[str, int], tuple[int, int]]
 
 _TEMP_PREFIXES = (f".{KEYSTORE_FILE}.", f".{MASTER_KEY_FILE}.")
 _TEMP_SUFFIX = ".tmp"
-_NEW_FILE_FLAGS = (
-    os.O_WRONLY
-    | os.O_CREAT
-    | os.O_EXCL
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-)
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 FileSignature = tuple[int, int, int, int, int]
 """``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)``: when it changes, reload."""
@@ -181,11 +203,44 @@ class _Loaded:
     snapshot: Snapshot
 
 
+@attrs.frozen(kw_only=True)
+class KeystoreInfo:
+    """What an operator pins: the keystore's ID, fingerprint and generation."""
+
+    directory: Path
+    keystore_id: str
+    fingerprint: str
+    """Changes when the master key does (a new passphrase re-seals under a new one)."""
+    generation: int
+    unlock: str
+    """``key-file`` or ``passphrase``."""
+    scrypt_log_n: int | None
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict."""
+        return {
+            "directory": str(self.directory),
+            "keystore_id": self.keystore_id,
+            "fingerprint": self.fingerprint,
+            "generation": self.generation,
+            "unlock": self.unlock,
+            "scrypt_log_n": self.scrypt_log_n,
+        }
+
+
 class Keystore:
     """A keystore directory: verified reads (cached) and atomic, locked writes.
 
     Construction does no I/O; the directory is read on first use and created
     on the first write.  All methods are thread-safe.
+
+    ``keystore_id`` and ``fingerprint`` pin the keystore: a document with
+    another ID, or sealed under a master key that gives another fingerprint,
+    is refused, and so is creating a new keystore in place of a pinned one.
+    ``min_generation`` and the ``state_file`` (see
+    :mod:`aureus_local.generations`) refuse older copies of the document.
+    ``scrypt_log_n`` below 17 is refused unless ``insecure_kdf_for_tests``:
+    cheap scrypt is for test suites only.
     """
 
     def __init__(
@@ -193,21 +248,32 @@ class Keystore:
         directory: Path,
         *,
         passphrase: Secret[str] | None = None,
-        scrypt_log_n: int = 15,
+        scrypt_log_n: int = DEFAULT_SCRYPT_LOG_N,
+        insecure_kdf_for_tests: bool = False,
+        keystore_id: str | None = None,
+        fingerprint: str | None = None,
+        min_generation: int = 0,
+        state_file: Path | None = None,
+        max_wraps_per_version: int = MAX_WRAPS_PER_VERSION,
         clock: Callable[[], datetime] = utc_now,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         usage_flush_interval: float = USAGE_FLUSH_INTERVAL,
         usage_flush_operations: int = USAGE_FLUSH_OPERATIONS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        if (
-            not isinstance(scrypt_log_n, int)
-            or isinstance(scrypt_log_n, bool)
-            or scrypt_log_n not in SCRYPT_LOG_N_RANGE
+        self._scrypt_log_n = check_scrypt_log_n(scrypt_log_n, insecure=insecure_kdf_for_tests)
+        self._keystore_id_pin = _check_hex(keystore_id, "keystore_id", 32)
+        self._fingerprint_pin = _check_hex(fingerprint, "keystore_fingerprint", 32)
+        if not _is_count(min_generation):
+            raise ConfigError(
+                f"min_generation must be a whole number (0 or more), not {min_generation!r}"
+            )
+        if not _is_count(max_wraps_per_version) or not (
+            1 <= max_wraps_per_version <= MAX_WRAPS_PER_VERSION
         ):
             raise ConfigError(
-                f"scrypt_log_n must be a whole number from {SCRYPT_LOG_N_RANGE.start} "
-                f"to {SCRYPT_LOG_N_RANGE.stop - 1}, not {scrypt_log_n!r}"
+                f"max_wraps_per_version must be a whole number from 1 to {MAX_WRAPS_PER_VERSION} "
+                f"(the AES-GCM random-IV bound), not {max_wraps_per_version!r}"
             )
         if passphrase is not None and not passphrase.reveal():
             raise CredentialError(
@@ -218,7 +284,12 @@ class Keystore:
         self.path = self.directory / KEYSTORE_FILE
         self.master_key_path = self.directory / MASTER_KEY_FILE
         self._passphrase = passphrase
-        self._scrypt_log_n = scrypt_log_n
+        self._min_generation = min_generation
+        self._seen_generation = 0  # the highest generation this instance has loaded or written
+        self._state = (
+            None if state_file is None else GenerationState(state_file, lock_timeout=lock_timeout)
+        )
+        self._max_wraps = max_wraps_per_version
         self._clock = clock
         self._lock_timeout = lock_timeout
         # Writers queue on _write_lock (then on the file lock, across processes);
@@ -237,6 +308,10 @@ class Keystore:
         self._usage_flush_operations = usage_flush_operations
         self._monotonic = monotonic
         self._usage_flushed_at = monotonic()
+        # Wraps reserved in the document and not yet made, and the next block size.
+        self._wrap_lock = threading.Lock()
+        self._wraps_left: dict[tuple[str, int], int] = {}
+        self._wrap_block: dict[tuple[str, int], int] = {}
 
     def __repr__(self) -> str:
         mode = "passphrase" if self._passphrase is not None else "key file"
@@ -254,6 +329,8 @@ class Keystore:
                 signature = _signature(os.stat(self.path))
             except FileNotFoundError:
                 self._loaded = None
+                if self._pinned:
+                    raise self._missing_pinned() from None
                 return None
             if self._loaded is not None and self._loaded.signature == signature:
                 return self._loaded.snapshot
@@ -261,14 +338,97 @@ class Keystore:
             return None if read is None else self._adopt(*read)
 
     def close(self) -> None:
-        """Flush the usage counters, then forget the document, material and derived keys.
+        """Hand back unused wraps, flush the usage counters, then forget keys and caches.
 
-        A flush that fails is logged, not raised: closing always completes.
+        A write that fails is logged, not raised: closing always completes.
+        (Wraps not handed back stay counted as made: safe, only wasteful.)
         """
+        self._release_wraps_quietly()
         self._flush_usage_quietly()
         with self._state_lock:
             self._loaded = None
             self._derived = None
+
+    def info(self) -> KeystoreInfo:
+        """The keystore's ID, fingerprint and generation, to pin in the configuration."""
+        snapshot = self.snapshot()
+        if snapshot is None:
+            raise KeyNotFound(
+                f"keystore {self.directory} has no {KEYSTORE_FILE} yet: it is created with "
+                "the first key (`aureus keys create`)",
+                provider=SCHEME,
+            )
+        document = snapshot.document
+        return KeystoreInfo(
+            directory=self.directory,
+            keystore_id=document.keystore_id,
+            fingerprint=snapshot.sealer.fingerprint(document.keystore_id),
+            generation=document.generation,
+            unlock="key-file" if document.scrypt is None else "passphrase",
+            scrypt_log_n=None if document.scrypt is None else document.scrypt.log_n,
+        )
+
+    def change_passphrase(self, new_passphrase: Secret[str]) -> KeystoreInfo:
+        """Re-seal a passphrase keystore under ``new_passphrase`` (fresh salt, current cost).
+
+        The current passphrase must open it.  Every key version's material is
+        re-sealed under the new master key and the whole document replaces
+        the old one in one atomic rename: a crash at any point leaves the old
+        keystore (old passphrase) or the new one (new passphrase).  The same
+        passphrase may be given again to move an old keystore to the current
+        scrypt cost.  The fingerprint changes with the master key: update a
+        pinned ``keystore_fingerprint`` to the one returned.
+        """
+        if not new_passphrase.reveal():
+            raise CredentialError("the new passphrase is empty: choose a non-empty one")
+        with self._write_lock:
+            if not self.path.exists():
+                raise KeyNotFound(
+                    f"keystore {self.directory} has no {KEYSTORE_FILE}: there is nothing "
+                    "to re-seal",
+                    provider=SCHEME,
+                )
+            with self._locked():
+                self._remove_stale_temp_files()
+                read = self._read_file()
+                if read is None:
+                    raise KeyNotFound(
+                        f"keystore {self.directory} has no {KEYSTORE_FILE}", provider=SCHEME
+                    )
+                with self._state_lock:
+                    current = self._adopt(*read)
+                document = current.document
+                if document.scrypt is None:
+                    raise ConfigError(
+                        f"keystore {self.directory} is unlocked by its key file "
+                        f"{MASTER_KEY_FILE}, not a passphrase: there is no passphrase to "
+                        "change (converting a key-file keystore is not supported)"
+                    )
+                params = ScryptParams.fresh(self._scrypt_log_n)
+                sealer = Sealer(params.derive(new_passphrase.reveal()))
+                taken = self._take_usage()
+                written = False
+                try:
+                    base = _with_usage(document, taken)
+                    resealed = attrs.evolve(
+                        base,
+                        keys={
+                            name: _resealed(current, sealer, base.keystore_id, record)
+                            for name, record in base.keys.items()
+                        },
+                        scrypt=params,
+                        verifier=sealer.verifier(),
+                        generation=document.generation + 1,
+                    )
+                    self._commit(resealed, sealer, current)
+                    written = True
+                finally:
+                    self._settle_usage(taken, written=written)
+                self._passphrase = new_passphrase
+                self._derived = (params, sealer)
+                if self._fingerprint_pin is not None:
+                    self._fingerprint_pin = sealer.fingerprint(document.keystore_id)
+        return self.info()
 
     # -- usage counters --------------------------------------------------------
 
@@ -358,6 +518,90 @@ class Keystore:
             if written:
                 self._usage_flushed_at = self._monotonic()
 
+    # -- the AES-GCM wrap bound --------------------------------------------------
+
+    def reserve_wrap(self, name: str, version: int) -> None:
+        """Take one wrap for a key version from this process's block, reserving one if needed.
+
+        Raises :class:`KeyDisabled` once the version has reserved
+        ``max_wraps_per_version`` wraps: it must not wrap again, the key must
+        be rotated.  Call before each wrap.
+        """
+        slot = (name, version)
+        if self._take_wrap(slot):
+            return
+        with self._write_lock:
+            if self._take_wrap(slot):  # another thread reserved a block meanwhile
+                return
+            with self._wrap_lock:
+                wanted = self._wrap_block.get(slot, WRAP_BLOCK_MIN)
+
+            def reserve(
+                document: KeystoreDocument, _sealer: Sealer
+            ) -> tuple[KeystoreDocument, int]:
+                record = document.keys.get(name)
+                stored = None if record is None else record.version(version)
+                if record is None or stored is None:
+                    raise self.not_found(name, version)
+                left = self._max_wraps - stored.wraps_reserved
+                if left <= 0:
+                    raise KeyDisabled(
+                        f"{key_uri(name)} version {version} has made its {self._max_wraps} "
+                        "wraps, the most one AES-GCM key may make with random 96-bit IVs "
+                        f"(NIST SP 800-38D); rotate the key (`aureus keys rotate "
+                        f"{key_uri(name)}`) and wrap with the new version",
+                        provider=SCHEME,
+                        code="wrap-limit",
+                    )
+                granted = min(wanted, left)
+                reserved = attrs.evolve(stored, wraps_reserved=stored.wraps_reserved + granted)
+                return document.with_key(record.replacing(reserved)), granted
+
+            _, granted = self._write(reserve)
+            with self._wrap_lock:
+                self._wraps_left[slot] = self._wraps_left.get(slot, 0) + granted - 1
+                self._wrap_block[slot] = min(WRAP_BLOCK_MAX, wanted * 2)
+
+    def _take_wrap(self, slot: tuple[str, int]) -> bool:
+        with self._wrap_lock:
+            left = self._wraps_left.get(slot, 0)
+            if left <= 0:
+                return False
+            self._wraps_left[slot] = left - 1
+            return True
+
+    def _release_wraps_quietly(self) -> None:
+        """Give the unused wraps of this process's blocks back to the document."""
+        with self._write_lock:
+            with self._wrap_lock:
+                unused = {slot: n for slot, n in self._wraps_left.items() if n > 0}
+                self._wraps_left.clear()
+                self._wrap_block.clear()
+            if not unused or not self.path.exists():
+                return
+
+            def release(
+                document: KeystoreDocument, _sealer: Sealer
+            ) -> tuple[KeystoreDocument, None]:
+                for (name, number), count in unused.items():
+                    record = document.keys.get(name)
+                    stored = None if record is None else record.version(number)
+                    if record is not None and stored is not None and stored.wraps_reserved >= count:
+                        released = attrs.evolve(
+                            stored, wraps_reserved=stored.wraps_reserved - count
+                        )
+                        document = document.with_key(record.replacing(released))
+                return document, None
+
+            try:
+                self._write(release, missing=lambda: _nothing_to_release())
+            except (AureusError, OSError) as error:
+                _log.warning(
+                    "unused wraps of keystore %s not handed back (they stay counted): %s",
+                    self.directory,
+                    error,
+                )
+
     # -- writing -------------------------------------------------------------
 
     def add_key(
@@ -370,8 +614,12 @@ class Keystore:
         labels: tuple[tuple[str, str], ...],
         origin: str,
         created_at: datetime,
+        keyring: RawKeyring | None = None,
     ) -> KeyRecord:
-        """Store a new key with ``material`` as version 1; :class:`KeyExists` if taken."""
+        """Store a new key with ``material`` as version 1; :class:`KeyExists` if taken.
+
+        A raw keyring key's namespace and key name must be unused as well.
+        """
 
         def change(document: KeystoreDocument, sealer: Sealer) -> KeyRecord:
             if name in document.keys:
@@ -380,6 +628,8 @@ class Keystore:
                     "pick another name, or rotate the existing key to get new material",
                     provider=SCHEME,
                 )
+            if keyring is not None:
+                _check_keyring_unused(document, keyring)
             empty = KeyRecord(
                 name=name,
                 key_type=key_type,
@@ -388,6 +638,7 @@ class Keystore:
                 labels=labels,
                 current_version=0,
                 versions=(),
+                keyring=keyring,
             )
             return empty.with_version(
                 _seal_version(sealer, document, empty, 1, material, origin, created_at)
@@ -514,6 +765,7 @@ class Keystore:
                 try:
                     updated, result = change(_with_usage(document, taken), sealer)
                     if updated is not document:
+                        updated = attrs.evolve(updated, generation=document.generation + 1)
                         self._commit(updated, sealer, current)
                     written = True
                     return updated, result
@@ -538,12 +790,14 @@ class Keystore:
         signature = _signature(os.stat(self.path))
         with self._state_lock:
             self._loaded = _Loaded(signature, content, snapshot)
+            self._seen_generation = max(self._seen_generation, updated.generation)
+        self._record_generation(updated.keystore_id, updated.generation, quiet=True)
 
     # -- files ---------------------------------------------------------------
 
     def _read_file(self) -> tuple[bytes, FileSignature] | None:
         try:
-            fd = os.open(self.path, _READ_FLAGS)
+            fd = os.open(self.path, READ_FLAGS)
         except FileNotFoundError:
             return None
         with os.fdopen(fd, "rb") as file:
@@ -579,7 +833,94 @@ class Keystore:
             document = parse_document(obj)
         except FormatProblem as error:
             raise self._corrupted(str(error)) from None
+        self._check_identity(document, sealer)
+        self._check_generation(document)
+        if document.scrypt is not None and document.scrypt.log_n < DEFAULT_SCRYPT_LOG_N:
+            _log.warning(
+                "keystore %s derives its master key with scrypt N=2**%d, below the 2**%d "
+                "new keystores use: re-seal it with `aureus keys passphrase`",
+                self.directory,
+                document.scrypt.log_n,
+                DEFAULT_SCRYPT_LOG_N,
+            )
         return Snapshot(document, sealer, self._corrupted)
+
+    def _check_identity(self, document: KeystoreDocument, sealer: Sealer) -> None:
+        """Refuse a document that is not the keystore the configuration pins."""
+        found_id = document.keystore_id
+        if self._keystore_id_pin is not None and found_id != self._keystore_id_pin:
+            raise self._refused(
+                f"its keystore_id is {found_id}, but the configuration pins "
+                f"{self._keystore_id_pin}: this is another keystore, or it was replaced",
+                "point the keystore option at the pinned keystore, or restore it from a backup",
+                code="identity-mismatch",
+            )
+        found = sealer.fingerprint(found_id)
+        if self._fingerprint_pin is not None and found != self._fingerprint_pin:
+            raise self._refused(
+                f"its fingerprint is {found}, but the configuration pins "
+                f"{self._fingerprint_pin}: it is sealed under another master key, so it "
+                f"(and its {MASTER_KEY_FILE} or passphrase) was replaced, unless its "
+                "passphrase was changed since the pin was taken",
+                "restore the pinned keystore from a backup; only if you changed the passphrase "
+                "yourself, update keystore_fingerprint (`aureus keys keystore-info`)",
+                code="identity-mismatch",
+            )
+
+    def _check_generation(self, document: KeystoreDocument) -> None:
+        """Refuse a document older than one already seen or than the pinned minimum."""
+        found = document.generation
+        floors = [(self._seen_generation, "this process has already seen generation")]
+        floors.append((self._min_generation, "the configuration pins min_generation"))
+        if self._state is not None:
+            floors.append((self._state.seen(document.keystore_id), f"{self._state.path} records"))
+        for floor, source in floors:
+            if found < floor:
+                raise self._refused(
+                    f"it is at generation {found}, but {source} {floor}: it is an older copy "
+                    "(a restored backup, or a rollback that brings back rotated, disabled or "
+                    "destroyed key versions)",
+                    f"restore the newest {KEYSTORE_FILE}; if you restored this older one on "
+                    "purpose, lower min_generation and remove its entry from the state file",
+                    code="rollback",
+                )
+        self._seen_generation = max(self._seen_generation, found)
+        self._record_generation(document.keystore_id, found, quiet=False)
+
+    def _record_generation(self, keystore_id: str, generation: int, *, quiet: bool) -> None:
+        if self._state is None or generation == 0:
+            return
+        try:
+            self._state.record(keystore_id, generation)
+        except (AureusError, OSError) as error:
+            if not quiet:
+                raise
+            _log.warning("keystore state file %s not updated: %s", self._state.path, error)
+
+    @property
+    def _pinned(self) -> bool:
+        return (
+            self._keystore_id_pin is not None
+            or self._fingerprint_pin is not None
+            or self._min_generation > 0
+        )
+
+    def _missing_pinned(self) -> KeystoreCorrupted:
+        return KeystoreCorrupted(
+            f"keystore {self.directory} has no {KEYSTORE_FILE}, but it existed: the "
+            "configuration pins it (keystore_id, keystore_fingerprint or min_generation) or "
+            f"this process has read it. Restore {KEYSTORE_FILE} (with its {MASTER_KEY_FILE}, "
+            "if any) from a backup; to start a new keystore here, remove the pins",
+            provider=SCHEME,
+            code="missing",
+        )
+
+    def _refused(self, reason: str, remedy: str, *, code: str) -> KeystoreCorrupted:
+        return KeystoreCorrupted(
+            f"keystore file {self.path} was refused: {reason}. Nothing was changed; {remedy}",
+            provider=SCHEME,
+            code=code,
+        )
 
     def _unlock(self, scrypt: ScryptParams | None, verifier: bytes) -> Sealer:
         """The sealer for this keystore's master key, checking it is the right one."""
@@ -619,6 +960,8 @@ class Keystore:
 
     def _new_document(self) -> tuple[KeystoreDocument, Sealer]:
         """Start a keystore: a passphrase-derived or a new (or leftover) file master key."""
+        if self._pinned or self._seen_generation > 0:
+            raise self._missing_pinned()
         scrypt: ScryptParams | None = None
         if self._passphrase is not None:
             if self.master_key_path.exists():
@@ -641,7 +984,7 @@ class Keystore:
 
     def _read_master_key(self) -> bytes:
         try:
-            fd = os.open(self.master_key_path, _READ_FLAGS)
+            fd = os.open(self.master_key_path, READ_FLAGS)
         except FileNotFoundError:
             raise KeystoreCorrupted(
                 f"the master key file {self.master_key_path} of keystore {self.directory} "
@@ -667,7 +1010,7 @@ class Keystore:
         """
         if not self.master_key_path.exists():
             temp = self._temp_path(MASTER_KEY_FILE)
-            _write_new_file(temp, secrets.token_bytes(MASTER_KEY_SIZE))
+            write_new_file(temp, secrets.token_bytes(MASTER_KEY_SIZE))
             try:
                 os.link(temp, self.master_key_path)
             except FileExistsError:
@@ -680,7 +1023,7 @@ class Keystore:
     def _replace(self, content: bytes) -> None:
         temp = self._temp_path(KEYSTORE_FILE)
         try:
-            _write_new_file(temp, content)
+            write_new_file(temp, content)
             os.replace(temp, self.path)
         except BaseException:
             temp.unlink(missing_ok=True)
@@ -742,6 +1085,22 @@ class Keystore:
         )
 
 
+def _check_keyring_unused(document: KeystoreDocument, keyring: RawKeyring) -> None:
+    """Refuse a second raw key under the same key namespace and key name."""
+    for record in document.keys.values():
+        other = record.keyring
+        if other is not None and (other.namespace, other.key_name) == (
+            keyring.namespace,
+            keyring.key_name,
+        ):
+            raise KeyExists(
+                f"key {key_uri(record.name)} already has key namespace {keyring.namespace!r} "
+                f"and key name {keyring.key_name!r}: a message names its wrapping key by these "
+                "two alone, so they must be unique in the keystore",
+                provider=SCHEME,
+            )
+
+
 def _with_usage(document: KeystoreDocument, usage: Usage) -> KeystoreDocument:
     """``document`` with the usage deltas added to its counters (unknown versions dropped)."""
     if not usage:
@@ -753,6 +1112,23 @@ def _with_usage(document: KeystoreDocument, usage: Usage) -> KeystoreDocument:
         if record is not None and version is not None:
             keys[name] = record.replacing(version.used(messages, byte_count))
     return attrs.evolve(document, keys=keys)
+
+
+def _resealed(current: Snapshot, sealer: Sealer, keystore_id: str, key: KeyRecord) -> KeyRecord:
+    """``key`` with the material of every version not destroyed re-sealed by ``sealer``."""
+    versions = []
+    for version in key.versions:
+        if not version.destroyed:
+            nonce, ciphertext = sealer.seal(
+                current.material(key, version),
+                keystore_id=keystore_id,
+                name=key.name,
+                version=version.version,
+                key_type=key.key_type.value,
+            )
+            version = attrs.evolve(version, nonce=nonce, ciphertext=ciphertext)
+        versions.append(version)
+    return attrs.evolve(key, versions=tuple(versions))
 
 
 def _seal_version(
@@ -784,17 +1160,42 @@ def _signature(stat: os.stat_result) -> FileSignature:
     return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
-def _write_new_file(path: Path, content: bytes) -> None:
-    """Create ``path`` (mode 0600 before any byte is written), write, flush and fsync it."""
-    fd = os.open(path, _NEW_FILE_FLAGS, FILE_MODE)
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, FILE_MODE)  # the umask may have narrowed it; never widen past 0600
-        file = os.fdopen(fd, "wb")
-    except BaseException:
-        os.close(fd)
-        raise
-    with file:
-        file.write(content)
-        file.flush()
-        os.fsync(file.fileno())
+def check_scrypt_log_n(value: object, *, insecure: bool = False) -> int:
+    """``value`` if it is a scrypt cost exponent new keystores may use, else :class:`ConfigError`.
+
+    17 to 20; from 10 only with ``insecure`` (``insecure_kdf_for_tests``).
+    """
+    allowed = SCRYPT_LOG_N_RANGE if insecure else STRONG_SCRYPT_LOG_N_RANGE
+    if not _is_count(value) or value not in allowed:
+        hint = "" if insecure else " (lower values are for test suites: insecure_kdf_for_tests)"
+        raise ConfigError(
+            f"scrypt_log_n must be a whole number from {allowed.start} to {allowed.stop - 1}"
+            f"{hint}, not {value!r}"
+        )
+    assert isinstance(value, int)
+    return value
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_hex(value: str | None, option: str, size: int) -> str | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or len(value) != size
+        or any(c not in "0123456789abcdef" for c in value)
+    ):
+        raise ConfigError(
+            f"the local provider's {option} must be {size} lowercase hex digits as "
+            f"`aureus keys keystore-info` prints it, not {value!r}"
+        )
+    return value
+
+
+def _nothing_to_release() -> NoReturn:
+    raise ProviderUnavailable(
+        "the keystore file disappeared before unused wraps were handed back", provider=SCHEME
+    )

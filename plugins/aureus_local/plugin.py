@@ -23,10 +23,19 @@ from aureus_core.sensitive import Secret
 from .keystore import PASSPHRASE_ENV
 from .naming import SCHEME
 from .provider import LocalKeyProvider
+from .sealing import DEFAULT_SCRYPT_LOG_N
 
 KEYSTORE_ENV = "AUREUS_KEYSTORE"
-OPTIONS = ("keystore", "scrypt_log_n")
-DEFAULT_SCRYPT_LOG_N = 15
+OPTIONS = (
+    "keystore",
+    "scrypt_log_n",
+    "insecure_kdf_for_tests",
+    "keystore_id",
+    "keystore_fingerprint",
+    "min_generation",
+    "state_file",
+    "accept_high_s",
+)
 
 
 @hookimpl
@@ -56,7 +65,13 @@ def create_provider(settings: ProviderSettings) -> LocalKeyProvider:
     return LocalKeyProvider(
         keystore_directory(settings.options),
         passphrase=passphrase(settings.credentials),
-        scrypt_log_n=_log_n(settings.option("scrypt_log_n", DEFAULT_SCRYPT_LOG_N)),
+        scrypt_log_n=_whole(settings.option("scrypt_log_n", DEFAULT_SCRYPT_LOG_N), "scrypt_log_n"),
+        insecure_kdf_for_tests=_flag(settings.options, "insecure_kdf_for_tests"),
+        keystore_id=_text(settings.options, "keystore_id"),
+        fingerprint=_text(settings.options, "keystore_fingerprint"),
+        min_generation=_whole(settings.option("min_generation", 0), "min_generation"),
+        state_file=_path(settings.options, "state_file"),
+        accept_high_s=_flag(settings.options, "accept_high_s"),
     )
 
 
@@ -93,9 +108,32 @@ def passphrase(credentials: CredentialSource | None) -> Secret[str] | None:
     return value if isinstance(value, Secret) else Secret(revealed)
 
 
-def _log_n(value: object) -> int:
+def _whole(value: object, option: str) -> int:
     if isinstance(value, str) and value.isdigit():
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise ConfigError(f"the local provider's 'scrypt_log_n' must be a whole number, not {value!r}")
+    raise ConfigError(f"the local provider's {option!r} must be a whole number, not {value!r}")
+
+
+def _flag(options: Mapping[str, Any], option: str) -> bool:
+    value = options.get(option, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"the local provider's {option!r} must be true or false, not {value!r}")
+    return value
+
+
+def _text(options: Mapping[str, Any], option: str) -> str | None:
+    value = options.get(option)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"the local provider's {option!r} must be a string, not {value!r}")
+    return value
+
+
+def _path(options: Mapping[str, Any], option: str) -> Path | None:
+    value = options.get(option)
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise ConfigError(f"the local provider's {option!r} must be a file path")
+    return Path(value).expanduser()

@@ -1,5 +1,10 @@
 """The ``local`` key provider: AES-256 wrapping and Ed25519 / ECDSA P-256 signing keys.
 
+Imported raw keyring keys (AES-128/192/256, RSA 2048-4096) wrap data keys
+under a key namespace and key name of the user's choosing, in the AWS
+Encryption SDK's raw AES / raw RSA keyring layouts (see
+:mod:`aureus_local.rawkeys`); they have a single version.
+
 Keys live in a :class:`~aureus_local.keystore.Keystore` directory and are
 named ``local://NAME`` (current version) or ``local://NAME?version=N``.
 Every key is versioned: rotation adds a version and makes it current, and
@@ -29,21 +34,24 @@ from aureus_core.errors import (
 )
 from aureus_core.interfaces import Capability, KeyMaterial, KeyProviderBase
 from aureus_core.keyref import KeyRef
-from aureus_core.keys import KeyMetadata, KeySpec, KeyState, KeyType, KeyVersion
+from aureus_core.keys import KeyMetadata, KeyPurpose, KeySpec, KeyState, KeyType, KeyVersion
 from aureus_core.sensitive import Secret
 from aureus_core.signature import Signature
 
-from . import macs, signing, wrapping
+from . import macs, rawkeys, signing, wrapping
 from . import material as key_material
 from .document import KeyRecord, VersionRecord
 from .keystore import (
+    MAX_WRAPS_PER_VERSION,
     USAGE_FLUSH_INTERVAL,
     USAGE_FLUSH_OPERATIONS,
     Keystore,
+    KeystoreInfo,
     Snapshot,
     utc_now,
 )
 from .naming import SCHEME, check_name, key_ref, key_uri, parse_ref, parse_version
+from .sealing import DEFAULT_SCRYPT_LOG_N
 
 
 class LocalKeyProvider(KeyProviderBase):
@@ -57,6 +65,11 @@ class LocalKeyProvider(KeyProviderBase):
     flushed into the keystore at most every ``usage_flush_interval`` seconds
     (on the ``monotonic`` clock) or ``usage_flush_operations`` uses, with
     every other write and on :meth:`close`.
+
+    ``keystore_id``, ``fingerprint``, ``min_generation``, ``state_file``,
+    ``scrypt_log_n``, ``insecure_kdf_for_tests`` and ``max_wraps_per_version``
+    are passed to :class:`~aureus_local.keystore.Keystore`.  ECDSA signatures
+    in high-S form fail to verify unless ``accept_high_s``.
     """
 
     scheme = SCHEME
@@ -82,17 +95,31 @@ class LocalKeyProvider(KeyProviderBase):
         keystore_dir: Path,
         *,
         passphrase: Secret[str] | None = None,
-        scrypt_log_n: int = 15,
+        scrypt_log_n: int = DEFAULT_SCRYPT_LOG_N,
+        insecure_kdf_for_tests: bool = False,
+        keystore_id: str | None = None,
+        fingerprint: str | None = None,
+        min_generation: int = 0,
+        state_file: Path | None = None,
+        max_wraps_per_version: int = MAX_WRAPS_PER_VERSION,
+        accept_high_s: bool = False,
         clock: Callable[[], datetime] = utc_now,
         usage_flush_interval: float = USAGE_FLUSH_INTERVAL,
         usage_flush_operations: int = USAGE_FLUSH_OPERATIONS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
+        self._accept_high_s = accept_high_s
         self._keystore = Keystore(
             Path(keystore_dir),
             passphrase=passphrase,
             scrypt_log_n=scrypt_log_n,
+            insecure_kdf_for_tests=insecure_kdf_for_tests,
+            keystore_id=keystore_id,
+            fingerprint=fingerprint,
+            min_generation=min_generation,
+            state_file=None if state_file is None else Path(state_file),
+            max_wraps_per_version=max_wraps_per_version,
             clock=self._now,
             usage_flush_interval=usage_flush_interval,
             usage_flush_operations=usage_flush_operations,
@@ -111,6 +138,14 @@ class LocalKeyProvider(KeyProviderBase):
     def keystore(self) -> Keystore:
         """The underlying keystore."""
         return self._keystore
+
+    def keystore_info(self) -> KeystoreInfo:
+        """The keystore's ID, fingerprint and generation (what ``[providers.local]`` can pin)."""
+        return self._keystore.info()
+
+    def change_passphrase(self, new_passphrase: Secret[str]) -> KeystoreInfo:
+        """Re-seal the keystore under a new passphrase, atomically; see :class:`Keystore`."""
+        return self._keystore.change_passphrase(new_passphrase)
 
     # -- key management ------------------------------------------------------
 
@@ -144,6 +179,7 @@ class LocalKeyProvider(KeyProviderBase):
     def rotate_key(self, key: KeyRef) -> KeyMetadata:
         """Add a version with fresh material of the same type and make it current."""
         record, _ = self._find(key)
+        _refuse_raw_versions(record, "rotated")
         rotated = self._keystore.add_version(
             record.name,
             lambda stored: key_material.generate(stored.key_type),
@@ -155,8 +191,18 @@ class LocalKeyProvider(KeyProviderBase):
     def import_key(
         self, name: str, spec: KeySpec, material: KeyMaterial, *, new_version: bool = False
     ) -> KeyMetadata:
-        """Import raw AES-256 bytes or a PEM private key, as a new key or a new version."""
+        """Import raw AES-256 bytes or a PEM private key, as a new key or a new version.
+
+        With the key options ``namespace``, ``key_name`` (and ``padding`` for
+        RSA) the key becomes a raw keyring key: AES-128/192/256 raw bytes, or
+        an RSA 2048/3072/4096 PEM private key (or public key, to wrap only).
+        """
         name = check_name(name)
+        keyring = rawkeys.keyring_from_options(
+            KeyType.parse(spec.key_type), dict(spec.options), material
+        )
+        if keyring is not None:
+            return self._import_raw(name, spec, keyring, material, new_version=new_version)
         key_type = self._check_spec(spec)
         stored = key_material.from_import(key_type, material)
         if not new_version:
@@ -172,6 +218,7 @@ class LocalKeyProvider(KeyProviderBase):
             return self._metadata(record)
 
         def same_type(existing: KeyRecord) -> bytes:
+            _refuse_raw_versions(existing, "given new versions")
             if existing.key_type is not key_type:
                 raise ConfigError(
                     f"key {key_uri(name)} is an {existing.key_type.value} key; a new version "
@@ -192,6 +239,12 @@ class LocalKeyProvider(KeyProviderBase):
         Disabled versions and those below the minimum still export their
         public key; a destroyed version has none (:class:`KeyDisabled`).
         """
+        snapshot, record, version = self._locate(key)
+        if record.keyring is not None:
+            if version.destroyed:
+                _check_usable(record, version)
+            material = snapshot.material(record, version)
+            return rawkeys.public_key_pem(record.key_type, record.keyring, material)
         private, _, _ = self._signing_key(key, "it has no public key", usable=False)
         return key_material.public_key_pem(private)
 
@@ -211,11 +264,27 @@ class LocalKeyProvider(KeyProviderBase):
     def verify(self, key: KeyRef, message: bytes, signature: bytes) -> bool:
         """Check a raw signature against the pinned version, or else the current one.
 
-        A disabled or destroyed version, or one below the minimum decryption
+        The signature is checked first: one that does not verify is ``False``
+        whatever the version's state, and so is any signature for a destroyed
+        version (there is nothing left to check it with), so a caller who
+        submits signatures learns nothing about the key's lifecycle.  A valid
+        signature by a disabled version, or one below the minimum decryption
         version, raises :class:`KeyDisabled`.
         """
-        private, _, _ = self._signing_key(key, "it cannot verify signatures")
-        return signing.verify(private.public_key(), bytes(message), bytes(signature))
+        snapshot, record, version = self._locate(key)
+        _refuse_aes(record, "it cannot verify signatures")
+        if version.destroyed:
+            return False
+        private = key_material.private_key(record.key_type, snapshot.material(record, version))
+        valid = signing.verify(
+            private.public_key(),
+            bytes(message),
+            bytes(signature),
+            accept_high_s=self._accept_high_s,
+        )
+        if valid:
+            _check_usable(record, version)
+        return valid
 
     # -- wrapping ------------------------------------------------------------
 
@@ -223,14 +292,39 @@ class LocalKeyProvider(KeyProviderBase):
         """Wrap a data key with the current (or pinned) version, binding ``context``.
 
         Counts one message for the version (not the data key's bytes: the
-        plaintext it will protect is unknown here).
+        plaintext it will protect is unknown here), and takes one of the
+        version's AES-GCM wraps (:class:`KeyDisabled` once they are used up:
+        rotate the key).
         """
         snapshot, record, version = self._locate(key, usable=True)
+        if record.keyring is not None:
+            if record.key_type in rawkeys.AES_TYPES:  # random GCM IVs: the same bound applies
+                try:
+                    self._keystore.reserve_wrap(record.name, version.version)
+                except KeyDisabled as error:
+                    raise KeyDisabled(
+                        f"{key_uri(record.name)} has made the most wraps one AES-GCM key may "
+                        "make with random 96-bit IVs (NIST SP 800-38D); a raw keyring key "
+                        "cannot be rotated: import a new key under a new key name and wrap "
+                        "with it",
+                        provider=SCHEME,
+                        code=error.code,
+                    ) from None
+            encrypted = rawkeys.wrap(
+                record.key_type,
+                record.keyring,
+                snapshot.material(record, version),
+                bytes(data_key),
+                EncryptionContext.coerce(context),
+            )
+            self._keystore.record_use(record.name, version.version)
+            return WrappedKey(key=key_ref(record.name, version.version), encrypted=encrypted)
         if record.key_type is not KeyType.AES_256:
             raise ConfigError(
                 f"key {key_uri(record.name)} is an {record.key_type.value} signing key; "
                 "it cannot wrap data keys: use an aes-256 key"
             )
+        self._keystore.reserve_wrap(record.name, version.version)
         encrypted = wrapping.wrap(
             snapshot.material(record, version),
             record.name,
@@ -247,31 +341,46 @@ class LocalKeyProvider(KeyProviderBase):
         """Unwrap a data key; every failure is the same opaque :class:`DecryptionError`.
 
         Problems with the keystore itself (wrong passphrase, a damaged file)
-        are not the message's fault and are raised as they are, and so is
-        :class:`KeyDisabled` for a version that is disabled, destroyed or
-        below the key's minimum decryption version: its message names the
-        key, the version and the minimum, and nothing secret.
+        are not the message's fault and are raised as they are.  The wrapped
+        key is authenticated before the version's lifecycle is consulted: one
+        that does not authenticate is an opaque failure whatever the state of
+        the version it names, and so is any wrapped key naming a destroyed
+        version (nothing is left to authenticate it with).  Only an authentic
+        wrapped key of a disabled version, or of one below the key's minimum
+        decryption version, raises :class:`KeyDisabled` (naming the key, the
+        version and the minimum, nothing secret); its data key is wiped first.
         """
         try:
             name, pinned = parse_ref(key)
+            if encrypted.provider_id != wrapping.PROVIDER_ID:
+                return self._unwrap_raw(name, pinned, encrypted, EncryptionContext.coerce(context))
             named = wrapping.parse_info(encrypted)
             if named is None or named[0] != name or pinned not in (None, named[1]):
                 raise DecryptionError()
             snapshot, record, version = self._locate(key_ref(*named))
-            if record.key_type is not KeyType.AES_256:
+            if (
+                record.key_type is not KeyType.AES_256
+                or version.destroyed
+                or record.keyring is not None
+            ):
                 raise DecryptionError()
-            _check_usable(record, version)
-            return wrapping.unwrap(
+            data_key = wrapping.unwrap(
                 snapshot.material(record, version),
                 record.name,
                 version.version,
                 encrypted,
                 EncryptionContext.coerce(context),
             )
-        except (CredentialError, ProviderUnavailable, KeyDisabled):
+        except (CredentialError, ProviderUnavailable):
             raise
         except AureusError:
             raise DecryptionError() from None
+        try:
+            _check_usable(record, version)
+        except KeyDisabled:
+            data_key[:] = bytes(len(data_key))
+            raise
+        return data_key
 
     # -- MACs ----------------------------------------------------------------
 
@@ -283,6 +392,11 @@ class LocalKeyProvider(KeyProviderBase):
         A version that may not unwrap may not compute MACs either.
         """
         snapshot, record, version = self._locate(key, usable=True)
+        if record.keyring is not None:
+            raise ConfigError(
+                f"key {key_uri(record.name)} is a raw keyring key; it only wraps data keys "
+                "(in the raw keyring layout): compute MACs with an aes-256 key created here"
+            )
         if record.key_type is not KeyType.AES_256:
             raise ConfigError(
                 f"key {key_uri(record.name)} is an {record.key_type.value} signing key; "
@@ -291,12 +405,23 @@ class LocalKeyProvider(KeyProviderBase):
         return macs.mac(snapshot.material(record, version), bytes(message))
 
     def owner_of(self, encrypted: EncryptedDataKey) -> KeyRef | None:
-        """``local://NAME?version=V`` if a key of this keystore wrapped ``encrypted``."""
+        """``local://NAME?version=V`` if a key of this keystore wrapped ``encrypted``.
+
+        An ``aureus-local`` encrypted data key names its key and version; any
+        other provider ID is claimed only by a raw keyring key whose key
+        namespace it is and whose key name and layout the provider info
+        carries, and which can unwrap (not a public-key-only RSA key).
+        """
+        if encrypted.provider_id != wrapping.PROVIDER_ID:
+            record = self._raw_owner(encrypted)
+            return None if record is None else key_ref(record.name, record.current_version)
         named = wrapping.parse_info(encrypted)
         if named is None:
             return None
         snapshot = self._keystore.snapshot()
         if snapshot is None or named[0] not in snapshot.keys:
+            return None
+        if snapshot.keys[named[0]].keyring is not None:
             return None
         return key_ref(*named)
 
@@ -412,6 +537,80 @@ class LocalKeyProvider(KeyProviderBase):
         """Flush the usage counters, then drop the cached document and decrypted material."""
         self._keystore.close()
 
+    # -- raw keyring keys --------------------------------------------------------
+
+    def _import_raw(
+        self,
+        name: str,
+        spec: KeySpec,
+        keyring: rawkeys.RawKeyring,
+        material: KeyMaterial,
+        *,
+        new_version: bool,
+    ) -> KeyMetadata:
+        key_type = KeyType.parse(spec.key_type)
+        if new_version:
+            raise ConfigError(
+                f"{key_uri(name)}: a raw keyring key has a single version (messages name it "
+                "by key namespace and key name only); import the new key under a new key "
+                "name instead"
+            )
+        record = self._keystore.add_key(
+            name,
+            key_type,
+            rawkeys.stored_material(key_type, keyring, material),
+            description=spec.description,
+            labels=spec.labels,
+            origin="imported",
+            created_at=self._now(),
+            keyring=keyring,
+        )
+        return self._metadata(record)
+
+    def _raw_owner(self, encrypted: EncryptedDataKey) -> KeyRecord | None:
+        """The raw keyring key that claims ``encrypted``, if any (and it can unwrap)."""
+        snapshot = self._keystore.snapshot()
+        if snapshot is None:
+            return None
+        for record in snapshot.keys.values():
+            keyring = record.keyring
+            if (
+                keyring is not None
+                and not keyring.public_only
+                and rawkeys.names(keyring, record.key_type, encrypted)
+            ):
+                return record
+        return None
+
+    def _unwrap_raw(
+        self,
+        name: str,
+        pinned: int | None,
+        encrypted: EncryptedDataKey,
+        context: EncryptionContext,
+    ) -> bytearray:
+        """Unwrap with the raw keyring key ``name`` (which must be the one the message names)."""
+        record = self._raw_owner(encrypted)
+        if record is None or record.name != name:
+            raise DecryptionError()
+        snapshot, record, version = self._locate(key_ref(name, pinned))
+        assert record.keyring is not None
+        if version.destroyed:
+            raise DecryptionError()
+        data_key = rawkeys.unwrap(
+            record.key_type,
+            record.keyring,
+            snapshot.material(record, version),
+            encrypted,
+            context,
+        )
+        try:  # authentic first: only then may the version's state be reported
+            _check_usable(record, version)
+        except KeyDisabled:
+            data_key[:] = bytes(len(data_key))
+            raise
+        return data_key
+
     # -- helpers -------------------------------------------------------------
 
     def _now(self) -> datetime:
@@ -468,6 +667,9 @@ class LocalKeyProvider(KeyProviderBase):
                 )
             )
         minimum = record.min_decryption_version
+        extra = {"origin": record.current.origin}
+        if record.keyring is not None:
+            extra.update(record.keyring.describe())
         return KeyMetadata(
             ref=key_ref(record.name),
             key_type=record.key_type,
@@ -478,7 +680,8 @@ class LocalKeyProvider(KeyProviderBase):
             min_decryption_version=None if minimum is None else str(minimum),
             description=record.description,
             labels=dict(record.labels),
-            extra={"origin": record.current.origin},
+            extra=extra,
+            usage=KeyPurpose.WRAP if record.keyring is not None else None,
         )
 
     def _find(self, key: KeyRef | str) -> tuple[KeyRecord, VersionRecord]:
@@ -489,15 +692,25 @@ class LocalKeyProvider(KeyProviderBase):
         self, key: KeyRef, refusal: str, *, usable: bool = True
     ) -> tuple[key_material.PrivateKey, KeyRecord, VersionRecord]:
         snapshot, record, version = self._locate(key)
-        if record.key_type is KeyType.AES_256:
-            raise ConfigError(
-                f"key {key_uri(record.name)} is an aes-256 wrapping key; {refusal}: "
-                "use an ed25519 or ecdsa-p256 key"
-            )
+        _refuse_aes(record, refusal)
         if usable or version.destroyed:
             _check_usable(record, version)
         private = key_material.private_key(record.key_type, snapshot.material(record, version))
         return private, record, version
+
+
+def _refuse_aes(record: KeyRecord, refusal: str) -> None:
+    """Raise :class:`ConfigError` if ``record`` is a wrapping key, not a signing key."""
+    if record.keyring is not None:
+        raise ConfigError(
+            f"key {key_uri(record.name)} is a raw keyring key; {refusal}: it only wraps "
+            "data keys; use an ed25519 or ecdsa-p256 key"
+        )
+    if record.key_type is KeyType.AES_256:
+        raise ConfigError(
+            f"key {key_uri(record.name)} is an aes-256 wrapping key; {refusal}: "
+            "use an ed25519 or ecdsa-p256 key"
+        )
 
 
 def _pinned(key: KeyRef | str, verb: str) -> tuple[str, int]:
@@ -509,6 +722,15 @@ def _pinned(key: KeyRef | str, verb: str) -> tuple[str, int]:
             "(`aureus keys describe` lists the versions)"
         )
     return name, number
+
+
+def _refuse_raw_versions(record: KeyRecord, what: str) -> None:
+    if record.keyring is not None:
+        raise ConfigError(
+            f"{key_uri(record.name)} is a raw keyring key and cannot be {what}: messages name "
+            "it by key namespace and key name alone, so it has one version; import a new key "
+            "under a new key name (and add it to the wrapping keys) instead"
+        )
 
 
 def _minimum_text(minimum: int | None) -> str:

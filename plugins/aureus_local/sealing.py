@@ -7,7 +7,16 @@ scrypt.  HKDF-SHA256 derives three independent keys from it, one per job:
   associated data binding the keystore ID, key name, version and key type;
 - a MAC key: HMAC-SHA256 over the canonical JSON of the whole document;
 - a verifier key: HMAC-SHA256 of a fixed label, stored in the header, which
-  tells a wrong passphrase apart from a damaged file.
+  tells a wrong passphrase apart from a damaged file, and of the keystore ID,
+  which gives the keystore's *fingerprint*: a value only the holder of this
+  master key can produce for that ID, so pinning it detects a keystore swapped
+  for one sealed under another key.
+
+Passphrases go through scrypt with r = 8, p = 1 and N = 2**17 (128 MiB) by
+default.  scrypt rather than Argon2id: ``cryptography`` only offers Argon2id
+when it is built against OpenSSL 3.2 or later, which a build against an
+older system OpenSSL is not, while scrypt is available in every build this
+project supports.
 """
 
 from __future__ import annotations
@@ -30,13 +39,19 @@ SALT_SIZE = 16
 SCRYPT_R = 8
 SCRYPT_P = 1
 SCRYPT_LOG_N_RANGE = range(10, 21)
-"""Accepted scrypt cost exponents: 2**10 (tests) up to 2**20 (1 GiB of memory)."""
+"""Cost exponents a keystore header may record and still be opened: 2**10 to 2**20 (1 GiB)."""
+DEFAULT_SCRYPT_LOG_N = 17
+"""The cost exponent of new passphrase keystores: 2**17, 128 MiB with r = 8."""
+STRONG_SCRYPT_LOG_N_RANGE = range(DEFAULT_SCRYPT_LOG_N, SCRYPT_LOG_N_RANGE.stop)
+"""Cost exponents accepted for new keystores and re-sealing, unless weak ones are forced."""
+FINGERPRINT_SIZE = 16
 
 _INFO_MATERIAL = b"aureus-local/v1/material-key"
 _INFO_MAC = b"aureus-local/v1/document-mac-key"
 _INFO_VERIFIER = b"aureus-local/v1/verifier-key"
 _VERIFIER_LABEL = b"aureus-local/v1/verifier"
 _MAC_LABEL = b"aureus-local/v1/document\x00"
+_FINGERPRINT_LABEL = b"aureus-local/v1/fingerprint\x00"
 _MATERIAL_LABEL = "aureus-local/v1/material"
 
 
@@ -89,6 +104,11 @@ class Sealer:
     def verifier(self) -> bytes:
         """The value stored in the header to recognise this master key."""
         return hmac.digest(self._verifier_key, _VERIFIER_LABEL, sha256)
+
+    def fingerprint(self, keystore_id: str) -> str:
+        """The keystore's fingerprint: hex of an HMAC of its ID under this master key."""
+        tag = hmac.digest(self._verifier_key, _FINGERPRINT_LABEL + keystore_id.encode(), sha256)
+        return tag[:FINGERPRINT_SIZE].hex()
 
     def matches(self, verifier: bytes) -> bool:
         """Whether a stored verifier was made with this master key."""

@@ -6,7 +6,8 @@ IV length (4 bytes, 12) || the 12-byte IV.  Its ciphertext is the AES-256-GCM
 encryption of the data key followed by the 16-byte tag, with the serialized
 encryption context as associated data.  A raw AES keyring of the official SDK
 configured with key namespace ``aureus-local`` and key name ``NAME:VERSION``
-reads and writes the same bytes.
+reads and writes the same bytes.  Raw keyring keys (:mod:`aureus_local.rawkeys`)
+use the same layout under their own key namespace and key name.
 """
 
 from __future__ import annotations
@@ -45,14 +46,39 @@ def wrap(
     context: EncryptionContext,
 ) -> EncryptedDataKey:
     """Encrypt ``data_key`` under one version of a local AES-256 key."""
+    return seal(wrapping_key, PROVIDER_ID, key_name(name, version), data_key, context)
+
+
+def seal(
+    wrapping_key: bytes,
+    provider_id: str,
+    name: bytes,
+    data_key: bytes,
+    context: EncryptionContext,
+) -> EncryptedDataKey:
+    """Encrypt ``data_key`` in the raw AES keyring layout (any AES key size)."""
     if len(data_key) not in DATA_KEY_SIZES:
         raise ConfigError(
             f"a data key to wrap must be 16, 24 or 32 bytes long, not {len(data_key)}"
         )
     iv = secrets.token_bytes(IV_SIZE)
     ciphertext = AESGCM(wrapping_key).encrypt(iv, bytes(data_key), context.serialize())
-    info = key_name(name, version) + _LENGTHS.pack(TAG_BITS, IV_SIZE) + iv
-    return EncryptedDataKey(provider_id=PROVIDER_ID, provider_info=info, ciphertext=ciphertext)
+    info = name + _LENGTHS.pack(TAG_BITS, IV_SIZE) + iv
+    return EncryptedDataKey(provider_id=provider_id, provider_info=info, ciphertext=ciphertext)
+
+
+def key_name_in(info: bytes) -> bytes | None:
+    """The key name at the start of raw AES provider info, or ``None`` if the layout differs.
+
+    Strict: a non-empty name, then exactly a 128-bit tag length, a 12-byte IV
+    length and the IV.
+    """
+    if len(info) <= _SUFFIX_SIZE:
+        return None
+    head, lengths = info[:-_SUFFIX_SIZE], info[-_SUFFIX_SIZE:-IV_SIZE]
+    if _LENGTHS.unpack(lengths) != (TAG_BITS, IV_SIZE):
+        return None
+    return head
 
 
 def parse_info(encrypted: EncryptedDataKey) -> tuple[str, int] | None:
@@ -61,11 +87,10 @@ def parse_info(encrypted: EncryptedDataKey) -> tuple[str, int] | None:
     Strict: the provider ID, tag and IV lengths and the overall length must be
     exactly what :func:`wrap` writes.
     """
-    info = encrypted.provider_info
-    if encrypted.provider_id != PROVIDER_ID or len(info) <= _SUFFIX_SIZE:
+    if encrypted.provider_id != PROVIDER_ID:
         return None
-    head, lengths = info[:-_SUFFIX_SIZE], info[-_SUFFIX_SIZE:-IV_SIZE]
-    if _LENGTHS.unpack(lengths) != (TAG_BITS, IV_SIZE):
+    head = key_name_in(encrypted.provider_info)
+    if head is None:
         return None
     try:
         text = head.decode("utf-8", errors="strict")
@@ -91,6 +116,18 @@ def unwrap(
     authentication) is the same opaque :class:`DecryptionError`.
     """
     if parse_info(encrypted) != (name, version):
+        raise DecryptionError()
+    return open_sealed(wrapping_key, encrypted, context)
+
+
+def open_sealed(
+    wrapping_key: bytes, encrypted: EncryptedDataKey, context: EncryptionContext
+) -> bytearray:
+    """Decrypt a data key in the raw AES keyring layout (the caller checked whose it is).
+
+    Any failure is the same opaque :class:`DecryptionError`.
+    """
+    if key_name_in(encrypted.provider_info) is None:
         raise DecryptionError()
     iv = encrypted.provider_info[-IV_SIZE:]
     try:

@@ -21,7 +21,7 @@ def main(keystore: str, log: str, name: str, count: int, options: list[str]) -> 
         key, _, value = option.partition("=")
         sink[key] = int(value) if value.isdigit() else value
     config = {
-        "providers": {"local": {"keystore": keystore, "scrypt_log_n": 10}},
+        "providers": {"local": {"keystore": keystore}},
         "audit": {"sinks": [sink]},
     }
     with KeyStack.from_dict(config, audit_processors=[Enrich({"worker": name})]) as stack:

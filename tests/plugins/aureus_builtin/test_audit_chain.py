@@ -44,7 +44,7 @@ SIGNER = "local://audit-signer"
 @pytest.fixture
 def signer(tmp_path: Path) -> Iterator[LocalKeyProvider]:
     """A keystore with an ed25519 checkpoint key."""
-    provider = LocalKeyProvider(tmp_path / "ks", scrypt_log_n=10)
+    provider = LocalKeyProvider(tmp_path / "ks")
     provider.create_key("audit-signer", KeySpec(key_type=KeyType.ED25519))
     yield provider
     provider.close()

@@ -52,7 +52,7 @@ SIGNER = "local://audit-signer"
 @pytest.fixture
 def keys(tmp_path: Path) -> Iterator[LocalKeyProvider]:
     """A keystore with an aes-256 MAC key and an ed25519 checkpoint key."""
-    provider = LocalKeyProvider(tmp_path / "ks", scrypt_log_n=10)
+    provider = LocalKeyProvider(tmp_path / "ks")
     provider.create_key("audit-mac", KeySpec(key_type=KeyType.AES_256))
     provider.create_key("audit-signer", KeySpec(key_type=KeyType.ED25519))
     yield provider
@@ -321,7 +321,7 @@ def test_checkpoints_are_signed_every_n_events(tmp_path: Path, keys: LocalKeyPro
     pem = keys.public_key(KeyRef.parse(SIGNER))
     offline = verify(path, keys, check_signature=public_key_check([pem]))
     assert offline.ok, offline.message
-    other = LocalKeyProvider(tmp_path / "other", scrypt_log_n=10)
+    other = LocalKeyProvider(tmp_path / "other")
     other.create_key("k", KeySpec(key_type=KeyType.ED25519))
     wrong = verify(
         path, keys, check_signature=public_key_check([other.public_key(KeyRef.parse("local://k"))])

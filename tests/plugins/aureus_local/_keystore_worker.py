@@ -5,7 +5,12 @@ Run as ``python _keystore_worker.py MODE DIRECTORY PREFIX COUNT``:
 - ``create``: wait for a line on stdin (a start barrier), then create COUNT keys
   named ``PREFIX-0`` ... and print ``create NAME`` after each;
 - ``churn``: create and rotate keys, COUNT operations (0: until killed), printing
-  ``create NAME`` or ``rotate NAME VERSION`` once each operation has returned.
+  ``create NAME`` or ``rotate NAME VERSION`` once each operation has returned;
+- ``wrap``: wrap COUNT data keys with ``local://PREFIX`` (an existing aes-256
+  key), printing ``wrapped N`` after each, then SIGKILL itself: a crash that
+  skips every clean-up;
+- ``passphrase``: re-seal the keystore under ``AUREUS_TEST_NEW_PASSPHRASE`` and
+  print ``changed`` (PREFIX and COUNT are ignored).
 
 With ``AUREUS_TEST_KILL_AT_FSYNC=N`` the process SIGKILLs itself just before
 its N-th ``os.fsync`` call: a crash at an exact point in the write protocol.
@@ -21,9 +26,11 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
+from aureus_core.context import EncryptionContext
 from aureus_core.interfaces import ProviderSettings
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec
+from aureus_core.sensitive import Secret
 from aureus_local import create_provider
 
 if TYPE_CHECKING:
@@ -55,8 +62,19 @@ def main(mode: str, directory: str, prefix: str, count: int) -> None:
     if target:
         kill_at_fsync(target)
     provider = create_provider(
-        ProviderSettings(options={"keystore": directory, "scrypt_log_n": 10})
+        ProviderSettings(
+            options={"keystore": directory, "scrypt_log_n": 10, "insecure_kdf_for_tests": True}
+        )
     )
+    if mode == "wrap":
+        for i in range(1, count + 1):
+            provider.wrap(KeyRef.parse(f"local://{prefix}"), bytes(32), EncryptionContext())
+            report(f"wrapped {i}")
+        os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "passphrase":
+        provider.change_passphrase(Secret(os.environ["AUREUS_TEST_NEW_PASSPHRASE"]))
+        report("changed")
+        return
     if mode == "create":
         sys.stdin.readline()
         for i in range(count):

@@ -46,6 +46,8 @@ def make_provider(keystore_dir: Path, advance_clock: AdvanceClock) -> Iterator[M
 
     def make(directory: Path | None = None, **kwargs: Any) -> LocalKeyProvider:
         kwargs.setdefault("clock", lambda: advance_clock(timedelta(0)))
+        # Cheap scrypt (scrypt_log_n=10) is refused unless forced; the tests force it.
+        kwargs.setdefault("insecure_kdf_for_tests", True)
         provider = LocalKeyProvider(directory or keystore_dir, **kwargs)
         made.append(provider)
         return provider

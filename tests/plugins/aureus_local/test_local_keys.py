@@ -496,7 +496,7 @@ def test_factory_passphrase_from_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AUREUS_KEYSTORE_PASSPHRASE", "from the environment")
-    options = {"keystore": str(tmp_path / "ks"), "scrypt_log_n": 10}
+    options = {"keystore": str(tmp_path / "ks"), "scrypt_log_n": 10, "insecure_kdf_for_tests": True}
     create_provider(ProviderSettings(options=options)).create_key("k", KeySpec(key_type="aes-256"))
     assert not (tmp_path / "ks" / "master.key").exists()
 
@@ -509,7 +509,11 @@ def test_factory_passphrase_from_credentials(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("AUREUS_KEYSTORE_PASSPHRASE", raising=False)
-    options = {"keystore": str(tmp_path / "ks"), "scrypt_log_n": "10"}
+    options = {
+        "keystore": str(tmp_path / "ks"),
+        "scrypt_log_n": "10",
+        "insecure_kdf_for_tests": True,
+    }
     good = StaticPassphrase({"passphrase": Secret("correct horse")})
     create_provider(ProviderSettings(options=options, credentials=good)).create_key(
         "k", KeySpec(key_type="ed25519")
@@ -531,6 +535,14 @@ def test_factory_passphrase_from_credentials(
         ({"scrypt_log_n": 21}, "scrypt_log_n"),
         ({"scrypt_log_n": "many"}, "scrypt_log_n"),
         ({"scrypt_log_n": True}, "scrypt_log_n"),
+        ({"scrypt_log_n": 16}, "scrypt_log_n must be a whole number from 17 to 20"),
+        ({"scrypt_log_n": 10}, "insecure_kdf_for_tests"),
+        ({"scrypt_log_n": 10, "insecure_kdf_for_tests": "yes"}, "true or false"),
+        ({"keystore_id": "ABC"}, "32 lowercase hex digits"),
+        ({"keystore_fingerprint": 7}, "must be a string"),
+        ({"min_generation": -1}, "whole number"),
+        ({"state_file": ""}, "file path"),
+        ({"accept_high_s": 1}, "true or false"),
         ({"keystore": ""}, "directory path"),
         ({"keystore": 42}, "directory path"),
     ],

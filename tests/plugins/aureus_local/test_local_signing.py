@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ from aureus_local import LocalKeyProvider
 
 SIGNING_TYPES = [("ed25519", "ed25519"), ("ecdsa-p256", "ecdsa-p256-sha256")]
 MESSAGE = b"pay 100 EUR to account 42\n"
+P256_ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
+"""The order n of the P-256 group, from SEC 2 (not from the code under test)."""
 
 
 def ref(uri: str) -> KeyRef:
@@ -173,7 +176,10 @@ def test_well_formed_ecdsa_signature_by_another_key_is_false(
     local_provider: LocalKeyProvider,
 ) -> None:
     local_provider.create_key("e", KeySpec(key_type="ecdsa-p256"))
-    other = ec.generate_private_key(ec.SECP256R1()).sign(MESSAGE, ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(
+        ec.generate_private_key(ec.SECP256R1()).sign(MESSAGE, ec.ECDSA(hashes.SHA256()))
+    )
+    other = encode_dss_signature(r, min(s, P256_ORDER - s))  # low-S, so it is well formed
     assert local_provider.verify(ref("local://e"), MESSAGE, other) is False
     # r and s out of range are well-formed DER but can never verify.
     assert local_provider.verify(ref("local://e"), MESSAGE, encode_dss_signature(1, 1)) is False
@@ -199,3 +205,51 @@ def test_unknown_keys_and_versions(local_provider: LocalKeyProvider) -> None:
         local_provider.sign(ref("local://s?version=2"), MESSAGE)
     with pytest.raises(KeyNotFound, match="version 2"):
         local_provider.public_key(ref("local://s?version=2"))
+
+
+# -- ECDSA malleability -------------------------------------------------------------
+
+
+def der_integer(value: int) -> bytes:
+    """A minimal DER INTEGER, built by hand (a leading 0x00 keeps it positive)."""
+    body = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    if body[0] & 0x80:
+        body = b"\x00" + body
+    return b"\x02" + bytes([len(body)]) + body
+
+
+def der_signature(r: int, s: int) -> bytes:
+    body = der_integer(r) + der_integer(s)
+    return b"\x30" + bytes([len(body)]) + body
+
+
+def test_local_ecdsa_signatures_are_always_low_s(local_provider: LocalKeyProvider) -> None:
+    local_provider.create_key("e", KeySpec(key_type="ecdsa-p256"))
+    for i in range(64):  # a signer that does not normalize is high-S half the time
+        _, s = decode_dss_signature(local_provider.sign(ref("local://e"), b"%d" % i).value)
+        assert 1 <= s <= P256_ORDER // 2
+
+
+def test_a_high_s_copy_of_a_valid_signature_is_refused(
+    local_provider: LocalKeyProvider, make_provider: Callable[..., LocalKeyProvider]
+) -> None:
+    local_provider.create_key("e", KeySpec(key_type="ecdsa-p256"))
+    signature = local_provider.sign(ref("local://e"), MESSAGE).value
+    r, s = decode_dss_signature(signature)
+    assert der_signature(r, s) == signature  # the hand-built DER matches
+    malleated = der_signature(r, P256_ORDER - s)
+
+    # The copy is mathematically valid: a plain ECDSA verifier accepts it.
+    public = serialization.load_pem_public_key(local_provider.public_key(ref("local://e")))
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    public.verify(malleated, MESSAGE, ec.ECDSA(hashes.SHA256()))
+
+    with pytest.raises(SignatureError) as refused:
+        local_provider.verify(ref("local://e"), MESSAGE, malleated)
+    assert str(refused.value).startswith(
+        "non-canonical ECDSA signature: its s is in the upper half of the group order (high-S)"
+    )
+    assert local_provider.verify(ref("local://e"), MESSAGE, signature) is True
+    lenient = make_provider(accept_high_s=True)
+    assert lenient.verify(ref("local://e"), MESSAGE, malleated) is True
+    assert lenient.verify(ref("local://e"), MESSAGE + b"!", malleated) is False

@@ -27,6 +27,7 @@ from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec
 from aureus_core.sensitive import Secret
 from aureus_local import LocalKeyProvider
+from aureus_local.document import FORMAT_VERSION
 from aureus_local.sealing import Sealer
 
 MakeProvider = Callable[..., LocalKeyProvider]
@@ -244,7 +245,7 @@ def test_material_is_bound_to_its_key_and_version(
 
 def test_newer_format_asks_for_an_upgrade(filled: LocalKeyProvider, keystore_dir: Path) -> None:
     document = keystore_json(keystore_dir)
-    document["format_version"] = 3
+    document["format_version"] = FORMAT_VERSION + 1
     write_keystore_json(keystore_dir, document)
 
     with pytest.raises(ProviderUnavailable) as caught:

@@ -1,0 +1,311 @@
+"""Rollback and swap of the keystore files: the generation counter, the pins, the state file.
+
+The attacks: restoring an older ``keystore.json`` (it brings back rotated,
+disabled or destroyed versions and lower minimums), and replacing both
+``master.key`` and ``keystore.json`` with a pair the attacker made, so that
+new data keys get wrapped under a key the attacker knows.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aureus_core.context import EncryptionContext
+from aureus_core.errors import ConfigError, KeyDisabled, KeystoreCorrupted
+from aureus_core.keyref import KeyRef
+from aureus_core.keys import KeySpec, KeyState
+from aureus_local import LocalKeyProvider, wrapping
+from aureus_local.generations import GenerationState
+from aureus_local.sealing import Sealer
+
+MakeProvider = Callable[..., LocalKeyProvider]
+CONTEXT = EncryptionContext(app="rollback")
+DATA_KEY = bytes(range(32))
+
+
+def ref(uri: str) -> KeyRef:
+    return KeyRef.parse(uri)
+
+
+def stored(directory: Path) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads((directory / "keystore.json").read_text())
+    return result
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def test_every_write_raises_the_authenticated_generation(
+    local_provider: LocalKeyProvider, keystore_dir: Path
+) -> None:
+    local_provider.create_key("payments", KeySpec(key_type="aes-256"))
+    assert stored(keystore_dir)["generation"] == 1
+    local_provider.rotate_key(ref("local://payments"))
+    local_provider.set_version_state(ref("local://payments?version=1"), KeyState.DISABLED)
+    assert stored(keystore_dir)["generation"] == 3
+    local_provider.wrap(ref("local://payments"), DATA_KEY, CONTEXT)  # reserves wraps: a write
+    assert stored(keystore_dir)["generation"] == 4
+    assert local_provider.keystore_info().generation == 4
+
+    # The generation is under the MAC: raising it by hand breaks the integrity check.
+    document = stored(keystore_dir)
+    document["generation"] = 10**6
+    (keystore_dir / "keystore.json").write_text(json.dumps(document))
+    with pytest.raises(KeystoreCorrupted, match=r"integrity check \(HMAC\) failed"):
+        LocalKeyProvider(keystore_dir).list_keys()
+
+
+def test_a_running_process_refuses_an_older_keystore_json(
+    local_provider: LocalKeyProvider, keystore_dir: Path
+) -> None:
+    local_provider.create_key("payments", KeySpec(key_type="aes-256"))
+    backup = (keystore_dir / "keystore.json").read_bytes()  # generation 1: version 1 enabled
+    old = local_provider.wrap(ref("local://payments"), DATA_KEY, CONTEXT)
+    local_provider.rotate_key(ref("local://payments"))
+    local_provider.set_version_state(ref("local://payments?version=1"), KeyState.DISABLED)
+    with pytest.raises(KeyDisabled):
+        local_provider.unwrap(old.key, old.encrypted, CONTEXT)
+
+    (keystore_dir / "keystore.json").write_bytes(backup)  # the rollback
+    with pytest.raises(KeystoreCorrupted) as refused:
+        local_provider.unwrap(old.key, old.encrypted, CONTEXT)
+    assert refused.value.code == "rollback"
+    assert str(refused.value) == (
+        f"keystore file {keystore_dir / 'keystore.json'} was refused: it is at generation 1, "
+        "but this process has already seen generation 4: it is an older copy (a restored "
+        "backup, or a rollback that brings back rotated, disabled or destroyed key "
+        "versions). Nothing was changed; restore the newest keystore.json; if you restored "
+        "this older one on purpose, lower min_generation and remove its entry from the "
+        "state file"
+    )
+    with pytest.raises(KeystoreCorrupted, match="it is an older copy"):
+        local_provider.create_key("more", KeySpec(key_type="aes-256"))
+    assert (keystore_dir / "keystore.json").read_bytes() == backup  # nothing was written
+
+
+def test_the_state_file_refuses_an_older_keystore_json_across_restarts(
+    make_provider: MakeProvider, keystore_dir: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state" / "keystores.json"
+    first = make_provider(state_file=state)
+    first.create_key("payments", KeySpec(key_type="aes-256"))
+    backup = (keystore_dir / "keystore.json").read_bytes()
+    first.rotate_key(ref("local://payments"))
+    first.set_min_decryption_version(ref("local://payments"), "2")
+    first.close()
+    keystore_id = first.keystore_info().keystore_id
+    recorded = json.loads(state.read_text())
+    assert recorded == {
+        "format": "aureus-local-keystore-state",
+        "format_version": 1,
+        "keystores": {keystore_id: {"generation": 3}},
+    }
+    assert oct(state.stat().st_mode & 0o777) == "0o600"
+
+    (keystore_dir / "keystore.json").write_bytes(backup)
+    with pytest.raises(KeystoreCorrupted, match=rf"but {state} records 3"):
+        make_provider(state_file=state).describe_key(ref("local://payments"))
+    # Without the state file a fresh process cannot tell: the documented limit.
+    assert make_provider().describe_key(ref("local://payments")).current_version == "1"
+
+
+def test_min_generation_pins_a_floor(make_provider: MakeProvider, keystore_dir: Path) -> None:
+    writer = make_provider()
+    writer.create_key("payments", KeySpec(key_type="aes-256"))
+    backup = (keystore_dir / "keystore.json").read_bytes()
+    writer.rotate_key(ref("local://payments"))
+    pin = writer.keystore_info().generation
+    assert make_provider(min_generation=pin).list_keys()[0].current_version == "2"
+    (keystore_dir / "keystore.json").write_bytes(backup)
+    with pytest.raises(KeystoreCorrupted, match="but the configuration pins min_generation 2"):
+        make_provider(min_generation=pin).list_keys()
+
+
+def hostile_pair(victim_id: str, attacker_key: bytes, known_material: bytes) -> tuple[bytes, bytes]:
+    """An attacker's own ``master.key`` and ``keystore.json``: the victim's ID and key name,
+    a generation far ahead, and wrapping material the attacker knows."""
+    sealer = Sealer(attacker_key)
+    nonce, ciphertext = sealer.seal(
+        known_material, keystore_id=victim_id, name="payments", version=1, key_type="aes-256"
+    )
+    now = datetime(2030, 1, 1, tzinfo=timezone.utc).isoformat()
+    document: dict[str, Any] = {
+        "format": "aureus-local-keystore",
+        "format_version": 3,
+        "keystore_id": victim_id,
+        "created_at": now,
+        "generation": 10**9,
+        "master_key": {"source": "key-file"},
+        "verifier": b64(sealer.verifier()),
+        "keys": {
+            "payments": {
+                "type": "aes-256",
+                "created_at": now,
+                "description": "",
+                "labels": {},
+                "current_version": 1,
+                "min_decryption_version": None,
+                "versions": [
+                    {
+                        "version": 1,
+                        "created_at": now,
+                        "origin": "generated",
+                        "state": "enabled",
+                        "messages": 0,
+                        "bytes": 0,
+                        "wraps_reserved": 0,
+                        "nonce": b64(nonce),
+                        "ciphertext": b64(ciphertext),
+                    }
+                ],
+            }
+        },
+    }
+    document["mac"] = b64(sealer.mac(document))
+    return attacker_key, json.dumps(document, indent=2).encode()
+
+
+def test_a_swapped_master_key_and_keystore_are_refused_by_the_fingerprint_pin(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    victim = make_provider()
+    victim.create_key("payments", KeySpec(key_type="aes-256"))
+    info = victim.keystore_info()
+    victim.close()
+
+    known = secrets.token_bytes(32)
+    master, document = hostile_pair(info.keystore_id, secrets.token_bytes(32), known)
+    (keystore_dir / "master.key").write_bytes(master)
+    (keystore_dir / "keystore.json").write_bytes(document)
+
+    # The essential step of the attack: an unpinned stack accepts the pair and wraps new
+    # data keys under material the attacker knows (the random ID alone does not help, it
+    # is readable in the file and was copied).
+    fooled = make_provider(keystore_id=info.keystore_id)
+    wrapped = fooled.wrap(ref("local://payments"), DATA_KEY, CONTEXT)
+    assert wrapping.unwrap(known, "payments", 1, wrapped.encrypted, CONTEXT) == DATA_KEY
+
+    pinned = make_provider(keystore_id=info.keystore_id, fingerprint=info.fingerprint)
+    with pytest.raises(KeystoreCorrupted) as refused:
+        pinned.wrap(ref("local://payments"), DATA_KEY, CONTEXT)
+    assert refused.value.code == "identity-mismatch"
+    message = str(refused.value)
+    assert f"but the configuration pins {info.fingerprint}" in message
+    assert "sealed under another master key" in message
+    assert known.hex() not in message
+
+
+def test_another_keystore_is_refused_by_the_id_pin(
+    make_provider: MakeProvider, tmp_path: Path
+) -> None:
+    first = make_provider(tmp_path / "one")
+    first.create_key("k", KeySpec(key_type="ed25519"))
+    other = make_provider(tmp_path / "two")
+    other.create_key("k", KeySpec(key_type="ed25519"))
+    pin = first.keystore_info().keystore_id
+    with pytest.raises(KeystoreCorrupted, match=f"but the configuration pins {pin}"):
+        make_provider(tmp_path / "two", keystore_id=pin).list_keys()
+
+
+def test_a_pinned_keystore_is_never_recreated_in_place(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    writer = make_provider()
+    writer.create_key("k", KeySpec(key_type="aes-256"))
+    info = writer.keystore_info()
+    (keystore_dir / "keystore.json").unlink()
+    for pinned in (
+        make_provider(keystore_id=info.keystore_id),
+        make_provider(fingerprint=info.fingerprint),
+        make_provider(min_generation=1),
+        writer,  # it has seen generation 1
+    ):
+        with pytest.raises(
+            KeystoreCorrupted, match=r"has no keystore\.json, but it existed"
+        ) as refused:
+            pinned.create_key("fresh", KeySpec(key_type="aes-256"))
+        assert refused.value.code == "missing"
+        assert not (keystore_dir / "keystore.json").exists()
+        if pinned is not writer:  # a pinned keystore does not pass for an empty one either
+            with pytest.raises(KeystoreCorrupted, match=r"has no keystore\.json, but it existed"):
+                pinned.list_keys()
+
+
+def test_pins_are_checked_when_configured(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="keystore_id must be 32 lowercase hex digits"):
+        LocalKeyProvider(tmp_path, keystore_id="not-an-id")
+    with pytest.raises(ConfigError, match="min_generation must be a whole number"):
+        LocalKeyProvider(tmp_path, min_generation=-1)
+
+
+def test_the_state_file_only_ever_rises_under_concurrent_writers(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    states = [GenerationState(path, lock_timeout=30) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def record(state: GenerationState, values: range) -> None:
+        try:
+            for value in values:
+                state.record("a" * 32, value)
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [
+        threading.Thread(target=record, args=(s, range(i, 200, 4))) for i, s in enumerate(states)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert states[0].seen("a" * 32) == 199
+    assert states[0].record("a" * 32, 5) == 199  # never lowered
+    (tmp_path / ".state.json.0123456789abcdef.tmp").write_text('{"keystores": {')  # a crash's
+    assert states[1].record("b" * 32, 7) == 7
+    assert json.loads(path.read_text())["keystores"] == {
+        "a" * 32: {"generation": 199},
+        "b" * 32: {"generation": 7},
+    }
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_damaged_state_file_is_a_clear_error(make_provider: MakeProvider, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    make_provider().create_key("k", KeySpec(key_type="aes-256"))
+    state.write_text('{"format": "aureus-local-keystore-state", "format_version": 1, ')
+    with pytest.raises(KeystoreCorrupted, match=f"the keystore state file {state} is damaged"):
+        make_provider(state_file=state).list_keys()
+
+
+def test_old_format_documents_count_as_generation_0(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    writer = make_provider()
+    writer.create_key("k", KeySpec(key_type="aes-256"))
+    writer.close()
+    document = stored(keystore_dir)
+    document.pop("mac")
+    document["format_version"] = 2
+    del document["generation"]
+    for version in document["keys"]["k"]["versions"]:
+        del version["wraps_reserved"]
+    sealer = Sealer((keystore_dir / "master.key").read_bytes())
+    document["mac"] = b64(sealer.mac(document))
+    (keystore_dir / "keystore.json").write_text(json.dumps(document))
+    reader = make_provider()
+    assert reader.keystore_info().generation == 0
+    with pytest.raises(KeystoreCorrupted, match="min_generation 1"):
+        make_provider(min_generation=1).list_keys()
+    reader.rotate_key(ref("local://k"))
+    assert (stored(keystore_dir)["format_version"], stored(keystore_dir)["generation"]) == (3, 1)

@@ -1,0 +1,139 @@
+"""The AES-GCM random-IV bound: at most ``max_wraps_per_version`` wraps per key version.
+
+NIST SP 800-38D (8.3) limits a key used with random 96-bit IVs to 2**32
+invocations.  The count is reserved on disk before each block of wraps, so no
+crash can bring it below the wraps really made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import aureus_core
+import aureus_local
+from aureus_core.context import EncryptionContext
+from aureus_core.errors import ConfigError, KeyDisabled
+from aureus_core.keyref import KeyRef
+from aureus_core.keys import KeySpec
+from aureus_local import LocalKeyProvider
+
+MakeProvider = Callable[..., LocalKeyProvider]
+CONTEXT = EncryptionContext(app="wrap-limit")
+DATA_KEY = bytes(range(32))
+WORKER = Path(__file__).with_name("_keystore_worker.py")
+
+
+def ref(uri: str) -> KeyRef:
+    return KeyRef.parse(uri)
+
+
+def reserved(directory: Path, name: str = "w") -> list[int]:
+    document = json.loads((directory / "keystore.json").read_text())
+    return [v["wraps_reserved"] for v in document["keys"][name]["versions"]]
+
+
+def test_wraps_stop_at_the_bound_until_the_key_is_rotated(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    provider = make_provider(max_wraps_per_version=40)
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    made = [provider.wrap(ref("local://w"), DATA_KEY, CONTEXT) for _ in range(40)]
+    assert len({w.encrypted.provider_info for w in made}) == 40  # 40 distinct IVs
+    with pytest.raises(KeyDisabled) as refused:
+        provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    assert refused.value.code == "wrap-limit"
+    assert str(refused.value) == (
+        "local://w version 1 has made its 40 wraps, the most one AES-GCM key may make with "
+        "random 96-bit IVs (NIST SP 800-38D); rotate the key (`aureus keys rotate "
+        "local://w`) and wrap with the new version"
+    )
+    assert reserved(keystore_dir) == [40]
+    # What it wrapped still unwraps; another process is held to the same count.
+    assert provider.unwrap(made[0].key, made[0].encrypted, CONTEXT) == DATA_KEY
+    with pytest.raises(KeyDisabled, match="has made its 40 wraps"):
+        make_provider(max_wraps_per_version=40).wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    provider.rotate_key(ref("local://w"))
+    assert provider.wrap(ref("local://w"), DATA_KEY, CONTEXT).key.version == "2"
+
+
+def test_processes_share_the_bound(make_provider: MakeProvider, keystore_dir: Path) -> None:
+    first, second = (make_provider(max_wraps_per_version=100) for _ in range(2))
+    first.create_key("w", KeySpec(key_type="aes-256"))
+    done = 0
+    for turn in range(300):
+        try:
+            (first, second)[turn % 2].wrap(ref("local://w"), DATA_KEY, CONTEXT)
+            done += 1
+        except KeyDisabled:
+            pass
+    assert reserved(keystore_dir) == [100]
+    assert 100 - 2 * 64 <= done <= 100  # each may still hold part of a block it reserved
+    first.close()
+    second.close()  # hand back what they did not use
+    assert reserved(keystore_dir) == [done]
+
+
+def test_close_hands_back_the_unused_wraps(make_provider: MakeProvider, keystore_dir: Path) -> None:
+    provider = make_provider()
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    assert reserved(keystore_dir) == [16]  # the first block
+    provider.close()
+    assert reserved(keystore_dir) == [1]
+
+
+def test_a_reservation_that_cannot_be_written_refuses_the_wrap(
+    make_provider: MakeProvider, keystore_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = make_provider()
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+
+    def full_disk(content: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(provider.keystore, "_replace", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    assert reserved(keystore_dir) == [0]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs SIGKILL")
+@pytest.mark.parametrize("count", [1, 16, 17, 100])
+def test_a_crash_never_brings_the_count_below_the_wraps_made(
+    make_provider: MakeProvider, keystore_dir: Path, count: int
+) -> None:
+    make_provider().create_key("w", KeySpec(key_type="aes-256"))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [
+            str(Path(aureus_local.__file__).resolve().parents[1]),
+            str(Path(aureus_core.__file__).resolve().parents[1]),
+            *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []),
+        ]
+    )
+    env.pop("AUREUS_KEYSTORE_PASSPHRASE", None)
+    worker = subprocess.run(
+        [sys.executable, str(WORKER), "wrap", str(keystore_dir), "w", str(count)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert worker.returncode == -signal.SIGKILL, worker.stderr[-2000:]
+    assert worker.stdout.splitlines()[-1] == f"wrapped {count}"
+    assert reserved(keystore_dir)[0] >= count
+
+
+@pytest.mark.parametrize("bound", [0, -1, 2**32 + 1, True, 1.5])
+def test_the_bound_can_only_be_lowered(tmp_path: Path, bound: object) -> None:
+    with pytest.raises(ConfigError, match="max_wraps_per_version must be a whole number from 1"):
+        LocalKeyProvider(tmp_path, max_wraps_per_version=bound)  # type: ignore[arg-type]

@@ -1,0 +1,535 @@
+"""Raw keyring keys in the local keystore: import rules, storage, lookup and pinning."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import struct
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from aureus_core import DecryptionError, KeyStack
+from aureus_core.context import EncryptionContext
+from aureus_core.datakey import EncryptedDataKey
+from aureus_core.envelope.keyring import KeyFilter, unwrap_data_key
+from aureus_core.errors import ConfigError, KeyDisabled, KeyExists, KeystoreCorrupted
+from aureus_core.interfaces import KeyMaterial
+from aureus_core.keyref import KeyRef
+from aureus_core.keys import KeyPurpose, KeySpec
+from aureus_core.sensitive import Secret
+from aureus_local import LocalKeyProvider
+from aureus_local.sealing import Sealer
+
+NAMESPACE = "acme-raw"
+CONTEXT = EncryptionContext({"tenant": "acme"})
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(65537, 2048)
+
+
+def private_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+def public_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@pytest.fixture
+def aes_key() -> bytes:
+    return os.urandom(32)
+
+
+@pytest.fixture
+def stack(tmp_path: Path, aes_key: bytes, rsa_key: rsa.RSAPrivateKey) -> Iterator[KeyStack]:
+    with KeyStack.local(tmp_path / "ks") as stack:
+        stack.import_key("orders", "aes-256", raw=aes_key, namespace=NAMESPACE, key_name="orders")
+        stack.import_key(
+            "partner",
+            "rsa-2048",
+            pem=private_pem(rsa_key),
+            namespace=NAMESPACE,
+            key_name="partner",
+            padding="oaep-sha256",
+        )
+        stack.create_key("plain", "aes-256")
+        yield stack
+
+
+def keystore_file(stack: KeyStack) -> Path:
+    directory = stack.provider("local").keystore_dir  # type: ignore[attr-defined]
+    return Path(directory) / "keystore.json"
+
+
+def raw_aes_edk(key: bytes, namespace: str, name: bytes, data_key: bytes, aad: bytes) -> Any:
+    """An encrypted data key in the raw AES keyring layout, built byte by byte."""
+    iv = os.urandom(12)
+    info = name + struct.pack(">II", 128, 12) + iv
+    return EncryptedDataKey(
+        provider_id=namespace,
+        provider_info=info,
+        ciphertext=AESGCM(key).encrypt(iv, data_key, aad),
+    )
+
+
+# -- import rules ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"namespace": NAMESPACE}, "both a key namespace and a key name"),
+        ({"key_name": "k"}, "both a key namespace and a key name"),
+        ({"namespace": "", "key_name": "k"}, "non-empty"),
+        ({"namespace": "aws-kms", "key_name": "k"}, "reserved"),
+        ({"namespace": "aureus-local", "key_name": "k:1"}, "reserved"),
+        ({"namespace": NAMESPACE, "key_name": "a\nb"}, "control characters"),
+        ({"namespace": NAMESPACE, "key_name": "k", "padding": "pkcs1"}, "only to RSA keys"),
+    ],
+)
+def test_bad_raw_aes_imports_say_what_is_wrong(
+    tmp_path: Path, kwargs: dict[str, str], message: str
+) -> None:
+    with KeyStack.local(tmp_path / "ks") as stack:
+        with pytest.raises(ConfigError, match=message):
+            stack.import_key(
+                "k",
+                "aes-256",
+                raw=os.urandom(32),
+                namespace=kwargs.get("namespace"),
+                key_name=kwargs.get("key_name"),
+                padding=kwargs.get("padding"),
+            )
+        assert stack.list_keys() == []
+
+
+@pytest.mark.parametrize(("key_type", "size"), [("aes-128", 16), ("aes-192", 24)])
+def test_aes_sizes_must_match_the_type(tmp_path: Path, key_type: str, size: int) -> None:
+    with KeyStack.local(tmp_path / "ks") as stack:
+        with pytest.raises(ConfigError, match=f"exactly {size} bytes of material; got 32 bytes"):
+            stack.import_key("k", key_type, raw=os.urandom(32), namespace="n", key_name="k")
+        metadata = stack.import_key(
+            "k", key_type, raw=os.urandom(size), namespace="n", key_name="k"
+        )
+        assert metadata.key_type.value == key_type
+        assert metadata.purpose is KeyPurpose.WRAP
+
+
+def test_smaller_aes_types_cannot_be_created(tmp_path: Path) -> None:
+    """Keys created here keep the aureus-local layout, which is AES-256 only."""
+    with KeyStack.local(tmp_path / "ks") as stack, pytest.raises(Exception, match="aes-128"):
+        stack.create_key("k", "aes-128")
+
+
+def test_rsa_imports_need_a_padding_and_the_right_size(
+    tmp_path: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    pem = private_pem(rsa_key)
+    with KeyStack.local(tmp_path / "ks") as stack:
+        with pytest.raises(ConfigError, match="needs its padding"):
+            stack.import_key("k", "rsa-2048", pem=pem, namespace="n", key_name="k")
+        with pytest.raises(ConfigError, match="unknown RSA padding 'oaep'"):
+            stack.import_key("k", "rsa-2048", pem=pem, namespace="n", key_name="k", padding="oaep")
+        with pytest.raises(ConfigError, match="2048-bit RSA key, but the key type is rsa-4096"):
+            stack.import_key("k", "rsa-4096", pem=pem, namespace="n", key_name="k", padding="pkcs1")
+        ec_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        with pytest.raises(ConfigError, match="not an RSA key"):
+            stack.import_key(
+                "k", "rsa-2048", pem=ec_pem, namespace="n", key_name="k", padding="pkcs1"
+            )
+        with pytest.raises(ConfigError, match="cannot wrap"):
+            stack.import_key("k", "ed25519", pem=ec_pem, namespace="n", key_name="k")
+        assert stack.list_keys() == []
+
+
+def test_error_messages_never_show_the_material(tmp_path: Path) -> None:
+    secret = b"S3CRET-" + os.urandom(9).hex().encode()
+    with KeyStack.local(tmp_path / "ks") as stack:
+        for call in (
+            lambda: stack.import_key("k", "aes-128", raw=secret, namespace="n", key_name="k"),
+            lambda: stack.import_key(
+                "k", "rsa-2048", pem=secret, namespace="n", key_name="k", padding="pkcs1"
+            ),
+        ):
+            with pytest.raises(ConfigError) as caught:
+                call()
+            assert secret.decode() not in str(caught.value)
+
+
+def test_namespace_and_name_are_unique_in_the_keystore(
+    stack: KeyStack, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    with pytest.raises(KeyExists, match="local://orders already has key namespace"):
+        stack.import_key(
+            "again",
+            "rsa-2048",
+            pem=public_pem(rsa_key),
+            namespace=NAMESPACE,
+            key_name="orders",
+            padding="pkcs1",
+        )
+    # The same name under another namespace is another key.
+    stack.import_key("other", "aes-128", raw=os.urandom(16), namespace="other", key_name="orders")
+
+
+def test_raw_keys_have_one_version_and_only_wrap(stack: KeyStack) -> None:
+    with pytest.raises(ConfigError, match="cannot be rotated"):
+        stack.rotate_key("local://orders")
+    with pytest.raises(ConfigError, match="cannot be given new versions"):
+        stack.import_key("orders", "aes-256", raw=os.urandom(32), new_version=True)
+    with pytest.raises(ConfigError, match="single version"):
+        stack.import_key(
+            "orders", "aes-256", raw=os.urandom(32), namespace="x", key_name="y", new_version=True
+        )
+    with pytest.raises(ConfigError, match="raw keyring key"):
+        stack.sign(b"m", key="local://partner")
+    with pytest.raises(ConfigError, match="raw keyring key"):
+        stack.provider("local").mac(stack.describe_key("local://orders").ref, b"m")
+
+
+def test_describe_shows_namespace_name_and_padding(
+    stack: KeyStack, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    metadata = stack.describe_key("local://partner")
+    assert metadata.purpose is KeyPurpose.WRAP
+    assert dict(metadata.extra) == {
+        "origin": "imported",
+        "key_namespace": NAMESPACE,
+        "key_name": "partner",
+        "padding": "oaep-sha256",
+        "private_key": "yes",
+    }
+    assert stack.public_key("local://partner") == public_pem(rsa_key)
+    assert metadata.to_dict()["purpose"] == "wrap"
+
+
+# -- storage -------------------------------------------------------------------------
+
+
+def test_material_is_sealed_and_the_format_version_says_raw_keys(
+    stack: KeyStack, aes_key: bytes, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    content = keystore_file(stack).read_bytes()
+    der = rsa_key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    for secret in (aes_key, der[-64:]):
+        assert base64.b64encode(secret) not in content
+        assert secret.hex().encode() not in content
+    document = json.loads(content)
+    assert document["format_version"] == 3
+    assert document["keys"]["partner"]["keyring"] == {
+        "namespace": NAMESPACE,
+        "key_name": "partner",
+        "padding": "oaep-sha256",
+        "public_only": False,
+    }
+    assert "keyring" not in document["keys"]["plain"]
+
+
+def test_changing_the_pinned_padding_on_disk_is_detected(stack: KeyStack) -> None:
+    """Someone with write access but no master key tries to re-pin the key to PKCS#1 v1.5."""
+    path = keystore_file(stack)
+    document = json.loads(path.read_text())
+    document["keys"]["partner"]["keyring"]["padding"] = "pkcs1"
+    path.write_text(json.dumps(document, indent=1))
+    with pytest.raises(KeystoreCorrupted, match="integrity check"):
+        stack.describe_key("local://partner")
+
+
+def test_a_validly_signed_raw_key_with_two_versions_is_refused(stack: KeyStack) -> None:
+    path = keystore_file(stack)
+    document = json.loads(path.read_text())
+    key = document["keys"]["orders"]
+    key["versions"].append({**key["versions"][0], "version": 2})
+    document.pop("mac")
+    sealer = Sealer((path.parent / "master.key").read_bytes())
+    document["mac"] = base64.b64encode(sealer.mac(document)).decode()
+    path.write_text(json.dumps(document))
+    with pytest.raises(KeystoreCorrupted, match="more than one version"):
+        stack.list_keys()
+
+
+# -- finding the key on decrypt, and pinning ------------------------------------------
+
+
+def test_decrypt_finds_the_raw_key_and_keys_filters_by_uri(stack: KeyStack) -> None:
+    message = stack.encrypt(b"order 42", keys=["local://orders"], context=dict(CONTEXT))
+    assert stack.decrypt(message) == b"order 42"
+    assert stack.decrypt(message, keys=["local://orders"]) == b"order 42"
+    with pytest.raises(DecryptionError, match="could be unwrapped"):
+        stack.decrypt(message, keys=["local://plain"])
+
+
+def test_decrypt_allow_patterns_apply_to_raw_keys(tmp_path: Path, aes_key: bytes) -> None:
+    config = {
+        "stack": {"decrypt_allow": ["local://p*"]},
+        "providers": {"local": {"keystore": str(tmp_path / "ks")}},
+    }
+    with KeyStack.from_dict(config) as stack:
+        stack.import_key("orders", "aes-256", raw=aes_key, namespace=NAMESPACE, key_name="o")
+        message = stack.encrypt(b"x", keys=["local://orders"])
+        with pytest.raises(DecryptionError, match="could be unwrapped"):
+            stack.decrypt(message)
+
+
+def test_the_provider_id_does_not_pick_a_provider(stack: KeyStack, aes_key: bytes) -> None:
+    """A namespace the stack holds no key for is not turned into a provider scheme."""
+    provider = stack.provider("local")
+    edk = raw_aes_edk(aes_key, "gcp-kms", b"orders", os.urandom(32), CONTEXT.serialize())
+    assert provider.owner_of(edk) is None
+    edk = raw_aes_edk(aes_key, NAMESPACE, b"orders", os.urandom(32), CONTEXT.serialize())
+    owner = provider.owner_of(edk)
+    assert owner is not None
+    assert owner.uri == "local://orders?version=1"
+
+
+def test_layouts_are_not_confused(stack: KeyStack, aes_key: bytes) -> None:
+    """An RSA-layout EDK naming the AES key, an AES-layout EDK naming the RSA key,
+    and an aureus-local EDK naming a raw key by its local name are all disowned."""
+    provider = stack.provider("local")
+    data_key = os.urandom(32)
+    rsa_layout = EncryptedDataKey(
+        provider_id=NAMESPACE, provider_info=b"orders", ciphertext=os.urandom(256)
+    )
+    assert provider.owner_of(rsa_layout) is None
+    aes_layout = raw_aes_edk(aes_key, NAMESPACE, b"partner", data_key, CONTEXT.serialize())
+    assert provider.owner_of(aes_layout) is None
+    local_layout = raw_aes_edk(aes_key, "aureus-local", b"orders:1", data_key, CONTEXT.serialize())
+    assert provider.owner_of(local_layout) is None
+    ref = stack.describe_key("local://orders").ref.with_version("1")
+    with pytest.raises(DecryptionError):
+        provider.unwrap(ref, local_layout, CONTEXT)
+    with pytest.raises(DecryptionError):
+        provider.unwrap(ref, rsa_layout, CONTEXT)
+
+
+def test_an_rsa_key_is_pinned_to_its_padding(stack: KeyStack, rsa_key: rsa.RSAPrivateKey) -> None:
+    """A data key wrapped with PKCS#1 v1.5 (or another OAEP hash) under the name of an
+    OAEP-SHA256 key is refused: Aureus never tries another padding."""
+    provider = stack.provider("local")
+    ref = stack.describe_key("local://partner").ref.with_version("1")
+    data_key = os.urandom(32)
+    public = rsa_key.public_key()
+    oaep_sha256 = rsa_padding.OAEP(
+        mgf=rsa_padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
+    )
+    good = EncryptedDataKey(
+        provider_id=NAMESPACE,
+        provider_info=b"partner",
+        ciphertext=public.encrypt(data_key, oaep_sha256),
+    )
+    assert provider.owner_of(good) == ref
+    assert bytes(provider.unwrap(ref, good, CONTEXT)) == data_key
+    for other in (
+        rsa_padding.PKCS1v15(),
+        rsa_padding.OAEP(
+            mgf=rsa_padding.MGF1(hashes.SHA1()),  # noqa: S303 (the SDK's OAEP-SHA1 padding)
+            algorithm=hashes.SHA1(),  # noqa: S303
+            label=None,
+        ),
+        rsa_padding.OAEP(
+            mgf=rsa_padding.MGF1(hashes.SHA512()), algorithm=hashes.SHA512(), label=None
+        ),
+    ):
+        hostile = EncryptedDataKey(
+            provider_id=NAMESPACE,
+            provider_info=b"partner",
+            ciphertext=public.encrypt(data_key, other),
+        )
+        with pytest.raises(DecryptionError):
+            provider.unwrap(ref, hostile, CONTEXT)
+
+
+def test_raw_aes_binds_the_context(stack: KeyStack, aes_key: bytes) -> None:
+    provider = stack.provider("local")
+    ref = stack.describe_key("local://orders").ref.with_version("1")
+    data_key = os.urandom(32)
+    edk = raw_aes_edk(aes_key, NAMESPACE, b"orders", data_key, CONTEXT.serialize())
+    assert bytes(provider.unwrap(ref, edk, CONTEXT)) == data_key
+    with pytest.raises(DecryptionError):
+        provider.unwrap(ref, edk, EncryptionContext({"tenant": "evil"}))
+
+
+def test_a_public_only_key_never_claims_or_unwraps(
+    tmp_path: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    with KeyStack.local(tmp_path / "ks") as stack:
+        stack.import_key(
+            "inbox",
+            "rsa-2048",
+            pem=public_pem(rsa_key),
+            namespace="p",
+            key_name="inbox",
+            padding="pkcs1",
+        )
+        provider = stack.provider("local")
+        wrapped = provider.wrap(stack.describe_key("local://inbox").ref, os.urandom(32), CONTEXT)
+        assert provider.owner_of(wrapped.encrypted) is None
+        with pytest.raises(DecryptionError):
+            provider.unwrap(wrapped.key, wrapped.encrypted, CONTEXT)
+        material = Secret(public_pem(rsa_key))
+        assert b"PRIVATE" not in material.reveal()
+
+
+def test_only_unowned_unreserved_provider_ids_are_offered_to_the_stack(
+    stack: KeyStack, aes_key: bytes
+) -> None:
+    """The keyring asks the stack's providers only for a provider ID no convention owns."""
+    local = stack.provider("local")
+    asked: list[str] = []
+
+    def claimants() -> list[Any]:
+        asked.append("asked")
+        return [local]
+
+    def lookup(scheme: str) -> Any:
+        if scheme == "local":
+            return local
+        raise ConfigError(f"no provider {scheme}")
+
+    allowed = KeyFilter()
+    own = stack.encrypt(b"x", keys=["local://plain"])
+    header = stack.inspect(own)
+    assert header.recipients[0].provider_id == "aureus-local"
+    data_key = os.urandom(32)
+    raw = raw_aes_edk(aes_key, NAMESPACE, b"orders", data_key, CONTEXT.serialize())
+    key, ref = unwrap_data_key(lookup, [raw], CONTEXT, allowed, claimants)
+    assert (bytes(key), ref.uri) == (data_key, "local://orders?version=1")
+    assert asked == ["asked"]
+    for reserved in ("aureus-gcp-kms", "aws-kms", "aws-kms-mrk"):
+        hostile = raw_aes_edk(aes_key, reserved, b"orders", data_key, CONTEXT.serialize())
+        with pytest.raises(DecryptionError):
+            unwrap_data_key(lookup, [hostile], CONTEXT, allowed, claimants)
+    assert asked == ["asked"]
+    wrapped = local.wrap(stack.describe_key("local://plain").ref, data_key, CONTEXT)
+    key, _ = unwrap_data_key(lookup, [wrapped.encrypted], CONTEXT, allowed, claimants)
+    assert bytes(key) == data_key
+    assert asked == ["asked"]  # the conventional owner took it: nobody else was asked
+
+
+def test_raw_aes_wraps_are_bounded_like_local_ones(
+    make_provider: Callable[..., LocalKeyProvider], rsa_key: rsa.RSAPrivateKey
+) -> None:
+    """Random 96-bit IVs under one AES key: the same NIST bound; RSA has none."""
+    provider = make_provider(max_wraps_per_version=3)
+    provider.import_key(
+        "orders",
+        KeySpec(key_type="aes-128", options={"namespace": NAMESPACE, "key_name": "o"}),
+        KeyMaterial(format="raw", data=Secret(os.urandom(16))),
+    )
+    provider.import_key(
+        "partner",
+        KeySpec(
+            key_type="rsa-2048",
+            options={"namespace": NAMESPACE, "key_name": "p", "padding": "pkcs1"},
+        ),
+        KeyMaterial(format="pem", data=Secret(public_pem(rsa_key))),
+    )
+    orders, partner = KeyRef.parse("local://orders"), KeyRef.parse("local://partner")
+    made = [provider.wrap(orders, os.urandom(32), CONTEXT) for _ in range(3)]
+    with pytest.raises(KeyDisabled, match="import a new key under a new key name") as refused:
+        provider.wrap(orders, os.urandom(32), CONTEXT)
+    assert refused.value.code == "wrap-limit"
+    assert bytes(provider.unwrap(made[0].key, made[0].encrypted, CONTEXT))
+    for _ in range(5):
+        provider.wrap(partner, os.urandom(32), CONTEXT)
+
+
+def test_a_new_passphrase_reseals_raw_keys_too(
+    make_provider: Callable[..., LocalKeyProvider], keystore_dir: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    provider = make_provider(passphrase=Secret("old passphrase"), scrypt_log_n=10)
+    provider.import_key(
+        "partner",
+        KeySpec(
+            key_type="rsa-2048",
+            options={"namespace": NAMESPACE, "key_name": "p", "padding": "oaep-sha1"},
+        ),
+        KeyMaterial(format="pem", data=Secret(private_pem(rsa_key))),
+    )
+    wrapped = provider.wrap(KeyRef.parse("local://partner"), bytes(range(32)), CONTEXT)
+    before = json.loads((keystore_dir / "keystore.json").read_text())
+    provider.change_passphrase(Secret("new passphrase"))
+    after = json.loads((keystore_dir / "keystore.json").read_text())
+    old_sealed = before["keys"]["partner"]["versions"][0]["ciphertext"]
+    assert after["keys"]["partner"]["versions"][0]["ciphertext"] != old_sealed
+    assert after["keys"]["partner"]["keyring"] == before["keys"]["partner"]["keyring"]
+    reopened = make_provider(passphrase=Secret("new passphrase"), scrypt_log_n=10)
+    owner = reopened.owner_of(wrapped.encrypted)
+    assert owner is not None
+    assert bytes(reopened.unwrap(owner, wrapped.encrypted, CONTEXT)) == bytes(range(32))
+
+
+# -- the command line ------------------------------------------------------------------
+
+
+def test_cli_import_describe_and_inspect(
+    tmp_path: Path, rsa_key: rsa.RSAPrivateKey, aes_key: bytes
+) -> None:
+    aureus = str(Path(sys.executable).with_name("aureus"))
+    env = {**os.environ, "AUREUS_KEYSTORE": str(tmp_path / "ks")}
+    env.pop("AUREUS_CONFIG", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [aureus, *args], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
+    (tmp_path / "aes.key").write_bytes(aes_key)
+    (tmp_path / "rsa.pem").write_bytes(public_pem(rsa_key))
+    run(
+        "keys", "import", "orders", "--type", "aes-256", "--raw-key-file", "aes.key",
+        "--namespace", NAMESPACE, "--key-name", "orders-2023",
+    )  # fmt: skip
+    run(
+        "keys", "import", "partner", "--type", "rsa-2048", "--pem-file", "rsa.pem",
+        "--namespace", "partner-ns", "--key-name", "inbox", "--padding", "oaep-sha1",
+    )  # fmt: skip
+    described = run("keys", "describe", "local://partner").stdout
+    assert "rsa-2048 (wrap)" in described
+    assert "key_namespace:   partner-ns" in described
+    assert "padding:         oaep-sha1" in described
+    (tmp_path / "plain.txt").write_bytes(b"hello")
+    run(
+        "encrypt", "--key", "local://orders", "--key", "local://partner",
+        "-o", "msg.bin", "plain.txt",
+    )  # fmt: skip
+    text = run("inspect", "msg.bin").stdout
+    assert "raw AES keyring: key namespace 'acme-raw', key name 'orders-2023'" in text
+    assert "raw RSA keyring: key namespace 'partner-ns', key name 'inbox'" in text
+    info = json.loads(run("inspect", "--json", "msg.bin").stdout)
+    assert info["encrypted_data_keys"][0] == {
+        "provider_id": NAMESPACE,
+        "key": "orders-2023",
+        "keyring": "raw-aes",
+        "key_namespace": NAMESPACE,
+        "key_name": "orders-2023",
+    }
+    assert run("decrypt", "msg.bin").stdout == "hello"
