@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from azure.core.rest import HttpRequest
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 
@@ -108,6 +110,22 @@ def test_oct_hsm_unwrap_warning_is_the_sdks_local_attempt(
     result = crypto.unwrap_key(KeyWrapAlgorithm.aes_256, wrapped.encrypted.ciphertext)
     assert result.key == data_key  # the service answered ...
     assert "Local unwrap operation failed" in caplog.text  # ... after the SDK's local try
+
+    # The SDK's wrap takes the same local path, silently, under its random key:
+    # the HSM never saw the request and cannot unwrap the result.
+    before = len(azure_managed_hsm.requests)
+    local = crypto.wrap_key(KeyWrapAlgorithm.aes_256, data_key)
+    assert not [r for r in azure_managed_hsm.requests[before:] if r[1].endswith("/wrapkey")]
+    key_name = metadata.ref.key_id.split("/")[-1]
+    response = azure_managed_hsm.key_client(retry_total=0).send_request(
+        HttpRequest(
+            "POST",
+            f"/keys/{key_name}/unwrapkey",
+            json={"alg": "A256KW", "value": base64.urlsafe_b64encode(local.encrypted_key).decode()},
+        )
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "BadParameter"
 
 
 # -- server mode -------------------------------------------------------------------
