@@ -196,3 +196,18 @@ def test_server_mode_serves_the_official_client_and_stops_cleanly_on_sigterm(
     azure_server.process.send_signal(signal.SIGTERM)
     assert azure_server.process.wait(10) == 0
     assert not ca_file.exists()  # the certificate went with the server
+
+
+def test_managed_hsm_option_declares_a_loopback_vault_an_hsm() -> None:
+    from aureus_azure.plugin import create_provider
+    from aureus_core.errors import ConfigError
+    from aureus_core.interfaces import ProviderSettings
+
+    plain = create_provider(ProviderSettings(options={"vault": "127.0.0.1:8443"}))
+    hsm = create_provider(
+        ProviderSettings(options={"vault": "127.0.0.1:8443", "managed_hsm": True})
+    )
+    assert KeyType.AES_256 not in plain.key_types
+    assert KeyType.AES_256 in hsm.key_types
+    with pytest.raises(ConfigError, match="managed_hsm"):
+        create_provider(ProviderSettings(options={"vault": "127.0.0.1:8443", "managed_hsm": "yes"}))
