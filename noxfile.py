@@ -40,6 +40,13 @@ PROVIDERS: dict[str, dict[str, list[str]]] = {
         "install": ["./contrib/aureus-pkcs11"],
         "env": ["AUREUS_REQUIRE_SOFTHSM=1"],
     },
+    # contrib/aureus-redis, its own distribution, against a real redis-server (.ci/run),
+    # installed as a user would.
+    "redis": {
+        "extras": ["test"],
+        "paths": ["tests/contrib/aureus_redis"],
+        "install": ["./contrib/aureus-redis"],
+    },
 }
 
 
@@ -87,8 +94,8 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Mypy in strict mode over the package, plugins, tests and examples."""
     session.install("-e", ".[dev]")
-    # A second step, so that pip finds the aureus-kms the contrib distribution needs installed.
-    session.install("-e", "./contrib/aureus-pkcs11")
+    # A second step, so that pip finds the aureus-kms the contrib distributions need installed.
+    session.install("-e", "./contrib/aureus-pkcs11", "-e", "./contrib/aureus-redis")
     session.run("mypy")
 
 

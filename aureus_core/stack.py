@@ -22,7 +22,15 @@ from typing import Any, BinaryIO
 import attrs
 
 from .audit import AuditTrail, Processor
-from .cache import POLICY_OPTIONS, CachePolicy, DataKeyCache
+from .cache import (
+    MAX_BYTES_LIMIT,
+    POLICY_OPTIONS,
+    CachePolicy,
+    DataKeyCache,
+    Fill,
+    fill_of,
+    stream_size,
+)
 from .config import CONFIG_ENV, NamedOptions, StackConfig
 from .context import EncryptionContext
 from .envelope.header import Limits
@@ -135,6 +143,8 @@ class KeyStack:
         )
         self._telemetry = telemetry if telemetry is not None else Telemetry()
         self._cache = cache
+        if cache is not None and cache.describe is None:
+            cache.describe = self._describe_for_cache
         self._cache_built = cache is not None
         self._closed = False
         self._guards: dict[str, GuardedProvider] = {}
@@ -432,7 +442,7 @@ class KeyStack:
         with self._operation("rotate", ref) as op:
             metadata = self._provider_for(ref, Capability.ROTATE, "rotate_key").rotate_key(ref)
             op.update(key_version=metadata.current_version)
-            return metadata
+            return self._changed(ref, metadata)
 
     def replicate_key(self, key: str | KeyRef, region: str) -> KeyMetadata:
         """Copy a multi-region key into ``region``; returns the replica's metadata."""
@@ -641,8 +651,28 @@ class KeyStack:
                         }
                         backend = self.host.cache_backends.get(spec.name).factory(backend_options)
                         self._cache = DataKeyCache(backend, CachePolicy.from_options(spec.options))
+                    if self._cache is not None and self._cache.describe is None:
+                        self._cache.describe = self._describe_for_cache
                     self._cache_built = True
         return self._cache
+
+    def _describe_for_cache(self, uri: str) -> KeyMetadata | None:
+        """A cached key's current state for the cache's ``recheck``; ``None`` if unknown."""
+        ref = KeyRef.parse(uri)
+        target = self.provider(ref.scheme)
+        return target.describe_key(ref) if Capability.DESCRIBE in target.capabilities else None
+
+    def _changed(self, ref: KeyRef, metadata: KeyMetadata) -> KeyMetadata:
+        """Drop the cached data keys a lifecycle change to ``ref`` affects."""
+        try:
+            cache = self.cache  # built if configured: a shared cache tells the other processes
+        except AureusError:
+            # The change is made; a cache that cannot be built fails the next operation
+            # that uses it, with its own error, rather than this one.
+            return metadata
+        if cache is not None:
+            cache.invalidate(ref.uri, metadata)
+        return metadata
 
     # -- envelope encryption -------------------------------------------------
 
@@ -678,8 +708,19 @@ class KeyStack:
         op.update(self._audit.context_fields(encryption_context))
         cache = self.cache if plaintext_bytes is not None else None
         suite = SIGNED_SUITE if signed else DEFAULT_SUITE
-        entry_key = cache.encrypt_key(suite.suite_id, refs, encryption_context) if cache else b""
-        cached = cache.take(entry_key, plaintext_bytes=plaintext_bytes or 0) if cache else None
+
+        def make() -> tuple[tuple[EncryptionMaterials, list[KeyRef]], Fill]:
+            made = encryption_materials(self.provider, refs, encryption_context, signed=signed)
+            return made, fill_of(made[0], made[1])
+
+        cached, made = None, None
+        if cache is not None:
+            cached, made = cache.lookup(
+                cache.encrypt_key(suite.suite_id, refs, encryption_context),
+                plaintext_bytes=plaintext_bytes or 0,
+                encrypting=True,
+                make=make,
+            )
         if cached is not None:
             materials = EncryptionMaterials(
                 suite=suite,
@@ -690,19 +731,9 @@ class KeyStack:
             )
             recipients = [r.uri for r in refs]
         else:
-            materials, used = encryption_materials(
-                self.provider, refs, encryption_context, signed=signed
-            )
+            materials, used = made if made is not None else make()[0]
             recipients = [r.uri for r in used]
             op.update(key_version=used[0].version)
-            if cache is not None:
-                cache.store(
-                    entry_key,
-                    materials.data_key,
-                    encrypted=materials.encrypted_data_keys,
-                    signing_key=materials.signing_key,
-                    plaintext_bytes=plaintext_bytes or 0,
-                )
         try:
             # Required pairs leave the stored context (the data key was wrapped
             # with all of it) and are covered by the header authentication tag.
@@ -767,8 +798,18 @@ class KeyStack:
         The arguments are :meth:`encrypt`'s.
         """
         with self._operation("encrypt") as op:
+            size = stream_size(src)
+            if size is None and self.cache is not None:
+                # Unknown length: usable with the cache only when bytes are unbounded.
+                size = 0 if self.cache.policy.max_bytes == MAX_BYTES_LIMIT else None
             writer = self._writer(
-                context, keys, signed, frame_length, op, required_context=required_context
+                context,
+                keys,
+                signed,
+                frame_length,
+                op,
+                plaintext_bytes=size,
+                required_context=required_context,
             )
             count = _encrypt_stream(src, dst, writer)
             op.update(byte_count=count)
@@ -802,20 +843,10 @@ class KeyStack:
         )
         header = reader.header
         cache = self.cache
-        entry_key = (
-            cache.decrypt_key(
-                header.suite.suite_id, header.encrypted_data_keys, full, repr(allowed)
-            )
-            if cache
-            else b""
-        )
-        cached = cache.take(entry_key, plaintext_bytes=0) if cache else None
-        if cached is not None:
-            data_key = cached.material
-            op.update(details=(("cache", "hit"),))
-        else:
+
+        def unwrap() -> tuple[tuple[bytearray, KeyRef], Fill]:
             try:
-                data_key, used = unwrap_data_key(
+                key, used = unwrap_data_key(
                     self.provider,
                     header.encrypted_data_keys,
                     full,
@@ -824,11 +855,27 @@ class KeyStack:
                 )
             except DecryptionError as error:
                 raise DecryptionError(_required_hint(str(error), required)) from None
+            return (key, used), Fill(material=key, key_versions=(used.uri,))
+
+        cached, made = None, None
+        if cache is not None:
+            cached, made = cache.lookup(
+                cache.decrypt_key(
+                    header.suite.suite_id, header.encrypted_data_keys, full, repr(allowed)
+                ),
+                plaintext_bytes=0,
+                encrypting=False,
+                make=unwrap,
+            )
+        if cached is not None:
+            data_key = cached.material
+            op.update(details=(("cache", "hit"),))
+        else:
+            data_key, used = made if made is not None else unwrap()[0]
             op.update(
                 provider=used.scheme, key_uri=used.with_version(None).uri, key_version=used.version
             )
             if cache is not None:
-                cache.store(entry_key, data_key)
                 op.update(details=(("cache", "miss"),))
         try:
             try:
@@ -1034,7 +1081,7 @@ class KeyStack:
         with self._operation("set_version_state", ref) as op:
             op.update(details=(("state", wanted.value),))
             target = self._provider_for(ref, Capability.LIFECYCLE, "set_version_state")
-            return target.set_version_state(ref, wanted)
+            return self._changed(ref, target.set_version_state(ref, wanted))
 
     def set_min_decryption_version(self, key: str | KeyRef, version: str) -> KeyMetadata:
         """Refuse unwrap and verify with versions of ``key`` older than ``version``."""
@@ -1042,7 +1089,7 @@ class KeyStack:
         with self._operation("set_min_decryption_version", ref) as op:
             op.update(details=(("min_decryption_version", str(version)),))
             target = self._provider_for(ref, Capability.LIFECYCLE, "set_min_decryption_version")
-            return target.set_min_decryption_version(ref, str(version))
+            return self._changed(ref, target.set_min_decryption_version(ref, str(version)))
 
     def destroy_version(self, key: str | KeyRef, *, confirm: bool = False) -> KeyMetadata:
         """Destroy the material of the version ``key`` pins, for good; needs ``confirm=True``."""
@@ -1050,7 +1097,7 @@ class KeyStack:
         with self._operation("destroy_version", ref) as op:
             op.update(details=(("confirm", str(confirm).lower()),))
             target = self._provider_for(ref, Capability.LIFECYCLE, "destroy_version")
-            return target.destroy_version(ref, confirm=confirm)
+            return self._changed(ref, target.destroy_version(ref, confirm=confirm))
 
     # -- end rotation and lifecycle ----------------------------------------------------
 

@@ -38,6 +38,7 @@ OPTIONS = (
     "verify_challenge_resource",
     "retry_total",
     "discovery",
+    "managed_hsm",
     *_FLOATS,
 )
 
@@ -114,6 +115,8 @@ def create_provider(settings: ProviderSettings) -> AzureKeyVaultProvider:
                     f"the {SCHEME} option {name!r} must be a number from 0 to {MAX_SECONDS:g}"
                 )
             kwargs[name] = float(value)
+    if "managed_hsm" in options:
+        kwargs["managed_hsm"] = _typed("managed_hsm", options["managed_hsm"], bool)
     if "discovery" in options:
         kwargs["discovery"] = VaultDiscovery.from_options(options["discovery"])
     if settings.credentials is not None:
