@@ -13,6 +13,10 @@ PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHONS: list[str] = nox.project.python_versions(PYPROJECT)
 
 nox.options.error_on_external_run = True
+# A green run means every declared row ran: a missing interpreter fails the run
+# (on a workstation too) instead of being skipped.  Run only the interpreters
+# you have with --no-error-on-missing-interpreters.
+nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = False
 nox.options.sessions = ["lint", "typecheck", "tests", "examples"]
 

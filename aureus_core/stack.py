@@ -50,8 +50,17 @@ from .envelope.message import (
 from .envelope.message import encrypt_stream as _encrypt_stream
 from .envelope.quorum import Quorum
 from .envelope.rewrap import Rewrap, Write, parse_recipients, snapshot
+from .envelope.spool import DEFAULT_MEMORY_BOUND, SealedSpool
 from .envelope.suites import DEFAULT_SUITE, SIGNED_SUITE, CommitmentPolicy
-from .errors import AureusError, ConfigError, DecryptionError, UnsupportedOperation
+from .errors import (
+    AureusError,
+    ConfigError,
+    DecryptionError,
+    KeyExists,
+    PluginError,
+    UnsupportedOperation,
+    hint,
+)
 from .instrumented import InstrumentedProvider
 from .interfaces import (
     AuditSink,
@@ -92,12 +101,9 @@ def _required_hint(message: str, required: EncryptionContext) -> str:
         )
     return (
         f"{message}; if it was encrypted with required encryption context (pairs "
-        "authenticated but not stored), supply those pairs in context="
+        "authenticated but not stored), supply those pairs in "
+        + hint("context=", "--context KEY=VALUE")
     )
-
-
-def _as_ref(key: str | KeyRef) -> KeyRef:
-    return KeyRef.parse(key)
 
 
 class KeyStack:
@@ -211,7 +217,12 @@ class KeyStack:
             return self._telemetry.instrument(self._guard(scheme, existing))
 
     def _create_provider(self, scheme: str) -> KeyProvider:
-        registration = self.host.key_providers.get(scheme)
+        try:
+            registration = self.host.key_providers.get(scheme)
+        except PluginError as error:
+            if scheme in self.config.providers:
+                raise PluginError(f"{self.config.source}: [providers.{scheme}]: {error}") from None
+            raise
         options = dict(self.config.providers.get(scheme, {}))
         options.pop(BREAKER_OPTION, None)
         credential_name = options.pop("credentials", None)
@@ -286,6 +297,16 @@ class KeyStack:
             raise UnsupportedOperation(ref.scheme, operation)
         return provider
 
+    def _ref(self, key: str | KeyRef) -> KeyRef:
+        """A key URI, or a bare name (``payments``, ``payments?version=2``) of the default provider.
+
+        Every method that takes an existing key resolves names this way, as
+        :meth:`create_key` does for a new one.
+        """
+        if isinstance(key, str) and key and "://" not in key:
+            return KeyRef.parse(f"{self.config.default_provider}://{key}")
+        return KeyRef.parse(key)
+
     def _split_name(self, name: str | KeyRef, provider: str | None) -> tuple[str, str]:
         if isinstance(name, KeyRef):
             if name.version is not None:
@@ -350,14 +371,32 @@ class KeyStack:
         description: str = "",
         labels: Mapping[str, str] | None = None,
         provider: str | None = None,
+        if_not_exists: bool = False,
     ) -> KeyMetadata:
-        """Create a key; ``name`` is a bare name (default provider) or ``scheme://name``."""
+        """Create a key; ``name`` is a bare name (default provider) or ``scheme://name``.
+
+        With ``if_not_exists``, a key of that name and type that already
+        exists is returned instead of raising :class:`~aureus_core.errors.KeyExists` (one of
+        another type is still a :class:`~aureus_core.errors.ConfigError`), so setup code can run
+        more than once.
+        """
         scheme, key_name = self._split_name(name, provider)
         spec = (
             key_type
             if isinstance(key_type, KeySpec)
             else KeySpec(key_type=key_type, description=description, labels=labels or {})
         )
+        if if_not_exists:
+            try:
+                return self.create_key(KeyRef(scheme=scheme, key_id=key_name), spec)
+            except KeyExists:
+                existing = self.describe_key(KeyRef(scheme=scheme, key_id=key_name))
+                if existing.key_type is not spec.key_type:
+                    raise ConfigError(
+                        f"{existing.uri} exists with type {existing.key_type.value}, "
+                        f"not {spec.key_type.value}"
+                    ) from None
+                return existing
         with self._operation("create", KeyRef(scheme=scheme, key_id=key_name)) as op:
             target = self._provider_for(
                 KeyRef(scheme=scheme, key_id=key_name), Capability.CREATE, "create_key"
@@ -373,7 +412,7 @@ class KeyStack:
 
     def describe_key(self, key: str | KeyRef) -> KeyMetadata:
         """Return a key's metadata."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         with self._operation("describe", ref):
             return self._provider_for(ref, Capability.DESCRIBE, "describe_key").describe_key(ref)
 
@@ -398,7 +437,7 @@ class KeyStack:
 
     def rotate_key(self, key: str | KeyRef) -> KeyMetadata:
         """Add a new current version; old versions keep decrypting and verifying."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         if ref.version is not None:
             raise ConfigError(f"{ref.uri}: rotate a key, not a version (drop ?version=)")
         with self._operation("rotate", ref) as op:
@@ -408,7 +447,7 @@ class KeyStack:
 
     def replicate_key(self, key: str | KeyRef, region: str) -> KeyMetadata:
         """Copy a multi-region key into ``region``; returns the replica's metadata."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         if not isinstance(region, str) or not region.strip():
             raise ConfigError("replicate_key needs the target region, e.g. 'us-west-2'")
         with self._operation("replicate", ref) as op:
@@ -467,7 +506,7 @@ class KeyStack:
 
     def public_key(self, key: str | KeyRef) -> bytes:
         """The PEM public key of a signing key (current version unless the URI pins one)."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         with self._operation("public_key", ref):
             return self._provider_for(ref, Capability.PUBLIC_KEY, "public_key").public_key(ref)
 
@@ -475,7 +514,7 @@ class KeyStack:
 
     def _signing_ref(self, key: str | KeyRef | None) -> KeyRef:
         if key is not None:
-            return _as_ref(key)
+            return self._ref(key)
         if self.config.signing_key is None:
             raise ConfigError(
                 "no signing key given: pass key=URI or set [stack] signing_key in the config"
@@ -501,7 +540,7 @@ class KeyStack:
         """
         if key is not None:
             given = [key] if isinstance(key, (str, KeyRef)) else list(key)
-            anchors = tuple(_as_ref(k) for k in given)
+            anchors = tuple(self._ref(k) for k in given)
         elif self.config.verify_keys:
             anchors = self.config.verify_keys
         elif self.config.signing_key is not None:
@@ -510,7 +549,9 @@ class KeyStack:
             anchors = ()
         if not anchors:
             raise ConfigError(
-                "no trusted key to verify against: pass key=URI (CLI: --key URI), or set "
+                "no trusted key to verify against: pass "
+                + hint("key=URI", "--key URI")
+                + ", or set "
                 "[stack] verify_keys or signing_key in the config; the key a signature "
                 "record names is never trusted on its own"
             )
@@ -660,7 +701,7 @@ class KeyStack:
         if isinstance(keys, Quorum):
             groups, refs = keys, list(keys.keys)
         elif keys:
-            refs = [_as_ref(k) for k in keys]
+            refs = [self._ref(k) for k in keys]
         else:
             groups = self.config.key_groups
             refs = list(groups.keys if groups is not None else self.config.wrapping_keys)
@@ -812,7 +853,7 @@ class KeyStack:
         # context: unwrap with them, and the header tag must cover them.
         full, required = merge_supplied(stored, EncryptionContext.coerce(context))
         allowed = KeyFilter(
-            keys=tuple(_as_ref(k) for k in keys or ()),
+            keys=tuple(self._ref(k) for k in keys or ()),
             patterns=self.config.decrypt_allow,
             named=self.config.named_keys,
         )
@@ -891,6 +932,8 @@ class KeyStack:
         *,
         context: Mapping[str, str] | None = None,
         keys: Sequence[str | KeyRef] | None = None,
+        hold_signed: bool = False,
+        memory_bound: int = DEFAULT_MEMORY_BOUND,
     ) -> int:
         """Decrypt ``src`` into ``dst`` frame by frame; return the plaintext byte count.
 
@@ -898,12 +941,25 @@ class KeyStack:
         the last frame waits for the signature).  If this raises, what was
         written to ``dst`` is incomplete and must be discarded; the CLI writes
         to a temporary file and renames it only on success.
+
+        With ``hold_signed``, nothing of a signed message reaches ``dst``
+        until its signature has verified: the plaintext waits in memory up to
+        ``memory_bound`` bytes, then in an unnamed temporary file sealed under
+        a one-time key (:class:`~aureus_core.envelope.spool.SealedSpool`).
+        Use it when ``dst`` cannot be discarded (a pipe).
         """
         with self._operation("decrypt") as op:
             count = 0
-            for chunk in self._reader(src, context, keys, op).frames():
-                dst.write(chunk)
-                count += len(chunk)
+            reader = self._reader(src, context, keys, op)
+            if hold_signed and reader.header.suite.signed:
+                with SealedSpool(memory_bound) as spool:
+                    for chunk in reader.frames():
+                        spool.write(chunk)
+                    count = spool.release(dst)
+            else:
+                for chunk in reader.frames():
+                    dst.write(chunk)
+                    count += len(chunk)
             op.update(byte_count=count)
             return count
 
@@ -972,7 +1028,12 @@ class KeyStack:
                 stacklevel=3,
             )
         with self._operation("rewrap") as op:
-            rewrap = Rewrap(self.provider, parse_recipients(to_keys, self.limits), self.limits)
+            named = (
+                to_keys
+                if isinstance(to_keys, (str, KeyRef, Quorum))
+                else [self._ref(k) for k in to_keys]
+            )
+            rewrap = Rewrap(self.provider, parse_recipients(named, self.limits), self.limits)
             reader = self._reader(source, context, keys, op)
             rewrap.prepare(reader)
             op.update(details=(*op.get("details", ()), *rewrap.details()))
@@ -1031,7 +1092,7 @@ class KeyStack:
 
     def set_version_state(self, key: str | KeyRef, state: KeyState | str) -> KeyMetadata:
         """Enable or disable the version ``key`` pins (``URI?version=N``)."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         try:
             wanted = KeyState(state)
         except ValueError:
@@ -1043,7 +1104,7 @@ class KeyStack:
 
     def set_min_decryption_version(self, key: str | KeyRef, version: str) -> KeyMetadata:
         """Refuse unwrap and verify with versions of ``key`` older than ``version``."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         with self._operation("set_min_decryption_version", ref) as op:
             op.update(details=(("min_decryption_version", str(version)),))
             target = self._provider_for(ref, Capability.LIFECYCLE, "set_min_decryption_version")
@@ -1051,7 +1112,7 @@ class KeyStack:
 
     def destroy_version(self, key: str | KeyRef, *, confirm: bool = False) -> KeyMetadata:
         """Destroy the material of the version ``key`` pins, for good; needs ``confirm=True``."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         with self._operation("destroy_version", ref) as op:
             op.update(details=(("confirm", str(confirm).lower()),))
             target = self._provider_for(ref, Capability.LIFECYCLE, "destroy_version")

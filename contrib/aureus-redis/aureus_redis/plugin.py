@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from aureus_core.hookspecs import hookimpl
 from aureus_core.registry import CacheBackendRegistry
 
-from .backend import RedisCache
+if TYPE_CHECKING:
+    from .backend import RedisCache
+
+
+def create_cache(options: Mapping[str, Any]) -> RedisCache:
+    """Build the backend; the redis client library is imported here, on first use only."""
+    from .backend import RedisCache
+
+    return RedisCache.from_options(options)
 
 
 @hookimpl
@@ -13,6 +24,6 @@ def aureus_register_cache_backends(registry: CacheBackendRegistry) -> None:
     """Register the ``redis`` cache backend."""
     registry.register(
         "redis",
-        RedisCache.from_options,
+        create_cache,
         description="shared by every process on one Redis; entries sealed, limits on the server",
     )
