@@ -30,7 +30,12 @@ PROVIDERS: dict[str, dict[str, list[str]]] = {
     # Cloud rows run against local stand-ins: moto's server for AWS, the in-repo
     # gRPC and HTTPS emulators for GCP and Azure.  No network, no cloud account.
     "aws": {"extras": ["test", "aws"], "paths": ["tests/plugins/aureus_aws"]},
-    "gcp": {"extras": ["test", "gcp"], "paths": ["tests/plugins/aureus_gcp"]},
+    # The 2-of-3 key-group test spans local, moto's AWS KMS and the Cloud KMS emulator;
+    # this row has all three (moto comes with the test extra).
+    "gcp": {
+        "extras": ["test", "gcp"],
+        "paths": ["tests/plugins/aureus_gcp", "tests/core/quorum/test_multi_provider.py"],
+    },
     "azure": {"extras": ["test", "azure"], "paths": ["tests/plugins/aureus_azure"]},
     # The PKCS#11 provider is its own distribution, installed as a user would
     # (pip install ./contrib/aureus-pkcs11), against SoftHSM2 tokens the tests create.
