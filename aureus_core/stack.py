@@ -14,6 +14,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -133,6 +134,7 @@ class KeyStack:
         self._closed = False
         self._guards: dict[str, GuardedProvider] = {}
         self._breaker_clock = breaker_clock
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- construction --------------------------------------------------------
 
@@ -268,6 +270,18 @@ class KeyStack:
             source = registration.factory(spec.options)
             self._credentials[name] = source
         return source
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        """The bounded pool (``[stack] concurrency`` threads) that fans provider calls out."""
+        with self._lock:
+            if self._closed:
+                raise AureusError("this KeyStack is closed; create a new one")
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.config.concurrency, thread_name_prefix="aureus-fanout"
+                )
+            return self._pool
 
     def _provider_for(self, ref: KeyRef, capability: Capability, operation: str) -> KeyProvider:
         provider = self.provider(ref.scheme)
@@ -650,7 +664,7 @@ class KeyStack:
             recipients = [r.uri for r in refs]
         else:
             materials, used = encryption_materials(
-                self.provider, refs, encryption_context, signed=signed
+                self.provider, refs, encryption_context, signed=signed, pool=self.pool
             )
             recipients = [r.uri for r in used]
             op.update(key_version=used[0].version)
@@ -780,6 +794,7 @@ class KeyStack:
                     full,
                     allowed,
                     self._own_providers,
+                    self.pool,
                 )
             except DecryptionError as error:
                 raise DecryptionError(_required_hint(str(error), required)) from None
@@ -1003,6 +1018,8 @@ class KeyStack:
             if self._closed:
                 return
             self._closed = True
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
             for scheme in self._owned:
                 self._providers[scheme].close()
             self._audit.close()
