@@ -8,7 +8,6 @@ import fnmatch
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, as_completed, wait
-
 from typing import Any, NoReturn
 
 import attrs
@@ -361,7 +360,7 @@ def _wipe_loser(future: Future[bytearray | AureusError]) -> None:
 def _race(
     pool: Executor, candidates: Sequence[Candidate], context: EncryptionContext, outcome: _Outcome
 ) -> tuple[bytearray, KeyRef] | None:
-    """Unwrap every candidate at once; the first data key wins, the others are cancelled or wiped."""
+    """Unwrap every candidate at once; the first data key wins, the rest are cancelled or wiped."""
     futures = [
         _submit(pool, _unwrap_one, provider, ref, encrypted, context)
         for provider, ref, encrypted in candidates
@@ -381,7 +380,7 @@ def _race(
         result = winner.result()
         assert isinstance(result, bytearray)
         return result, candidates[futures.index(winner)][1]
-    for future, (_, ref, _) in zip(futures, candidates):
+    for future, (_, ref, _) in zip(futures, candidates, strict=True):
         failure = future.result()
         assert isinstance(failure, AureusError)
         outcome.record(ref, failure)
