@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import attrs
 
@@ -70,6 +70,9 @@ from .rotation import key_status as rotation_status
 from .sensitive import Secret
 from .signature import Signature
 from .telemetry import Telemetry, current_ids
+
+if TYPE_CHECKING:
+    from .aio import AsyncKeyStack
 
 
 def _required_hint(message: str, required: EncryptionContext) -> str:
@@ -859,6 +862,40 @@ class KeyStack:
             op.update(byte_count=count)
             return count
 
+    def encrypt_batch(
+        self,
+        values: Sequence[bytes | bytearray | memoryview],
+        *,
+        context: Mapping[str, str] | None = None,
+        keys: Sequence[str | KeyRef] | None = None,
+        signed: bool = False,
+    ) -> list[bytes]:
+        """Encrypt many small values (fields, columns) under one context; one message each.
+
+        One data key for the batch, wrapped once for every key in ``keys``;
+        one audit event (``encrypt_batch``) for all of it; results in order.
+        See :mod:`aureus_core.batch`.
+        """
+        from .batch import encrypt_batch
+
+        return encrypt_batch(self, values, context=context, keys=keys, signed=signed)
+
+    def decrypt_batch(
+        self,
+        messages: Sequence[bytes | bytearray | memoryview],
+        *,
+        context: Mapping[str, str] | None = None,
+        keys: Sequence[str | KeyRef] | None = None,
+    ) -> list[bytes]:
+        """Decrypt many messages with :meth:`decrypt`'s checks; each data key unwrapped once.
+
+        Nothing is returned unless every message authenticates; the error
+        names the failing message's position.  One audit event (``decrypt_batch``).
+        """
+        from .batch import decrypt_batch
+
+        return decrypt_batch(self, messages, context=context, keys=keys)
+
     # -- rewrap --------------------------------------------------------------------
     # Logic in aureus_core/envelope/rewrap.py; these methods only compose it.
 
@@ -1023,6 +1060,12 @@ class KeyStack:
             for scheme in self._owned:
                 self._providers[scheme].close()
             self._audit.close()
+
+    def aio(self, *, workers: int | None = None) -> AsyncKeyStack:
+        """An :class:`~aureus_core.aio.AsyncKeyStack` sharing this stack (still yours to close)."""
+        from .aio import DEFAULT_WORKERS, AsyncKeyStack
+
+        return AsyncKeyStack(self, workers=workers or DEFAULT_WORKERS)
 
     def __enter__(self) -> KeyStack:
         return self
