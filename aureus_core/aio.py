@@ -63,7 +63,7 @@ AsyncSink = Any
 ``drain()`` awaited when present, as for ``asyncio.StreamWriter``)."""
 
 
-class _Stopped(AureusError):
+class StreamCancelled(AureusError):
     """The awaiting task was cancelled: the worker stops at its next read or write."""
 
 
@@ -101,7 +101,7 @@ class _LoopReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         if self._stop.is_set():
-            raise _Stopped("cancelled")
+            raise StreamCancelled("cancelled")
         view = memoryview(buffer).cast("B")
         data = asyncio.run_coroutine_threadsafe(self._pull(len(view)), self._loop).result()
         if len(data) > len(view):
@@ -126,7 +126,7 @@ class _LoopWriter(io.RawIOBase):
 
     async def _write(self, data: bytes) -> None:
         if self._stop.is_set():  # checked on the loop, so no write follows a cancellation
-            raise _Stopped("cancelled")
+            raise StreamCancelled("cancelled")
         result = self._sink.write(data)
         if inspect.isawaitable(result):
             await result
@@ -136,7 +136,7 @@ class _LoopWriter(io.RawIOBase):
 
     def write(self, data: Any) -> int:
         if self._stop.is_set():
-            raise _Stopped("cancelled")
+            raise StreamCancelled("cancelled")
         chunk = bytes(data)
         asyncio.run_coroutine_threadsafe(self._write(chunk), self._loop).result()
         return len(chunk)
@@ -155,7 +155,7 @@ class _StopOnWrite(io.RawIOBase):
 
     def write(self, data: Any) -> int:
         if self._stop.is_set():
-            raise _Stopped("cancelled")
+            raise StreamCancelled("cancelled")
         written: int = self._inner.write(data)
         return written
 
@@ -236,7 +236,7 @@ class AsyncKeyStack:
             stop.set()
             await asyncio.wait([future])
             if not future.cancelled():
-                future.exception()  # retrieved: the worker's _Stopped is expected
+                future.exception()  # retrieved: the worker's StreamCancelled is expected
             raise
 
     # -- envelope encryption ---------------------------------------------------

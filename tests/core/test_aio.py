@@ -166,7 +166,7 @@ def test_a_cancelled_stream_writes_nothing_afterwards(shared: KeyStack) -> None:
     at_cancel, later, events = asyncio.run(main())
     assert later == at_cancel  # the worker stopped: no write after the cancellation
     assert events[-1]["operation"] == "decrypt"
-    assert events[-1]["outcome"] == "_Stopped"
+    assert events[-1]["outcome"] == "StreamCancelled"
 
 
 def test_files_appear_only_when_complete(shared: KeyStack, tmp_path: Path) -> None:

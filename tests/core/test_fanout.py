@@ -166,3 +166,34 @@ def test_when_every_unwrap_fails_the_error_names_each_without_saying_why(
         "tried: local://alpha?version=1 (did not unwrap); local://beta?version=1 (did not unwrap)"
     ) in text
     assert "tag mismatch" not in text
+
+
+def test_concurrent_provider_spans_nest_under_the_operation(tmp_path: Path) -> None:
+    sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from aureus_core.telemetry import Telemetry
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = sdk_trace.TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+    def spans(name: str) -> list[Any]:
+        return [s for s in exporter.get_finished_spans() if s.name == name]
+
+    telemetry = Telemetry(tracer_provider=tracer_provider)
+    with KeyStack.local(tmp_path / "ks", telemetry=telemetry) as stack:
+        for uri in KEYS:
+            stack.create_key(uri, "aes-256")
+        message = stack.encrypt(b"payload", keys=KEYS)
+        assert stack.decrypt(message) == b"payload"
+    (encrypt,) = spans("aureus.encrypt")
+    wraps = spans("aureus.provider.wrap")
+    assert len(wraps) == 3
+    assert {w.parent.span_id for w in wraps} == {encrypt.context.span_id}
+    assert {w.context.trace_id for w in wraps} == {encrypt.context.trace_id}
+    (decrypt,) = spans("aureus.decrypt")
+    unwraps = spans("aureus.provider.unwrap")
+    assert unwraps
+    assert {u.parent.span_id for u in unwraps} == {decrypt.context.span_id}
