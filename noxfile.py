@@ -28,6 +28,14 @@ PROVIDERS: dict[str, dict[str, list[str]]] = {
     "aws": {"extras": ["test", "aws"], "paths": ["tests/plugins/aureus_aws"]},
     "gcp": {"extras": ["test", "gcp"], "paths": ["tests/plugins/aureus_gcp"]},
     "azure": {"extras": ["test", "azure"], "paths": ["tests/plugins/aureus_azure"]},
+    # The PKCS#11 provider is its own distribution, installed as a user would
+    # (pip install ./contrib/aureus-pkcs11), against SoftHSM2 tokens the tests create.
+    "pkcs11": {
+        "extras": ["test"],
+        "paths": ["tests/contrib/aureus_pkcs11"],
+        "install": ["./contrib/aureus-pkcs11"],
+        "env": ["AUREUS_REQUIRE_SOFTHSM=1"],
+    },
 }
 
 
@@ -75,6 +83,8 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Mypy in strict mode over the package, plugins, tests and examples."""
     session.install("-e", ".[dev]")
+    # A second step, so that pip finds the aureus-kms the contrib distribution needs installed.
+    session.install("-e", "./contrib/aureus-pkcs11")
     session.run("mypy")
 
 
@@ -99,7 +109,10 @@ def tests(session: nox.Session, provider: str) -> None:
     """The test suite for one provider row on one Python version."""
     row = PROVIDERS[provider]
     session.install("-e", f".[{','.join(row['extras'])}]")
-    session.run("pytest", *row["paths"], *session.posargs)
+    if row.get("install"):
+        session.install(*row["install"])
+    env = dict(item.split("=", 1) for item in row.get("env", []))
+    session.run("pytest", *row["paths"], *session.posargs, env=env)
 
 
 @nox.session
