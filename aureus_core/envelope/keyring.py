@@ -311,7 +311,11 @@ def wrap_for_all(
         for future in futures:
             future.cancel()
         wait(futures)  # the running wraps finish (each is bounded by its provider's timeouts)
-        wrapped = [future.result() for future in futures]  # the first failure, in key order
+        for future in futures:  # the first failure in key order; cancelled wraps never ran
+            failure = None if future.cancelled() else future.exception()
+            if failure is not None:
+                raise failure
+        wrapped = [future.result() for future in futures]
     return tuple(w.encrypted for w in wrapped), [w.key for w in wrapped]
 
 
