@@ -446,6 +446,7 @@ def unwrap_data_key(
 def _fail(outcome: _Outcome, count: int) -> NoReturn:
     """Raise the error for a message none of whose keys unwrapped."""
     tried = f"tried: {'; '.join(outcome.tried)}" if outcome.tried else ""
+    reasons = [*outcome.refused, *_skip_reasons(outcome.skipped)]
     if outcome.operational:
         first = outcome.operational[0]
         if len(outcome.tried) < 2:
@@ -454,9 +455,8 @@ def _fail(outcome: _Outcome, count: int) -> NoReturn:
         # on it still do; the message names every key that was tried.
         named = type(first).__new__(type(first))
         named.__dict__.update(first.__dict__)
-        named.args = (f"no encrypted data key could be unwrapped; {tried}",)
+        named.args = ("; ".join(["no encrypted data key could be unwrapped", tried, *reasons]),)
         raise named from first
-    reasons = [*outcome.refused, *_skip_reasons(outcome.skipped)]
     if len(outcome.tried) > 1:
         reasons.append(tried)
     reason = f" ({'; '.join(reasons)})" if reasons else ""
