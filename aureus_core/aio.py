@@ -15,8 +15,8 @@ Cancellation and deadlines (``asyncio.wait_for``, ``asyncio.timeout``):
   finishes in its thread (bounded by the provider's own timeouts) and its
   result is dropped (the stack wipes its data keys either way);
 * stream and file calls stop their worker at its next read or write and wait
-  for it before the cancellation completes: no write happens after it, no
-  thread is left behind, and ``encrypt_file`` / ``decrypt_file`` leave no
+  for it before the cancellation completes: no write happens after it, the
+  operation has ended in its thread, and ``encrypt_file`` / ``decrypt_file`` leave no
   output file (they write through the CLI's atomic output).
 """
 
