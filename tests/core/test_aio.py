@@ -277,3 +277,22 @@ def test_sync_and_async_messages_are_interchangeable(
                 assert await aio.decrypt(message, keys=[key]) == payload
 
     asyncio.run(main())
+
+
+def test_a_cancelled_file_decrypt_leaves_no_file(shared: KeyStack, tmp_path: Path) -> None:
+    sealed, opened = tmp_path / "sealed", tmp_path / "opened"
+    sealed.write_bytes(shared.encrypt(b"secret rows " * 4000, keys=KEYS[:1], frame_length=1024))
+    slow = LatencyProvider(shared.provider("local"), latency=0.3)
+
+    async def main() -> None:
+        async with AsyncKeyStack(KeyStack(providers={"local": slow}), own=True) as aio:
+            task = asyncio.create_task(aio.decrypt_file(sealed, opened))
+            await asyncio.sleep(0.1)  # inside the unwrap
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert slow.in_flight == 0  # the cancellation waited for the worker
+            assert not opened.exists()
+
+    asyncio.run(main())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sealed"]
