@@ -242,13 +242,11 @@ def _new_data_key(
 
     When the first key's provider generates data keys (KMS ``GenerateDataKey``),
     it makes the key and its first wrap in one call; otherwise the key comes
-    from the operating system's CSPRNG.  With ``pool`` and several keys, the
-    key always comes from the CSPRNG so that every wrap can start at once
-    (``GenerateDataKey`` would have to finish before the others begin).
+    from the operating system's CSPRNG.  With ``pool`` the remaining wraps (all
+    of them, for a CSPRNG key) run at once.
     """
     first = lookup(keys[0].scheme)
-    concurrent = pool is not None and len(keys) > 1
-    if concurrent or Capability.GENERATE_DATA_KEY not in first.capabilities:
+    if Capability.GENERATE_DATA_KEY not in first.capabilities:
         data_key = bytearray(os.urandom(length))
         try:
             encrypted, used = wrap_for_all(lookup, keys, data_key, context, pool)
@@ -269,7 +267,7 @@ def _new_data_key(
             provider=keys[0].scheme,
         )
     try:
-        rest, used = wrap_for_all(lookup, keys[1:], data_key, context)
+        rest, used = wrap_for_all(lookup, keys[1:], data_key, context, pool)
     except BaseException:
         _wipe(data_key)
         raise
