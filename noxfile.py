@@ -13,6 +13,10 @@ PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHONS: list[str] = nox.project.python_versions(PYPROJECT)
 
 nox.options.error_on_external_run = True
+# A green run means every declared row ran: a missing interpreter fails the run
+# (on a workstation too) instead of being skipped.  Run only the interpreters
+# you have with --no-error-on-missing-interpreters.
+nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = False
 nox.options.sessions = ["lint", "typecheck", "tests", "examples"]
 
@@ -35,6 +39,13 @@ PROVIDERS: dict[str, dict[str, list[str]]] = {
         "paths": ["tests/contrib/aureus_pkcs11"],
         "install": ["./contrib/aureus-pkcs11"],
         "env": ["AUREUS_REQUIRE_SOFTHSM=1"],
+    },
+    # contrib/aureus-redis, its own distribution, against a real redis-server (.ci/run),
+    # installed as a user would.
+    "redis": {
+        "extras": ["test"],
+        "paths": ["tests/contrib/aureus_redis"],
+        "install": ["./contrib/aureus-redis"],
     },
 }
 
@@ -83,8 +94,8 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Mypy in strict mode over the package, plugins, tests and examples."""
     session.install("-e", ".[dev]")
-    # A second step, so that pip finds the aureus-kms the contrib distribution needs installed.
-    session.install("-e", "./contrib/aureus-pkcs11")
+    # A second step, so that pip finds the aureus-kms the contrib distributions need installed.
+    session.install("-e", "./contrib/aureus-pkcs11", "-e", "./contrib/aureus-redis")
     session.run("mypy")
 
 

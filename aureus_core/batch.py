@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 
 def _refs(stack: KeyStack, keys: Sequence[str | KeyRef] | None) -> list[KeyRef]:
-    return [KeyRef.parse(k) for k in keys] if keys else list(stack.config.wrapping_keys)
+    return [stack._ref(k) for k in keys] if keys else list(stack.config.wrapping_keys)
 
 
 def encrypt_batch(
@@ -96,7 +96,7 @@ def decrypt_batch(
         raise ConfigError("decrypt_batch takes a sequence of messages; use decrypt for one")
     supplied = EncryptionContext.coerce(context)
     allowed = KeyFilter(
-        keys=tuple(KeyRef.parse(k) for k in keys or ()),
+        keys=tuple(stack._ref(k) for k in keys or ()),
         patterns=stack.config.decrypt_allow,
         named=stack.config.named_keys,
     )

@@ -7,6 +7,27 @@ never contain key material, data keys or plaintext.
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("aureus_caller", default="api")
+
+
+def hint(api: str, cli: str) -> str:
+    """A remedy in the caller's terms: ``api`` for Python callers, ``cli`` under ``aureus``."""
+    return cli if _CALLER.get() == "cli" else api
+
+
+@contextmanager
+def speaking_to_cli() -> Iterator[None]:
+    """Within this block, :func:`hint` gives command-line remedies (the ``aureus`` command)."""
+    token = _CALLER.set("cli")
+    try:
+        yield
+    finally:
+        _CALLER.reset(token)
+
 
 class AureusError(Exception):
     """Root of every error Aureus raises."""
@@ -110,6 +131,15 @@ class DecryptionError(AureusError):
         self, message: str = "the message could not be decrypted and authenticated"
     ) -> None:
         super().__init__(message)
+
+
+class NotAMessage(DecryptionError):
+    """The input is not an encrypted message at all (its first bytes say so).
+
+    Raised before any key is used, from bytes anyone can read, so it tells an
+    attacker nothing; the command line exits 2 for it and keeps 1 for
+    authentication failures.
+    """
 
 
 class SignatureError(AureusError):

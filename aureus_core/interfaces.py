@@ -330,6 +330,8 @@ class CacheEntry:
     bytes: int = 0
     signing_key: Any = attrs.field(default=None, repr=False)
     """For the signed suite: the message signing key shared by the entry's messages."""
+    key_versions: tuple[str, ...] = ()
+    """URIs (with ``?version=``) of the wrapping-key versions that made the entry."""
 
     def wipe(self) -> None:
         """Overwrite the material in place."""

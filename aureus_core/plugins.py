@@ -1,7 +1,13 @@
 """The plugin host: discovers plugins through entry points and collects their registrations.
 
 Loading is lazy (on first use), happens once, and goes through the ``aureus``
-entry-point group for first-party and third-party plugins alike.
+entry-point group for first-party and third-party plugins alike.  Each kind of
+registration (key providers, credential sources, caches, audit sinks) is
+collected on its first use, so a plugin that imports its SDK inside a hook or
+a factory costs nothing until one of its names is used.  A plugin whose entry
+point names extras (``aws = "aureus_aws.plugin [aws]"``) is unavailable while
+a distribution those extras require is not installed, whether or not its
+module would import.
 ``AUREUS_LOAD_PLUGINS`` (comma-separated entry-point names) restricts loading
 to those plugins; ``AUREUS_DISABLE_PLUGINS`` blocks the ones it names.  A
 plugin that fails to import is recorded with the reason and an install hint,
@@ -12,11 +18,15 @@ from __future__ import annotations
 
 import difflib
 import enum
+import json
 import os
+import re
+import shlex
 import threading
 from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import attrs
 import pluggy
@@ -76,12 +86,71 @@ def _split_env(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
+def checkout_of(dist: metadata.Distribution) -> tuple[str, bool] | None:
+    """Where ``dist`` was installed from, if from a local directory: (path, editable).
+
+    Reads the installer's ``direct_url.json`` (PEP 610); a release installed
+    from a package index has none, or one naming an archive or VCS URL.
+    """
+    try:
+        raw = dist.read_text("direct_url.json")
+        record = json.loads(raw) if raw else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("dir_info"), dict):
+        return None
+    url = record.get("url")
+    if not isinstance(url, str) or not url.startswith("file:"):
+        return None
+    path = unquote(urlsplit(url).path)
+    return path, record["dir_info"].get("editable") is True
+
+
+def install_line(dist: metadata.Distribution, extras: list[str]) -> str:
+    """The ``pip install`` line that adds ``extras`` to ``dist`` where it was installed from."""
+    spec = f"[{','.join(extras)}]"
+    source = checkout_of(dist)
+    name = dist.metadata["Name"]
+    if source is None:
+        return f"pip install {shlex.quote(name + spec)}"
+    path, editable = source
+    line = f"pip install {'-e ' if editable else ''}{shlex.quote(path + spec)}"
+    released = f"pip install {shlex.quote(name + spec)}"
+    return f"{line}  (from your checkout; from a package index: {released})"
+
+
+_EXTRA_MARKER = re.compile(r"""^\s*extra\s*==\s*["']([^"']+)["']\s*$""")
+_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _missing_requirements(dist: metadata.Distribution | None, extras: list[str]) -> list[str]:
+    """The distributions ``dist[extras]`` requires (by an ``extra == X`` marker) that are absent.
+
+    Requirements with other markers (a Python version, a platform) are not
+    judged here: importing the plugin will tell.
+    """
+    if dist is None or not extras:
+        return []
+    wanted = {extra.lower() for extra in extras}
+    missing: list[str] = []
+    for requirement in dist.requires or []:
+        spec, _, marker = requirement.partition(";")
+        extra = _EXTRA_MARKER.match(marker)
+        name = _REQUIREMENT_NAME.match(spec)
+        if not extra or not name or extra.group(1).lower() not in wanted:
+            continue
+        try:
+            metadata.distribution(name.group(1))
+        except metadata.PackageNotFoundError:
+            missing.append(name.group(1))
+    return sorted(set(missing))
+
+
 def _install_hint(ep: metadata.EntryPoint, error: BaseException) -> str | None:
     dist = getattr(ep, "dist", None)
-    dist_name = dist.metadata["Name"] if dist is not None else None
     extras = list(getattr(ep, "extras", []) or [])
-    if dist_name and extras:
-        return f"pip install '{dist_name}[{','.join(extras)}]'"
+    if dist is not None and extras:
+        return install_line(dist, extras)
     if isinstance(error, ModuleNotFoundError) and error.name:
         top = error.name.split(".")[0]
         return f"pip install {top}  (the distribution that provides module {top!r})"
@@ -129,6 +198,7 @@ class PluginHost:
         self._loaded = False
         self._infos: dict[str, PluginInfo] = {}
         self._registries: _Registries | None = None
+        self._collected: set[str] = set()
 
     # -- loading -------------------------------------------------------------
 
@@ -171,6 +241,16 @@ class PluginHost:
             if ep.name in deny or (allow and ep.name not in allow):
                 why = f"blocked by {DISABLE_ENV}" if ep.name in deny else f"not in {LOAD_ENV}"
                 self._infos[ep.name] = PluginInfo(status=PluginStatus.DISABLED, reason=why, **base)
+                continue
+            missing = _missing_requirements(dist, list(getattr(ep, "extras", []) or []))
+            if missing and dist is not None:
+                self._infos[ep.name] = PluginInfo(
+                    status=PluginStatus.UNAVAILABLE,
+                    reason=f"not installed: {', '.join(missing)} (needed by "
+                    f"{dist.metadata['Name']}[{','.join(ep.extras)}])",
+                    install_hint=install_line(dist, list(ep.extras)),
+                    **base,
+                )
                 continue
             try:
                 plugin = ep.load()
@@ -235,41 +315,50 @@ class PluginHost:
     # -- registrations -------------------------------------------------------
 
     def _collect(self) -> _Registries:
+        """Every kind of registration (``aureus plugins`` shows them all)."""
+        registries = _Registries()
+        for kind, _ in _KINDS:
+            registries = self._collect_kind(kind)
+        return registries
+
+    def _collect_kind(self, kind: str) -> _Registries:
+        """Call the plugins' registration hook for one ``kind`` (once); return the registries."""
         with self._lock:
-            if self._registries is not None:
+            if self._registries is not None and kind in self._collected:
                 return self._registries
             self.load()
-            registries = _Registries()
-            for kind, hook_name in _KINDS:
-                registry = registries.get(kind)
-                caller: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
-                # Call each implementation on its own so the registry knows
-                # which plugin registers what, and a failing plugin can be set aside.
-                for impl in reversed(caller.get_hookimpls()):
-                    name = impl.plugin_name
-                    if self._infos.get(name, None) is not None and (
-                        self._infos[name].status is not PluginStatus.LOADED
-                    ):
-                        continue
-                    registry._calling(name)
-                    before = set(registry.by_plugin(name))
-                    try:
-                        impl.function(**{arg: registry for arg in impl.argnames})
-                    except DuplicateRegistration:
-                        raise
-                    except Exception as error:
-                        for added in set(registry.by_plugin(name)) - before:
-                            registry._entries.pop(added)
-                        self._mark_failed(
-                            name, f"{hook_name} raised {type(error).__name__}: {error}"
-                        )
-            for kind, _ in _KINDS:
-                registry = registries.get(kind)
+            if self._registries is None:
+                self._registries = _Registries()
+                self._collected = set()
+            registries = self._registries
+            hook_name = dict(_KINDS)[kind]
+            registry = registries.get(kind)
+            caller: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
+            # Call each implementation on its own so the registry knows
+            # which plugin registers what, and a failing plugin can be set aside.
+            for impl in reversed(caller.get_hookimpls()):
+                name = impl.plugin_name
+                if self._infos.get(name, None) is not None and (
+                    self._infos[name].status is not PluginStatus.LOADED
+                ):
+                    continue
+                registry._calling(name)
+                before = set(registry.by_plugin(name))
+                try:
+                    impl.function(**{arg: registry for arg in impl.argnames})
+                except DuplicateRegistration:
+                    raise
+                except Exception as error:
+                    for added in set(registry.by_plugin(name)) - before:
+                        registry._entries.pop(added)
+                    self._mark_failed(name, f"{hook_name} raised {type(error).__name__}: {error}")
+            self._collected.add(kind)
+            for done in self._collected:
+                collected = registries.get(done)
                 for info_name, info in list(self._infos.items()):
                     if info.status is not PluginStatus.LOADED:
-                        for gone in registry.by_plugin(info_name):
-                            registry._entries.pop(gone)
-            self._registries = registries
+                        for gone in collected.by_plugin(info_name):
+                            collected._entries.pop(gone)
             self._record_registrations(registries)
             return registries
 
@@ -286,29 +375,29 @@ class PluginHost:
             registers = {
                 kind: tuple(registries.get(kind).by_plugin(name))
                 for kind, _ in _KINDS
-                if registries.get(kind).by_plugin(name)
+                if kind in self._collected and registries.get(kind).by_plugin(name)
             }
             self._infos[name] = attrs.evolve(info, registers=registers)
 
     @property
     def key_providers(self) -> KeyProviderRegistry:
         """URI schemes to key-provider factories."""
-        return self._collect().key_providers
+        return self._collect_kind("key_providers").key_providers
 
     @property
     def credential_sources(self) -> CredentialSourceRegistry:
         """Names to credential-source factories."""
-        return self._collect().credential_sources
+        return self._collect_kind("credential_sources").credential_sources
 
     @property
     def cache_backends(self) -> CacheBackendRegistry:
         """Names to cache-backend factories."""
-        return self._collect().cache_backends
+        return self._collect_kind("cache_backends").cache_backends
 
     @property
     def audit_sinks(self) -> AuditSinkRegistry:
         """Names to audit-sink factories."""
-        return self._collect().audit_sinks
+        return self._collect_kind("audit_sinks").audit_sinks
 
     def plugins(self) -> list[PluginInfo]:
         """Every plugin known to the host, loaded or not, sorted by name."""

@@ -7,6 +7,7 @@ both plugins.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -78,8 +79,10 @@ class Registry(Generic[F]):
             return self._entries[name]
         except KeyError:
             known = ", ".join(sorted(self._entries)) or "none"
+            close = difflib.get_close_matches(str(name), list(self._entries), n=1)
+            guess = f"did you mean {close[0]!r}? " if close else ""
             raise PluginError(
-                f"no plugin provides {self.kind} {name!r} (known: {known}); "
+                f"no plugin provides {self.kind} {name!r}; {guess}(known: {known}); "
                 "run 'aureus plugins' to see which plugins are installed or unavailable"
             ) from None
 

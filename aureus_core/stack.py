@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import attrs
 
 from .audit import AuditTrail, Processor
-from .cache import POLICY_OPTIONS, CachePolicy, DataKeyCache
+from .cache import (
+    MAX_BYTES_LIMIT,
+    POLICY_OPTIONS,
+    CachePolicy,
+    DataKeyCache,
+    Fill,
+    fill_of,
+    stream_size,
+)
 from .config import CONFIG_ENV, NamedOptions, StackConfig
 from .context import EncryptionContext
 from .envelope.header import Limits
@@ -42,8 +50,17 @@ from .envelope.message import (
 )
 from .envelope.message import encrypt_stream as _encrypt_stream
 from .envelope.rewrap import Rewrap, Write, parse_recipients, snapshot
+from .envelope.spool import DEFAULT_MEMORY_BOUND, SealedSpool
 from .envelope.suites import DEFAULT_SUITE, SIGNED_SUITE, CommitmentPolicy
-from .errors import AureusError, ConfigError, DecryptionError, UnsupportedOperation
+from .errors import (
+    AureusError,
+    ConfigError,
+    DecryptionError,
+    KeyExists,
+    PluginError,
+    UnsupportedOperation,
+    hint,
+)
 from .instrumented import InstrumentedProvider
 from .interfaces import (
     AuditSink,
@@ -87,12 +104,9 @@ def _required_hint(message: str, required: EncryptionContext) -> str:
         )
     return (
         f"{message}; if it was encrypted with required encryption context (pairs "
-        "authenticated but not stored), supply those pairs in context="
+        "authenticated but not stored), supply those pairs in "
+        + hint("context=", "--context KEY=VALUE")
     )
-
-
-def _as_ref(key: str | KeyRef) -> KeyRef:
-    return KeyRef.parse(key)
 
 
 class KeyStack:
@@ -133,6 +147,8 @@ class KeyStack:
         )
         self._telemetry = telemetry if telemetry is not None else Telemetry()
         self._cache = cache
+        if cache is not None and cache.describe is None:
+            cache.describe = self._describe_for_cache
         self._cache_built = cache is not None
         self._closed = False
         self._guards: dict[str, GuardedProvider] = {}
@@ -205,7 +221,12 @@ class KeyStack:
             return self._telemetry.instrument(self._guard(scheme, existing))
 
     def _create_provider(self, scheme: str) -> KeyProvider:
-        registration = self.host.key_providers.get(scheme)
+        try:
+            registration = self.host.key_providers.get(scheme)
+        except PluginError as error:
+            if scheme in self.config.providers:
+                raise PluginError(f"{self.config.source}: [providers.{scheme}]: {error}") from None
+            raise
         options = dict(self.config.providers.get(scheme, {}))
         options.pop(BREAKER_OPTION, None)
         credential_name = options.pop("credentials", None)
@@ -292,6 +313,16 @@ class KeyStack:
             raise UnsupportedOperation(ref.scheme, operation)
         return provider
 
+    def _ref(self, key: str | KeyRef) -> KeyRef:
+        """A key URI, or a bare name (``payments``, ``payments?version=2``) of the default provider.
+
+        Every method that takes an existing key resolves names this way, as
+        :meth:`create_key` does for a new one.
+        """
+        if isinstance(key, str) and key and "://" not in key:
+            return KeyRef.parse(f"{self.config.default_provider}://{key}")
+        return KeyRef.parse(key)
+
     def _split_name(self, name: str | KeyRef, provider: str | None) -> tuple[str, str]:
         if isinstance(name, KeyRef):
             if name.version is not None:
@@ -356,14 +387,32 @@ class KeyStack:
         description: str = "",
         labels: Mapping[str, str] | None = None,
         provider: str | None = None,
+        if_not_exists: bool = False,
     ) -> KeyMetadata:
-        """Create a key; ``name`` is a bare name (default provider) or ``scheme://name``."""
+        """Create a key; ``name`` is a bare name (default provider) or ``scheme://name``.
+
+        With ``if_not_exists``, a key of that name and type that already
+        exists is returned instead of raising :class:`~aureus_core.errors.KeyExists` (one of
+        another type is still a :class:`~aureus_core.errors.ConfigError`), so setup code can run
+        more than once.
+        """
         scheme, key_name = self._split_name(name, provider)
         spec = (
             key_type
             if isinstance(key_type, KeySpec)
             else KeySpec(key_type=key_type, description=description, labels=labels or {})
         )
+        if if_not_exists:
+            try:
+                return self.create_key(KeyRef(scheme=scheme, key_id=key_name), spec)
+            except KeyExists:
+                existing = self.describe_key(KeyRef(scheme=scheme, key_id=key_name))
+                if existing.key_type is not spec.key_type:
+                    raise ConfigError(
+                        f"{existing.uri} exists with type {existing.key_type.value}, "
+                        f"not {spec.key_type.value}"
+                    ) from None
+                return existing
         with self._operation("create", KeyRef(scheme=scheme, key_id=key_name)) as op:
             target = self._provider_for(
                 KeyRef(scheme=scheme, key_id=key_name), Capability.CREATE, "create_key"
@@ -379,7 +428,7 @@ class KeyStack:
 
     def describe_key(self, key: str | KeyRef) -> KeyMetadata:
         """Return a key's metadata."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         with self._operation("describe", ref):
             return self._provider_for(ref, Capability.DESCRIBE, "describe_key").describe_key(ref)
 
@@ -404,17 +453,17 @@ class KeyStack:
 
     def rotate_key(self, key: str | KeyRef) -> KeyMetadata:
         """Add a new current version; old versions keep decrypting and verifying."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         if ref.version is not None:
             raise ConfigError(f"{ref.uri}: rotate a key, not a version (drop ?version=)")
         with self._operation("rotate", ref) as op:
             metadata = self._provider_for(ref, Capability.ROTATE, "rotate_key").rotate_key(ref)
             op.update(key_version=metadata.current_version)
-            return metadata
+            return self._changed(ref, metadata)
 
     def replicate_key(self, key: str | KeyRef, region: str) -> KeyMetadata:
         """Copy a multi-region key into ``region``; returns the replica's metadata."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         if not isinstance(region, str) or not region.strip():
             raise ConfigError("replicate_key needs the target region, e.g. 'us-west-2'")
         with self._operation("replicate", ref) as op:
@@ -473,7 +522,7 @@ class KeyStack:
 
     def public_key(self, key: str | KeyRef) -> bytes:
         """The PEM public key of a signing key (current version unless the URI pins one)."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         with self._operation("public_key", ref):
             return self._provider_for(ref, Capability.PUBLIC_KEY, "public_key").public_key(ref)
 
@@ -481,7 +530,7 @@ class KeyStack:
 
     def _signing_ref(self, key: str | KeyRef | None) -> KeyRef:
         if key is not None:
-            return _as_ref(key)
+            return self._ref(key)
         if self.config.signing_key is None:
             raise ConfigError(
                 "no signing key given: pass key=URI or set [stack] signing_key in the config"
@@ -507,7 +556,7 @@ class KeyStack:
         """
         if key is not None:
             given = [key] if isinstance(key, (str, KeyRef)) else list(key)
-            anchors = tuple(_as_ref(k) for k in given)
+            anchors = tuple(self._ref(k) for k in given)
         elif self.config.verify_keys:
             anchors = self.config.verify_keys
         elif self.config.signing_key is not None:
@@ -516,7 +565,9 @@ class KeyStack:
             anchors = ()
         if not anchors:
             raise ConfigError(
-                "no trusted key to verify against: pass key=URI (CLI: --key URI), or set "
+                "no trusted key to verify against: pass "
+                + hint("key=URI", "--key URI")
+                + ", or set "
                 "[stack] verify_keys or signing_key in the config; the key a signature "
                 "record names is never trusted on its own"
             )
@@ -617,8 +668,28 @@ class KeyStack:
                         }
                         backend = self.host.cache_backends.get(spec.name).factory(backend_options)
                         self._cache = DataKeyCache(backend, CachePolicy.from_options(spec.options))
+                    if self._cache is not None and self._cache.describe is None:
+                        self._cache.describe = self._describe_for_cache
                     self._cache_built = True
         return self._cache
+
+    def _describe_for_cache(self, uri: str) -> KeyMetadata | None:
+        """A cached key's current state for the cache's ``recheck``; ``None`` if unknown."""
+        ref = KeyRef.parse(uri)
+        target = self.provider(ref.scheme)
+        return target.describe_key(ref) if Capability.DESCRIBE in target.capabilities else None
+
+    def _changed(self, ref: KeyRef, metadata: KeyMetadata) -> KeyMetadata:
+        """Drop the cached data keys a lifecycle change to ``ref`` affects."""
+        try:
+            cache = self.cache  # built if configured: a shared cache tells the other processes
+        except AureusError:
+            # The change is made; a cache that cannot be built fails the next operation
+            # that uses it, with its own error, rather than this one.
+            return metadata
+        if cache is not None:
+            cache.invalidate(ref.uri, metadata)
+        return metadata
 
     # -- envelope encryption -------------------------------------------------
 
@@ -642,7 +713,7 @@ class KeyStack:
         required_context: Collection[str] = (),
     ) -> MessageWriter:
         """Materials for one message; ``plaintext_bytes`` (when known) lets it use the cache."""
-        refs = [_as_ref(k) for k in keys] if keys else list(self.config.wrapping_keys)
+        refs = [self._ref(k) for k in keys] if keys else list(self.config.wrapping_keys)
         self.limits.check_recipients(len(refs))
         encryption_context = EncryptionContext.coerce(context)
         split_required(encryption_context, required_context)  # refuse a bad list early
@@ -654,8 +725,21 @@ class KeyStack:
         op.update(self._audit.context_fields(encryption_context))
         cache = self.cache if plaintext_bytes is not None else None
         suite = SIGNED_SUITE if signed else DEFAULT_SUITE
-        entry_key = cache.encrypt_key(suite.suite_id, refs, encryption_context) if cache else b""
-        cached = cache.take(entry_key, plaintext_bytes=plaintext_bytes or 0) if cache else None
+
+        def make() -> tuple[tuple[EncryptionMaterials, list[KeyRef]], Fill]:
+            made = encryption_materials(
+                self.provider, refs, encryption_context, signed=signed, pool=self.pool
+            )
+            return made, fill_of(made[0], made[1])
+
+        cached, made = None, None
+        if cache is not None:
+            cached, made = cache.lookup(
+                cache.encrypt_key(suite.suite_id, refs, encryption_context),
+                plaintext_bytes=plaintext_bytes or 0,
+                encrypting=True,
+                make=make,
+            )
         if cached is not None:
             materials = EncryptionMaterials(
                 suite=suite,
@@ -666,19 +750,9 @@ class KeyStack:
             )
             recipients = [r.uri for r in refs]
         else:
-            materials, used = encryption_materials(
-                self.provider, refs, encryption_context, signed=signed, pool=self.pool
-            )
+            materials, used = made if made is not None else make()[0]
             recipients = [r.uri for r in used]
             op.update(key_version=used[0].version)
-            if cache is not None:
-                cache.store(
-                    entry_key,
-                    materials.data_key,
-                    encrypted=materials.encrypted_data_keys,
-                    signing_key=materials.signing_key,
-                    plaintext_bytes=plaintext_bytes or 0,
-                )
         try:
             # Required pairs leave the stored context (the data key was wrapped
             # with all of it) and are covered by the header authentication tag.
@@ -743,8 +817,18 @@ class KeyStack:
         The arguments are :meth:`encrypt`'s.
         """
         with self._operation("encrypt") as op:
+            size = stream_size(src)
+            if size is None and self.cache is not None:
+                # Unknown length: usable with the cache only when bytes are unbounded.
+                size = 0 if self.cache.policy.max_bytes == MAX_BYTES_LIMIT else None
             writer = self._writer(
-                context, keys, signed, frame_length, op, required_context=required_context
+                context,
+                keys,
+                signed,
+                frame_length,
+                op,
+                plaintext_bytes=size,
+                required_context=required_context,
             )
             count = _encrypt_stream(src, dst, writer)
             op.update(byte_count=count)
@@ -772,26 +856,16 @@ class KeyStack:
         # context: unwrap with them, and the header tag must cover them.
         full, required = merge_supplied(stored, EncryptionContext.coerce(context))
         allowed = KeyFilter(
-            keys=tuple(_as_ref(k) for k in keys or ()),
+            keys=tuple(self._ref(k) for k in keys or ()),
             patterns=self.config.decrypt_allow,
             named=self.config.named_keys,
         )
         header = reader.header
         cache = self.cache
-        entry_key = (
-            cache.decrypt_key(
-                header.suite.suite_id, header.encrypted_data_keys, full, repr(allowed)
-            )
-            if cache
-            else b""
-        )
-        cached = cache.take(entry_key, plaintext_bytes=0) if cache else None
-        if cached is not None:
-            data_key = cached.material
-            op.update(details=(("cache", "hit"),))
-        else:
+
+        def unwrap() -> tuple[tuple[bytearray, KeyRef], Fill]:
             try:
-                data_key, used = unwrap_data_key(
+                key, used = unwrap_data_key(
                     self.provider,
                     header.encrypted_data_keys,
                     full,
@@ -801,11 +875,27 @@ class KeyStack:
                 )
             except DecryptionError as error:
                 raise DecryptionError(_required_hint(str(error), required)) from None
+            return (key, used), Fill(material=key, key_versions=(used.uri,))
+
+        cached, made = None, None
+        if cache is not None:
+            cached, made = cache.lookup(
+                cache.decrypt_key(
+                    header.suite.suite_id, header.encrypted_data_keys, full, repr(allowed)
+                ),
+                plaintext_bytes=0,
+                encrypting=False,
+                make=unwrap,
+            )
+        if cached is not None:
+            data_key = cached.material
+            op.update(details=(("cache", "hit"),))
+        else:
+            data_key, used = made if made is not None else unwrap()[0]
             op.update(
                 provider=used.scheme, key_uri=used.with_version(None).uri, key_version=used.version
             )
             if cache is not None:
-                cache.store(entry_key, data_key)
                 op.update(details=(("cache", "miss"),))
         try:
             try:
@@ -846,6 +936,8 @@ class KeyStack:
         *,
         context: Mapping[str, str] | None = None,
         keys: Sequence[str | KeyRef] | None = None,
+        hold_signed: bool = False,
+        memory_bound: int = DEFAULT_MEMORY_BOUND,
     ) -> int:
         """Decrypt ``src`` into ``dst`` frame by frame; return the plaintext byte count.
 
@@ -853,12 +945,25 @@ class KeyStack:
         the last frame waits for the signature).  If this raises, what was
         written to ``dst`` is incomplete and must be discarded; the CLI writes
         to a temporary file and renames it only on success.
+
+        With ``hold_signed``, nothing of a signed message reaches ``dst``
+        until its signature has verified: the plaintext waits in memory up to
+        ``memory_bound`` bytes, then in an unnamed temporary file sealed under
+        a one-time key (:class:`~aureus_core.envelope.spool.SealedSpool`).
+        Use it when ``dst`` cannot be discarded (a pipe).
         """
         with self._operation("decrypt") as op:
             count = 0
-            for chunk in self._reader(src, context, keys, op).frames():
-                dst.write(chunk)
-                count += len(chunk)
+            reader = self._reader(src, context, keys, op)
+            if hold_signed and reader.header.suite.signed:
+                with SealedSpool(memory_bound) as spool:
+                    for chunk in reader.frames():
+                        spool.write(chunk)
+                    count = spool.release(dst)
+            else:
+                for chunk in reader.frames():
+                    dst.write(chunk)
+                    count += len(chunk)
             op.update(byte_count=count)
             return count
 
@@ -960,7 +1065,10 @@ class KeyStack:
                 stacklevel=3,
             )
         with self._operation("rewrap") as op:
-            rewrap = Rewrap(self.provider, parse_recipients(to_keys, self.limits), self.limits)
+            named = (
+                to_keys if isinstance(to_keys, (str, KeyRef)) else [self._ref(k) for k in to_keys]
+            )
+            rewrap = Rewrap(self.provider, parse_recipients(named, self.limits), self.limits)
             reader = self._reader(source, context, keys, op)
             rewrap.prepare(reader)
             op.update(details=(*op.get("details", ()), *rewrap.details()))
@@ -1019,7 +1127,7 @@ class KeyStack:
 
     def set_version_state(self, key: str | KeyRef, state: KeyState | str) -> KeyMetadata:
         """Enable or disable the version ``key`` pins (``URI?version=N``)."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         try:
             wanted = KeyState(state)
         except ValueError:
@@ -1027,23 +1135,23 @@ class KeyStack:
         with self._operation("set_version_state", ref) as op:
             op.update(details=(("state", wanted.value),))
             target = self._provider_for(ref, Capability.LIFECYCLE, "set_version_state")
-            return target.set_version_state(ref, wanted)
+            return self._changed(ref, target.set_version_state(ref, wanted))
 
     def set_min_decryption_version(self, key: str | KeyRef, version: str) -> KeyMetadata:
         """Refuse unwrap and verify with versions of ``key`` older than ``version``."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         with self._operation("set_min_decryption_version", ref) as op:
             op.update(details=(("min_decryption_version", str(version)),))
             target = self._provider_for(ref, Capability.LIFECYCLE, "set_min_decryption_version")
-            return target.set_min_decryption_version(ref, str(version))
+            return self._changed(ref, target.set_min_decryption_version(ref, str(version)))
 
     def destroy_version(self, key: str | KeyRef, *, confirm: bool = False) -> KeyMetadata:
         """Destroy the material of the version ``key`` pins, for good; needs ``confirm=True``."""
-        ref = _as_ref(key)
+        ref = self._ref(key)
         with self._operation("destroy_version", ref) as op:
             op.update(details=(("confirm", str(confirm).lower()),))
             target = self._provider_for(ref, Capability.LIFECYCLE, "destroy_version")
-            return target.destroy_version(ref, confirm=confirm)
+            return self._changed(ref, target.destroy_version(ref, confirm=confirm))
 
     # -- end rotation and lifecycle ----------------------------------------------------
 

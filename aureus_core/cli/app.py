@@ -1,7 +1,10 @@
 """Shared plumbing of the ``aureus`` command line: the root group, errors, files and pipes.
 
 Errors print one line on stderr (``aureus: error: ...``) and exit 2, with a
-traceback only under ``--debug``.
+traceback only under ``--debug`` (accepted anywhere before ``--``) or
+``AUREUS_DEBUG=1``.  A reader that closes the pipe early (``aureus decrypt |
+head``) ends the command quietly with status 141, as ``cat`` does under
+``set -o pipefail``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import IO, Any, NoReturn, TypeVar
 
 import click
 
-from ..errors import AureusError
+from ..errors import AureusError, speaking_to_cli
 from ..keys import KeyType
 from .atomic import atomic_output
 
@@ -46,6 +49,10 @@ class State:
             self._stack.close()
 
 
+DEBUG_ENV = "AUREUS_DEBUG"
+BROKEN_PIPE_STATUS = 128 + 13  # what a shell reports for a process ended by SIGPIPE
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"aureus: error: {message}", err=True)
     sys.exit(code)
@@ -57,9 +64,11 @@ class AureusGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except (AureusError, OSError) as error:
             state = ctx.obj if isinstance(ctx.obj, State) else None
-            debug = state.debug if state else "--debug" in sys.argv
+            debug = state.debug if state else _debug_requested(sys.argv[1:])
             if debug:
                 raise
             if isinstance(error, OSError):
@@ -68,7 +77,38 @@ class AureusGroup(click.Group):
             fail(str(error) or type(error).__name__)
 
 
-@click.group(cls=AureusGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def _quiet_broken_pipe() -> NoReturn:
+    """End quietly when stdout's reader has gone: no message, no flush error at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout replaced by something without a descriptor
+        pass
+    sys.exit(BROKEN_PIPE_STATUS)
+
+
+def _options_part(args: list[str]) -> list[str]:
+    return args[: args.index("--")] if "--" in args else args
+
+
+def _debug_requested(args: list[str]) -> bool:
+    env = os.environ.get(DEBUG_ENV, "").strip().lower()
+    return "--debug" in _options_part(args) or env not in ("", "0", "false", "no", "off")
+
+
+class RootGroup(AureusGroup):
+    """The root group: takes ``--debug`` wherever it appears before ``--``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        head = _options_part(args)
+        if "--debug" in head:
+            ctx.meta["aureus.debug"] = True
+            args = [a for a in head if a != "--debug"] + args[len(head) :]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config",
@@ -76,14 +116,20 @@ class AureusGroup(click.Group):
     envvar="AUREUS_CONFIG",
     help="Stack configuration file (TOML). Default: $AUREUS_CONFIG, else the local keystore.",
 )
-@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show tracebacks on errors (anywhere on the command line; or AUREUS_DEBUG=1).",
+)
 @click.version_option(package_name="aureus-kms", prog_name="aureus")
 @click.pass_context
 def main(ctx: click.Context, config: str | None, debug: bool) -> None:
     """Aureus: key management, signing and envelope encryption across key stores."""
+    debug = debug or bool(ctx.meta.get("aureus.debug")) or _debug_requested([])
     state = State(config, debug)
     ctx.obj = state
     ctx.call_on_close(state.close)
+    ctx.with_resource(speaking_to_cli())
 
 
 def stack_of(ctx: click.Context) -> Any:
@@ -157,7 +203,17 @@ def input_stream(path: str, progress: bool | None) -> Iterator[IO[bytes]]:
 
 
 @contextmanager
-def output_stream(path: str | None) -> Iterator[IO[bytes]]:
+def output_stream(path: str | None, *, binary: bool = False) -> Iterator[IO[bytes]]:
+    """Open OUT: ``-o FILE`` atomically, else stdout.
+
+    ``binary`` output (a message) is refused when stdout is a terminal unless
+    the user asked for it with ``-o -``.
+    """
+    if path is None and binary and sys.stdout.isatty():
+        raise click.UsageError(
+            "refusing to write a binary message to the terminal: redirect stdout, "
+            "give -o FILE, or -o - to write it here anyway"
+        )
     if path is None or path == "-":
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()

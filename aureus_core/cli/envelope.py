@@ -1,8 +1,9 @@
 """``aureus encrypt``, ``decrypt`` and ``inspect``.
 
 ``decrypt`` exits 0 when the message authenticates, 1 when it does not and 2
-on other errors; with ``-o`` its output appears only once the whole message
-has authenticated.
+on other errors (input that is not a message at all is one of them); with
+``-o`` its output appears only once the whole message has authenticated, and
+on stdout a signed message appears only once its signature has verified.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def encrypt_command(
     """Encrypt IN (or stdin) into the AWS Encryption SDK message format."""
     stack = stack_of(ctx)
     context = pairs(contexts, "--context")
-    with input_stream(infile, progress) as src, output_stream(output) as dst:
+    with input_stream(infile, progress) as src, output_stream(output, binary=True) as dst:
         stack.encrypt_stream(
             src,
             dst,
@@ -79,6 +80,12 @@ def encrypt_command(
 )
 @context_option
 @click.option("-o", "--output", default=None, help="Output file (default stdout).")
+@click.option(
+    "--unverified-stream",
+    is_flag=True,
+    help="On stdout, release a signed message frame by frame before its signature "
+    "is checked (the exit status still reports it).",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr.")
 @click.argument("infile", default="-", metavar="[IN|-]")
 @click.pass_context
@@ -87,26 +94,45 @@ def decrypt_command(
     keys: tuple[str, ...],
     contexts: tuple[str, ...],
     output: str | None,
+    unverified_stream: bool,
     progress: bool | None,
     infile: str,
 ) -> None:
     """Decrypt IN (or stdin): exit 0 if it authenticates, 1 if not, 2 on other errors.
 
-    With -o, output goes to a temporary file renamed into place only when the
-    whole message has authenticated.
+    With -o FILE, output goes to an unnamed temporary file linked into place
+    only when the whole message has authenticated.  On stdout, each frame of
+    an unsigned message is written once it authenticates; a signed message is
+    held back (in memory, then in a temporary file sealed under a one-time
+    key) until its signature verifies, unless --unverified-stream.
     """
-    from ..errors import DecryptionError
+    from ..errors import DecryptionError, NotAMessage
 
     stack = stack_of(ctx)
     context = pairs(contexts, "--context")
+    to_stdout = output is None or output == "-"
     try:
         with input_stream(infile, progress) as src, output_stream(output) as dst:
             try:
-                stack.decrypt_stream(src, dst, context=context, keys=list(keys) or None)
+                stack.decrypt_stream(
+                    src,
+                    dst,
+                    context=context,
+                    keys=list(keys) or None,
+                    hold_signed=to_stdout and not unverified_stream,
+                )
+            except NotAMessage:
+                raise
             except DecryptionError as error:
                 raise _DecryptFailed(str(error)) from None
+    except NotAMessage as error:
+        fail(f"{_name(infile)} is {error}", code=2)
     except _DecryptFailed as failure:
         fail(str(failure), code=1)
+
+
+def _name(infile: str) -> str:
+    return "stdin" if infile == "-" else repr(infile)
 
 
 @main.command("inspect")
@@ -115,12 +141,14 @@ def decrypt_command(
 @click.pass_context
 def inspect_command(ctx: click.Context, as_json: bool, infile: str) -> None:
     """Show a message's suite, ID, context, recipients and frame length, without decrypting."""
-    from ..errors import DecryptionError
+    from ..errors import DecryptionError, NotAMessage
 
     stack = stack_of(ctx)
     with input_stream(infile, False) as src:
         try:
             info = stack.inspect(src)
+        except NotAMessage as error:
+            fail(f"{_name(infile)} is {error}", code=2)
         except DecryptionError:
             fail("not a readable Aureus / AWS Encryption SDK message (the header is malformed)", 1)
     if as_json:

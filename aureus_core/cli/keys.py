@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ..errors import ConfigError, CredentialError, KeyExists, UnsupportedOperation
+from ..errors import CredentialError, UnsupportedOperation
 from ..keys import KeyMetadata
 from ..sensitive import Secret
 from .app import KEY_TYPES, AureusGroup, main, pairs, stack_of
@@ -74,20 +74,13 @@ def keys_create(
     if_not_exists: bool,
 ) -> None:
     """Create a key and print its URI (NAME or scheme://NAME)."""
-    stack = stack_of(ctx)
-    try:
-        metadata = stack.create_key(
-            name, key_type, description=description, labels=pairs(labels, "--label")
-        )
-    except KeyExists:
-        if not if_not_exists:
-            raise
-        ref = name if "://" in name else f"{stack.config.default_provider}://{name}"
-        metadata = stack.describe_key(ref)
-        if metadata.key_type.value != key_type:
-            raise ConfigError(
-                f"{metadata.uri} exists with type {metadata.key_type.value}, not {key_type}"
-            ) from None
+    metadata = stack_of(ctx).create_key(
+        name,
+        key_type,
+        description=description,
+        labels=pairs(labels, "--label"),
+        if_not_exists=if_not_exists,
+    )
     click.echo(metadata.uri)
 
 

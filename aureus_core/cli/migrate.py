@@ -50,7 +50,7 @@ def migrate_command(
     context = pairs(contexts, "--context")
     data = read_input(infile)
     try:
-        with output_stream(output) as dst:
+        with output_stream(output, binary=True) as dst:
             try:
                 message = stack.migrate_seed(
                     data, context=context, keys=list(keys) or None, signed=signed

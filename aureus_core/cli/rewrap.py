@@ -60,14 +60,15 @@ def rewrap_command(
     signature) and re-encrypted in the same pass under a fresh data key,
     wrapped for every --to key, and a fresh message ID; the plaintext stays in
     memory, one frame at a time. Context, frame length and signing are kept.
-    Exit 0 on success, 1 if the input does not authenticate, 2 on other errors.
+    Exit 0 on success, 1 if the input does not authenticate, 2 on other errors
+    (input that is not a message at all is one of them).
     """
-    from ..errors import DecryptionError
+    from ..errors import DecryptionError, NotAMessage
 
     stack = stack_of(ctx)
     context = pairs(contexts, "--context")
     try:
-        with input_stream(infile, progress) as src, output_stream(output) as dst:
+        with input_stream(infile, progress) as src, output_stream(output, binary=True) as dst:
             try:
                 stack.rewrap_stream(
                     src,
@@ -76,7 +77,11 @@ def rewrap_command(
                     context=context,
                     keys=list(keys) or None,
                 )
+            except NotAMessage:
+                raise
             except DecryptionError as error:
                 raise _RewrapFailed(str(error)) from None
+    except NotAMessage as error:
+        fail(f"{'stdin' if infile == '-' else repr(infile)} is {error}", code=2)
     except _RewrapFailed as failure:
         fail(str(failure), code=1)

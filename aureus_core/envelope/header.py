@@ -8,7 +8,7 @@ import attrs
 
 from ..context import EncryptionContext
 from ..datakey import EncryptedDataKey
-from ..errors import ConfigError, DecryptionError
+from ..errors import ConfigError, DecryptionError, NotAMessage
 from .reader import Reader
 from .suites import SUITES, AlgorithmSuite
 
@@ -118,6 +118,45 @@ class Header:
         return b"".join(parts)
 
 
+_PEEK = 16
+
+
+def describe_start(data: bytes) -> str:
+    """Say what kind of data a non-message starts with, without repeating its content.
+
+    The input may be a plaintext or a key file given by mistake, and this text
+    reaches logs, spans and audit events: it names a kind (and for binary
+    data its first byte), never the bytes themselves.
+    """
+    if not data:
+        return "the input is empty"
+    head = data[:_PEEK]
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if text and all(ch.isprintable() or ch in "\t\r\n" for ch in text):
+        shown = text.lstrip()
+        if shown[:4] in ("AgR4", "AgV4") or shown[:2] == "AY":
+            return "it starts like base64 text, perhaps an encoded message (decode it first)"
+        if shown.startswith("{"):
+            return "it starts like JSON (a seed-system envelope is read by migrate)"
+        if shown.startswith("-----BEGIN"):
+            return "it starts like PEM text"
+        return "it starts with text"
+    if head.startswith(b"\x1f\x8b"):
+        return "it starts with the gzip signature (1f 8b)"
+    return (
+        f"it is binary data whose first byte is {head[0]:02x}; an Encryption SDK message "
+        "starts with 01 80 or 02 04/02 05"
+    )
+
+
+def _not_a_message(reader: Reader, seen: bytes) -> NotAMessage:
+    start = seen + reader.read_up_to(max(0, _PEEK - len(seen)))
+    return NotAMessage(f"not an encrypted message: {describe_start(start)}")
+
+
 def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
     """Read a header body; return it with its raw bytes.
 
@@ -136,20 +175,24 @@ def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
     def take_int(n: int) -> int:
         return int.from_bytes(take(n), "big")
 
-    version = take_int(1)
+    first = reader.read_up_to(1)
+    if not first:
+        raise _not_a_message(reader, b"")
+    pieces.append(first)
+    version = first[0]
     if version == 2:
         suite_id = take_int(2)
         message_id_length = 32
     elif version == 1:
         if take_int(1) != V1_MESSAGE_TYPE:
-            raise DecryptionError()
+            raise _not_a_message(reader, b"".join(pieces))
         suite_id = take_int(2)
         message_id_length = 16
     else:
-        raise DecryptionError()
+        raise _not_a_message(reader, first)
     suite = SUITES.get(suite_id)
     if suite is None or suite.message_version != version:
-        raise DecryptionError()
+        raise _not_a_message(reader, b"".join(pieces))
     message_id = bytes(take(message_id_length))
     context_length = take_int(2)
     try:

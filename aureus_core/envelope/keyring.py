@@ -25,6 +25,7 @@ from ..errors import (
     ProviderUnavailable,
     Throttled,
     UnsupportedOperation,
+    hint,
 )
 from ..interfaces import Capability, GeneratesDataKeys, KeyProvider
 from ..keyref import KeyRef
@@ -207,7 +208,8 @@ def encryption_materials(
     """
     if not keys:
         raise ConfigError(
-            "no wrapping key: pass keys=[URI, ...] (--key URI) or set [stack] wrapping_keys"
+            f"no wrapping key: pass {hint('keys=[URI, ...]', '--key URI')} or set "
+            "[stack] wrapping_keys"
         )
     if len(set(keys)) != len(keys):
         raise ConfigError("the same wrapping key is listed twice")

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ..context import EncryptionContext
 from ..datakey import EncryptedDataKey
-from ..errors import ConfigError, DecryptionError
+from ..errors import ConfigError, DecryptionError, hint
 from .buffers import OutputBuffer
 from .frames import (
     FINAL_FRAME_MARKER,
@@ -97,7 +97,7 @@ def split_required(
         if not isinstance(key, str) or key not in context:
             raise ConfigError(
                 f"required context key {key!r} is not in the encryption context: "
-                "give its value in context= (--context KEY=VALUE) as well"
+                f"give its value in {hint('context=', '--context KEY=VALUE')} as well"
             )
     stored = {k: v for k, v in context.items() if k not in wanted}
     pairs = {k: v for k, v in context.items() if k in wanted}

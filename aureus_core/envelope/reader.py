@@ -52,6 +52,16 @@ class Reader:
         self._offset += n
         return view
 
+    def read_up_to(self, n: int) -> bytes:
+        """Up to ``n`` more bytes, fewer at the end of the input (for error messages)."""
+        if self._data is not None:
+            chunk = bytes(self._data[self._offset : self._offset + n])
+        else:
+            assert self._stream is not None
+            chunk = self._stream.read(n) or b""
+        self._offset += len(chunk)
+        return chunk
+
     def read_int(self, size: int) -> int:
         """Read a big-endian unsigned integer of ``size`` bytes."""
         return int.from_bytes(self.read(size), "big")

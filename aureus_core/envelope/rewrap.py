@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 import attrs
 
 from ..context import EncryptionContext
-from ..errors import ConfigError
+from ..errors import ConfigError, hint
 from ..keyref import KeyRef
 from .header import Limits
 from .keyring import ProviderLookup, encryption_materials
@@ -56,7 +56,9 @@ def parse_recipients(to_keys: Sequence[str | KeyRef], limits: Limits) -> tuple[K
         raise ConfigError("to_keys takes a list of key URIs, e.g. to_keys=['local://name']")
     refs = tuple(KeyRef.parse(key) for key in to_keys)
     if not refs:
-        raise ConfigError("rewrap needs at least one new wrapping key (to_keys=[URI, ...], --to)")
+        raise ConfigError(
+            "rewrap needs at least one new wrapping key: " + hint("to_keys=[URI, ...]", "--to URI")
+        )
     if len(set(refs)) != len(refs):
         raise ConfigError("the same new wrapping key is listed twice")
     limits.check_recipients(len(refs))

@@ -1,19 +1,38 @@
 """The cache-backend contract: every test a data-key :class:`CacheBackend` must pass.
 
 Subclass :class:`CacheBackendContract` and override the ``cache_backend``
-fixture.
+fixture; a backend shared between processes also overrides
+``backend_factory``, and one that can be taken down overrides
+``backend_outage``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+import multiprocessing
 import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import datetime, timezone
 
 import pytest
 
+from ..cache import CachePolicy, DataKeyCache, Fill
 from ..datakey import EncryptedDataKey
 from ..interfaces import CacheBackend, CacheEntry
+from ..keyref import KeyRef
+from ..keys import KeyMetadata, KeyState, KeyType, KeyVersion
 from .concurrency import run_in_threads
 from .leaks import assert_no_secret
+
+BackendFactory = Callable[[], CacheBackend]
+CLOCK_TOLERANCE = 0.01
+"""Seconds a backend's creation times may drift by carrying them between clocks."""
+FAULT_BOUND = 2.0
+"""Seconds one cache operation may take while the backend is down or hung."""
 
 ARBITRARY_KEYS = (b"", b"\x00", b"a", b"a\x00", b"\xff" * 7, os.urandom(32), b"k" * 4096)
 """Cache keys of awkward lengths and contents, some of them prefixes of others."""
@@ -31,6 +50,55 @@ def make_entry(created_at: float = 0.0) -> CacheEntry:
         created_at=created_at,
         messages=3,
         bytes=1024,
+    )
+
+
+def fresh_fill(uri: str = "contract://key?version=1") -> tuple[bytes, Fill]:
+    """What a provider call makes on a miss: a new random data key (and its digest)."""
+    material = os.urandom(32)
+    return hashlib.sha256(material).digest(), Fill(
+        material=bytearray(material), key_versions=(uri,)
+    )
+
+
+def uses_per_key(
+    cache: DataKeyCache, operations: int, *, plaintext_bytes: int = 0
+) -> list[tuple[bytes, bool]]:
+    """Encrypt-side lookups under one entry key: (data key digest, whether it was made)."""
+    results = []
+    for _ in range(operations):
+        cached, made = cache.lookup(
+            b"contract entry", plaintext_bytes=plaintext_bytes, encrypting=True, make=fresh_fill
+        )
+        if cached is not None:
+            results.append((hashlib.sha256(cached.material).digest(), False))
+        else:
+            assert made is not None
+            results.append((made, True))
+    return results
+
+
+def _process_worker(
+    factory: BackendFactory, max_messages: int, operations: int
+) -> list[tuple[bytes, bool]]:
+    cache = DataKeyCache(factory(), CachePolicy(max_messages=max_messages))
+    return uses_per_key(cache, operations)
+
+
+def key_metadata(state: KeyState = KeyState.ENABLED, current: str = "1") -> KeyMetadata:
+    """Metadata of the contract's key ``contract://key`` with versions 1..current."""
+    created = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    versions = tuple(
+        KeyVersion(version=str(n), created_at=created, state=state)
+        for n in range(1, int(current) + 1)
+    )
+    return KeyMetadata(
+        ref=KeyRef.parse("contract://key"),
+        key_type=KeyType.AES_256,
+        state=KeyState.ENABLED,
+        created_at=created,
+        current_version=current,
+        versions=versions,
     )
 
 
@@ -52,12 +120,18 @@ class CacheBackendContract:
     - ``wipes_in_place``: ``False`` for a backend that keeps sealed copies
       elsewhere rather than the entries it is given; the tests that check
       those entries are wiped are then skipped.
+
+    Optional fixtures: ``backend_factory`` (a picklable callable that
+    connects a new backend object to the same store, for the tests with
+    several processes) and ``backend_outage`` (a callable returning a context
+    manager during which the store does not answer).
     """
 
     stores_entries: bool = True
     wipes_in_place: bool = True
     concurrency_threads: int = 8
     concurrency_operations: int = 40
+    processes: int = 4
 
     @pytest.fixture
     def cache_backend(self) -> CacheBackend:
@@ -67,6 +141,16 @@ class CacheBackendContract:
             "a fresh CacheBackend",
             pytrace=False,
         )
+
+    @pytest.fixture
+    def backend_factory(self) -> BackendFactory | None:
+        """Override for a shared backend: builds another client of the same store."""
+        return None
+
+    @pytest.fixture
+    def backend_outage(self) -> Callable[[], AbstractContextManager[None]] | None:
+        """Override for a backend that can fail: a context manager that takes it down."""
+        return None
 
     def _require_storage(self) -> None:
         if not self.stores_entries:
@@ -83,11 +167,9 @@ class CacheBackendContract:
         assert isinstance(got, CacheEntry)
         assert bytes(got.material) == bytes(entry.material)
         assert got.encrypted == entry.encrypted
-        assert (got.created_at, got.messages, got.bytes) == (
-            entry.created_at,
-            entry.messages,
-            entry.bytes,
-        )
+        assert (got.messages, got.bytes) == (entry.messages, entry.bytes)
+        # A shared backend carries the creation time across processes' clocks.
+        assert got.created_at == pytest.approx(entry.created_at, abs=CLOCK_TOLERANCE)
 
     def test_satisfies_the_protocol(self, cache_backend: CacheBackend) -> None:
         """The backend has the methods of CacheBackend and starts empty."""
@@ -223,3 +305,145 @@ class CacheBackendContract:
         }
         for where, text in shown.items():
             assert_no_secret(text, [bytes(entry.material)], where)
+
+    # -- the cache built on the backend: exact under concurrency, lifecycle, faults --
+
+    @pytest.mark.parametrize("threads", [4, 8])
+    def test_single_flight_under_threads(self, cache_backend: CacheBackend, threads: int) -> None:
+        """N lookups by any number of threads make exactly ceil(N / max_messages) data keys."""
+        self._require_storage()
+        cache = DataKeyCache(cache_backend, CachePolicy(max_messages=50))
+        operations = 1000 // threads
+        results = run_in_threads(
+            lambda _t, _o: uses_per_key(cache, 1)[0], threads=threads, operations=operations
+        )
+        made = sum(1 for _, fresh in results if fresh)
+        assert made == math.ceil(len(results) / 50)
+        uses = Counter(digest for digest, _ in results)
+        assert max(uses.values()) <= 50, "a data key protected more than max_messages messages"
+        assert sum(uses.values()) == len(results)
+
+    def test_single_flight_under_the_byte_limit(self, cache_backend: CacheBackend) -> None:
+        """With only max_bytes limiting, threads make ceil(total bytes / max_bytes) keys."""
+        self._require_storage()
+        cache = DataKeyCache(cache_backend, CachePolicy(max_bytes=100 * 40))
+
+        def one(_t: int, _o: int) -> tuple[bytes, bool]:
+            return uses_per_key(cache, 1, plaintext_bytes=100)[0]
+
+        results = run_in_threads(one, threads=8, operations=50)
+        assert sum(1 for _, fresh in results if fresh) == math.ceil(len(results) * 100 / 4000)
+        assert max(Counter(d for d, _ in results).values()) <= 40
+
+    def test_processes_share_one_data_key_per_window(
+        self, cache_backend: CacheBackend, backend_factory: BackendFactory | None
+    ) -> None:
+        """Processes sharing the store make at most ceil(N / max_messages) + processes keys.
+
+        And no key is ever used for more than max_messages messages.
+        """
+        self._require_storage()
+        if backend_factory is None:
+            pytest.skip("not shared between processes (no backend_factory fixture)")
+        operations, limit = 500, 100
+        spawn = multiprocessing.get_context("spawn")
+        with spawn.Pool(self.processes) as pool:
+            batches = pool.starmap(
+                _process_worker, [(backend_factory, limit, operations)] * self.processes
+            )
+        results = [item for batch in batches for item in batch]
+        made = sum(1 for _, fresh in results if fresh)
+        total = operations * self.processes
+        assert math.ceil(total / limit) <= made <= math.ceil(total / limit) + self.processes
+        uses = Counter(digest for digest, _ in results)
+        assert max(uses.values()) <= limit, "a data key protected more than max_messages messages"
+
+    def test_lifecycle_change_through_the_stack_drops_entries(
+        self, cache_backend: CacheBackend
+    ) -> None:
+        """invalidate() with the key's new state drops its entries before their next use."""
+        self._require_storage()
+        cache = DataKeyCache(cache_backend, CachePolicy())
+        first = uses_per_key(cache, 2)
+        assert [fresh for _, fresh in first] == [True, False]
+        cache.invalidate("contract://key", key_metadata(current="2"))  # rotated
+        after = uses_per_key(cache, 1)
+        assert after[0][1], "an entry on the rotated-away version was used"
+        assert after[0][0] != first[0][0]
+
+    def test_lifecycle_change_elsewhere_noticed_within_recheck(
+        self, cache_backend: CacheBackend
+    ) -> None:
+        """A key disabled elsewhere stops serving cached entries once ``recheck`` passes."""
+        self._require_storage()
+        now = [0.0]
+        state = [key_metadata()]
+        cache = DataKeyCache(
+            cache_backend,
+            CachePolicy(recheck=10),
+            clock=lambda: now[0],
+            describe=lambda uri: state[0],
+        )
+        uses_per_key(cache, 1)
+        state[0] = key_metadata(KeyState.DISABLED)
+        now[0] = 9.0
+        assert uses_per_key(cache, 1)[0][1] is False  # not rechecked yet
+        now[0] = 10.0
+        assert uses_per_key(cache, 1)[0][1] is True  # dropped, a new key made
+
+    def test_outage_falls_back_to_the_provider(
+        self,
+        cache_backend: CacheBackend,
+        backend_outage: Callable[[], AbstractContextManager[None]] | None,
+    ) -> None:
+        """While the store is down every lookup answers quickly with a fresh key.
+
+        Afterwards the cache works again.
+        """
+        self._require_storage()
+        if backend_outage is None:
+            pytest.skip("cannot be taken down (no backend_outage fixture)")
+        cache = DataKeyCache(cache_backend, CachePolicy())
+        uses_per_key(cache, 2)
+        with backend_outage():
+            for _ in range(5):
+                started = time.monotonic()
+                result = uses_per_key(cache, 1)[0]
+                assert time.monotonic() - started < FAULT_BOUND
+                assert result[1], "a lookup during an outage did not make a fresh key"
+        deadline = time.monotonic() + 10
+        recovered: list[bool] = []
+        while time.monotonic() < deadline:
+            recovered = [fresh for _, fresh in uses_per_key(cache, 2)]
+            if recovered == [True, False]:
+                break
+            time.sleep(0.1)
+        assert recovered[-1] is False, "the cache never recovered after the outage"
+
+
+def stack_encrypt_worker(
+    config: dict[str, object], messages: int, context: dict[str, str]
+) -> tuple[int, list[bytes]]:
+    """Encrypt ``messages`` small messages with a stack built from ``config`` in this process.
+
+    For tests and benchmarks of caches shared between processes: returns the
+    provider's wrap calls and, per message, a digest of its first encrypted
+    data key (one per data key, so equal digests mean a shared data key).
+    """
+    from ..envelope.message import MessageReader
+    from ..stack import KeyStack
+    from .counting import CountingProvider
+
+    setup = KeyStack.from_dict(config)
+    counting = CountingProvider(setup.provider("local"))
+    stack = KeyStack.from_dict(config, providers={"local": counting})
+    try:
+        digests = []
+        for _ in range(messages):
+            message = stack.encrypt(b"shared cache", context=context)
+            edk = MessageReader(message).header.encrypted_data_keys[0]
+            digests.append(hashlib.sha256(edk.ciphertext).digest())
+        return counting.wraps, digests
+    finally:
+        stack.close()
+        setup.close()

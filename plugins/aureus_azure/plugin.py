@@ -1,24 +1,27 @@
 """The pluggy plugin: the ``azure-kv`` key provider and the azure credential sources.
 
-Loaded through the entry point ``azure = "aureus_azure.plugin [azure]"``.
+Loaded through the entry point ``azure = "aureus_azure.plugin [azure]"``.  Importing
+it registers names only: the Azure SDK is imported when an ``azure-kv``
+provider or an ``azure-*`` credential source is first needed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any
-
-from azure.core.credentials import AccessToken, TokenCredential
+from typing import TYPE_CHECKING, Any
 
 from aureus_core.errors import ConfigError, CredentialError
 from aureus_core.hookspecs import hookimpl
 from aureus_core.interfaces import CredentialSource, ProviderSettings
 from aureus_core.registry import CredentialSourceRegistry, KeyProviderRegistry
 
-from .credentials import SOURCES
 from .naming import SCHEME
-from .provider import AzureKeyVaultProvider, VaultDiscovery
+
+if TYPE_CHECKING:
+    from azure.core.credentials import AccessToken, TokenCredential
+
+    from .provider import AzureKeyVaultProvider
 
 _FLOATS = (
     "retry_backoff_factor",
@@ -35,6 +38,7 @@ OPTIONS = (
     "verify_challenge_resource",
     "retry_total",
     "discovery",
+    "managed_hsm",
     *_FLOATS,
 )
 
@@ -53,6 +57,8 @@ def aureus_register_key_providers(registry: KeyProviderRegistry) -> None:
 @hookimpl
 def aureus_register_credential_sources(registry: CredentialSourceRegistry) -> None:
     """Register the four ``azure-*`` credential sources."""
+    from .credentials import SOURCES
+
     for name, (factory, description) in SOURCES.items():
         registry.register(name, factory, description=description)
 
@@ -64,6 +70,8 @@ def create_provider(settings: ProviderSettings) -> AzureKeyVaultProvider:
     (the azure sources do), else a bearer token from its ``token`` value;
     with no credentials, azure-identity's DefaultAzureCredential.
     """
+    from .provider import AzureKeyVaultProvider, VaultDiscovery
+
     options = dict(settings.options)
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
@@ -107,6 +115,8 @@ def create_provider(settings: ProviderSettings) -> AzureKeyVaultProvider:
                     f"the {SCHEME} option {name!r} must be a number from 0 to {MAX_SECONDS:g}"
                 )
             kwargs[name] = float(value)
+    if "managed_hsm" in options:
+        kwargs["managed_hsm"] = _typed("managed_hsm", options["managed_hsm"], bool)
     if "discovery" in options:
         kwargs["discovery"] = VaultDiscovery.from_options(options["discovery"])
     if settings.credentials is not None:
@@ -150,6 +160,8 @@ class _SourceTokenCredential:
                 f"credential source {self._source.name!r} gave the {SCHEME} provider no "
                 "'token' value: use an azure-* credential source"
             )
+        from azure.core.credentials import AccessToken
+
         # A token of unknown lifetime is asked for again after five minutes.
         expires = credentials.expires_at or datetime.now(timezone.utc) + timedelta(minutes=5)
         return AccessToken(str(token.reveal()), int(expires.timestamp()))

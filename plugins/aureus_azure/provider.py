@@ -158,7 +158,8 @@ class AzureKeyVaultProvider(KeyProviderBase):
     ``read_timeout`` bound azure-core's retries; when they are spent the
     operation raises :class:`ProviderUnavailable` (or :class:`Throttled`).
     ``discovery`` limits the vaults a decrypt without ``keys=`` contacts
-    (default: ``vault``).
+    (default: ``vault``).  ``managed_hsm`` says whether ``vault`` is a Managed
+    HSM when its host name cannot tell (an emulator at ``127.0.0.1:PORT``).
     """
 
     scheme = SCHEME
@@ -191,6 +192,7 @@ class AzureKeyVaultProvider(KeyProviderBase):
         read_timeout: float = 30.0,
         public_key_ttl: float = 300.0,
         discovery: VaultDiscovery | None = None,
+        managed_hsm: bool | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._credential = credential
@@ -211,7 +213,9 @@ class AzureKeyVaultProvider(KeyProviderBase):
         self._lock = threading.Lock()
         self._clients: dict[str, KeyClient] = {}
         self._cache: TtlCache[_KeyInfo] = TtlCache(public_key_ttl, clock)
-        managed_hsm = self._vault is not None and ".managedhsm." in self._vault
+        if managed_hsm is None:
+            managed_hsm = self._vault is not None and ".managedhsm." in self._vault
+        self._managed_hsm = managed_hsm
         self.key_types: frozenset[KeyType] = BASE_KEY_TYPES | (
             {KeyType.AES_256} if managed_hsm else set()
         )
@@ -348,7 +352,8 @@ class AzureKeyVaultProvider(KeyProviderBase):
                 f"unknown key option(s) for {SCHEME}: {', '.join(unknown)}; "
                 f"it accepts {', '.join(KEY_OPTIONS)}"
             )
-        if key_type is KeyType.AES_256 and not key.managed_hsm:
+        in_hsm = key.managed_hsm or (self._managed_hsm and key.host == self._vault)
+        if key_type is KeyType.AES_256 and not in_hsm:
             raise UnsupportedOperation(
                 SCHEME,
                 "create_key for aes-256 keys in a vault",
@@ -372,7 +377,7 @@ class AzureKeyVaultProvider(KeyProviderBase):
                 f"purpose={purpose!r} does not fit a {key_type.value} key: RSA keys may sign or "
                 "wrap, EC keys only sign, aes-256 keys only wrap"
             )
-        hsm = key.managed_hsm or str(options.get("hsm", "false")).lower() in ("true", "1", "yes")
+        hsm = in_hsm or str(options.get("hsm", "false")).lower() in ("true", "1", "yes")
         tags = dict(spec.labels)
         tags[PURPOSE_TAG] = purpose
         if spec.description:

@@ -1,18 +1,22 @@
 """The pluggy plugin: the ``gcp-kms`` key provider and the ``gcp-*`` credential sources.
 
-Loaded through the entry point ``gcp = "aureus_gcp.plugin [gcp]"``.
+Loaded through the entry point ``gcp = "aureus_gcp.plugin [gcp]"``.  Importing
+it registers names only: the Google SDK is imported when a ``gcp-kms``
+provider or a ``gcp-*`` credential source is first needed.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from aureus_core.hookspecs import hookimpl
 from aureus_core.interfaces import ProviderSettings
 from aureus_core.registry import CredentialSourceRegistry, KeyProviderRegistry
 
-from .credentials import google_credentials_for, register
 from .naming import SCHEME
-from .options import GcpKmsOptions
-from .provider import GcpKmsProvider
+
+if TYPE_CHECKING:
+    from .provider import GcpKmsProvider
 
 
 @hookimpl
@@ -29,6 +33,8 @@ def aureus_register_key_providers(registry: KeyProviderRegistry) -> None:
 @hookimpl
 def aureus_register_credential_sources(registry: CredentialSourceRegistry) -> None:
     """Register ``gcp-adc``, ``gcp-service-account`` and ``gcp-workload-identity``."""
+    from .credentials import register
+
     register(registry)
 
 
@@ -40,6 +46,10 @@ def create_provider(settings: ProviderSettings) -> GcpKmsProvider:
     (or ``token``) value; with none, Application Default Credentials, looked
     up on the first call.
     """
+    from .credentials import google_credentials_for
+    from .options import GcpKmsOptions
+    from .provider import GcpKmsProvider
+
     options = GcpKmsOptions.from_mapping(settings.options)
     credentials = (
         google_credentials_for(settings.credentials) if settings.credentials is not None else None

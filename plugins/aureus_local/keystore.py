@@ -248,6 +248,7 @@ class Keystore:
         directory: Path,
         *,
         passphrase: Secret[str] | None = None,
+        passphrase_source: str = PASSPHRASE_ENV,
         scrypt_log_n: int = DEFAULT_SCRYPT_LOG_N,
         insecure_kdf_for_tests: bool = False,
         keystore_id: str | None = None,
@@ -284,6 +285,8 @@ class Keystore:
         self.path = self.directory / KEYSTORE_FILE
         self.master_key_path = self.directory / MASTER_KEY_FILE
         self._passphrase = passphrase
+        self._passphrase_source = passphrase_source
+        """Where the passphrase came from, named in errors (an environment variable, a source)."""
         self._min_generation = min_generation
         self._seen_generation = 0  # the highest generation this instance has loaded or written
         self._state = (
@@ -928,8 +931,8 @@ class Keystore:
             if self._passphrase is not None:
                 raise CredentialError(
                     f"keystore {self.directory} is unlocked by its key file {MASTER_KEY_FILE}, "
-                    f"not by a passphrase: unset {PASSPHRASE_ENV} (and drop any passphrase "
-                    "credentials from the local provider's configuration)"
+                    f"not by a passphrase: unset {self._passphrase_source} (and drop any "
+                    "passphrase credentials from the local provider's configuration)"
                 )
             sealer = Sealer(self._read_master_key())
             if not sealer.matches(verifier):
@@ -946,7 +949,8 @@ class Keystore:
         sealer = self._passphrase_sealer(scrypt)
         if not sealer.matches(verifier):
             raise CredentialError(
-                f"wrong passphrase for keystore {self.directory}: check {PASSPHRASE_ENV}"
+                f"wrong passphrase for keystore {self.directory}: check "
+                f"{self._passphrase_source}, where it came from"
             )
         return sealer
 
@@ -967,7 +971,8 @@ class Keystore:
             if self.master_key_path.exists():
                 raise CredentialError(
                     f"keystore {self.directory} has a key file {MASTER_KEY_FILE}, so it is "
-                    f"unlocked by that file, not a passphrase: unset {PASSPHRASE_ENV} (or, "
+                    "unlocked by that file, not a passphrase: unset "
+                    f"{self._passphrase_source} (or, "
                     f"if {KEYSTORE_FILE} never existed, delete {MASTER_KEY_FILE})"
                 )
             scrypt = ScryptParams.fresh(self._scrypt_log_n)

@@ -65,6 +65,7 @@ def create_provider(settings: ProviderSettings) -> LocalKeyProvider:
     return LocalKeyProvider(
         keystore_directory(settings.options),
         passphrase=passphrase(settings.credentials),
+        passphrase_source=passphrase_source(settings.credentials),
         scrypt_log_n=_whole(settings.option("scrypt_log_n", DEFAULT_SCRYPT_LOG_N), "scrypt_log_n"),
         insecure_kdf_for_tests=_flag(settings.options, "insecure_kdf_for_tests"),
         keystore_id=_text(settings.options, "keystore_id"),
@@ -106,6 +107,19 @@ def passphrase(credentials: CredentialSource | None) -> Secret[str] | None:
             "non-empty string"
         )
     return value if isinstance(value, Secret) else Secret(revealed)
+
+
+def passphrase_source(credentials: CredentialSource | None) -> str:
+    """Name where the passphrase comes from, for error messages (never the value)."""
+    if credentials is None:
+        return f"the environment variable {PASSPHRASE_ENV}"
+    variables = getattr(credentials, "variables", None)
+    if isinstance(variables, Mapping) and isinstance(variables.get("passphrase"), str):
+        return (
+            f"the environment variable {variables['passphrase']} "
+            f"(credential source {credentials.name!r})"
+        )
+    return f"the 'passphrase' of credential source {credentials.name!r}"
 
 
 def _whole(value: object, option: str) -> int:

@@ -31,6 +31,7 @@ from aureus_core.errors import (
     DecryptionError,
     KeyDisabled,
     ProviderUnavailable,
+    hint,
 )
 from aureus_core.interfaces import Capability, KeyMaterial, KeyProviderBase
 from aureus_core.keyref import KeyRef
@@ -43,6 +44,7 @@ from . import material as key_material
 from .document import KeyRecord, VersionRecord
 from .keystore import (
     MAX_WRAPS_PER_VERSION,
+    PASSPHRASE_ENV,
     USAGE_FLUSH_INTERVAL,
     USAGE_FLUSH_OPERATIONS,
     Keystore,
@@ -95,6 +97,7 @@ class LocalKeyProvider(KeyProviderBase):
         keystore_dir: Path,
         *,
         passphrase: Secret[str] | None = None,
+        passphrase_source: str = PASSPHRASE_ENV,
         scrypt_log_n: int = DEFAULT_SCRYPT_LOG_N,
         insecure_kdf_for_tests: bool = False,
         keystore_id: str | None = None,
@@ -113,6 +116,7 @@ class LocalKeyProvider(KeyProviderBase):
         self._keystore = Keystore(
             Path(keystore_dir),
             passphrase=passphrase,
+            passphrase_source=passphrase_source,
             scrypt_log_n=scrypt_log_n,
             insecure_kdf_for_tests=insecure_kdf_for_tests,
             keystore_id=keystore_id,
@@ -521,7 +525,7 @@ class LocalKeyProvider(KeyProviderBase):
                 raise ConfigError(
                     f"not destroying {pinned} without confirmation: destroying erases its key "
                     "material for good, and nothing it wrapped or signed can be unwrapped or "
-                    "verified again; pass confirm=True (--yes on the command line)"
+                    f"verified again; pass {hint('confirm=True', '--yes')}"
                 )
             return record.replacing(
                 attrs.evolve(version, state=KeyState.DESTROYED, nonce=None, ciphertext=None)

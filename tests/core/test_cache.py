@@ -13,6 +13,7 @@ import pytest
 from aureus_builtin.memory_cache import MemoryCache
 from aureus_core import ConfigError, KeyStack
 from aureus_core.cache import CachePolicy, DataKeyCache
+from aureus_core.envelope.message import MessageReader
 from aureus_core.testing import FakeClock
 from aureus_core.testing.counting import CountingProvider
 from aureus_local import LocalKeyProvider
@@ -197,3 +198,206 @@ def stack_context():
     from aureus_core import EncryptionContext
 
     return EncryptionContext()
+
+
+# -- exact under threads, lifecycle, streams ------------------------------------
+
+
+@pytest.mark.parametrize("threads", [4, 8])
+def test_threads_cost_exactly_ceil_n_over_max_messages(counting, clock, threads):
+    """Single flight: N encrypts by any number of threads make ceil(N / max_messages) keys."""
+    stack = cached_stack(counting, clock, max_messages=1000)
+    per_thread = 10_000 // threads
+    messages: list[bytes] = []
+
+    def work(_: int) -> list[bytes]:
+        return [stack.encrypt(b"payload", context={"t": "1"}) for _ in range(per_thread)]
+
+    with ThreadPoolExecutor(threads) as pool:
+        for batch in pool.map(work, range(threads)):
+            messages.extend(batch)
+    assert len(messages) == 10_000
+    assert counting.wraps == math.ceil(10_000 / 1000)
+    uses: dict[bytes, int] = {}
+    for message in messages:
+        edk = MessageReader(message).header.encrypted_data_keys[0].ciphertext
+        uses[edk] = uses.get(edk, 0) + 1
+    assert sorted(uses.values()) == [1000] * 10
+    assert stack.decrypt(messages[0]) == stack.decrypt(messages[-1]) == b"payload"
+
+
+def test_threads_exact_under_the_byte_limit(counting, clock):
+    stack = cached_stack(counting, clock, max_bytes=100 * 250)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: stack.encrypt(b"x" * 100), range(2000)))
+    assert counting.wraps == math.ceil(2000 * 100 / (100 * 250))
+
+
+def test_threads_decrypt_one_unwrap(counting, clock):
+    stack = cached_stack(counting, clock)
+    message = stack.encrypt(b"secret")
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(lambda _: stack.decrypt(message), range(400))) == {b"secret"}
+    assert counting.unwraps == 1
+
+
+def test_disabling_a_version_through_the_stack_drops_its_entries_at_once(counting, clock):
+    stack = cached_stack(counting, clock)
+    message = stack.encrypt(b"m")
+    assert stack.decrypt(message) == b"m"
+    stack.encrypt(b"m")
+    assert (counting.wraps, counting.unwraps) == (1, 1)
+    stack.rotate_key("local://a")  # version 2 is current; now disable version 1
+    stack.set_version_state("local://a?version=1", "disabled")
+    from aureus_core import DecryptionError
+
+    with pytest.raises(DecryptionError):
+        stack.decrypt(message)  # the cached data key of version 1 is not used
+    fresh = stack.encrypt(b"m")
+    assert counting.wraps == 2
+    assert stack.decrypt(fresh) == b"m"
+    assert stack.cache is not None
+    assert stack.cache.invalidated >= 2
+
+
+def test_rotation_through_the_stack_moves_new_messages_to_the_new_version(counting, clock):
+    stack = cached_stack(counting, clock)
+    stack.encrypt(b"m")
+    stack.rotate_key("local://a")
+    stack.encrypt(b"m")
+    assert counting.wraps == 2
+    stack.encrypt(b"m")
+    assert counting.wraps == 2
+
+
+def test_min_decryption_version_through_the_stack_drops_decrypt_entries(counting, clock):
+    from aureus_core import DecryptionError
+
+    stack = cached_stack(counting, clock)
+    old = stack.encrypt(b"old")
+    assert stack.decrypt(old) == b"old"
+    stack.rotate_key("local://a")
+    assert stack.decrypt(old) == b"old"  # rotation keeps old versions decrypting
+    assert counting.unwraps == 1
+    stack.set_min_decryption_version("local://a", "2")
+    with pytest.raises(DecryptionError):
+        stack.decrypt(old)
+
+
+def test_changes_made_elsewhere_are_noticed_within_recheck(tmp_path, clock):
+    from aureus_core import DecryptionError
+    from aureus_core.keyref import KeyRef
+    from aureus_core.keys import KeyState
+
+    counting = CountingProvider(LocalKeyProvider(tmp_path / "ks"))
+    KeyStack(providers={"local": counting}).create_key("a", "aes-256")
+    stack = cached_stack(counting, clock, recheck=30)
+    old = stack.encrypt(b"old")
+    assert stack.decrypt(old) == b"old"
+    # Another process (or a console) rotates the key and disables version 1.
+    other = LocalKeyProvider(tmp_path / "ks")
+    other.rotate_key(KeyRef.parse("local://a"))
+    other.set_version_state(KeyRef.parse("local://a?version=1"), KeyState.DISABLED)
+    clock.advance(29)
+    stack.encrypt(b"m")
+    assert stack.decrypt(old) == b"old"
+    assert (counting.wraps, counting.unwraps) == (1, 1)  # not rechecked yet
+    clock.advance(1)
+    with pytest.raises(DecryptionError):
+        stack.decrypt(old)  # the cached version-1 data key is dropped, not used
+    fresh = stack.encrypt(b"m")
+    assert counting.wraps == 2  # new messages moved to version 2
+    assert stack.decrypt(fresh) == b"m"
+
+
+def test_recheck_is_a_policy_option_with_a_default():
+    assert CachePolicy().recheck == 60
+    assert CachePolicy.from_options({"recheck": 5}).recheck == 5
+    with pytest.raises(ConfigError, match="recheck"):
+        CachePolicy.from_options({"recheck": 0})
+
+
+def test_encrypt_stream_uses_the_cache(counting, clock, tmp_path):
+    import io
+
+    stack = cached_stack(counting, clock, max_messages=5)
+    outputs = []
+    for _ in range(10):
+        out = io.BytesIO()
+        assert stack.encrypt_stream(io.BytesIO(b"s" * 1000), out) == 1000
+        outputs.append(out.getvalue())
+    assert counting.wraps == 2
+    for blob in outputs:
+        plain = io.BytesIO()
+        stack.decrypt_stream(io.BytesIO(blob), plain)
+        assert plain.getvalue() == b"s" * 1000
+    assert counting.unwraps == 2  # two data keys, each unwrapped once
+
+
+def test_encrypt_stream_counts_bytes_of_a_file(counting, clock, tmp_path):
+    import io
+
+    source = tmp_path / "big.bin"
+    source.write_bytes(b"b" * 600)
+    stack = cached_stack(counting, clock, max_bytes=1000)
+    for _ in range(3):
+        with source.open("rb") as src:
+            stack.encrypt_stream(src, io.BytesIO())
+    assert counting.wraps == 3  # 600 + 600 would pass 1000 bytes
+
+
+def test_unknown_length_stream_bypasses_a_byte_bounded_cache(counting, clock):
+    import io
+
+    class Pipe(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self._data = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            chunk = self._data.read(len(buffer))
+            buffer[: len(chunk)] = chunk
+            return len(chunk)
+
+    bounded = cached_stack(counting, clock, max_bytes=10_000)
+    for _ in range(3):
+        bounded.encrypt_stream(io.BufferedReader(Pipe(b"p" * 100)), io.BytesIO())
+    assert counting.wraps == 3
+    unbounded = cached_stack(counting, clock)
+    for _ in range(3):
+        unbounded.encrypt_stream(io.BufferedReader(Pipe(b"p" * 100)), io.BytesIO())
+    assert counting.wraps == 4
+
+
+def test_an_entry_on_a_version_newer_than_known_triggers_a_recheck_not_a_drop(tmp_path, clock):
+    """Another process rotated first and shared an entry on the new version: this process
+    describes the key again rather than dropping good entries until its next recheck."""
+    from aureus_core.keyref import KeyRef
+
+    counting = CountingProvider(LocalKeyProvider(tmp_path / "ks"))
+    KeyStack(providers={"local": counting}).create_key("a", "aes-256")
+    backend = MemoryCache(capacity=10)
+    ours = KeyStack.from_dict(
+        {"stack": {"wrapping_keys": ["local://a"]}},
+        providers={"local": counting},
+        cache=DataKeyCache(backend, CachePolicy(recheck=600), clock=clock.monotonic),
+    )
+    ours.encrypt(b"m")
+    cache = ours.cache
+    assert cache is not None
+    cache.invalidate("local://a", counting.describe_key(KeyRef.parse("local://a")))  # knows v1
+    # Elsewhere: the key is rotated and a v2 entry lands in the shared backend.
+    LocalKeyProvider(tmp_path / "ks").rotate_key(KeyRef.parse("local://a"))
+    theirs = KeyStack.from_dict(
+        {"stack": {"wrapping_keys": ["local://a"]}},
+        providers={"local": counting},
+        cache=DataKeyCache(backend, CachePolicy(recheck=600), clock=clock.monotonic),
+    )
+    theirs.encrypt(b"m")
+    wraps = counting.wraps
+    clock.advance(1)
+    for _ in range(5):
+        ours.encrypt(b"m")
+    assert counting.wraps == wraps  # the v2 entry is used, not dropped

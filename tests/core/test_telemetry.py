@@ -187,7 +187,7 @@ def test_provider_calls_are_child_spans(stack: KeyStack, otel: Otel):
 
 def test_errors_set_status_and_count(stack: KeyStack, otel: Otel):
     with pytest.raises(DecryptionError):
-        stack.decrypt(b"not a message at all")
+        stack.decrypt(b"\x02\x04\x78" + bytes(10))  # a header cut short
     with pytest.raises(KeyNotFound):
         stack.describe_key("local://missing")
 

@@ -5,9 +5,15 @@ and ``azure-keyvault-keys`` use (create, get, list, versions, update, rotate,
 rotation policy, delete, wrap/unwrap, sign/verify), with real cryptography,
 Key Vault's error bodies (``{"error": {"code": ..., "message": ...}}``) and
 status codes, and the bearer-token challenge (a first 401 carrying
-``WWW-Authenticate: Bearer authorization=..., resource=...``).  Clients must
-pass ``verify_challenge_resource=False`` (the resource does not match
-127.0.0.1) and trust :attr:`KeyVaultEmulator.ca_file`.
+``WWW-Authenticate: Bearer authorization=..., resource=...``).
+
+Its identifiers are the URL it serves: a key's ``kid`` is
+``https://127.0.0.1:PORT/keys/NAME/VERSION`` and the vault host Aureus names
+is ``127.0.0.1:PORT``, so an ID that Aureus reports can be handed to the
+official ``CryptographyClient`` unchanged.  Clients must pass
+``verify_challenge_resource=False`` (the challenge names the real service's
+resource, which does not match 127.0.0.1) and trust
+:attr:`KeyVaultEmulator.ca_file`.
 
 Not emulated: RBAC and access policies (one bearer token is accepted),
 soft-delete recovery and purge, backup/restore, key import and release,
@@ -22,7 +28,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import attrs
 from azure.core.credentials import AccessToken
@@ -36,6 +43,9 @@ from cryptography.hazmat.primitives.keywrap import (
 )
 
 from .server import LocalServer, Request, Response
+
+if TYPE_CHECKING:
+    from aureus_core.testing.faults import FaultInjector
 
 VAULT = "vault"
 MANAGED_HSM = "managedhsm"
@@ -138,31 +148,31 @@ class KeyVaultEmulator:
     """A Key Vault (``kind="vault"``) or Managed HSM (``kind="managedhsm"``) on 127.0.0.1.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
-    :attr:`host` is the vault host it stands for (``NAME.vault.azure.net``);
-    map it onto :attr:`url` with the provider's ``endpoints`` option.
+    :attr:`host` is the vault host of its identifiers (``127.0.0.1:PORT``,
+    the address it serves); ``port`` 0 picks a free port.
     """
 
     def __init__(
         self,
         *,
         kind: str = VAULT,
-        name: str = "aureus-emulated",
+        port: int = 0,
         token: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if kind not in _KEY_TYPES:
             raise ValueError(f"kind must be {VAULT!r} or {MANAGED_HSM!r}, not {kind!r}")
         self.kind = kind
-        self.host = f"{name}.{'managedhsm' if kind == MANAGED_HSM else 'vault'}.azure.net"
         self._token = token or secrets.token_urlsafe(24)
         self._clock = clock
         self._lock = threading.Lock()
         self._keys: dict[str, list[_Version]] = {}
         self._policies: dict[str, dict[str, Any]] = {}
         self._fault: Fault | None = None
+        self._injector: FaultInjector | None = None
         self.requests: list[tuple[str, str]] = []
         """(method, path) of every request received, challenges and faults included."""
-        self._server = LocalServer(self._handle)
+        self._server = LocalServer(self._handle, port=port)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -187,6 +197,16 @@ class KeyVaultEmulator:
         return self._server.url
 
     @property
+    def host(self) -> str:
+        """The vault host of the emulator's identifiers: ``127.0.0.1:PORT``."""
+        return urlsplit(self.url).netloc
+
+    @property
+    def token(self) -> str:
+        """The bearer token the emulator accepts (a test value, not a secret)."""
+        return self._token
+
+    @property
     def ca_file(self) -> str:
         """The certificate to trust (``connection_verify``)."""
         assert self._server.ca_file is not None, "the emulator is not running"
@@ -207,11 +227,27 @@ class KeyVaultEmulator:
 
     def provider_options(self) -> dict[str, Any]:
         """Options for the ``azure-kv`` provider that point it at this emulator."""
-        return {
+        options: dict[str, Any] = {
             "vault": self.host,
-            "endpoints": {self.host: self.url},
             "connection_verify": self.ca_file,
             "verify_challenge_resource": False,
+        }
+        if self.kind == MANAGED_HSM:
+            options["managed_hsm"] = True
+        return options
+
+    def environment(self) -> dict[str, str]:
+        """Environment variables a client process needs to reach this emulator.
+
+        ``AZURE_KEYVAULT_URL`` is the vault URL, ``AZURE_KEYVAULT_TOKEN`` the
+        bearer token it accepts, and ``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_FILE``
+        make ``requests`` and ``ssl`` trust its certificate.
+        """
+        return {
+            "AZURE_KEYVAULT_URL": self.url,
+            "AZURE_KEYVAULT_TOKEN": self._token,
+            "REQUESTS_CA_BUNDLE": self.ca_file,
+            "SSL_CERT_FILE": self.ca_file,
         }
 
     def stack_config(
@@ -275,6 +311,17 @@ class KeyVaultEmulator:
         with self._lock:
             self._fault = Fault(status=status, count=count, code=code)
 
+    def use_faults(self, injector: FaultInjector | None) -> None:
+        """Consult ``injector`` on every request (``None``: stop): its latency, then its faults.
+
+        Throttling is answered 429 ``Throttled`` with a ``Retry-After`` header
+        (the plan's ``retry_after``, 0 by default), as Key Vault sends one and
+        azure-core retries a throttled POST only when it does; server errors
+        are 503 ``ServiceUnavailable``, and drops close the connection unanswered.
+        """
+        with self._lock:
+            self._injector = injector
+
     def clear_faults(self) -> None:
         """Answer normally again."""
         with self._lock:
@@ -293,32 +340,65 @@ class KeyVaultEmulator:
     def _handle(self, request: Request) -> Response:
         with self._lock:
             self.requests.append((request.method, request.path))
+        with self._lock:
+            injector = self._injector
+        if injector is not None:
+            parts = [p for p in request.path.split("/") if p]
+            decision = injector.decide(parts[-1] if parts else request.method)
+            decision.wait()
+            outcome = decision.outcome.value
+            if outcome == "drop":
+                return Response(status=0)  # the server closes the connection unanswered
+            if outcome == "throttle":
+                retry_after = injector.plan.retry_after
+                return Response(
+                    status=429,
+                    body={
+                        "error": {
+                            "code": "Throttled",
+                            "message": "Request was not processed because too many requests "
+                            "were received. Reason: VaultRequestTypeLimitReached",
+                        }
+                    },
+                    headers={"Retry-After": f"{retry_after:g}"},
+                )
+            if outcome == "error":
+                return ServiceError(
+                    503, "ServiceUnavailable", "The service is temporarily unavailable."
+                ).response()
         fault = self._take_fault()
         if fault is not None:
             return ServiceError(
                 fault.status, fault.code, "the emulator injected a fault"
             ).response()
-        if request.headers.get("authorization") != f"Bearer {self._token}":
-            challenge = (
-                f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", '
-                f'resource="{self.resource}"'
-            )
-            return Response(
-                status=401,
-                body={
-                    "error": {
-                        "code": "Unauthorized",
-                        "message": "AKV10000: Request is missing a Bearer or PoP token.",
-                    }
-                },
-                headers={"WWW-Authenticate": challenge},
-            )
+        authorization = request.headers.get("authorization")
+        if authorization != f"Bearer {self._token}":
+            return self._unauthorized(authorization)
         try:
             return self._route(request)
         except ServiceError as error:
             return error.response()
         except (ValueError, KeyError, TypeError):
             return ServiceError(400, "BadParameter", "The request is malformed.").response()
+
+    def _unauthorized(self, authorization: str | None) -> Response:
+        """The real service's 401: the challenge, and a message that tells why."""
+        challenge = (
+            f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", '
+            f'resource="{self.resource}"'
+        )
+        scheme, _, credential = (authorization or "").partition(" ")
+        if scheme.lower() in ("bearer", "pop") and credential.strip():
+            # A token was sent but it is not one the service can read (the
+            # emulator's tokens are opaque, so any other value is unreadable).
+            message = "[BearerReadAccessTokenFailed] Error validating token: 'S2S12005'."
+        else:
+            message = "AKV10000: Request is missing a Bearer or PoP token."
+        return Response(
+            status=401,
+            body={"error": {"code": "Unauthorized", "message": message}},
+            headers={"WWW-Authenticate": challenge},
+        )
 
     def _route(self, request: Request) -> Response:
         parts = [p for p in request.path.split("/") if p]

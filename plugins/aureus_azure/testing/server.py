@@ -45,7 +45,7 @@ class Request:
 
 @attrs.frozen(kw_only=True)
 class Response:
-    """What a handler answers."""
+    """What a handler answers (status 0: close the connection without answering)."""
 
     status: int
     body: Any = None
@@ -92,9 +92,10 @@ def write_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
 class LocalServer:
     """Serves ``handler`` on 127.0.0.1 (an ephemeral port) over HTTPS, or plain HTTP."""
 
-    def __init__(self, handler: Handler, *, tls: bool = True) -> None:
+    def __init__(self, handler: Handler, *, tls: bool = True, port: int = 0) -> None:
         self._handler = handler
         self._tls = tls
+        self._port = port
         self._directory: tempfile.TemporaryDirectory[str] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -111,7 +112,7 @@ class LocalServer:
 
     def start(self) -> None:
         """Bind, make the certificate and serve from a daemon thread."""
-        server = ThreadingHTTPServer((HOST, 0), _make_handler_class(self._handler))
+        server = ThreadingHTTPServer((HOST, self._port), _make_handler_class(self._handler))
         server.daemon_threads = True
         if self._tls:
             self._directory = tempfile.TemporaryDirectory(prefix="aureus-tls-")
@@ -162,6 +163,9 @@ def _make_handler_class(handler: Handler) -> type[BaseHTTPRequestHandler]:
                     status=500,
                     body={"error": {"code": "InternalError", "message": type(error).__name__}},
                 )
+            if response.status == 0:  # a dropped connection: no answer at all
+                self.close_connection = True
+                return
             if isinstance(response.body, (bytes, str)):
                 payload = (
                     response.body.encode() if isinstance(response.body, str) else response.body

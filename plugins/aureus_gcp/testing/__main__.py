@@ -1,8 +1,16 @@
-"""Run the Cloud KMS emulator in the foreground: ``python -m aureus_gcp.testing --port 8787``."""
+"""Run the Cloud KMS emulator in the foreground: ``python -m aureus_gcp.testing --port 8787``.
+
+The first line printed is the endpoint (``127.0.0.1:PORT``); then one
+``NAME=VALUE`` line per environment variable a client needs
+(``CLOUDKMS_EMULATOR_HOST``, and with ``--transport tls`` the CA file as
+``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``), then an empty line.  SIGTERM or Ctrl-C
+stops the server, removes the CA file and exits with status 0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -20,9 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8787, help="port; 0 picks a free one (8787)")
     parser.add_argument(
         "--transport",
-        choices=("insecure", "local"),
+        choices=("insecure", "local", "tls"),
         default="insecure",
-        help="plain gRPC, or gRPC local TCP credentials (insecure)",
+        help="plain gRPC, gRPC local TCP credentials, or TLS with a CA made at start (insecure)",
     )
     parser.add_argument(
         "--key",
@@ -31,6 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME",
         help="create this ENCRYPT_DECRYPT CryptoKey (projects/P/locations/L/keyRings/R/"
         "cryptoKeys/K) and its key ring at start; repeatable",
+    )
+    parser.add_argument(
+        "--faults",
+        action="store_true",
+        help="start a fault-injection control endpoint (printed as AUREUS_FAULTS_URL)",
     )
     args = parser.parse_args(argv)
 
@@ -49,8 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             emulator.create_key(name)
     except ValueError as error:
         parser.error(str(error))
-    with emulator:
-        print(emulator.endpoint, flush=True)
+    with emulator, contextlib.ExitStack() as cleanup:
+        lines = [emulator.endpoint]
+        lines += [f"{name}={value}" for name, value in emulator.environment().items()]
+        if args.faults:
+            from aureus_core.testing.faults import FaultInjector
+
+            injector = cleanup.enter_context(FaultInjector())
+            emulator.use_faults(injector)
+            lines.append(f"AUREUS_FAULTS_URL={injector.serve_control()}")
+        print("\n".join(lines) + "\n", flush=True)
         print(
             f"Cloud KMS emulator ({args.transport}) listening on {emulator.endpoint}; "
             "Ctrl-C stops it.",

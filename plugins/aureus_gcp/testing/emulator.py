@@ -9,9 +9,17 @@ clock), ``Encrypt``/``Decrypt`` (AES-256-GCM), ``AsymmetricSign``,
 ``GenerateRandomBytes``, with real cryptography, request CRC32C checks, and
 Cloud KMS's status codes and messages.  HSM keys are emulated in software.
 
-Not emulated: IAM (every caller is allowed unless a policy hook says no),
-import jobs, EKM/external keys, raw encryption, key encapsulation, post-quantum
-algorithms, key deletion, Autokey, attestations, ``order_by``, locations.
+Asymmetric versions start in ``PENDING_GENERATION`` and turn ``ENABLED``
+after ``generation_delay`` seconds, as the service's do.  ``ListLocations``
+and ``GetLocation`` name a fixed set of locations; ``GetIamPolicy``,
+``SetIamPolicy`` and ``TestIamPermissions`` keep a policy per resource without
+enforcing it; ``ListImportJobs`` answers an empty list.  The transport is plain
+gRPC, gRPC local credentials, or TLS with a CA made at start.
+
+Not emulated: IAM enforcement (every caller is allowed unless a policy hook
+says no), import jobs beyond an empty list, EKM/external keys, raw encryption,
+key encapsulation, post-quantum algorithms, key deletion, Autokey,
+attestations, ``order_by``.
 """
 
 from __future__ import annotations
@@ -23,9 +31,10 @@ import importlib
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import google_crc32c
@@ -39,15 +48,22 @@ from google.cloud.kms_v1.services.key_management_service.transports import (
     KeyManagementServiceGrpcTransport,
 )
 from google.cloud.kms_v1.types import resources, service
+from google.cloud.location import locations_pb2  # type: ignore[import-untyped]
+from google.iam.v1 import iam_policy_pb2, policy_pb2  # type: ignore[import-untyped]
 
 from .server import (
     INSECURE,
+    TLS,
     GrpcServer,
     RpcError,
     check_loopback,
+    check_transport,
     client_channel,
-    server_credentials,
 )
+from .tls import LoopbackCertificates
+
+if TYPE_CHECKING:
+    from aureus_core.testing.faults import FaultInjector
 
 Purpose = resources.CryptoKey.CryptoKeyPurpose
 Algorithm = resources.CryptoKeyVersion.CryptoKeyVersionAlgorithm
@@ -104,7 +120,27 @@ _PERMISSIONS = {
     "MacSign": "cloudkms.cryptoKeyVersions.useToSign",
     "MacVerify": "cloudkms.cryptoKeyVersions.useToVerify",
     "GenerateRandomBytes": "cloudkms.locations.generateRandomBytes",
+    "ListImportJobs": "cloudkms.importJobs.list",
+    "ListLocations": "cloudkms.locations.list",
+    "GetLocation": "cloudkms.locations.get",
+    "GetIamPolicy": "cloudkms.cryptoKeys.getIamPolicy",
+    "SetIamPolicy": "cloudkms.cryptoKeys.setIamPolicy",
+    "TestIamPermissions": "cloudkms.cryptoKeys.get",
 }
+
+# The locations ListLocations names: a few multi-regions and regions, as the service does.
+LOCATIONS = (
+    ("global", "Global"),
+    ("us", "United States"),
+    ("europe", "Europe"),
+    ("asia", "Asia"),
+    ("us-central1", "Iowa"),
+    ("us-east1", "South Carolina"),
+    ("europe-west1", "Belgium"),
+    ("asia-northeast1", "Tokyo"),
+)
+_PROJECT = re.compile(r"projects/(?P<project>[^/]+)")
+_EMPTY_POLICY_ETAG = b"\x00\x20\x01"  # what the service answers for a resource with no bindings
 
 _CHECKSUM_FIELDS = (
     "ciphertext_crc32c",
@@ -206,6 +242,7 @@ _SUPPORTED_PURPOSES = (
     Purpose.ASYMMETRIC_DECRYPT,
     Purpose.MAC,
 )
+_ASYMMETRIC_PURPOSES = (Purpose.ASYMMETRIC_SIGN, Purpose.ASYMMETRIC_DECRYPT)
 
 
 def crc32c(data: bytes) -> int:
@@ -256,6 +293,8 @@ class _Version:
     """Generated on first use; dropped when the version is destroyed."""
     destroy_time: datetime | None = None
     destroy_event_time: datetime | None = None
+    ready_at: float | None = None
+    """``time.monotonic()`` when a PENDING_GENERATION version turns ENABLED."""
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -384,10 +423,12 @@ def _filtered(messages: list[Any], expression: str) -> list[Any]:
 class _KeyManagement:
     """Cloud KMS state and the RPCs over it; callers hold the emulator's lock."""
 
-    def __init__(self, now: Callable[[], datetime]) -> None:
+    def __init__(self, now: Callable[[], datetime], generation_delay: float = 0.0) -> None:
         self._now = now
+        self.generation_delay = generation_delay
         self.key_rings: dict[str, _KeyRing] = {}
         self.keys: dict[str, _CryptoKey] = {}
+        self.policies: dict[str, Any] = {}
 
     def rpcs(self) -> dict[str, tuple[Any, Any, Callable[[Any], Any]]]:
         """Method name -> (request type, response type, implementation)."""
@@ -455,6 +496,38 @@ class _KeyManagement:
                 s.GenerateRandomBytesResponse,
                 self.generate_random_bytes,
             ),
+            "ListImportJobs": (
+                s.ListImportJobsRequest,
+                s.ListImportJobsResponse,
+                self.list_import_jobs,
+            ),
+        }
+
+    def mixin_rpcs(self) -> dict[str, dict[str, tuple[Any, Any, Callable[[Any], Any]]]]:
+        """Service name -> method name -> (request, response, implementation) of the mixins.
+
+        The Cloud KMS client also calls ``google.cloud.location.Locations`` and
+        ``google.iam.v1.IAMPolicy`` on the same endpoint.
+        """
+        loc, iam = locations_pb2, iam_policy_pb2
+        return {
+            "google.cloud.location.Locations": {
+                "ListLocations": (
+                    loc.ListLocationsRequest,
+                    loc.ListLocationsResponse,
+                    self.list_locations,
+                ),
+                "GetLocation": (loc.GetLocationRequest, loc.Location, self.get_location),
+            },
+            "google.iam.v1.IAMPolicy": {
+                "GetIamPolicy": (iam.GetIamPolicyRequest, policy_pb2.Policy, self.get_iam_policy),
+                "SetIamPolicy": (iam.SetIamPolicyRequest, policy_pb2.Policy, self.set_iam_policy),
+                "TestIamPermissions": (
+                    iam.TestIamPermissionsRequest,
+                    iam.TestIamPermissionsResponse,
+                    self.test_iam_permissions,
+                ),
+            },
         }
 
     # -- time ------------------------------------------------------------------
@@ -462,8 +535,11 @@ class _KeyManagement:
     def tick(self) -> None:
         """Carry out what the clock has made due: destructions and automatic rotations."""
         now = self._now()
+        moment = time.monotonic()
         for key in self.keys.values():
             for version in key.versions:
+                if version.state == State.PENDING_GENERATION and (version.ready_at or 0) <= moment:
+                    version.state, version.ready_at = State.ENABLED, None
                 due = version.destroy_time
                 if version.state == State.DESTROY_SCHEDULED and due is not None and due <= now:
                     version.state = State.DESTROYED
@@ -641,7 +717,12 @@ class _KeyManagement:
 
     def _add_version(self, key: _CryptoKey, state: Any, at: datetime | None = None) -> _Version:
         number = len(key.versions) + 1
+        ready_at: float | None = None
+        if state == State.ENABLED and key.purpose in _ASYMMETRIC_PURPOSES:
+            # The service generates asymmetric key material asynchronously.
+            state, ready_at = State.PENDING_GENERATION, time.monotonic() + self.generation_delay
         version = _Version(
+            ready_at=ready_at,
             name=f"{key.name}/cryptoKeyVersions/{number}",
             number=number,
             algorithm=key.algorithm,
@@ -1105,9 +1186,87 @@ class _KeyManagement:
         data = secrets.token_bytes(request.length_bytes)
         return service.GenerateRandomBytesResponse(data=data, data_crc32c=crc32c(data))
 
+    # -- import jobs, locations, IAM ---------------------------------------------
+
+    def list_import_jobs(self, request: Any) -> Any:
+        """ListImportJobs: the key ring must exist; it never holds an import job."""
+        self._key_ring(request.parent)
+        return service.ListImportJobsResponse(import_jobs=[], next_page_token="", total_size=0)
+
+    @staticmethod
+    def _location(project: str, location_id: str, display_name: str) -> Any:
+        metadata = service.LocationMetadata(hsm_available=True, ekm_available=False)
+        location = locations_pb2.Location(
+            name=f"projects/{project}/locations/{location_id}",
+            location_id=location_id,
+            display_name=display_name,
+        )
+        location.metadata.Pack(service.LocationMetadata.pb(metadata))
+        return location
+
+    def list_locations(self, request: Any) -> Any:
+        """ListLocations: the fixed :data:`LOCATIONS` of the project ``name``."""
+        project = _match(_PROJECT, request.name, "Project")["project"]
+        locations = [self._location(project, *entry) for entry in LOCATIONS]
+        page, token = _page(locations, request.page_size, request.page_token)
+        return locations_pb2.ListLocationsResponse(locations=page, next_page_token=token)
+
+    def get_location(self, request: Any) -> Any:
+        """GetLocation: one of :data:`LOCATIONS`, else NOT_FOUND."""
+        found = _match(_LOCATION, request.name, "Location")
+        project, location_id = found.group(0).split("/")[1], found.group(0).split("/")[3]
+        for entry_id, display_name in LOCATIONS:
+            if entry_id == location_id:
+                return self._location(project, entry_id, display_name)
+        raise RpcError(Code.NOT_FOUND, f"Location {request.name} is not found.")
+
+    def _iam_resource(self, name: str) -> str:
+        if _KEY.fullmatch(name):
+            self._key(name)
+        elif _KEY_RING.fullmatch(name):
+            self._key_ring(name)
+        else:
+            raise _invalid(f"Resource name [{name}] is not a KeyRing or CryptoKey.")
+        return name
+
+    def get_iam_policy(self, request: Any) -> Any:
+        """GetIamPolicy: the policy last set (stored, not enforced), else an empty one."""
+        resource = self._iam_resource(request.resource)
+        stored = self.policies.get(resource)
+        if stored is None:
+            return policy_pb2.Policy(version=1, etag=_EMPTY_POLICY_ETAG)
+        policy = policy_pb2.Policy()
+        policy.CopyFrom(stored)
+        return policy
+
+    def set_iam_policy(self, request: Any) -> Any:
+        """SetIamPolicy: store the policy (with a new etag); a stale etag is ABORTED."""
+        resource = self._iam_resource(request.resource)
+        current = self.policies.get(resource)
+        current_etag = current.etag if current is not None else _EMPTY_POLICY_ETAG
+        if request.policy.etag and request.policy.etag != current_etag:
+            raise RpcError(
+                Code.ABORTED,
+                "There were concurrent policy changes. Please retry the whole "
+                "read-modify-write with exponential backoff.",
+            )
+        policy = policy_pb2.Policy()
+        policy.CopyFrom(request.policy)
+        policy.etag = secrets.token_bytes(8)
+        policy.version = policy.version or 1
+        self.policies[resource] = policy
+        answer = policy_pb2.Policy()
+        answer.CopyFrom(policy)
+        return answer
+
+    def test_iam_permissions(self, request: Any) -> Any:
+        """TestIamPermissions: every caller holds every permission asked about."""
+        self._iam_resource(request.resource)
+        return iam_policy_pb2.TestIamPermissionsResponse(permissions=list(request.permissions))
+
 
 def _resource_of(request: Any) -> str:
-    for field in ("name", "parent", "location"):
+    for field in ("name", "parent", "location", "resource"):
         value = getattr(request, field, None)
         if isinstance(value, str) and value:
             return value
@@ -1160,9 +1319,12 @@ def _corrupt(response: Any, *, flags: bool = True) -> bool:
 class CloudKmsEmulator:
     """A Cloud KMS ``KeyManagementService`` on 127.0.0.1; use as a context manager.
 
-    ``transport`` is ``"insecure"`` (plain HTTP/2) or ``"local"`` (gRPC local
-    TCP credentials, so clients may attach bearer tokens as call credentials).
-    ``clock`` is the time source (UTC); :meth:`advance` moves it forward.
+    ``transport`` is ``"insecure"`` (plain HTTP/2), ``"local"`` (gRPC local
+    TCP credentials, so clients may attach bearer tokens as call credentials)
+    or ``"tls"`` (a certificate from a CA made at start; clients trust
+    :attr:`ca_file`).  ``clock`` is the time source (UTC); :meth:`advance`
+    moves it forward.  Asymmetric versions stay ``PENDING_GENERATION`` for
+    ``generation_delay`` seconds (of real time).
     """
 
     def __init__(
@@ -1172,9 +1334,12 @@ class CloudKmsEmulator:
         port: int = 0,
         transport: str = INSECURE,
         clock: Callable[[], datetime] | None = None,
+        generation_delay: float = 0.05,
     ) -> None:
         check_loopback(host)
-        server_credentials(transport)  # validates the name
+        check_transport(transport)
+        if generation_delay < 0:
+            raise ValueError("generation_delay must be >= 0 seconds")
         self.host = host
         self.transport = transport
         self._requested_port = port
@@ -1182,8 +1347,12 @@ class CloudKmsEmulator:
         self._clock = clock
         self._offset = timedelta(0)
         self._lock = threading.RLock()
-        self._kms = _KeyManagement(self.now)
+        self._kms = _KeyManagement(self.now, generation_delay)
         self._rpcs = self._kms.rpcs()
+        for methods in self._kms.mixin_rpcs().values():
+            self._rpcs.update(methods)
+        self._certificates: LoopbackCertificates | None = None
+        self._injector: FaultInjector | None = None
         self._faults: list[_Fault] = []
         self._corruptions: list[_Corruption] = []
         self._policy: Callable[[str, str, Mapping[str, str]], bool] | None = None
@@ -1191,7 +1360,12 @@ class CloudKmsEmulator:
         self.calls: list[EmulatorCall] = []
         """Every RPC received, in order (see :class:`EmulatorCall`)."""
         self._server = GrpcServer(
-            {name: (rpc[0], rpc[1]) for name, rpc in self._rpcs.items()}, self._handle
+            {name: (rpc[0], rpc[1]) for name, rpc in self._kms.rpcs().items()},
+            self._handle,
+            services={
+                service_name: {name: (rpc[0], rpc[1]) for name, rpc in methods.items()}
+                for service_name, methods in self._kms.mixin_rpcs().items()
+            },
         )
 
     # -- lifecycle -------------------------------------------------------------
@@ -1199,14 +1373,30 @@ class CloudKmsEmulator:
     def start(self) -> CloudKmsEmulator:
         """Start serving; returns ``self``."""
         if self._port is None:
-            self._port = self._server.start(self.host, self._requested_port, self.transport)
+            tls: tuple[bytes, bytes] | None = None
+            if self.transport == TLS:
+                self._certificates = LoopbackCertificates()
+                tls = (self._certificates.private_key_pem, self._certificates.certificate_pem)
+            try:
+                self._port = self._server.start(
+                    self.host, self._requested_port, self.transport, tls
+                )
+            except BaseException:
+                self._drop_certificates()
+                raise
         return self
 
     def stop(self) -> None:
-        """Stop serving (calls in flight get half a second)."""
+        """Stop serving (calls in flight get half a second); remove the CA file."""
         if self._port is not None:
             self._server.stop(grace=0.5)
             self._port = None
+        self._drop_certificates()
+
+    def _drop_certificates(self) -> None:
+        if self._certificates is not None:
+            self._certificates.cleanup()
+            self._certificates = None
 
     def __enter__(self) -> CloudKmsEmulator:
         return self.start()
@@ -1227,9 +1417,28 @@ class CloudKmsEmulator:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
+    @property
+    def ca_file(self) -> str | None:
+        """The CA certificate a TLS client trusts (``None`` unless ``transport="tls"``)."""
+        return self._certificates.ca_file if self._certificates is not None else None
+
+    def environment(self) -> dict[str, str]:
+        """Environment variables for a client process.
+
+        ``CLOUDKMS_EMULATOR_HOST`` is the endpoint (the official client does not
+        read it: pass it as ``client_options={"api_endpoint": ...}``); with TLS,
+        ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`` makes gRPC trust :attr:`ca_file`
+        (it must be set before the process opens its first TLS channel).
+        """
+        env = {"CLOUDKMS_EMULATOR_HOST": self.endpoint}
+        if self.ca_file is not None:
+            env["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = self.ca_file
+        return env
+
     def channel(self) -> grpc.Channel:
         """A new channel to the emulator (the caller closes it)."""
-        return client_channel(self.endpoint, self.transport)
+        ca_pem = self._certificates.ca_pem if self._certificates is not None else None
+        return client_channel(self.endpoint, self.transport, ca_pem)
 
     def client(self) -> kms_v1.KeyManagementServiceClient:
         """The official client over a new channel (close it with ``client.transport.close()``)."""
@@ -1264,6 +1473,15 @@ class CloudKmsEmulator:
         """The emulator's current time (the clock plus every :meth:`advance`)."""
         base = self._clock() if self._clock is not None else datetime.now(timezone.utc)
         return _aware(base) + self._offset
+
+    def reset_clock(self) -> None:
+        """Undo every :meth:`advance`, so the next test starts at the clock's time.
+
+        What the advanced clock already made happen (destroyed or rotated
+        versions) stays; tests that share an emulator keep to their own key rings.
+        """
+        with self._lock:
+            self._offset = timedelta(0)
 
     def advance(self, delta: timedelta) -> None:
         """Move the emulator's clock forward: due destructions and rotations then happen."""
@@ -1322,6 +1540,7 @@ class CloudKmsEmulator:
         with self._lock:
             self._kms.key_rings.clear()
             self._kms.keys.clear()
+            self._kms.policies.clear()
             self._faults.clear()
             self._corruptions.clear()
             self._policy = None
@@ -1368,6 +1587,16 @@ class CloudKmsEmulator:
             self._faults.clear()
             self._corruptions.clear()
 
+    def use_faults(self, injector: FaultInjector | None) -> None:
+        """Consult ``injector`` on every RPC (``None``: stop): its latency, then its faults.
+
+        Throttling is answered ``RESOURCE_EXHAUSTED`` and server errors and
+        drops ``UNAVAILABLE``, as Cloud KMS answers them; a dropped TCP
+        connection needs a :class:`~aureus_core.testing.faults.FaultProxy`.
+        """
+        with self._lock:
+            self._injector = injector
+
     def set_policy(self, policy: Callable[[str, str, Mapping[str, str]], bool] | None) -> None:
         """Decide each RPC by ``policy(method, resource, metadata)``; ``False``: PERMISSION_DENIED.
 
@@ -1408,6 +1637,18 @@ class CloudKmsEmulator:
                 self._last_authorization = token
             fault = self._take(self._faults, method)
             policy = self._policy
+            injector = self._injector
+        if injector is not None:
+            decision = injector.decide(method)
+            decision.wait()
+            if decision.outcome.value == "throttle":
+                raise RpcError(
+                    Code.RESOURCE_EXHAUSTED,
+                    "Quota exceeded for quota metric 'Cryptographic requests' and limit "
+                    "'Cryptographic requests per minute' of service 'cloudkms.googleapis.com'.",
+                )
+            if decision.outcome.value in ("error", "drop"):
+                raise RpcError(Code.UNAVAILABLE, "The service is currently unavailable.")
         if fault is not None:
             raise RpcError(fault.code, fault.message)
         if policy is not None and not policy(method, resource, metadata):

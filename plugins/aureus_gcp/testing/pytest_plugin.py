@@ -3,7 +3,11 @@
 - ``gcp_kms_emulator``: a running :class:`~aureus_gcp.testing.CloudKmsEmulator`
   (insecure transport), shared by the session;
 - ``gcp_kms``: that emulator with faults and the policy hook cleared before the
-  test; keys are *not* reset, so give each test its own key names;
+  test and its clock back at real time before and after it (what a test's
+  ``advance()`` did to its own keys stays); keys are *not* reset, so give each
+  test its own key names;
+- ``gcp_kms_isolated``: an emulator of the test's own (own keys, own clock),
+  stopped after it;
 - ``gcp_kms_provider``: a ``gcp-kms`` provider pointed at ``gcp_kms`` with
   millisecond retries, closed after the test;
 - ``gcp_sts``: a running :class:`~aureus_gcp.testing.FakeSts` for the test.
@@ -34,11 +38,23 @@ def gcp_kms_emulator() -> Iterator[Any]:
 
 
 @pytest.fixture
-def gcp_kms(gcp_kms_emulator: Any) -> Any:
-    """The session's emulator with no faults, no checksum corruption and no policy."""
+def gcp_kms(gcp_kms_emulator: Any) -> Iterator[Any]:
+    """The session's emulator with no faults, no checksum corruption, no policy, no advance."""
     gcp_kms_emulator.clear_faults()
     gcp_kms_emulator.set_policy(None)
-    return gcp_kms_emulator
+    gcp_kms_emulator.reset_clock()
+    yield gcp_kms_emulator
+    gcp_kms_emulator.reset_clock()  # a test's advance() never reaches the next test
+
+
+@pytest.fixture
+def gcp_kms_isolated() -> Iterator[Any]:
+    """A Cloud KMS emulator for this test alone: its own keys and its own clock."""
+    pytest.importorskip("google.cloud.kms_v1", reason=_REASON)
+    from aureus_gcp.testing.emulator import CloudKmsEmulator
+
+    with CloudKmsEmulator() as emulator:
+        yield emulator
 
 
 @pytest.fixture

@@ -101,7 +101,8 @@ def test_usage_errors_exit_2(cli):
     )
     assert cli("decrypt", "missing-file").returncode == 2
     garbage = cli("inspect", input=b"not a message")
-    assert garbage.returncode == 1
+    assert garbage.returncode == 2  # not a message at all: a usage error, not tampering
+    assert b"stdin is not an encrypted message: it starts with text" in garbage.stderr
 
 
 def test_progress_bar_does_not_change_output(cli, tmp_path):

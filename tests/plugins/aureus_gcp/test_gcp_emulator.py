@@ -6,6 +6,7 @@ import hashlib
 import re
 import subprocess
 import sys
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -67,14 +68,26 @@ def new_ring(kms) -> str:
 def new_key(kms, purpose=Purpose.ENCRYPT_DECRYPT, algorithm=None, ring=None, **fields):
     template = {"algorithm": algorithm} if algorithm else {}
     template.update(fields.pop("version_template", {}))
-    return kms.create_crypto_key(
+    skip = fields.pop("skip_initial_version_creation", False)
+    key = kms.create_crypto_key(
         request={
             "parent": ring or new_ring(kms),
             "crypto_key_id": fields.pop("key_id", "key"),
-            "skip_initial_version_creation": fields.pop("skip_initial_version_creation", False),
+            "skip_initial_version_creation": skip,
             "crypto_key": {"purpose": purpose, "version_template": template, **fields},
         }
     )
+    if not skip and purpose in (Purpose.ASYMMETRIC_SIGN, Purpose.ASYMMETRIC_DECRYPT):
+        wait_generated(kms, version_of(key.name, 1))
+    return key
+
+
+def wait_generated(kms, version: str) -> None:
+    """Poll, as a client of the real service must, until the version left PENDING_GENERATION."""
+    deadline = time.monotonic() + 10
+    while kms.get_crypto_key_version(name=version).state == State.PENDING_GENERATION:
+        assert time.monotonic() < deadline, f"{version} is still being generated"
+        time.sleep(0.01)
 
 
 def call(method, fields):
@@ -800,7 +813,7 @@ def test_reset_and_options():
     with pytest.raises(ValueError, match="loopback"):
         CloudKmsEmulator(host="0.0.0.0")  # noqa: S104
     with pytest.raises(ValueError, match="transport"):
-        CloudKmsEmulator(transport="tls")
+        CloudKmsEmulator(transport="quic")
     with pytest.raises(RuntimeError, match="not running"):
         _ = CloudKmsEmulator().endpoint
     with pytest.raises(ValueError, match="only moves forward"):
@@ -840,3 +853,82 @@ def test_python_dash_m_runs_the_emulator():
         _, stderr = process.communicate(timeout=10)
     assert process.returncode == 0, stderr
     assert "listening on" in stderr
+
+
+# -- what the real service answers that the emulator used to leave UNIMPLEMENTED ------
+
+
+def test_locations_import_jobs_and_iam_answer_as_the_service_does(client):
+    from google.iam.v1 import policy_pb2  # type: ignore[import-untyped]
+
+    answer = client.list_locations(request={"name": "projects/aureus-test"})
+    ids = [location.location_id for location in answer.locations]
+    assert ids[0] == "global"
+    assert {"us", "europe", "us-central1"} <= set(ids)
+    metadata = kms_v1.LocationMetadata.deserialize(answer.locations[0].metadata.value)
+    assert metadata.hsm_available
+    found = client.get_location(request={"name": "projects/aureus-test/locations/europe-west1"})
+    assert found.display_name == "Belgium"
+    with pytest.raises(exceptions.NotFound, match="nowhere"):
+        client.get_location(request={"name": "projects/aureus-test/locations/nowhere"}, **NO_RETRY)
+
+    key = new_key(client)
+    ring = key.name.split("/cryptoKeys/")[0]
+    assert list(client.list_import_jobs(request={"parent": ring})) == []
+    with pytest.raises(exceptions.NotFound):
+        client.list_import_jobs(request={"parent": ring + "-missing"}, **NO_RETRY)
+
+    empty = client.get_iam_policy(request={"resource": key.name})
+    assert list(empty.bindings) == []
+    assert empty.etag
+    binding = policy_pb2.Binding(role="roles/cloudkms.viewer", members=["user:a@example.com"])
+    policy = policy_pb2.Policy(bindings=[binding], etag=empty.etag)
+    stored = client.set_iam_policy(request={"resource": key.name, "policy": policy})
+    assert stored.etag != empty.etag
+    assert client.get_iam_policy(request={"resource": key.name}).bindings[0].role == (
+        "roles/cloudkms.viewer"
+    )
+    with pytest.raises(exceptions.Aborted, match="concurrent policy changes"):  # stale etag
+        client.set_iam_policy(request={"resource": key.name, "policy": policy}, **NO_RETRY)
+    asked = ["cloudkms.cryptoKeyVersions.useToEncrypt"]
+    granted = client.test_iam_permissions(request={"resource": key.name, "permissions": asked})
+    assert list(granted.permissions) == asked
+    with pytest.raises(exceptions.NotFound):
+        client.get_iam_policy(request={"resource": key.name + "-missing"}, **NO_RETRY)
+
+
+def test_asymmetric_versions_are_pending_generation_until_generated():
+    with CloudKmsEmulator(generation_delay=60) as slow:
+        kms = slow.client()
+        try:
+            key = kms.create_crypto_key(
+                request={
+                    "parent": new_ring(kms),
+                    "crypto_key_id": "slow",
+                    "crypto_key": {
+                        "purpose": Purpose.ASYMMETRIC_SIGN,
+                        "version_template": {"algorithm": Algorithm.EC_SIGN_P256_SHA256},
+                    },
+                }
+            )
+            version = version_of(key.name, 1)
+            assert kms.get_crypto_key_version(name=version).state == State.PENDING_GENERATION
+            with pytest.raises(exceptions.FailedPrecondition, match="PENDING_GENERATION"):
+                kms.asymmetric_sign(
+                    request={"name": version, "digest": {"sha256": b"\0" * 32}}, **NO_RETRY
+                )
+            symmetric = new_key(kms)  # symmetric versions are ENABLED at once
+            assert symmetric.primary.state == State.ENABLED
+        finally:
+            kms.transport.close()
+
+
+def test_clock_advances_stay_with_the_test(gcp_kms, gcp_kms_isolated):
+    before = gcp_kms.now()
+    gcp_kms_isolated.advance(timedelta(days=400))
+    assert gcp_kms.now() - before < timedelta(minutes=1)  # the shared emulator did not move
+    assert gcp_kms_isolated.now() - before >= timedelta(days=400)
+    gcp_kms.advance(timedelta(days=30))
+    assert gcp_kms.now() - before >= timedelta(days=30)
+    gcp_kms.reset_clock()  # what the gcp_kms fixture does after every test
+    assert gcp_kms.now() - before < timedelta(minutes=1)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
-from google.cloud import kms
 
 from aureus_core.context import EncryptionContext
 from aureus_core.errors import ConfigError, KeyDisabled, KeyExists, UnsupportedOperation
@@ -272,28 +272,32 @@ def test_list_keys(
 
 
 def test_create_waits_for_an_asymmetric_version_to_be_generated(
-    gcp_provider: GcpKmsProvider, new_name: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+    ring_options: dict[str, str], new_name: Callable[[str], str]
 ) -> None:
     """Cloud KMS generates asymmetric versions asynchronously (PENDING_GENERATION).
 
-    The emulator makes them ENABLED at once, so the test plays the first two
-    GetCryptoKeyVersion answers as Cloud KMS gives them while generating.
+    The emulator does too (here for 0.3 s); the provider polls until the
+    version is ENABLED, so signing right after create or rotate works.
     """
-    real_call = gcp_provider._call
-    polls: list[str] = []
-
-    def generating(operation: str, subject: str, request: object, **kwargs: object) -> object:
-        answer = real_call(operation, subject, request, **kwargs)  # type: ignore[arg-type]
-        if operation == "GetCryptoKeyVersion":
-            polls.append(str(answer.state.name))
-            if len(polls) <= 2:
-                answer.state = kms.CryptoKeyVersion.CryptoKeyVersionState.PENDING_GENERATION
-        return answer
-
-    monkeypatch.setattr(gcp_provider, "_call", generating)
-    created = gcp_provider.create_key(new_name("gen"), KeySpec(key_type=KeyType.ECDSA_P256))
-    assert len(polls) == 3
-    assert created.state is KeyState.ENABLED
-    rotated = gcp_provider.rotate_key(created.ref)
-    assert rotated.current_version == "2"
-    assert len(polls) == 4
+    with CloudKmsEmulator(generation_delay=0.3) as emulator:
+        provider = emulator.provider(**ring_options)
+        try:
+            started = time.monotonic()
+            created = provider.create_key(new_name("gen"), KeySpec(key_type=KeyType.ECDSA_P256))
+            assert time.monotonic() - started >= 0.3
+            assert created.state is KeyState.ENABLED
+            first = [c for c in emulator.calls if c.method == "CreateCryptoKey"]
+            polls = [c for c in emulator.calls if c.method == "GetCryptoKeyVersion"]
+            assert len(first) == 1
+            assert len(polls) >= 2  # at least one answer said PENDING_GENERATION
+            assert provider.verify(created.ref, b"m", provider.sign(created.ref, b"m").value)
+            before = len(emulator.calls)
+            rotated = provider.rotate_key(created.ref)
+            assert rotated.current_version == "2"
+            assert rotated.state is KeyState.ENABLED
+            signature = provider.sign(rotated.ref, b"after rotation")
+            assert signature.key_version == "2"
+            polls = [c for c in emulator.calls[before:] if c.method == "GetCryptoKeyVersion"]
+            assert len(polls) >= 2
+        finally:
+            provider.close()

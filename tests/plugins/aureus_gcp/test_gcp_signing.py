@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -152,9 +153,15 @@ def test_a_version_disabled_elsewhere_is_noticed(
     assert gcp_provider.sign(ref, MESSAGE).key_version == "1"
     client = gcp_kms.client()
     try:
-        client.create_crypto_key_version(
+        created = client.create_crypto_key_version(
             parent=ref.key_id, crypto_key_version=kms.CryptoKeyVersion()
         )
+        pending = kms.CryptoKeyVersion.CryptoKeyVersionState.PENDING_GENERATION
+        assert created.state == pending  # as the service, the emulator generates asynchronously
+        deadline = time.monotonic() + 10
+        while client.get_crypto_key_version(name=created.name).state == pending:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         client.update_crypto_key_version(
             crypto_key_version=kms.CryptoKeyVersion(
                 name=f"{ref.key_id}/cryptoKeyVersions/1",

@@ -305,7 +305,7 @@ def test_destroy_needs_a_disabled_or_retired_version_and_confirmation(
     assert str(unconfirmed.value) == (
         "not destroying local://payments?version=1 without confirmation: destroying erases its "
         "key material for good, and nothing it wrapped or signed can be unwrapped or verified "
-        "again; pass confirm=True (--yes on the command line)"
+        "again; pass confirm=True"
     )
     assert (keystore_dir / "keystore.json").read_bytes() == disabled
 
