@@ -6,6 +6,7 @@ interfaces.  Plugins import :data:`hookimpl` from here.
 
 from __future__ import annotations
 
+from .aio import AsyncKeyStack
 from .audit import AuditEvent
 from .context import EncryptionContext
 from .datakey import DataKey, EncryptedDataKey, WrappedKey
@@ -55,6 +56,7 @@ from .stack import KeyStack
 
 __all__ = [
     "AccessDenied",
+    "AsyncKeyStack",
     "AuditEvent",
     "AuditFailure",
     "AuditSink",

@@ -86,6 +86,7 @@ _STACK_KEYS = {
     "key_groups",
     "threshold",
     "policy_pins",
+    "concurrency",
 }
 _PATH_OPTIONS = {"keystore", "path", "file", "token_file", "state_file"}
 
@@ -126,6 +127,8 @@ class StackConfig:
     max_frame_length: int = 16 * 1024 * 1024
     max_non_framed_bytes: int = 64 * 1024 * 1024
     """The largest non-framed body a decrypt holds in memory until it authenticates."""
+    concurrency: int = 8
+    """Provider calls one stack runs at once: wraps for several recipients, unwrap candidates."""
     commitment_policy: str = "require-encrypt-require-decrypt"
     """``require-encrypt-require-decrypt``, ``require-encrypt-allow-decrypt`` or
     ``forbid-encrypt-allow-decrypt`` (the last two also read non-committing suites)."""
@@ -250,7 +253,12 @@ class StackConfig:
             )
 
         numbers: dict[str, int] = {}
-        for name in ("frame_length", "max_encrypted_data_keys", "max_frame_length"):
+        for name in (
+            "frame_length",
+            "max_encrypted_data_keys",
+            "max_frame_length",
+            "concurrency",
+        ):
             if name in stack:
                 value = stack[name]
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -14,10 +14,11 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import attrs
 
@@ -88,6 +89,9 @@ from .sensitive import Secret
 from .signature import Signature
 from .telemetry import Telemetry, current_ids
 
+if TYPE_CHECKING:
+    from .aio import AsyncKeyStack
+
 
 def _required_hint(message: str, required: EncryptionContext) -> str:
     """A decrypt failure's message, with what the supplied context meant for it."""
@@ -150,6 +154,7 @@ class KeyStack:
         self._closed = False
         self._guards: dict[str, GuardedProvider] = {}
         self._breaker_clock = breaker_clock
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- construction --------------------------------------------------------
 
@@ -290,6 +295,18 @@ class KeyStack:
             source = registration.factory(spec.options)
             self._credentials[name] = source
         return source
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        """The bounded pool (``[stack] concurrency`` threads) that fans provider calls out."""
+        with self._lock:
+            if self._closed:
+                raise AureusError("this KeyStack is closed; create a new one")
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.config.concurrency, thread_name_prefix="aureus-fanout"
+                )
+            return self._pool
 
     def _provider_for(self, ref: KeyRef, capability: Capability, operation: str) -> KeyProvider:
         provider = self.provider(ref.scheme)
@@ -720,7 +737,7 @@ class KeyStack:
 
         def make() -> tuple[tuple[EncryptionMaterials, list[KeyRef]], Fill]:
             made = encryption_materials(
-                self.provider, groups or refs, encryption_context, signed=signed
+                self.provider, groups or refs, encryption_context, signed=signed, pool=self.pool
             )
             return made, fill_of(made[0], made[1])
 
@@ -868,6 +885,7 @@ class KeyStack:
                     full,
                     allowed,
                     self._own_providers,
+                    self.pool,
                 )
             except DecryptionError as error:
                 raise DecryptionError(_required_hint(str(error), required)) from None
@@ -962,6 +980,40 @@ class KeyStack:
                     count += len(chunk)
             op.update(byte_count=count)
             return count
+
+    def encrypt_batch(
+        self,
+        values: Sequence[bytes | bytearray | memoryview],
+        *,
+        context: Mapping[str, str] | None = None,
+        keys: Sequence[str | KeyRef] | None = None,
+        signed: bool = False,
+    ) -> list[bytes]:
+        """Encrypt many small values (fields, columns) under one context; one message each.
+
+        One data key for the batch, wrapped once for every key in ``keys``;
+        one audit event (``encrypt_batch``) for all of it; results in order.
+        See :mod:`aureus_core.batch`.
+        """
+        from .batch import encrypt_batch
+
+        return encrypt_batch(self, values, context=context, keys=keys, signed=signed)
+
+    def decrypt_batch(
+        self,
+        messages: Sequence[bytes | bytearray | memoryview],
+        *,
+        context: Mapping[str, str] | None = None,
+        keys: Sequence[str | KeyRef] | None = None,
+    ) -> list[bytes]:
+        """Decrypt many messages with :meth:`decrypt`'s checks; each data key unwrapped once.
+
+        Nothing is returned unless every message authenticates; the error
+        names the failing message's position.  One audit event (``decrypt_batch``).
+        """
+        from .batch import decrypt_batch
+
+        return decrypt_batch(self, messages, context=context, keys=keys)
 
     # -- rewrap --------------------------------------------------------------------
     # Logic in aureus_core/envelope/rewrap.py; these methods only compose it.
@@ -1128,9 +1180,17 @@ class KeyStack:
             if self._closed:
                 return
             self._closed = True
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
             for scheme in self._owned:
                 self._providers[scheme].close()
             self._audit.close()
+
+    def aio(self, *, workers: int | None = None) -> AsyncKeyStack:
+        """An :class:`~aureus_core.aio.AsyncKeyStack` sharing this stack (still yours to close)."""
+        from .aio import DEFAULT_WORKERS, AsyncKeyStack
+
+        return AsyncKeyStack(self, workers=workers or DEFAULT_WORKERS)
 
     def __enter__(self) -> KeyStack:
         return self

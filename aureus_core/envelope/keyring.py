@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fnmatch
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, as_completed, wait
+from typing import Any, NoReturn
 
 import attrs
 
@@ -125,15 +128,17 @@ class _Outcome:
     skipped: dict[str, list[str]] = attrs.field(factory=dict)
     """reason -> the keys it kept from their provider"""
     operational: list[AureusError] = attrs.field(factory=list)
+    tried: list[str] = attrs.field(factory=list)
+    """Each key an unwrap was sent to, with what became of it, in candidate order"""
 
-    def attempt(
-        self,
-        provider: KeyProvider,
-        encrypted: EncryptedDataKey,
-        context: EncryptionContext,
-        allowed: KeyFilter,
-    ) -> tuple[bytearray, KeyRef] | bool:
-        """The data key and its key, else whether ``provider`` owned ``encrypted``."""
+    def vet(
+        self, provider: KeyProvider, encrypted: EncryptedDataKey, allowed: KeyFilter
+    ) -> KeyRef | bool:
+        """The key to ask ``provider`` for, else whether ``provider`` owned ``encrypted``.
+
+        No unwrap happens here: a key ``allowed`` refuses is recorded and
+        never reaches its provider.
+        """
         if Capability.WRAP not in provider.capabilities:
             return False
         try:
@@ -151,17 +156,37 @@ class _Outcome:
             # is what lets an operator fix a legitimate refusal.
             self.skipped.setdefault(why_not, []).append(_shown(ref))
             return True
-        try:
-            return provider.unwrap(ref, encrypted, context), ref
-        except KeyDisabled as error:
+        return ref
+
+    def record(self, ref: KeyRef, failure: AureusError) -> None:
+        """Keep what one unwrap ran into, for the final error."""
+        if isinstance(failure, KeyDisabled):
             # A lifecycle refusal (disabled, below the minimum version) names the
             # key and version, not anything secret: pass it on so it can be fixed.
-            self.refused.append(str(error))
-        except (ProviderUnavailable, Throttled, AccessDenied, CredentialError) as error:
-            self.operational.append(error)
-        except AureusError:
-            pass
-        return True
+            self.refused.append(str(failure))
+            label = "refused"
+        elif isinstance(failure, _OPERATIONAL):
+            self.operational.append(failure)
+            label = f"{type(failure).__name__}: {failure}"
+        else:
+            label = "did not unwrap"  # never why: wrong key and tampering look alike
+        self.tried.append(f"{_shown(ref)} ({label})")
+
+
+_OPERATIONAL = (ProviderUnavailable, Throttled, AccessDenied, CredentialError)
+"""Errors that say a provider could not be asked, rather than that its key failed."""
+
+Candidate = tuple[KeyProvider, KeyRef, EncryptedDataKey]
+
+
+def _unwrap_one(
+    provider: KeyProvider, ref: KeyRef, encrypted: EncryptedDataKey, context: EncryptionContext
+) -> bytearray | AureusError:
+    """One unwrap; an Aureus error is returned, not raised, so a pool can collect it."""
+    try:
+        return provider.unwrap(ref, encrypted, context)
+    except AureusError as error:
+        return error
 
 
 def _shown(ref: KeyRef) -> str:
@@ -176,9 +201,11 @@ def encryption_materials(
     context: EncryptionContext,
     *,
     signed: bool,
+    pool: Executor | None = None,
 ) -> tuple[EncryptionMaterials, list[KeyRef]]:
     """A fresh data key wrapped by every key in ``keys``; returns the wrapping versions too.
 
+    With ``pool``, the wraps for several keys run concurrently (see :func:`wrap_for_all`).
     With a :class:`~.quorum.Quorum` of threshold above one, the data key is
     split into one share per key group instead; threshold one is every key
     wrapping the whole data key, as with a plain list.
@@ -197,7 +224,9 @@ def encryption_materials(
     signing_key = new_signing_key()[0] if signed else None
     full_context = signed_context(context, signing_key)
     suite = SIGNED_SUITE if signed else DEFAULT_SUITE
-    data_key, encrypted, used = _new_data_key(lookup, keys, suite.data_key_length, full_context)
+    data_key, encrypted, used = _new_data_key(
+        lookup, keys, suite.data_key_length, full_context, pool
+    )
     materials = EncryptionMaterials(
         suite=suite,
         data_key=data_key,
@@ -245,18 +274,27 @@ def _wipe(buffer: bytearray) -> None:
 
 
 def _new_data_key(
-    lookup: ProviderLookup, keys: Sequence[KeyRef], length: int, context: EncryptionContext
+    lookup: ProviderLookup,
+    keys: Sequence[KeyRef],
+    length: int,
+    context: EncryptionContext,
+    pool: Executor | None = None,
 ) -> tuple[bytearray, tuple[EncryptedDataKey, ...], list[KeyRef]]:
     """A data key wrapped by every key in ``keys``.
 
     When the first key's provider generates data keys (KMS ``GenerateDataKey``),
     it makes the key and its first wrap in one call; otherwise the key comes
-    from the operating system's CSPRNG.
+    from the operating system's CSPRNG.  With ``pool`` the remaining wraps (all
+    of them, for a CSPRNG key) run at once.
     """
     first = lookup(keys[0].scheme)
     if Capability.GENERATE_DATA_KEY not in first.capabilities:
         data_key = bytearray(os.urandom(length))
-        encrypted, used = wrap_for_all(lookup, keys, data_key, context)
+        try:
+            encrypted, used = wrap_for_all(lookup, keys, data_key, context, pool)
+        except BaseException:
+            _wipe(data_key)
+            raise
         return data_key, encrypted, used
     if not isinstance(first, GeneratesDataKeys):
         raise UnsupportedOperation(
@@ -271,11 +309,16 @@ def _new_data_key(
             provider=keys[0].scheme,
         )
     try:
-        rest, used = wrap_for_all(lookup, keys[1:], data_key, context)
+        rest, used = wrap_for_all(lookup, keys[1:], data_key, context, pool)
     except BaseException:
         _wipe(data_key)
         raise
     return data_key, (wrapped.encrypted, *rest), [wrapped.key, *used]
+
+
+def _submit(pool: Executor, function: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run ``function`` in ``pool`` in a copy of this thread's context (tracing spans nest)."""
+    return pool.submit(contextvars.copy_context().run, function, *args)
 
 
 def wrap_for_all(
@@ -283,18 +326,109 @@ def wrap_for_all(
     keys: Sequence[KeyRef],
     data_key: bytes | bytearray,
     context: EncryptionContext,
+    pool: Executor | None = None,
 ) -> tuple[tuple[EncryptedDataKey, ...], list[KeyRef]]:
-    """Wrap ``data_key`` under every key; return the encrypted keys and the versions used."""
-    encrypted: list[EncryptedDataKey] = []
-    used: list[KeyRef] = []
+    """Wrap ``data_key`` under every key; return the encrypted keys and the versions used.
+
+    With ``pool``, the wraps run concurrently, so the whole costs about the
+    slowest one; the results keep the order of ``keys``.  Every key's
+    provider and capability are checked before any wrap; if a wrap fails,
+    the wraps not yet started are cancelled and the error of the first
+    failing key (in the order of ``keys``) is raised.
+    """
+    targets: list[tuple[KeyRef, KeyProvider]] = []
     for ref in keys:
         provider = lookup(ref.scheme)
         if Capability.WRAP not in provider.capabilities:
             raise UnsupportedOperation(ref.scheme, "wrap")
-        wrapped = provider.wrap(ref, bytes(data_key), context)
-        encrypted.append(wrapped.encrypted)
-        used.append(wrapped.key)
-    return tuple(encrypted), used
+        targets.append((ref, provider))
+    plain = bytes(data_key)
+    if pool is None or len(targets) < 2:
+        wrapped = [provider.wrap(ref, plain, context) for ref, provider in targets]
+    else:
+        futures = [_submit(pool, provider.wrap, ref, plain, context) for ref, provider in targets]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            future.cancel()
+        wait(futures)  # the running wraps finish (each is bounded by its provider's timeouts)
+        for future in futures:  # the first failure in key order; cancelled wraps never ran
+            failure = None if future.cancelled() else future.exception()
+            if failure is not None:
+                raise failure
+        wrapped = [future.result() for future in futures]
+    return tuple(w.encrypted for w in wrapped), [w.key for w in wrapped]
+
+
+def _candidates(
+    lookup: ProviderLookup,
+    encrypted_data_keys: Sequence[EncryptedDataKey],
+    allowed: KeyFilter,
+    claimants: Claimants | None,
+    outcome: _Outcome,
+) -> Iterator[Candidate]:
+    """The (provider, key, encrypted data key) triples an unwrap may be sent to, in order.
+
+    Lazy: a sequential decrypt that succeeds early asks no further provider.
+    """
+    for encrypted in encrypted_data_keys:
+        convention: KeyProvider | None = None
+        with contextlib.suppress(AureusError):
+            convention = lookup(scheme_for_provider_id(encrypted.provider_id))
+        owned = False
+        if convention is not None:
+            result = outcome.vet(convention, encrypted, allowed)
+            if isinstance(result, KeyRef):
+                yield convention, result, encrypted
+                owned = True
+            else:
+                owned = result
+        if owned or claimants is None or encrypted.provider_id.startswith(RESERVED_PROVIDER_IDS):
+            continue
+        for provider in claimants():
+            if convention is not None and provider.scheme == convention.scheme:
+                continue
+            result = outcome.vet(provider, encrypted, allowed)
+            if isinstance(result, KeyRef):
+                yield provider, result, encrypted
+
+
+def _wipe_loser(future: Future[bytearray | AureusError]) -> None:
+    """Wipe the data key an unwrap that lost the race produced (now or when it finishes)."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    result = future.result()
+    if isinstance(result, bytearray):
+        _wipe(result)
+
+
+def _race(
+    pool: Executor, candidates: Sequence[Candidate], context: EncryptionContext, outcome: _Outcome
+) -> tuple[bytearray, KeyRef] | None:
+    """Unwrap every candidate at once; the first data key wins, the rest are cancelled or wiped."""
+    futures = [
+        _submit(pool, _unwrap_one, provider, ref, encrypted, context)
+        for provider, ref, encrypted in candidates
+    ]
+    winner: Future[bytearray | AureusError] | None = None
+    try:
+        for future in as_completed(futures):
+            if isinstance(future.result(), bytearray):
+                winner = future
+                break
+    finally:
+        for future in futures:
+            if future is not winner:
+                future.cancel()  # not started yet: never sent
+                future.add_done_callback(_wipe_loser)  # running: wiped when it returns
+    if winner is not None:
+        result = winner.result()
+        assert isinstance(result, bytearray)
+        return result, candidates[futures.index(winner)][1]
+    for future, (_, ref, _) in zip(futures, candidates, strict=True):
+        failure = future.result()
+        assert isinstance(failure, AureusError)
+        outcome.record(ref, failure)
+    return None
 
 
 def unwrap_data_key(
@@ -303,6 +437,7 @@ def unwrap_data_key(
     context: EncryptionContext,
     allowed: KeyFilter,
     claimants: Claimants | None = None,
+    pool: Executor | None = None,
 ) -> tuple[bytearray, KeyRef]:
     """Unwrap the first encrypted data key an allowed, reachable key can open.
 
@@ -315,28 +450,63 @@ def unwrap_data_key(
 
     A key ``allowed`` refuses is never sent to its provider; the final error
     names it with the reason.  A key that fails (wrong key, tampering, an
-    unreachable provider) is skipped.  When none succeeds: if a provider
-    could not be asked at all (unreachable, throttled, credentials refused),
-    that error, since retrying or fixing access may help; otherwise one
-    :class:`DecryptionError` that says nothing about why an unwrap failed.
+    unreachable provider) is skipped.  With ``pool``, every allowed candidate
+    is first vetted, then all are sent at once (in message order); the first
+    data key to come back wins, the unwraps not yet started are cancelled and
+    any other data key that still arrives is wiped.
+
+    When none succeeds: if a provider could not be asked at all (unreachable,
+    throttled, credentials refused), an error of that type, since retrying or
+    fixing access may help; otherwise one :class:`DecryptionError` that says
+    nothing about why an unwrap failed.  Either names every key tried.
     """
-    found = quorum.layout(encrypted_data_keys)
-    if found is not None:
-        data_key, used = _recover_quorum(found, lookup, context, allowed, claimants)
+    split = quorum.layout(encrypted_data_keys)
+    if split is not None:
+        data_key, used = _recover_quorum(split, lookup, context, allowed, claimants)
         return data_key, used[0]
     outcome = _Outcome()
-    for encrypted in encrypted_data_keys:
-        result = _try_one(outcome, lookup, encrypted, context, allowed, claimants)
-        if result is not None:
-            return result
-    refused, skipped, operational = outcome.refused, outcome.skipped, outcome.operational
-    if operational:
-        raise operational[0]
-    reasons = [*refused, *_skip_reasons(skipped)]
+    found = _candidates(lookup, encrypted_data_keys, allowed, claimants, outcome)
+    if pool is None:
+        for provider, ref, encrypted in found:
+            result = _unwrap_one(provider, ref, encrypted, context)
+            if isinstance(result, bytearray):
+                return result, ref
+            outcome.record(ref, result)
+    else:
+        candidates = list(found)
+        if len(candidates) == 1:
+            provider, ref, encrypted = candidates[0]
+            result = _unwrap_one(provider, ref, encrypted, context)
+            if isinstance(result, bytearray):
+                return result, ref
+            outcome.record(ref, result)
+        elif candidates:
+            won = _race(pool, candidates, context, outcome)
+            if won is not None:
+                return won
+    return _fail(outcome, len(encrypted_data_keys))
+
+
+def _fail(outcome: _Outcome, count: int) -> NoReturn:
+    """Raise the error for a message none of whose keys unwrapped."""
+    tried = f"tried: {'; '.join(outcome.tried)}" if outcome.tried else ""
+    reasons = [*outcome.refused, *_skip_reasons(outcome.skipped)]
+    if outcome.operational:
+        first = outcome.operational[0]
+        if len(outcome.tried) < 2:
+            raise first
+        # Same type, code and provider as the first outage, so callers that retry
+        # on it still do; the message names every key that was tried.
+        named = type(first).__new__(type(first))
+        named.__dict__.update(first.__dict__)
+        named.args = ("; ".join(["no encrypted data key could be unwrapped", tried, *reasons]),)
+        raise named from first
+    if len(outcome.tried) > 1:
+        reasons.append(tried)
     reason = f" ({'; '.join(reasons)})" if reasons else ""
     raise DecryptionError(
         "the message could not be decrypted: none of its "
-        f"{len(encrypted_data_keys)} encrypted data key(s) could be unwrapped with a key "
+        f"{count} encrypted data key(s) could be unwrapped with a key "
         f"this stack may use{reason}"
     )
 
@@ -349,24 +519,12 @@ def _try_one(
     allowed: KeyFilter,
     claimants: Claimants | None,
 ) -> tuple[bytearray, KeyRef] | None:
-    """Unwrap one encrypted data key with the provider its ID names, else a claimant."""
-    convention: KeyProvider | None = None
-    with contextlib.suppress(AureusError):
-        convention = lookup(scheme_for_provider_id(encrypted.provider_id))
-    owned = False
-    if convention is not None:
-        result = outcome.attempt(convention, encrypted, context, allowed)
-        if isinstance(result, tuple):
-            return result
-        owned = result
-    if owned or claimants is None or encrypted.provider_id.startswith(RESERVED_PROVIDER_IDS):
-        return None
-    for provider in claimants():
-        if convention is not None and provider.scheme == convention.scheme:
-            continue
-        result = outcome.attempt(provider, encrypted, context, allowed)
-        if isinstance(result, tuple):
-            return result
+    """Unwrap one encrypted data key, vetted as any candidate is, one provider after another."""
+    for provider, ref, candidate in _candidates(lookup, [encrypted], allowed, claimants, outcome):
+        result = _unwrap_one(provider, ref, candidate, context)
+        if isinstance(result, bytearray):
+            return result, ref
+        outcome.record(ref, result)
     return None
 
 

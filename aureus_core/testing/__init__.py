@@ -29,6 +29,7 @@ from .audit_contract import AuditSinkContract, RecordedEvents, make_event  # noq
 from .cache_contract import CacheBackendContract, make_entry  # noqa: E402
 from .clock import FakeClock  # noqa: E402
 from .credential_contract import CredentialSourceContract  # noqa: E402
+from .latency import LatencyProvider  # noqa: E402
 from .leaks import assert_no_secret  # noqa: E402
 from .provider_contract import KeyProviderContract  # noqa: E402
 from .public_keys import verify_with_public_key  # noqa: E402
@@ -39,6 +40,7 @@ __all__ = [
     "CredentialSourceContract",
     "FakeClock",
     "KeyProviderContract",
+    "LatencyProvider",
     "RecordedEvents",
     "assert_no_secret",
     "capture_audit",

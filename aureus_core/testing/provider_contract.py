@@ -9,6 +9,7 @@ decryption version, destroy) run for providers that declare ``lifecycle``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from datetime import timedelta
 import attrs
 import pytest
 
+from ..aio import AsyncKeyStack
+from ..config import StackConfig
 from ..context import EncryptionContext
 from ..datakey import EncryptedDataKey, WrappedKey
 from ..errors import (
@@ -34,6 +37,7 @@ from ..keyref import KeyRef
 from ..keys import KeyMetadata, KeyPurpose, KeySpec, KeyState, KeyType
 from ..sensitive import Secret
 from ..signature import Signature
+from ..stack import KeyStack
 from .concurrency import run_in_threads
 from .leaks import assert_no_secret
 from .public_keys import verify_with_public_key
@@ -874,6 +878,60 @@ class KeyProviderContract:
         if Capability.DESCRIBE in provider.capabilities:
             for uri in uris:
                 assert provider.describe_key(KeyRef.parse(uri)).uri == uri
+
+    # -- async (AsyncKeyStack drives the provider through its thread pool) -----
+
+    async_calls: int = 8
+    """How many encrypts the async tests run at once on one event loop."""
+
+    def test_async_concurrent_round_trips_to_two_keys(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """Encrypts to two keys at once from one event loop; each key alone decrypts each."""
+        key_type = self.cheapest_key_type(provider, KeyPurpose.WRAP)
+        refs = [
+            self.ref_of(self._wrapping_key(provider, key_type, f"{key_name}-{n}")) for n in (1, 2)
+        ]
+        payloads = [os.urandom(n * 37) for n in range(self.async_calls)]
+
+        async def main() -> None:
+            stack = KeyStack(
+                config=StackConfig(default_provider=provider.scheme),
+                providers={provider.scheme: provider},
+            )
+            async with AsyncKeyStack(stack, own=True) as aio:
+                messages = await asyncio.gather(
+                    *(
+                        aio.encrypt(p, keys=refs, context={"n": str(i)})
+                        for i, p in enumerate(payloads)
+                    )
+                )
+                for ref in refs:
+                    opened = await asyncio.gather(*(aio.decrypt(m, keys=[ref]) for m in messages))
+                    assert opened == payloads
+
+        asyncio.run(main())
+
+    def test_async_sign_and_verify(self, provider: KeyProvider, key_name: str) -> None:
+        """Signatures made concurrently through the async stack verify, only for their message."""
+        key_type = self.cheapest_key_type(provider, KeyPurpose.SIGN)
+        ref = self.ref_of(self._signing_key(provider, key_type, key_name))
+
+        async def main() -> None:
+            stack = KeyStack(
+                config=StackConfig(default_provider=provider.scheme),
+                providers={provider.scheme: provider},
+            )
+            async with AsyncKeyStack(stack, own=True) as aio:
+                messages = [f"message {i}".encode() for i in range(self.async_calls)]
+                signatures = await asyncio.gather(*(aio.sign(m, key=ref) for m in messages))
+                checks = await asyncio.gather(
+                    *(aio.verify(m, s, key=ref) for m, s in zip(messages, signatures, strict=True))
+                )
+                assert checks == [True] * len(messages)
+                assert not await aio.verify(b"another message", signatures[0], key=ref)
+
+        asyncio.run(main())
 
     # -- secrets and lifecycle -------------------------------------------------
 

@@ -74,7 +74,13 @@ def test_scope_configured_keys_strict_keys_and_patterns(stack: KeyStack, message
     reader, scoped = _reader(stack, scope=[], wrapping_keys=named)
     with reader:
         assert reader.decrypt(message) == b"secret"  # the configuration names beta
-    assert scoped.asked == [("local://beta?version=1", ("local://beta",))]
+    # Every candidate is vetted before the unwraps start together: gamma is
+    # asked about too, and refused, so only beta is unwrapped.
+    assert scoped.asked == [
+        ("local://beta?version=1", ("local://beta",)),
+        ("local://gamma?version=1", ("local://beta",)),
+    ]
+    assert scoped.unwraps == 1
 
     reader, scoped = _reader(stack, scope=[])
     with reader:

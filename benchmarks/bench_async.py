@@ -1,0 +1,193 @@
+"""Async API and fan-out: latency of multi-recipient calls, throughput from one event loop.
+
+Two parts, in one process and one run:
+
+1. Fan-out, no cloud: the local keystore behind ``LatencyProvider`` (50 ms per
+   call).  An encrypt to 3 recipients with ``[stack] concurrency = 1`` (one
+   wrap after another, as before fan-out) against the default pool; a
+   decrypt whose first candidate is down (its calls time out after 200 ms)
+   and whose second answers, sequential against concurrent.
+2. Throughput: ``--messages`` (default 1,000) concurrent 1 KiB encrypts from
+   one event loop, ``AsyncKeyStack.encrypt`` against ``asyncio.to_thread``
+   around ``KeyStack.encrypt`` with a default executor of the same size,
+   against each backend: the local keystore, moto's server (AWS KMS), the
+   in-repo Cloud KMS emulator and the Key Vault (Managed HSM) emulator.
+   Backends whose extras are not installed are skipped with the reason.
+
+    python benchmarks/bench_async.py [--messages 1000] [--workers 16] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from aureus_core import AsyncKeyStack, KeyStack
+from aureus_core.config import StackConfig
+from aureus_core.keys import KeySpec, KeyType
+from aureus_core.testing.latency import LatencyProvider
+from aureus_local import LocalKeyProvider
+
+LATENCY = 0.05
+TIMEOUT = 0.2
+KEYS = ["local://alpha", "local://beta", "local://gamma"]
+
+
+def _median_ms(call: Callable[[], object], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def fan_out(directory: Path, runs: int) -> None:
+    local = LocalKeyProvider(directory)
+    for uri in KEYS:
+        local.create_key(uri.split("//")[1], KeySpec(key_type=KeyType.AES_256))
+    print(f"\n## Fan-out: local keystore + LatencyProvider ({LATENCY * 1000:.0f} ms per call)\n")
+    print("| call | one after another | concurrent (pool) | slowest recipient | ratio |")
+    print("| --- | --- | --- | --- | --- |")
+    slow = LatencyProvider(local, latency=LATENCY)
+    results = {}
+    for concurrency in (1, 8):
+        with KeyStack(
+            config=StackConfig(concurrency=concurrency), providers={"local": slow}
+        ) as stack:
+            stack.encrypt(b"warm", keys=KEYS)
+            results[concurrency] = _median_ms(lambda: stack.encrypt(b"x" * 1024, keys=KEYS), runs)
+    print(
+        f"| encrypt to 3 recipients | {results[1]:.1f} ms | {results[8]:.1f} ms "
+        f"| {LATENCY * 1000:.0f} ms | {results[8] / (LATENCY * 1000):.2f}x |"
+    )
+    with KeyStack(providers={"local": local}) as plain:
+        message = plain.encrypt(b"x" * 1024, keys=KEYS[:2])
+    down = LatencyProvider(local, latency=LATENCY, down=[KEYS[0]], timeout=TIMEOUT)
+    for concurrency in (1, 8):
+        # a breaker that never opens: every run pays the dead candidate's timeout
+        config = StackConfig(
+            concurrency=concurrency,
+            providers={"local": {"circuit_breaker": {"enabled": False}}},
+        )
+        with KeyStack(config=config, providers={"local": down}) as stack:
+            results[concurrency] = _median_ms(lambda: stack.decrypt(message), runs)
+    print(
+        f"| decrypt, 1st candidate down ({TIMEOUT * 1000:.0f} ms timeout), 2nd up "
+        f"| {results[1]:.1f} ms | {results[8]:.1f} ms | {LATENCY * 1000:.0f} ms "
+        f"| {results[8] / (LATENCY * 1000):.2f}x |"
+    )
+
+
+@contextlib.contextmanager
+def backends(directory: Path) -> Iterator[list[tuple[str, KeyStack | None, str]]]:
+    """(name, stack, key URI or skip reason) for each backend."""
+    found: list[tuple[str, KeyStack | None, str]] = []
+    with contextlib.ExitStack() as exits:
+        local = KeyStack.local(directory / "tp")
+        exits.callback(local.close)
+        local.create_key("local://tp", "aes-256")
+        found.append(("local keystore", local, "local://tp"))
+        try:
+            from aureus_aws import AwsKmsOptions, AwsKmsProvider
+            from aureus_aws.testing import TEST_ENVIRONMENT, MotoServer
+
+            os.environ.update(TEST_ENVIRONMENT)
+            server = exits.enter_context(MotoServer())
+            aws = AwsKmsProvider(
+                AwsKmsOptions.from_mapping({"region": "us-east-1", "endpoint_url": server.url})
+            )
+            ref = aws.create_key("bench", KeySpec(key_type=KeyType.AES_256)).ref
+            stack = KeyStack(providers={"aws-kms": aws})
+            exits.callback(stack.close)
+            found.append(("AWS KMS (moto server)", stack, ref.uri))
+        except ImportError as error:
+            found.append(("AWS KMS (moto server)", None, f"skipped: {error}"))
+        try:
+            from aureus_gcp.testing import CloudKmsEmulator
+
+            emulator = exits.enter_context(CloudKmsEmulator())
+            gcp = emulator.provider(project="bench", location="global", key_ring="bench")
+            ref = gcp.create_key("bench", KeySpec(key_type=KeyType.AES_256)).ref
+            stack = KeyStack(providers={"gcp-kms": gcp})
+            exits.callback(stack.close)
+            found.append(("Cloud KMS (emulator)", stack, ref.uri))
+        except ImportError as error:
+            found.append(("Cloud KMS (emulator)", None, f"skipped: {error}"))
+        try:
+            from aureus_azure.testing import KeyVaultEmulator
+
+            vault = exits.enter_context(KeyVaultEmulator(kind="managedhsm"))
+            azure = vault.provider()
+            ref = azure.create_key("bench", KeySpec(key_type=KeyType.AES_256)).ref
+            stack = KeyStack(providers={"azure-kv": azure})
+            exits.callback(stack.close)
+            found.append(("Key Vault Managed HSM (emulator)", stack, ref.uri))
+        except ImportError as error:
+            found.append(("Key Vault Managed HSM (emulator)", None, f"skipped: {error}"))
+        yield found
+
+
+async def _async_stack(stack: KeyStack, key: str, n: int, workers: int) -> float:
+    payload = os.urandom(1024)
+    async with AsyncKeyStack(stack, workers=workers) as aio:
+        await aio.encrypt(payload, keys=[key])
+        start = time.perf_counter()
+        await asyncio.gather(*(aio.encrypt(payload, keys=[key]) for _ in range(n)))
+        return n / (time.perf_counter() - start)
+
+
+async def _to_thread(stack: KeyStack, key: str, n: int, workers: int) -> float:
+    payload = os.urandom(1024)
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=workers))
+    await asyncio.to_thread(stack.encrypt, payload, keys=[key])
+    start = time.perf_counter()
+    await asyncio.gather(*(asyncio.to_thread(stack.encrypt, payload, keys=[key]) for _ in range(n)))
+    return n / (time.perf_counter() - start)
+
+
+def throughput(directory: Path, n: int, workers: int) -> None:
+    print(f"\n## {n} concurrent 1 KiB encrypts from one event loop ({workers} threads each)\n")
+    print("| backend | AsyncKeyStack | asyncio.to_thread(KeyStack.encrypt) | ratio |")
+    print("| --- | --- | --- | --- |")
+    with backends(directory) as found:
+        for name, stack, key in found:
+            if stack is None:
+                print(f"| {name} | {key} | | |")
+                continue
+            rates: dict[str, list[float]] = {"aio": [], "thread": []}
+            for _ in range(2):  # interleaved, best of two each
+                rates["aio"].append(asyncio.run(_async_stack(stack, key, n, workers)))
+                rates["thread"].append(asyncio.run(_to_thread(stack, key, n, workers)))
+            aio, thread = max(rates["aio"]), max(rates["thread"])
+            print(f"| {name} | {aio:,.0f} msg/s | {thread:,.0f} msg/s | {aio / thread:.2f}x |")
+
+
+def main(argv: Any = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--quick", action="store_true", help="100 messages, 5 runs (CI smoke)")
+    args, ignored = parser.parse_known_args(argv)
+    if ignored:
+        print(f"ignoring options for other benchmarks: {' '.join(ignored)}")
+    if args.quick:
+        args.messages, args.runs = 100, 5
+    with tempfile.TemporaryDirectory() as directory:
+        fan_out(Path(directory) / "fan", args.runs)
+        throughput(Path(directory), args.messages, args.workers)
+
+
+if __name__ == "__main__":
+    main()
