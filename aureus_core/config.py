@@ -151,7 +151,7 @@ class StackConfig:
     """Record keyed hashes of encryption-context values in audit events."""
     audit_hash_key: KeyRef | None = None
     """The key audit hashes are keyed by (``None``: a random key per stack)."""
-    # -- rotation (issue 4) --
+    # -- rotation --
     rotation: RotationPolicy = attrs.field(factory=RotationPolicy)
     """``[rotation]``: the stack's default rotation policy (90 / 365 days without one)."""
     # -- end rotation --
@@ -334,7 +334,7 @@ class StackConfig:
         sinks = _typed_tables(sinks_raw, "audit.sinks", "audit sink", fail, base_dir)
         processors = _typed_tables(processors_raw, "audit.processors", "audit processor", fail)
 
-        # -- rotation (issue 4) --
+        # -- rotation --
         rotation = RotationPolicy()
         if "rotation" in data:
             rotation_table = _table(data["rotation"], "rotation", fail)

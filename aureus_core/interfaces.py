@@ -117,7 +117,7 @@ class KeyProvider(Protocol):
         Return ``False`` for a well-formed signature that does not match; raise
         :class:`~aureus_core.errors.SignatureError` for a malformed one, and
         :class:`~aureus_core.errors.KeyDisabled` for a version that is disabled,
-        destroyed or below the minimum decryption version (rotation, issue 4).
+        destroyed or below the minimum decryption version (see docs/rotation.md).
         """
         ...
 
@@ -130,7 +130,7 @@ class KeyProvider(Protocol):
     ) -> bytearray:
         """Decrypt a data key; any failure is a :class:`~aureus_core.errors.DecryptionError`.
 
-        Except (rotation, issue 4): a version that is disabled, destroyed or below
+        Except (see docs/rotation.md): a version that is disabled, destroyed or below
         the minimum decryption version raises :class:`~aureus_core.errors.KeyDisabled`
         naming the key, the version and the minimum.
         """

@@ -168,13 +168,13 @@ class KeyMetadata:
             "state": self.state.value,
             "created_at": self.created_at.isoformat(),
             "current_version": self.current_version,
-            "min_decryption_version": self.min_decryption_version,  # rotation (issue 4)
+            "min_decryption_version": self.min_decryption_version,  # rotation
             "versions": [
                 {
                     "version": v.version,
                     "created_at": v.created_at.isoformat(),
                     "state": v.state.value,
-                    "messages": v.messages,  # rotation (issue 4): usage counters
+                    "messages": v.messages,  # rotation: usage counters
                     "bytes": v.bytes,
                 }
                 for v in self.versions

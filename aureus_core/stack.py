@@ -648,7 +648,7 @@ class KeyStack:
         if Capability.DESCRIBE not in target.capabilities:
             return [ref]
         metadata = target.describe_key(ref)
-        # Disabled, destroyed and below-minimum versions are never tried (rotation, issue 4).
+        # Disabled, destroyed and below-minimum versions are never tried (docs/rotation.md).
         usable = usable_versions(metadata)
         first = [metadata.current_version] if metadata.current_version in usable else []
         others = [v for v in usable if v != metadata.current_version]
@@ -1099,7 +1099,7 @@ class KeyStack:
         """Describe a message from its header, without any key."""
         return inspect_message(message, self.limits)
 
-    # -- rotation and key-version lifecycle (issue 4) --------------------------------
+    # -- rotation and key-version lifecycle ------------------------------------------
     # Logic in aureus_core/rotation.py and the providers; these methods only compose it.
 
     @property
@@ -1202,7 +1202,7 @@ class KeyStack:
         schemes = ", ".join(sorted(self._providers)) or "none yet"
         return f"<KeyStack source={self.config.source!r} providers=[{schemes}]>"
 
-    # -- the seed system's JSON envelope (issue 6); logic in envelope/seed.py --
+    # -- the seed system's JSON envelope; logic in envelope/seed.py --
 
     def decrypt_seed(self, data: bytes, *, context: Mapping[str, str] | None = None) -> bytes:
         """Decrypt a seed JSON envelope (data key under AWS KMS, passed ``context``).

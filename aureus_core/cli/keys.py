@@ -33,7 +33,7 @@ def _describe_lines(metadata: KeyMetadata) -> list[str]:
         f"created:         {metadata.created_at.isoformat()}",
         f"current version: {metadata.current_version}",
     ]
-    if metadata.min_decryption_version is not None:  # rotation (issue 4)
+    if metadata.min_decryption_version is not None:  # rotation
         lines.append(f"min decryption:  {metadata.min_decryption_version}")
     if metadata.description:
         lines.append(f"description:     {metadata.description}")
@@ -44,7 +44,7 @@ def _describe_lines(metadata: KeyMetadata) -> list[str]:
     lines.append("versions:")
     for version in metadata.versions:
         marker = "*" if version.version == metadata.current_version else " "
-        usage = ""  # rotation (issue 4): usage counters, where the provider counts
+        usage = ""  # rotation: usage counters, where the provider counts
         if version.messages is not None:
             usage = f"  {version.messages} messages, {version.bytes or 0} bytes"
         lines.append(

@@ -633,7 +633,7 @@ class KeyProviderContract:
         assert bytes(provider.unwrap(old.key, old.encrypted, context)) == data_key
         assert bytes(provider.unwrap(new.key, new.encrypted, context)) == data_key
 
-    # -- key-version lifecycle (issue 4) -------------------------------------------
+    # -- key-version lifecycle ---------------------------------------------------
 
     def _versioned_key(
         self, provider: KeyProvider, purpose: KeyPurpose, name: str
