@@ -219,8 +219,9 @@ def test_batches_use_one_data_key_and_one_event(shared: KeyStack) -> None:
         assert len({stack.inspect(m).message_id for m in sealed}) == len(values)
         before = counting.unwraps
         assert stack.decrypt_batch(sealed) == values
-        # the batch's one data key is unwrapped once: both candidates raced, not 4 x 2
-        assert counting.unwraps - before == 2
+        # the batch's one data key is unwrapped once, not once per message: the two
+        # candidates race, and the loser may be cancelled before it starts (1) or not (2)
+        assert 1 <= counting.unwraps - before <= 2
     batch_events = [e for e in events if e["operation"] in ("encrypt_batch", "decrypt_batch")]
     assert [(e["operation"], e["phase"]) for e in batch_events] == [
         ("encrypt_batch", "request"),
