@@ -9,7 +9,8 @@ no bytes at all.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
+from typing import Any
 
 import attrs
 
@@ -28,16 +29,26 @@ def _encode(text: object, what: str) -> bytes:
         raise ConfigError(f"encryption context {what} is not valid Unicode text") from None
 
 
-def _serialize(pairs: tuple[tuple[str, str], ...]) -> bytes:
-    if not pairs:
+def _first(item: tuple[bytes, bytes, str, str]) -> bytes:
+    return item[0]
+
+
+def _serialize(encoded: list[tuple[bytes, bytes]]) -> bytes:
+    """The canonical bytes of ``encoded`` (UTF-8 key/value pairs already sorted by key)."""
+    if not encoded:
         return b""
-    encoded = sorted((_encode(k, "key"), _encode(v, "value")) for k, v in pairs)
-    parts = [struct.pack(">H", len(encoded))]
+    parts = [_U16.pack(len(encoded))]
     for key, value in encoded:
         if len(key) > 0xFFFF or len(value) > 0xFFFF:
             raise ConfigError("an encryption context key or value is longer than 65 535 bytes")
-        parts += [struct.pack(">H", len(key)), key, struct.pack(">H", len(value)), value]
+        parts += [_U16.pack(len(key)), key, _U16.pack(len(value)), value]
     return b"".join(parts)
+
+
+_U16 = struct.Struct(">H")
+_MEMO_SIZE = 256
+"""Contexts remembered by their pairs (see :meth:`EncryptionContext.coerce`)."""
+_memo: dict[tuple[tuple[str, str], ...], EncryptionContext] = {}
 
 
 @attrs.frozen(init=False, eq=False, repr=False)
@@ -50,6 +61,7 @@ class EncryptionContext(Mapping[str, str]):
 
     _pairs: tuple[tuple[str, str], ...]
     _serialized: bytes
+    _map: dict[str, str]
 
     def __init__(self, pairs: Mapping[str, str] | None = None, /, **kwargs: str) -> None:
         merged = dict(pairs or {})
@@ -63,18 +75,23 @@ class EncryptionContext(Mapping[str, str]):
         self._init(merged)
 
     def _init(self, merged: Mapping[str, str]) -> None:
-        for key in merged:
+        encoded = []
+        for key, value in merged.items():
             if key == "":
                 raise ConfigError("encryption context keys may not be empty")
-        pairs = tuple(sorted(merged.items(), key=lambda kv: _encode(kv[0], "key")))
-        serialized = _serialize(pairs)
+            encoded.append((_encode(key, "key"), _encode(value, "value"), key, value))
+        # Keys are unique, and so are their UTF-8 encodings: the sort never compares values.
+        encoded.sort(key=_first)
+        serialized = _serialize([(k, v) for k, v, _, _ in encoded])
         if len(serialized) > MAX_SERIALIZED_SIZE:
             raise ConfigError(
                 f"encryption context serializes to {len(serialized)} bytes; "
                 f"the limit is {MAX_SERIALIZED_SIZE}: store large values elsewhere"
             )
+        pairs = tuple((k, v) for _, _, k, v in encoded)
         object.__setattr__(self, "_pairs", pairs)
         object.__setattr__(self, "_serialized", serialized)
+        object.__setattr__(self, "_map", dict(pairs))
 
     @classmethod
     def _unchecked_reserved(cls, pairs: Mapping[str, str]) -> EncryptionContext:
@@ -85,10 +102,28 @@ class EncryptionContext(Mapping[str, str]):
 
     @classmethod
     def coerce(cls, value: Mapping[str, str] | None) -> EncryptionContext:
-        """Return ``value`` as an :class:`EncryptionContext`."""
+        """Return ``value`` as an :class:`EncryptionContext`.
+
+        Contexts are immutable, so one built from the same pairs before is
+        reused (a bounded memo: applications tend to pass the same few).
+        """
         if isinstance(value, EncryptionContext):
             return value
-        return cls(value)
+        if not value:
+            return EMPTY_CONTEXT
+        try:
+            items = tuple(value.items())
+            found = _memo.get(items)
+        except (AttributeError, TypeError):  # not a mapping, or unhashable: the constructor
+            # says what is wrong
+            return cls(value)
+        if found is not None:
+            return found
+        made = cls(value)
+        if len(_memo) >= _MEMO_SIZE:
+            _memo.clear()
+        _memo[items] = made
+        return made
 
     @classmethod
     def deserialize(cls, data: bytes, *, allow_reserved: bool = False) -> EncryptionContext:
@@ -126,16 +161,32 @@ class EncryptionContext(Mapping[str, str]):
         return self._serialized
 
     def __getitem__(self, key: str) -> str:
-        for k, v in self._pairs:
-            if k == key:
-                return v
-        raise KeyError(key)
+        return self._map[key]
 
     def __iter__(self) -> Iterator[str]:
-        return (k for k, _ in self._pairs)
+        return iter(self._map)
 
     def __len__(self) -> int:
         return len(self._pairs)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._map
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default``."""
+        return self._map.get(key, default)
+
+    def items(self) -> ItemsView[str, str]:
+        """The pairs, sorted by the UTF-8 bytes of their keys."""
+        return self._map.items()
+
+    def keys(self) -> KeysView[str]:
+        """The keys, sorted by their UTF-8 bytes."""
+        return self._map.keys()
+
+    def values(self) -> ValuesView[str]:
+        """The values, in the order of their keys."""
+        return self._map.values()
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, EncryptionContext):
@@ -149,3 +200,7 @@ class EncryptionContext(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"EncryptionContext({dict(self._pairs)!r})"
+
+
+EMPTY_CONTEXT = EncryptionContext()
+"""The empty context (immutable, so one instance serves everywhere)."""

@@ -155,6 +155,7 @@ class KeyStack:
         self._guards: dict[str, GuardedProvider] = {}
         self._breaker_clock = breaker_clock
         self._pool: ThreadPoolExecutor | None = None
+        self._limits: tuple[StackConfig, Limits] | None = None
 
     # -- construction --------------------------------------------------------
 
@@ -697,11 +698,18 @@ class KeyStack:
     @property
     def limits(self) -> Limits:
         """Bounds applied to messages read and written."""
-        return Limits(
-            max_encrypted_data_keys=self.config.max_encrypted_data_keys,
-            max_frame_length=self.config.max_frame_length,
-            max_non_framed_bytes=self.config.max_non_framed_bytes,
-        )
+        config = self.config
+        made = self._limits
+        if made is None or made[0] is not config:  # built once per configuration
+            made = self._limits = (
+                config,
+                Limits(
+                    max_encrypted_data_keys=config.max_encrypted_data_keys,
+                    max_frame_length=config.max_frame_length,
+                    max_non_framed_bytes=config.max_non_framed_bytes,
+                ),
+            )
+        return made[1]
 
     def _writer(
         self,
@@ -722,12 +730,13 @@ class KeyStack:
         else:
             groups = self.config.key_groups
             refs = list(groups.keys if groups is not None else self.config.wrapping_keys)
-        self.limits.check_recipients(len(refs))
+        limits = self.limits
+        limits.check_recipients(len(refs))
         encryption_context = EncryptionContext.coerce(context)
         split_required(encryption_context, required_context)  # refuse a bad list early
         if frame_length is None:
             frame_length = self.config.frame_length or DEFAULT_FRAME_LENGTH
-        length = check_frame_length(frame_length, self.limits)
+        length = check_frame_length(frame_length, limits)
         if refs:
             op.update(provider=refs[0].scheme, key_uri=refs[0].with_version(None).uri)
         op.update(self._audit.context_fields(encryption_context))
@@ -765,8 +774,9 @@ class KeyStack:
         try:
             # Required pairs leave the stored context (the data key was wrapped
             # with all of it) and are covered by the header authentication tag.
-            stored, required = split_required(materials.context, required_context)
-            materials = attrs.evolve(materials, context=stored, required_context=required)
+            if required_context:
+                stored, required = split_required(materials.context, required_context)
+                materials = attrs.evolve(materials, context=stored, required_context=required)
             writer = MessageWriter(materials, length)
         finally:
             if isinstance(materials.data_key, bytearray):

@@ -33,10 +33,15 @@ def remove_observer(observer: AuditObserver) -> None:
         _observers = tuple(o for o in _observers if o != observer)
 
 
+def active() -> bool:
+    """Whether any observer is registered."""
+    return bool(_observers)
+
+
 def notify(event: AuditEvent) -> None:
     """Hand ``event`` to every observer (called by :meth:`AuditTrail.emit`)."""
     for observer in _observers:
         observer(event)
 
 
-__all__ = ["AuditObserver", "add_observer", "notify", "remove_observer"]
+__all__ = ["AuditObserver", "active", "add_observer", "notify", "remove_observer"]

@@ -23,6 +23,7 @@ from ..interfaces import AuditSink, ProviderLookup, UsesKeyProviders
 from ..keyref import KeyRef
 from .events import OUTCOME, PENDING, REQUEST, AuditEvent
 from .hashing import FieldHasher
+from . import observers
 from .observers import notify
 from .processors import Processor, build_processors
 
@@ -180,6 +181,12 @@ class AuditTrail:
             "[audit] required = false to run unaudited"
         )
 
+    def _idle(self) -> bool:
+        """Whether an event emitted now would reach nothing: no sink, processor or observer."""
+        if self._processors or observers.active():
+            return False
+        return not (self._sinks if self._built else self.sinks)
+
     @contextmanager
     def operation(self, name: str, op: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Audit one stack operation; ``op`` holds its event fields and may grow inside.
@@ -187,6 +194,11 @@ class AuditTrail:
         Emits the request event first unless ``name`` is read-only, then the
         outcome: ``ok``, or the class name of the exception that ended it.
         """
+        if self._idle():
+            # Nobody would see the events: no sink, processor or observer. Building
+            # them is skipped; the moment one is added, every operation gets both.
+            yield op
+            return
         request_id = uuid.uuid4().hex
         if name not in READ_ONLY_OPERATIONS:
             self.emit(self._event(name, op, request_id, phase=REQUEST, outcome=PENDING))

@@ -81,7 +81,9 @@ class KeyFilter:
                 key.with_version(None) == base and key.version in (None, ref.version)
                 for key in self.keys
             )
-        return any(fnmatch.fnmatchcase(base.uri, pattern) for pattern in self.patterns)
+        return any(
+            pattern == "*" or fnmatch.fnmatchcase(base.uri, pattern) for pattern in self.patterns
+        )
 
     def refusal(self, ref: KeyRef, provider: object) -> str | None:
         """``None`` if ``ref`` (of ``provider``) may be used, else why not and what would allow it.

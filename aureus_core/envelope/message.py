@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from ..context import EncryptionContext
+from ..context import EMPTY_CONTEXT, EncryptionContext
 from ..datakey import EncryptedDataKey
 from ..errors import ConfigError, DecryptionError, hint
 from .buffers import OutputBuffer
@@ -92,6 +92,8 @@ def split_required(
     """
     if isinstance(required, str):
         raise ConfigError("required_context takes a list of context keys, e.g. ['tenant']")
+    if not required:
+        return context, EMPTY_CONTEXT
     wanted = set(required)
     for key in sorted(wanted):
         if not isinstance(key, str) or key not in context:
@@ -115,13 +117,15 @@ def merge_supplied(
     header authentication covers them, so a wrong or extra pair fails to
     authenticate.
     """
+    if not supplied:
+        return stored, EMPTY_CONTEXT
     if any(key in stored and stored[key] != value for key, value in supplied.items()):
         raise DecryptionError(
             "the message's encryption context does not match the context you required"
         )
     required = {k: v for k, v in supplied.items() if k not in stored}
     if not required:
-        return stored, EncryptionContext()
+        return stored, EMPTY_CONTEXT
     full = EncryptionContext._unchecked_reserved({**stored, **required})
     return full, EncryptionContext(required)
 
@@ -136,7 +140,7 @@ class EncryptionMaterials:
     context: EncryptionContext
     """The full context to store, including ``aws-crypto-public-key`` for signed suites."""
     signing_key: ec.EllipticCurvePrivateKey | None = attrs.field(default=None, repr=False)
-    required_context: EncryptionContext = attrs.field(factory=EncryptionContext)
+    required_context: EncryptionContext = EMPTY_CONTEXT
     """Pairs authenticated but not stored (required encryption context): the header
     authentication tag covers them, and the data key was wrapped with them."""
 
@@ -388,7 +392,7 @@ class MessageReader:
         self._auth_iv = bytes(self._reader.read(iv_length)) if iv_length else bytes(suite.iv_length)
         self._auth_tag = bytes(self._reader.read(suite.tag_length))
         self._aead: AESGCM | None = None
-        self.required_context = EncryptionContext()
+        self.required_context = EMPTY_CONTEXT
         """The pairs not stored in the header that authenticated it (after :meth:`unlock`)."""
         self._hash = hashes.Hash(suite.signature_hash()) if suite.signature_hash else None
         if self._hash is not None:
@@ -419,7 +423,7 @@ class MessageReader:
         extra = required_context.serialize() if required_context else b""
         check_header_auth(aead, self._auth_iv, self._auth_tag, self._raw_header + extra)
         self._aead = aead
-        self.required_context = required_context or EncryptionContext()
+        self.required_context = required_context or EMPTY_CONTEXT
 
     def _read_single_block(self) -> tuple[memoryview, memoryview]:
         """Return ``(iv, ciphertext-with-tag)`` of a non-framed body, its length bounded first."""

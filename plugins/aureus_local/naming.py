@@ -6,6 +6,7 @@ A local key is ``local://NAME`` (the current version) or
 
 from __future__ import annotations
 
+import functools
 import re
 
 from aureus_core.errors import ConfigError
@@ -42,8 +43,9 @@ def parse_version(text: str) -> int | None:
     return int(text)
 
 
+@functools.lru_cache(maxsize=1024)
 def key_ref(name: str, version: int | None = None) -> KeyRef:
-    """The reference of a local key, pinned to ``version`` if given."""
+    """The reference of a local key, pinned to ``version`` if given (immutable, so shared)."""
     return KeyRef(scheme=SCHEME, key_id=name, version=None if version is None else str(version))
 
 
@@ -52,6 +54,7 @@ def key_uri(name: str, version: int | None = None) -> str:
     return key_ref(name, version).uri
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_ref(key: KeyRef | str) -> tuple[str, int | None]:
     """Split a local key reference into its name and pinned version (``None``: current).
 
