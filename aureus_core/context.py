@@ -47,8 +47,11 @@ def _serialize(encoded: list[tuple[bytes, bytes]]) -> bytes:
 
 _U16 = struct.Struct(">H")
 _MEMO_SIZE = 256
-"""Contexts remembered by their pairs (see :meth:`EncryptionContext.coerce`)."""
+"""Contexts remembered by their pairs and by their bytes (see :meth:`EncryptionContext.coerce`)."""
+_MEMO_MAX_BYTES = 2048
+"""Only contexts up to this serialized size are remembered (the memo's memory stays small)."""
 _memo: dict[tuple[tuple[str, str], ...], EncryptionContext] = {}
+_parsed: dict[tuple[bytes, bool], EncryptionContext] = {}
 
 
 @attrs.frozen(init=False, eq=False, repr=False)
@@ -120,6 +123,8 @@ class EncryptionContext(Mapping[str, str]):
         if found is not None:
             return found
         made = cls(value)
+        if len(made._serialized) > _MEMO_MAX_BYTES:
+            return made
         if len(_memo) >= _MEMO_SIZE:
             _memo.clear()
         _memo[items] = made
@@ -129,7 +134,21 @@ class EncryptionContext(Mapping[str, str]):
     def deserialize(cls, data: bytes, *, allow_reserved: bool = False) -> EncryptionContext:
         """Parse the canonical serialization; reject malformed input and duplicate keys."""
         if not data:
-            return cls()
+            return EMPTY_CONTEXT
+        memo_key = (bytes(data), allow_reserved)
+        found = _parsed.get(memo_key)
+        if found is not None:
+            return found
+        parsed = cls._deserialize(memo_key[0], allow_reserved=allow_reserved)
+        if len(data) > _MEMO_MAX_BYTES:
+            return parsed
+        if len(_parsed) >= _MEMO_SIZE:
+            _parsed.clear()
+        _parsed[memo_key] = parsed
+        return parsed
+
+    @classmethod
+    def _deserialize(cls, data: bytes, *, allow_reserved: bool) -> EncryptionContext:
         view = memoryview(data)
         try:
             (count,) = struct.unpack_from(">H", view, 0)

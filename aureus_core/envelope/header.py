@@ -157,6 +157,11 @@ def _not_a_message(reader: Reader, seen: bytes) -> NotAMessage:
     return NotAMessage(f"not an encrypted message: {describe_start(start)}")
 
 
+_U16 = struct.Struct(">H")
+_ID_AND_CONTEXT_LENGTH = struct.Struct(">32sH")
+_CONTENT_V2 = struct.Struct(">BI")
+
+
 def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
     """Read a header body; return it with its raw bytes.
 
@@ -167,9 +172,9 @@ def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
     start = reader.offset
     pieces: list[bytes] = []
 
-    def take(n: int) -> memoryview:
-        chunk = reader.read(n)
-        pieces.append(bytes(chunk))
+    def take(n: int) -> bytes:
+        chunk = bytes(reader.read(n))
+        pieces.append(chunk)
         return chunk
 
     def take_int(n: int) -> int:
@@ -182,21 +187,22 @@ def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
     version = first[0]
     if version == 2:
         suite_id = take_int(2)
-        message_id_length = 32
     elif version == 1:
         if take_int(1) != V1_MESSAGE_TYPE:
             raise _not_a_message(reader, b"".join(pieces))
         suite_id = take_int(2)
-        message_id_length = 16
     else:
         raise _not_a_message(reader, first)
     suite = SUITES.get(suite_id)
     if suite is None or suite.message_version != version:
         raise _not_a_message(reader, b"".join(pieces))
-    message_id = bytes(take(message_id_length))
-    context_length = take_int(2)
+    if version == 2:  # the fixed-size fields in one read
+        message_id, context_length = _ID_AND_CONTEXT_LENGTH.unpack(take(34))
+    else:
+        message_id = take(16)
+        context_length = take_int(2)
     try:
-        context = EncryptionContext.deserialize(bytes(take(context_length)), allow_reserved=True)
+        context = EncryptionContext.deserialize(take(context_length), allow_reserved=True)
     except ConfigError:
         raise DecryptionError() from None
     count = take_int(2)
@@ -213,22 +219,27 @@ def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
     edks = []
     for _ in range(count):
         try:
-            provider_id = bytes(take(take_int(2))).decode("utf-8")
+            provider_id = take(take_int(2)).decode("utf-8")
         except UnicodeDecodeError:
             raise DecryptionError() from None
-        provider_info = bytes(take(take_int(2)))
-        ciphertext = bytes(take(take_int(2)))
+        provider_info = take(take_int(2))
+        ciphertext = take(take_int(2))
         edks.append(
             EncryptedDataKey(
                 provider_id=provider_id, provider_info=provider_info, ciphertext=ciphertext
             )
         )
-    content_type = take_int(1)
-    if content_type not in CONTENT_TYPE_NAMES:
-        raise DecryptionError()
-    if version == 1 and (take_int(4) != 0 or take_int(1) != suite.iv_length):
-        raise DecryptionError()
-    frame_length = take_int(4)
+    if version == 2:
+        content_type, frame_length = _CONTENT_V2.unpack(take(5))
+        if content_type not in CONTENT_TYPE_NAMES:
+            raise DecryptionError()
+    else:
+        content_type = take_int(1)
+        if content_type not in CONTENT_TYPE_NAMES:
+            raise DecryptionError()
+        if take_int(4) != 0 or take_int(1) != suite.iv_length:
+            raise DecryptionError()
+        frame_length = take_int(4)
     if content_type == NON_FRAMED_CONTENT:
         if frame_length != 0:
             raise DecryptionError()
@@ -242,7 +253,7 @@ def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
                 else ""
             )
         )
-    suite_data = bytes(take(suite.suite_data_length)) if suite.suite_data_length else b""
+    suite_data = take(suite.suite_data_length) if suite.suite_data_length else b""
     raw = b"".join(pieces)
     assert len(raw) == reader.offset - start
     header = Header(
