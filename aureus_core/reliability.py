@@ -153,8 +153,8 @@ class CircuitBreaker:
 
     def before_call(self) -> bool:
         """Admit a call or raise; returns ``True`` if the call is the half-open trial."""
-        if not self.policy.enabled:
-            return False
+        if not self.policy.enabled or self._state is BreakerState.CLOSED:
+            return False  # closed: admitted (read without the lock, as a racing call would be)
         with self._lock:
             if self._state is BreakerState.CLOSED:
                 return False
@@ -170,6 +170,12 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """The backend answered: close the breaker and reset the count."""
+        if (
+            self._state is BreakerState.CLOSED
+            and not self._failures
+            and not self._trial_in_flight
+        ):
+            return  # nothing to reset (the usual case: no lock taken)
         with self._lock:
             self._state = BreakerState.CLOSED
             self._failures = 0

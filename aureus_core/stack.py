@@ -110,6 +110,10 @@ def _required_hint(message: str, required: EncryptionContext) -> str:
     )
 
 
+def _trace_ids(op: dict[str, Any]) -> None:
+    op["trace_id"], op["span_id"] = current_ids()
+
+
 class KeyStack:
     """One entry point for key management, signing and (later) envelope encryption.
 
@@ -214,6 +218,13 @@ class KeyStack:
         The provider comes behind the scheme's circuit breaker (see
         :mod:`aureus_core.reliability`) and, with OpenTelemetry, a tracing proxy.
         """
+        guarded = self._guards.get(scheme)
+        if (  # the common case, without the lock: the same provider as last time
+            guarded is not None
+            and not self._closed
+            and self._providers.get(scheme) is guarded.wrapped
+        ):
+            return self._telemetry.instrument(guarded)
         with self._lock:
             if self._closed:
                 raise AureusError("this KeyStack is closed; create a new one")
@@ -374,9 +385,11 @@ class KeyStack:
             op.update(
                 provider=ref.scheme, key_uri=ref.with_version(None).uri, key_version=ref.version
             )
+        if self._telemetry.quiet() and self._audit.idle():
+            yield op  # no span, and no event anyone would receive
+            return
         with self._telemetry.operation(operation, op):
-            op["trace_id"], op["span_id"] = current_ids()
-            with self._audit.operation(operation, op):  # request event first unless read-only
+            with self._audit.operation(operation, op, _trace_ids):  # request first unless read-only
                 yield op
 
     # -- key management ------------------------------------------------------

@@ -217,6 +217,11 @@ class Telemetry:
         self._bound: _Instruments | None = None
         self._proxies: dict[int, InstrumentedProvider] = {}
 
+    def quiet(self) -> bool:
+        """Whether nothing would be traced or counted now (no OpenTelemetry, or no provider set)."""
+        instruments = self._instruments()
+        return instruments is None or instruments.quiet()
+
     def _instruments(self) -> _Instruments | None:
         if _available is False:
             return None

@@ -181,24 +181,32 @@ class AuditTrail:
             "[audit] required = false to run unaudited"
         )
 
-    def _idle(self) -> bool:
+    def idle(self) -> bool:
         """Whether an event emitted now would reach nothing: no sink, processor or observer."""
         if self._processors or observers.active():
             return False
         return not (self._sinks if self._built else self.sinks)
 
     @contextmanager
-    def operation(self, name: str, op: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def operation(
+        self,
+        name: str,
+        op: dict[str, Any],
+        before: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """Audit one stack operation; ``op`` holds its event fields and may grow inside.
 
         Emits the request event first unless ``name`` is read-only, then the
         outcome: ``ok``, or the class name of the exception that ended it.
+        ``before`` adds fields to ``op`` first, only when events are built.
         """
-        if self._idle():
+        if self.idle():
             # Nobody would see the events: no sink, processor or observer. Building
             # them is skipped; the moment one is added, every operation gets both.
             yield op
             return
+        if before is not None:
+            before(op)
         request_id = uuid.uuid4().hex
         if name not in READ_ONLY_OPERATIONS:
             self.emit(self._event(name, op, request_id, phase=REQUEST, outcome=PENDING))

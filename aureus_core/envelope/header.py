@@ -196,6 +196,9 @@ def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
     suite = SUITES.get(suite_id)
     if suite is None or suite.message_version != version:
         raise _not_a_message(reader, b"".join(pieces))
+    data = reader.buffer
+    if version == 2 and data is not None:
+        return _parse_v2_in_memory(reader, data, start, suite, limits)
     if version == 2:  # the fixed-size fields in one read
         message_id, context_length = _ID_AND_CONTEXT_LENGTH.unpack(take(34))
     else:
@@ -206,16 +209,7 @@ def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
     except ConfigError:
         raise DecryptionError() from None
     count = take_int(2)
-    if count == 0 or count > limits.max_encrypted_data_keys:
-        raise DecryptionError(
-            "the message could not be decrypted and authenticated"
-            + (
-                f" (it has {count} encrypted data keys; the limit is "
-                f"{limits.max_encrypted_data_keys})"
-                if count
-                else ""
-            )
-        )
+    _check_count(count, limits)
     edks = []
     for _ in range(count):
         try:
@@ -240,6 +234,36 @@ def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
         if take_int(4) != 0 or take_int(1) != suite.iv_length:
             raise DecryptionError()
         frame_length = take_int(4)
+    _check_frame_length(content_type, frame_length, limits)
+    suite_data = take(suite.suite_data_length) if suite.suite_data_length else b""
+    raw = b"".join(pieces)
+    assert len(raw) == reader.offset - start
+    header = Header(
+        suite=suite,
+        message_id=message_id,
+        context=context,
+        encrypted_data_keys=tuple(edks),
+        frame_length=frame_length,
+        suite_data=suite_data,
+        content_type=content_type,
+    )
+    return header, raw
+
+
+def _check_count(count: int, limits: Limits) -> None:
+    if count == 0 or count > limits.max_encrypted_data_keys:
+        raise DecryptionError(
+            "the message could not be decrypted and authenticated"
+            + (
+                f" (it has {count} encrypted data keys; the limit is "
+                f"{limits.max_encrypted_data_keys})"
+                if count
+                else ""
+            )
+        )
+
+
+def _check_frame_length(content_type: int, frame_length: int, limits: Limits) -> None:
     if content_type == NON_FRAMED_CONTENT:
         if frame_length != 0:
             raise DecryptionError()
@@ -253,9 +277,66 @@ def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
                 else ""
             )
         )
-    suite_data = take(suite.suite_data_length) if suite.suite_data_length else b""
-    raw = b"".join(pieces)
-    assert len(raw) == reader.offset - start
+
+
+def _parse_v2_in_memory(
+    reader: Reader, data: memoryview, start: int, suite: AlgorithmSuite, limits: Limits
+) -> tuple[Header, bytes]:
+    """The rest of a version-2 header held in memory, read by offset (same checks, same order).
+
+    ``reader`` stands after the suite ID; it is advanced past the header only
+    once the whole header has parsed.
+    """
+    size = len(data)
+    pos = reader.offset
+
+    def field(length: int) -> bytes:
+        nonlocal pos
+        end = pos + length
+        if end > size:
+            raise DecryptionError()
+        value = bytes(data[pos:end])
+        pos = end
+        return value
+
+    try:
+        message_id, context_length = _ID_AND_CONTEXT_LENGTH.unpack_from(data, pos)
+        pos += _ID_AND_CONTEXT_LENGTH.size
+        try:
+            context = EncryptionContext.deserialize(field(context_length), allow_reserved=True)
+        except ConfigError:
+            raise DecryptionError() from None
+        (count,) = _U16.unpack_from(data, pos)
+        pos += 2
+        _check_count(count, limits)
+        edks = []
+        for _ in range(count):
+            (length,) = _U16.unpack_from(data, pos)
+            pos += 2
+            try:
+                provider_id = field(length).decode("utf-8")
+            except UnicodeDecodeError:
+                raise DecryptionError() from None
+            (length,) = _U16.unpack_from(data, pos)
+            pos += 2
+            provider_info = field(length)
+            (length,) = _U16.unpack_from(data, pos)
+            pos += 2
+            edks.append(
+                EncryptedDataKey(
+                    provider_id=provider_id, provider_info=provider_info, ciphertext=field(length)
+                )
+            )
+        content_type, frame_length = _CONTENT_V2.unpack_from(data, pos)
+        pos += _CONTENT_V2.size
+    except struct.error:  # a fixed-size field runs past the end: truncated
+        raise DecryptionError() from None
+    if content_type not in CONTENT_TYPE_NAMES:
+        raise DecryptionError()
+    _check_frame_length(content_type, frame_length, limits)
+    suite_data = field(suite.suite_data_length) if suite.suite_data_length else b""
+    raw = bytes(data[start:pos])
+    reader.read(pos - reader.offset)
     header = Header(
         suite=suite,
         message_id=message_id,

@@ -27,6 +27,11 @@ class Reader:
         self._offset = 0
 
     @property
+    def buffer(self) -> memoryview | None:
+        """The whole input when it is in memory (``None`` for a stream)."""
+        return self._data
+
+    @property
     def offset(self) -> int:
         """Bytes consumed so far."""
         return self._offset

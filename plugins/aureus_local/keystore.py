@@ -54,6 +54,7 @@ from typing import NoReturn, TypeVar
 import attrs
 import filelock
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from aureus_core.durable import fsync_directory
 from aureus_core.errors import (
@@ -134,7 +135,7 @@ class Snapshot:
     Immutable apart from its material cache; safe to share between threads.
     """
 
-    __slots__ = ("_cache", "_cache_lock", "_corrupted", "_sealer", "document")
+    __slots__ = ("_aeads", "_cache", "_cache_lock", "_corrupted", "_sealer", "document")
 
     def __init__(
         self,
@@ -147,6 +148,7 @@ class Snapshot:
         self._sealer = sealer
         self._corrupted = corrupted
         self._cache: dict[tuple[str, int], bytes] = dict(cache or {})
+        self._aeads: dict[tuple[str, int], AESGCM] = {}
         self._cache_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -184,6 +186,19 @@ class Snapshot:
                 ) from None
             self._cache[slot] = material
             return material
+
+    def aead(self, key: KeyRecord, version: VersionRecord) -> AESGCM:
+        """An AES-GCM cipher on one AES key version's material (built once per snapshot).
+
+        The object holds the key only: every caller passes its own fresh nonce.
+        """
+        slot = (key.name, version.version)
+        cached = self._aeads.get(slot)
+        if cached is not None and version.nonce is not None:
+            return cached
+        made = AESGCM(self.material(key, version))  # raises for a destroyed version
+        with self._cache_lock:
+            return self._aeads.setdefault(slot, made)
 
     @property
     def sealer(self) -> Sealer:

@@ -330,7 +330,7 @@ class LocalKeyProvider(KeyProviderBase):
             )
         self._keystore.reserve_wrap(record.name, version.version)
         encrypted = wrapping.wrap(
-            snapshot.material(record, version),
+            snapshot.aead(record, version),
             record.name,
             version.version,
             bytes(data_key),
@@ -369,7 +369,7 @@ class LocalKeyProvider(KeyProviderBase):
             ):
                 raise DecryptionError()
             data_key = wrapping.unwrap(
-                snapshot.material(record, version),
+                snapshot.aead(record, version),
                 record.name,
                 version.version,
                 encrypted,

@@ -39,7 +39,7 @@ def key_name(name: str, version: int) -> bytes:
 
 
 def wrap(
-    wrapping_key: bytes,
+    wrapping_key: bytes | AESGCM,
     name: str,
     version: int,
     data_key: bytes,
@@ -50,19 +50,24 @@ def wrap(
 
 
 def seal(
-    wrapping_key: bytes,
+    wrapping_key: bytes | AESGCM,
     provider_id: str,
     name: bytes,
     data_key: bytes,
     context: EncryptionContext,
 ) -> EncryptedDataKey:
-    """Encrypt ``data_key`` in the raw AES keyring layout (any AES key size)."""
+    """Encrypt ``data_key`` in the raw AES keyring layout (any AES key size).
+
+    ``wrapping_key`` is the key, or an :class:`AESGCM` built on it: each call
+    draws its own random IV, so a shared cipher object never repeats one.
+    """
     if len(data_key) not in DATA_KEY_SIZES:
         raise ConfigError(
             f"a data key to wrap must be 16, 24 or 32 bytes long, not {len(data_key)}"
         )
     iv = secrets.token_bytes(IV_SIZE)
-    ciphertext = AESGCM(wrapping_key).encrypt(iv, bytes(data_key), context.serialize())
+    aead = wrapping_key if isinstance(wrapping_key, AESGCM) else AESGCM(wrapping_key)
+    ciphertext = aead.encrypt(iv, bytes(data_key), context.serialize())
     info = name + _LENGTHS.pack(TAG_BITS, IV_SIZE) + iv
     return EncryptedDataKey(provider_id=provider_id, provider_info=info, ciphertext=ciphertext)
 
@@ -104,7 +109,7 @@ def parse_info(encrypted: EncryptedDataKey) -> tuple[str, int] | None:
 
 
 def unwrap(
-    wrapping_key: bytes,
+    wrapping_key: bytes | AESGCM,
     name: str,
     version: int,
     encrypted: EncryptedDataKey,
@@ -121,7 +126,7 @@ def unwrap(
 
 
 def open_sealed(
-    wrapping_key: bytes, encrypted: EncryptedDataKey, context: EncryptionContext
+    wrapping_key: bytes | AESGCM, encrypted: EncryptedDataKey, context: EncryptionContext
 ) -> bytearray:
     """Decrypt a data key in the raw AES keyring layout (the caller checked whose it is).
 
@@ -131,7 +136,8 @@ def open_sealed(
         raise DecryptionError()
     iv = encrypted.provider_info[-IV_SIZE:]
     try:
-        plaintext = AESGCM(wrapping_key).decrypt(iv, encrypted.ciphertext, context.serialize())
+        aead = wrapping_key if isinstance(wrapping_key, AESGCM) else AESGCM(wrapping_key)
+        plaintext = aead.decrypt(iv, encrypted.ciphertext, context.serialize())
     except (InvalidTag, ValueError):
         raise DecryptionError() from None
     if len(plaintext) not in DATA_KEY_SIZES:
