@@ -13,8 +13,12 @@ FINAL_FRAME_MARKER = 0xFFFFFFFF
 MAX_FRAMES = 0xFFFFFFFF - 1
 """Sequence numbers run from 1 and may not reach the final-frame marker."""
 
-_IV = struct.Struct(">8xI")
-_AAD_TAIL = struct.Struct(">IQ")
+FRAME_IV = struct.Struct(">8xI")
+"""A frame's IV: 8 zero bytes, then its sequence number."""
+FRAME_AAD_TAIL = struct.Struct(">IQ")
+"""The end of a frame's associated data: sequence number and content length."""
+_IV = FRAME_IV
+_AAD_TAIL = FRAME_AAD_TAIL
 
 
 def frame_iv(sequence: int) -> bytes:

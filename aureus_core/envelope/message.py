@@ -28,6 +28,9 @@ from ..errors import ConfigError, DecryptionError, hint
 from .buffers import OutputBuffer
 from .frames import (
     FINAL_FRAME_MARKER,
+    FRAME_AAD_TAIL,
+    FRAME_IV,
+    FRAME_STRING,
     MAX_FRAMES,
     SINGLE_BLOCK_SEQUENCE,
     final_frame_size,
@@ -268,6 +271,43 @@ class MessageWriter:
         self._signed(out[:end])
         return end
 
+    def regular_frames_into(self, data: memoryview, count: int, out: memoryview) -> int:
+        """Encrypt the first ``count`` regular frames of ``data`` into ``out``; return bytes written.
+
+        The same frames as ``count`` calls of :meth:`frame_into`, in one loop.
+        """
+        if not self.header.framed:
+            raise ConfigError("a non-framed message has no frames")
+        if self._sequence + count > MAX_FRAMES:
+            raise ConfigError("message too large for its frame length: use a larger frame length")
+        length = self._frame_length
+        encrypt_into = self._aead.encrypt_into
+        signed = self._signed if self._hash is not None else None
+        aad_head = self._message_id + FRAME_STRING
+        pack_iv, pack_tail = FRAME_IV.pack, FRAME_AAD_TAIL.pack
+        tag = self._suite.tag_length
+        position = 0
+        sequence = self._sequence
+        for index in range(count):
+            sequence += 1
+            iv = pack_iv(sequence)
+            start = position
+            out[position : position + 4] = sequence.to_bytes(4, "big")
+            out[position + 4 : position + 16] = iv
+            position += 16
+            end = position + length + tag
+            encrypt_into(
+                iv,
+                data[index * length : (index + 1) * length],
+                aad_head + pack_tail(sequence, length),
+                out[position:end],
+            )
+            position = end
+            if signed is not None:
+                signed(out[start:end])
+        self._sequence = sequence
+        return position
+
     def frame(self, plaintext: bytes | bytearray | memoryview, *, final: bool) -> bytes:
         """Encrypt one frame and return its bytes."""
         view = memoryview(plaintext).cast("B")
@@ -311,9 +351,8 @@ def encrypt_bytes(plaintext: bytes | bytearray | memoryview, writer: MessageWrit
     position = len(head)
     if not writer.header.framed:
         position += writer.single_block_into(data, view[position:])
-    for index in range(regular):
-        chunk = data[index * frame_length : (index + 1) * frame_length]
-        position += writer.frame_into(chunk, view[position:], final=False)
+    if regular:
+        position += writer.regular_frames_into(data, regular, view[position:])
     if writer.header.framed:
         position += writer.frame_into(data[regular * frame_length :], view[position:], final=True)
     if out is not None:
@@ -578,6 +617,8 @@ class MessageReader:
         view = out.view if out is not None else memoryview(scratch)  # type: ignore[arg-type]
         position = 0
         sequence = 0
+        if out is not None:  # unsigned, in memory: the regular frames in one loop
+            position, sequence = self._open_regular_frames(view)
         while True:
             sequence += 1
             if sequence > MAX_FRAMES:
@@ -595,6 +636,48 @@ class MessageReader:
         assert scratch is not None
         del scratch[position:]
         return bytes(scratch)
+
+    def _open_regular_frames(self, out: memoryview) -> tuple[int, int]:
+        """Decrypt the regular frames of an unsigned in-memory message into ``out``.
+
+        The checks of :meth:`_read_frame` and :meth:`_open`, frame by frame, in
+        one loop; stops before the final frame and returns ``(bytes written,
+        last sequence number)``.  Only for messages without a signature.
+        """
+        assert self._aead is not None and self._hash is None
+        data = self._reader.buffer
+        assert data is not None
+        size, capacity = len(data), len(out)
+        length = self.header.frame_length
+        step = 16 + length + self.header.suite.tag_length  # number, IV, content, tag
+        decrypt_into = self._aead.decrypt_into
+        aad_head = self.header.message_id + FRAME_STRING
+        pack_tail = FRAME_AAD_TAIL.pack
+        start = pos = self._reader.offset
+        position = sequence = 0
+        while pos + 4 <= size:
+            number = int.from_bytes(data[pos : pos + 4], "big")
+            if number == FINAL_FRAME_MARKER:
+                break
+            sequence += 1
+            end = pos + step
+            if sequence > MAX_FRAMES or number != sequence or end > size:
+                raise DecryptionError()
+            if position + length > capacity:
+                raise DecryptionError()
+            try:
+                decrypt_into(
+                    data[pos + 4 : pos + 16],
+                    data[pos + 16 : end],
+                    aad_head + pack_tail(sequence, length),
+                    out[position : position + length],
+                )
+            except InvalidTag:
+                raise DecryptionError() from None
+            position += length
+            pos = end
+        self._reader.read(pos - start)
+        return position, sequence
 
     def _plaintext_size(self) -> int | None:
         """The exact plaintext size of an unsigned in-memory message, from its layout.
