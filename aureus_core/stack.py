@@ -160,6 +160,7 @@ class KeyStack:
         self._breaker_clock = breaker_clock
         self._pool: ThreadPoolExecutor | None = None
         self._limits: tuple[StackConfig, Limits] | None = None
+        self._default_filter: tuple[StackConfig, KeyFilter] | None = None
 
     # -- construction --------------------------------------------------------
 
@@ -892,11 +893,7 @@ class KeyStack:
         # Supplied pairs the header does not store are the writer's required
         # context: unwrap with them, and the header tag must cover them.
         full, required = merge_supplied(stored, EncryptionContext.coerce(context))
-        allowed = KeyFilter(
-            keys=tuple(self._ref(k) for k in keys or ()),
-            patterns=self.config.decrypt_allow,
-            named=self.config.named_keys,
-        )
+        allowed = self._key_filter(keys)
         header = reader.header
         cache = self.cache
 
@@ -942,6 +939,23 @@ class KeyStack:
         finally:
             data_key[:] = bytes(len(data_key))
         return reader
+
+    def _key_filter(self, keys: Sequence[str | KeyRef] | None) -> KeyFilter:
+        """Which keys a decrypt may use; the filter without ``keys`` is built once per config."""
+        config = self.config
+        if keys:
+            return KeyFilter(
+                keys=tuple(self._ref(k) for k in keys),
+                patterns=config.decrypt_allow,
+                named=config.named_keys,
+            )
+        made = self._default_filter
+        if made is None or made[0] is not config:
+            made = self._default_filter = (
+                config,
+                KeyFilter(patterns=config.decrypt_allow, named=config.named_keys),
+            )
+        return made[1]
 
     def decrypt(
         self,

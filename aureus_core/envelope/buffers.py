@@ -49,6 +49,8 @@ def _cpython_allocator() -> Callable[[int], tuple[bytes, memoryview]] | None:
 
 
 _ALLOCATE = _cpython_allocator()
+SMALL = 8 * 1024
+"""Below this size a ``bytearray`` and one copy are cheaper than building the view."""
 
 
 class OutputBuffer:
@@ -57,7 +59,7 @@ class OutputBuffer:
     __slots__ = ("_fallback", "_result", "view")
 
     def __init__(self, size: int) -> None:
-        if _ALLOCATE is not None:
+        if _ALLOCATE is not None and size >= SMALL:
             self._result, self.view = _ALLOCATE(size)
             self._fallback: bytearray | None = None
         else:

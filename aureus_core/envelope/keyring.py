@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import fnmatch
 import os
@@ -373,9 +372,10 @@ def _candidates(
     Lazy: a sequential decrypt that succeeds early asks no further provider.
     """
     for encrypted in encrypted_data_keys:
-        convention: KeyProvider | None = None
-        with contextlib.suppress(AureusError):
-            convention = lookup(scheme_for_provider_id(encrypted.provider_id))
+        try:
+            convention: KeyProvider | None = lookup(scheme_for_provider_id(encrypted.provider_id))
+        except AureusError:
+            convention = None
         owned = False
         if convention is not None:
             result = outcome.vet(convention, encrypted, allowed)

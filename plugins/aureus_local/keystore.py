@@ -298,6 +298,7 @@ class Keystore:
             )
         self.directory = Path(directory)
         self.path = self.directory / KEYSTORE_FILE
+        self._path_text = os.fspath(self.path)  # stat()ed on every read: no Path conversion
         self.master_key_path = self.directory / MASTER_KEY_FILE
         self._passphrase = passphrase
         self._passphrase_source = passphrase_source
@@ -344,7 +345,7 @@ class Keystore:
         """
         with self._state_lock:
             try:
-                signature = _signature(os.stat(self.path))
+                signature = _signature(os.stat(self._path_text))
             except FileNotFoundError:
                 self._loaded = None
                 if self._pinned:

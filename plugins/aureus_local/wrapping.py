@@ -12,6 +12,7 @@ use the same layout under their own key namespace and key name.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import struct
 
@@ -97,6 +98,16 @@ def parse_info(encrypted: EncryptedDataKey) -> tuple[str, int] | None:
     head = key_name_in(encrypted.provider_info)
     if head is None:
         return None
+    if len(head) <= _MEMO_MAX_HEAD:
+        return _parse_head_memo(bytes(head))
+    return _parse_head(head)
+
+
+_MEMO_MAX_HEAD = 160
+"""Key names up to this size are parsed once (a valid name is at most 128 characters)."""
+
+
+def _parse_head(head: bytes) -> tuple[str, int] | None:
     try:
         text = head.decode("utf-8", errors="strict")
     except UnicodeDecodeError:
@@ -106,6 +117,9 @@ def parse_info(encrypted: EncryptedDataKey) -> tuple[str, int] | None:
     if not sep or version is None or not is_valid_name(name):
         return None
     return name, version
+
+
+_parse_head_memo = functools.lru_cache(maxsize=1024)(_parse_head)
 
 
 def unwrap(
