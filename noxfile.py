@@ -155,8 +155,20 @@ def examples(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks (not part of the default run): see benchmarks/README.md."""
+    """Benchmarks (not part of the default run): see benchmarks/README.md.
+
+    ``nox -s bench -- --quick`` is the smoke run (well under a minute once
+    installed): the envelope table at 1 KiB and 16 MiB with short timing and
+    its targets, then the 1 KiB profile account.  Without ``--quick`` every
+    ``bench_*.py`` runs with the given arguments.
+    """
     session.install("-e", ".[bench]")
+    if "--quick" in session.posargs:
+        session.run(
+            "python", "benchmarks/bench_envelope.py", "--sizes", "1K,16M", *session.posargs
+        )
+        session.run("python", "benchmarks/profile_roundtrip.py", "--rounds", "1500")
+        return
     scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
     if not scripts:
         session.skip("no benchmarks yet")

@@ -106,11 +106,8 @@ class CachePolicy:
 
 
 def _digest(*parts: bytes) -> bytes:
-    hasher = hashlib.sha512()
-    for part in parts:
-        hasher.update(len(part).to_bytes(8, "big"))
-        hasher.update(part)
-    return hasher.digest()
+    """SHA-512 of each part prefixed with its 8-byte length (one hash call)."""
+    return hashlib.sha512(b"".join(len(part).to_bytes(8, "big") + part for part in parts)).digest()
 
 
 @functools.lru_cache(maxsize=4096)

@@ -160,7 +160,7 @@ class KeyStack:
         self._breaker_clock = breaker_clock
         self._pool: ThreadPoolExecutor | None = None
         self._limits: tuple[StackConfig, Limits] | None = None
-        self._default_filter: tuple[StackConfig, KeyFilter] | None = None
+        self._default_filter: tuple[StackConfig, KeyFilter, str] | None = None
 
     # -- construction --------------------------------------------------------
 
@@ -893,7 +893,7 @@ class KeyStack:
         # Supplied pairs the header does not store are the writer's required
         # context: unwrap with them, and the header tag must cover them.
         full, required = merge_supplied(stored, EncryptionContext.coerce(context))
-        allowed = self._key_filter(keys)
+        allowed, allowed_text = self._key_filter(keys)
         header = reader.header
         cache = self.cache
 
@@ -915,7 +915,7 @@ class KeyStack:
         if cache is not None:
             cached, made = cache.lookup(
                 cache.decrypt_key(
-                    header.suite.suite_id, header.encrypted_data_keys, full, repr(allowed)
+                    header.suite.suite_id, header.encrypted_data_keys, full, allowed_text
                 ),
                 plaintext_bytes=0,
                 encrypting=False,
@@ -940,22 +940,24 @@ class KeyStack:
             data_key[:] = bytes(len(data_key))
         return reader
 
-    def _key_filter(self, keys: Sequence[str | KeyRef] | None) -> KeyFilter:
-        """Which keys a decrypt may use; the filter without ``keys`` is built once per config."""
+    def _key_filter(self, keys: Sequence[str | KeyRef] | None) -> tuple[KeyFilter, str]:
+        """Which keys a decrypt may use, and its repr (part of a cache entry's key).
+
+        The filter without ``keys`` is built once per configuration.
+        """
         config = self.config
         if keys:
-            return KeyFilter(
+            made = KeyFilter(
                 keys=tuple(self._ref(k) for k in keys),
                 patterns=config.decrypt_allow,
                 named=config.named_keys,
             )
-        made = self._default_filter
-        if made is None or made[0] is not config:
-            made = self._default_filter = (
-                config,
-                KeyFilter(patterns=config.decrypt_allow, named=config.named_keys),
-            )
-        return made[1]
+            return made, repr(made)
+        default = self._default_filter
+        if default is None or default[0] is not config:
+            made = KeyFilter(patterns=config.decrypt_allow, named=config.named_keys)
+            default = self._default_filter = (config, made, repr(made))
+        return default[1], default[2]
 
     def decrypt(
         self,

@@ -377,10 +377,19 @@ class Fixtures:
         self.stack = KeyStack.local(workdir / "keystore", wrapping_keys=[f"local://{KEY_NAME}"])
         metadata = self.stack.import_key(KEY_NAME, "aes-256", raw=self.key_bytes)
         self.key_version = metadata.current_version
+        # The same keystore behind a memory data-key cache (1000 messages per data key).
+        self.cached_stack = KeyStack.from_dict(
+            {
+                "stack": {"wrapping_keys": [f"local://{KEY_NAME}"]},
+                "providers": {"local": {"keystore": str(workdir / "keystore")}},
+                "cache": {"backend": "memory", "max_messages": 1000},
+            }
+        )
         self.notes: list[str] = []
 
     def close(self) -> None:
         self.stack.close()
+        self.cached_stack.close()
 
     # Raw AES-GCM: one call per direction, fresh random nonce, nothing else.
     def raw_aesgcm(self, payload: bytes) -> RoundTrip:
@@ -432,6 +441,15 @@ class Fixtures:
         def round_trip() -> bytes:
             message = stack.encrypt(payload, context=CONTEXT, signed=signed, frame_length=length)
             return stack.decrypt(message)
+
+        return round_trip
+
+    def aureus_cached(self, payload: bytes) -> RoundTrip:
+        """One-shot round trips through a memory data-key cache: no wrap or unwrap per message."""
+        stack, length = self.cached_stack, self.frame_length
+
+        def round_trip() -> bytes:
+            return stack.decrypt(stack.encrypt(payload, context=CONTEXT, frame_length=length))
 
         return round_trip
 
@@ -543,6 +561,9 @@ class Fixtures:
         rows += [
             Implementation("floor", "crypto floor 0x0478 (ref.)", self.crypto_floor, "sdk"),
             Implementation("aureus", "Aureus one-shot 0x0478", self.aureus_one_shot, "sdk"),
+            Implementation(
+                "aureus-cached", "Aureus one-shot, cached key", self.aureus_cached, "sdk"
+            ),
             Implementation("aureus-stream", "Aureus stream 0x0478", self.aureus_stream, "sdk"),
             Implementation(
                 "aureus-signed", "Aureus one-shot 0x0578", self.aureus_signed, "sdk-signed"
@@ -614,12 +635,18 @@ def targets(results: Sequence[Measurement]) -> list[Target]:
         return other.median_s / mine.median_s if mine and other else None
 
     return [
-        Target("16 MiB round trip, Aureus one-shot >= 70 % of raw AES-GCM throughput",
-               ratio("aureus", 16 * MIB, "raw"), 0.70),
-        Target("16 MiB round trip, Aureus one-shot >= 20x the SDK (0x0478)",
-               ratio("aureus", 16 * MIB, "sdk"), 20.0),
-        Target("1 KiB round trips, Aureus one-shot, local key >= 30x the SDK (0x0478)",
-               ratio("aureus", KIB, "sdk"), 30.0),
+        Target("1 KiB round trip, Aureus one-shot, local key >= 6x the SDK (0x0478)",
+               ratio("aureus", KIB, "sdk"), 6.0),
+        Target("1 KiB round trip, Aureus one-shot, cached data key >= 10x the SDK (0x0478)",
+               ratio("aureus-cached", KIB, "sdk"), 10.0),
+        Target("16 MiB round trip, Aureus one-shot >= 0.90 of raw AES-GCM throughput",
+               ratio("aureus", 16 * MIB, "raw"), 0.90),
+        Target("16 MiB round trip, Aureus streaming >= 0.80 of raw AES-GCM throughput",
+               ratio("aureus-stream", 16 * MIB, "raw"), 0.80),
+        Target("1 KiB round trip, Aureus signed (0x0578) >= 2x the SDK",
+               ratio("aureus-signed", KIB, "sdk-signed"), 2.0),
+        Target("16 MiB round trip, Aureus signed (0x0578) >= 2x the SDK",
+               ratio("aureus-signed", 16 * MIB, "sdk-signed"), 2.0),
     ]  # fmt: skip
 
 
@@ -658,7 +685,8 @@ def print_table(results: Sequence[Measurement]) -> None:
 
 
 _ORDER = {key: i for i, key in enumerate(
-    ["raw", "tink", "floor", "aureus", "aureus-stream", "aureus-signed", "sdk", "sdk-signed"]
+    ["raw", "tink", "floor", "aureus", "aureus-cached", "aureus-stream", "aureus-signed", "sdk",
+     "sdk-signed"]
 )}  # fmt: skip
 
 
@@ -682,9 +710,8 @@ def run_main(
         shown = "not measured" if goal.ratio is None else f"{goal.ratio:.2f}x"
         print(f"  {goal.verdict:<4}  {goal.name}: {shown} (goal {goal.goal:g}x)")
     for text, mine, base in (
-        ("16 MiB, Aureus streaming (BytesIO) vs raw AES-GCM", ("aureus-stream", 16 * MIB), "raw"),
-        ("16 MiB, ceiling for goal 2: raw AES-GCM vs the SDK", ("raw", 16 * MIB), "sdk"),
-        ("1 KiB, ceiling for goal 3: crypto floor vs the SDK", ("floor", KIB), "sdk"),
+        ("1 KiB, ceiling for goals 1-2: crypto floor vs the SDK", ("floor", KIB), "sdk"),
+        ("16 MiB, Aureus one-shot vs the SDK (0x0478)", ("aureus", 16 * MIB), "sdk"),
         (
             "16 MiB, Aureus one-shot vs the SDK at its own 4 KiB frames",
             ("aureus", 16 * MIB),

@@ -49,7 +49,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import NoReturn, TypeVar, cast
 
 import attrs
 import filelock
@@ -101,6 +101,9 @@ LOCK_FILE = "keystore.lock"
 PASSPHRASE_ENV = "AUREUS_KEYSTORE_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 DIRECTORY_MODE = 0o700
 DEFAULT_LOCK_TIMEOUT = 30.0
+DEFAULT_RECHECK_INTERVAL = 0.05
+"""Seconds a verified ``keystore.json`` is used before its file is checked for changes again
+(changes made through this process are seen at once)."""
 USAGE_FLUSH_INTERVAL = 1.0
 """Seconds between flushes of the usage counters (at most; see :meth:`Keystore.record_use`)."""
 USAGE_FLUSH_OPERATIONS = 1000
@@ -116,6 +119,10 @@ _log = logging.getLogger(__name__)
 T = TypeVar("T")
 Usage = dict[tuple[str, int], tuple[int, int]]
 """``(key name, version) -> (messages, bytes)`` not yet in ``keystore.json``."""
+
+_WRITES: dict[str, int] = {}
+"""``keystore.json`` path -> writes this process made to it: other keystore objects recheck."""
+_WRITES_LOCK = threading.Lock()
 
 _TEMP_PREFIXES = (f".{KEYSTORE_FILE}.", f".{MASTER_KEY_FILE}.")
 _TEMP_SUFFIX = ".tmp"
@@ -135,7 +142,7 @@ class Snapshot:
     Immutable apart from its material cache; safe to share between threads.
     """
 
-    __slots__ = ("_aeads", "_cache", "_cache_lock", "_corrupted", "_sealer", "document")
+    __slots__ = ("_cache", "_cache_lock", "_corrupted", "_objects", "_sealer", "document")
 
     def __init__(
         self,
@@ -148,7 +155,7 @@ class Snapshot:
         self._sealer = sealer
         self._corrupted = corrupted
         self._cache: dict[tuple[str, int], bytes] = dict(cache or {})
-        self._aeads: dict[tuple[str, int], AESGCM] = {}
+        self._objects: dict[tuple[str, int, str], object] = {}
         self._cache_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -192,13 +199,24 @@ class Snapshot:
 
         The object holds the key only: every caller passes its own fresh nonce.
         """
-        slot = (key.name, version.version)
-        cached = self._aeads.get(slot)
+        return self.loaded(key, version, "aes-gcm", AESGCM)
+
+    def loaded(
+        self, key: KeyRecord, version: VersionRecord, kind: str, load: Callable[[bytes], T]
+    ) -> T:
+        """``load(material)`` of one key version, built once per snapshot and ``kind``.
+
+        For immutable, thread-safe key objects (an :class:`AESGCM`, a private
+        key): building them is what costs, not using them.  A destroyed
+        version raises like :meth:`material`.
+        """
+        slot = (key.name, version.version, kind)
+        cached = self._objects.get(slot)
         if cached is not None and version.nonce is not None:
-            return cached
-        made = AESGCM(self.material(key, version))  # raises for a destroyed version
+            return cast(T, cached)
+        made = load(self.material(key, version))  # raises for a destroyed version
         with self._cache_lock:
-            return self._aeads.setdefault(slot, made)
+            return cast(T, self._objects.setdefault(slot, made))
 
     @property
     def sealer(self) -> Sealer:
@@ -276,6 +294,7 @@ class Keystore:
         usage_flush_interval: float = USAGE_FLUSH_INTERVAL,
         usage_flush_operations: int = USAGE_FLUSH_OPERATIONS,
         monotonic: Callable[[], float] = time.monotonic,
+        recheck_interval: float = DEFAULT_RECHECK_INTERVAL,
     ) -> None:
         self._scrypt_log_n = check_scrypt_log_n(scrypt_log_n, insecure=insecure_kdf_for_tests)
         self._keystore_id_pin = _check_hex(keystore_id, "keystore_id", 32)
@@ -298,7 +317,16 @@ class Keystore:
             )
         self.directory = Path(directory)
         self.path = self.directory / KEYSTORE_FILE
-        self._path_text = os.fspath(self.path)  # stat()ed on every read: no Path conversion
+        self._path_text = os.path.abspath(self.path)  # stat()ed on reads: no Path conversion
+        if isinstance(recheck_interval, bool) or not (
+            isinstance(recheck_interval, (int, float)) and 0 <= recheck_interval <= 60
+        ):
+            raise ConfigError(
+                f"recheck_interval must be a number of seconds from 0 to 60, not {recheck_interval!r}"
+            )
+        self._recheck_interval = float(recheck_interval)
+        self._fresh_until = 0.0
+        self._writes_seen = 0
         self.master_key_path = self.directory / MASTER_KEY_FILE
         self._passphrase = passphrase
         self._passphrase_source = passphrase_source
@@ -341,9 +369,22 @@ class Keystore:
     def snapshot(self) -> Snapshot | None:
         """The current verified document, or ``None`` if the keystore has no file yet.
 
-        Reloads only when ``keystore.json`` has changed on disk.
+        Reloads only when ``keystore.json`` has changed on disk.  Whether it
+        has is checked (one ``stat``) at most every ``recheck_interval``
+        seconds, and at once after any write through any keystore object of
+        this process; a write by another process is seen within
+        ``recheck_interval``.
         """
+        loaded = self._loaded
+        if (
+            loaded is not None
+            and time.monotonic() < self._fresh_until
+            and _WRITES.get(self._path_text, 0) == self._writes_seen
+        ):
+            return loaded.snapshot
         with self._state_lock:
+            writes = _WRITES.get(self._path_text, 0)  # before the stat: a later write rechecks
+            checked = time.monotonic()
             try:
                 signature = _signature(os.stat(self._path_text))
             except FileNotFoundError:
@@ -352,9 +393,15 @@ class Keystore:
                     raise self._missing_pinned() from None
                 return None
             if self._loaded is not None and self._loaded.signature == signature:
-                return self._loaded.snapshot
-            read = self._read_file()
-            return None if read is None else self._adopt(*read)
+                snapshot = self._loaded.snapshot
+            else:
+                read = self._read_file()
+                if read is None:
+                    return None
+                snapshot = self._adopt(*read)  # raises for a rollback: nothing is marked fresh
+            self._writes_seen = writes
+            self._fresh_until = checked + self._recheck_interval
+            return snapshot
 
     def close(self) -> None:
         """Hand back unused wraps, flush the usage counters, then forget keys and caches.
@@ -1049,6 +1096,8 @@ class Keystore:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+        with _WRITES_LOCK:  # every keystore object of this process rechecks on its next read
+            _WRITES[self._path_text] = _WRITES.get(self._path_text, 0) + 1
         fsync_directory(self.directory)
 
     def _temp_path(self, name: str) -> Path:

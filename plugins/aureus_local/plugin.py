@@ -20,7 +20,7 @@ from aureus_core.interfaces import CredentialSource, ProviderSettings
 from aureus_core.registry import KeyProviderRegistry
 from aureus_core.sensitive import Secret
 
-from .keystore import PASSPHRASE_ENV
+from .keystore import DEFAULT_RECHECK_INTERVAL, PASSPHRASE_ENV
 from .naming import SCHEME
 from .provider import LocalKeyProvider
 from .sealing import DEFAULT_SCRYPT_LOG_N
@@ -35,6 +35,7 @@ OPTIONS = (
     "min_generation",
     "state_file",
     "accept_high_s",
+    "recheck_interval",
 )
 
 
@@ -73,6 +74,9 @@ def create_provider(settings: ProviderSettings) -> LocalKeyProvider:
         min_generation=_whole(settings.option("min_generation", 0), "min_generation"),
         state_file=_path(settings.options, "state_file"),
         accept_high_s=_flag(settings.options, "accept_high_s"),
+        recheck_interval=_seconds(
+            settings.option("recheck_interval", DEFAULT_RECHECK_INTERVAL), "recheck_interval"
+        ),
     )
 
 
@@ -128,6 +132,12 @@ def _whole(value: object, option: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     raise ConfigError(f"the local provider's {option!r} must be a whole number, not {value!r}")
+
+
+def _seconds(value: object, option: str) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(f"the local provider's {option!r} must be a number of seconds, not {value!r}")
 
 
 def _flag(options: Mapping[str, Any], option: str) -> bool:

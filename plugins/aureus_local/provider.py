@@ -15,6 +15,7 @@ docs/rotation.md).  Wraps and signatures are counted per version.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -43,6 +44,7 @@ from . import macs, rawkeys, signing, wrapping
 from . import material as key_material
 from .document import KeyRecord, VersionRecord
 from .keystore import (
+    DEFAULT_RECHECK_INTERVAL,
     MAX_WRAPS_PER_VERSION,
     PASSPHRASE_ENV,
     USAGE_FLUSH_INTERVAL,
@@ -69,8 +71,8 @@ class LocalKeyProvider(KeyProviderBase):
     every other write and on :meth:`close`.
 
     ``keystore_id``, ``fingerprint``, ``min_generation``, ``state_file``,
-    ``scrypt_log_n``, ``insecure_kdf_for_tests`` and ``max_wraps_per_version``
-    are passed to :class:`~aureus_local.keystore.Keystore`.  ECDSA signatures
+    ``scrypt_log_n``, ``insecure_kdf_for_tests``, ``max_wraps_per_version``
+    and ``recheck_interval`` are passed to :class:`~aureus_local.keystore.Keystore`.  ECDSA signatures
     in high-S form fail to verify unless ``accept_high_s``.
     """
 
@@ -110,6 +112,7 @@ class LocalKeyProvider(KeyProviderBase):
         usage_flush_interval: float = USAGE_FLUSH_INTERVAL,
         usage_flush_operations: int = USAGE_FLUSH_OPERATIONS,
         monotonic: Callable[[], float] = time.monotonic,
+        recheck_interval: float = DEFAULT_RECHECK_INTERVAL,
     ) -> None:
         self._clock = clock
         self._accept_high_s = accept_high_s
@@ -128,6 +131,7 @@ class LocalKeyProvider(KeyProviderBase):
             usage_flush_interval=usage_flush_interval,
             usage_flush_operations=usage_flush_operations,
             monotonic=monotonic,
+            recheck_interval=recheck_interval,
         )
 
     def __repr__(self) -> str:
@@ -279,7 +283,7 @@ class LocalKeyProvider(KeyProviderBase):
         _refuse_aes(record, "it cannot verify signatures")
         if version.destroyed:
             return False
-        private = key_material.private_key(record.key_type, snapshot.material(record, version))
+        private = self._private_key(snapshot, record, version)
         valid = signing.verify(
             private.public_key(),
             bytes(message),
@@ -699,8 +703,20 @@ class LocalKeyProvider(KeyProviderBase):
         _refuse_aes(record, refusal)
         if usable or version.destroyed:
             _check_usable(record, version)
-        private = key_material.private_key(record.key_type, snapshot.material(record, version))
-        return private, record, version
+        return self._private_key(snapshot, record, version), record, version
+
+    @staticmethod
+    def _private_key(
+        snapshot: Snapshot, record: KeyRecord, version: VersionRecord
+    ) -> key_material.PrivateKey:
+        """The version's private-key object, loaded once per snapshot (loading ECDSA costs)."""
+        key_type = record.key_type
+        return snapshot.loaded(
+            record,
+            version,
+            f"private:{key_type.value}",
+            functools.partial(key_material.private_key, key_type),
+        )
 
 
 def _refuse_aes(record: KeyRecord, refusal: str) -> None:

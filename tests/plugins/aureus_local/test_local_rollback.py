@@ -11,7 +11,10 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +28,7 @@ from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec, KeyState
 from aureus_local import LocalKeyProvider, wrapping
 from aureus_local.generations import GenerationState
+from aureus_local.keystore import DEFAULT_RECHECK_INTERVAL
 from aureus_local.sealing import Sealer
 
 MakeProvider = Callable[..., LocalKeyProvider]
@@ -77,6 +81,11 @@ def test_a_running_process_refuses_an_older_keystore_json(
         local_provider.unwrap(old.key, old.encrypted, CONTEXT)
 
     (keystore_dir / "keystore.json").write_bytes(backup)  # the rollback
+    # Within recheck_interval the process keeps the newer document it verified (version 1
+    # stays disabled); from then on the older file is refused.
+    with pytest.raises(KeyDisabled):
+        local_provider.unwrap(old.key, old.encrypted, CONTEXT)
+    time.sleep(DEFAULT_RECHECK_INTERVAL)
     with pytest.raises(KeystoreCorrupted) as refused:
         local_provider.unwrap(old.key, old.encrypted, CONTEXT)
     assert refused.value.code == "rollback"
@@ -309,3 +318,44 @@ def test_old_format_documents_count_as_generation_0(
         make_provider(min_generation=1).list_keys()
     reader.rotate_key(ref("local://k"))
     assert (stored(keystore_dir)["format_version"], stored(keystore_dir)["generation"]) == (3, 1)
+
+
+def test_a_write_by_another_process_is_seen_within_the_recheck_interval(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    interval = 1.0
+    reader = make_provider(recheck_interval=interval)
+    reader.create_key("payments", KeySpec(key_type="aes-256"))
+    wrapped = reader.wrap(ref("local://payments"), DATA_KEY, CONTEXT)
+    reader.rotate_key(ref("local://payments"))
+    assert reader.unwrap(wrapped.key, wrapped.encrypted, CONTEXT) == DATA_KEY
+
+    disable = (  # another process disables version 1
+        "import sys; from aureus_core.keyref import KeyRef; from aureus_core.keys import KeyState; "
+        "from aureus_local import LocalKeyProvider; "
+        "p = LocalKeyProvider(sys.argv[1], insecure_kdf_for_tests=True); "
+        "p.set_version_state(KeyRef.parse('local://payments?version=1'), KeyState.DISABLED); "
+        "p.close()"
+    )
+    subprocess.run([sys.executable, "-c", disable, str(keystore_dir)], check=True)
+    done = time.monotonic()
+    while True:
+        try:
+            reader.unwrap(wrapped.key, wrapped.encrypted, CONTEXT)
+        except KeyDisabled:
+            break
+        assert time.monotonic() - done < interval + 0.5, "the disable was not seen in time"
+        time.sleep(0.01)
+
+
+def test_a_write_through_this_process_is_seen_at_once(
+    make_provider: MakeProvider,
+) -> None:
+    reader = make_provider(recheck_interval=60)
+    reader.create_key("payments", KeySpec(key_type="aes-256"))
+    wrapped = reader.wrap(ref("local://payments"), DATA_KEY, CONTEXT)
+    reader.rotate_key(ref("local://payments"))
+    assert reader.unwrap(wrapped.key, wrapped.encrypted, CONTEXT) == DATA_KEY
+    make_provider().set_version_state(ref("local://payments?version=1"), KeyState.DISABLED)
+    with pytest.raises(KeyDisabled):
+        reader.unwrap(wrapped.key, wrapped.encrypted, CONTEXT)
