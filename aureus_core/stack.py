@@ -470,6 +470,29 @@ class KeyStack:
             op.update(key_version=metadata.current_version)
             return self._changed(ref, metadata)
 
+    def change_keystore_passphrase(
+        self, new_passphrase: Secret[str], *, provider: str = "local"
+    ) -> Any:
+        """Re-seal ``provider``'s keystore under a new passphrase; returns its new pin info.
+
+        Only a provider that keeps a passphrase keystore (``local``) offers it.
+        Audited as ``keystore_passphrase`` with the new fingerprint and
+        generation, never a passphrase: the fingerprint changes, so whoever
+        pins it must update ``keystore_fingerprint``.
+        """
+        with self._operation("keystore_passphrase") as op:
+            op.update(provider=provider)
+            change = getattr(self.provider(provider), "change_passphrase", None)
+            if not callable(change):
+                raise UnsupportedOperation(
+                    provider, "changing the passphrase", "only the local provider keeps a keystore"
+                )
+            info = change(new_passphrase)
+            op.update(
+                details=(("fingerprint", info.fingerprint), ("generation", str(info.generation)))
+            )
+            return info
+
     def replicate_key(self, key: str | KeyRef, region: str) -> KeyMetadata:
         """Copy a multi-region key into ``region``; returns the replica's metadata."""
         ref = self._ref(key)
