@@ -172,9 +172,7 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".[bench]")
     if "--quick" in session.posargs:
-        session.run(
-            "python", "benchmarks/bench_envelope.py", "--sizes", "1K,16M", *session.posargs
-        )
+        session.run("python", "benchmarks/bench_envelope.py", "--sizes", "1K,16M", *session.posargs)
         session.run("python", "benchmarks/profile_roundtrip.py", "--rounds", "1500")
         return
     scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))

@@ -153,7 +153,7 @@ class CircuitBreaker:
 
     def before_call(self) -> bool:
         """Admit a call or raise; returns ``True`` if the call is the half-open trial."""
-        if not self.policy.enabled or self._state is BreakerState.CLOSED:
+        if not self.policy.enabled or self._closed_now():
             return False  # closed: admitted (read without the lock, as a racing call would be)
         with self._lock:
             if self._state is BreakerState.CLOSED:
@@ -168,13 +168,12 @@ class CircuitBreaker:
             self._trial_in_flight = True
             return True
 
+    def _closed_now(self) -> bool:
+        return self._state is BreakerState.CLOSED
+
     def record_success(self) -> None:
         """The backend answered: close the breaker and reset the count."""
-        if (
-            self._state is BreakerState.CLOSED
-            and not self._failures
-            and not self._trial_in_flight
-        ):
+        if self._state is BreakerState.CLOSED and not self._failures and not self._trial_in_flight:
             return  # nothing to reset (the usual case: no lock taken)
         with self._lock:
             self._state = BreakerState.CLOSED

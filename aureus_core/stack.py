@@ -397,9 +397,11 @@ class KeyStack:
         if self._telemetry.quiet() and self._audit.idle():
             yield op  # no span, and no event anyone would receive
             return
-        with self._telemetry.operation(operation, op):
-            with self._audit.operation(operation, op, _trace_ids):  # request first unless read-only
-                yield op
+        with (
+            self._telemetry.operation(operation, op),
+            self._audit.operation(operation, op, _trace_ids),  # request first unless read-only
+        ):
+            yield op
 
     # -- key management ------------------------------------------------------
 

@@ -21,9 +21,9 @@ import attrs
 from ..errors import AuditFailure, AureusError
 from ..interfaces import AuditSink, ProviderLookup, UsesKeyProviders
 from ..keyref import KeyRef
+from . import observers
 from .events import OUTCOME, PENDING, REQUEST, AuditEvent
 from .hashing import FieldHasher
-from . import observers
 from .observers import notify
 from .processors import Processor, build_processors
 

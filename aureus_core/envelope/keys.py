@@ -44,7 +44,7 @@ def derive_keys(
         raise DecryptionError()
     if suite.kdf_hash is None:
         return bytes(data_key), b""
-    name = suite.kdf_hash.name
+    name = suite.kdf_hash().name
     if suite.committing:
         encryption_key, commitment = hkdf(
             name, data_key, message_id, (suite.id_bytes + DERIVE_LABEL, COMMIT_LABEL)

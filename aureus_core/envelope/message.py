@@ -272,7 +272,7 @@ class MessageWriter:
         return end
 
     def regular_frames_into(self, data: memoryview, count: int, out: memoryview) -> int:
-        """Encrypt the first ``count`` regular frames of ``data`` into ``out``; return bytes written.
+        """Encrypt the first ``count`` regular frames of ``data`` into ``out``; return its length.
 
         The same frames as ``count`` calls of :meth:`frame_into`, in one loop.
         """
@@ -644,7 +644,8 @@ class MessageReader:
         one loop; stops before the final frame and returns ``(bytes written,
         last sequence number)``.  Only for messages without a signature.
         """
-        assert self._aead is not None and self._hash is None
+        assert self._aead is not None
+        assert self._hash is None
         data = self._reader.buffer
         assert data is not None
         size, capacity = len(data), len(out)

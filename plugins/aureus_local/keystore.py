@@ -322,7 +322,8 @@ class Keystore:
             isinstance(recheck_interval, (int, float)) and 0 <= recheck_interval <= 60
         ):
             raise ConfigError(
-                f"recheck_interval must be a number of seconds from 0 to 60, not {recheck_interval!r}"
+                "recheck_interval must be a number of seconds from 0 to 60, "
+                f"not {recheck_interval!r}"
             )
         self._recheck_interval = float(recheck_interval)
         self._fresh_until = 0.0

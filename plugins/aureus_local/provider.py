@@ -72,8 +72,9 @@ class LocalKeyProvider(KeyProviderBase):
 
     ``keystore_id``, ``fingerprint``, ``min_generation``, ``state_file``,
     ``scrypt_log_n``, ``insecure_kdf_for_tests``, ``max_wraps_per_version``
-    and ``recheck_interval`` are passed to :class:`~aureus_local.keystore.Keystore`.  ECDSA signatures
-    in high-S form fail to verify unless ``accept_high_s``.
+    and ``recheck_interval`` are passed to
+    :class:`~aureus_local.keystore.Keystore`.  ECDSA signatures in high-S
+    form fail to verify unless ``accept_high_s``.
     """
 
     scheme = SCHEME

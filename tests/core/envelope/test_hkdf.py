@@ -33,7 +33,7 @@ def test_rfc5869_test_case_3_no_salt() -> None:
     ]
 
 
-@pytest.mark.parametrize("suite", sorted(SUITES.values(), key=lambda s: s.suite_id))
+@pytest.mark.parametrize("suite", [SUITES[suite_id] for suite_id in sorted(SUITES)])
 def test_derive_keys_matches_the_cryptography_hkdf(suite: AlgorithmSuite) -> None:
     data_key, message_id = os.urandom(suite.data_key_length), os.urandom(32)
     key, commitment = derive_keys(suite, data_key, message_id)
@@ -64,5 +64,6 @@ def test_derive_keys_matches_the_cryptography_hkdf(suite: AlgorithmSuite) -> Non
 def test_committing_suites_derive_two_different_values() -> None:
     for suite in (DEFAULT_SUITE, SIGNED_SUITE):
         key, commitment = derive_keys(suite, bytearray(32), bytes(32))
-        assert len(key) == 32 and len(commitment) == 32 and key != commitment
+        assert len(key) == len(commitment) == 32
+        assert key != commitment
         assert hashes.SHA512.name == suite.kdf_hash.name  # type: ignore[union-attr]

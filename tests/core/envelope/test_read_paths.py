@@ -49,8 +49,11 @@ def test_every_truncation_and_byte_flip_gets_the_same_verdict_both_ways(
         assert in_memory == streamed, variant.hex()
         refused += isinstance(in_memory, str)
     assert 0 < refused < len(variants)  # both outcomes were exercised
-    header, raw, offset = _verdict(message, limits)  # type: ignore[misc]
-    assert raw == message[:offset] and header.frame_length == 64 * 1024
+    parsed = _verdict(message, limits)
+    assert not isinstance(parsed, str)
+    header, raw, offset = parsed
+    assert raw == message[:offset]
+    assert header.frame_length == 64 * 1024
 
 
 def _decrypted(stack: KeyStack, message: bytes, *, streamed: bool) -> bytes | str:
@@ -72,13 +75,14 @@ def test_one_shot_and_streamed_decrypt_agree_on_every_body_change(stack: KeyStac
     body = _header_length(message) + 16  # the header, then its IV-less v2 auth tag
     regular = 4 + 12 + 64 + 16
     first, second = message[body : body + regular], message[body + regular : body + 2 * regular]
-    variants = [
-        message[:cut] for cut in range(body, len(message), 7)
-    ] + [  # frames swapped, a frame dropped, a frame repeated
-        message[:body] + second + first + message[body + 2 * regular :],
-        message[:body] + message[body + regular :],
-        message[:body] + first + message[body:],
-    ]
+    variants = (
+        [message[:cut] for cut in range(body, len(message), 7)]
+        + [  # frames swapped, a frame dropped, a frame repeated
+            message[:body] + second + first + message[body + 2 * regular :],
+            message[:body] + message[body + regular :],
+            message[:body] + first + message[body:],
+        ]
+    )
     for index in range(body, len(message)):
         changed = bytearray(message)
         changed[index] ^= 0x01
@@ -86,5 +90,6 @@ def test_one_shot_and_streamed_decrypt_agree_on_every_body_change(stack: KeyStac
     assert _decrypted(stack, message, streamed=False) == plaintext
     for variant in variants:
         one_shot = _decrypted(stack, variant, streamed=False)
-        assert isinstance(one_shot, str) and one_shot.startswith("DecryptionError"), variant.hex()
+        assert isinstance(one_shot, str), variant.hex()
+        assert one_shot.startswith("DecryptionError"), variant.hex()
         assert _decrypted(stack, variant, streamed=True) == one_shot
