@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -108,6 +108,18 @@ def _required_hint(message: str, required: EncryptionContext) -> str:
         "authenticated but not stored), supply those pairs in "
         + hint("context=", "--context KEY=VALUE")
     )
+
+
+class _Unobserved:
+    """The context of an operation nobody traces or audits: a record that is dropped."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> dict[str, Any]:
+        return {}
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
 
 
 def _trace_ids(op: dict[str, Any]) -> None:
@@ -320,6 +332,9 @@ class KeyStack:
     @property
     def pool(self) -> ThreadPoolExecutor:
         """The bounded pool (``[stack] concurrency`` threads) that fans provider calls out."""
+        pool = self._pool
+        if pool is not None and not self._closed:  # built already: no lock needed
+            return pool
         with self._lock:
             if self._closed:
                 raise AureusError("this KeyStack is closed; create a new one")
@@ -387,16 +402,21 @@ class KeyStack:
         """Send this stack's audit events to ``sink`` as well."""
         self._audit.add(sink)
 
+    def _operation(
+        self, operation: str, ref: KeyRef | None = None
+    ) -> AbstractContextManager[dict[str, Any]]:
+        """Trace and audit one operation; yields its record (``op``), which may grow inside."""
+        if self._telemetry.quiet() and self._audit.idle():
+            return _Unobserved()  # no span, and no event anyone would receive
+        return self._observed(operation, ref)
+
     @contextmanager
-    def _operation(self, operation: str, ref: KeyRef | None = None) -> Iterator[dict[str, Any]]:
+    def _observed(self, operation: str, ref: KeyRef | None) -> Iterator[dict[str, Any]]:
         op: dict[str, Any] = {}
         if ref is not None:
             op.update(
                 provider=ref.scheme, key_uri=ref.with_version(None).uri, key_version=ref.version
             )
-        if self._telemetry.quiet() and self._audit.idle():
-            yield op  # no span, and no event anyone would receive
-            return
         with (
             self._telemetry.operation(operation, op),
             self._audit.operation(operation, op, _trace_ids),  # request first unless read-only
@@ -786,7 +806,8 @@ class KeyStack:
         length = check_frame_length(frame_length, limits)
         if refs:
             op.update(provider=refs[0].scheme, key_uri=refs[0].with_version(None).uri)
-        op.update(self._audit.context_fields(encryption_context))
+        if not self._audit.idle():
+            op.update(self._audit.context_fields(encryption_context))
         # Key-group messages bypass the cache: each gets its own split.
         cache = self.cache if plaintext_bytes is not None and groups is None else None
         suite = SIGNED_SUITE if signed else DEFAULT_SUITE
@@ -815,7 +836,13 @@ class KeyStack:
             )
             recipients = [r.uri for r in refs]
         else:
-            materials, used = made if made is not None else make()[0]
+            materials, used = (
+                made
+                if made is not None
+                else encryption_materials(
+                    self.provider, groups or refs, encryption_context, signed=signed, pool=self.pool
+                )
+            )
             recipients = [r.uri for r in used]
             op.update(key_version=used[0].version)
         try:
@@ -918,11 +945,12 @@ class KeyStack:
             policy=CommitmentPolicy.parse(self.config.commitment_policy),
         )
         stored = reader.stored_context
-        op.update(
-            self._audit.context_fields(
-                {k: v for k, v in stored.items() if not k.startswith("aws-crypto-")}
+        if not self._audit.idle():
+            op.update(
+                self._audit.context_fields(
+                    {k: v for k, v in stored.items() if not k.startswith("aws-crypto-")}
+                )
             )
-        )
         # Supplied pairs the header does not store are the writer's required
         # context: unwrap with them, and the header tag must cover them.
         full, required = merge_supplied(stored, EncryptionContext.coerce(context))
@@ -930,9 +958,9 @@ class KeyStack:
         header = reader.header
         cache = self.cache
 
-        def unwrap() -> tuple[tuple[bytearray, KeyRef], Fill]:
+        def unwrapped() -> tuple[bytearray, KeyRef]:
             try:
-                key, used = unwrap_data_key(
+                return unwrap_data_key(
                     self.provider,
                     header.encrypted_data_keys,
                     full,
@@ -942,6 +970,9 @@ class KeyStack:
                 )
             except DecryptionError as error:
                 raise _hinted(error, required) from None
+
+        def unwrap() -> tuple[tuple[bytearray, KeyRef], Fill]:
+            key, used = unwrapped()
             return (key, used), Fill(material=key, key_versions=(used.uri,))
 
         cached, made = None, None
@@ -958,7 +989,7 @@ class KeyStack:
             data_key = cached.material
             op.update(details=(("cache", "hit"),))
         else:
-            data_key, used = made if made is not None else unwrap()[0]
+            data_key, used = made if made is not None else unwrapped()
             op.update(
                 provider=used.scheme, key_uri=used.with_version(None).uri, key_version=used.version
             )
