@@ -711,13 +711,17 @@ class LocalKeyProvider(KeyProviderBase):
         snapshot: Snapshot, record: KeyRecord, version: VersionRecord
     ) -> key_material.PrivateKey:
         """The version's private-key object, loaded once per snapshot (loading ECDSA costs)."""
-        key_type = record.key_type
-        return snapshot.loaded(
-            record,
-            version,
-            f"private:{key_type.value}",
-            functools.partial(key_material.private_key, key_type),
-        )
+        found = _PRIVATE_KEY_LOADERS.get(record.key_type)
+        if found is None:  # not a signing key type: private_key says so
+            return key_material.private_key(record.key_type, snapshot.material(record, version))
+        return snapshot.loaded(record, version, *found)
+
+
+_PRIVATE_KEY_LOADERS = {
+    key_type: (f"private:{key_type.value}", functools.partial(key_material.private_key, key_type))
+    for key_type in (KeyType.ED25519, KeyType.ECDSA_P256)
+}
+"""What :meth:`Snapshot.loaded` calls to load a signing key version, by key type."""
 
 
 def _refuse_aes(record: KeyRecord, refusal: str) -> None:

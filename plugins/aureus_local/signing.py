@@ -33,13 +33,15 @@ ED25519_SIGNATURE_SIZE = 64
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 """The order n of the P-256 group (SEC 2, secp256r1)."""
 _P256_HALF_ORDER = P256_ORDER // 2
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+"""The signature algorithm object (stateless: OpenSSL draws each signature's nonce)."""
 
 
 def sign(key: PrivateKey, message: bytes) -> bytes:
     """Sign ``message``: raw Ed25519, or DER-encoded ECDSA over SHA-256."""
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key.sign(message)
-    r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hashes.SHA256())))
+    r, s = decode_dss_signature(key.sign(message, _ECDSA_SHA256))
     if s > _P256_HALF_ORDER:
         s = P256_ORDER - s
     return encode_dss_signature(r, s)
@@ -65,7 +67,7 @@ def verify(
             key.verify(signature, message)
         else:
             _check_strict_der(signature, accept_high_s=accept_high_s)
-            key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+            key.verify(signature, message, _ECDSA_SHA256)
     except InvalidSignature:
         return False
     return True
