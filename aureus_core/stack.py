@@ -1078,7 +1078,7 @@ class KeyStack:
                         spool.write(chunk)
                     count = spool.release(dst)
             else:
-                for chunk in reader.frames():
+                for chunk in reader.frames(reuse=True):  # written before the next is read
                     dst.write(chunk)
                     count += len(chunk)
             op.update(byte_count=count)

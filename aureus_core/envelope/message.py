@@ -501,8 +501,13 @@ class MessageReader:
         if self._hash is not None:
             self._hash.update(data)
 
-    def _read_frame(self, sequence: int) -> tuple[memoryview, memoryview, bool]:
-        """Return ``(iv, ciphertext-with-tag, final)`` for the next frame, checking its place."""
+    def _read_frame(
+        self, sequence: int, into: bytearray | None = None
+    ) -> tuple[memoryview, memoryview, bool]:
+        """Return ``(iv, ciphertext-with-tag, final)`` for the next frame, checking its place.
+
+        From a stream, the ciphertext is read into ``into`` when given.
+        """
         reader = self._reader
         head = reader.read(4)
         self._signed(head)
@@ -524,7 +529,7 @@ class MessageReader:
                 raise DecryptionError()
         else:
             length = self.header.frame_length
-        sealed = reader.read(length + self.header.suite.tag_length)
+        sealed = reader.read(length + self.header.suite.tag_length, into)
         self._signed(sealed)
         return iv, sealed, final
 
@@ -572,12 +577,14 @@ class MessageReader:
         if not self._reader.at_end():
             raise DecryptionError()
 
-    def frames(self) -> Iterator[memoryview]:
+    def frames(self, *, reuse: bool = False) -> Iterator[memoryview]:
         """Yield authenticated plaintext, frame by frame.
 
         With a signed suite the final frame is held back until the footer's
         signature verifies.  Consume the iterator to the end: only then is the
-        whole message authenticated.
+        whole message authenticated.  With ``reuse``, every frame is read and
+        decrypted into the same two buffers: each chunk is valid only until
+        the next is requested (as with a file's ``write``, use it, don't keep it).
         """
         if self._aead is None:
             raise DecryptionError()
@@ -589,12 +596,17 @@ class MessageReader:
             yield block
             return
         sequence = 0
+        sealed_buffer = plain_view = None
+        if reuse:
+            length = self.header.frame_length
+            sealed_buffer = bytearray(length + self.header.suite.tag_length)
+            plain_view = memoryview(bytearray(length))
         while True:
             sequence += 1
             if sequence > MAX_FRAMES:
                 raise DecryptionError()
-            iv, sealed, final = self._read_frame(sequence)
-            plaintext = self._open(iv, sealed, sequence, final)
+            iv, sealed, final = self._read_frame(sequence, sealed_buffer)
+            plaintext = self._open(iv, sealed, sequence, final, plain_view)
             if final:
                 self._finish()
                 yield plaintext

@@ -36,8 +36,12 @@ class Reader:
         """Bytes consumed so far."""
         return self._offset
 
-    def read(self, n: int) -> memoryview:
-        """Return exactly ``n`` bytes or raise :class:`DecryptionError` (truncated input)."""
+    def read(self, n: int, into: bytearray | None = None) -> memoryview:
+        """Return exactly ``n`` bytes or raise :class:`DecryptionError` (truncated input).
+
+        From a stream, the bytes are read into ``into`` when it is large
+        enough (the view returned is then valid until ``into`` is reused).
+        """
         if self._data is not None:
             end = self._offset + n
             if end > len(self._data):
@@ -46,8 +50,10 @@ class Reader:
             self._offset = end
             return chunk
         assert self._stream is not None
-        buffer = bytearray(n)
-        view = memoryview(buffer)
+        if into is not None and len(into) >= n:
+            view = memoryview(into)[:n]
+        else:
+            view = memoryview(bytearray(n))
         filled = 0
         while filled < n:
             got = self._stream.readinto(view[filled:])  # type: ignore[attr-defined]

@@ -285,8 +285,9 @@ class LocalKeyProvider(KeyProviderBase):
         if version.destroyed:
             return False
         private = self._private_key(snapshot, record, version)
+        public = snapshot.loaded(record, version, "public", lambda _: private.public_key())
         valid = signing.verify(
-            private.public_key(),
+            public,
             bytes(message),
             bytes(signature),
             accept_high_s=self._accept_high_s,
