@@ -105,7 +105,8 @@ class KeyExists(ProviderError):
 
 class ImportRefused(ProviderError):
     """Wrapped key material was refused: its import token is unknown, used up, expired or
-    issued for another key, or the material does not open with the token's wrapping key."""
+    issued for another key, or the material does not open with the token's wrapping key.
+    """
 
 
 class KeystoreCorrupted(ProviderUnavailable):

@@ -67,10 +67,10 @@ from .interfaces import (
     AuditSink,
     Capability,
     CredentialSource,
+    ImportsWrappedKeys,
     KeyMaterial,
     KeyProvider,
     ProviderSettings,
-    ImportsWrappedKeys,
     ReplicatesKeys,
 )
 from .keyref import KeyRef

@@ -77,8 +77,7 @@ def check_import_token(token: object) -> str:
     """``token`` if it has the form of an import token, else :class:`ConfigError`."""
     if not isinstance(token, str) or not _TOKEN.fullmatch(token):
         raise ConfigError(
-            "an import token is 32 lowercase hex digits, as `aureus keys import-params` "
-            "prints it"
+            "an import token is 32 lowercase hex digits, as `aureus keys import-params` prints it"
         )
     return token
 
