@@ -104,8 +104,10 @@ class KeyExists(ProviderError):
 
 
 class ImportRefused(ProviderError):
-    """Wrapped key material was refused: its import token is unknown, used up, expired or
-    issued for another key, or the material does not open with the token's wrapping key.
+    """Wrapped key material was refused.
+
+    Its import token is unknown, used up, expired or issued for another key, or
+    the material does not open with the token's wrapping key.
     """
 
 

@@ -127,7 +127,7 @@ class ImportParameters:
 
     @property
     def fingerprint(self) -> str:
-        """The wrapping key's fingerprint, to compare out of band (:func:`wrapping_key_fingerprint`)."""
+        """The wrapping key's fingerprint (:func:`wrapping_key_fingerprint`)."""
         return wrapping_key_fingerprint(self.wrapping_public_key)
 
     def to_dict(self) -> dict[str, Any]:
@@ -252,9 +252,10 @@ def _load_wrapping_key(pem: bytes) -> rsa.RSAPublicKey:
 
 
 def _oaep(algorithm: str) -> padding.OAEP:
-    digest: hashes.HashAlgorithm = (
-        hashes.SHA1() if check_algorithm(algorithm) == RSA_OAEP_SHA1_AES_KWP else hashes.SHA256()
-    )
+    # OAEP with SHA-1 stays sound for key transport; it is what many HSMs offer.
+    digest: hashes.HashAlgorithm = hashes.SHA256()
+    if check_algorithm(algorithm) == RSA_OAEP_SHA1_AES_KWP:
+        digest = hashes.SHA1()  # noqa: S303
     return padding.OAEP(mgf=padding.MGF1(digest), algorithm=digest, label=None)
 
 
