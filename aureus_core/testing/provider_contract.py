@@ -50,7 +50,7 @@ from ..wrapped_import import (
     wrapping_key_fingerprint,
 )
 from .concurrency import run_in_threads
-from .key_material import original_public_key, fresh_material
+from .key_material import fresh_material, original_public_key
 from .leaks import assert_no_secret
 from .public_keys import verify_with_public_key
 
