@@ -193,7 +193,7 @@ def test_stack_refuses_inconsistent_import_arguments(stack: KeyStack) -> None:
         stack.import_key("k", "aes-256", wrapped=b"x" * 424, import_token="../../etc/passwd")
 
 
-def test_cli_import_params_wrap_and_import(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_import_params_wrap_and_import(run, tmp_path: Path) -> None:
     started = run("keys", "import-params", "signer", "--type", "ed25519", "-o", "wrapping.pem")
     assert started.exit_code == 0, started.stderr
     fields = dict(line.split(":", 1) for line in started.stdout.splitlines()[:6])
@@ -233,7 +233,7 @@ def test_cli_import_params_wrap_and_import(run, tmp_path: Path) -> None:  # type
     assert imported.exit_code == 0, imported.stderr
     assert imported.stdout.strip() == "local://signer"
     private = serialization.load_pem_private_key(material.data.reveal(), password=None)
-    public = private.public_key().public_bytes(  # type: ignore[union-attr]
+    public = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     assert run("keys", "public-key", "local://signer").stdout.encode() == public

@@ -33,6 +33,7 @@ from pkcs11 import KeyType as P11KeyType
 from pkcs11 import exceptions as p11
 from pkcs11.constants import DEFAULT
 from pkcs11.mechanisms import GCMParams
+from pkcs11.types import EncryptMixin, UnwrapMixin
 
 from aureus_core.errors import ImportRefused
 from aureus_core.keys import KeyType
@@ -225,13 +226,14 @@ def unwrap_into(
     head, tail = split_wrapped(wrapped, modulus, token)
     if job.key_type is KeyType.AES_256 and len(tail) != AES_256_WRAPPED_SIZE:
         raise refused_material(token)
+    unwrapper = objects.capable(private, UnwrapMixin, "unwrap", _label(token))
     try:
-        ephemeral = private.unwrap_key(
+        ephemeral = unwrapper.unwrap_key(
             ObjectClass.SECRET_KEY,
             P11KeyType.AES,
             head,
             mechanism=Mechanism.RSA_PKCS_OAEP,
-            mechanism_param=(Mechanism.SHA_1, MGF.SHA1, None),
+            mechanism_param=(Mechanism.SHA_1, MGF.SHA1, None),  # type: ignore[arg-type]
             store=False,
             template={
                 Attribute.SENSITIVE: True,
@@ -250,7 +252,7 @@ def unwrap_into(
             raise
         raise refused_material(token) from None
     try:
-        key = ephemeral.unwrap_key(
+        key: pkcs11.Object = objects.capable(ephemeral, UnwrapMixin, "unwrap", token).unwrap_key(
             ObjectClass.SECRET_KEY if job.key_type is KeyType.AES_256 else ObjectClass.PRIVATE_KEY,
             IMPORT_TYPES[job.key_type],
             tail,
@@ -278,7 +280,7 @@ def _check_imported(session: pkcs11.Session, key: pkcs11.Object, job: ImportJob)
         # 25 to 32 bytes wrap to 40; the token takes only 16, 24 or 32 as AES keys, so a
         # successful encryption proves 32.  (SoftHSM2 2.6.1 leaves CKA_VALUE_LEN at 0.)
         try:
-            key.encrypt(
+            objects.capable(key, EncryptMixin, "encrypt", job.name).encrypt(
                 bytes(32),
                 mechanism=Mechanism.AES_GCM,
                 mechanism_param=GCMParams(os.urandom(12), b"", 128),
