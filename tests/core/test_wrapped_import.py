@@ -209,7 +209,7 @@ def test_cli_import_params_wrap_and_import(run, tmp_path: Path) -> None:
         "--algorithm", RSA_OAEP_SHA256_AES_KWP, "--pem-file", "signer.pem", "-o", "wrapped.bin",
     )  # fmt: skip
     substituted = run(*wrap, "--fingerprint", "sha256:" + "1" * 64)
-    assert substituted.exit_code != 0
+    assert substituted.exit_code == 2
     assert "do not wrap key material for it" in substituted.stderr
     assert not (tmp_path / "wrapped.bin").exists()
     assert run(*wrap, "--fingerprint", fingerprint).exit_code == 0
@@ -222,7 +222,7 @@ def test_cli_import_params_wrap_and_import(run, tmp_path: Path) -> None:
         "keys", "import", "signer", "--type", "ed25519",
         "--wrapped", "wrapped.bin", "--import-token", as_json["import_token"],
     )  # fmt: skip
-    assert wrong_token.exit_code != 0
+    assert wrong_token.exit_code == 2
     assert "issued for key 'other'" in wrong_token.stderr
     no_token = run("keys", "import", "signer", "--type", "ed25519", "--wrapped", "wrapped.bin")
     assert no_token.exit_code == 2

@@ -338,7 +338,7 @@ def test_cli_wrapped_import_on_the_token(softhsm: SoftHsm, tmp_path: Path) -> No
         "--algorithm", "rsa-oaep-sha1-aes-kwp", "--fingerprint", "sha256:" + "0" * 64,
         "--raw-key-file", "key.bin", "-o", "wrapped.bin",
     )  # fmt: skip
-    assert wrong.returncode != 0
+    assert wrong.returncode == 2
     assert "do not wrap key material for it" in wrong.stderr
     assert not (tmp_path / "wrapped.bin").exists()
     wrapped = run(
@@ -357,7 +357,7 @@ def test_cli_wrapped_import_on_the_token(softhsm: SoftHsm, tmp_path: Path) -> No
         online, "keys", "import", uri, "--type", "aes-256", "--new-version",
         "--wrapped", "wrapped.bin", "--import-token", token,
     )  # fmt: skip
-    assert again.returncode != 0
+    assert again.returncode == 2
     assert "already used" in again.stderr
     (tmp_path / "note.txt").write_bytes(b"moved keys\n")
     encrypted = run(online, "encrypt", "--key", uri, "-o", "note.aes", "note.txt")
