@@ -49,7 +49,7 @@ from .envelope.message import (
     split_required,
 )
 from .envelope.message import encrypt_stream as _encrypt_stream
-from .envelope.quorum import Quorum
+from .envelope.quorum import Quorum, QuorumNotReached
 from .envelope.rewrap import Rewrap, Write, parse_recipients, snapshot
 from .envelope.spool import DEFAULT_MEMORY_BOUND, SealedSpool
 from .envelope.suites import DEFAULT_SUITE, SIGNED_SUITE, CommitmentPolicy
@@ -110,6 +110,14 @@ def _required_hint(message: str, required: EncryptionContext) -> str:
         "authenticated but not stored), supply those pairs in "
         + hint("context=", "--context KEY=VALUE")
     )
+
+
+def _hinted(error: DecryptionError, required: EncryptionContext) -> DecryptionError:
+    """``error`` with :func:`_required_hint`'s message, keeping a quorum failure's type."""
+    message = _required_hint(str(error), required)
+    if isinstance(error, QuorumNotReached):
+        return QuorumNotReached(message, reached=error.reached, missing=error.missing)
+    return DecryptionError(message)
 
 
 class KeyStack:
@@ -943,7 +951,7 @@ class KeyStack:
                     self.pool,
                 )
             except DecryptionError as error:
-                raise DecryptionError(_required_hint(str(error), required)) from None
+                raise _hinted(error, required) from None
             return (key, used), Fill(material=key, key_versions=(used.uri,))
 
         cached, made = None, None
