@@ -6,6 +6,7 @@ tests/plugins/aureus_local/test_local_wrapped_import.py.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
 
-from aureus_core import KeyStack
+from aureus_core import AsyncKeyStack, KeyStack
 from aureus_core.errors import ConfigError, ImportRefused
 from aureus_core.interfaces import KeyMaterial
 from aureus_core.keys import KeyType
@@ -237,3 +238,22 @@ def test_cli_import_params_wrap_and_import(run, tmp_path: Path) -> None:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     assert run("keys", "public-key", "local://signer").stdout.encode() == public
+
+
+def test_async_stack_mirrors_the_wrapped_import(stack: KeyStack) -> None:
+    async def main() -> None:
+        async with AsyncKeyStack(stack) as aio:
+            parameters = await aio.import_parameters("async-moved", "aes-256")
+            blob = wrap_for_import(
+                "aes-256",
+                fresh_material(KeyType.AES_256),
+                wrapping_public_key=parameters.wrapping_public_key,
+                algorithm=parameters.wrapping_algorithm,
+                expected_fingerprint=parameters.fingerprint,
+            )
+            metadata = await aio.import_key(
+                "async-moved", "aes-256", wrapped=blob, import_token=parameters.import_token
+            )
+            assert metadata.uri == "local://async-moved"
+
+    asyncio.run(main())
