@@ -29,11 +29,20 @@ from .signature import Signature
 T = TypeVar("T")
 
 
+_NATIVE_BY_TYPE: dict[type, bool] = {}
+
+
 def native_async(provider: object) -> bool:
     """Whether ``provider`` (through any proxies) offers native coroutines."""
     if isinstance(provider, ProviderProxy):
         return provider.native_async
-    return isinstance(provider, AsyncKeyProvider)
+    kind = type(provider)
+    known = _NATIVE_BY_TYPE.get(kind)
+    if known is None:
+        known = isinstance(provider, AsyncKeyProvider)
+        if not hasattr(kind, "__getattr__"):  # a forwarding wrapper answers per instance
+            _NATIVE_BY_TYPE[kind] = known
+    return known
 
 
 class ProviderProxy:
@@ -240,7 +249,7 @@ class ProviderProxy:
 
     async def aclose(self) -> None:
         """Close what the wrapped provider's coroutines opened, if it has any."""
-        if self.native_async:
+        if native_async(self._provider):
             await self._provider.aclose()  # type: ignore[attr-defined]
 
 

@@ -156,6 +156,32 @@ class _AsyncCredential:
         return None
 
 
+def _aiohttp_transport(options: dict[str, Any]) -> Any:
+    """azure-core's aiohttp transport with one TLS context for all its connections.
+
+    Given a CA file, azure-core builds a new SSL context for every request, and
+    aiohttp then opens a new connection (a TLS handshake) for each; one context
+    on the connector lets connections be reused, as the blocking client does.
+    Takes the connection options out of ``options``.
+    """
+    import ssl
+
+    import aiohttp
+    from azure.core.pipeline.transport import AioHttpTransport
+
+    verify = options.pop("connection_verify")
+    context: ssl.SSLContext | bool = (
+        ssl.create_default_context(cafile=verify) if isinstance(verify, str) else bool(verify)
+    )
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+    return AioHttpTransport(
+        session=session,
+        session_owner=True,
+        connection_timeout=options.pop("connection_timeout"),
+        read_timeout=options.pop("read_timeout"),
+    )
+
+
 @attrs.frozen(kw_only=True)
 class VaultDiscovery:
     """Which vaults a decrypt without ``keys=`` may use keys of, besides the configured keys.
@@ -310,7 +336,11 @@ class AzureKeyVaultProvider(KeyProviderBase):
             if client is None:
                 credential = self._credential_for_use()
                 url = self._endpoints.get(host, f"https://{host}")
-                client = AsyncKeyClient(url, _AsyncCredential(credential), **self._client_options)
+                options = dict(self._client_options)
+                transport = _aiohttp_transport(options)
+                client = AsyncKeyClient(
+                    url, _AsyncCredential(credential), transport=transport, **options
+                )
                 clients[host] = client
             return client
 

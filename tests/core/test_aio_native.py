@@ -327,3 +327,40 @@ def test_batches_and_streams_use_native_calls(local: KeyStack, tmp_path: Path) -
     assert (tmp_path / "opened").read_bytes() == b"rows" * 1000
     assert providers["east"].native_started >= 2
     assert providers["west"].native_started >= 2
+
+
+def test_native_provider_spans_nest_under_the_operation(local: KeyStack) -> None:
+    sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from aureus_core.telemetry import Telemetry
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = sdk_trace.TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    providers = three(local, latency=0.01)
+
+    def spans(name: str) -> list[Any]:
+        return [s for s in exporter.get_finished_spans() if s.name == name]
+
+    async def main() -> None:
+        stack = KeyStack(
+            providers=dict(providers), telemetry=Telemetry(tracer_provider=tracer_provider)
+        )
+        async with AsyncKeyStack(stack, own=True) as aio:
+            message = await aio.encrypt(b"payload", keys=KEYS)
+            assert await aio.decrypt(message) == b"payload"
+
+    run(main)
+    assert sum(p.native_started for p in providers.values()) >= 4
+    (encrypt,) = spans("aureus.encrypt")
+    wraps = spans("aureus.provider.wrap")
+    assert len(wraps) == 3
+    assert {w.parent.span_id for w in wraps} == {encrypt.context.span_id}
+    # each span covers its awaited call (the providers answer after 10 ms)
+    assert all(w.end_time - w.start_time >= 9_000_000 for w in wraps)
+    (decrypt,) = spans("aureus.decrypt")
+    unwraps = spans("aureus.provider.unwrap")
+    assert unwraps
+    assert {u.parent.span_id for u in unwraps} == {decrypt.context.span_id}
