@@ -224,6 +224,17 @@ class _LoopBridge(Fanout):
 
     def run(self, coroutine: Awaitable[T]) -> T:
         """Run ``coroutine`` on the loop from the worker thread; wait for its result."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:  # waiting here would block the loop that must answer
+            if inspect.iscoroutine(coroutine):
+                coroutine.close()
+            raise AureusError(
+                "a blocking provider call was made on the event loop of an AsyncKeyStack "
+                "operation; call the AsyncKeyStack method instead"
+            )
         with self._lock:
             if self._stop.is_set():
                 if inspect.iscoroutine(coroutine):

@@ -193,6 +193,8 @@ def test_a_cancelled_native_call_leaves_no_output_task_or_thread(local: KeyStack
             with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(aio.decrypt(message), timeout=0.1)
             decrypt_took = time.perf_counter() - start
+            # the native calls were over when the cancellation completed, not later
+            assert all(p.in_flight == 0 for p in providers.values())
         # No native call is left on the loop, and the operations' workers are idle.
         left = asyncio.all_tasks() - {asyncio.current_task()}
         busy = aio._workers._work_queue.qsize()
@@ -208,6 +210,28 @@ def test_a_cancelled_native_call_leaves_no_output_task_or_thread(local: KeyStack
     assert busy == 0
     assert sum(p.native_cancelled for p in providers.values()) == 4  # 3 wraps + 1 unwrap
     assert all(p.in_flight == 0 for p in providers.values())
+
+
+def test_the_data_key_cache_serves_native_encrypts_as_sync_ones(local: KeyStack) -> None:
+    from aureus_builtin.memory_cache import MemoryCache
+    from aureus_core.cache import CachePolicy, DataKeyCache
+
+    providers = three(local, latency=0.0)
+    cache = DataKeyCache(MemoryCache(capacity=10), CachePolicy(max_messages=10))
+
+    async def main() -> list[bytes]:
+        stack = KeyStack(providers=dict(providers), cache=cache)
+        async with AsyncKeyStack(stack, own=True) as aio:
+            with capture_audit() as events:
+                sealed = [await aio.encrypt(b"cached", keys=KEYS) for _ in range(3)]
+            details = [e["details"] for e in events if e["phase"] == "outcome"]
+            assert [d["cache"] for d in details] == ["miss", "hit", "hit"]  # type: ignore[index]
+            return sealed
+
+    sealed = run(main)
+    assert all(p.native_started == 1 for p in providers.values())  # one wrap each, then hits
+    with stack_of(three(local, latency=0.0)) as sync:
+        assert [sync.decrypt(m, keys=[KEYS[2]]) for m in sealed] == [b"cached"] * 3
 
 
 def test_native_and_pool_providers_mix_in_one_operation(local: KeyStack) -> None:

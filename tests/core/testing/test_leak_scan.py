@@ -235,5 +235,7 @@ def test_under_xdist_the_workers_scans_decide_the_run(pytester: pytest.Pytester,
     else:
         assert result.ret == pytest.ExitCode.OK
         result.stdout.fnmatch_lines(
-            ["aureus leak scan: no canary secret found; searched *(in 2 xdist workers and the controller)*"]
+            [
+                "aureus leak scan: no canary secret found; searched *(in 2 xdist workers and the controller)*"
+            ]
         )
