@@ -438,6 +438,8 @@ class AsyncKeyStack:
         waited for (it unwinds at once, producing nothing); an operation that only
         made blocking provider calls is not waited for and its result is dropped.
         """
+        if not self._native_possible():
+            return await self._submit(function, *args, **kwargs)  # the thread-pool path only
         bridge = _LoopBridge(asyncio.get_running_loop(), self._stack.pool)
 
         def work() -> T:
@@ -452,6 +454,16 @@ class AsyncKeyStack:
                 await asyncio.wait([future])
             future.add_done_callback(_retrieve)
             raise
+
+    def _native_possible(self) -> bool:
+        """Whether an operation may meet a native provider: one is loaded, or none yet is.
+
+        A stack whose loaded providers are all blocking skips the hand-off to
+        the loop (a provider loaded during an operation is used natively from
+        the next one on).
+        """
+        loaded = list(self._stack._providers.values())
+        return not loaded or any(native_async(provider) for provider in loaded)
 
     async def _run_stoppable(self, function: Callable[[threading.Event], T]) -> T:
         """Run a streaming operation; on cancellation, stop it and wait until it has stopped."""
