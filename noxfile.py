@@ -21,6 +21,8 @@ nox.options.reuse_existing_virtualenvs = False
 # uv creates and fills each session's venv in seconds where pip takes a minute or
 # more; without uv on PATH nox falls back to virtualenv and pip.
 nox.options.default_venv_backend = "uv|virtualenv"
+# uv could download a missing interpreter; a row runs on this machine's Pythons or fails.
+nox.options.download_python = "never"
 nox.options.sessions = ["lint", "typecheck", "tests", "examples"]
 
 # Each provider row: the extras it needs, the test folders it runs, and optionally

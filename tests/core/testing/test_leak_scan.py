@@ -229,13 +229,15 @@ def test_under_xdist_the_workers_scans_decide_the_run(pytester: pytest.Pytester,
         result.stdout.fnmatch_lines(
             [
                 "*aureus leak scan: FAILED*",
-                "*- gw?: the canary plaintext (as bytes repr) in a test report*test_maybe_leaky[[]3[]]*",
+                "*- gw?: the canary plaintext (as bytes repr) in a test report"
+                "*test_maybe_leaky[[]3[]]*",
             ]
         )
     else:
         assert result.ret == pytest.ExitCode.OK
         result.stdout.fnmatch_lines(
             [
-                "aureus leak scan: no canary secret found; searched *(in 2 xdist workers and the controller)*"
+                "aureus leak scan: no canary secret found; searched "
+                "*(in 2 xdist workers and the controller)*"
             ]
         )
