@@ -255,14 +255,15 @@ class KeyStack:
             and not self._closed
             and self._providers.get(scheme) is guarded.wrapped
         ):
-            return self._telemetry.instrument(guarded)
-        with self._lock:
-            if self._closed:
-                raise AureusError("this KeyStack is closed; create a new one")
-            existing = self._providers.get(scheme)
-            if existing is None:
-                existing = self._create_provider(scheme)
-            provided = self._telemetry.instrument(self._guard(scheme, existing))
+            provided = self._telemetry.instrument(guarded)
+        else:
+            with self._lock:
+                if self._closed:
+                    raise AureusError("this KeyStack is closed; create a new one")
+                existing = self._providers.get(scheme)
+                if existing is None:
+                    existing = self._create_provider(scheme)
+                provided = self._telemetry.instrument(self._guard(scheme, existing))
         fanout = active_fanout()
         return provided if fanout is None else fanout.route(provided)
 
@@ -946,7 +947,11 @@ class KeyStack:
                 made
                 if made is not None
                 else encryption_materials(
-                    self.provider, groups or refs, encryption_context, signed=signed, pool=self.pool
+                    self.provider,
+                    groups or refs,
+                    encryption_context,
+                    signed=signed,
+                    pool=self.fanout,
                 )
             )
             recipients = [r.uri for r in used]
