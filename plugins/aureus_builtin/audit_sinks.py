@@ -10,8 +10,7 @@ from typing import Any
 
 from aureus_core.audit import AuditEvent
 from aureus_core.errors import ConfigError
-
-from .options import Options
+from aureus_core.options import Options
 
 DEFAULT_LOGGER = "aureus.audit"
 DEFAULT_LEVEL = logging.INFO

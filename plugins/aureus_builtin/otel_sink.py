@@ -24,9 +24,8 @@ from opentelemetry._logs import LogRecord, SeverityNumber, get_logger_provider
 from aureus_core.audit import AuditEvent
 from aureus_core.errors import AuditSinkError, ConfigError
 from aureus_core.hookspecs import hookimpl
+from aureus_core.options import Options
 from aureus_core.registry import AuditSinkRegistry
-
-from .options import Options
 
 if TYPE_CHECKING:
     from opentelemetry._logs import LoggerProvider
