@@ -11,16 +11,35 @@ capability checks see what it declares; other attributes are forwarded too.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .interfaces import KeyProvider
 from .keyref import KeyRef
 from .proxy import ProviderProxy
 
-if TYPE_CHECKING:
-    from .telemetry import Telemetry
-
 T = TypeVar("T")
+
+
+class ProviderCallTracer(Protocol):
+    """What an :class:`InstrumentedProvider` reports its calls to.
+
+    :class:`aureus_core.telemetry.Telemetry` is the implementation; this
+    module depends only on the method, so telemetry wraps providers from one
+    side.
+    """
+
+    def provider_call(
+        self,
+        scheme: str,
+        method: str,
+        key: KeyRef | None,
+        call: Callable[..., T],
+        /,
+        *args: Any,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``call(*args, **kwargs)`` for ``scheme``'s ``method`` on ``key``, tracing it."""
+        ...
 
 
 class InstrumentedProvider(ProviderProxy):
@@ -32,12 +51,12 @@ class InstrumentedProvider(ProviderProxy):
 
     __slots__ = ("_telemetry",)
 
-    def __init__(self, provider: KeyProvider, telemetry: Telemetry) -> None:
+    def __init__(self, provider: KeyProvider, telemetry: ProviderCallTracer) -> None:
         super().__init__(provider)
         self._telemetry = telemetry
 
     @property
-    def telemetry(self) -> Telemetry:
+    def telemetry(self) -> ProviderCallTracer:
         """Where the spans and measurements go."""
         return self._telemetry
 
@@ -54,4 +73,4 @@ class InstrumentedProvider(ProviderProxy):
         )
 
 
-__all__ = ["InstrumentedProvider"]
+__all__ = ["InstrumentedProvider", "ProviderCallTracer"]

@@ -24,7 +24,7 @@ from .sensitive import Secret
 from .signature import Signature
 
 if TYPE_CHECKING:
-    from .audit import AuditEvent
+    from .audit_event import AuditEvent
 
 
 class Capability(str, enum.Enum):
