@@ -47,7 +47,11 @@ class Capability(str, enum.Enum):
     IMPORT = "import"
     REPLICATE = "replicate"
     LIFECYCLE = "lifecycle"
-    """Enable and disable versions, set a minimum decryption version, destroy old versions."""
+    """Enable and disable old versions: ``set_version_state``."""
+    MIN_DECRYPTION_VERSION = "min-decryption-version"
+    """Refuse versions below a minimum: ``set_min_decryption_version``."""
+    DESTROY_VERSION = "destroy-version"
+    """Destroy an old version's material: ``destroy_version``."""
     MAC = "mac"
     """Compute a deterministic MAC (HMAC-SHA-256 or the backend's equivalent) under a key."""
 

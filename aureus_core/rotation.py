@@ -522,7 +522,7 @@ def _retire(
             applied=applied,
         )
 
-    if Capability.LIFECYCLE not in stack.provider(metadata.ref.scheme).capabilities:
+    if Capability.MIN_DECRYPTION_VERSION not in stack.provider(metadata.ref.scheme).capabilities:
         return action(
             "skip",
             f"provider {metadata.ref.scheme!r} cannot set a minimum decryption version; {reason}",
@@ -532,8 +532,6 @@ def _retire(
     try:
         stack.set_min_decryption_version(metadata.ref.with_version(None), target)
     except UnsupportedOperation as error:
-        # Lifecycle is one capability; some backends (Cloud KMS, Key Vault) manage
-        # version states but have no minimum decryption version.
         return action("skip", f"{error}; disable the old versions instead; {reason}")
     except AureusError as error:
         return action("failed", f"raising the minimum failed: {error}; {reason}")

@@ -1159,7 +1159,9 @@ class KeyStack:
         ref = self._ref(key)
         with self._operation("set_min_decryption_version", ref) as op:
             op.update(details=(("min_decryption_version", str(version)),))
-            target = self._provider_for(ref, Capability.LIFECYCLE, "set_min_decryption_version")
+            target = self._provider_for(
+                ref, Capability.MIN_DECRYPTION_VERSION, "set_min_decryption_version"
+            )
             return self._changed(ref, target.set_min_decryption_version(ref, str(version)))
 
     def destroy_version(self, key: str | KeyRef, *, confirm: bool = False) -> KeyMetadata:
@@ -1167,7 +1169,7 @@ class KeyStack:
         ref = self._ref(key)
         with self._operation("destroy_version", ref) as op:
             op.update(details=(("confirm", str(confirm).lower()),))
-            target = self._provider_for(ref, Capability.LIFECYCLE, "destroy_version")
+            target = self._provider_for(ref, Capability.DESTROY_VERSION, "destroy_version")
             return self._changed(ref, target.destroy_version(ref, confirm=confirm))
 
     # -- end rotation and lifecycle ----------------------------------------------------

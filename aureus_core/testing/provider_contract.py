@@ -67,7 +67,9 @@ CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
     Capability.ROTATE: ("rotate_key",),
     Capability.IMPORT: ("import_key",),
     Capability.MAC: ("mac",),
-    Capability.LIFECYCLE: ("set_version_state", "set_min_decryption_version", "destroy_version"),
+    Capability.LIFECYCLE: ("set_version_state",),
+    Capability.MIN_DECRYPTION_VERSION: ("set_min_decryption_version",),
+    Capability.DESTROY_VERSION: ("destroy_version",),
 }
 """The provider methods each capability stands for.
 
@@ -636,10 +638,10 @@ class KeyProviderContract:
     # -- key-version lifecycle ---------------------------------------------------
 
     def _versioned_key(
-        self, provider: KeyProvider, purpose: KeyPurpose, name: str
+        self, provider: KeyProvider, purpose: KeyPurpose, name: str, *also: Capability
     ) -> tuple[KeyRef, KeyMetadata]:
-        """A key of ``purpose`` with a lifecycle, rotated once (skip unless all is declared)."""
-        self.require(provider, Capability.LIFECYCLE, Capability.ROTATE, Capability.VERSIONS)
+        """A key of ``purpose`` with a lifecycle (skip unless it and ``also`` are declared)."""
+        self.require(provider, Capability.LIFECYCLE, Capability.ROTATE, Capability.VERSIONS, *also)
         self.require(provider, Capability.WRAP if purpose is KeyPurpose.WRAP else Capability.SIGN)
         metadata = self.create_test_key(provider, self.cheapest_key_type(provider, purpose), name)
         return self.ref_of(metadata), metadata
@@ -701,7 +703,9 @@ class KeyProviderContract:
 
     def test_lifecycle_min_decryption_version(self, provider: KeyProvider, key_name: str) -> None:
         """Versions below the minimum raise KeyDisabled naming the minimum; others unwrap."""
-        ref, _ = self._versioned_key(provider, KeyPurpose.WRAP, key_name)
+        ref, _ = self._versioned_key(
+            provider, KeyPurpose.WRAP, key_name, Capability.MIN_DECRYPTION_VERSION
+        )
         context, data_key = self._context(key_name), os.urandom(32)
         wrapped = [provider.wrap(ref, data_key, context)]
         for _ in range(2):
@@ -726,7 +730,9 @@ class KeyProviderContract:
         self, provider: KeyProvider, key_name: str
     ) -> None:
         """destroy_version refuses without confirm=True and for the current version."""
-        ref, _ = self._versioned_key(provider, KeyPurpose.WRAP, key_name)
+        ref, _ = self._versioned_key(
+            provider, KeyPurpose.WRAP, key_name, Capability.DESTROY_VERSION
+        )
         context, data_key = self._context(key_name), os.urandom(32)
         old = provider.wrap(ref, data_key, context)
         rotated = provider.rotate_key(ref)

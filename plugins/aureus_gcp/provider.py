@@ -262,6 +262,7 @@ class GcpKmsProvider(KeyProviderBase):
             Capability.ROTATE,
             Capability.VERSIONS,
             Capability.LIFECYCLE,
+            Capability.DESTROY_VERSION,
         }
     )
     key_types = signing.KEY_TYPES

@@ -88,6 +88,8 @@ class LocalKeyProvider(KeyProviderBase):
             Capability.IMPORT,
             Capability.MAC,
             Capability.LIFECYCLE,
+            Capability.MIN_DECRYPTION_VERSION,
+            Capability.DESTROY_VERSION,
         }
     )
     key_types = key_material.SUPPORTED_TYPES
