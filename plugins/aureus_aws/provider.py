@@ -525,6 +525,7 @@ class AwsKmsProvider(KeyProviderBase):
             description=str(described.get("Description", "")),
             labels=dict(labels),
             extra=extra,
+            usage=KeyPurpose.WRAP if usage == "ENCRYPT_DECRYPT" else KeyPurpose.SIGN,
         )
 
     def _describe(self, client: Any, key_id: str, subject: str, *, tags: bool) -> KeyMetadata:

@@ -58,7 +58,7 @@ from aureus_core.errors import (
 )
 from aureus_core.interfaces import Capability, KeyProviderBase
 from aureus_core.keyref import KeyRef
-from aureus_core.keys import KeyMetadata, KeySpec, KeyState, KeyType, KeyVersion
+from aureus_core.keys import KeyMetadata, KeyPurpose, KeySpec, KeyState, KeyType, KeyVersion
 from aureus_core.rotation import DEFAULT_MAX_AGE, RotationPolicy
 from aureus_core.signature import Signature
 from aureus_core.ttl import TtlCache
@@ -104,6 +104,11 @@ _STATES = {
     "PENDING_EXTERNAL_DESTRUCTION": KeyState.PENDING_DELETION,
     "PENDING_IMPORT": KeyState.PENDING_IMPORT,
 }
+_USAGE = {
+    kms.CryptoKey.CryptoKeyPurpose.ENCRYPT_DECRYPT: KeyPurpose.WRAP,
+    kms.CryptoKey.CryptoKeyPurpose.ASYMMETRIC_SIGN: KeyPurpose.SIGN,
+}
+"""What a key is for, from Cloud KMS's own purpose (not the key type)."""
 _Version = kms.CryptoKeyVersion
 _VersionState = kms.CryptoKeyVersion.CryptoKeyVersionState
 
@@ -634,6 +639,7 @@ class GcpKmsProvider(KeyProviderBase):
             versions=listed,
             labels=labels,
             extra=extra,
+            usage=_USAGE.get(crypto_key.purpose),
         )
 
     def list_keys(self) -> Sequence[KeyMetadata]:
