@@ -115,6 +115,13 @@ class KeyProviderContract:
       additional data (Azure Key Vault), so unwrapping under another context
       cannot fail there; the context-binding test is then skipped with that reason;
     - ``mac_key_type``: the key type the MAC tests create (aes-256 by default);
+    - ``wrapped_keys_name_a_version``: ``False`` for a backend whose wrapped
+      keys do not say which version wrapped them (AWS KMS): ``wrap``,
+      ``generate_data_key`` and ``owner_of`` then name the key unpinned, and
+      the tests check that instead of the current version;
+    - ``signing_keys_rotate``: ``False`` for a backend that rotates only
+      wrapping keys (AWS KMS): ``rotate_key`` on a signing key must then raise
+      :class:`UnsupportedOperation` naming ``rotate_key``;
     - ``concurrency_threads`` / ``concurrency_operations`` /
       ``concurrency_keys_per_thread``: the size of the concurrency tests;
     - :meth:`key_spec`, :meth:`create_test_key`, :meth:`missing_key_ref`: how
@@ -131,6 +138,8 @@ class KeyProviderContract:
     concurrency_operations: int = 12
     concurrency_keys_per_thread: int = 2
     mac_key_type: KeyType = KeyType.AES_256
+    wrapped_keys_name_a_version: bool = True
+    signing_keys_rotate: bool = True
 
     # -- fixtures ------------------------------------------------------------
 
@@ -429,6 +438,21 @@ class KeyProviderContract:
     def _context(name: str) -> EncryptionContext:
         return EncryptionContext({"purpose": "conformance", "key": name})
 
+    def _check_wrapping_ref(self, key: KeyRef, metadata: KeyMetadata) -> None:
+        """``key`` names the wrapping key, pinned to its current version if the backend can."""
+        assert key.with_version(None).uri == metadata.uri
+        if self.wrapped_keys_name_a_version:
+            assert key.version == metadata.current_version, (
+                f"the wrapped key names version {key.version!r}, not the current version "
+                f"{metadata.current_version!r} (set wrapped_keys_name_a_version = False if "
+                "the backend's wrapped keys do not say which version wrapped them)"
+            )
+        else:
+            assert key.version is None, (
+                f"wrapped_keys_name_a_version is False, but the wrapped key names version "
+                f"{key.version!r}"
+            )
+
     @pytest.mark.parametrize("key_type", WRAPPING_TYPES, ids=_type_id)
     def test_wrap_unwrap_round_trip(
         self, provider: KeyProvider, key_type: KeyType, key_name: str
@@ -439,7 +463,7 @@ class KeyProviderContract:
         wrapped = provider.wrap(ref, data_key, context)
         assert isinstance(wrapped, WrappedKey)
         assert wrapped.key.scheme == provider.scheme
-        assert wrapped.key.version == metadata.current_version
+        self._check_wrapping_ref(wrapped.key, metadata)
         edk = wrapped.encrypted
         assert isinstance(edk.provider_id, str)
         assert edk.provider_id
@@ -467,7 +491,7 @@ class KeyProviderContract:
         assert len(first) == 32
         assert first != second, "two generated data keys are equal"
         assert isinstance(wrapped, WrappedKey)
-        assert wrapped.key.version == metadata.current_version
+        self._check_wrapping_ref(wrapped.key, metadata)
         assert bytes(first) not in wrapped.encrypted.ciphertext
         assert bytes(provider.unwrap(ref, wrapped.encrypted, context)) == bytes(first)
         if self.wrap_binds_context:
@@ -532,8 +556,7 @@ class KeyProviderContract:
         owner = provider.owner_of(wrapped.encrypted)
         assert owner is not None
         assert owner == wrapped.key
-        assert owner.version == metadata.current_version
-        assert owner.with_version(None).uri == metadata.uri
+        self._check_wrapping_ref(owner, metadata)
 
     def test_foreign_encrypted_data_key_is_not_ours(
         self, provider: KeyProvider, key_name: str
@@ -591,6 +614,10 @@ class KeyProviderContract:
         """Rotation makes a new version current and keeps the old one listed."""
         self.require(provider, Capability.ROTATE)
         before = self.create_test_key(provider, key_type, key_name)
+        if key_type.purpose is KeyPurpose.SIGN and not self.signing_keys_rotate:
+            with pytest.raises(UnsupportedOperation, match="rotate_key"):
+                provider.rotate_key(self.ref_of(before))
+            return
         after = provider.rotate_key(self.ref_of(before))
         self._check_metadata(provider, after, key_type)
         assert after.uri == before.uri
