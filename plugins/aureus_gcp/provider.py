@@ -909,6 +909,8 @@ class GcpKmsProvider(KeyProviderBase):
             return bytearray(answer)
         except (CredentialError, ProviderUnavailable, Throttled, AccessDenied, KeyDisabled):
             raise
+        except DecryptionError as error:  # keeps the service's code
+            raise DecryptionError(code=error.code) from None
         except AureusError:
             raise DecryptionError() from None
 

@@ -116,6 +116,7 @@ def test_invalid_argument_on_unwrap_is_opaque() -> None:
     )
     assert type(mapped) is DecryptionError
     assert "ciphertext is invalid" not in str(mapped)
+    assert mapped.code == "INVALID_ARGUMENT"
 
 
 def test_any_precondition_on_a_version_is_key_disabled() -> None:
@@ -301,6 +302,7 @@ def test_tampered_ciphertext_and_wrong_context_are_decryption_errors(
     with pytest.raises(DecryptionError) as raised:
         gcp_provider.unwrap(ref, tampered, CONTEXT)
     assert str(raised.value) == str(DecryptionError())
+    assert raised.value.code == "INVALID_ARGUMENT"
     with pytest.raises(DecryptionError):
         gcp_provider.unwrap(ref, edk, EncryptionContext({"purpose": "other"}))
     other = _wrapping_key(gcp_provider)
