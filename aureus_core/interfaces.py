@@ -404,7 +404,8 @@ class UsesKeyProviders(Protocol):
 
 
 ProviderFactory = Callable[["ProviderSettings"], KeyProvider]
-CredentialSourceFactory = Callable[[Mapping[str, Any]], CredentialSource]
+CredentialSourceFactory = Callable[..., CredentialSource]
+"""``factory(options)``, with keywords ``name`` and ``credentials`` if it names them."""
 CacheBackendFactory = Callable[[Mapping[str, Any]], CacheBackend]
 AuditSinkFactory = Callable[[Mapping[str, Any]], AuditSink]
 

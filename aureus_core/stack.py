@@ -75,6 +75,7 @@ from .interfaces import (
 from .keyref import KeyRef
 from .keys import KeyMetadata, KeySpec, KeyState, KeyType
 from .plugins import PluginHost, get_host
+from .registry import call_factory
 from .reliability import BREAKER_OPTION, BreakerPolicy, CircuitBreaker, GuardedProvider
 from .rotation import (
     EnforcementAction,
@@ -285,14 +286,26 @@ class KeyStack:
         self.provider(scheme)
         return self._guards[scheme].breaker
 
-    def _credential(self, name: str) -> CredentialSource:
+    def _credential(self, name: str, referrers: tuple[str, ...] = ()) -> CredentialSource:
+        if name in referrers:
+            loop = " -> ".join(f"[credentials.{n}]" for n in (*referrers, name))
+            raise ConfigError(
+                f"{self.config.source}: credentials refer to each other in a loop: {loop}; "
+                "one of them must obtain credentials itself"
+            )
         source = self._credentials.get(name)
         if source is None:
             spec: NamedOptions | None = self.config.credentials.get(name)
             if spec is None:
                 raise ConfigError(f"no credentials named {name!r} are configured")
             registration = self.host.credential_sources.get(spec.name)
-            source = registration.factory(spec.options)
+
+            def configured(other: str) -> CredentialSource:
+                return self._credential(other, (*referrers, name))
+
+            source = call_factory(
+                registration.factory, spec.options, name=name, credentials=configured
+            )
             self._credentials[name] = source
         return source
 
