@@ -672,8 +672,9 @@ def register(registry: CredentialSourceRegistry) -> None:
         "assume-role",
         assume_role,
         description=(
-            "AWS STS AssumeRole with a parent source's credentials (options: parent, role_arn, "
-            "external_id, session_name, duration_seconds, region, endpoint_url)"
+            "AWS STS AssumeRole with a parent source's credentials (options: parent, a "
+            "[credentials] table name or inline table; role_arn, external_id, session_name, "
+            "duration_seconds, region, endpoint_url)"
         ),
     )
 
