@@ -149,7 +149,11 @@ class NotAMessage(DecryptionError):
 
 
 class SignatureError(AureusError):
-    """A signature is malformed, or the key cannot be used to sign or verify it."""
+    """A signature is malformed, or cannot be checked as the signature it claims to be.
+
+    A key of the wrong purpose (signing with a wrapping key) is a
+    :class:`ConfigError`, as for every operation.
+    """
 
 
 class AuditFailure(AureusError):

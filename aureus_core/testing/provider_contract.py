@@ -573,6 +573,53 @@ class KeyProviderContract:
         with pytest.raises(DecryptionError):
             provider.unwrap(ref, foreign, context)
 
+    def test_wrong_purpose_key_is_config_error(self, provider: KeyProvider, key_name: str) -> None:
+        """Signing with a wrapping key, wrapping with a signing key: ConfigError naming the key.
+
+        The same for ``public_key`` of a wrapping key and ``mac`` with a signing
+        key, when declared.  Unwrapping with a signing key stays a
+        DecryptionError, like every unwrap failure.
+        """
+        self.require(provider, Capability.WRAP, Capability.SIGN)
+        wrap_type = self.cheapest_key_type(provider, KeyPurpose.WRAP)
+        sign_type = self.cheapest_key_type(provider, KeyPurpose.SIGN)
+        wrapping = self.ref_of(self.create_test_key(provider, wrap_type, key_name))
+        signing = self.ref_of(self.create_test_key(provider, sign_type, key_name + "-sign"))
+        context, data_key = self._context(key_name), os.urandom(32)
+        calls: dict[str, tuple[KeyRef, Callable[[], object]]] = {
+            "sign with a wrapping key": (wrapping, lambda: provider.sign(wrapping, MESSAGE)),
+            "wrap with a signing key": (
+                signing,
+                lambda: provider.wrap(signing, data_key, context),
+            ),
+        }
+        if Capability.PUBLIC_KEY in provider.capabilities:
+            calls["public_key of a wrapping key"] = (
+                wrapping,
+                lambda: provider.public_key(wrapping),
+            )
+        if Capability.MAC in provider.capabilities:
+            calls["mac with a signing key"] = (signing, lambda: provider.mac(signing, MESSAGE))
+        for what, (ref, call) in calls.items():
+            message = ""
+            try:
+                call()
+            except ConfigError as error:
+                message = str(error)
+            except Exception as error:
+                pytest.fail(
+                    f"{what} raised {type(error).__name__}; raise ConfigError naming the key, "
+                    "its purpose and what to use instead"
+                )
+            else:
+                pytest.fail(f"{what} succeeded: refuse a key of the wrong purpose")
+            assert ref.key_id in message or ref.uri in message, (
+                f"{what}: the ConfigError does not name the key {ref.uri}: {message}"
+            )
+        wrapped = provider.wrap(wrapping, data_key, context)
+        with pytest.raises(DecryptionError):
+            provider.unwrap(signing, wrapped.encrypted, context)
+
     # -- MACs ------------------------------------------------------------------
 
     def _mac_key(self, provider: KeyProvider, name: str) -> KeyMetadata:

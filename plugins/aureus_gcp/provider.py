@@ -955,7 +955,7 @@ class GcpKmsProvider(KeyProviderBase):
             raise KeyNotFound(f"Cloud KMS key {key.uri} has no versions", provider=SCHEME)
         algorithm = _Version.CryptoKeyVersionAlgorithm(versions[-1].algorithm).name
         if str(algorithm) not in signing.ALGORITHMS:
-            raise SignatureError(
+            raise GcpConfigError(
                 f"{key.uri} is a {algorithm} key, not a signing key: gcp-kms signs with "
                 "EC P-256/P-384, RSA and Ed25519 keys"
             )
@@ -986,7 +986,7 @@ class GcpKmsProvider(KeyProviderBase):
                 state_refusal=True,
             )
         except GcpConfigError as error:
-            raise SignatureError(f"{key.uri} is not a signing key ({error})") from None
+            raise GcpConfigError(f"{key.uri} is not a signing key ({error})") from None
         pem = str(response.pem).encode("ascii")
         if response.name != key.version_path:
             raise corrupted("GetPublicKey", subject, "the answer names another key version")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from aureus_aws import AwsKmsOptions, AwsKmsProvider
 from aureus_aws.testing import MotoServer
@@ -36,6 +39,27 @@ class TestAwsKmsProviderContract(KeyProviderContract):
         options = AwsKmsOptions.from_mapping(
             {"region": "eu-west-1", "endpoint_url": private_moto.url}
         )
+        describe = real_errors_session.client(
+            "kms", region_name="eu-west-1", endpoint_url=private_moto.url
+        ).describe_key
+
+        def real_key_usage_error(params: dict[str, Any], **_: Any) -> Any:
+            # moto gap: moto encrypts with a SIGN_VERIFY key; real KMS answers
+            # InvalidKeyUsageException, which this test-only hook supplies.
+            key_id = json.loads(params["body"])["KeyId"]
+            usage = describe(KeyId=key_id)["KeyMetadata"]["KeyUsage"]
+            if usage == "ENCRYPT_DECRYPT":
+                return None
+            error = {"Code": "InvalidKeyUsageException", "Message": f"{usage} key"}
+            return AWSResponse(private_moto.url, 400, {}, None), {
+                "Error": error,
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            }
+
+        for operation in ("Encrypt", "GenerateDataKey"):
+            real_errors_session.events.register(
+                f"before-call.kms.{operation}", real_key_usage_error
+            )
         provider = AwsKmsProvider(options, session=real_errors_session)
         yield provider
         provider.close()
