@@ -49,7 +49,7 @@ from .envelope.message import (
     split_required,
 )
 from .envelope.message import encrypt_stream as _encrypt_stream
-from .envelope.quorum import Quorum
+from .envelope.quorum import Quorum, QuorumNotReached
 from .envelope.rewrap import Rewrap, Write, parse_recipients, snapshot
 from .envelope.spool import DEFAULT_MEMORY_BOUND, SealedSpool
 from .envelope.suites import DEFAULT_SUITE, SIGNED_SUITE, CommitmentPolicy
@@ -109,6 +109,14 @@ def _required_hint(message: str, required: EncryptionContext) -> str:
         "authenticated but not stored), supply those pairs in "
         + hint("context=", "--context KEY=VALUE")
     )
+
+
+def _hinted(error: DecryptionError, required: EncryptionContext) -> DecryptionError:
+    """``error`` with :func:`_required_hint`'s message, keeping a quorum failure's type."""
+    message = _required_hint(str(error), required)
+    if isinstance(error, QuorumNotReached):
+        return QuorumNotReached(message, reached=error.reached, missing=error.missing)
+    return DecryptionError(message)
 
 
 class KeyStack:
@@ -474,6 +482,29 @@ class KeyStack:
             metadata = self._provider_for(ref, Capability.ROTATE, "rotate_key").rotate_key(ref)
             op.update(key_version=metadata.current_version)
             return self._changed(ref, metadata)
+
+    def change_keystore_passphrase(
+        self, new_passphrase: Secret[str], *, provider: str = "local"
+    ) -> Any:
+        """Re-seal ``provider``'s keystore under a new passphrase; returns its new pin info.
+
+        Only a provider that keeps a passphrase keystore (``local``) offers it.
+        Audited as ``keystore_passphrase`` with the new fingerprint and
+        generation, never a passphrase: the fingerprint changes, so whoever
+        pins it must update ``keystore_fingerprint``.
+        """
+        with self._operation("keystore_passphrase") as op:
+            op.update(provider=provider)
+            change = getattr(self.provider(provider), "change_passphrase", None)
+            if not callable(change):
+                raise UnsupportedOperation(
+                    provider, "changing the passphrase", "only the local provider keeps a keystore"
+                )
+            info = change(new_passphrase)
+            op.update(
+                details=(("fingerprint", info.fingerprint), ("generation", str(info.generation)))
+            )
+            return info
 
     def replicate_key(self, key: str | KeyRef, region: str) -> KeyMetadata:
         """Copy a multi-region key into ``region``; returns the replica's metadata."""
@@ -901,7 +932,7 @@ class KeyStack:
                     self.pool,
                 )
             except DecryptionError as error:
-                raise DecryptionError(_required_hint(str(error), required)) from None
+                raise _hinted(error, required) from None
             return (key, used), Fill(material=key, key_versions=(used.uri,))
 
         cached, made = None, None
