@@ -1,4 +1,4 @@
-"""Sessions: lint, typecheck, tests (Python x provider matrix), examples, bench."""
+"""Sessions: lint, typecheck, docs, tests (Python x provider matrix), examples, bench."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ nox.options.reuse_existing_virtualenvs = False
 nox.options.default_venv_backend = "uv|virtualenv"
 # uv could download a missing interpreter; a row runs on this machine's Pythons or fails.
 nox.options.download_python = "never"
-nox.options.sessions = ["lint", "typecheck", "tests", "examples"]
+nox.options.sessions = ["lint", "typecheck", "docs", "tests", "examples"]
 
 # Each provider row: the extras it needs, the test folders it runs, and optionally
 # what else to install, environment variables and extra pytest arguments.
@@ -173,6 +173,20 @@ def examples(session: nox.Session) -> None:
         session.error(f"aureus plugins does not show the example plugin as loaded: {listing}")
     session.log(f"aureus plugins: example {example_info['version']} {example_info['status']}")
     session.run("pytest", str(example / "tests"), "-p", "no:cacheprovider")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The reference site, built with --strict: a broken link or reference fails.
+
+    mkdocstrings reads the sources without importing them, so only the docs
+    extra is installed.
+    """
+    session.install(*PYPROJECT["project"]["optional-dependencies"]["docs"])
+    site = Path(session.create_tmp()) / "site"
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", str(site), env={"NO_MKDOCS_2_WARNING": "1"}
+    )
 
 
 @nox.session(default=False)
