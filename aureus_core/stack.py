@@ -36,7 +36,13 @@ from .config import CONFIG_ENV, NamedOptions, StackConfig
 from .context import EncryptionContext
 from .envelope.header import Limits
 from .envelope.inspect import MessageInfo, inspect_message
-from .envelope.keyring import KeyFilter, encryption_materials, unwrap_data_key
+from .envelope.keyring import (
+    KeyFilter,
+    NotStarted,
+    ProviderLookup,
+    encryption_materials,
+    unwrap_data_key,
+)
 from .envelope.message import (
     DEFAULT_FRAME_LENGTH,
     EncryptionMaterials,
@@ -271,6 +277,35 @@ class KeyStack:
                 inner, CircuitBreaker(scheme, policy, clock=self._breaker_clock)
             )
         return guarded
+
+    def _unwrap_lookup(self, allowed: KeyFilter) -> ProviderLookup:
+        """:meth:`provider`, for the schemes a decrypt may start because a message names them.
+
+        A message's provider ID alone never starts a provider the stack is not
+        configured with (a cloud client that would reach for ambient
+        credentials or a metadata server on a stranger's say-so): only running
+        or configured providers, the default one, and the schemes of keys the
+        decrypt or the configuration names.
+        """
+        named = {key.scheme for key in (*allowed.keys, *allowed.named)}
+
+        def lookup(scheme: str) -> KeyProvider:
+            with self._lock:
+                known = (
+                    scheme in self._providers
+                    or scheme in self.config.providers
+                    or scheme == self.config.default_provider
+                    or scheme in named
+                )
+            if not known and scheme in self.host.key_providers:
+                raise NotStarted(
+                    f"keys of provider {scheme!r} were not tried: this stack is not configured "
+                    f"with it; name the key in {hint('keys=', '--key')} or configure "
+                    f"[providers.{scheme}]"
+                )
+            return self.provider(scheme)
+
+        return lookup
 
     def _own_providers(self) -> list[KeyProvider]:
         """The providers this stack is configured with or has loaded (for decrypt to ask).
@@ -924,7 +959,7 @@ class KeyStack:
         def unwrap() -> tuple[tuple[bytearray, KeyRef], Fill]:
             try:
                 key, used = unwrap_data_key(
-                    self.provider,
+                    self._unwrap_lookup(allowed),
                     header.encrypted_data_keys,
                     full,
                     allowed,
