@@ -1,9 +1,9 @@
 """docs/tutorial-provider.md works as written: its files, installed, pass the kit and run.
 
 Every titled code block is written to its file in an empty directory; the
-console steps run in a fresh virtual environment that sees this Aureus (a
-``.pth`` file points at the running interpreter's ``sys.path``), so
-``pip install -e .`` installs only the tutorial's package.
+console steps run in a fresh virtual environment with its own pip that sees
+this Aureus (a ``.pth`` file points at the running interpreter's ``sys.path``),
+so ``pip install -e .`` installs only the tutorial's package.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def test_the_tutorial_runs_from_an_empty_directory(tmp_path: Path) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(body)
     environment = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=False).create(environment)
+    # Its own pip (from the bundled wheel, offline): a uv-made test venv has none.
+    venv.EnvBuilder(with_pip=True).create(environment)
     python = environment / "bin" / "python"
     site = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
