@@ -41,6 +41,7 @@ from .keys import KeyMetadata, KeySpec, KeyState, KeyType
 from .rotation import EnforcementAction, RotationPolicy, RotationStatus
 from .signature import Signature
 from .stack import KeyStack
+from .wrapped_import import ImportParameters
 
 T = TypeVar("T")
 
@@ -467,6 +468,12 @@ class AsyncKeyStack:
     ) -> KeyMetadata:
         """:meth:`KeyStack.import_key` (same keyword options)."""
         return await self._run(self._stack.import_key, name, key_type, **options)
+
+    async def import_parameters(
+        self, name: str | KeyRef, key_type: str | KeyType, **options: Any
+    ) -> ImportParameters:
+        """:meth:`KeyStack.import_parameters` (same keyword options)."""
+        return await self._run(self._stack.import_parameters, name, key_type, **options)
 
     async def key_status(
         self, policy: RotationPolicy | None = None, now: datetime | None = None

@@ -25,6 +25,7 @@ from .signature import Signature
 
 if TYPE_CHECKING:
     from .audit_event import AuditEvent
+    from .wrapped_import import ImportParameters
 
 
 class Capability(str, enum.Enum):
@@ -83,14 +84,28 @@ class Capability(str, enum.Enum):
     """``destroy_version``: destroy an old version's material, with ``confirm=True``."""
     MAC = "mac"
     """``mac``: a deterministic MAC (HMAC-SHA-256 or the backend's own) under a key version."""
+    WRAPPED_IMPORT = "wrapped-import"
+    """``import_parameters`` and ``import_key`` of wrapped material: import key material
+    wrapped for one-time import parameters the provider hands out."""
+
+
+def _check_import_token(material: KeyMaterial, _: object, token: str | None) -> None:
+    if (material.format == "wrapped") != (token is not None):
+        raise ValueError("wrapped key material comes with its import token, and only it does")
 
 
 @attrs.frozen(kw_only=True)
 class KeyMaterial:
-    """Key material to import: raw symmetric bytes or a PEM private key."""
+    """Key material to import: raw symmetric bytes, a PEM private key, or wrapped material.
 
-    format: str = attrs.field(validator=attrs.validators.in_(("raw", "pem")))
+    ``wrapped`` material is what :func:`aureus_core.wrapped_import.wrap_for_import`
+    (or any RSA-OAEP + AES-KWP implementation) made for the import parameters
+    named by ``import_token``.
+    """
+
+    format: str = attrs.field(validator=attrs.validators.in_(("raw", "pem", "wrapped")))
     data: Secret[bytes]
+    import_token: str | None = attrs.field(default=None, validator=_check_import_token)
 
 
 @attrs.frozen(kw_only=True)
@@ -267,6 +282,12 @@ class KeyProviderBase:
         """Not supported unless overridden (see :class:`ReplicatesKeys`)."""
         raise self._unsupported("replicate_key")
 
+    def import_parameters(
+        self, name: str, spec: KeySpec, *, new_version: bool = False
+    ) -> ImportParameters:
+        """Not supported unless overridden (see :class:`ImportsWrappedKeys`)."""
+        raise self._unsupported("import_parameters")
+
     def owner_of(self, encrypted: EncryptedDataKey) -> KeyRef | None:
         """No encrypted data key is ours unless overridden."""
         return None
@@ -313,6 +334,25 @@ class ReplicatesKeys(Protocol):
 
     def replicate_key(self, key: KeyRef, region: str) -> KeyMetadata:
         """Create a replica of ``key`` in ``region``; return the replica's metadata."""
+        ...
+
+
+@runtime_checkable
+class ImportsWrappedKeys(Protocol):
+    """A provider that imports key material wrapped for it (``Capability.WRAPPED_IMPORT``).
+
+    :meth:`import_parameters` makes an import job inside the provider: an RSA
+    key pair whose private half never leaves it, and a single-use token that
+    expires.  :meth:`KeyProvider.import_key` then takes ``KeyMaterial(format=
+    "wrapped", import_token=...)`` for the same name, key type and
+    ``new_version``, unwraps inside the provider and consumes the token;
+    anything else raises :class:`~aureus_core.errors.ImportRefused`.
+    """
+
+    def import_parameters(
+        self, name: str, spec: KeySpec, *, new_version: bool = False
+    ) -> ImportParameters:
+        """A new import job for ``name`` (a new key, or a new version of it)."""
         ...
 
 

@@ -21,6 +21,7 @@ from .interfaces import Capability, KeyMaterial, KeyProvider
 from .keyref import KeyRef
 from .keys import KeyMetadata, KeySpec, KeyState, KeyType
 from .signature import Signature
+from .wrapped_import import ImportParameters
 
 T = TypeVar("T")
 
@@ -109,6 +110,14 @@ class ProviderProxy:
         """Proxied :meth:`KeyProvider.import_key`."""
         return self._forward(  # type: ignore[no-any-return]
             "import_key", None, name, spec, material, new_version=new_version
+        )
+
+    def import_parameters(
+        self, name: str, spec: KeySpec, *, new_version: bool = False
+    ) -> ImportParameters:
+        """Proxied :meth:`ImportsWrappedKeys.import_parameters`."""
+        return self._forward(  # type: ignore[no-any-return]
+            "import_parameters", None, name, spec, new_version=new_version
         )
 
     def public_key(self, key: KeyRef) -> bytes:

@@ -17,6 +17,8 @@ from datetime import timedelta
 
 import attrs
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..aio import AsyncKeyStack
 from ..config import StackConfig
@@ -26,6 +28,7 @@ from ..errors import (
     AureusError,
     ConfigError,
     DecryptionError,
+    ImportRefused,
     KeyDisabled,
     KeyExists,
     KeyNotFound,
@@ -38,7 +41,16 @@ from ..keys import KeyMetadata, KeyPurpose, KeySpec, KeyState, KeyType
 from ..sensitive import Secret
 from ..signature import Signature
 from ..stack import KeyStack
+from ..wrapped_import import (
+    IMPORT_TOKEN_LIFETIME,
+    WRAPPING_ALGORITHMS,
+    ImportParameters,
+    check_import_token,
+    wrap_for_import,
+    wrapping_key_fingerprint,
+)
 from .concurrency import run_in_threads
+from .key_material import fresh_material, original_public_key
 from .leaks import assert_no_secret
 from .public_keys import verify_with_public_key
 
@@ -70,6 +82,7 @@ CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
     Capability.LIFECYCLE: ("set_version_state",),
     Capability.MIN_DECRYPTION_VERSION: ("set_min_decryption_version",),
     Capability.DESTROY_VERSION: ("destroy_version",),
+    Capability.WRAPPED_IMPORT: ("import_parameters",),
 }
 """The provider methods each capability stands for.
 
@@ -80,7 +93,7 @@ CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
 does not declare them may leave them out altogether.
 """
 
-_OPTIONAL_METHODS = frozenset({"generate_data_key", "replicate_key"})
+_OPTIONAL_METHODS = frozenset({"generate_data_key", "replicate_key", "import_parameters"})
 
 KEYED_OPERATIONS: dict[str, Capability] = {
     "describe_key": Capability.DESCRIBE,
@@ -95,6 +108,10 @@ KEYED_OPERATIONS: dict[str, Capability] = {
 
 MESSAGE = b"the Aureus conformance kit signs this message"
 MALFORMED_SIGNATURES = (b"", b"\x00" * 3)
+
+
+_IMPORTABLE = tuple(t for t in _BY_COST if t not in (KeyType.AES_128, KeyType.AES_192))
+"""Key types the wrapped-import tests try (each is skipped where the provider refuses it)."""
 
 
 def _type_id(key_type: KeyType) -> str:
@@ -168,6 +185,24 @@ class KeyProviderContract:
         self.require(provider, Capability.CREATE)
         self.require_key_type(provider, key_type)
         return provider.create_key(name, self.key_spec(key_type))
+
+    def advance_clock(self, provider: KeyProvider, delta: timedelta) -> None:
+        """Move the provider's clock forward (to expire import tokens); skips unless overridden."""
+        pytest.skip(
+            f"{type(self).__name__} does not override advance_clock: give the provider a "
+            "test clock to check that expired import tokens are refused"
+        )
+
+    def wrap_with_material(
+        self, material: bytes, key: KeyRef, data_key: bytes, context: EncryptionContext
+    ) -> EncryptedDataKey | None:
+        """An encrypted data key made, outside the provider, as ``key`` with ``material`` would.
+
+        Implement it from the provider's documented wrapped-key layout so the
+        wrapped-import test checks that the imported key unwraps what the
+        original key wrapped; ``None`` (the default) leaves that check out.
+        """
+        return None
 
     def missing_key_ref(self, provider: KeyProvider, name: str) -> KeyRef:
         """A well-formed reference to a key that does not exist."""
@@ -255,6 +290,9 @@ class KeyProviderContract:
             ),
             "replicate_key": lambda: provider.replicate_key(  # type: ignore[attr-defined]
                 ref, "contract-region-1"
+            ),
+            "import_parameters": lambda: provider.import_parameters(  # type: ignore[attr-defined]
+                key_name, KeySpec(key_type=key_type)
             ),
             "set_version_state": lambda: provider.set_version_state(
                 ref.with_version("1"), KeyState.DISABLED
@@ -619,6 +657,177 @@ class KeyProviderContract:
         wrapped = provider.wrap(wrapping, data_key, context)
         with pytest.raises(DecryptionError):
             provider.unwrap(signing, wrapped.encrypted, context)
+
+    # -- wrapped import --------------------------------------------------------
+
+    def _import_job(
+        self, provider: KeyProvider, key_type: KeyType, name: str, *, new_version: bool = False
+    ) -> ImportParameters:
+        """Import parameters for ``name`` (skip if the provider offers none for ``key_type``)."""
+        self.require(provider, Capability.WRAPPED_IMPORT)
+        self.require_key_type(provider, key_type)
+        try:
+            return provider.import_parameters(  # type: ignore[attr-defined,no-any-return]
+                name, self.key_spec(key_type), new_version=new_version
+            )
+        except UnsupportedOperation as error:
+            pytest.skip(f"provider {provider.scheme!r} does not import {key_type.value}: {error}")
+
+    @staticmethod
+    def _wrapped(
+        parameters: ImportParameters, material: KeyMaterial, *, fingerprint: str | None = None
+    ) -> KeyMaterial:
+        blob = wrap_for_import(
+            parameters.key_type,
+            material,
+            wrapping_public_key=parameters.wrapping_public_key,
+            algorithm=parameters.wrapping_algorithm,
+            expected_fingerprint=fingerprint or parameters.fingerprint,
+        )
+        return KeyMaterial(
+            format="wrapped", data=Secret(blob), import_token=parameters.import_token
+        )
+
+    def _import_wrapped(
+        self,
+        provider: KeyProvider,
+        name: str,
+        key_type: KeyType,
+        wrapped: KeyMaterial,
+        *,
+        new_version: bool = False,
+    ) -> KeyMetadata:
+        return provider.import_key(name, self.key_spec(key_type), wrapped, new_version=new_version)
+
+    @pytest.mark.parametrize("key_type", _IMPORTABLE, ids=_type_id)
+    def test_wrapped_import_round_trip(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """Material wrapped for the provider's token imports, and works as the original key.
+
+        A signing key's signatures verify under the original public key; a
+        wrapping key round-trips, and unwraps what :meth:`wrap_with_material`
+        made with the original bytes where the subclass implements it.
+        """
+        parameters = self._import_job(provider, key_type, key_name)
+        assert parameters.key_type is key_type
+        assert parameters.new_version is False
+        assert parameters.key_uri.startswith(f"{provider.scheme}://")
+        assert parameters.wrapping_algorithm in WRAPPING_ALGORITHMS
+        assert parameters.fingerprint == wrapping_key_fingerprint(parameters.wrapping_public_key)
+        check_import_token(parameters.import_token)
+        original = fresh_material(key_type)
+        metadata = self._import_wrapped(
+            provider, key_name, key_type, self._wrapped(parameters, original)
+        )
+        assert metadata.key_type is key_type
+        ref = self.ref_of(metadata)
+        if key_type.purpose is KeyPurpose.SIGN:
+            signature = provider.sign(ref, MESSAGE)
+            public = original_public_key(key_type, original)
+            assert verify_with_public_key(public, key_type, signature, MESSAGE) is True
+            if Capability.PUBLIC_KEY in provider.capabilities:
+                assert provider.public_key(ref) == public
+            return
+        context, data_key = self._context(key_name), os.urandom(32)
+        wrapped = provider.wrap(ref, data_key, context)
+        assert bytes(provider.unwrap(ref, wrapped.encrypted, context)) == data_key
+        pinned = ref.with_version(metadata.current_version)
+        made = self.wrap_with_material(original.data.reveal(), pinned, data_key, context)
+        if made is not None:
+            assert provider.owner_of(made) == pinned
+            assert bytes(provider.unwrap(pinned, made, context)) == data_key
+
+    def test_wrapped_import_is_single_use(self, provider: KeyProvider, key_name: str) -> None:
+        """A blob imported once is refused the second time (its token is used up)."""
+        key_type = self._cheapest_importable(provider)
+        parameters = self._import_job(provider, key_type, key_name)
+        wrapped = self._wrapped(parameters, fresh_material(key_type))
+        self._import_wrapped(provider, key_name, key_type, wrapped)
+        with pytest.raises(ImportRefused) as refused:
+            self._import_wrapped(provider, key_name, key_type, wrapped, new_version=True)
+        assert parameters.import_token in str(refused.value)
+        assert "used" in str(refused.value)
+
+    def test_wrapped_import_refuses_material_for_another_token(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """Material wrapped for one token's key opens with no other token, nor into another key."""
+        key_type = self._cheapest_importable(provider)
+        other_name = f"{key_name}-other"
+        mine = self._import_job(provider, key_type, key_name)
+        other = self._import_job(provider, key_type, other_name)
+        assert mine.import_token != other.import_token
+        assert mine.fingerprint != other.fingerprint
+        blob = self._wrapped(mine, fresh_material(key_type))
+        swapped = attrs.evolve(blob, import_token=other.import_token)
+        with pytest.raises(ImportRefused) as refused:
+            self._import_wrapped(provider, other_name, key_type, swapped)
+        assert other.import_token in str(refused.value)
+        assert "another token" in str(refused.value)
+        with pytest.raises(ImportRefused) as wrong_key:  # the token binds the key name
+            self._import_wrapped(provider, other_name, key_type, blob)
+        assert "issued for key" in str(wrong_key.value)
+        metadata = self._import_wrapped(provider, key_name, key_type, blob)
+        assert metadata.key_type is key_type
+
+    def test_wrapped_import_refuses_a_tampered_blob(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """One flipped byte in either part is refused; the token survives for the real blob."""
+        key_type = self._cheapest_importable(provider)
+        parameters = self._import_job(provider, key_type, key_name)
+        wrapped = self._wrapped(parameters, fresh_material(key_type))
+        blob = wrapped.data.reveal()
+        for position in (0, len(blob) // 2, len(blob) - 1):
+            tampered = bytearray(blob)
+            tampered[position] ^= 0x01
+            bad = attrs.evolve(wrapped, data=Secret(bytes(tampered)))
+            with pytest.raises(ImportRefused) as refused:
+                self._import_wrapped(provider, key_name, key_type, bad)
+            assert "does not open" in str(refused.value)
+        truncated = attrs.evolve(wrapped, data=Secret(blob[:-8]))
+        with pytest.raises(ImportRefused):
+            self._import_wrapped(provider, key_name, key_type, truncated)
+        assert self._import_wrapped(provider, key_name, key_type, wrapped).key_type is key_type
+
+    def test_wrapped_import_refuses_an_expired_token(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """Once the token's lifetime has passed (:meth:`advance_clock`), its import is refused."""
+        key_type = self._cheapest_importable(provider)
+        parameters = self._import_job(provider, key_type, key_name)
+        wrapped = self._wrapped(parameters, fresh_material(key_type))
+        self.advance_clock(provider, IMPORT_TOKEN_LIFETIME + timedelta(minutes=1))
+        with pytest.raises(ImportRefused) as refused:
+            self._import_wrapped(provider, key_name, key_type, wrapped)
+        message = str(refused.value)
+        assert parameters.import_token in message
+        assert "expired" in message or "unknown" in message
+
+    def test_wrap_for_import_refuses_a_substituted_wrapping_key(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """The offline wrap checks the fingerprint: a key swapped in transit is refused."""
+        key_type = self._cheapest_importable(provider)
+        genuine = self._import_job(provider, key_type, key_name)
+        attacker = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+        swapped = attrs.evolve(
+            genuine,
+            wrapping_public_key=attacker.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+        )
+        with pytest.raises(ConfigError) as refused:
+            self._wrapped(swapped, fresh_material(key_type), fingerprint=genuine.fingerprint)
+        assert genuine.fingerprint in str(refused.value)
+
+    def _cheapest_importable(self, provider: KeyProvider) -> KeyType:
+        self.require(provider, Capability.WRAPPED_IMPORT)
+        for key_type in _IMPORTABLE:
+            if key_type in provider.key_types:
+                return key_type
+        pytest.skip(f"provider {provider.scheme!r} declares no importable key type")
 
     # -- MACs ------------------------------------------------------------------
 
