@@ -10,7 +10,7 @@ capability checks see what it declares; other attributes are forwarded too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from .interfaces import KeyProvider
@@ -41,6 +41,19 @@ class ProviderCallTracer(Protocol):
         """Run ``call(*args, **kwargs)`` for ``scheme``'s ``method`` on ``key``, tracing it."""
         ...
 
+    async def provider_acall(
+        self,
+        scheme: str,
+        method: str,
+        key: KeyRef | None,
+        call: Callable[..., Awaitable[T]],
+        /,
+        *args: Any,
+        **kwargs: Any,
+    ) -> T:
+        """:meth:`provider_call` for a native coroutine: the trace covers the await."""
+        ...
+
 
 class InstrumentedProvider(ProviderProxy):
     """``provider`` with each call in an ``aureus.provider.<method>`` span of ``telemetry``.
@@ -69,6 +82,18 @@ class InstrumentedProvider(ProviderProxy):
         self, method: str, key: KeyRef | None, function: Callable[..., T], *args: Any, **kwargs: Any
     ) -> T:
         return self._telemetry.provider_call(
+            self._provider.scheme, method, key, function, *args, **kwargs
+        )
+
+    async def _acall(
+        self,
+        method: str,
+        key: KeyRef | None,
+        function: Callable[..., Awaitable[T]],
+        *args: Any,
+        **kwargs: Any,
+    ) -> T:
+        return await self._telemetry.provider_acall(
             self._provider.scheme, method, key, function, *args, **kwargs
         )
 

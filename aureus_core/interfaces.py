@@ -329,6 +329,58 @@ class GeneratesDataKeys(Protocol):
 
 
 @runtime_checkable
+class AsyncKeyProvider(Protocol):
+    """A provider that also offers native coroutines for its round trips (optional).
+
+    :class:`~aureus_core.aio.AsyncKeyStack` awaits these on its event loop
+    (fan-out and the unwrap race included, with real cancellation) instead of
+    running the blocking methods in threads.  Each coroutine means exactly
+    what its blocking twin means (same arguments, results and errors); a
+    cancelled one must leave nothing behind.  ``agenerate_data_key`` is only
+    called when the provider declares ``Capability.GENERATE_DATA_KEY``.
+    Providers without these methods keep working through the thread pool.
+    """
+
+    async def awrap(self, key: KeyRef, data_key: bytes, context: EncryptionContext) -> WrappedKey:
+        """:meth:`KeyProvider.wrap`, natively."""
+        ...
+
+    async def aunwrap(
+        self, key: KeyRef, encrypted: EncryptedDataKey, context: EncryptionContext
+    ) -> bytearray:
+        """:meth:`KeyProvider.unwrap`, natively."""
+        ...
+
+    async def agenerate_data_key(
+        self, key: KeyRef, length: int, context: EncryptionContext
+    ) -> tuple[bytearray, WrappedKey]:
+        """:meth:`GeneratesDataKeys.generate_data_key`, natively."""
+        ...
+
+    async def asign(self, key: KeyRef, message: bytes) -> Signature:
+        """:meth:`KeyProvider.sign`, natively."""
+        ...
+
+    async def averify(self, key: KeyRef, message: bytes, signature: bytes) -> bool:
+        """:meth:`KeyProvider.verify`, natively."""
+        ...
+
+    async def apublic_key(self, key: KeyRef) -> bytes:
+        """:meth:`KeyProvider.public_key`, natively."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the coroutines opened on the running event loop."""
+        ...
+
+
+NATIVE_ASYNC_METHODS = frozenset(
+    {"wrap", "unwrap", "generate_data_key", "sign", "verify", "public_key"}
+)
+"""The provider methods an :class:`AsyncKeyProvider` offers as ``a<name>`` coroutines."""
+
+
+@runtime_checkable
 class ReplicatesKeys(Protocol):
     """A provider that copies a key into another region (``Capability.REPLICATE``)."""
 

@@ -37,9 +37,11 @@ from .context import EncryptionContext
 from .envelope.header import Limits
 from .envelope.inspect import MessageInfo, inspect_message
 from .envelope.keyring import (
+    Fanout,
     KeyFilter,
     NotStarted,
     ProviderLookup,
+    active_fanout,
     encryption_materials,
     unwrap_data_key,
 )
@@ -236,7 +238,9 @@ class KeyStack:
             existing = self._providers.get(scheme)
             if existing is None:
                 existing = self._create_provider(scheme)
-            return self._telemetry.instrument(self._guard(scheme, existing))
+            provided = self._telemetry.instrument(self._guard(scheme, existing))
+        fanout = active_fanout()
+        return provided if fanout is None else fanout.route(provided)
 
     def _create_provider(self, scheme: str) -> KeyProvider:
         try:
@@ -365,6 +369,16 @@ class KeyStack:
                     max_workers=self.config.concurrency, thread_name_prefix="aureus-fanout"
                 )
             return self._pool
+
+    @property
+    def fanout(self) -> ThreadPoolExecutor | Fanout:
+        """What runs an operation's concurrent provider calls.
+
+        :attr:`pool`, or the event loop of the :class:`~aureus_core.aio.AsyncKeyStack`
+        running the operation.
+        """
+        active = active_fanout()
+        return active if active is not None else self.pool
 
     def _provider_for(self, ref: KeyRef, capability: Capability, operation: str) -> KeyProvider:
         provider = self.provider(ref.scheme)
@@ -871,7 +885,7 @@ class KeyStack:
 
         def make() -> tuple[tuple[EncryptionMaterials, list[KeyRef]], Fill]:
             made = encryption_materials(
-                self.provider, groups or refs, encryption_context, signed=signed, pool=self.pool
+                self.provider, groups or refs, encryption_context, signed=signed, pool=self.fanout
             )
             return made, fill_of(made[0], made[1])
 
@@ -1019,7 +1033,7 @@ class KeyStack:
                     full,
                     allowed,
                     self._own_providers,
-                    self.pool,
+                    self.fanout,
                 )
             except DecryptionError as error:
                 raise _hinted(error, required) from None

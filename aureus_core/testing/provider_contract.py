@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import attrs
 import pytest
@@ -38,6 +39,7 @@ from ..errors import (
 from ..interfaces import Capability, GeneratesDataKeys, KeyMaterial, KeyProvider
 from ..keyref import KeyRef
 from ..keys import KeyMetadata, KeyPurpose, KeySpec, KeyState, KeyType
+from ..proxy import ProviderProxy, native_async
 from ..sensitive import Secret
 from ..signature import Signature
 from ..stack import KeyStack
@@ -1168,7 +1170,8 @@ class KeyProviderContract:
             for uri in uris:
                 assert provider.describe_key(KeyRef.parse(uri)).uri == uri
 
-    # -- async (AsyncKeyStack drives the provider through its thread pool) -----
+    # -- async: AsyncKeyStack drives every provider (through its thread pool, or
+    # -- awaiting the provider's native coroutines when it offers them) ---------
 
     async_calls: int = 8
     """How many encrypts the async tests run at once on one event loop."""
@@ -1222,6 +1225,136 @@ class KeyProviderContract:
 
         asyncio.run(main())
 
+    def _native(self, provider: KeyProvider) -> Any:
+        if not native_async(provider):
+            pytest.skip(
+                f"provider {provider.scheme!r} offers no native coroutines: "
+                "the thread-pool async tests cover it"
+            )
+        return provider
+
+    @staticmethod
+    def _run_native(provider: Any, main: Callable[[], Awaitable[None]]) -> None:
+        """Run ``main`` on a fresh event loop, then release what the provider opened on it."""
+
+        async def outer() -> None:
+            try:
+                await main()
+            finally:
+                await provider.aclose()
+
+        asyncio.run(outer())
+
+    def test_native_wrap_and_unwrap_match_the_blocking_ones(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """``awrap``/``aunwrap`` interoperate with ``wrap``/``unwrap`` and keep their errors."""
+        native = self._native(provider)
+        key_type = self.cheapest_key_type(provider, KeyPurpose.WRAP)
+        ref = self.ref_of(self._wrapping_key(provider, key_type, key_name))
+        context, data_key = self._context(key_name), os.urandom(32)
+
+        async def main() -> None:
+            wrapped = await native.awrap(ref, data_key, context)
+            assert isinstance(wrapped, WrappedKey)
+            assert wrapped.key.with_version(None) == ref
+            assert bytes(provider.unwrap(wrapped.key, wrapped.encrypted, context)) == data_key
+            blocking = provider.wrap(ref, data_key, context)
+            opened = await native.aunwrap(blocking.key, blocking.encrypted, context)
+            assert isinstance(opened, bytearray)
+            assert bytes(opened) == data_key
+            if self.wrap_binds_context:
+                other = EncryptionContext({**context, "purpose": "another"})
+                with pytest.raises(DecryptionError):
+                    await native.aunwrap(wrapped.key, wrapped.encrypted, other)
+            tampered = attrs.evolve(
+                wrapped.encrypted,
+                ciphertext=bytes([wrapped.encrypted.ciphertext[0] ^ 1])
+                + wrapped.encrypted.ciphertext[1:],
+            )
+            with pytest.raises(DecryptionError):
+                await native.aunwrap(wrapped.key, tampered, context)
+
+        self._run_native(native, main)
+
+    def test_native_sign_verify_and_public_key_match_the_blocking_ones(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """``asign``/``averify``/``apublic_key`` agree with their blocking twins."""
+        native = self._native(provider)
+        key_type = self.cheapest_key_type(provider, KeyPurpose.SIGN)
+        ref = self.ref_of(self._signing_key(provider, key_type, key_name))
+
+        async def main() -> None:
+            signature = await native.asign(ref, b"native message")
+            assert isinstance(signature, Signature)
+            pinned = ref.with_version(signature.key_version)
+            assert provider.verify(pinned, b"native message", signature.value)
+            blocking = provider.sign(ref, b"blocking message")
+            assert await native.averify(pinned, b"blocking message", blocking.value)
+            assert not await native.averify(pinned, b"another message", blocking.value)
+            if Capability.PUBLIC_KEY in provider.capabilities:
+                assert await native.apublic_key(pinned) == provider.public_key(pinned)
+
+        self._run_native(native, main)
+
+    def test_a_cancelled_native_call_leaves_the_provider_usable(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """Cancelling ``aunwrap``/``awrap`` raises CancelledError; the next calls still work."""
+        native = self._native(provider)
+        key_type = self.cheapest_key_type(provider, KeyPurpose.WRAP)
+        ref = self.ref_of(self._wrapping_key(provider, key_type, key_name))
+        context, data_key = self._context(key_name), os.urandom(32)
+        wrapped = provider.wrap(ref, data_key, context)
+
+        async def main() -> None:
+            for _ in range(3):
+                calls = [
+                    asyncio.ensure_future(native.aunwrap(wrapped.key, wrapped.encrypted, context)),
+                    asyncio.ensure_future(native.awrap(ref, data_key, context)),
+                ]
+                await asyncio.sleep(0)
+                for call in calls:
+                    call.cancel()
+                results = await asyncio.gather(*calls, return_exceptions=True)
+                for result in results:  # cancelled, or finished before the cancel arrived
+                    assert isinstance(result, (asyncio.CancelledError, bytearray, WrappedKey))
+                    if isinstance(result, bytearray):
+                        assert bytes(result) == data_key
+            opened = await native.aunwrap(wrapped.key, wrapped.encrypted, context)
+            assert bytes(opened) == data_key
+            assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+        self._run_native(native, main)
+
+    def test_the_async_stack_awaits_native_coroutines(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """AsyncKeyStack sends a native provider's wraps, unwraps and signs to its coroutines."""
+        self._native(provider)
+        key_type = self.cheapest_key_type(provider, KeyPurpose.WRAP)
+        refs = [
+            self.ref_of(self._wrapping_key(provider, key_type, f"{key_name}-{n}")) for n in (1, 2)
+        ]
+        counted = _NativeCounter(provider)
+
+        async def main() -> None:
+            stack = KeyStack(
+                config=StackConfig(default_provider=provider.scheme),
+                providers={provider.scheme: counted},
+            )
+            async with AsyncKeyStack(stack, own=True) as aio:
+                message = await aio.encrypt(b"native", keys=refs, context={"k": "v"})
+                assert counted.native.get("wrap", 0) + counted.native.get(
+                    "generate_data_key", 0
+                ) == len(refs)
+                assert await aio.decrypt(message, keys=[refs[1]], context={"k": "v"}) == b"native"
+                assert counted.native.get("unwrap", 0) >= 1
+                assert counted.blocking == {}  # nothing went through a thread
+
+        asyncio.run(main())
+
     # -- secrets and lifecycle -------------------------------------------------
 
     def test_no_data_key_in_reprs(self, provider: KeyProvider, key_name: str) -> None:
@@ -1254,3 +1387,37 @@ class KeyProviderContract:
         """close() releases resources and may be called more than once."""
         provider.close()
         provider.close()
+
+
+class _NativeCounter(ProviderProxy):
+    """Counts which provider calls arrive as native coroutines and which as blocking calls."""
+
+    __slots__ = ("blocking", "native")
+
+    def __init__(self, provider: KeyProvider) -> None:
+        super().__init__(provider)
+        self.native: dict[str, int] = {}
+        self.blocking: dict[str, int] = {}
+
+    def _call(
+        self,
+        method: str,
+        key: KeyRef | None,
+        function: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        if method != "owner_of":
+            self.blocking[method] = self.blocking.get(method, 0) + 1
+        return function(*args, **kwargs)
+
+    async def _acall(
+        self,
+        method: str,
+        key: KeyRef | None,
+        function: Callable[..., Awaitable[Any]],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        self.native[method] = self.native.get(method, 0) + 1
+        return await function(*args, **kwargs)
