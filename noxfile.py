@@ -1,4 +1,4 @@
-"""Sessions: lint, typecheck, tests (Python x provider matrix), examples, bench."""
+"""Sessions: lint, typecheck, docs, tests (Python x provider matrix), examples, bench."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ nox.options.reuse_existing_virtualenvs = False
 nox.options.default_venv_backend = "uv|virtualenv"
 # uv could download a missing interpreter; a row runs on this machine's Pythons or fails.
 nox.options.download_python = "never"
-nox.options.sessions = ["lint", "typecheck", "tests", "examples"]
+nox.options.sessions = ["lint", "typecheck", "docs", "tests", "examples"]
 
 # Each provider row: the extras it needs, the test folders it runs, and optionally
 # what else to install, environment variables and extra pytest arguments.
@@ -95,12 +95,25 @@ def _dev_requirement(name: str) -> str:
     raise ValueError(f"{name} is not pinned in the dev extra")
 
 
+# Where lint-imports finds each root package of [tool.importlinter]; it reads the
+# source and imports nothing, so the lint session needs no install of the project.
+IMPORT_PATHS = [
+    ROOT,
+    ROOT / "plugins",
+    ROOT / "contrib" / "aureus-pkcs11",
+    ROOT / "contrib" / "aureus-redis",
+]
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff: lint and formatting."""
-    session.install(_dev_requirement("ruff"))
+    """Ruff (lint and formatting) and the import layers (import-linter contracts)."""
+    session.install(_dev_requirement("ruff"), _dev_requirement("import-linter"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run(
+        "lint-imports", env={"PYTHONPATH": os.pathsep.join(str(path) for path in IMPORT_PATHS)}
+    )
 
 
 @nox.session
@@ -144,9 +157,10 @@ def examples(session: nox.Session) -> None:
     """Install the example third-party plugin from its own pyproject and prove it.
 
     Real entry-point discovery in a fresh venv: ``aureus plugins`` must list
-    it as loaded, and it must pass the conformance kit.
+    it as loaded, and it must pass the conformance kit with only the ``kit``
+    extra (pytest) installed, as a plugin author's venv would have.
     """
-    session.install(".[test]")
+    session.install(".[kit]")
     example = ROOT / "docs" / "examples" / "aureus-example-plugin"
     session.install(str(example))
     listing = session.run("aureus", "plugins", "--json", silent=True)
@@ -159,6 +173,20 @@ def examples(session: nox.Session) -> None:
         session.error(f"aureus plugins does not show the example plugin as loaded: {listing}")
     session.log(f"aureus plugins: example {example_info['version']} {example_info['status']}")
     session.run("pytest", str(example / "tests"), "-p", "no:cacheprovider")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The reference site, built with --strict: a broken link or reference fails.
+
+    mkdocstrings reads the sources without importing them, so only the docs
+    extra is installed.
+    """
+    session.install(*PYPROJECT["project"]["optional-dependencies"]["docs"])
+    site = Path(session.create_tmp()) / "site"
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", str(site), env={"NO_MKDOCS_2_WARNING": "1"}
+    )
 
 
 @nox.session(default=False)

@@ -88,7 +88,18 @@ _STACK_KEYS = {
     "policy_pins",
     "concurrency",
 }
-_PATH_OPTIONS = {"keystore", "path", "file", "token_file", "state_file"}
+_PATH_OPTIONS = {"keystore", "path", "file"}
+PATH_SUFFIXES = ("_file", "_path", "_dir")
+"""Option names ending so are paths too: how a plugin marks its own path options."""
+
+
+def is_path_option(name: str) -> bool:
+    """Whether the config loader resolves option ``name`` against the config file's directory.
+
+    ``keystore``, ``path``, ``file`` and every name ending in ``_file``,
+    ``_path`` or ``_dir``, in any plugin's table.
+    """
+    return name in _PATH_OPTIONS or name.endswith(PATH_SUFFIXES)
 
 
 @attrs.frozen(kw_only=True)
@@ -312,7 +323,7 @@ class StackConfig:
             backend = table.pop("backend", "memory")
             if not isinstance(backend, str):
                 raise fail("cache", "backend must be a cache backend name such as 'memory'")
-            cache = NamedOptions(name=backend, options=table)
+            cache = NamedOptions(name=backend, options=_resolve_paths(table, base_dir))
 
         audit_table = dict(_table(data.get("audit", {}), "audit", fail))
         required = audit_table.pop("required", None)
@@ -399,7 +410,7 @@ def _key(value: Any, where: str, fail: Any) -> KeyRef:
 
 
 def _resolve_paths(table: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
-    for name in _PATH_OPTIONS & set(table):
+    for name in [option for option in table if is_path_option(str(option))]:
         value = table[name]
         if isinstance(value, str):
             path = Path(value).expanduser()

@@ -132,13 +132,19 @@ class DecryptionError(AureusError):
 
     One opaque type for every cause (tampering, truncation, wrong context,
     unknown key), as Fernet's ``InvalidToken``: the caller cannot learn which
-    check failed.
+    check failed.  ``code`` keeps the service's error code when a provider's
+    service refused a wrapped key (``InvalidCiphertextException``,
+    ``INVALID_ARGUMENT``); it is ``None`` for every check Aureus makes itself.
     """
 
     def __init__(
-        self, message: str = "the message could not be decrypted and authenticated"
+        self,
+        message: str = "the message could not be decrypted and authenticated",
+        *,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.code = code
 
 
 class NotAMessage(DecryptionError):
@@ -151,7 +157,11 @@ class NotAMessage(DecryptionError):
 
 
 class SignatureError(AureusError):
-    """A signature is malformed, or the key cannot be used to sign or verify it."""
+    """A signature is malformed, or cannot be checked as the signature it claims to be.
+
+    A key of the wrong purpose (signing with a wrapping key) is a
+    :class:`ConfigError`, as for every operation.
+    """
 
 
 class AuditFailure(AureusError):

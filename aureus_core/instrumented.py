@@ -11,16 +11,48 @@ capability checks see what it declares; other attributes are forwarded too.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .interfaces import KeyProvider
 from .keyref import KeyRef
 from .proxy import ProviderProxy
 
-if TYPE_CHECKING:
-    from .telemetry import Telemetry
-
 T = TypeVar("T")
+
+
+class ProviderCallTracer(Protocol):
+    """What an :class:`InstrumentedProvider` reports its calls to.
+
+    :class:`aureus_core.telemetry.Telemetry` is the implementation; this
+    module depends only on the method, so telemetry wraps providers from one
+    side.
+    """
+
+    def provider_call(
+        self,
+        scheme: str,
+        method: str,
+        key: KeyRef | None,
+        call: Callable[..., T],
+        /,
+        *args: Any,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``call(*args, **kwargs)`` for ``scheme``'s ``method`` on ``key``, tracing it."""
+        ...
+
+    async def provider_acall(
+        self,
+        scheme: str,
+        method: str,
+        key: KeyRef | None,
+        call: Callable[..., Awaitable[T]],
+        /,
+        *args: Any,
+        **kwargs: Any,
+    ) -> T:
+        """:meth:`provider_call` for a native coroutine: the trace covers the await."""
+        ...
 
 
 class InstrumentedProvider(ProviderProxy):
@@ -32,12 +64,12 @@ class InstrumentedProvider(ProviderProxy):
 
     __slots__ = ("_telemetry",)
 
-    def __init__(self, provider: KeyProvider, telemetry: Telemetry) -> None:
+    def __init__(self, provider: KeyProvider, telemetry: ProviderCallTracer) -> None:
         super().__init__(provider)
         self._telemetry = telemetry
 
     @property
-    def telemetry(self) -> Telemetry:
+    def telemetry(self) -> ProviderCallTracer:
         """Where the spans and measurements go."""
         return self._telemetry
 
@@ -66,4 +98,4 @@ class InstrumentedProvider(ProviderProxy):
         )
 
 
-__all__ = ["InstrumentedProvider"]
+__all__ = ["InstrumentedProvider", "ProviderCallTracer"]

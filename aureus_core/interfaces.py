@@ -24,35 +24,69 @@ from .sensitive import Secret
 from .signature import Signature
 
 if TYPE_CHECKING:
-    from .audit import AuditEvent
+    from .audit_event import AuditEvent
     from .wrapped_import import ImportParameters
 
 
 class Capability(str, enum.Enum):
-    """Operations a key provider may offer."""
+    """Operations a key provider may offer.
+
+    A provider declares the ones it offers in ``capabilities``; the stack
+    checks the declaration before every call, and every method of an
+    undeclared capability raises :class:`~aureus_core.errors.UnsupportedOperation`
+    (the conformance kit checks both).  Each member names the methods it covers.
+    """
 
     WRAP = "wrap"
-    """Wrap and unwrap data keys."""
+    """``wrap``, ``unwrap`` and ``owner_of``: encrypt data keys under a key, decrypt them."""
     GENERATE_DATA_KEY = "generate-data-key"
-    """Generate a data key inside the provider and return it with its wrapped form."""
+    """``generate_data_key``: make a message's data key inside the provider, with its wrapped form.
+
+    Optional method (:class:`GeneratesDataKeys`); the envelope uses it for the first
+    wrapping key of a message, as KMS ``GenerateDataKey`` does.
+    """
     SIGN = "sign"
-    """Sign and verify."""
+    """``sign`` and ``verify`` with asymmetric keys."""
     PUBLIC_KEY = "public-key"
-    """Export the public half of a signing key."""
+    """``public_key``: the PEM public half of a signing key version."""
     CREATE = "create"
+    """``create_key``: a new key of a declared type, under a name the caller gives."""
     DESCRIBE = "describe"
+    """``describe_key``: a key's :class:`~aureus_core.keys.KeyMetadata`, with its versions."""
     LIST = "list"
+    """``list_keys``: the metadata of every key the provider can see."""
     ROTATE = "rotate"
+    """``rotate_key``: add a new current version.
+
+    Without ``versions`` nothing more is promised: old versions need not stay
+    addressable by ``?version=N`` (AWS KMS keeps decrypting old ciphertexts,
+    but they name no version).
+    """
     VERSIONS = "versions"
-    """Old versions stay usable for unwrap and verify after a rotation."""
+    """Old versions stay usable for ``unwrap`` and ``verify`` after ``rotate_key``.
+
+    No method of its own: a promise about ``rotate``.  Wrapped keys and
+    signatures name the version that made them, and a reference pinned to an
+    old version (``?version=N``) keeps working.
+    """
     IMPORT = "import"
+    """``import_key``: a key from material the caller supplies (:class:`KeyMaterial`)."""
     REPLICATE = "replicate"
+    """``replicate_key``: a copy of a key in another region.
+
+    Optional method (:class:`ReplicatesKeys`).
+    """
     LIFECYCLE = "lifecycle"
-    """Enable and disable versions, set a minimum decryption version, destroy old versions."""
+    """``set_version_state``: enable and disable an old version (never the current one)."""
+    MIN_DECRYPTION_VERSION = "min-decryption-version"
+    """``set_min_decryption_version``: refuse unwrap and verify with versions below a minimum."""
+    DESTROY_VERSION = "destroy-version"
+    """``destroy_version``: destroy an old version's material, with ``confirm=True``."""
     MAC = "mac"
-    """Compute a deterministic MAC (HMAC-SHA-256 or the backend's equivalent) under a key."""
+    """``mac``: a deterministic MAC (HMAC-SHA-256 or the backend's own) under a key version."""
     WRAPPED_IMPORT = "wrapped-import"
-    """Hand out import parameters and import key material wrapped for them."""
+    """``import_parameters`` and ``import_key`` of wrapped material: import key material
+    wrapped for one-time import parameters the provider hands out."""
 
 
 def _check_import_token(material: KeyMaterial, _: object, token: str | None) -> None:
@@ -491,7 +525,8 @@ class UsesKeyProviders(Protocol):
 
 
 ProviderFactory = Callable[["ProviderSettings"], KeyProvider]
-CredentialSourceFactory = Callable[[Mapping[str, Any]], CredentialSource]
+CredentialSourceFactory = Callable[..., CredentialSource]
+"""``factory(options)``, with keywords ``name`` and ``credentials`` if it names them."""
 CacheBackendFactory = Callable[[Mapping[str, Any]], CacheBackend]
 AuditSinkFactory = Callable[[Mapping[str, Any]], AuditSink]
 

@@ -128,7 +128,11 @@ class KeyMetadata:
     extra: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_freeze_str_map)
     """Provider-specific facts (origin, key manager, rotation status ...)."""
     usage: KeyPurpose | None = None
-    """What the key is used for when its type alone does not say (an RSA key that wraps)."""
+    """What the backend says the key is for (``None``: it does not say; the type decides).
+
+    Set it from the backend's own record (KMS ``KeyUsage``, Cloud KMS ``purpose``,
+    the key's operations): an RSA key may wrap, though its type implies signing.
+    """
 
     @property
     def uri(self) -> str:

@@ -67,6 +67,8 @@ class PluginInfo:
     reason: str | None = None
     install_hint: str | None = None
     registers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    descriptions: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
+    """Kind -> registered name -> the ``description=`` given to ``register`` (if any)."""
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready form."""
@@ -79,6 +81,7 @@ class PluginInfo:
             "reason": self.reason,
             "install_hint": self.install_hint,
             "registers": {kind: list(names) for kind, names in self.registers.items()},
+            "descriptions": {kind: dict(named) for kind, named in self.descriptions.items()},
         }
 
 
@@ -377,7 +380,19 @@ class PluginHost:
                 for kind, _ in _KINDS
                 if kind in self._collected and registries.get(kind).by_plugin(name)
             }
-            self._infos[name] = attrs.evolve(info, registers=registers)
+            descriptions = {
+                kind: {
+                    entry: registries.get(kind).get(entry).description
+                    for entry in names
+                    if registries.get(kind).get(entry).description
+                }
+                for kind, names in registers.items()
+            }
+            self._infos[name] = attrs.evolve(
+                info,
+                registers=registers,
+                descriptions={kind: named for kind, named in descriptions.items() if named},
+            )
 
     @property
     def key_providers(self) -> KeyProviderRegistry:

@@ -8,6 +8,7 @@ both plugins.
 from __future__ import annotations
 
 import difflib
+import inspect
 import re
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -23,6 +24,7 @@ from .interfaces import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 _NAME = re.compile(r"^[a-z][a-z0-9+.-]*$")
 
@@ -100,6 +102,27 @@ class Registry(Generic[F]):
         return sorted(r.name for r in self._entries.values() if r.plugin == plugin)
 
 
+def call_factory(factory: Callable[..., T], options: Any, **offered: Any) -> T:
+    """``factory(options)``, plus each keyword of ``offered`` its signature names.
+
+    A factory that takes ``**kwargs`` gets every offered keyword; one whose
+    signature cannot be read gets none.  So a factory written for
+    ``factory(options)`` keeps working when the host offers more.
+    """
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return factory(options)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return factory(options, **offered)
+    named = {
+        p.name
+        for p in parameters
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
+    return factory(options, **{k: v for k, v in offered.items() if k in named})
+
+
 class KeyProviderRegistry(Registry[ProviderFactory]):
     """URI schemes to key-provider factories."""
 
@@ -107,7 +130,13 @@ class KeyProviderRegistry(Registry[ProviderFactory]):
 
 
 class CredentialSourceRegistry(Registry[CredentialSourceFactory]):
-    """Names to credential-source factories."""
+    """Names to credential-source factories.
+
+    The stack calls a factory as ``factory(options)`` with the options of one
+    ``[credentials.<name>]`` table (without ``source``), adding the keywords
+    its signature names: ``name``, the table's name, and ``credentials``, a
+    function that returns the source another table configures (by its name).
+    """
 
     kind = "credential source"
 

@@ -13,17 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 
 from .errors import AureusError, ConfigError, UnsupportedOperation
-from .interfaces import Capability
+from .interfaces import Capability, KeyProvider
 from .keyref import KeyRef
 from .keys import KeyMetadata, KeyState, KeyVersion
-
-if TYPE_CHECKING:
-    from .stack import KeyStack
 
 DEFAULT_INTERVAL = timedelta(days=90)
 """Rotate a key's current version after this long (the seed system's threshold)."""
@@ -317,7 +314,66 @@ class EnforcementAction:
         return f"{self.key_uri}: {what}{done}: {self.reason}"
 
 
-def visible_keys(stack: KeyStack) -> list[KeyMetadata]:
+class ConfiguredKeys(Protocol):
+    """The parts of a stack configuration that name keys and providers."""
+
+    @property
+    def default_provider(self) -> str:
+        """The scheme of bare key names."""
+        ...
+
+    @property
+    def providers(self) -> Mapping[str, Mapping[str, Any]]:
+        """Configured provider schemes and their options."""
+        ...
+
+    @property
+    def wrapping_keys(self) -> Sequence[KeyRef]:
+        """The keys new messages are wrapped by."""
+        ...
+
+    @property
+    def signing_key(self) -> KeyRef | None:
+        """The key the stack signs with."""
+        ...
+
+    @property
+    def audit_hash_key(self) -> KeyRef | None:
+        """The key audit hashes are keyed by."""
+        ...
+
+
+class RotationScope(Protocol):
+    """What key status and enforcement need of a stack.
+
+    :class:`~aureus_core.stack.KeyStack` is one; this module never imports it,
+    so the stack uses rotation and not the other way round.
+    """
+
+    @property
+    def config(self) -> ConfiguredKeys:
+        """The stack's configuration."""
+        ...
+
+    @property
+    def rotation_policy(self) -> RotationPolicy:
+        """The policy used when the caller passes none."""
+        ...
+
+    def provider(self, scheme: str) -> KeyProvider:
+        """The provider of ``scheme``."""
+        ...
+
+    def rotate_key(self, key: KeyRef) -> KeyMetadata:
+        """Rotate ``key``, audited."""
+        ...
+
+    def set_min_decryption_version(self, key: KeyRef, version: str) -> KeyMetadata:
+        """Raise ``key``'s minimum decryption version, audited."""
+        ...
+
+
+def visible_keys(stack: RotationScope) -> list[KeyMetadata]:
     """Every key the stack can see, by URI.
 
     Listed from each provider that can list (the default provider and every
@@ -345,7 +401,7 @@ def visible_keys(stack: KeyStack) -> list[KeyMetadata]:
 
 
 def key_status(
-    stack: KeyStack, policy: RotationPolicy, now: datetime | None = None
+    stack: RotationScope, policy: RotationPolicy, now: datetime | None = None
 ) -> list[tuple[KeyMetadata, RotationStatus]]:
     """Every visible key with its status under ``policy`` at ``now``, by URI."""
     now = _utc(now)
@@ -377,7 +433,7 @@ def retirement_target(metadata: KeyMetadata, policy: RotationPolicy, now: dateti
 
 
 def enforce(
-    stack: KeyStack,
+    stack: RotationScope,
     policy: RotationPolicy | None = None,
     *,
     dry_run: bool = False,
@@ -385,8 +441,8 @@ def enforce(
 ) -> list[EnforcementAction]:
     """Rotate every visible key that is due; retire old versions if the policy says so.
 
-    Rotations go through :meth:`KeyStack.rotate_key` and minimum changes
-    through :meth:`KeyStack.set_min_decryption_version`, so each is audited.
+    Rotations go through :meth:`~aureus_core.stack.KeyStack.rotate_key` and minimum changes
+    through :meth:`~aureus_core.stack.KeyStack.set_min_decryption_version`, so each is audited.
     A provider that cannot rotate (or set a minimum) gives a ``skip`` action;
     a provider error gives a ``failed`` action and enforcement goes on with
     the other keys.  ``dry_run=True`` reports the same actions and changes
@@ -406,7 +462,7 @@ def enforce(
 
 
 def _rotate(
-    stack: KeyStack, metadata: KeyMetadata, status: RotationStatus, dry_run: bool
+    stack: RotationScope, metadata: KeyMetadata, status: RotationStatus, dry_run: bool
 ) -> EnforcementAction:
     uri, current = metadata.uri, metadata.current_version
 
@@ -440,7 +496,7 @@ def _rotate(
 
 
 def _retire(
-    stack: KeyStack,
+    stack: RotationScope,
     metadata: KeyMetadata,
     target: str,
     policy: RotationPolicy,
@@ -466,7 +522,7 @@ def _retire(
             applied=applied,
         )
 
-    if Capability.LIFECYCLE not in stack.provider(metadata.ref.scheme).capabilities:
+    if Capability.MIN_DECRYPTION_VERSION not in stack.provider(metadata.ref.scheme).capabilities:
         return action(
             "skip",
             f"provider {metadata.ref.scheme!r} cannot set a minimum decryption version; {reason}",
@@ -476,8 +532,6 @@ def _retire(
     try:
         stack.set_min_decryption_version(metadata.ref.with_version(None), target)
     except UnsupportedOperation as error:
-        # Lifecycle is one capability; some backends (Cloud KMS, Key Vault) manage
-        # version states but have no minimum decryption version.
         return action("skip", f"{error}; disable the old versions instead; {reason}")
     except AureusError as error:
         return action("failed", f"raising the minimum failed: {error}; {reason}")
@@ -495,8 +549,10 @@ def summarize(actions: Sequence[EnforcementAction]) -> dict[str, int]:
 __all__ = [
     "DEFAULT_INTERVAL",
     "DEFAULT_MAX_AGE",
+    "ConfiguredKeys",
     "EnforcementAction",
     "RotationPolicy",
+    "RotationScope",
     "RotationStatus",
     "enforce",
     "format_span",

@@ -84,6 +84,7 @@ from .interfaces import (
 from .keyref import KeyRef
 from .keys import KeyMetadata, KeySpec, KeyState, KeyType
 from .plugins import PluginHost, get_host
+from .registry import call_factory
 from .reliability import BREAKER_OPTION, BreakerPolicy, CircuitBreaker, GuardedProvider
 from .rotation import (
     EnforcementAction,
@@ -362,14 +363,26 @@ class KeyStack:
         self.provider(scheme)
         return self._guards[scheme].breaker
 
-    def _credential(self, name: str) -> CredentialSource:
+    def _credential(self, name: str, referrers: tuple[str, ...] = ()) -> CredentialSource:
+        if name in referrers:
+            loop = " -> ".join(f"[credentials.{n}]" for n in (*referrers, name))
+            raise ConfigError(
+                f"{self.config.source}: credentials refer to each other in a loop: {loop}; "
+                "one of them must obtain credentials itself"
+            )
         source = self._credentials.get(name)
         if source is None:
             spec: NamedOptions | None = self.config.credentials.get(name)
             if spec is None:
                 raise ConfigError(f"no credentials named {name!r} are configured")
             registration = self.host.credential_sources.get(spec.name)
-            source = registration.factory(spec.options)
+
+            def configured(other: str) -> CredentialSource:
+                return self._credential(other, (*referrers, name))
+
+            source = call_factory(
+                registration.factory, spec.options, name=name, credentials=configured
+            )
             self._credentials[name] = source
         return source
 
@@ -1373,7 +1386,9 @@ class KeyStack:
         ref = self._ref(key)
         with self._operation("set_min_decryption_version", ref) as op:
             op.update(details=(("min_decryption_version", str(version)),))
-            target = self._provider_for(ref, Capability.LIFECYCLE, "set_min_decryption_version")
+            target = self._provider_for(
+                ref, Capability.MIN_DECRYPTION_VERSION, "set_min_decryption_version"
+            )
             return self._changed(ref, target.set_min_decryption_version(ref, str(version)))
 
     def destroy_version(self, key: str | KeyRef, *, confirm: bool = False) -> KeyMetadata:
@@ -1381,7 +1396,7 @@ class KeyStack:
         ref = self._ref(key)
         with self._operation("destroy_version", ref) as op:
             op.update(details=(("confirm", str(confirm).lower()),))
-            target = self._provider_for(ref, Capability.LIFECYCLE, "destroy_version")
+            target = self._provider_for(ref, Capability.DESTROY_VERSION, "destroy_version")
             return self._changed(ref, target.destroy_version(ref, confirm=confirm))
 
     # -- end rotation and lifecycle ----------------------------------------------------

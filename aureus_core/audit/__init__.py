@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .events import AuditEvent
+from ..audit_event import AuditEvent
 from .hashing import FieldHasher, derive_key
 from .processors import DropOperations, Enrich, Processor, Redact
 from .trail import READ_ONLY_OPERATIONS, AuditTrail

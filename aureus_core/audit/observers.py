@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from .events import AuditEvent
+from ..audit_event import AuditEvent
 
 AuditObserver = Callable[[AuditEvent], None]
 

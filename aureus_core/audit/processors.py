@@ -25,8 +25,8 @@ from typing import Any
 
 import attrs
 
+from ..audit_event import AuditEvent
 from ..errors import ConfigError
-from .events import AuditEvent
 from .hashing import FieldHasher
 
 Processor = Callable[[AuditEvent], AuditEvent | None]

@@ -18,11 +18,11 @@ from typing import Any
 
 import attrs
 
+from ..audit_event import OUTCOME, PENDING, REQUEST, AuditEvent
 from ..errors import AuditFailure, AureusError
 from ..interfaces import AuditSink, ProviderLookup, UsesKeyProviders
 from ..keyref import KeyRef
 from . import observers
-from .events import OUTCOME, PENDING, REQUEST, AuditEvent
 from .hashing import FieldHasher
 from .observers import notify
 from .processors import Processor, build_processors

@@ -1,7 +1,7 @@
 """``aureus audit verify`` (exit 0 intact, 1 broken, 2 error) and ``aureus audit tail``.
 
 Both read the logs of the ``jsonl`` audit sink (format in
-:mod:`aureus_builtin.audit_chain`, imported when a command runs).
+:mod:`aureus_core.audit.chain`, imported when a command runs).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def audit_group() -> None:
 
 
 def _signature_check(ctx: click.Context, checkpoint_key: str) -> Any:
-    from aureus_builtin.audit_chain import base_uri, sig_value
+    from ..audit.chain import base_uri, sig_value
 
     expected = KeyRef.parse(checkpoint_key).with_version(None)
     provider = stack_of(ctx).provider(expected.scheme)
@@ -103,9 +103,8 @@ def audit_verify(
     (with the head file), or a log rolled back behind its anchor.  Exit 0 if
     intact, 1 if not, 2 on errors.
     """
-    from aureus_builtin.audit_chain import head_path, public_key_check, verify_chain
-
     from ..audit import derive_key
+    from ..audit.chain import head_path, public_key_check, verify_chain
 
     if head and no_head:
         raise click.UsageError("--head and --no-head exclude each other")
@@ -203,7 +202,7 @@ def audit_tail(count: int, as_json: bool, file: str) -> None:
     """Show the last records of an audit log (unverified: use `aureus audit verify`)."""
     import json
 
-    from aureus_builtin.audit_chain import iter_records
+    from ..audit.chain import iter_records
 
     if count < 1:
         raise ConfigError("-n must be at least 1")

@@ -32,6 +32,9 @@ def plugins_command(as_json: bool) -> None:
             or "nothing"
         )
         click.echo(f"{info.name}  {version}  {info.status.value}  ({registers})")
+        for kind, named in info.descriptions.items():
+            for entry, description in named.items():
+                click.echo(f"    {kind.replace('_', ' ').rstrip('s')} {entry}: {description}")
         if info.reason:
             click.echo(f"    reason: {info.reason}")
         if info.install_hint:

@@ -2,13 +2,13 @@
 
 Subclass a contract in your own test module and override its one fixture::
 
-    class TestAcmeProvider(KeyProviderContract):
+    class TestJsonKeysProvider(KeyProviderContract):
         @pytest.fixture
         def provider(self, tmp_path):
-            return AcmeProvider.for_tests(tmp_path)
+            return JsonKeysProvider(tmp_path / "keys.json")
 
-This package imports pytest (the ``test`` extra); ``import aureus_core``
-does not import it.
+This package needs pytest and nothing else (``pip install 'aureus-kms[kit]'``);
+``import aureus_core`` does not import it.  See ``docs/plugin-kit.md``.
 """
 
 from __future__ import annotations

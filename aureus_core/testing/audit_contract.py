@@ -1,8 +1,8 @@
 """The audit-sink contract: every test an :class:`AuditSink` must pass.
 
 Subclass :class:`AuditSinkContract`, override the ``audit_sink`` fixture
-and, if what the sink recorded can be read back, the ``recorded_events``
-fixture.
+and the ``recorded_events`` fixture (how to read back what the sink wrote);
+a sink that cannot be read back sets ``readable = False`` instead.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ..audit import AuditEvent
+from ..errors import AuditSinkError
 from ..interfaces import AuditSink
 from .concurrency import run_in_threads
 
@@ -54,11 +55,16 @@ class AuditSinkContract:
     Override ``audit_sink`` to return a fresh sink.  Override
     ``recorded_events`` to return a callable that reads back what the sink
     recorded (a sequence of mappings with at least ``operation``, ``outcome``
-    and ``key_uri``); by default it is ``None`` and the read-back tests are
-    skipped.  Records whose operation does not start with ``contract-`` are
-    ignored, so a sink may record more than the events it was given.
+    and ``key_uri``, as :meth:`AuditEvent.to_dict` gives).  Without it the
+    read-back tests fail, unless the class sets ``readable = False`` for a
+    sink whose records cannot be read back from a test; they are then
+    skipped with that reason.  Records whose operation does not start with
+    ``contract-`` are ignored, so a sink may record more than the events it
+    was given.
     """
 
+    readable: bool = True
+    """``False``: what the sink records cannot be read back, so skip the read-back tests."""
     event_count: int = 50
     concurrency_threads: int = 8
     concurrency_operations: int = 25
@@ -88,10 +94,17 @@ class AuditSinkContract:
         return [r for r in records if str(r.get("operation", "")).startswith(OPERATION_PREFIX)]
 
     def read_back(self, recorded_events: RecordedEvents | None) -> list[Mapping[str, object]]:
-        """The contract's recorded events, or skip the test if the sink cannot be read back."""
+        """The contract's recorded events; skip only if the class says ``readable = False``."""
         records = self.contract_records(recorded_events)
         if records is None:
-            pytest.skip("this sink cannot be read back (no recorded_events fixture)")
+            if not self.readable:
+                pytest.skip("this sink cannot be read back (readable = False)")
+            pytest.fail(
+                f"{type(self).__name__} has no recorded_events fixture, so nothing checks what "
+                "the sink wrote: override recorded_events to return a function that reads the "
+                "records back, or set readable = False if they cannot be read from a test",
+                pytrace=False,
+            )
         return records
 
     def test_satisfies_the_protocol(self, audit_sink: AuditSink) -> None:
@@ -124,9 +137,9 @@ class AuditSinkContract:
         run_in_threads(
             task, threads=self.concurrency_threads, operations=self.concurrency_operations
         )
-        records = self.contract_records(recorded_events)
-        if records is None:
+        if recorded_events is None and not self.readable:
             return
+        records = self.read_back(recorded_events)
         assert len(records) == self.concurrency_threads * self.concurrency_operations
         for thread in range(self.concurrency_threads):
             prefix = f"{OPERATION_PREFIX}op-{thread}-"
@@ -142,3 +155,15 @@ class AuditSinkContract:
         audit_sink.emit(make_event(0))
         audit_sink.close()
         audit_sink.close()
+
+    def test_emit_after_close_raises_audit_sink_error(
+        self, audit_sink: AuditSink, recorded_events: RecordedEvents | None
+    ) -> None:
+        """A closed sink refuses events with AuditSinkError, never drops them silently."""
+        audit_sink.emit(make_event(0))
+        audit_sink.close()
+        with pytest.raises(AuditSinkError):
+            audit_sink.emit(make_event(1))
+        records = self.contract_records(recorded_events)
+        if records is not None:
+            assert [_summary(r) for r in records] == [_summary(make_event(0).to_dict())]

@@ -81,7 +81,9 @@ CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
     Capability.ROTATE: ("rotate_key",),
     Capability.IMPORT: ("import_key",),
     Capability.MAC: ("mac",),
-    Capability.LIFECYCLE: ("set_version_state", "set_min_decryption_version", "destroy_version"),
+    Capability.LIFECYCLE: ("set_version_state",),
+    Capability.MIN_DECRYPTION_VERSION: ("set_min_decryption_version",),
+    Capability.DESTROY_VERSION: ("destroy_version",),
     Capability.WRAPPED_IMPORT: ("import_parameters",),
 }
 """The provider methods each capability stands for.
@@ -132,6 +134,13 @@ class KeyProviderContract:
       additional data (Azure Key Vault), so unwrapping under another context
       cannot fail there; the context-binding test is then skipped with that reason;
     - ``mac_key_type``: the key type the MAC tests create (aes-256 by default);
+    - ``wrapped_keys_name_a_version``: ``False`` for a backend whose wrapped
+      keys do not say which version wrapped them (AWS KMS): ``wrap``,
+      ``generate_data_key`` and ``owner_of`` then name the key unpinned, and
+      the tests check that instead of the current version;
+    - ``signing_keys_rotate``: ``False`` for a backend that rotates only
+      wrapping keys (AWS KMS): ``rotate_key`` on a signing key must then raise
+      :class:`UnsupportedOperation` naming ``rotate_key``;
     - ``concurrency_threads`` / ``concurrency_operations`` /
       ``concurrency_keys_per_thread``: the size of the concurrency tests;
     - :meth:`key_spec`, :meth:`create_test_key`, :meth:`missing_key_ref`: how
@@ -148,6 +157,8 @@ class KeyProviderContract:
     concurrency_operations: int = 12
     concurrency_keys_per_thread: int = 2
     mac_key_type: KeyType = KeyType.AES_256
+    wrapped_keys_name_a_version: bool = True
+    signing_keys_rotate: bool = True
 
     # -- fixtures ------------------------------------------------------------
 
@@ -467,6 +478,21 @@ class KeyProviderContract:
     def _context(name: str) -> EncryptionContext:
         return EncryptionContext({"purpose": "conformance", "key": name})
 
+    def _check_wrapping_ref(self, key: KeyRef, metadata: KeyMetadata) -> None:
+        """``key`` names the wrapping key, pinned to its current version if the backend can."""
+        assert key.with_version(None).uri == metadata.uri
+        if self.wrapped_keys_name_a_version:
+            assert key.version == metadata.current_version, (
+                f"the wrapped key names version {key.version!r}, not the current version "
+                f"{metadata.current_version!r} (set wrapped_keys_name_a_version = False if "
+                "the backend's wrapped keys do not say which version wrapped them)"
+            )
+        else:
+            assert key.version is None, (
+                f"wrapped_keys_name_a_version is False, but the wrapped key names version "
+                f"{key.version!r}"
+            )
+
     @pytest.mark.parametrize("key_type", WRAPPING_TYPES, ids=_type_id)
     def test_wrap_unwrap_round_trip(
         self, provider: KeyProvider, key_type: KeyType, key_name: str
@@ -477,7 +503,7 @@ class KeyProviderContract:
         wrapped = provider.wrap(ref, data_key, context)
         assert isinstance(wrapped, WrappedKey)
         assert wrapped.key.scheme == provider.scheme
-        assert wrapped.key.version == metadata.current_version
+        self._check_wrapping_ref(wrapped.key, metadata)
         edk = wrapped.encrypted
         assert isinstance(edk.provider_id, str)
         assert edk.provider_id
@@ -505,7 +531,7 @@ class KeyProviderContract:
         assert len(first) == 32
         assert first != second, "two generated data keys are equal"
         assert isinstance(wrapped, WrappedKey)
-        assert wrapped.key.version == metadata.current_version
+        self._check_wrapping_ref(wrapped.key, metadata)
         assert bytes(first) not in wrapped.encrypted.ciphertext
         assert bytes(provider.unwrap(ref, wrapped.encrypted, context)) == bytes(first)
         if self.wrap_binds_context:
@@ -570,8 +596,7 @@ class KeyProviderContract:
         owner = provider.owner_of(wrapped.encrypted)
         assert owner is not None
         assert owner == wrapped.key
-        assert owner.version == metadata.current_version
-        assert owner.with_version(None).uri == metadata.uri
+        self._check_wrapping_ref(owner, metadata)
 
     def test_foreign_encrypted_data_key_is_not_ours(
         self, provider: KeyProvider, key_name: str
@@ -587,6 +612,53 @@ class KeyProviderContract:
         assert provider.owner_of(foreign) is None
         with pytest.raises(DecryptionError):
             provider.unwrap(ref, foreign, context)
+
+    def test_wrong_purpose_key_is_config_error(self, provider: KeyProvider, key_name: str) -> None:
+        """Signing with a wrapping key, wrapping with a signing key: ConfigError naming the key.
+
+        The same for ``public_key`` of a wrapping key and ``mac`` with a signing
+        key, when declared.  Unwrapping with a signing key stays a
+        DecryptionError, like every unwrap failure.
+        """
+        self.require(provider, Capability.WRAP, Capability.SIGN)
+        wrap_type = self.cheapest_key_type(provider, KeyPurpose.WRAP)
+        sign_type = self.cheapest_key_type(provider, KeyPurpose.SIGN)
+        wrapping = self.ref_of(self.create_test_key(provider, wrap_type, key_name))
+        signing = self.ref_of(self.create_test_key(provider, sign_type, key_name + "-sign"))
+        context, data_key = self._context(key_name), os.urandom(32)
+        calls: dict[str, tuple[KeyRef, Callable[[], object]]] = {
+            "sign with a wrapping key": (wrapping, lambda: provider.sign(wrapping, MESSAGE)),
+            "wrap with a signing key": (
+                signing,
+                lambda: provider.wrap(signing, data_key, context),
+            ),
+        }
+        if Capability.PUBLIC_KEY in provider.capabilities:
+            calls["public_key of a wrapping key"] = (
+                wrapping,
+                lambda: provider.public_key(wrapping),
+            )
+        if Capability.MAC in provider.capabilities:
+            calls["mac with a signing key"] = (signing, lambda: provider.mac(signing, MESSAGE))
+        for what, (ref, call) in calls.items():
+            message = ""
+            try:
+                call()
+            except ConfigError as error:
+                message = str(error)
+            except Exception as error:
+                pytest.fail(
+                    f"{what} raised {type(error).__name__}; raise ConfigError naming the key, "
+                    "its purpose and what to use instead"
+                )
+            else:
+                pytest.fail(f"{what} succeeded: refuse a key of the wrong purpose")
+            assert ref.key_id in message or ref.uri in message, (
+                f"{what}: the ConfigError does not name the key {ref.uri}: {message}"
+            )
+        wrapped = provider.wrap(wrapping, data_key, context)
+        with pytest.raises(DecryptionError):
+            provider.unwrap(signing, wrapped.encrypted, context)
 
     # -- wrapped import --------------------------------------------------------
 
@@ -800,6 +872,10 @@ class KeyProviderContract:
         """Rotation makes a new version current and keeps the old one listed."""
         self.require(provider, Capability.ROTATE)
         before = self.create_test_key(provider, key_type, key_name)
+        if key_type.purpose is KeyPurpose.SIGN and not self.signing_keys_rotate:
+            with pytest.raises(UnsupportedOperation, match="rotate_key"):
+                provider.rotate_key(self.ref_of(before))
+            return
         after = provider.rotate_key(self.ref_of(before))
         self._check_metadata(provider, after, key_type)
         assert after.uri == before.uri
@@ -847,10 +923,10 @@ class KeyProviderContract:
     # -- key-version lifecycle ---------------------------------------------------
 
     def _versioned_key(
-        self, provider: KeyProvider, purpose: KeyPurpose, name: str
+        self, provider: KeyProvider, purpose: KeyPurpose, name: str, *also: Capability
     ) -> tuple[KeyRef, KeyMetadata]:
-        """A key of ``purpose`` with a lifecycle, rotated once (skip unless all is declared)."""
-        self.require(provider, Capability.LIFECYCLE, Capability.ROTATE, Capability.VERSIONS)
+        """A key of ``purpose`` with a lifecycle (skip unless it and ``also`` are declared)."""
+        self.require(provider, Capability.LIFECYCLE, Capability.ROTATE, Capability.VERSIONS, *also)
         self.require(provider, Capability.WRAP if purpose is KeyPurpose.WRAP else Capability.SIGN)
         metadata = self.create_test_key(provider, self.cheapest_key_type(provider, purpose), name)
         return self.ref_of(metadata), metadata
@@ -912,7 +988,9 @@ class KeyProviderContract:
 
     def test_lifecycle_min_decryption_version(self, provider: KeyProvider, key_name: str) -> None:
         """Versions below the minimum raise KeyDisabled naming the minimum; others unwrap."""
-        ref, _ = self._versioned_key(provider, KeyPurpose.WRAP, key_name)
+        ref, _ = self._versioned_key(
+            provider, KeyPurpose.WRAP, key_name, Capability.MIN_DECRYPTION_VERSION
+        )
         context, data_key = self._context(key_name), os.urandom(32)
         wrapped = [provider.wrap(ref, data_key, context)]
         for _ in range(2):
@@ -937,7 +1015,9 @@ class KeyProviderContract:
         self, provider: KeyProvider, key_name: str
     ) -> None:
         """destroy_version refuses without confirm=True and for the current version."""
-        ref, _ = self._versioned_key(provider, KeyPurpose.WRAP, key_name)
+        ref, _ = self._versioned_key(
+            provider, KeyPurpose.WRAP, key_name, Capability.DESTROY_VERSION
+        )
         context, data_key = self._context(key_name), os.urandom(32)
         old = provider.wrap(ref, data_key, context)
         rotated = provider.rotate_key(ref)

@@ -111,15 +111,6 @@ class _Options(SourceOptions):
             )
         return value
 
-    def table(self, name: str) -> Mapping[str, Any]:
-        value = self._options.get(name)
-        if not isinstance(value, Mapping):
-            raise ConfigError(
-                f"credential source {self._source!r} needs the option {name!r}: a table such as "
-                f'{{ source = "oidc", role_arn = "arn:aws:iam::111122223333:role/app" }}'
-            )
-        return value
-
 
 def _region(options: _Options) -> str:
     return (
@@ -537,9 +528,18 @@ class AssumeRoleCredentialSource(_StsSource):
 
     @classmethod
     def from_options(
-        cls, options: Mapping[str, Any], registry: CredentialSourceRegistry
+        cls,
+        options: Mapping[str, Any],
+        registry: CredentialSourceRegistry,
+        *,
+        credentials: Callable[[str], object] | None = None,
     ) -> AssumeRoleCredentialSource:
-        """Build from options; ``parent`` is an inline table built through ``registry``."""
+        """Build from options.
+
+        ``parent`` is an inline table built through ``registry``, or the name
+        of another ``[credentials.<name>]`` table, which ``credentials``
+        returns (the stack passes it).
+        """
         reader = _Options(
             "assume-role",
             options,
@@ -560,7 +560,7 @@ class AssumeRoleCredentialSource(_StsSource):
                 "arn:aws:iam::111122223333:role/app"
             )
         return cls(
-            parent=_build_parent(reader.table("parent"), registry),
+            parent=_build_parent(options.get("parent"), registry, credentials),
             role_arn=role_arn,
             external_id=reader.matching(
                 "external_id", _EXTERNAL_ID, "2 to 1224 letters, digits or +=,.@:/_-"
@@ -600,24 +600,45 @@ class AssumeRoleCredentialSource(_StsSource):
 
 
 def _build_parent(
-    table: Mapping[str, Any], registry: CredentialSourceRegistry
+    parent: object,
+    registry: CredentialSourceRegistry,
+    credentials: Callable[[str], object] | None,
 ) -> BotocoreCredentialSource:
-    """The parent source of ``assume-role``: ``{ source = "<name>", <its options> }``."""
-    options = dict(table)
-    name = options.pop("source", None)
-    if not isinstance(name, str):
+    """The parent of ``assume-role``: a ``[credentials.<name>]`` name or an inline table."""
+    if isinstance(parent, str) and parent:
+        if credentials is None:
+            raise ConfigError(
+                f"credential source 'assume-role': parent = {parent!r} names a "
+                "[credentials] table, which only a stack configuration can resolve; give "
+                'an inline table { source = "iam", ... } here'
+            )
+        source = credentials(parent)
+        what = f"[credentials.{parent}]"
+    elif isinstance(parent, Mapping):
+        options = dict(parent)
+        name = options.pop("source", None)
+        if not isinstance(name, str):
+            raise ConfigError(
+                "credential source 'assume-role': option 'parent' needs source = \"iam\", "
+                '"oidc" or "assume-role"'
+            )
+        try:
+            source = registry.get(name).factory(options)
+        except AureusError as error:
+            raise ConfigError(
+                f"credential source 'assume-role', option 'parent': {error}"
+            ) from None
+        what = f"parent source {name!r}"
+    else:
         raise ConfigError(
-            "credential source 'assume-role': option 'parent' needs source = \"iam\", \"oidc\" "
-            'or "assume-role"'
+            "credential source 'assume-role' needs the option 'parent': the name of another "
+            '[credentials] table, or a table such as { source = "oidc", role_arn = '
+            '"arn:aws:iam::111122223333:role/app" }'
         )
-    try:
-        source = registry.get(name).factory(options)
-    except AureusError as error:
-        raise ConfigError(f"credential source 'assume-role', option 'parent': {error}") from None
     if not isinstance(source, BotocoreCredentialSource):
         raise ConfigError(
-            f"credential source 'assume-role': parent source {name!r} does not provide AWS "
-            "credentials; use iam, oidc or assume-role"
+            f"credential source 'assume-role': {what} does not provide AWS credentials; "
+            "use iam, oidc or assume-role"
         )
     return source
 
@@ -642,15 +663,18 @@ def register(registry: CredentialSourceRegistry) -> None:
         ),
     )
 
-    def assume_role(options: Mapping[str, Any]) -> AssumeRoleCredentialSource:
-        return AssumeRoleCredentialSource.from_options(options, registry)
+    def assume_role(
+        options: Mapping[str, Any], *, credentials: Callable[[str], object] | None = None
+    ) -> AssumeRoleCredentialSource:
+        return AssumeRoleCredentialSource.from_options(options, registry, credentials=credentials)
 
     registry.register(
         "assume-role",
         assume_role,
         description=(
-            "AWS STS AssumeRole with a parent source's credentials (options: parent, role_arn, "
-            "external_id, session_name, duration_seconds, region, endpoint_url)"
+            "AWS STS AssumeRole with a parent source's credentials (options: parent, a "
+            "[credentials] table name or inline table; role_arn, external_id, session_name, "
+            "duration_seconds, region, endpoint_url)"
         ),
     )
 

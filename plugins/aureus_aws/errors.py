@@ -153,7 +153,7 @@ def _client_error(error: ClientError, where: str, *, unwrap: bool) -> Exception:
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     said = f"{where}: {text} ({code})" if text else f"{where}: {code}"
     if code in BAD_CIPHERTEXT and unwrap:
-        return DecryptionError()
+        return DecryptionError(code=code)
     if code == "AccessDeniedException":
         return AccessDenied(
             f"{said}; grant the caller kms:{_action(where)} on the key (key policy or IAM)",

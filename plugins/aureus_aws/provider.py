@@ -29,7 +29,6 @@ from aureus_core.errors import (
     KeyExists,
     KeyNotFound,
     ProviderError,
-    SignatureError,
     UnsupportedOperation,
 )
 from aureus_core.interfaces import Capability, KeyProviderBase
@@ -324,9 +323,9 @@ class AwsKmsProvider(KeyProviderBase):
                 response = client.get_public_key(KeyId=key.key_id)
             spec = str(response.get("KeySpec") or response.get("CustomerMasterKeySpec"))
             if spec not in signing.ALGORITHMS or response.get("KeyUsage") != "SIGN_VERIFY":
-                raise SignatureError(
-                    f"{key.uri} is a {spec} {response.get('KeyUsage')} key; aws-kms signs with "
-                    "ECC_NIST_P256, ECC_NIST_P384 and RSA SIGN_VERIFY keys"
+                raise ConfigError(
+                    f"{key.uri} is a {spec} {response.get('KeyUsage')} key, not a signing key; "
+                    "aws-kms signs with ECC_NIST_P256, ECC_NIST_P384 and RSA SIGN_VERIFY keys"
                 )
             cached = signing.PublicKey.from_der(
                 str(response["KeyId"]), spec, bytes(response["PublicKey"])
@@ -525,6 +524,7 @@ class AwsKmsProvider(KeyProviderBase):
             description=str(described.get("Description", "")),
             labels=dict(labels),
             extra=extra,
+            usage=KeyPurpose.WRAP if usage == "ENCRYPT_DECRYPT" else KeyPurpose.SIGN,
         )
 
     def _describe(self, client: Any, key_id: str, subject: str, *, tags: bool) -> KeyMetadata:

@@ -59,7 +59,7 @@ from aureus_core.errors import (
 )
 from aureus_core.interfaces import Capability, KeyProviderBase
 from aureus_core.keyref import KeyRef
-from aureus_core.keys import KeyMetadata, KeySpec, KeyState, KeyType, KeyVersion
+from aureus_core.keys import KeyMetadata, KeyPurpose, KeySpec, KeyState, KeyType, KeyVersion
 from aureus_core.rotation import RotationPolicy
 from aureus_core.signature import Signature
 from aureus_core.ttl import TtlCache
@@ -643,6 +643,7 @@ class AzureKeyVaultProvider(KeyProviderBase):
             description=description,
             labels={k: v for k, v in tags.items() if not k.startswith("aureus-")},
             extra=extra,
+            usage=KeyPurpose.WRAP if purpose == "wrap" else KeyPurpose.SIGN,
         )
 
     def _fresh_info(self, key: AzureKey) -> _KeyInfo:

@@ -9,9 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from aureus_core.audit import AuditEvent
-from aureus_core.errors import ConfigError
-
-from .options import Options
+from aureus_core.errors import AuditSinkError, ConfigError
+from aureus_core.options import Options
 
 DEFAULT_LOGGER = "aureus.audit"
 DEFAULT_LEVEL = logging.INFO
@@ -23,6 +22,7 @@ class MemoryAuditSink:
     def __init__(self) -> None:
         self._events: list[AuditEvent] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> MemoryAuditSink:
@@ -41,6 +41,8 @@ class MemoryAuditSink:
         if not isinstance(event, AuditEvent):
             raise TypeError(f"an audit sink records AuditEvent objects, not {type(event).__name__}")
         with self._lock:
+            if self._closed:
+                raise AuditSinkError("the memory audit sink is closed; it records nothing more")
             self._events.append(event)
 
     def clear(self) -> None:
@@ -49,7 +51,9 @@ class MemoryAuditSink:
             self._events.clear()
 
     def close(self) -> None:
-        """Nothing to release; the events stay readable."""
+        """Record nothing more; the events stay readable."""
+        with self._lock:
+            self._closed = True
 
     def __repr__(self) -> str:
         return f"MemoryAuditSink(events={len(self.events)})"
@@ -82,6 +86,7 @@ class LoggingAuditSink:
     def __init__(self, logger: str = DEFAULT_LOGGER, level: int = DEFAULT_LEVEL) -> None:
         self._logger = logging.getLogger(logger)
         self._level = parse_level(level)
+        self._closed = False
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> LoggingAuditSink:
@@ -105,13 +110,18 @@ class LoggingAuditSink:
 
     def emit(self, event: AuditEvent) -> None:
         """Log ``event`` as JSON."""
+        if self._closed:
+            raise AuditSinkError(
+                f"the logging audit sink for logger {self._logger.name!r} is closed"
+            )
         data = event.to_dict()
         self._logger.log(
             self._level, json.dumps(data, sort_keys=True), extra={"aureus_event": data}
         )
 
     def close(self) -> None:
-        """Nothing to release: the logger's handlers belong to the application."""
+        """Record nothing more; the logger's handlers belong to the application."""
+        self._closed = True
 
     def __repr__(self) -> str:
         return (

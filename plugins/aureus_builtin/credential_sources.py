@@ -8,9 +8,8 @@ from typing import Any
 
 from aureus_core.errors import CredentialError
 from aureus_core.interfaces import Credentials
+from aureus_core.options import Options
 from aureus_core.sensitive import Secret
-
-from .options import Options
 
 
 class EnvCredentialSource:

@@ -1,7 +1,7 @@
 """The ``jsonl`` audit sink: an append-only, hash-chained JSON-lines log that can be verified.
 
 Each event becomes one line linked to the one before it (see
-:mod:`aureus_builtin.audit_chain` for the format).  Appends from any number
+:mod:`aureus_core.audit.chain` for the format).  Appends from any number
 of threads and processes go through one lock file; inside it the writer
 re-reads the head file, checks that the log still ends where the head says,
 appends, syncs and rewrites the head.  A log that was cut, or a head file that
@@ -39,12 +39,7 @@ import attrs
 import filelock
 
 from aureus_core.audit import AuditEvent, derive_key
-from aureus_core.durable import fsync_directory, write_all
-from aureus_core.errors import AuditSinkError, AureusError, ConfigError
-from aureus_core.interfaces import Capability, ProviderLookup
-from aureus_core.keyref import KeyRef
-
-from .audit_chain import (
+from aureus_core.audit.chain import (
     GENESIS,
     HEAD_FORMAT,
     HMAC_SHA256,
@@ -73,7 +68,11 @@ from .audit_chain import (
     rotated_path,
     signed_bytes,
 )
-from .options import Options, positive_int
+from aureus_core.durable import fsync_directory, write_all
+from aureus_core.errors import AuditSinkError, AureusError, ConfigError
+from aureus_core.interfaces import Capability, ProviderLookup
+from aureus_core.keyref import KeyRef
+from aureus_core.options import Options, positive_int
 
 DEFAULT_CHECKPOINT_EVERY = 1000
 DEFAULT_SYNC_EVERY = 100

@@ -8,8 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aureus_core.interfaces import CacheEntry
-
-from .options import Options, positive_int
+from aureus_core.options import Options, positive_int
 
 DEFAULT_CAPACITY = 1000
 _WHAT = "the memory cache backend"

@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aureus_core.interfaces import CacheEntry
-
-from .options import Options
+from aureus_core.options import Options
 
 
 class NullCache:

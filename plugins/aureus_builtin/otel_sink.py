@@ -24,9 +24,8 @@ from opentelemetry._logs import LogRecord, SeverityNumber, get_logger_provider
 from aureus_core.audit import AuditEvent
 from aureus_core.errors import AuditSinkError, ConfigError
 from aureus_core.hookspecs import hookimpl
+from aureus_core.options import Options
 from aureus_core.registry import AuditSinkRegistry
-
-from .options import Options
 
 if TYPE_CHECKING:
     from opentelemetry._logs import LoggerProvider
@@ -72,6 +71,7 @@ class OtelAuditSink:
         self.signal = signal
         self.scope = scope
         self._logger_provider = logger_provider
+        self._closed = False
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> OtelAuditSink:
@@ -84,6 +84,8 @@ class OtelAuditSink:
         """Record ``event``; raise :class:`AuditSinkError` if OpenTelemetry would drop it."""
         if not isinstance(event, AuditEvent):
             raise TypeError(f"an audit sink records AuditEvent objects, not {type(event).__name__}")
+        if self._closed:
+            raise AuditSinkError(f"the otel audit sink ({self.signal}) is closed")
         if self.signal == "span-event":
             span = trace.get_current_span()
             if not span.is_recording():
@@ -114,7 +116,8 @@ class OtelAuditSink:
         provider.get_logger(self.scope).emit(record)
 
     def close(self) -> None:
-        """Nothing to release: the providers belong to the application."""
+        """Record nothing more; the providers belong to the application."""
+        self._closed = True
 
     def __repr__(self) -> str:
         return f"OtelAuditSink(signal={self.signal!r}, scope={self.scope!r})"

@@ -130,7 +130,7 @@ def translate(
     if isinstance(error, api_exceptions.InvalidArgument) and "crc32c" in _detail(error).lower():
         return corrupted(operation, subject, f"Cloud KMS refused a request checksum ({code})")
     if isinstance(error, api_exceptions.InvalidArgument) and unwrap:
-        return DecryptionError()
+        return DecryptionError(code=code)
     if isinstance(error, api_exceptions.Unauthenticated) or (
         PLUGIN_METADATA_FAILURE in _detail(error).lower()
     ):

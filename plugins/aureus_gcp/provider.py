@@ -69,7 +69,7 @@ from aureus_core.errors import (
 )
 from aureus_core.interfaces import Capability, KeyProviderBase
 from aureus_core.keyref import KeyRef
-from aureus_core.keys import KeyMetadata, KeySpec, KeyState, KeyType, KeyVersion
+from aureus_core.keys import KeyMetadata, KeyPurpose, KeySpec, KeyState, KeyType, KeyVersion
 from aureus_core.rotation import DEFAULT_MAX_AGE, RotationPolicy
 from aureus_core.signature import Signature
 from aureus_core.ttl import TtlCache
@@ -115,6 +115,11 @@ _STATES = {
     "PENDING_EXTERNAL_DESTRUCTION": KeyState.PENDING_DELETION,
     "PENDING_IMPORT": KeyState.PENDING_IMPORT,
 }
+_USAGE = {
+    kms.CryptoKey.CryptoKeyPurpose.ENCRYPT_DECRYPT: KeyPurpose.WRAP,
+    kms.CryptoKey.CryptoKeyPurpose.ASYMMETRIC_SIGN: KeyPurpose.SIGN,
+}
+"""What a key is for, from Cloud KMS's own purpose (not the key type)."""
 _Version = kms.CryptoKeyVersion
 R = TypeVar("R")
 _VersionState = kms.CryptoKeyVersion.CryptoKeyVersionState
@@ -325,6 +330,7 @@ class GcpKmsProvider(KeyProviderBase):
             Capability.ROTATE,
             Capability.VERSIONS,
             Capability.LIFECYCLE,
+            Capability.DESTROY_VERSION,
         }
     )
     key_types = signing.KEY_TYPES
@@ -772,6 +778,7 @@ class GcpKmsProvider(KeyProviderBase):
             versions=listed,
             labels=labels,
             extra=extra,
+            usage=_USAGE.get(crypto_key.purpose),
         )
 
     def list_keys(self) -> Sequence[KeyMetadata]:
@@ -1063,6 +1070,8 @@ class GcpKmsProvider(KeyProviderBase):
             return bytearray(answer)
         except (CredentialError, ProviderUnavailable, Throttled, AccessDenied, KeyDisabled):
             raise
+        except DecryptionError as error:  # keeps the service's code
+            raise DecryptionError(code=error.code) from None
         except AureusError:
             raise DecryptionError() from None
 
@@ -1107,7 +1116,7 @@ class GcpKmsProvider(KeyProviderBase):
             raise KeyNotFound(f"Cloud KMS key {key.uri} has no versions", provider=SCHEME)
         algorithm = _Version.CryptoKeyVersionAlgorithm(versions[-1].algorithm).name
         if str(algorithm) not in signing.ALGORITHMS:
-            raise SignatureError(
+            raise GcpConfigError(
                 f"{key.uri} is a {algorithm} key, not a signing key: gcp-kms signs with "
                 "EC P-256/P-384, RSA and Ed25519 keys"
             )
@@ -1138,7 +1147,7 @@ class GcpKmsProvider(KeyProviderBase):
                 {"state_refusal": True},
             )
         except GcpConfigError as error:
-            raise SignatureError(f"{key.uri} is not a signing key ({error})") from None
+            raise GcpConfigError(f"{key.uri} is not a signing key ({error})") from None
         pem = str(response.pem).encode("ascii")
         if response.name != key.version_path:
             raise corrupted("GetPublicKey", subject, "the answer names another key version")

@@ -101,6 +101,8 @@ class LocalKeyProvider(KeyProviderBase):
             Capability.IMPORT,
             Capability.MAC,
             Capability.LIFECYCLE,
+            Capability.MIN_DECRYPTION_VERSION,
+            Capability.DESTROY_VERSION,
             Capability.WRAPPED_IMPORT,
         }
     )

@@ -139,6 +139,13 @@ def test_plugins_listing(run):
     assert plugins["local"]["registers"] == {"key_providers": ["local"]}
     lines = run("plugins").stdout.splitlines()
     assert any(line.startswith("local  0.1.0  loaded  (key providers: local)") for line in lines)
+    # Each register(description=...) is shown under its plugin, with its kind.
+    described = "local keystore directory: AES-256 wrapping, Ed25519 and ECDSA P-256 signing"
+    assert plugins["local"]["descriptions"] == {"key_providers": {"local": described}}
+    local = lines.index(next(line for line in lines if line.startswith("local  ")))
+    assert lines[local + 1] == f"    key provider local: {described}"
+    assert "    cache backend memory: in-process LRU of data keys" in "\n".join(lines)
+    assert "    audit sink memory: keeps events in a list (tests)" in lines
 
 
 def test_bad_config_is_one_line(run, tmp_path):

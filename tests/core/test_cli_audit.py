@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from aureus_builtin.audit_chain import GENESIS, record_hash
+from aureus_core.audit.chain import GENESIS, record_hash
 from aureus_core.cli import main
 
 AUREUS = str(Path(sys.executable).with_name("aureus"))

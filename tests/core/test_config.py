@@ -90,3 +90,38 @@ def test_repr_never_shows_credential_values():
     )
     assert "s3cr3t-pass" not in repr(config)
     assert "values" in repr(config.credentials["p"])
+
+
+def test_path_options_of_any_plugin_resolve_against_the_config_file(tmp_path: Path):
+    """keystore/path/file and *_file, *_path, *_dir are paths; other options stay as written."""
+    path = tmp_path / "conf" / "aureus.toml"
+    path.parent.mkdir()
+    path.write_text(
+        """
+[providers.acme]
+ca_file = "certs/ca.pem"
+state_dir = "state"
+socket_path = "/run/acme.sock"
+profile = "certs/not-a-path"
+
+[credentials.acme]
+source = "acme-token"
+token_file = "token"
+
+[cache]
+backend = "disk"
+path = "cache.db"
+"""
+    )
+    config = StackConfig.from_file(path)
+    base = tmp_path / "conf"
+    acme = config.providers["acme"]
+    assert acme["ca_file"] == str(base / "certs" / "ca.pem")
+    assert acme["state_dir"] == str(base / "state")
+    assert acme["socket_path"] == "/run/acme.sock"  # absolute: unchanged
+    assert acme["profile"] == "certs/not-a-path"
+    assert config.credentials["acme"].options["token_file"] == str(base / "token")
+    assert config.cache is not None
+    assert config.cache.options["path"] == str(base / "cache.db")
+    from_dict = StackConfig.from_dict({"providers": {"acme": {"ca_file": "certs/ca.pem"}}})
+    assert from_dict.providers["acme"]["ca_file"] == "certs/ca.pem"  # no file, no base directory

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from aureus_core.errors import ConfigError, CredentialError, ProviderError
+from aureus_core.errors import (
+    ConfigError,
+    CredentialError,
+    DecryptionError,
+    NotAMessage,
+    ProviderError,
+)
 
 
 @pytest.mark.parametrize("kind", [ConfigError, CredentialError])
@@ -23,3 +29,13 @@ def test_config_and_credential_errors_carry_an_optional_code(
 def test_provider_errors_keep_provider_and_code() -> None:
     error = ProviderError("down", provider="aws-kms", code="KMSInternalException")
     assert (error.provider, error.code) == ("aws-kms", "KMSInternalException")
+
+
+def test_decryption_errors_carry_an_optional_code_and_stay_opaque() -> None:
+    plain, refused = DecryptionError(), DecryptionError(code="InvalidCiphertextException")
+    assert (str(plain), plain.code) == (
+        "the message could not be decrypted and authenticated",
+        None,
+    )
+    assert (str(refused), refused.code) == (str(plain), "InvalidCiphertextException")
+    assert NotAMessage("this is text, not a message").code is None

@@ -644,14 +644,45 @@ class NoMinimum(Static):
     capabilities = frozenset({Capability.LIST, Capability.DESCRIBE, Capability.LIFECYCLE})
 
     def set_min_decryption_version(self, key, version):
+        raise AssertionError("the stack called a method whose capability is not declared")
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_retire_on_a_provider_without_a_minimum_is_an_honest_skip(
+    local: LocalKeyProvider, dry_run: bool
+):
+    """A dry run says what the real run does: skip, never a retire that cannot happen."""
+    config = StackConfig.from_dict({"providers": {"static": {}}})
+    with KeyStack(config=config, providers={"local": local, "static": NoMinimum()}) as s:
+        actions = s.enforce_rotation(
+            RotationPolicy(retire_after_max_age=True), dry_run=dry_run, now=NOW
+        )
+    retire = [a for a in actions if a.from_version is None and a.to_version == "7"]
+    assert [(a.action, a.applied) for a in retire] == [("skip", False)]
+    assert (
+        retire[0]
+        .describe()
+        .startswith(
+            "static://old: skip: provider 'static' cannot set a minimum decryption version; "
+            "version(s) 6 are older than the maximum age"
+        )
+    )
+
+
+class RefusesMinimum(NoMinimum):
+    """Declares a minimum decryption version but refuses it for this key."""
+
+    capabilities = NoMinimum.capabilities | {Capability.MIN_DECRYPTION_VERSION}
+
+    def set_min_decryption_version(self, key, version):
         raise UnsupportedOperation("static", "set_min_decryption_version")
 
 
-def test_retire_on_a_provider_without_a_minimum_is_a_skip_not_a_failure(
+def test_retire_refused_by_a_declaring_provider_is_a_skip_not_a_failure(
     local: LocalKeyProvider,
 ):
     config = StackConfig.from_dict({"providers": {"static": {}}})
-    with KeyStack(config=config, providers={"local": local, "static": NoMinimum()}) as s:
+    with KeyStack(config=config, providers={"local": local, "static": RefusesMinimum()}) as s:
         actions = s.enforce_rotation(RotationPolicy(retire_after_max_age=True), now=NOW)
     retire = [a for a in actions if a.from_version is None and a.to_version == "7"]
     assert [(a.action, a.applied) for a in retire] == [("skip", False)]

@@ -418,8 +418,9 @@ class Pkcs11KeyProvider(KeyProviderBase):
         versions = objects.find_versions(session, name.name)
         chosen = objects.select(versions, name.name, name.ref(None).uri, name.version)
         if chosen.key_type.purpose is not KeyPurpose.SIGN:
-            raise UnsupportedOperation(
-                SCHEME, "sign", f"{name.ref(None).uri} is an {chosen.key_type.value} key"
+            raise ConfigError(
+                f"{name.ref(None).uri} is an {chosen.key_type.value} wrapping key, not a signing "
+                "key: sign with an ed25519, ecdsa or rsa key"
             )
         return chosen
 
@@ -527,8 +528,9 @@ class Pkcs11KeyProvider(KeyProviderBase):
         versions = objects.find_versions(session, name.name)
         chosen = objects.select(versions, name.name, name.ref(None).uri, name.version)
         if chosen.key_type is not KeyType.AES_256:
-            raise UnsupportedOperation(
-                SCHEME, "wrap", f"{name.ref(None).uri} is an {chosen.key_type.value} key"
+            raise ConfigError(
+                f"{name.ref(None).uri} is an {chosen.key_type.value} signing key, not a wrapping "
+                "key: wrap with an aes-256 key"
             )
         return chosen
 

@@ -263,6 +263,7 @@ import threading
 
 import pytest
 
+from aureus_core.errors import AuditSinkError
 from aureus_core.testing import AuditSinkContract
 
 
@@ -273,6 +274,8 @@ class ListSink:
         self.lock = threading.Lock()
 
     def emit(self, event):
+        if self.closed:
+            raise AuditSinkError("closed")
         with self.lock:
             self.events.append(event)
 
@@ -304,6 +307,8 @@ def test_audit_sink_that_reorders_events_fails(pytester: pytest.Pytester):
         + """
 class Broken(ListSink):
     def emit(self, event):
+        if self.closed:
+            raise AuditSinkError("closed")
         with self.lock:
             self.events.insert(0, event)
 """,
@@ -322,7 +327,11 @@ class Broken(ListSink):
             super().emit(event)
 """,
     )
-    assert failed == {"test_read_back_in_order", "test_emit_from_threads"}
+    assert failed == {
+        "test_read_back_in_order",
+        "test_emit_from_threads",
+        "test_emit_after_close_raises_audit_sink_error",
+    }
 
 
 def test_audit_sink_whose_close_is_not_idempotent_fails(pytester: pytest.Pytester):
@@ -340,13 +349,38 @@ class Broken(ListSink):
     assert failed == {"test_close_is_idempotent"}
 
 
-def test_audit_sink_without_read_back_skips_the_read_back_tests(pytester: pytest.Pytester):
+def test_audit_sink_that_records_after_close_fails(pytester: pytest.Pytester):
+    failed, _ = failed_and_passed(
+        pytester,
+        AUDIT
+        + """
+class Broken(ListSink):
+    def emit(self, event):
+        with self.lock:
+            self.events.append(event)
+""",
+    )
+    assert failed == {"test_emit_after_close_raises_audit_sink_error"}
+
+
+NO_READ_BACK = AUDIT.replace(
+    "return lambda: [e.to_dict() for e in audit_sink.events]", "return None"
+)
+
+
+def test_audit_sink_without_read_back_fails_the_read_back_tests(pytester: pytest.Pytester):
+    """A missing recorded_events fixture is a failure that says what to do, not a skip."""
+    pytester.makepyfile(test_subject=textwrap.dedent(NO_READ_BACK) + "\nBroken = ListSink\n")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4, failed=2)
+    result.stdout.fnmatch_lines(["*override recorded_events to return a function*"])
+
+
+def test_audit_sink_marked_unreadable_skips_the_read_back_tests(pytester: pytest.Pytester):
     pytester.makepyfile(
-        test_subject=textwrap.dedent(
-            AUDIT.replace("return lambda: [e.to_dict() for e in audit_sink.events]", "return None")
-        )
-        + "\nBroken = ListSink\n"
+        test_subject=textwrap.dedent(NO_READ_BACK)
+        + "\nBroken = ListSink\nTestSink.readable = False\n"
     )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-rs")
-    result.assert_outcomes(passed=4, skipped=1)
-    result.stdout.fnmatch_lines(["*this sink cannot be read back*"])
+    result.assert_outcomes(passed=5, skipped=1)
+    result.stdout.fnmatch_lines(["*this sink cannot be read back (readable = False)*"])

@@ -333,6 +333,71 @@ def test_declared_generate_data_key_without_the_method_fails(pytester: pytest.Py
     )
 
 
+def test_wrapped_keys_without_a_version_fail_unless_the_knob_says_so(
+    pytester: pytest.Pytester,
+):
+    """A provider whose wraps name no version fails, with the knob to set in the message."""
+    outcomes = Outcomes(
+        pytester,
+        """
+        class Broken(ReferenceProvider):
+            def wrap(self, key, data_key, context):
+                wrapped = super().wrap(key, data_key, context)
+                unpinned = wrapped.key.with_version(None)
+                return type(wrapped)(key=unpinned, encrypted=wrapped.encrypted)
+        """,
+    )
+    name = "test_wrap_unwrap_round_trip[aes-256]"
+    assert name in outcomes.failed
+    assert "set wrapped_keys_name_a_version = False" in outcomes.message(name)
+
+
+def test_the_no_version_knob_checks_the_wraps_really_name_none(pytester: pytest.Pytester):
+    """With wrapped_keys_name_a_version = False, a pinned wrapped key fails the kit."""
+    outcomes = Outcomes(
+        pytester,
+        """
+        class Broken(ReferenceProvider):
+            pass
+
+        TestBroken.wrapped_keys_name_a_version = False
+        """,
+    )
+    name = "test_wrap_unwrap_round_trip[aes-256]"
+    assert name in outcomes.failed
+    assert "wrapped_keys_name_a_version is False, but the wrapped key names version" in (
+        outcomes.message(name)
+    )
+
+
+def test_signing_keys_that_do_not_rotate_need_the_knob(pytester: pytest.Pytester):
+    """With signing_keys_rotate = False, rotate_key on a signing key must be refused."""
+    outcomes = Outcomes(
+        pytester,
+        """
+        class Broken(ReferenceProvider):
+            pass
+
+        TestBroken.signing_keys_rotate = False
+        """,
+    )
+    assert "test_rotate_adds_a_current_version[ed25519]" in outcomes.failed
+    assert "test_rotate_adds_a_current_version[aes-256]" in outcomes.passed
+    refusing = Outcomes(
+        pytester,
+        """
+        class Broken(ReferenceProvider):
+            def rotate_key(self, key):
+                if self.describe_key(key).key_type.value != "aes-256":
+                    raise UnsupportedOperation("reference", "rotate_key", "wrapping keys only")
+                return super().rotate_key(key)
+
+        TestBroken.signing_keys_rotate = False
+        """,
+    )
+    assert "test_rotate_adds_a_current_version[ed25519]" in refusing.passed
+
+
 NATIVE = """
 class Native(ReferenceProvider):
     async def awrap(self, key, data_key, context):

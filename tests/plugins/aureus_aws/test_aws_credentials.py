@@ -22,6 +22,8 @@ from aureus_aws.credentials import (
     register,
 )
 from aureus_aws.testing import MotoServer
+from aureus_core import KeyStack
+from aureus_core.config import StackConfig
 from aureus_core.errors import ConfigError, CredentialError
 from aureus_core.interfaces import Credentials, CredentialSource
 from aureus_core.registry import CredentialSourceRegistry
@@ -597,3 +599,65 @@ def test_sts_refusal_names_the_code_and_role_but_not_the_token(
     assert "trust policy" in message
     assert token_file.read_text().strip() not in message
     assert caught.value.__cause__ is None
+
+
+def _stack_config(moto_server: MotoServer, partner: dict[str, Any]) -> StackConfig:
+    return StackConfig.from_dict(
+        {
+            "stack": {"default_provider": "aws-kms"},
+            "providers": {
+                "aws-kms": {
+                    "region": "us-east-1",
+                    "endpoint_url": moto_server.url,
+                    "credentials": "partner",
+                }
+            },
+            "credentials": {
+                "base": {
+                    "source": "iam",
+                    "access_key_id": "AKIABASEEXAMPLE00001",
+                    "secret_access_key": "base-secret-value-0001",
+                },
+                "partner": {"source": "assume-role", **partner},
+            },
+        }
+    )
+
+
+def test_assume_role_parent_may_name_another_credentials_table(moto_server: MotoServer) -> None:
+    """parent = "base" uses the source [credentials.base] configures, built once."""
+    config = _stack_config(
+        moto_server, {"role_arn": TARGET_ROLE, "endpoint_url": moto_server.url, "parent": "base"}
+    )
+    with KeyStack(config=config) as stack:
+        created = stack.create_key("chained", "aes-256")
+        assert created.ref.scheme == "aws-kms"
+        partner = stack._credentials["partner"]
+        assert isinstance(partner, AssumeRoleCredentialSource)
+        base = stack._credentials["base"]
+        assert partner.parent is base
+        assert base.get_credentials().values["access_key_id"].reveal() == "AKIABASEEXAMPLE00001"
+        principal = stack._principal("aws-kms")
+    assert principal is not None
+    assert principal.startswith("arn:aws:sts::444455556666:assumed-role/")
+
+
+def test_credentials_that_refer_to_each_other_in_a_loop_are_refused(
+    moto_server: MotoServer,
+) -> None:
+    config = _stack_config(
+        moto_server, {"role_arn": TARGET_ROLE, "endpoint_url": moto_server.url, "parent": "partner"}
+    )
+    with KeyStack(config=config) as stack, pytest.raises(ConfigError) as refused:
+        stack.provider("aws-kms")
+    assert "credentials refer to each other in a loop: [credentials.partner] -> " in str(
+        refused.value
+    )
+    assert "[credentials.partner]" in str(refused.value)
+
+
+def test_a_named_parent_outside_a_stack_says_to_use_an_inline_table() -> None:
+    registry = CredentialSourceRegistry()
+    register(registry)
+    with pytest.raises(ConfigError, match="only a stack configuration can resolve"):
+        registry.get("assume-role").factory({"role_arn": TARGET_ROLE, "parent": "base"})

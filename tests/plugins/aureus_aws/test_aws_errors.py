@@ -94,6 +94,7 @@ def test_bad_ciphertext_on_unwrap_is_opaque(offline: AwsKmsProvider, code: str) 
         with pytest.raises(DecryptionError) as raised:
             offline.unwrap(REF, edk, CONTEXT)
     assert "secret details" not in str(raised.value)
+    assert raised.value.code == code  # the service's code, as on the other errors
 
 
 def test_unwrap_refuses_a_reply_from_another_key(offline: AwsKmsProvider) -> None:

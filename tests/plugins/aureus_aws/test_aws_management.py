@@ -11,7 +11,7 @@ from botocore.stub import Stubber
 from aureus_aws import AwsKmsOptions, AwsKmsProvider
 from aureus_core.errors import ConfigError, UnsupportedOperation
 from aureus_core.keyref import KeyRef
-from aureus_core.keys import KeySpec, KeyState, KeyType
+from aureus_core.keys import KeyPurpose, KeySpec, KeyState, KeyType
 
 
 def _name() -> str:
@@ -141,3 +141,12 @@ def test_single_region_keys_do_not_replicate(provider: AwsKmsProvider) -> None:
     ref = provider.create_key(_name(), KeySpec(key_type=KeyType.AES_256)).ref
     with pytest.raises(ConfigError, match="multi_region=true"):
         provider.replicate_key(ref, "eu-west-1")
+
+
+def test_metadata_purpose_comes_from_the_key_usage(provider: AwsKmsProvider) -> None:
+    """``usage`` is KMS's KeyUsage, so ``purpose`` never guesses from the key spec."""
+    wrapping = provider.create_key(_name(), KeySpec(key_type=KeyType.AES_256))
+    signing = provider.create_key(_name(), KeySpec(key_type=KeyType.ECDSA_P256))
+    assert provider.describe_key(wrapping.ref).usage is KeyPurpose.WRAP
+    assert provider.describe_key(signing.ref).usage is KeyPurpose.SIGN
+    assert signing.purpose is KeyPurpose.SIGN

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from aureus_aws import AwsKmsOptions, AwsKmsProvider
 from aureus_aws.signing import RAW_MESSAGE_LIMIT
-from aureus_core.errors import SignatureError
+from aureus_core.errors import ConfigError, SignatureError
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec, KeyType
 
@@ -170,7 +170,9 @@ def test_public_key_is_cached_for_its_ttl(moto_server: Any) -> None:
     provider.close()
 
 
-def test_signing_with_a_wrapping_key_is_a_signature_error(provider: AwsKmsProvider) -> None:
+def test_signing_with_a_wrapping_key_is_a_config_error(provider: AwsKmsProvider) -> None:
     ref = _key(provider, KeyType.AES_256)
-    with pytest.raises(SignatureError, match="SYMMETRIC_DEFAULT"):
+    with pytest.raises(
+        ConfigError, match="SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key, not a signing key"
+    ):
         provider.sign(ref, b"m")

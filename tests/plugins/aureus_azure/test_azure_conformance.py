@@ -30,15 +30,13 @@ class _AzureContract(KeyProviderContract):
         other = EncryptionContext({"purpose": "other"})
         assert bytes(provider.unwrap(ref, wrapped.encrypted, other)) == data_key
 
-    def test_lifecycle_min_decryption_version(self, provider, key_name):
+    def test_min_decryption_version_is_refused_with_a_hint(self, provider, key_name):
         """Key Vault has no minimum decryption version: UnsupportedOperation with a hint."""
         ref, _ = self._versioned_key(provider, KeyPurpose.WRAP, key_name)
         with pytest.raises(UnsupportedOperation, match="disable old versions"):
             provider.set_min_decryption_version(ref, "1")
 
-    def test_lifecycle_destroy_needs_confirm_and_spares_the_current_version(
-        self, provider, key_name
-    ):
+    def test_destroy_version_is_refused_with_a_hint(self, provider, key_name):
         """Key Vault cannot destroy one version: UnsupportedOperation with a hint."""
         ref, metadata = self._versioned_key(provider, KeyPurpose.WRAP, key_name)
         with pytest.raises(UnsupportedOperation, match="delete_key"):

@@ -25,7 +25,7 @@ from aureus_azure import AzureKeyVaultProvider
 from aureus_azure.testing import EmulatorCredential, KeyVaultEmulator
 from aureus_core import KeyStack
 from aureus_core.context import EncryptionContext
-from aureus_core.keys import KeySpec, KeyType
+from aureus_core.keys import KeyPurpose, KeySpec, KeyType
 
 WRAP = KeySpec(key_type=KeyType.RSA_2048, options={"purpose": "wrap"})
 
@@ -211,3 +211,20 @@ def test_managed_hsm_option_declares_a_loopback_vault_an_hsm() -> None:
     assert KeyType.AES_256 in hsm.key_types
     with pytest.raises(ConfigError, match="managed_hsm"):
         create_provider(ProviderSettings(options={"vault": "127.0.0.1:8443", "managed_hsm": "yes"}))
+
+
+def test_metadata_purpose_is_the_keys_own_not_its_types(
+    vault_provider: AzureKeyVaultProvider,
+) -> None:
+    """An RSA key created to wrap reports wrap (its type alone would say sign)."""
+    suffix = os.urandom(4).hex()
+    wrapping = vault_provider.create_key(f"rsa-wrap-{suffix}", WRAP)
+    signing = vault_provider.create_key(f"rsa-sign-{suffix}", KeySpec(key_type=KeyType.RSA_2048))
+    assert KeyType.RSA_2048.purpose is KeyPurpose.SIGN
+    assert wrapping.purpose is KeyPurpose.WRAP
+    assert vault_provider.describe_key(wrapping.ref).purpose is KeyPurpose.WRAP
+    assert vault_provider.describe_key(wrapping.ref).to_dict()["purpose"] == "wrap"
+    assert signing.purpose is KeyPurpose.SIGN
+    listed = {m.uri: m.purpose for m in vault_provider.list_keys()}
+    assert listed[wrapping.uri] is KeyPurpose.WRAP
+    assert listed[signing.uri] is KeyPurpose.SIGN

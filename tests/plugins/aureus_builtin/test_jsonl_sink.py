@@ -19,7 +19,10 @@ import pytest
 import aureus_builtin
 import aureus_core
 import aureus_local
-from aureus_builtin.audit_chain import (
+from aureus_builtin.jsonl_sink import JsonlAuditSink
+from aureus_core import KeyStack
+from aureus_core.audit import AuditEvent, derive_key
+from aureus_core.audit.chain import (
     CHAIN_KEY_LABEL,
     GENESIS,
     ChainError,
@@ -34,9 +37,6 @@ from aureus_builtin.audit_chain import (
     sig_value,
     verify_chain,
 )
-from aureus_builtin.jsonl_sink import JsonlAuditSink
-from aureus_core import KeyStack
-from aureus_core.audit import AuditEvent, derive_key
 from aureus_core.errors import AuditFailure, AuditSinkError, ConfigError
 from aureus_core.interfaces import KeyProvider
 from aureus_core.keyref import KeyRef

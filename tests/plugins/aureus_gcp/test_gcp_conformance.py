@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from aureus_core.errors import ConfigError, KeyDisabled, UnsupportedOperation
+from aureus_core.errors import ConfigError, KeyDisabled
 from aureus_core.keys import KeyPurpose, KeyState
 from aureus_core.testing.provider_contract import KeyProviderContract
 from aureus_gcp import GcpKmsProvider
@@ -17,10 +17,11 @@ from aureus_gcp.testing import CloudKmsEmulator
 class TestGcpKmsContract(KeyProviderContract):
     """Every contract test, each in its own key ring of the session's emulator.
 
-    Two lifecycle tests are overridden where Cloud KMS differs from the
-    contract's model (docs/gcp.md, "Versions and lifecycle"): it has no
-    minimum decryption version, and it destroys a version only after a
-    scheduled delay (``pending-deletion`` until then, restorable).
+    Cloud KMS has no minimum decryption version, so the provider does not
+    declare ``min-decryption-version`` and the kit checks that it refuses it.
+    The destroy test is overridden where Cloud KMS differs from the contract's
+    model (docs/gcp.md, "Versions and lifecycle"): it destroys a version only
+    after a scheduled delay (``pending-deletion`` until then, restorable).
     """
 
     emulator: CloudKmsEmulator
@@ -29,12 +30,6 @@ class TestGcpKmsContract(KeyProviderContract):
     def provider(self, gcp_provider: GcpKmsProvider, gcp_kms: CloudKmsEmulator) -> GcpKmsProvider:
         self.emulator = gcp_kms  # the test instance is the fixture's: for advancing its clock
         return gcp_provider
-
-    def test_lifecycle_min_decryption_version(self, provider, key_name):
-        """Cloud KMS has no minimum decryption version: UnsupportedOperation with a hint."""
-        ref, _ = self._versioned_key(provider, KeyPurpose.WRAP, key_name)
-        with pytest.raises(UnsupportedOperation, match="disable old versions"):
-            provider.set_min_decryption_version(ref, "1")
 
     def test_lifecycle_destroy_needs_confirm_and_spares_the_current_version(
         self, provider, key_name
@@ -95,8 +90,6 @@ class TestGcpKmsContractOverLocalCredentials(KeyProviderContract):
         provider.close()
         # Every call that reached the emulator carried the token (tests that make none: None).
         assert local_emulator.last_authorization() in (None, "contract-bearer-token")
-
-    test_lifecycle_min_decryption_version = TestGcpKmsContract.test_lifecycle_min_decryption_version
 
     def test_lifecycle_destroy_needs_confirm_and_spares_the_current_version(
         self, provider, key_name

@@ -25,7 +25,6 @@ from aureus_core.errors import (
     KeyNotFound,
     ProviderError,
     ProviderUnavailable,
-    SignatureError,
     Throttled,
 )
 from aureus_core.keyref import KeyRef
@@ -116,6 +115,7 @@ def test_invalid_argument_on_unwrap_is_opaque() -> None:
     )
     assert type(mapped) is DecryptionError
     assert "ciphertext is invalid" not in str(mapped)
+    assert mapped.code == "INVALID_ARGUMENT"
 
 
 def test_any_precondition_on_a_version_is_key_disabled() -> None:
@@ -301,6 +301,7 @@ def test_tampered_ciphertext_and_wrong_context_are_decryption_errors(
     with pytest.raises(DecryptionError) as raised:
         gcp_provider.unwrap(ref, tampered, CONTEXT)
     assert str(raised.value) == str(DecryptionError())
+    assert raised.value.code == "INVALID_ARGUMENT"
     with pytest.raises(DecryptionError):
         gcp_provider.unwrap(ref, edk, EncryptionContext({"purpose": "other"}))
     other = _wrapping_key(gcp_provider)
@@ -314,9 +315,9 @@ def test_wrong_kinds_of_keys(gcp_provider: GcpKmsProvider, new_name) -> None:
     with pytest.raises(GcpConfigError, match="purpose"):
         gcp_provider.wrap(signing, os.urandom(32), CONTEXT)
     for pinned in (wrapping, wrapping.with_version("1")):
-        with pytest.raises(SignatureError, match="not a signing key"):
+        with pytest.raises(GcpConfigError, match="not a signing key"):
             gcp_provider.sign(pinned, b"m")
-        with pytest.raises(SignatureError, match="not a signing key"):
+        with pytest.raises(GcpConfigError, match="not a signing key"):
             gcp_provider.public_key(pinned)
 
 

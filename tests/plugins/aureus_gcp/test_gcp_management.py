@@ -12,7 +12,7 @@ import pytest
 from aureus_core.context import EncryptionContext
 from aureus_core.errors import ConfigError, KeyDisabled, KeyExists, UnsupportedOperation
 from aureus_core.keyref import KeyRef
-from aureus_core.keys import KeySpec, KeyState, KeyType
+from aureus_core.keys import KeyPurpose, KeySpec, KeyState, KeyType
 from aureus_core.rotation import DEFAULT_MAX_AGE, RotationPolicy
 from aureus_gcp import GcpKmsProvider
 from aureus_gcp.testing import CloudKmsEmulator
@@ -301,3 +301,16 @@ def test_create_waits_for_an_asymmetric_version_to_be_generated(
             assert len(polls) >= 2
         finally:
             provider.close()
+
+
+def test_metadata_purpose_comes_from_the_crypto_key(
+    gcp_provider: GcpKmsProvider, new_name: Callable[[str], str]
+) -> None:
+    """``usage`` is Cloud KMS's own purpose, so ``purpose`` never guesses from the type."""
+    wrapping = gcp_provider.create_key(new_name("purpose-wrap"), AES)
+    signing = gcp_provider.create_key(
+        new_name("purpose-sign"), KeySpec(key_type=KeyType.ECDSA_P256)
+    )
+    assert gcp_provider.describe_key(wrapping.ref).usage is KeyPurpose.WRAP
+    assert gcp_provider.describe_key(signing.ref).usage is KeyPurpose.SIGN
+    assert signing.purpose is KeyPurpose.SIGN

@@ -16,7 +16,8 @@ from typing import Any
 import attrs
 import pytest
 
-from aureus_builtin.audit_chain import (
+from aureus_builtin.jsonl_sink import JsonlAuditSink
+from aureus_core.audit.chain import (
     FORMAT_1,
     GENESIS,
     HEAD_FORMAT_1,
@@ -31,7 +32,6 @@ from aureus_builtin.audit_chain import (
     sig_value,
     verify_chain,
 )
-from aureus_builtin.jsonl_sink import JsonlAuditSink
 from aureus_core.interfaces import KeyProvider
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec, KeyType
@@ -362,3 +362,13 @@ def test_a_format_1_file_after_format_2_files_is_refused(tmp_path: Path) -> None
         f"audit.jsonl.000002 line 1 (seq 3): a file of the older format {FORMAT_1} after files "
         f"of log {log}: files were replaced"
     )
+
+
+def test_the_documented_verifier_path_of_the_builtin_plugin_still_imports() -> None:
+    """Code written against ``aureus_builtin.audit_chain`` gets the core's verifier."""
+    import aureus_builtin.audit_chain as former
+    import aureus_core.audit.chain as chain
+
+    assert former.verify_chain is chain.verify_chain
+    assert former.Verdict is chain.Verdict
+    assert former.public_key_check is chain.public_key_check

@@ -1,4 +1,9 @@
-"""Audit events: one per stack operation, never carrying secrets."""
+"""Audit events: one per stack operation, never carrying secrets.
+
+A module of its own that imports nothing from Aureus, so the plugin
+interfaces (:class:`~aureus_core.interfaces.AuditSink`) can name the event
+without importing the audit trail, which imports them.
+"""
 
 from __future__ import annotations
 
