@@ -173,4 +173,6 @@ def mutation(session: nox.Session) -> None:
     """
     # Pinned here, not in the dev extra: only this session needs it.
     session.install("-e", ".[test]", "mutmut==3.8.1")
+    # The cache group also runs the Redis backend's tests (skipped without redis-server).
+    session.install("./contrib/aureus-redis")
     session.run("python", "tools/mutation.py", *session.posargs)

@@ -602,3 +602,172 @@ def test_stream_size_of_a_pipe_is_unknown():
             assert stream_size(pipe) is None
     finally:
         os.close(write)
+
+
+def _metadata(state: str = "enabled", current: str = "1", versions: tuple[str, ...] = ("1",)):
+    from datetime import datetime, timezone
+
+    from aureus_core.keyref import KeyRef
+    from aureus_core.keys import KeyMetadata, KeyState, KeyType, KeyVersion
+
+    now = datetime.now(timezone.utc)
+    return KeyMetadata(
+        ref=KeyRef.parse("local://a"),
+        key_type=KeyType.AES_256,
+        state=KeyState(state),
+        created_at=now,
+        current_version=current,
+        versions=tuple(KeyVersion(version=v, created_at=now) for v in versions),
+    )
+
+
+def _fill(version: str = "1"):
+    from aureus_core.cache import Fill
+
+    return Fill(material=bytearray(b"\x07" * 32), key_versions=(f"local://a?version={version}",))
+
+
+def test_lookup_counts_one_provider_fill_per_miss_and_none_per_hit(clock):
+    cache = DataKeyCache(MemoryCache(capacity=10), CachePolicy(), clock=clock.monotonic)
+    made = []
+
+    def make():
+        made.append(1)
+        return "made", _fill()
+
+    assert cache.lookup(b"k", plaintext_bytes=1, encrypting=True, make=make) == (None, "made")
+    cached, fresh = cache.lookup(b"k", plaintext_bytes=1, encrypting=True, make=make)
+    assert fresh is None
+    assert cached is not None
+    assert bytes(cached.material) == b"\x07" * 32
+    assert (cache.provider_fills, cache.hits, cache.misses, cache.invalidated) == (1, 1, 1, 0)
+    assert len(made) == 1
+
+
+def test_a_hit_on_a_disabled_key_is_dropped_and_counted_as_a_miss(clock):
+    """The entry is wiped from the backend and counts as invalidated, never as a hit."""
+    states = {"now": _metadata()}
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(
+        backend,
+        CachePolicy(recheck=10),
+        clock=clock.monotonic,
+        describe=lambda uri: states["now"] if uri == "local://a" else None,
+    )
+    cache.lookup(b"k", plaintext_bytes=1, encrypting=False, make=lambda: ("made", _fill()))
+    states["now"] = _metadata(state="disabled")
+    clock.advance(10)
+    cached, made = cache.lookup(
+        b"k", plaintext_bytes=1, encrypting=False, make=lambda: ("again", _fill())
+    )
+    assert (cached, made) == (None, "again")
+    assert cache.invalidated == 1
+    assert cache.hits == 0
+    assert cache.provider_fills == 2
+
+
+def test_recheck_describes_a_key_once_per_interval(clock):
+    calls = []
+
+    def describe(uri):
+        calls.append(uri)
+        return _metadata()
+
+    cache = DataKeyCache(
+        MemoryCache(capacity=10), CachePolicy(recheck=30), clock=clock.monotonic, describe=describe
+    )
+    cache.lookup(b"k", plaintext_bytes=1, encrypting=True, make=lambda: ("made", _fill()))
+    for _ in range(3):
+        clock.advance(10)
+        cache.lookup(b"k", plaintext_bytes=1, encrypting=True, make=lambda: ("x", _fill()))
+    # Filled at 0 (a fresh check), used at 10, 20 (within 30 s), described again at 30.
+    assert calls == ["local://a"]
+    assert cache.hits == 3
+
+
+def test_a_failed_recheck_keeps_the_last_known_state_and_says_so(clock, caplog):
+    """A provider outage at recheck time neither fails the operation nor forgets a disable."""
+    states = {"now": _metadata(state="disabled")}
+
+    def describe(uri):
+        if states["now"] is None:
+            raise TimeoutError("provider down")
+        return states["now"]
+
+    cache = DataKeyCache(
+        MemoryCache(capacity=10), CachePolicy(recheck=5), clock=clock.monotonic, describe=describe
+    )
+    for key in (b"k1", b"k2"):
+        cache.store(key, b"\x01" * 32, key_versions=("local://a?version=1",), encrypting=False)
+    clock.advance(5)
+    other = ("fresh", _fill_of_b())
+    assert cache.lookup(b"k1", plaintext_bytes=1, encrypting=False, make=lambda: other) == (
+        None,
+        "fresh",
+    )  # described: disabled
+    clock.advance(5)
+    states["now"] = None  # the provider is unreachable at the next recheck
+    with caplog.at_level("WARNING"):
+        cached, made = cache.lookup(b"k2", plaintext_bytes=1, encrypting=False, make=lambda: other)
+    assert (cached, made) == (None, "fresh")  # still disabled as far as we know
+    assert "could not recheck local://a (TimeoutError); using the last known state" in caplog.text
+
+
+def _fill_of_b():
+    from aureus_core.cache import Fill
+
+    return Fill(material=bytearray(b"\x08" * 32), key_versions=("local://b?version=1",))
+
+
+def test_invalidate_drops_only_entries_the_new_state_forbids(clock):
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(backend, CachePolicy(), clock=clock.monotonic)
+    cache.store(b"enc-1", b"\x01" * 32, key_versions=("local://a?version=1",), encrypting=True)
+    cache.store(b"dec-1", b"\x02" * 32, key_versions=("local://a?version=1",), encrypting=False)
+    cache.store(b"other", b"\x03" * 32, key_versions=("local://b?version=1",), encrypting=True)
+    # Rotated: version 2 is current.  New messages move on; version 1 still unwraps.
+    cache.invalidate("local://a?version=2", _metadata(current="2", versions=("1", "2")))
+    assert cache.invalidated == 1
+    assert backend.get(b"enc-1") is None
+    assert backend.get(b"dec-1") is not None
+    assert backend.get(b"other") is not None
+    # Without the new state every entry of the key goes.
+    cache.invalidate("local://a")
+    assert cache.invalidated == 2
+    assert backend.get(b"dec-1") is None
+    assert backend.get(b"other") is not None
+
+
+def test_an_entry_made_before_a_known_disable_is_judged_at_once(clock):
+    """A store after invalidate(metadata) is checked against that state, not trusted as fresh."""
+    describe_calls = []
+
+    def describe(uri):
+        describe_calls.append(uri)
+        return _metadata(state="disabled")
+
+    cache = DataKeyCache(
+        MemoryCache(capacity=10), CachePolicy(recheck=600), clock=clock.monotonic, describe=describe
+    )
+    cache.invalidate("local://a", _metadata(state="disabled"))
+    cache.store(b"k", b"\x01" * 32, key_versions=("local://a?version=1",), encrypting=True)
+    cached, made = cache.lookup(
+        b"k", plaintext_bytes=1, encrypting=True, make=lambda: ("fresh", _fill())
+    )
+    assert (cached, made) == (None, "fresh")
+    assert describe_calls == ["local://a"]
+
+
+def test_store_keeps_the_creation_time_it_is_given(clock):
+    """A fill is stamped when its provider call started, so it ages from then."""
+    cache = DataKeyCache(MemoryCache(capacity=10), CachePolicy(max_age=60), clock=clock.monotonic)
+    started = clock.monotonic()
+    clock.advance(50)
+    cache.store(b"k", b"\x01" * 32, created_at=started)
+    clock.advance(10)
+    assert cache.take(b"k", plaintext_bytes=1) is None
+
+
+def test_repr_names_the_backend_and_counters(clock):
+    cache = DataKeyCache(MemoryCache(capacity=10), CachePolicy(), clock=clock.monotonic)
+    assert repr(cache) == "<DataKeyCache MemoryCache entries=0 hits=0 misses=0>"
