@@ -56,6 +56,7 @@ GROUPS: dict[str, Group] = {
             "tests/core/envelope/test_forgery.py",
             "tests/core/envelope/test_suites.py",
             "tests/core/envelope/test_interop.py",
+            "tests/core/envelope/test_parse_limits.py",
         ),
     ),
     "signature": Group(

@@ -1,0 +1,97 @@
+"""Checks that refuse a message early, pinned one by one.
+
+Most hostile changes to a message fail later anyway (the header authentication tag, a frame
+tag or the signature catches them), so a test that only expects DecryptionError cannot tell
+whether the early check exists.  These tests observe what the early check adds: the message
+is refused when its header is read, before any key is asked to unwrap, and limits that no
+real message reaches are exercised by lowering them.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from aureus_core import ConfigError, DecryptionError
+from aureus_core.envelope import message as message_module
+from aureus_core.envelope.header import Limits
+from aureus_core.envelope.message import MessageReader
+
+SUITE_DATA = 32  # the commitment value that ends a committing (format 2) header
+FRAME_LENGTH = 16
+
+
+def _content_type_offset(data: bytes) -> int:
+    reader = MessageReader(data)
+    header_length = len(reader.header.serialize())
+    # ... content type (1 byte), frame length (4 bytes), suite data: the header's last fields.
+    offset = header_length - SUITE_DATA - 4 - 1
+    assert data[offset] == reader.header.content_type
+    return offset
+
+
+@pytest.mark.parametrize("content_type", [0, 3, 0xFF])
+def test_an_unknown_content_type_is_refused_when_the_header_is_read(stack, content_type):
+    data = bytearray(stack.encrypt(b"payload", frame_length=FRAME_LENGTH))
+    data[_content_type_offset(bytes(data))] = content_type
+    # Refused by the parser itself: no reader exists to ask a key for the data key.
+    with pytest.raises(DecryptionError):
+        MessageReader(bytes(data))
+    with pytest.raises(DecryptionError):
+        stack.decrypt(bytes(data))
+
+
+def test_a_framed_header_with_frame_length_zero_is_refused_when_read(stack):
+    data = bytearray(stack.encrypt(b"payload", frame_length=FRAME_LENGTH))
+    offset = _content_type_offset(bytes(data)) + 1
+    data[offset : offset + 4] = (0).to_bytes(4, "big")
+    with pytest.raises(DecryptionError, match=r"could not be decrypted and authenticated$"):
+        MessageReader(bytes(data))
+
+
+def test_a_frame_length_over_the_limit_is_refused_with_the_limit_named(stack):
+    data = stack.encrypt(b"payload", frame_length=64)
+    with pytest.raises(DecryptionError, match="its frame length is 64 bytes; the limit is 63"):
+        MessageReader(data, limits=Limits(max_frame_length=63))
+    assert MessageReader(data, limits=Limits(max_frame_length=64)).header.frame_length == 64
+
+
+def test_a_message_over_the_frame_count_limit_is_not_written(stack, monkeypatch):
+    """A message may have at most MAX_FRAMES frames; the limit is lowered to reach it."""
+    monkeypatch.setattr(message_module, "MAX_FRAMES", 3)
+    # Three frames (the last one final) fit; a fourth passes the limit.
+    stack.encrypt(b"x" * (3 * FRAME_LENGTH), frame_length=FRAME_LENGTH)
+    with pytest.raises(ConfigError, match="message too large for its frame length"):
+        stack.encrypt(b"x" * (3 * FRAME_LENGTH + 1), frame_length=FRAME_LENGTH)
+    with pytest.raises(ConfigError, match="message too large for its frame length"):
+        stack.encrypt_stream(
+            io.BytesIO(b"x" * (3 * FRAME_LENGTH + 1)), io.BytesIO(), frame_length=FRAME_LENGTH
+        )
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_a_message_over_the_frame_count_limit_is_not_read(stack, monkeypatch, signed):
+    at_limit = stack.encrypt(b"x" * (3 * FRAME_LENGTH), frame_length=FRAME_LENGTH, signed=signed)
+    over = stack.encrypt(b"x" * (3 * FRAME_LENGTH + 1), frame_length=FRAME_LENGTH, signed=signed)
+    monkeypatch.setattr(message_module, "MAX_FRAMES", 3)
+    assert stack.decrypt(at_limit) == b"x" * (3 * FRAME_LENGTH)
+    out = io.BytesIO()
+    stack.decrypt_stream(io.BytesIO(at_limit), out)
+    assert out.getvalue() == b"x" * (3 * FRAME_LENGTH)
+    with pytest.raises(DecryptionError):
+        stack.decrypt(over)
+    out = io.BytesIO()
+    with pytest.raises(DecryptionError):
+        stack.decrypt_stream(io.BytesIO(over), out)
+    # At most the frames within the limit, each authenticated, were released; never the fourth.
+    assert len(out.getvalue()) <= 3 * FRAME_LENGTH
+
+
+@pytest.mark.parametrize("size", [0, 1, FRAME_LENGTH - 1, FRAME_LENGTH, 2 * FRAME_LENGTH])
+def test_the_final_frame_may_be_empty_or_exactly_one_frame_length(stack, size):
+    data = stack.encrypt(b"y" * size, frame_length=FRAME_LENGTH)
+    assert stack.decrypt(data) == b"y" * size
+    out = io.BytesIO()
+    stack.decrypt_stream(io.BytesIO(data), out)
+    assert out.getvalue() == b"y" * size
