@@ -57,6 +57,8 @@ GROUPS: dict[str, Group] = {
             "tests/core/envelope/test_suites.py",
             "tests/core/envelope/test_interop.py",
             "tests/core/envelope/test_parse_limits.py",
+            "tests/core/envelope/test_writer_contract.py",
+            "tests/core/envelope/test_required_context.py",
         ),
     ),
     "signature": Group(

@@ -1,0 +1,172 @@
+"""The message writer's and context helpers' contract: what they refuse, with which words.
+
+Errors here reach a developer (a wrong argument, a misused writer), so each test pins the
+sentence that tells them what to do, and the results the helpers return.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+
+import pytest
+
+from aureus_core import ConfigError, DecryptionError
+from aureus_core.context import EncryptionContext
+from aureus_core.datakey import EncryptedDataKey
+from aureus_core.envelope.header import FRAMED_CONTENT, NON_FRAMED_CONTENT, Limits
+from aureus_core.envelope.message import (
+    EncryptionMaterials,
+    MessageReader,
+    MessageWriter,
+    check_frame_length,
+    encrypt_stream,
+    merge_supplied,
+    new_signing_key,
+    split_required,
+)
+from aureus_core.envelope.suites import DEFAULT_SUITE, SIGNED_SUITE
+
+
+def _writer(content_type: int = FRAMED_CONTENT, frame_length: int = 16) -> MessageWriter:
+    materials = EncryptionMaterials(
+        suite=DEFAULT_SUITE,
+        data_key=os.urandom(32),
+        encrypted_data_keys=(
+            EncryptedDataKey(provider_id="p", provider_info=b"i", ciphertext=b"c"),
+        ),
+        context=EncryptionContext({"a": "1"}),
+    )
+    return MessageWriter(materials, frame_length, content_type=content_type)
+
+
+def test_a_signing_key_for_an_unsigned_suite_is_refused_by_name():
+    with pytest.raises(ConfigError, match=r"^suite 0x0478 is not a signed suite$"):
+        new_signing_key(DEFAULT_SUITE)
+    _, public = new_signing_key(SIGNED_SUITE)
+    point = base64.b64decode(public, validate=True)
+    assert len(point) == 49  # a compressed P-384 point
+    assert point[0] in (2, 3)
+
+
+def test_required_context_must_be_a_list_of_keys():
+    context = EncryptionContext({"tenant": "t1", "app": "a"})
+    with pytest.raises(ConfigError, match=r"takes a list of context keys, e.g. \['tenant'\]$"):
+        split_required(context, "tenant")
+
+
+@pytest.mark.parametrize("key", ["missing", 3])
+def test_a_required_key_must_be_in_the_context(key):
+    context = EncryptionContext({"tenant": "t1"})
+    with pytest.raises(
+        ConfigError,
+        match=rf"^required context key {key!r} is not in the encryption context: give its value",
+    ) as caught:
+        split_required(context, [key])
+    assert "context=" in str(caught.value)
+
+
+def test_split_required_stores_the_rest_and_authenticates_the_required_pairs():
+    context = EncryptionContext({"tenant": "t1", "app": "a", "zone": "z"})
+    stored, required = split_required(context, ["tenant", "zone"])
+    assert dict(stored) == {"app": "a"}
+    assert dict(required) == {"tenant": "t1", "zone": "z"}
+    stored, required = split_required(context, [])
+    assert dict(stored) == dict(context)
+    assert dict(required) == {}
+
+
+def test_merge_supplied_refuses_a_pair_that_contradicts_the_header():
+    stored = EncryptionContext({"tenant": "t1"})
+    with pytest.raises(
+        DecryptionError,
+        match=r"^the message's encryption context does not match the context you required$",
+    ):
+        merge_supplied(stored, EncryptionContext({"tenant": "t2"}))
+
+
+def test_merge_supplied_returns_the_full_context_and_the_required_pairs():
+    stored = EncryptionContext({"app": "a"})
+    full, required = merge_supplied(stored, EncryptionContext({"app": "a", "tenant": "t1"}))
+    assert dict(full) == {"app": "a", "tenant": "t1"}
+    assert dict(required) == {"tenant": "t1"}
+    full, required = merge_supplied(stored, EncryptionContext({"app": "a"}))
+    assert dict(full) == {"app": "a"}
+    assert dict(required) == {}
+
+
+def test_the_frame_length_may_be_exactly_the_limit():
+    limits = Limits(max_frame_length=64)
+    assert check_frame_length(64, limits) == 64
+    assert check_frame_length(1, limits) == 1
+    for bad in (0, 65, "64"):
+        with pytest.raises(
+            ConfigError, match=r"^frame length must be between 1 and 64 bytes, not "
+        ):
+            check_frame_length(bad, limits)  # type: ignore[arg-type]
+
+
+def test_a_framed_writer_writes_no_single_block():
+    writer = _writer()
+    writer.start()
+    out = bytearray(1024)
+    with pytest.raises(
+        ConfigError, match=r"^a single block is the whole body of a non-framed message$"
+    ):
+        writer.single_block_into(memoryview(b"x"), memoryview(out))
+
+
+def test_a_non_framed_writer_writes_one_single_block_only():
+    writer = _writer(NON_FRAMED_CONTENT, frame_length=0)
+    start = writer.start()
+    out = bytearray(1024)
+    end = writer.single_block_into(memoryview(b"hello"), memoryview(out))
+    with pytest.raises(ConfigError, match=r"^a single block is the whole body"):
+        writer.single_block_into(memoryview(b"again"), memoryview(out))
+    with pytest.raises(ConfigError, match=r"^a non-framed message has no frames$"):
+        writer.frame_into(memoryview(b"x"), memoryview(out), final=True)
+    data = start + bytes(out[:end]) + writer.finish()
+    reader = MessageReader(data)
+    assert not reader.header.framed
+    with pytest.raises(
+        ConfigError, match=r"^a non-framed message cannot be streamed: use encrypt_bytes$"
+    ):
+        encrypt_stream(io.BytesIO(b"x"), io.BytesIO(), _writer(NON_FRAMED_CONTENT, frame_length=0))
+
+
+def test_a_regular_frame_must_be_one_frame_length():
+    writer = _writer(frame_length=16)
+    writer.start()
+    with pytest.raises(
+        ConfigError, match=r"^a regular frame must be exactly one frame length long$"
+    ):
+        writer.frame_into(memoryview(b"short"), memoryview(bytearray(1024)), final=False)
+
+
+class Trickle(io.RawIOBase):
+    """A source that hands out at most ``step`` bytes per read, as a pipe or socket may."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data = data
+        self._step = step
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        n = min(self._step, len(buffer), len(self._data))
+        buffer[:n] = self._data[:n]
+        self._data = self._data[n:]
+        return n
+
+
+@pytest.mark.parametrize("size", [0, 5, 16, 17, 100])
+def test_encrypt_stream_from_short_reads_counts_and_keeps_every_byte(stack, size):
+    plaintext = bytes(range(256))[:size] * 1
+    sink = io.BytesIO()
+    count = stack.encrypt_stream(Trickle(plaintext, 3), sink, frame_length=16)  # type: ignore[arg-type]
+    assert count == size
+    assert stack.decrypt(sink.getvalue()) == plaintext
+    reader = MessageReader(sink.getvalue())
+    assert reader.header.frame_length == 16
