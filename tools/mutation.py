@@ -9,7 +9,7 @@ each mutant against only those tests.
 
 Usage: ``python tools/mutation.py [GROUP ...] [--max-children N]`` (no group: every group).
 Prints the score per group and each surviving mutant with file:line and the changed line, and
-writes ``.mutation/report.json``.  Known equivalent mutants (``EQUIVALENT`` below) are counted
+writes ``.mutation/<group>.json``.  Known equivalent mutants (``EQUIVALENT`` below) are counted
 apart, not as survivors.
 """
 
@@ -104,9 +104,61 @@ GROUPS: dict[str, Group] = {
     ),
 }
 
-# Mutants that cannot change behaviour, by file and the mutated line as it reads after the
-# mutation (whitespace-stripped).  docs/testing.md gives the reason for each.
-EQUIVALENT: dict[str, set[str]] = {}
+
+@dataclass(frozen=True)
+class Equivalent:
+    """Survivors that cannot change behaviour: a file, the mutated line's pattern, and why."""
+
+    path: str
+    after: str
+    """A regular expression the line after the mutation matches (``search``)."""
+    reason: str
+    before: str = ""
+    """A regular expression the line before the mutation matches, to narrow ``after``."""
+
+
+_BYTEORDER = "Python 3.11+ defaults byteorder to 'big', the value removed (3.10 raises TypeError)"
+_INJECTIVE = (
+    "the cache-entry key needs only distinct inputs to give distinct keys; another width, "
+    "label or separator keeps every field framed"
+)
+
+# Listed once, with the reason, in docs/testing.md ("Equivalent mutants").
+EQUIVALENT: tuple[Equivalent, ...] = (
+    Equivalent("*", r"\.to_bytes\(\d+, \)", _BYTEORDER),
+    Equivalent("*", r"int\.from_bytes\([^,()]+(\([^()]*\))?, \)", _BYTEORDER),
+    Equivalent("*", r'\.(de|en)code\("(ASCII|UTF-8)"\)', "codec names are case-insensitive"),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        r"while filled <= len\(buffer\)|if \(current == frame_length\) or True",
+        "one more read at the end of the input, or into an empty view, returns 0 again",
+    ),
+    Equivalent(
+        "aureus_core/cache.py",
+        r".",
+        "_positive builds the policy validators when the module is imported, before "
+        "mutmut's workers switch to a mutant; test_policy_numbers_* pin them",
+        before=r"0 < value <= limit|must be a number above 0",
+    ),
+    Equivalent(
+        "aureus_core/cache.py", r'b"(XX)?(encrypt|decrypt|ENCRYPT|DECRYPT)(XX)?",', _INJECTIVE
+    ),
+    Equivalent(
+        "aureus_core/cache.py", r"\(line deleted\)", _INJECTIVE, before=r'^b"(en|de)crypt",$'
+    ),
+    Equivalent("aureus_core/cache.py", r"to_bytes\((3|9), \"big\"\)", _INJECTIVE),
+    Equivalent("aureus_core/cache.py", r'b"XXXX"\.join|"XX\\nXX"\.join', _INJECTIVE),
+)
+
+
+def is_equivalent(path: str, before: str, after: str) -> bool:
+    """Whether a survivor matches an entry of :data:`EQUIVALENT`."""
+    return any(
+        entry.path in ("*", path)
+        and re.search(entry.after, after)
+        and (not entry.before or re.search(entry.before, before))
+        for entry in EQUIVALENT
+    )
 
 
 def staged_path(repo_path: str) -> str:
@@ -180,7 +232,7 @@ class Survivor:
     @property
     def equivalent(self) -> bool:
         """Whether docs/testing.md lists this mutant as unable to change behaviour."""
-        return self.after.strip() in EQUIVALENT.get(self.path, set())
+        return is_equivalent(self.path, self.before, self.after)
 
 
 # Run inside the staging folder with mutmut's own readers: every mutant's status, and the
@@ -242,26 +294,50 @@ def locate(name: str, staged: str, diff: str) -> Survivor:
     return Survivor(name, path, line_no, before.strip(), after.strip())
 
 
-def run_group(
-    name: str, group: Group, max_children: int, *, rerun: bool = True
-) -> dict[str, object]:
-    """Stage, run mutmut and collect the results of one group (``rerun=False``: collect only)."""
-    work = STAGING / name
-    started = time.monotonic()
-    if rerun or not (work / "mutants").is_dir():
-        work = stage(name, group)
-        run = mutmut(work, "run", "--max-children", str(max_children))
-        (work / "mutmut-run.log").write_text(run.stdout + run.stderr)
-    else:
-        run = subprocess.CompletedProcess([], 0, "", "")
-    elapsed = time.monotonic() - started
+def collect(work: Path) -> list[dict[str, str]]:
+    """Every mutant of the last run in ``work``: name, staged path, status, survivor diff."""
     collected = subprocess.run(
         [sys.executable, "-c", _COLLECT], cwd=work, capture_output=True, text=True, check=False
     )
     if collected.returncode != 0 or not collected.stdout.strip():
-        sys.stderr.write(run.stdout[-4000:] + run.stderr[-4000:] + collected.stderr[-4000:])
-        raise SystemExit(f"{name}: mutmut produced no results (log: {work / 'mutmut-run.log'})")
-    rows = json.loads(collected.stdout)
+        sys.stderr.write(collected.stderr[-4000:])
+        raise SystemExit(f"{work.name}: mutmut left no results (log: {work / 'mutmut-run.log'})")
+    rows: list[dict[str, str]] = json.loads(collected.stdout)
+    return rows
+
+
+def refresh_tests(work: Path) -> None:
+    """Copy the current tests into a staged run, so new tests in the group's files count.
+
+    mutmut keeps each mutant's verdict and finds new tests by itself; changing the group's
+    list of test files (rather than adding tests to those files) makes it start over.
+    """
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for target in (work / "tests", work / "mutants" / "tests"):
+        shutil.copytree(ROOT / "tests", target, ignore=ignore, dirs_exist_ok=True)
+
+
+def run_group(
+    name: str, group: Group, max_children: int, *, mode: str = "full"
+) -> dict[str, object]:
+    """Run one group and collect its results.
+
+    ``mode`` is ``full`` (stage afresh and run every mutant), ``survivors`` (run the last
+    run's survivors again against the current tests) or ``report`` (run nothing).
+    """
+    work = STAGING / name
+    started = time.monotonic()
+    if mode == "full" or not (work / "mutants").is_dir():
+        work = stage(name, group)
+        run = mutmut(work, "run", "--max-children", str(max_children))
+        (work / "mutmut-run.log").write_text(run.stdout + run.stderr)
+    elif mode == "survivors":
+        again = [row["name"] for row in collect(work) if row["status"] == "survived"]
+        refresh_tests(work)
+        run = mutmut(work, "run", "--max-children", str(max_children), *again)
+        (work / "mutmut-rerun.log").write_text(run.stdout + run.stderr)
+    elapsed = time.monotonic() - started
+    rows = collect(work)
     status = {row["name"]: row["status"] for row in rows}
     survivors = [
         locate(row["name"], row["path"], row["diff"]) for row in rows if row["status"] == "survived"
@@ -295,6 +371,11 @@ def main() -> None:
         action="store_true",
         help="report the last run of each group again, without running mutants",
     )
+    parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="run only the last run's survivors again, against the current tests",
+    )
     args = parser.parse_args()
     # Mutation runs are background work on a shared machine: yield the CPU to others.
     os.nice(10)
@@ -305,8 +386,10 @@ def main() -> None:
     reports = []
     for name in chosen:
         print(f"== {name}: {', '.join(GROUPS[name].files)}", flush=True)
-        report = run_group(name, GROUPS[name], args.max_children, rerun=not args.report_only)
+        mode = "report" if args.report_only else "survivors" if args.survivors else "full"
+        report = run_group(name, GROUPS[name], args.max_children, mode=mode)
         reports.append(report)
+        (STAGING / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
         print(
             f"   {report['score']} % killed ({report['killed']}/{report['tested']}), "
             f"{report['equivalent']} equivalent, not run: {report['untested']}, "
@@ -315,8 +398,6 @@ def main() -> None:
         )
         for s in report["survivors"]:  # type: ignore[attr-defined]
             print(f"   survived {s['path']}:{s['line']}: {s['before']!r} -> {s['after']!r}")
-    STAGING.mkdir(exist_ok=True)
-    (STAGING / "report.json").write_text(json.dumps(reports, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -95,3 +95,72 @@ def test_the_final_frame_may_be_empty_or_exactly_one_frame_length(stack, size):
     out = io.BytesIO()
     stack.decrypt_stream(io.BytesIO(data), out)
     assert out.getvalue() == b"y" * size
+
+
+def test_a_non_framed_body_over_the_limit_is_refused_before_it_is_held():
+    import os
+
+    from aureus_core.context import EncryptionContext
+    from aureus_core.datakey import EncryptedDataKey
+    from aureus_core.envelope.header import NON_FRAMED_CONTENT
+    from aureus_core.envelope.message import EncryptionMaterials, MessageWriter
+    from aureus_core.envelope.suites import DEFAULT_SUITE
+
+    data_key = os.urandom(32)
+    materials = EncryptionMaterials(
+        suite=DEFAULT_SUITE,
+        data_key=data_key,
+        encrypted_data_keys=(
+            EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c"),
+        ),
+        context=EncryptionContext(),
+    )
+    writer = MessageWriter(materials, 0, content_type=NON_FRAMED_CONTENT)
+    body = bytearray(1024)
+    end = writer.single_block_into(memoryview(b"z" * 100), memoryview(body))
+    data = writer.start() + bytes(body[:end]) + writer.finish()
+    reader = MessageReader(data, limits=Limits(max_non_framed_bytes=100))
+    reader.unlock(data_key)
+    assert reader.read_all() == b"z" * 100
+    strict = MessageReader(data, limits=Limits(max_non_framed_bytes=99))
+    strict.unlock(data_key)
+    with pytest.raises(
+        DecryptionError,
+        match=r"^the message has a non-framed body of 100 bytes, over the limit of 99 that may be "
+        r"held in memory until it authenticates; raise \[stack\] max_non_framed_bytes if you "
+        r"trust the sender$",
+    ):
+        strict.read_all()
+
+
+@pytest.mark.parametrize(
+    ("start", "said"),
+    [
+        (b"", "the input is empty"),
+        (
+            b"AgR4abcdefgh",
+            "it starts like base64 text, perhaps an encoded message (decode it first)",
+        ),
+        (b"  AgV4abcdefgh", "it starts like base64 text, perhaps an encoded message"),
+        (b"AYAAabcd", "it starts like base64 text, perhaps an encoded message"),
+        (
+            b'\n{"encrypted": "x"}',
+            "it starts like JSON (a seed-system envelope is read by migrate)",
+        ),
+        (b"-----BEGIN PRIVATE KEY-----", "it starts like PEM text"),
+        (b"hello\tworld\r\nsecret words", "it starts with text"),
+        (b"Agr4 lower case", "it starts with text"),
+        (b"\x1f\x8b\x08\x00rest", "it starts with the gzip signature (1f 8b)"),
+        (b"\x07hello", "it is binary data whose first byte is 07"),
+        (b"caf\xc3", "it is binary data whose first byte is 63"),  # cut UTF-8: not text
+        (b"\xff\xfe", "it is binary data whose first byte is ff"),
+    ],
+)
+def test_a_non_message_is_described_by_kind_never_by_content(start, said):
+    from aureus_core.envelope.header import describe_start
+
+    text = describe_start(start)
+    assert text.startswith(said)
+    for word in (b"secret", b"world", b"hello", b"PRIVATE"):
+        if word in start:
+            assert word.decode() not in text

@@ -27,6 +27,7 @@ from aureus_core.envelope.message import (
     split_required,
 )
 from aureus_core.envelope.suites import DEFAULT_SUITE, SIGNED_SUITE
+from aureus_core.errors import speaking_to_cli
 
 
 def _writer(content_type: int = FRAMED_CONTENT, frame_length: int = 16) -> MessageWriter:
@@ -64,7 +65,10 @@ def test_a_required_key_must_be_in_the_context(key):
         match=rf"^required context key {key!r} is not in the encryption context: give its value",
     ) as caught:
         split_required(context, [key])
-    assert "context=" in str(caught.value)
+    assert str(caught.value).endswith("give its value in context= as well")
+    with speaking_to_cli(), pytest.raises(ConfigError) as caught:
+        split_required(context, [key])
+    assert str(caught.value).endswith("give its value in --context KEY=VALUE as well")
 
 
 def test_split_required_stores_the_rest_and_authenticates_the_required_pairs():
@@ -170,3 +174,15 @@ def test_encrypt_stream_from_short_reads_counts_and_keeps_every_byte(stack, size
     assert stack.decrypt(sink.getvalue()) == plaintext
     reader = MessageReader(sink.getvalue())
     assert reader.header.frame_length == 16
+
+
+def test_a_stack_refuses_more_recipients_than_a_reader_accepts():
+    limits = Limits(max_encrypted_data_keys=2)
+    limits.check_recipients(2)
+    with pytest.raises(
+        ConfigError,
+        match=r"^3 wrapping keys, but messages may carry at most 2 encrypted data keys: use fewer "
+        r"keys, or raise \[stack\] max_encrypted_data_keys \(on every stack that must read the "
+        r"messages\)$",
+    ):
+        limits.check_recipients(3)
