@@ -16,6 +16,7 @@ apart, not as survivors.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
@@ -361,6 +362,94 @@ def run_group(
     }
 
 
+def delete_raises(name: str, group: Group) -> dict[str, object]:
+    """The mutants mutmut does not make: each ``raise`` of the group deleted, one at a time.
+
+    Each deletion runs the tests that reach the function holding it (from mutmut's record
+    of the group's last run) in a staged copy; a deletion no test notices is reported.
+    """
+    work = STAGING / name
+    stats_file = work / "mutants" / "mutmut-stats.json"
+    if not stats_file.exists():
+        raise SystemExit(f"{name}: run the group first (its test map comes from mutmut)")
+    reach: dict[str, list[str]] = json.loads(stats_file.read_text())[
+        "tests_by_mangled_function_name"
+    ]
+    scratch = STAGING / f"{name}-raises"
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    scratch.mkdir(parents=True)
+    for entry in (work / "mutants").iterdir():
+        if entry.is_dir() and (entry.name in PACKAGES or entry.name == "tests"):
+            shutil.copytree(
+                ROOT / repo_path(entry.name) if entry.name in PACKAGES else ROOT / "tests",
+                scratch / entry.name,
+            )
+    (scratch / "pyproject.toml").write_text(
+        "[tool.pytest.ini_options]\n" + "\n".join(_pytest_options()) + "\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(scratch)}
+    results = []
+    for repo_file in group.files:
+        target = scratch / staged_path(repo_file)
+        original = target.read_text()
+        module = staged_path(repo_file)[: -len(".py")].replace("/", ".")
+        tree = ast.parse(original)
+        # mutmut maps tests to top-level functions and methods; a nested function's
+        # raise belongs to the function around it.
+        outer = [
+            func
+            for top in tree.body
+            for func in ([top] if not isinstance(top, ast.ClassDef) else top.body)
+            if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef))
+        ]
+        owners = {
+            id(node): func.name
+            for func in outer
+            for node in ast.walk(func)
+            if isinstance(node, ast.Raise)
+        }
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Raise) or id(node) not in owners:
+                continue
+            func = owners[id(node)]
+            tests = sorted(
+                {
+                    t
+                    for key, names in reach.items()
+                    if key.startswith(f"{module}.") and re.search(rf"(x_|\u01c1){func}$", key)
+                    for t in names
+                }
+            )
+            lines = original.splitlines(keepends=True)
+            first, last = node.lineno - 1, (node.end_lineno or node.lineno) - 1
+            indent = lines[first][: len(lines[first]) - len(lines[first].lstrip())]
+            lines[first : last + 1] = [f"{indent}pass\n"] + ["\n"] * (last - first)
+            target.write_text("".join(lines))
+            verdict = "no tests"
+            if tests:
+                run = subprocess.run(
+                    [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", *tests],
+                    cwd=scratch,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                verdict = "killed" if run.returncode != 0 else "survived"
+            target.write_text(original)
+            results.append(
+                {"path": repo_file, "line": node.lineno, "function": func, "status": verdict}
+            )
+            if verdict != "killed":
+                print(
+                    f"   raise deleted at {repo_file}:{node.lineno} ({func}): {verdict}", flush=True
+                )
+    killed = sum(1 for r in results if r["status"] == "killed")
+    print(f"   raise deletions: {killed}/{len(results)} killed", flush=True)
+    return {"group": name, "killed": killed, "deleted": len(results), "raises": results}
+
+
 def main() -> None:
     """Run the chosen groups and print scores and survivors."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -370,6 +459,11 @@ def main() -> None:
         "--report-only",
         action="store_true",
         help="report the last run of each group again, without running mutants",
+    )
+    parser.add_argument(
+        "--delete-raises",
+        action="store_true",
+        help="after the run, delete each raise in turn and run the tests that reach it",
     )
     parser.add_argument(
         "--survivors",
@@ -390,6 +484,9 @@ def main() -> None:
         report = run_group(name, GROUPS[name], args.max_children, mode=mode)
         reports.append(report)
         (STAGING / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        if args.delete_raises:
+            deleted = delete_raises(name, GROUPS[name])
+            (STAGING / f"{name}-raises.json").write_text(json.dumps(deleted, indent=2) + "\n")
         print(
             f"   {report['score']} % killed ({report['killed']}/{report['tested']}), "
             f"{report['equivalent']} equivalent, not run: {report['untested']}, "
