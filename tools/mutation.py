@@ -64,7 +64,11 @@ GROUPS: dict[str, Group] = {
     ),
     "signature": Group(
         files=("aureus_core/signature.py", "plugins/aureus_local/signing.py"),
-        tests=("tests/plugins/aureus_local/test_local_signing.py", "tests/core/test_stack.py"),
+        tests=(
+            "tests/plugins/aureus_local/test_local_signing.py",
+            "tests/core/test_signature_record.py",
+            "tests/core/test_stack.py",
+        ),
     ),
     # The Redis tests reach the shared-backend paths (reserve, claim, key_changed); they
     # skip without contrib/aureus-redis installed and a redis-server on PATH.
