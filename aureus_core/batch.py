@@ -117,7 +117,7 @@ def decrypt_batch(
                     )
                     if memo not in unwrapped:
                         unwrapped[memo] = unwrap_data_key(
-                            stack.provider,
+                            stack._unwrap_lookup(allowed),
                             header.encrypted_data_keys,
                             full,
                             allowed,

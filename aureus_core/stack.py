@@ -36,7 +36,13 @@ from .config import CONFIG_ENV, NamedOptions, StackConfig
 from .context import EncryptionContext
 from .envelope.header import Limits
 from .envelope.inspect import MessageInfo, inspect_message
-from .envelope.keyring import KeyFilter, encryption_materials, unwrap_data_key
+from .envelope.keyring import (
+    KeyFilter,
+    NotStarted,
+    ProviderLookup,
+    encryption_materials,
+    unwrap_data_key,
+)
 from .envelope.message import (
     DEFAULT_FRAME_LENGTH,
     EncryptionMaterials,
@@ -49,7 +55,7 @@ from .envelope.message import (
     split_required,
 )
 from .envelope.message import encrypt_stream as _encrypt_stream
-from .envelope.quorum import Quorum
+from .envelope.quorum import Quorum, QuorumNotReached
 from .envelope.rewrap import Rewrap, Write, parse_recipients, snapshot
 from .envelope.spool import DEFAULT_MEMORY_BOUND, SealedSpool
 from .envelope.suites import DEFAULT_SUITE, SIGNED_SUITE, CommitmentPolicy
@@ -108,6 +114,14 @@ def _required_hint(message: str, required: EncryptionContext) -> str:
         "authenticated but not stored), supply those pairs in "
         + hint("context=", "--context KEY=VALUE")
     )
+
+
+def _hinted(error: DecryptionError, required: EncryptionContext) -> DecryptionError:
+    """``error`` with :func:`_required_hint`'s message, keeping a quorum failure's type."""
+    message = _required_hint(str(error), required)
+    if isinstance(error, QuorumNotReached):
+        return QuorumNotReached(message, reached=error.reached, missing=error.missing)
+    return DecryptionError(message)
 
 
 class KeyStack:
@@ -262,6 +276,35 @@ class KeyStack:
                 inner, CircuitBreaker(scheme, policy, clock=self._breaker_clock)
             )
         return guarded
+
+    def _unwrap_lookup(self, allowed: KeyFilter) -> ProviderLookup:
+        """:meth:`provider`, for the schemes a decrypt may start because a message names them.
+
+        A message's provider ID alone never starts a provider the stack is not
+        configured with (a cloud client that would reach for ambient
+        credentials or a metadata server on a stranger's say-so): only running
+        or configured providers, the default one, and the schemes of keys the
+        decrypt or the configuration names.
+        """
+        named = {key.scheme for key in (*allowed.keys, *allowed.named)}
+
+        def lookup(scheme: str) -> KeyProvider:
+            with self._lock:
+                known = (
+                    scheme in self._providers
+                    or scheme in self.config.providers
+                    or scheme == self.config.default_provider
+                    or scheme in named
+                )
+            if not known and scheme in self.host.key_providers:
+                raise NotStarted(
+                    f"keys of provider {scheme!r} were not tried: this stack is not configured "
+                    f"with it; name the key in {hint('keys=', '--key')} or configure "
+                    f"[providers.{scheme}]"
+                )
+            return self.provider(scheme)
+
+        return lookup
 
     def _own_providers(self) -> list[KeyProvider]:
         """The providers this stack is configured with or has loaded (for decrypt to ask).
@@ -461,6 +504,29 @@ class KeyStack:
             metadata = self._provider_for(ref, Capability.ROTATE, "rotate_key").rotate_key(ref)
             op.update(key_version=metadata.current_version)
             return self._changed(ref, metadata)
+
+    def change_keystore_passphrase(
+        self, new_passphrase: Secret[str], *, provider: str = "local"
+    ) -> Any:
+        """Re-seal ``provider``'s keystore under a new passphrase; returns its new pin info.
+
+        Only a provider that keeps a passphrase keystore (``local``) offers it.
+        Audited as ``keystore_passphrase`` with the new fingerprint and
+        generation, never a passphrase: the fingerprint changes, so whoever
+        pins it must update ``keystore_fingerprint``.
+        """
+        with self._operation("keystore_passphrase") as op:
+            op.update(provider=provider)
+            change = getattr(self.provider(provider), "change_passphrase", None)
+            if not callable(change):
+                raise UnsupportedOperation(
+                    provider, "changing the passphrase", "only the local provider keeps a keystore"
+                )
+            info = change(new_passphrase)
+            op.update(
+                details=(("fingerprint", info.fingerprint), ("generation", str(info.generation)))
+            )
+            return info
 
     def replicate_key(self, key: str | KeyRef, region: str) -> KeyMetadata:
         """Copy a multi-region key into ``region``; returns the replica's metadata."""
@@ -880,7 +946,7 @@ class KeyStack:
         def unwrap() -> tuple[tuple[bytearray, KeyRef], Fill]:
             try:
                 key, used = unwrap_data_key(
-                    self.provider,
+                    self._unwrap_lookup(allowed),
                     header.encrypted_data_keys,
                     full,
                     allowed,
@@ -888,7 +954,7 @@ class KeyStack:
                     self.pool,
                 )
             except DecryptionError as error:
-                raise DecryptionError(_required_hint(str(error), required)) from None
+                raise _hinted(error, required) from None
             return (key, used), Fill(material=key, key_versions=(used.uri,))
 
         cached, made = None, None

@@ -269,14 +269,15 @@ def keys_passphrase(ctx: click.Context, scheme: str, variable: str | None) -> No
     credentials or AUREUS_KEYSTORE_PASSPHRASE).  Giving the same passphrase
     again re-seals with a fresh salt at the current scrypt cost.
     """
-    change = _keystore_method(ctx, scheme, "change_passphrase", "changing the passphrase")
+    stack = stack_of(ctx)
+    _keystore_method(ctx, scheme, "change_passphrase", "changing the passphrase")
     if variable is not None:
         new = os.environ.get(variable)
         if not new:
             raise CredentialError(f"environment variable {variable} is unset or empty")
     else:
         new = click.prompt("New passphrase", hide_input=True, confirmation_prompt=True, err=True)
-    info = change(Secret(new)).to_dict()
+    info = stack.change_keystore_passphrase(Secret(new), provider=scheme).to_dict()
     click.echo(
         f"re-sealed keystore {info['directory']} (generation {info['generation']}); "
         f"its fingerprint is now {info['fingerprint']}: update keystore_fingerprint "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import fnmatch
 import os
@@ -21,6 +20,7 @@ from ..errors import (
     CredentialError,
     DecryptionError,
     KeyDisabled,
+    PluginError,
     ProviderError,
     ProviderUnavailable,
     Throttled,
@@ -37,6 +37,18 @@ ProviderLookup = Callable[[str], KeyProvider]
 Claimants = Callable[[], Sequence[KeyProvider]]
 """The providers a stack is configured with or has loaded, asked to claim other provider IDs."""
 RESERVED_PROVIDER_IDS = ("aureus-", "aws-kms")
+
+
+class NotStarted(PluginError):
+    """A stack declines to start a provider only because a message names it.
+
+    Raised by a decrypt's provider lookup for a registered scheme the stack is
+    neither configured with nor already running, and that no key of the
+    decrypt or the configuration names; the keyring reports it as why the
+    message's keys of that scheme were not tried.
+    """
+
+
 """Provider ID prefixes that name a provider's own layout and are never a raw key namespace."""
 
 
@@ -372,8 +384,15 @@ def _candidates(
     """
     for encrypted in encrypted_data_keys:
         convention: KeyProvider | None = None
-        with contextlib.suppress(AureusError):
+        try:
             convention = lookup(scheme_for_provider_id(encrypted.provider_id))
+        except NotStarted as error:
+            if str(error) not in outcome.refused:
+                outcome.refused.append(str(error))
+        except PluginError:
+            pass  # no plugin serves that ID (a raw keyring's key namespace, say)
+        except AureusError as error:
+            outcome.operational.append(error)  # configured, but it cannot start
         owned = False
         if convention is not None:
             result = outcome.vet(convention, encrypted, allowed)

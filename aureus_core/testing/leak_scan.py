@@ -56,6 +56,8 @@ AUDIT_LOGGER = "aureus_leak_scan.audit"
 WRAPPING_KEY = "local://leak-canary-wrap"
 SIGNING_KEY = "local://leak-canary-sign"
 CONTEXT = {"purpose": "aureus-leak-scan"}
+WORKER_OUTPUT = "aureus_leak_scan"
+"""The key of a pytest-xdist worker's ``workeroutput`` that carries its scan result."""
 
 
 @attrs.frozen(kw_only=True, repr=False)
@@ -357,6 +359,9 @@ class LeakScan:
         self._directory: tempfile.TemporaryDirectory[str] | None = None
         self._flow: _CanaryFlow | None = None
         self._problems: list[str] = []
+        self._worker_leaks: list[str] = []
+        """Leaks pytest-xdist workers found, already described (controller only)."""
+        self._workers = 0
         self._finished = False
 
     def _observe(self, event: AuditEvent) -> None:
@@ -384,12 +389,43 @@ class LeakScan:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        """Stop listening; fail the run if a canary was seen anywhere."""
+        """Stop listening; fail the run if a canary was seen anywhere.
+
+        Under pytest-xdist each worker plants its own canaries and searches
+        its own process; a worker hands what it found (descriptions and
+        counts, never a value) to the controller, which fails the run.
+        """
         self._finish()
-        failed = bool(self.scanner.leaks or self._problems)
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput[WORKER_OUTPUT] = {
+                "leaks": [leak.describe() for leak in self.scanner.leaks],
+                "unrecorded": self.scanner.unrecorded,
+                "problems": list(self._problems),
+                "searched": dict(self.scanner.searched),
+                "spans": self._spans,
+            }
+        failed = bool(self.scanner.leaks or self._problems or self._worker_leaks)
         passing = (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
         if failed and session.exitstatus in passing:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """pytest-xdist controller: take in what a worker's scan found."""
+        found = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT)
+        worker = getattr(node, "gateway", None)
+        name = getattr(worker, "id", "a worker")
+        if found is None:
+            if error is None:
+                self._problems.append(f"{name} sent no leak-scan result")
+            return  # a crashed worker already fails the run
+        self._workers += 1
+        self._worker_leaks += [f"{name}: {line}" for line in found["leaks"]]
+        self.scanner.unrecorded += int(found["unrecorded"])
+        self._problems += [f"{name}: {line}" for line in found["problems"]]
+        self.scanner.searched.update(found["searched"])
+        self._spans = str(found["spans"])
 
     def _finish(self) -> None:
         if self._finished:
@@ -416,7 +452,9 @@ class LeakScan:
         """Report what was searched and what was found."""
         scanner = self.scanner
         counts = ", ".join(f"{n} {source}s" for source, n in sorted(scanner.searched.items()))
-        if not scanner.leaks and not self._problems:
+        if self._workers:
+            counts += f" (in {self._workers} xdist workers and the controller)"
+        if not scanner.leaks and not self._problems and not self._worker_leaks:
             terminalreporter.write_line(
                 f"aureus leak scan: no canary secret found; searched {counts}; {self._spans}"
             )
@@ -426,6 +464,8 @@ class LeakScan:
             terminalreporter.write_line(f"- {problem}", red=True)
         for leak in scanner.leaks:
             terminalreporter.write_line(f"- {leak.describe()}", red=True)
+        for line in self._worker_leaks:
+            terminalreporter.write_line(f"- {line}", red=True)
         if scanner.unrecorded:
             terminalreporter.write_line(f"- and {scanner.unrecorded} more", red=True)
         terminalreporter.write_line(f"searched {counts}; {self._spans}")

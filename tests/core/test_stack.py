@@ -17,6 +17,7 @@ from aureus_core import (
     hookimpl,
 )
 from aureus_core.interfaces import Capability
+from aureus_core.sensitive import Secret
 
 
 class RecordingSink:
@@ -191,6 +192,7 @@ def test_missing_capability_is_unsupported_operation(aureus_host):
         lambda: stack.rotate_key("minimal://k"),
         lambda: stack.create_key("minimal://k", "aes-256"),
         lambda: stack.public_key("minimal://k"),
+        lambda: stack.change_keystore_passphrase(Secret("new"), provider="minimal"),
     ):
         with pytest.raises(UnsupportedOperation, match="provider 'minimal' does not support"):
             call()

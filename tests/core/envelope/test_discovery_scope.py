@@ -7,17 +7,28 @@ keeps decrypting whatever its keystore can open.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aureus_core import DecryptionError, KeyStack
+from aureus_core import DecryptionError, KeyStack, hookimpl
 from aureus_core.config import StackConfig
+from aureus_core.datakey import EncryptedDataKey
 from aureus_core.envelope.keyring import MAX_NAMED_SKIPS
-from aureus_core.interfaces import KeyProvider, ScopesDiscovery
+from aureus_core.errors import ConfigError
+from aureus_core.interfaces import (
+    Capability,
+    KeyProvider,
+    KeyProviderBase,
+    ProviderSettings,
+    ScopesDiscovery,
+)
 from aureus_core.keyref import KeyRef
+from aureus_core.plugins import PluginHost
+from aureus_core.testing import forge
 from aureus_core.testing.counting import CountingProvider
 
 
@@ -110,3 +121,69 @@ def test_the_error_names_a_bounded_number_of_keys(stack: KeyStack, tmp_path: Pat
 def test_the_local_provider_keeps_discovery(stack: KeyStack, message: bytes) -> None:
     assert not hasattr(stack.provider("local"), "discovery_refusal")
     assert stack.decrypt(message) == b"secret"  # beta and gamma are not configured
+
+
+# -- a provider ID never starts a provider the stack is not configured with --------
+
+
+def _probe_message() -> bytes:
+    """A well-formed message whose one data key names the provider ``probe``."""
+    edk = EncryptedDataKey(provider_id="aureus-probe", provider_info=b"probe://k", ciphertext=b"x")
+    return forge.unsigned_message(
+        data_key=os.urandom(32),
+        message_id=os.urandom(32),
+        context=forge.serialize_context({}),
+        edks=[edk],
+        plaintext=b"attacker's choice of provider",
+    )
+
+
+def _probe_host(aureus_host: PluginHost, started: list[dict[str, Any]], fails: bool) -> None:
+    class Probe(KeyProviderBase):
+        scheme = "probe"
+        capabilities = frozenset({Capability.WRAP})
+
+    def factory(settings: ProviderSettings) -> KeyProvider:
+        started.append(dict(settings.options))
+        if fails:
+            raise ConfigError("[providers.probe] endpoint: not a URL")
+        return Probe()
+
+    class Plugin:
+        @hookimpl
+        def aureus_register_key_providers(self, registry: Any) -> None:
+            registry.register("probe", factory)
+
+    aureus_host.register(Plugin(), name="probe")
+
+
+def test_a_message_cannot_make_the_stack_start_a_provider(aureus_host: PluginHost) -> None:
+    # A hostile message names a registered provider this stack was never configured
+    # with (in real life a cloud client that would look for ambient credentials or
+    # query a metadata server): decrypt must not start it.
+    started: list[dict[str, Any]] = []
+    _probe_host(aureus_host, started, fails=False)
+    with KeyStack(host=aureus_host) as stack, pytest.raises(DecryptionError) as raised:
+        stack.decrypt(_probe_message())
+    assert started == []
+    assert "keys of provider 'probe' were not tried: this stack is not configured with it" in str(
+        raised.value
+    )
+    # naming one of its keys, or configuring it, is what starts it
+    with KeyStack(host=aureus_host) as stack, pytest.raises(DecryptionError):
+        stack.decrypt(_probe_message(), keys=["probe://k"])
+    assert started == [{}]
+    config = StackConfig(providers={"probe": {"region": "eu"}})
+    with KeyStack(host=aureus_host, config=config) as stack, pytest.raises(DecryptionError):
+        stack.decrypt_batch([_probe_message()])
+    assert started == [{}, {"region": "eu"}]
+
+
+def test_a_configured_provider_that_cannot_start_says_why(aureus_host: PluginHost) -> None:
+    # Before, the start-up error was swallowed and the decrypt failed as if no key fitted.
+    started: list[dict[str, Any]] = []
+    _probe_host(aureus_host, started, fails=True)
+    config = StackConfig(providers={"probe": {"endpoint": "nowhere"}})
+    with KeyStack(host=aureus_host, config=config) as stack, pytest.raises(ConfigError) as raised:
+        stack.decrypt(_probe_message())
+    assert "[providers.probe] endpoint: not a URL" in str(raised.value)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from aureus_core import KeyStack
 from aureus_core.context import EncryptionContext
 from aureus_core.datakey import EncryptedDataKey
-from aureus_core.envelope.quorum import PROVIDER_ID, Quorum, encode, parse
+from aureus_core.envelope.quorum import PROVIDER_ID, Quorum, QuorumNotReached, encode, parse
 from aureus_core.errors import ConfigError, DecryptionError
 from aureus_core.keyref import KeyRef
 from aureus_core.testing import forge
@@ -221,8 +221,12 @@ def test_a_share_from_another_message_is_refused(stack: KeyStack) -> None:
     # victim's binding (index 3, group g3, the victim's split ID)
     edks[2] = encode(parse(edks[2]).binding, foreign.inner)
     spliced = _with_edks(victim, edks)
-    with pytest.raises(DecryptionError, match=r"reached 1 \(g1\); not reached: g2: .*; g3: "):
+    with pytest.raises(
+        QuorumNotReached, match=r"reached 1 \(g1\); not reached: g2: .*; g3: "
+    ) as caught:
         stack.decrypt(spliced, keys=["local://k0", "local://k2"])
+    # the stack keeps the type and what it says, so a caller can tell who is missing
+    assert (caught.value.reached, caught.value.missing) == (("g1",), ("g2", "g3"))
     # and the foreign share with its own binding is a share of another split
     edks[2] = encode(foreign.binding, foreign.inner)
     with pytest.raises(DecryptionError, match="different splits"):

@@ -204,3 +204,40 @@ def test_audit_observers_see_every_event_until_removed():
     remove_observer(seen.append)  # removing twice is harmless
     AuditTrail().emit(AuditEvent(operation="describe"))
     assert [e.operation for e in seen] == ["describe"]
+
+
+@pytest.mark.parametrize("leaky", [True, False])
+def test_under_xdist_the_workers_scans_decide_the_run(pytester: pytest.Pytester, leaky: bool):
+    """Each xdist worker plants and searches its own canaries; the controller fails the run."""
+    pytest.importorskip("xdist")
+    pytester.makeini(ON)
+    leak = "print(aureus_leak_canaries.plaintext)" if leaky else "pass"
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_maybe_leaky(n, aureus_leak_canaries):
+            if n == 3:
+                {leak}
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "xdist", "-n", "2")
+    result.assert_outcomes(passed=4)
+    if leaky:
+        assert result.ret == pytest.ExitCode.TESTS_FAILED
+        result.stdout.fnmatch_lines(
+            [
+                "*aureus leak scan: FAILED*",
+                "*- gw?: the canary plaintext (as bytes repr) in a test report"
+                "*test_maybe_leaky[[]3[]]*",
+            ]
+        )
+    else:
+        assert result.ret == pytest.ExitCode.OK
+        result.stdout.fnmatch_lines(
+            [
+                "aureus leak scan: no canary secret found; searched "
+                "*(in 2 xdist workers and the controller)*"
+            ]
+        )

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from aureus_core.cli import main
+from aureus_core.testing.audit_capture import capture_audit
 
 OLD = "correct horse battery staple"
 NEW = "a new and longer passphrase, 2031"
@@ -97,3 +98,24 @@ def test_keys_passphrase_reseals(run: Run, monkeypatch: pytest.MonkeyPatch) -> N
         2,
         "aureus: error: environment variable EMPTY_PASSPHRASE is unset or empty\n",
     )
+
+
+def test_a_passphrase_change_is_audited_without_the_passphrase(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run("keys", "create", "payments", "--type", "aes-256")
+    monkeypatch.setenv("NEW_KEYSTORE_PASSPHRASE", NEW)
+    with capture_audit() as events:
+        changed = run("keys", "passphrase", "--new-passphrase-env", "NEW_KEYSTORE_PASSPHRASE")
+    assert changed.exit_code == 0, changed.stderr
+    monkeypatch.setenv("AUREUS_KEYSTORE_PASSPHRASE", NEW)
+    info = json.loads(run("keys", "keystore-info", "--json").stdout)
+    mine = [e for e in events if e["operation"] == "keystore_passphrase"]
+    assert [(e["phase"], e["outcome"]) for e in mine] == [("request", "pending"), ("outcome", "ok")]
+    assert mine[1]["provider"] == "local"
+    assert mine[1]["details"] == {
+        "fingerprint": info["fingerprint"],
+        "generation": str(info["generation"]),
+    }
+    assert NEW not in repr(events)
+    assert OLD not in repr(events)

@@ -22,7 +22,7 @@ from aureus_core import DecryptionError, KeyStack
 from aureus_core.context import EncryptionContext
 from aureus_core.datakey import EncryptedDataKey
 from aureus_core.envelope.keyring import KeyFilter, unwrap_data_key
-from aureus_core.errors import ConfigError, KeyDisabled, KeyExists, KeystoreCorrupted
+from aureus_core.errors import ConfigError, KeyDisabled, KeyExists, KeystoreCorrupted, PluginError
 from aureus_core.interfaces import KeyMaterial
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeyPurpose, KeySpec
@@ -410,7 +410,7 @@ def test_only_unowned_unreserved_provider_ids_are_offered_to_the_stack(
     def lookup(scheme: str) -> Any:
         if scheme == "local":
             return local
-        raise ConfigError(f"no provider {scheme}")
+        raise PluginError(f"no provider {scheme}")  # what a stack raises: no plugin serves it
 
     allowed = KeyFilter()
     own = stack.encrypt(b"x", keys=["local://plain"])
