@@ -139,6 +139,23 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "one more read at the end of the input, or into an empty view, returns 0 again",
     ),
     Equivalent(
+        "aureus_core/envelope/message.py",
+        r"if self\._hash is None and self\._signing_key is None",
+        "the writer refuses a signing key without a signed suite and the reverse, so the "
+        "hash and the key are both present or both absent",
+    ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        r"^(size|out) = None$",
+        "read_all's exact-size buffer is an optimisation: without it the frames are "
+        "decrypted into a scratch buffer, with the same checks and the same result",
+    ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        r"frame_size\((self\.header\.frame_length|0), suite\.iv_length, \)",
+        "the tag length's default (16) is every suite's tag length",
+    ),
+    Equivalent(
         "aureus_core/cache.py",
         r".",
         "_positive builds the policy validators when the module is imported, before "

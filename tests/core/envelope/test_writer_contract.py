@@ -24,6 +24,7 @@ from aureus_core.envelope.message import (
     encrypt_stream,
     merge_supplied,
     new_signing_key,
+    signed_context,
     split_required,
 )
 from aureus_core.envelope.suites import DEFAULT_SUITE, SIGNED_SUITE
@@ -186,3 +187,59 @@ def test_a_stack_refuses_more_recipients_than_a_reader_accepts():
         r"messages\)$",
     ):
         limits.check_recipients(3)
+
+
+def _materials(context: EncryptionContext, signing_key=None, data_key: bytes | None = None):
+    return EncryptionMaterials(
+        suite=SIGNED_SUITE if signing_key is not None else DEFAULT_SUITE,
+        data_key=data_key or os.urandom(32),
+        encrypted_data_keys=(
+            EncryptedDataKey(provider_id="p", provider_info=b"i", ciphertext=b"c"),
+        ),
+        context=context,
+        signing_key=signing_key,
+    )
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_frame_by_frame_writing_reads_back(signed):
+    """MessageWriter.frame: regular frames of exactly one frame length, then a final one."""
+    data_key = os.urandom(32)
+    signing_key = new_signing_key(SIGNED_SUITE)[0] if signed else None
+    context = signed_context(EncryptionContext({"a": "1"}), signing_key)
+    writer = MessageWriter(_materials(context, signing_key, data_key), 4)
+    data = (
+        writer.start()
+        + writer.frame(b"abcd", final=False)
+        + writer.frame(bytearray(b"efgh"), final=False)
+        + writer.frame(memoryview(b"ij"), final=True)
+        + writer.finish()
+    )
+    reader = MessageReader(data)
+    reader.unlock(data_key)
+    assert [bytes(chunk) for chunk in reader.frames()] == [b"abcd", b"efgh", b"ij"]
+
+
+def test_a_public_key_that_is_not_strict_base64_is_refused():
+    """The stored signature key is read strictly: a character outside base64 fails the message.
+
+    The writer here holds the data key and signs correctly; only the stored key text is
+    padded with a character a lenient decoder would skip.
+    """
+    data_key = os.urandom(32)
+    signing_key = new_signing_key(SIGNED_SUITE)[0]
+    stored = signed_context(EncryptionContext({"a": "1"}), signing_key)
+    text = stored["aws-crypto-public-key"]
+    sloppy = EncryptionContext._unchecked_reserved(
+        {**stored, "aws-crypto-public-key": text[:10] + "!" + text[10:]}
+    )
+    for context, reads in ((stored, True), (sloppy, False)):
+        writer = MessageWriter(_materials(context, signing_key, data_key), 16)
+        data = writer.start() + writer.frame(b"payload", final=True) + writer.finish()
+        reader = MessageReader(data)
+        reader.unlock(data_key)
+        if reads:
+            assert reader.read_all() == b"payload"
+        else:
+            with pytest.raises(DecryptionError):
+                reader.read_all()
