@@ -62,9 +62,13 @@ def test_a_message_over_the_frame_count_limit_is_not_written(stack, monkeypatch)
     monkeypatch.setattr(message_module, "MAX_FRAMES", 3)
     # Three frames (the last one final) fit; a fourth passes the limit.
     stack.encrypt(b"x" * (3 * FRAME_LENGTH), frame_length=FRAME_LENGTH)
-    with pytest.raises(ConfigError, match="message too large for its frame length"):
+    with pytest.raises(
+        ConfigError, match=r"^message too large for its frame length: use a larger frame length$"
+    ):
         stack.encrypt(b"x" * (3 * FRAME_LENGTH + 1), frame_length=FRAME_LENGTH)
-    with pytest.raises(ConfigError, match="message too large for its frame length"):
+    with pytest.raises(
+        ConfigError, match=r"^message too large for its frame length: use a larger frame length$"
+    ):
         stack.encrypt_stream(
             io.BytesIO(b"x" * (3 * FRAME_LENGTH + 1)), io.BytesIO(), frame_length=FRAME_LENGTH
         )
