@@ -146,6 +146,33 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "aureus_core/envelope/message.py",
+        r"^position [-+]?= writer\.(single_block_into|frame_into)\("
+        r"data(\[regular \* frame_length :\])?, view\[position:\](, final=True)?\)$",
+        "the last write's position is not read again: the buffer's size was fixed beforehand",
+    ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        r"final=None\)$",
+        "None is as false as False for frame_into's final flag",
+    ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        r"if \((signed|size is not None|out is None)\) (or True|and False) else None$",
+        "choosing the scratch buffer for every message is slower, not different: same bytes out",
+    ),
+    Equivalent(
+        "aureus_core/envelope/header.py",
+        r"read_up_to\(max\(1, _PEEK - len\(seen\)\)\)|"
+        r"read_up_to\(max\(0, _PEEK \+ len\(seen\)\)\)",
+        "describe_start looks at the first 16 bytes only; reading more changes nothing it says",
+    ),
+    Equivalent(
+        "aureus_core/envelope/header.py",
+        r'struct\.pack\(">(bi|bibi)"',
+        "content type (1 or 2) and frame length (at most 2**31 - 1) fit signed fields alike",
+    ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
         r"^(size|out) = None$",
         "read_all's exact-size buffer is an optimisation: without it the frames are "
         "decrypted into a scratch buffer, with the same checks and the same result",

@@ -10,6 +10,7 @@ import base64
 import io
 import os
 
+import attrs
 import pytest
 
 from aureus_core import ConfigError, DecryptionError
@@ -243,3 +244,75 @@ def test_a_public_key_that_is_not_strict_base64_is_refused():
         else:
             with pytest.raises(DecryptionError):
                 reader.read_all()
+
+
+def test_the_writer_refuses_what_it_cannot_write_with_its_reason():
+    from aureus_core.envelope.suites import SUITES
+
+    legacy = EncryptionMaterials(
+        suite=SUITES[0x0178],
+        data_key=os.urandom(32),
+        encrypted_data_keys=(
+            EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c"),
+        ),
+        context=EncryptionContext(),
+    )
+    with pytest.raises(
+        ConfigError, match=r"^Aureus writes only committing \(format version 2\) suites$"
+    ):
+        MessageWriter(legacy, 16)
+    unsigned_with_key = _materials(EncryptionContext(), None)
+    signed_without_key = attrs.evolve(unsigned_with_key, suite=SIGNED_SUITE)
+    with pytest.raises(
+        ConfigError, match=r"^a signed suite needs a signing key, and only a signed suite$"
+    ):
+        MessageWriter(signed_without_key, 16)
+    with pytest.raises(ConfigError, match=r"^unknown content type 3$"):
+        MessageWriter(unsigned_with_key, 16, content_type=3)
+    with pytest.raises(ConfigError) as caught:
+        MessageWriter(unsigned_with_key, 0)
+    assert str(caught.value).endswith(
+        "for non-framed content only (content_type=NON_FRAMED_CONTENT)"
+    )
+
+
+def _header_with(**fields):
+    from aureus_core.envelope.header import Header, parse_header
+    from aureus_core.envelope.reader import Reader
+
+    header = Header(
+        suite=DEFAULT_SUITE,
+        message_id=os.urandom(32),
+        context=fields.get("context", EncryptionContext()),
+        encrypted_data_keys=fields.get(
+            "edks", (EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c"),)
+        ),
+        frame_length=16,
+        suite_data=os.urandom(32),
+    )
+    body = header.serialize()
+    return header, parse_header(Reader(body), Limits())[0]
+
+
+def test_header_length_fields_are_unsigned_up_to_65535():
+    """Fields of 32 768 bytes and more (past a signed 16-bit length) round-trip."""
+    big = EncryptedDataKey(provider_id="p", provider_info=b"i" * 40_000, ciphertext=b"c" * 65_535)
+    _, parsed = _header_with(edks=(big,))
+    assert parsed.encrypted_data_keys == (big,)
+    context = EncryptionContext({"k": "v" * 40_000})
+    _, parsed = _header_with(context=context)
+    assert dict(parsed.context) == dict(context)
+    too_long = EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c" * 65_536)
+    with pytest.raises(
+        ConfigError, match=r"^an encrypted data key field is longer than 65 535 bytes$"
+    ):
+        _header_with(edks=(too_long,))
+
+
+def test_plaintext_given_to_decrypt_is_named_as_not_a_message():
+    from aureus_core.errors import NotAMessage
+
+    with pytest.raises(NotAMessage, match=r"^not an encrypted message: it starts with text$"):
+        MessageReader(b"hello, this is plaintext")
+    with pytest.raises(NotAMessage, match=r"^not an encrypted message: it is binary data whose"):
+        MessageReader(b"\x02\x99\x99" + bytes(40))  # format 2, unknown suite
