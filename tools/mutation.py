@@ -381,7 +381,12 @@ def run_group(
         run = mutmut(work, "run", "--max-children", str(max_children))
         (work / "mutmut-run.log").write_text(run.stdout + run.stderr)
     elif mode == "survivors":
-        again = [row["name"] for row in collect(work) if row["status"] == "survived"]
+        again = [
+            row["name"]
+            for row in collect(work)
+            if row["status"] == "survived"
+            and not locate(row["name"], row["path"], row["diff"]).equivalent
+        ]
         refresh_tests(work)
         run = mutmut(work, "run", "--max-children", str(max_children), *again)
         (work / "mutmut-rerun.log").write_text(run.stdout + run.stderr)
