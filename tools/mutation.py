@@ -172,6 +172,32 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "content type (1 or 2) and frame length (at most 2**31 - 1) fit signed fields alike",
     ),
     Equivalent(
+        "aureus_core/envelope/keys.py",
+        r'^return (bytes\(data_key\)|encryption_key), b"XXXX"$',
+        "a non-committing suite's commitment is never stored (format 1) nor checked",
+    ),
+    Equivalent(
+        "aureus_core/envelope/keys.py",
+        r"\(line deleted\)",
+        "HKDF's salt defaults to None, the value deleted",
+        before=r"^salt=None,$",
+    ),
+    Equivalent(
+        "aureus_core/envelope/header.py",
+        r'_not_a_message\(reader, b"XXXX"\.join\(pieces\)\)',
+        "after a first byte of 01 or 02 the input is binary, and only its first byte is named",
+    ),
+    Equivalent(
+        "aureus_core/envelope/header.py",
+        r"assert len\(raw\) == reader\.offset \+ start",
+        "every caller parses the header from the start of its reader (start is 0)",
+    ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        r"^self\._policy = None$",
+        "the reader applies its commitment policy in __init__ and never reads it again",
+    ),
+    Equivalent(
         "aureus_core/envelope/message.py",
         r"^(size|out) = None$",
         "read_all's exact-size buffer is an optimisation: without it the frames are "

@@ -168,3 +168,118 @@ def test_a_non_message_is_described_by_kind_never_by_content(start, said):
     for word in (b"secret", b"world", b"hello", b"PRIVATE"):
         if word in start:
             assert word.decode() not in text
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        ({"max_encrypted_data_keys": 0}, "max_encrypted_data_keys must be between 1 and 65535"),
+        ({"max_encrypted_data_keys": 65536}, "max_encrypted_data_keys must be between 1 and 65535"),
+        ({"max_frame_length": 0}, "max_frame_length must be between 1 and 2147483647"),
+        ({"max_frame_length": 2**31}, "max_frame_length must be between 1 and 2147483647"),
+        ({"max_non_framed_bytes": -1}, "max_non_framed_bytes must be between 0 and 68719476704"),
+        ({"max_non_framed_bytes": 2**36 - 31}, "max_non_framed_bytes must be between 0 and"),
+    ],
+)
+def test_limits_outside_what_the_format_can_hold_are_refused(fields, said):
+    with pytest.raises(ConfigError, match=f"^{said}"):
+        Limits(**fields)
+
+
+def test_limits_at_the_edges_of_the_format_are_accepted():
+    low = Limits(max_encrypted_data_keys=1, max_frame_length=1, max_non_framed_bytes=0)
+    high = Limits(
+        max_encrypted_data_keys=65535, max_frame_length=2**31 - 1, max_non_framed_bytes=2**36 - 32
+    )
+    assert (low.max_encrypted_data_keys, high.max_encrypted_data_keys) == (1, 65535)
+    assert (low.max_frame_length, high.max_frame_length) == (1, 2**31 - 1)
+    assert (low.max_non_framed_bytes, high.max_non_framed_bytes) == (0, 2**36 - 32)
+
+
+def _hand_written(suite_id: int, context: dict[str, str] | None = None, signed: bool = False):
+    import os
+
+    from aureus_core.context import EncryptionContext
+    from aureus_core.datakey import EncryptedDataKey
+    from aureus_core.envelope.message import EncryptionMaterials, MessageWriter
+    from aureus_core.envelope.suites import SUITES
+
+    data_key = os.urandom(32)
+    materials = EncryptionMaterials(
+        suite=SUITES[suite_id],
+        data_key=data_key,
+        encrypted_data_keys=(
+            EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c"),
+        ),
+        context=EncryptionContext._unchecked_reserved(context or {}),
+    )
+    writer = MessageWriter(materials, 16, allow_non_committing=True)
+    return writer.start() + writer.frame(b"legacy", final=True) + writer.finish(), data_key
+
+
+def test_a_non_committing_message_is_refused_by_the_default_policy_with_the_way_out():
+    from aureus_core.envelope.suites import CommitmentPolicy
+
+    data, data_key = _hand_written(0x0178)
+    with pytest.raises(
+        DecryptionError,
+        match=r"^the message uses a non-committing algorithm suite, which the commitment policy "
+        r"refuses; opt in with commitment_policy='require-encrypt-allow-decrypt' only for "
+        r"messages written by older SDKs$",
+    ):
+        MessageReader(data)
+    reader = MessageReader(data, policy=CommitmentPolicy.REQUIRE_ENCRYPT_ALLOW_DECRYPT)
+    assert reader.header.suite_data == b""  # no commitment is stored or checked
+    reader.unlock(data_key)
+    assert reader.read_all() == b"legacy"
+
+
+def test_an_unsigned_suite_with_a_signature_key_in_its_header_is_refused_before_any_unwrap():
+    """A co-recipient who strips the signature leaves the public key behind: refused at once."""
+    data, _ = _hand_written(0x0478, {"aws-crypto-public-key": "AkJUgD50dFww"})
+    with pytest.raises(
+        DecryptionError,
+        match=r"^the message could not be decrypted and authenticated \(its algorithm suite and "
+        r"the signature key in its header disagree\)$",
+    ):
+        MessageReader(data)
+
+
+def test_nothing_is_read_before_the_data_key_unlocks_the_header(stack):
+    data = stack.encrypt(b"payload", frame_length=FRAME_LENGTH)
+    reader = MessageReader(data)
+    assert dict(reader.required_context) == {}
+    with pytest.raises(DecryptionError):
+        reader.read_all()
+    with pytest.raises(DecryptionError):
+        next(iter(reader.frames()))
+
+
+def test_a_header_without_encrypted_data_keys_says_only_that_it_fails():
+    from aureus_core.envelope.header import parse_header
+    from aureus_core.envelope.reader import Reader
+
+    data = bytearray(b"\x02\x04\x78" + bytes(32) + b"\x00\x00" + b"\x00\x00")  # no context, 0 keys
+    with pytest.raises(
+        DecryptionError, match=r"^the message could not be decrypted and authenticated$"
+    ):
+        parse_header(Reader(bytes(data) + bytes(64)), Limits())
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        (b"", "not an encrypted message: the input is empty"),
+        (
+            b"\x01\x81\x00\x78" + bytes(20),  # format 1 with a message type that is not 0x80
+            "not an encrypted message: it is binary data whose first byte is 01; an Encryption "
+            "SDK message starts with 01 80 or 02 04/02 05",
+        ),
+    ],
+)
+def test_what_is_not_a_message_is_named_as_such(data, said):
+    from aureus_core.errors import NotAMessage
+
+    with pytest.raises(NotAMessage) as caught:
+        MessageReader(data)
+    assert str(caught.value) == said
