@@ -410,8 +410,11 @@ def run_group(
         again = [
             row["name"]
             for row in collect(work)
-            if row["status"] == "survived"
-            and not locate(row["name"], row["path"], row["diff"]).equivalent
+            if row["status"] == "no tests"
+            or (
+                row["status"] == "survived"
+                and not locate(row["name"], row["path"], row["diff"]).equivalent
+            )
         ]
         refresh_tests(work)
         run = mutmut(work, "run", "--max-children", str(max_children), *again)
@@ -547,7 +550,7 @@ def main() -> None:
     parser.add_argument(
         "--survivors",
         action="store_true",
-        help="run only the last run's survivors again, against the current tests",
+        help="run the last run's survivors (and untested mutants) again, against the current tests",
     )
     args = parser.parse_args()
     # Mutation runs are background work on a shared machine: yield the CPU to others.
