@@ -172,6 +172,11 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "content type (1 or 2) and frame length (at most 2**31 - 1) fit signed fields alike",
     ),
     Equivalent(
+        "aureus_core/envelope/header.py",
+        r'^text = None$|ch in "XX\\t\\r\\nXX"',
+        "None is as empty as the empty text it replaces; X is printable already",
+    ),
+    Equivalent(
         "aureus_core/envelope/keys.py",
         r'^return (bytes\(data_key\)|encryption_key), b"XXXX"$',
         "a non-committing suite's commitment is never stored (format 1) nor checked",

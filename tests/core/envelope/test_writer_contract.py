@@ -291,7 +291,7 @@ def _header_with(**fields):
         suite_data=os.urandom(32),
     )
     body = header.serialize()
-    return header, parse_header(Reader(body), Limits())[0]
+    return header, parse_header(Reader(body), Limits(max_encrypted_data_keys=65535))[0]
 
 
 def test_header_length_fields_are_unsigned_up_to_65535():
@@ -316,3 +316,13 @@ def test_plaintext_given_to_decrypt_is_named_as_not_a_message():
         MessageReader(b"hello, this is plaintext")
     with pytest.raises(NotAMessage, match=r"^not an encrypted message: it is binary data whose"):
         MessageReader(b"\x02\x99\x99" + bytes(40))  # format 2, unknown suite
+
+
+def test_a_header_holds_up_to_65535_encrypted_data_keys():
+    """The count is unsigned too: 40 000 data keys (past a signed 16-bit count) round-trip."""
+    many = tuple(
+        EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=i.to_bytes(2, "big"))
+        for i in range(40_000)
+    )
+    _, parsed = _header_with(edks=many)
+    assert parsed.encrypted_data_keys == many
