@@ -475,7 +475,7 @@ def test_a_key_whose_first_message_reaches_a_limit_is_not_kept(counting, clock):
     stack = cached_stack(counting, clock, max_messages=1)
     stack.encrypt(b"m")
     assert stack.cache is not None
-    assert len(stack.cache.backend) == 0  # type: ignore[arg-type]
+    assert len(stack.cache.backend) == 0
     before = counting.wraps
     stack = cached_stack(counting, clock, max_bytes=100)
     stack.encrypt(b"x" * 100)

@@ -160,7 +160,7 @@ class Trickle(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+    def readinto(self, buffer) -> int:
         n = min(self._step, len(buffer), len(self._data))
         buffer[:n] = self._data[:n]
         self._data = self._data[n:]
@@ -171,7 +171,7 @@ class Trickle(io.RawIOBase):
 def test_encrypt_stream_from_short_reads_counts_and_keeps_every_byte(stack, size):
     plaintext = bytes(range(256))[:size] * 1
     sink = io.BytesIO()
-    count = stack.encrypt_stream(Trickle(plaintext, 3), sink, frame_length=16)  # type: ignore[arg-type]
+    count = stack.encrypt_stream(Trickle(plaintext, 3), sink, frame_length=16)
     assert count == size
     assert stack.decrypt(sink.getvalue()) == plaintext
     reader = MessageReader(sink.getvalue())
