@@ -771,3 +771,33 @@ def test_store_keeps_the_creation_time_it_is_given(clock):
 def test_repr_names_the_backend_and_counters(clock):
     cache = DataKeyCache(MemoryCache(capacity=10), CachePolicy(), clock=clock.monotonic)
     assert repr(cache) == "<DataKeyCache MemoryCache entries=0 hits=0 misses=0>"
+
+
+def test_decrypt_entries_are_kept_apart_by_partition_suite_context_and_filter(clock):
+    """A cached data key is reused only to read a message with the same header facts.
+
+    The encrypted data keys alone are not enough: a header whose context was swapped must
+    unwrap again (the wrap is bound to the context), not be handed the cached key.
+    """
+    from aureus_core.context import EncryptionContext
+    from aureus_core.datakey import EncryptedDataKey
+
+    def cache(partition: str = "p") -> DataKeyCache:
+        return DataKeyCache(
+            MemoryCache(capacity=10), CachePolicy(partition=partition), clock=clock.monotonic
+        )
+
+    edks = (EncryptedDataKey(provider_id="local", provider_info=b"a", ciphertext=b"c"),)
+    context = EncryptionContext({"tenant": "one"})
+    base = cache().decrypt_key(0x0478, edks, context, "filter")
+    assert cache().decrypt_key(0x0478, edks, context, "filter") == base
+    variants = [
+        cache("q").decrypt_key(0x0478, edks, context, "filter"),
+        cache().decrypt_key(0x0578, edks, context, "filter"),
+        cache().decrypt_key(0x0478, edks, EncryptionContext({"tenant": "two"}), "filter"),
+        cache().decrypt_key(0x0478, edks, context, "other filter"),
+        cache().decrypt_key(0x0478, edks * 2, context, "filter"),
+        cache().encrypt_key(0x0478, [], context),
+    ]
+    assert base not in variants
+    assert len(set(variants)) == len(variants)
