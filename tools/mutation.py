@@ -194,6 +194,11 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "aureus_core/envelope/header.py",
+        r"if \(suite\.suite_data_length\) or True else",
+        "taking 0 bytes of suite data gives the same empty bytes",
+    ),
+    Equivalent(
+        "aureus_core/envelope/header.py",
         r"assert len\(raw\) == reader\.offset \+ start",
         "every caller parses the header from the start of its reader (start is 0)",
     ),
