@@ -283,3 +283,64 @@ def test_what_is_not_a_message_is_named_as_such(data, said):
     with pytest.raises(NotAMessage) as caught:
         MessageReader(data)
     assert str(caught.value) == said
+
+
+def test_a_message_whose_commitment_names_another_data_key_opens_under_neither():
+    """Key commitment: the header stores data key K1's commitment, but its authentication tag
+    and frames are made under K2 (a hostile writer holding both).  The commitment check is
+    what refuses K2; without it the message would open under K2 while committing to K1."""
+    import os
+
+    import attrs
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from aureus_core.context import EncryptionContext
+    from aureus_core.datakey import EncryptedDataKey
+    from aureus_core.envelope.keys import derive_keys, header_auth_tag
+    from aureus_core.envelope.message import EncryptionMaterials, MessageWriter
+    from aureus_core.envelope.suites import DEFAULT_SUITE
+
+    k1, k2 = os.urandom(32), os.urandom(32)
+    materials = EncryptionMaterials(
+        suite=DEFAULT_SUITE,
+        data_key=k2,
+        encrypted_data_keys=(
+            EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c"),
+        ),
+        context=EncryptionContext({"a": "1"}),
+    )
+    writer = MessageWriter(materials, 16)
+    honest = writer.start()
+    frame = writer.frame(b"two faces", final=True)
+    message_id = writer.header.message_id
+    encryption_key, _ = derive_keys(DEFAULT_SUITE, k2, message_id)
+    _, commitment_k1 = derive_keys(DEFAULT_SUITE, k1, message_id)
+    forged = attrs.evolve(writer.header, suite_data=commitment_k1).serialize()
+    data = forged + header_auth_tag(AESGCM(encryption_key), DEFAULT_SUITE, forged) + frame
+    # Control: the same construction with K2's own commitment is a valid message.
+    reader = MessageReader(honest + frame)
+    reader.unlock(k2)
+    assert reader.read_all() == b"two faces"
+    for key in (k1, k2):
+        reader = MessageReader(data)
+        with pytest.raises(DecryptionError):
+            reader.unlock(key)
+
+
+def test_a_format_1_header_with_a_nonzero_reserved_field_or_another_iv_length_is_refused():
+    """Format 1 headers carry four reserved zero bytes and the IV length; anything else is
+    refused when the header is read, before any key is asked to unwrap."""
+    from aureus_core.envelope.suites import CommitmentPolicy
+
+    data, _ = _hand_written(0x0178)
+    allow = CommitmentPolicy.REQUIRE_ENCRYPT_ALLOW_DECRYPT
+    reader = MessageReader(data, policy=allow)
+    body = len(reader.header.serialize())
+    # ... content type (1), reserved (4), IV length (1), frame length (4): the body's end.
+    reserved = body - 4 - 1 - 4
+    assert data[reserved : reserved + 5] == b"\x00\x00\x00\x00\x0c"
+    for offset, value in ((reserved, 1), (reserved + 3, 0x80), (reserved + 4, 16)):
+        changed = bytearray(data)
+        changed[offset] = value
+        with pytest.raises(DecryptionError):
+            MessageReader(bytes(changed), policy=allow)
