@@ -344,3 +344,52 @@ def test_a_format_1_header_with_a_nonzero_reserved_field_or_another_iv_length_is
         changed[offset] = value
         with pytest.raises(DecryptionError):
             MessageReader(bytes(changed), policy=allow)
+
+
+def test_a_final_frame_longer_than_the_frame_length_is_refused():
+    """A hostile writer holding the data key seals a 20-byte final frame in a message of
+    16-byte frames: its tag is valid, and the frame is still refused, streaming or not."""
+    import os
+
+    from aureus_core.context import EncryptionContext
+    from aureus_core.datakey import EncryptedDataKey
+    from aureus_core.envelope.message import EncryptionMaterials, MessageWriter
+    from aureus_core.envelope.suites import DEFAULT_SUITE
+
+    data_key = os.urandom(32)
+    materials = EncryptionMaterials(
+        suite=DEFAULT_SUITE,
+        data_key=data_key,
+        encrypted_data_keys=(
+            EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c"),
+        ),
+        context=EncryptionContext(),
+    )
+    for size, reads in ((16, True), (20, False)):
+        writer = MessageWriter(materials, 16)
+        data = writer.start() + writer.frame(b"q" * size, final=True) + writer.finish()
+        for stream in (False, True):
+            reader = MessageReader(io.BytesIO(data) if stream else data)
+            reader.unlock(data_key)
+            if reads:
+                assert b"".join(reader.frames()) == b"q" * size
+            else:
+                with pytest.raises(DecryptionError):
+                    b"".join(reader.frames()) if stream else reader.read_all()
+                if not stream:
+                    again = MessageReader(data)
+                    again.unlock(data_key)
+                    with pytest.raises(DecryptionError):
+                        list(again.frames())
+
+
+def test_read_all_is_for_in_memory_messages_only():
+    """A reader over a stream yields frames; asked for everything at once, it refuses."""
+    data, data_key = _hand_written(0x0478)
+    reader = MessageReader(io.BytesIO(data))
+    reader.unlock(data_key)
+    with pytest.raises(DecryptionError):
+        reader.read_all()
+    streamed = MessageReader(io.BytesIO(data))
+    streamed.unlock(data_key)
+    assert b"".join(streamed.frames()) == b"legacy"
