@@ -18,6 +18,7 @@ from .errors import (
     CredentialError,
     DecryptionError,
     DuplicateRegistration,
+    ImportRefused,
     KeyDisabled,
     KeyExists,
     KeyNotFound,
@@ -37,6 +38,7 @@ from .interfaces import (
     Capability,
     Credentials,
     CredentialSource,
+    ImportsWrappedKeys,
     KeyMaterial,
     KeyProvider,
     KeyProviderBase,
@@ -53,6 +55,7 @@ from .registry import (
 from .sensitive import Secret
 from .signature import Signature
 from .stack import KeyStack
+from .wrapped_import import ImportParameters, wrap_for_import
 
 __all__ = [
     "AccessDenied",
@@ -76,6 +79,9 @@ __all__ = [
     "DuplicateRegistration",
     "EncryptedDataKey",
     "EncryptionContext",
+    "ImportParameters",
+    "ImportRefused",
+    "ImportsWrappedKeys",
     "KeyDisabled",
     "KeyExists",
     "KeyMaterial",
@@ -104,4 +110,5 @@ __all__ = [
     "WrappedKey",
     "hookimpl",
     "hookspec",
+    "wrap_for_import",
 ]

@@ -4,9 +4,18 @@ An ``AsyncKeyStack`` is a thin front over one ``KeyStack``: the same
 configuration, plugins, providers, circuit breakers, data-key cache, audit
 trail and telemetry, and the same envelope code.  Each call runs the stack's
 synchronous operation in a bounded thread pool of its own (``workers``
-threads), so every provider works unchanged and the event loop never blocks
-on a provider round trip, a key derivation or AES.  Inside an operation the
-stack's own pool fans wraps and unwraps out (``[stack] concurrency``).
+threads), so the event loop never blocks on a key derivation, AES or a
+provider without native coroutines.  Inside an operation the stack's own
+pool fans wraps and unwraps out (``[stack] concurrency``).
+
+Providers that offer native coroutines
+(:class:`~aureus_core.interfaces.AsyncKeyProvider`: ``gcp-kms`` and
+``azure-kv`` do) are awaited on the event loop instead: the operation hands
+its provider calls to the loop -- the data key's generate and wraps for every
+recipient at once, the first-wins unwrap race, a single sign, verify or
+public-key call -- through the same breakers and tracing proxies, and a
+cancelled operation cancels those calls for real.  Providers without them
+are called from the pool, as before, even within the same operation.
 
 Cancellation and deadlines (``asyncio.wait_for``, ``asyncio.timeout``):
 
@@ -23,6 +32,7 @@ Cancellation and deadlines (``asyncio.wait_for``, ``asyncio.timeout``):
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import functools
 import inspect
@@ -35,12 +45,18 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, BinaryIO, Protocol, TypeVar, runtime_checkable
 
+from .context import EncryptionContext
+from .datakey import EncryptedDataKey, WrappedKey
+from .envelope.keyring import Candidate, Fanout, Target, _unwrap_one, _wipe_loser, using_fanout
 from .errors import AureusError
+from .interfaces import NATIVE_ASYNC_METHODS, KeyProvider
 from .keyref import KeyRef
 from .keys import KeyMetadata, KeySpec, KeyState, KeyType
+from .proxy import ProviderProxy, native_async
 from .rotation import EnforcementAction, RotationPolicy, RotationStatus
 from .signature import Signature
 from .stack import KeyStack
+from .wrapped_import import ImportParameters
 
 T = TypeVar("T")
 
@@ -160,6 +176,200 @@ class _StopOnWrite(io.RawIOBase):
         return written
 
 
+class _Routed(ProviderProxy):
+    """A provider whose native calls, made in a worker thread, run on the event loop."""
+
+    __slots__ = ("_bridge",)
+
+    def __init__(self, provider: KeyProvider, bridge: _LoopBridge) -> None:
+        super().__init__(provider)
+        self._bridge = bridge
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_bridge":
+            raise AttributeError(name)
+        return super().__getattr__(name)
+
+    def _call(
+        self, method: str, key: KeyRef | None, function: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        if method in NATIVE_ASYNC_METHODS and native_async(self._provider):
+            coroutine = getattr(self._provider, f"a{method}")(*args, **kwargs)
+            return self._bridge.run(coroutine)  # type: ignore[no-any-return]
+        return function(*args, **kwargs)
+
+
+def _direct(provider: KeyProvider) -> KeyProvider:
+    return provider.wrapped if isinstance(provider, _Routed) else provider
+
+
+class _LoopBridge(Fanout):
+    """One operation's provider calls: native ones awaited on ``loop``, the others in ``pool``.
+
+    The operation itself runs in a worker thread and blocks on each hand-off;
+    :meth:`cancel` (on the loop) cancels the native calls in flight and
+    refuses any later one, so the worker unwinds at once with nothing produced.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pool: concurrent.futures.Executor) -> None:
+        super().__init__(pool)
+        self.loop = loop
+        self.used = False
+        """Whether a native call was handed to the loop."""
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def route(self, provider: KeyProvider) -> KeyProvider:
+        return _Routed(provider, self) if native_async(provider) else provider
+
+    def run(self, coroutine: Awaitable[T]) -> T:
+        """Run ``coroutine`` on the loop from the worker thread; wait for its result."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:  # waiting here would block the loop that must answer
+            if inspect.iscoroutine(coroutine):
+                coroutine.close()
+            raise AureusError(
+                "a blocking provider call was made on the event loop of an AsyncKeyStack "
+                "operation; call the AsyncKeyStack method instead"
+            )
+        with self._lock:
+            if self._stop.is_set():
+                if inspect.iscoroutine(coroutine):
+                    coroutine.close()
+                raise concurrent.futures.CancelledError()
+            self.used = True
+        return asyncio.run_coroutine_threadsafe(self._tracked(coroutine), self.loop).result()
+
+    async def _tracked(self, coroutine: Awaitable[T]) -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        with self._lock:
+            self._tasks.add(task)
+            if self._stop.is_set():
+                task.cancel()
+        try:
+            return await coroutine
+        finally:
+            with self._lock:
+                self._tasks.discard(task)
+
+    def cancel(self) -> bool:
+        """On the loop: cancel the native calls; ``True`` if any call went native."""
+        with self._lock:
+            self._stop.set()
+            for task in self._tasks:
+                task.cancel()
+            return self.used
+
+    # -- fan-out on the loop -------------------------------------------------------
+
+    def wrap_all(
+        self, targets: Sequence[Target], data_key: bytes, context: EncryptionContext
+    ) -> list[WrappedKey]:
+        if not any(native_async(_direct(provider)) for _, provider in targets):
+            return super().wrap_all(targets, data_key, context)
+        return self.run(self._wrap_all(targets, data_key, context))
+
+    def race(
+        self, candidates: Sequence[Candidate], context: EncryptionContext
+    ) -> tuple[int, bytearray] | list[AureusError]:
+        if not any(native_async(_direct(provider)) for provider, _, _ in candidates):
+            return super().race(candidates, context)
+        return self.run(self._race(candidates, context))
+
+    async def _wrap(
+        self, provider: KeyProvider, ref: KeyRef, data_key: bytes, context: EncryptionContext
+    ) -> WrappedKey:
+        provider = _direct(provider)
+        if native_async(provider):
+            return await provider.awrap(ref, data_key, context)  # type: ignore[attr-defined,no-any-return]
+        future = self.pool.submit(
+            contextvars.copy_context().run, provider.wrap, ref, data_key, context
+        )
+        return await asyncio.wrap_future(future)
+
+    async def _unwrap(
+        self,
+        provider: KeyProvider,
+        ref: KeyRef,
+        encrypted: EncryptedDataKey,
+        context: EncryptionContext,
+    ) -> bytearray | AureusError:
+        provider = _direct(provider)
+        if native_async(provider):
+            try:
+                result: bytearray = await provider.aunwrap(ref, encrypted, context)  # type: ignore[attr-defined]
+            except AureusError as error:
+                return error
+            return result
+        future = self.pool.submit(
+            contextvars.copy_context().run, _unwrap_one, provider, ref, encrypted, context
+        )
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.cancel()
+            future.add_done_callback(_wipe_loser)  # a key that still arrives is wiped
+            raise
+
+    async def _wrap_all(
+        self, targets: Sequence[Target], data_key: bytes, context: EncryptionContext
+    ) -> list[WrappedKey]:
+        tasks = [
+            asyncio.ensure_future(self._wrap(provider, ref, data_key, context))
+            for ref, provider in targets
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in tasks:
+                task.cancel()  # a no-op for the finished ones; the others stop for real
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:  # the first failure in key order
+            failure = None if task.cancelled() else task.exception()
+            if failure is not None:
+                raise failure
+        return [task.result() for task in tasks]
+
+    async def _race(
+        self, candidates: Sequence[Candidate], context: EncryptionContext
+    ) -> tuple[int, bytearray] | list[AureusError]:
+        tasks = [
+            asyncio.ensure_future(self._unwrap(provider, ref, encrypted, context))
+            for provider, ref, encrypted in candidates
+        ]
+        winner: asyncio.Future[bytearray | AureusError] | None = None
+        try:
+            pending: set[asyncio.Future[bytearray | AureusError]] = set(tasks)
+            while pending and winner is None:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                winner = next(
+                    (t for t in tasks if t in done and isinstance(t.result(), bytearray)), None
+                )
+        finally:
+            losers = [task for task in tasks if task is not winner]
+            for task in losers:
+                task.cancel()
+            for result in await asyncio.gather(*losers, return_exceptions=True):
+                if isinstance(result, bytearray):
+                    result[:] = bytes(len(result))
+        if winner is not None:
+            key = winner.result()
+            assert isinstance(key, bytearray)
+            return tasks.index(winner), key  # type: ignore[arg-type]
+        return [task.result() for task in tasks]  # type: ignore[misc]
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a dropped worker's outcome as seen (its error was the cancellation's doing)."""
+    if not future.cancelled():
+        future.exception()
+
+
 class AsyncKeyStack:
     """The asyncio face of a :class:`~aureus_core.stack.KeyStack`.
 
@@ -223,17 +433,54 @@ class AsyncKeyStack:
         return loop.run_in_executor(self._workers, call)
 
     async def _run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one synchronous operation in a worker; a cancellation drops its result."""
-        return await self._submit(function, *args, **kwargs)
+        """Run one synchronous operation in a worker, its native provider calls on this loop.
+
+        On cancellation the native calls in flight are cancelled and the worker is
+        waited for (it unwinds at once, producing nothing); an operation that only
+        made blocking provider calls is not waited for and its result is dropped.
+        """
+        if not self._native_possible():
+            return await self._submit(function, *args, **kwargs)  # the thread-pool path only
+        bridge = _LoopBridge(asyncio.get_running_loop(), self._stack.pool)
+
+        def work() -> T:
+            with using_fanout(bridge):
+                return function(*args, **kwargs)
+
+        future = self._submit(work)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if bridge.cancel():
+                await asyncio.wait([future])
+            future.add_done_callback(_retrieve)
+            raise
+
+    def _native_possible(self) -> bool:
+        """Whether an operation may meet a native provider: one is loaded, or none yet is.
+
+        A stack whose loaded providers are all blocking skips the hand-off to
+        the loop (a provider loaded during an operation is used natively from
+        the next one on).
+        """
+        loaded = list(self._stack._providers.values())
+        return not loaded or any(native_async(provider) for provider in loaded)
 
     async def _run_stoppable(self, function: Callable[[threading.Event], T]) -> T:
         """Run a streaming operation; on cancellation, stop it and wait until it has stopped."""
         stop = threading.Event()
-        future = self._submit(function, stop)
+        bridge = _LoopBridge(asyncio.get_running_loop(), self._stack.pool)
+
+        def work(stop: threading.Event) -> T:
+            with using_fanout(bridge):
+                return function(stop)
+
+        future = self._submit(work, stop)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
             stop.set()
+            bridge.cancel()
             await asyncio.wait([future])
             if not future.cancelled():
                 future.exception()  # retrieved: the worker's StreamCancelled is expected
@@ -468,6 +715,12 @@ class AsyncKeyStack:
         """:meth:`KeyStack.import_key` (same keyword options)."""
         return await self._run(self._stack.import_key, name, key_type, **options)
 
+    async def import_parameters(
+        self, name: str | KeyRef, key_type: str | KeyType, **options: Any
+    ) -> ImportParameters:
+        """:meth:`KeyStack.import_parameters` (same keyword options)."""
+        return await self._run(self._stack.import_parameters, name, key_type, **options)
+
     async def key_status(
         self, policy: RotationPolicy | None = None, now: datetime | None = None
     ) -> list[tuple[KeyMetadata, RotationStatus]]:
@@ -512,11 +765,18 @@ class AsyncKeyStack:
     # -- lifetime --------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Wait for running operations, then close the stack if this object built it."""
+        """Wait for running operations, then release native providers' loop resources.
+
+        What native providers opened on this event loop (channels, sessions) is
+        closed here; the stack itself only if this object built it.
+        """
         if self._closed:
             return
         self._closed = True
         await asyncio.to_thread(self._workers.shutdown, wait=True)
+        for provider in list(self._stack._providers.values()):
+            if native_async(provider):
+                await provider.aclose()  # type: ignore[attr-defined]
         if self._own:
             await asyncio.to_thread(self._stack.close)
 

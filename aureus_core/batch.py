@@ -60,7 +60,7 @@ def encrypt_batch(
             op.update(provider=refs[0].scheme, key_uri=refs[0].with_version(None).uri)
         op.update(stack.audit.context_fields(encryption_context))
         materials, used = encryption_materials(
-            stack.provider, refs, encryption_context, signed=signed, pool=stack.pool
+            stack.provider, refs, encryption_context, signed=signed, pool=stack.fanout
         )
         try:
             messages = [encrypt_bytes(value, MessageWriter(materials, length)) for value in values]
@@ -122,7 +122,7 @@ def decrypt_batch(
                             full,
                             allowed,
                             stack._own_providers,
-                            stack.pool,
+                            stack.fanout,
                         )
                     reader.unlock(unwrapped[memo][0], required)
                     plaintexts.append(reader.read_all())

@@ -103,6 +103,14 @@ class KeyExists(ProviderError):
     """A key with that name already exists."""
 
 
+class ImportRefused(ProviderError):
+    """Wrapped key material was refused.
+
+    Its import token is unknown, used up, expired or issued for another key, or
+    the material does not open with the token's wrapping key.
+    """
+
+
 class KeystoreCorrupted(ProviderUnavailable):
     """A keystore file cannot be parsed or fails its integrity check."""
 

@@ -10,7 +10,7 @@ capability checks see what it declares; other attributes are forwarded too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .interfaces import KeyProvider
@@ -50,6 +50,18 @@ class InstrumentedProvider(ProviderProxy):
         self, method: str, key: KeyRef | None, function: Callable[..., T], *args: Any, **kwargs: Any
     ) -> T:
         return self._telemetry.provider_call(
+            self._provider.scheme, method, key, function, *args, **kwargs
+        )
+
+    async def _acall(
+        self,
+        method: str,
+        key: KeyRef | None,
+        function: Callable[..., Awaitable[T]],
+        *args: Any,
+        **kwargs: Any,
+    ) -> T:
+        return await self._telemetry.provider_acall(
             self._provider.scheme, method, key, function, *args, **kwargs
         )
 

@@ -25,6 +25,7 @@ from .signature import Signature
 
 if TYPE_CHECKING:
     from .audit import AuditEvent
+    from .wrapped_import import ImportParameters
 
 
 class Capability(str, enum.Enum):
@@ -50,14 +51,27 @@ class Capability(str, enum.Enum):
     """Enable and disable versions, set a minimum decryption version, destroy old versions."""
     MAC = "mac"
     """Compute a deterministic MAC (HMAC-SHA-256 or the backend's equivalent) under a key."""
+    WRAPPED_IMPORT = "wrapped-import"
+    """Hand out import parameters and import key material wrapped for them."""
+
+
+def _check_import_token(material: KeyMaterial, _: object, token: str | None) -> None:
+    if (material.format == "wrapped") != (token is not None):
+        raise ValueError("wrapped key material comes with its import token, and only it does")
 
 
 @attrs.frozen(kw_only=True)
 class KeyMaterial:
-    """Key material to import: raw symmetric bytes or a PEM private key."""
+    """Key material to import: raw symmetric bytes, a PEM private key, or wrapped material.
 
-    format: str = attrs.field(validator=attrs.validators.in_(("raw", "pem")))
+    ``wrapped`` material is what :func:`aureus_core.wrapped_import.wrap_for_import`
+    (or any RSA-OAEP + AES-KWP implementation) made for the import parameters
+    named by ``import_token``.
+    """
+
+    format: str = attrs.field(validator=attrs.validators.in_(("raw", "pem", "wrapped")))
     data: Secret[bytes]
+    import_token: str | None = attrs.field(default=None, validator=_check_import_token)
 
 
 @attrs.frozen(kw_only=True)
@@ -234,6 +248,12 @@ class KeyProviderBase:
         """Not supported unless overridden (see :class:`ReplicatesKeys`)."""
         raise self._unsupported("replicate_key")
 
+    def import_parameters(
+        self, name: str, spec: KeySpec, *, new_version: bool = False
+    ) -> ImportParameters:
+        """Not supported unless overridden (see :class:`ImportsWrappedKeys`)."""
+        raise self._unsupported("import_parameters")
+
     def owner_of(self, encrypted: EncryptedDataKey) -> KeyRef | None:
         """No encrypted data key is ours unless overridden."""
         return None
@@ -275,11 +295,82 @@ class GeneratesDataKeys(Protocol):
 
 
 @runtime_checkable
+class AsyncKeyProvider(Protocol):
+    """A provider that also offers native coroutines for its round trips (optional).
+
+    :class:`~aureus_core.aio.AsyncKeyStack` awaits these on its event loop
+    (fan-out and the unwrap race included, with real cancellation) instead of
+    running the blocking methods in threads.  Each coroutine means exactly
+    what its blocking twin means (same arguments, results and errors); a
+    cancelled one must leave nothing behind.  ``agenerate_data_key`` is only
+    called when the provider declares ``Capability.GENERATE_DATA_KEY``.
+    Providers without these methods keep working through the thread pool.
+    """
+
+    async def awrap(self, key: KeyRef, data_key: bytes, context: EncryptionContext) -> WrappedKey:
+        """:meth:`KeyProvider.wrap`, natively."""
+        ...
+
+    async def aunwrap(
+        self, key: KeyRef, encrypted: EncryptedDataKey, context: EncryptionContext
+    ) -> bytearray:
+        """:meth:`KeyProvider.unwrap`, natively."""
+        ...
+
+    async def agenerate_data_key(
+        self, key: KeyRef, length: int, context: EncryptionContext
+    ) -> tuple[bytearray, WrappedKey]:
+        """:meth:`GeneratesDataKeys.generate_data_key`, natively."""
+        ...
+
+    async def asign(self, key: KeyRef, message: bytes) -> Signature:
+        """:meth:`KeyProvider.sign`, natively."""
+        ...
+
+    async def averify(self, key: KeyRef, message: bytes, signature: bytes) -> bool:
+        """:meth:`KeyProvider.verify`, natively."""
+        ...
+
+    async def apublic_key(self, key: KeyRef) -> bytes:
+        """:meth:`KeyProvider.public_key`, natively."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the coroutines opened on the running event loop."""
+        ...
+
+
+NATIVE_ASYNC_METHODS = frozenset(
+    {"wrap", "unwrap", "generate_data_key", "sign", "verify", "public_key"}
+)
+"""The provider methods an :class:`AsyncKeyProvider` offers as ``a<name>`` coroutines."""
+
+
+@runtime_checkable
 class ReplicatesKeys(Protocol):
     """A provider that copies a key into another region (``Capability.REPLICATE``)."""
 
     def replicate_key(self, key: KeyRef, region: str) -> KeyMetadata:
         """Create a replica of ``key`` in ``region``; return the replica's metadata."""
+        ...
+
+
+@runtime_checkable
+class ImportsWrappedKeys(Protocol):
+    """A provider that imports key material wrapped for it (``Capability.WRAPPED_IMPORT``).
+
+    :meth:`import_parameters` makes an import job inside the provider: an RSA
+    key pair whose private half never leaves it, and a single-use token that
+    expires.  :meth:`KeyProvider.import_key` then takes ``KeyMaterial(format=
+    "wrapped", import_token=...)`` for the same name, key type and
+    ``new_version``, unwraps inside the provider and consumes the token;
+    anything else raises :class:`~aureus_core.errors.ImportRefused`.
+    """
+
+    def import_parameters(
+        self, name: str, spec: KeySpec, *, new_version: bool = False
+    ) -> ImportParameters:
+        """A new import job for ``name`` (a new key, or a new version of it)."""
         ...
 
 

@@ -7,22 +7,43 @@ circuit breaker subclass it and override only that method.  ``scheme``,
 ``capabilities`` and ``key_types`` read through to the wrapped provider, and
 any other attribute is forwarded, so capability checks and provider-specific
 helpers still work through a proxy.
+
+The native coroutines of an :class:`~aureus_core.interfaces.AsyncKeyProvider`
+(``awrap``, ``aunwrap`` ...) go through :meth:`ProviderProxy._acall` the same
+way; :func:`native_async` says whether a provider, through any proxies, has them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from .context import EncryptionContext
 from .datakey import EncryptedDataKey, WrappedKey
 from .errors import UnsupportedOperation
-from .interfaces import Capability, KeyMaterial, KeyProvider
+from .interfaces import AsyncKeyProvider, Capability, KeyMaterial, KeyProvider
 from .keyref import KeyRef
 from .keys import KeyMetadata, KeySpec, KeyState, KeyType
 from .signature import Signature
+from .wrapped_import import ImportParameters
 
 T = TypeVar("T")
+
+
+_NATIVE_BY_TYPE: dict[type, bool] = {}
+
+
+def native_async(provider: object) -> bool:
+    """Whether ``provider`` (through any proxies) offers native coroutines."""
+    if isinstance(provider, ProviderProxy):
+        return provider.native_async
+    kind = type(provider)
+    known = _NATIVE_BY_TYPE.get(kind)
+    if known is None:
+        known = isinstance(provider, AsyncKeyProvider)
+        if not hasattr(kind, "__getattr__"):  # a forwarding wrapper answers per instance
+            _NATIVE_BY_TYPE[kind] = known
+    return known
 
 
 class ProviderProxy:
@@ -43,6 +64,28 @@ class ProviderProxy:
     ) -> T:
         """Run one provider call; the base class just calls it."""
         return function(*args, **kwargs)
+
+    async def _acall(
+        self,
+        method: str,
+        key: KeyRef | None,
+        function: Callable[..., Awaitable[T]],
+        *args: Any,
+        **kwargs: Any,
+    ) -> T:
+        """Await one native provider call; the base class just awaits it."""
+        return await function(*args, **kwargs)
+
+    @property
+    def native_async(self) -> bool:
+        """Whether the provider behind the proxy offers native coroutines."""
+        return native_async(self._provider)
+
+    async def _aforward(self, method: str, key: KeyRef | None, *args: Any, **kwargs: Any) -> Any:
+        function = getattr(self._provider, f"a{method}", None) if self.native_async else None
+        if function is None:
+            raise UnsupportedOperation(self._provider.scheme, f"a{method} (native async)")
+        return await self._acall(method, key, function, *args, **kwargs)
 
     def _forward(self, method: str, key: KeyRef | None, *args: Any, **kwargs: Any) -> Any:
         function = getattr(self._provider, method, None)
@@ -111,6 +154,14 @@ class ProviderProxy:
             "import_key", None, name, spec, material, new_version=new_version
         )
 
+    def import_parameters(
+        self, name: str, spec: KeySpec, *, new_version: bool = False
+    ) -> ImportParameters:
+        """Proxied :meth:`ImportsWrappedKeys.import_parameters`."""
+        return self._forward(  # type: ignore[no-any-return]
+            "import_parameters", None, name, spec, new_version=new_version
+        )
+
     def public_key(self, key: KeyRef) -> bytes:
         """Proxied :meth:`KeyProvider.public_key`."""
         return self._forward("public_key", key, key)  # type: ignore[no-any-return]
@@ -173,5 +224,42 @@ class ProviderProxy:
         """Close the wrapped provider (not proxied through :meth:`_call`)."""
         self._provider.close()
 
+    # -- the AsyncKeyProvider protocol (only usable when ``native_async``) -------------
 
-__all__ = ["ProviderProxy"]
+    async def awrap(self, key: KeyRef, data_key: bytes, context: EncryptionContext) -> WrappedKey:
+        """Proxied :meth:`AsyncKeyProvider.awrap`."""
+        return await self._aforward("wrap", key, key, data_key, context)  # type: ignore[no-any-return]
+
+    async def aunwrap(
+        self, key: KeyRef, encrypted: EncryptedDataKey, context: EncryptionContext
+    ) -> bytearray:
+        """Proxied :meth:`AsyncKeyProvider.aunwrap`."""
+        return await self._aforward("unwrap", key, key, encrypted, context)  # type: ignore[no-any-return]
+
+    async def agenerate_data_key(
+        self, key: KeyRef, length: int, context: EncryptionContext
+    ) -> tuple[bytearray, WrappedKey]:
+        """Proxied :meth:`AsyncKeyProvider.agenerate_data_key`."""
+        return await self._aforward(  # type: ignore[no-any-return]
+            "generate_data_key", key, key, length, context
+        )
+
+    async def asign(self, key: KeyRef, message: bytes) -> Signature:
+        """Proxied :meth:`AsyncKeyProvider.asign`."""
+        return await self._aforward("sign", key, key, message)  # type: ignore[no-any-return]
+
+    async def averify(self, key: KeyRef, message: bytes, signature: bytes) -> bool:
+        """Proxied :meth:`AsyncKeyProvider.averify`."""
+        return await self._aforward("verify", key, key, message, signature)  # type: ignore[no-any-return]
+
+    async def apublic_key(self, key: KeyRef) -> bytes:
+        """Proxied :meth:`AsyncKeyProvider.apublic_key`."""
+        return await self._aforward("public_key", key, key)  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        """Close what the wrapped provider's coroutines opened, if it has any."""
+        if native_async(self._provider):
+            await self._provider.aclose()  # type: ignore[attr-defined]
+
+
+__all__ = ["ProviderProxy", "native_async"]

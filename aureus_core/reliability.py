@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -212,6 +212,29 @@ class CircuitBreaker:
         self.record_success()
         return result
 
+    async def acall(self, function: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Await ``function`` under the breaker, counting as :meth:`call` does.
+
+        A cancelled call says nothing about the backend: it only frees a half-open trial.
+        """
+        trial = self.before_call()
+        try:
+            result = await function(*args, **kwargs)
+        except KeystoreCorrupted:
+            self.release(trial)
+            raise
+        except ProviderUnavailable as error:
+            self.record_outage(error)
+            raise
+        except AureusError:
+            self.record_success()
+            raise
+        except BaseException:
+            self.release(trial)
+            raise
+        self.record_success()
+        return result
+
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self.state.value})"
 
@@ -241,6 +264,16 @@ class GuardedProvider(ProviderProxy):
         if method in _LOCAL_METHODS:
             return function(*args, **kwargs)
         return self._breaker.call(function, *args, **kwargs)
+
+    async def _acall(
+        self,
+        method: str,
+        key: KeyRef | None,
+        function: Callable[..., Awaitable[T]],
+        *args: Any,
+        **kwargs: Any,
+    ) -> T:
+        return await self._breaker.acall(function, *args, **kwargs)
 
 
 __all__ = [

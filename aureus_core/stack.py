@@ -37,9 +37,11 @@ from .context import EncryptionContext
 from .envelope.header import Limits
 from .envelope.inspect import MessageInfo, inspect_message
 from .envelope.keyring import (
+    Fanout,
     KeyFilter,
     NotStarted,
     ProviderLookup,
+    active_fanout,
     encryption_materials,
     unwrap_data_key,
 )
@@ -73,6 +75,7 @@ from .interfaces import (
     AuditSink,
     Capability,
     CredentialSource,
+    ImportsWrappedKeys,
     KeyMaterial,
     KeyProvider,
     ProviderSettings,
@@ -94,6 +97,7 @@ from .rotation import key_status as rotation_status
 from .sensitive import Secret
 from .signature import Signature
 from .telemetry import Telemetry, current_ids
+from .wrapped_import import ImportParameters, check_import_token
 
 if TYPE_CHECKING:
     from .aio import AsyncKeyStack
@@ -233,7 +237,9 @@ class KeyStack:
             existing = self._providers.get(scheme)
             if existing is None:
                 existing = self._create_provider(scheme)
-            return self._telemetry.instrument(self._guard(scheme, existing))
+            provided = self._telemetry.instrument(self._guard(scheme, existing))
+        fanout = active_fanout()
+        return provided if fanout is None else fanout.route(provided)
 
     def _create_provider(self, scheme: str) -> KeyProvider:
         try:
@@ -350,6 +356,16 @@ class KeyStack:
                     max_workers=self.config.concurrency, thread_name_prefix="aureus-fanout"
                 )
             return self._pool
+
+    @property
+    def fanout(self) -> ThreadPoolExecutor | Fanout:
+        """What runs an operation's concurrent provider calls.
+
+        :attr:`pool`, or the event loop of the :class:`~aureus_core.aio.AsyncKeyStack`
+        running the operation.
+        """
+        active = active_fanout()
+        return active if active is not None else self.pool
 
     def _provider_for(self, ref: KeyRef, capability: Capability, operation: str) -> KeyProvider:
         provider = self.provider(ref.scheme)
@@ -554,17 +570,32 @@ class KeyStack:
         namespace: str | None = None,
         key_name: str | None = None,
         padding: str | None = None,
+        wrapped: bytes | None = None,
+        import_token: str | None = None,
     ) -> KeyMetadata:
-        """Import raw symmetric material or a PEM key (exactly one of them).
+        """Import raw symmetric material, a PEM key, or wrapped material (exactly one).
 
         ``namespace`` and ``key_name`` (with ``padding`` for RSA: ``pkcs1``,
         ``oaep-sha1``, ``oaep-sha256``, ``oaep-sha384`` or ``oaep-sha512``)
         import a raw keyring key: messages name it by that key namespace and
         key name, as the AWS Encryption SDK's raw AES and raw RSA keyrings do.
         An RSA public key alone (``pem=``) makes a key that wraps only.
+
+        ``wrapped`` is material wrapped for the :meth:`import_parameters` whose
+        ``import_token`` is given; the provider unwraps it inside itself.
         """
-        if (raw is None) == (pem is None):
-            raise ConfigError("import_key needs exactly one of raw= (AES key bytes) or pem=")
+        given = [value for value in (raw, pem, wrapped) if value is not None]
+        if len(given) != 1:
+            raise ConfigError(
+                "import_key needs exactly one of raw= (AES key bytes), pem= or wrapped="
+            )
+        if (wrapped is None) != (import_token is None):
+            raise ConfigError(
+                "wrapped= material needs the import_token= it was wrapped for, and only it "
+                "takes one"
+            )
+        if wrapped is not None:
+            check_import_token(import_token)
         scheme, local_name = self._split_name(name, provider)
         options = {
             option: value
@@ -577,15 +608,53 @@ class KeyStack:
         }
         spec = KeySpec(key_type=key_type, description=description, options=options)
         material = KeyMaterial(
-            format="raw" if raw is not None else "pem",
-            data=Secret(bytes(raw if raw is not None else pem or b"")),
+            format="raw" if raw is not None else "pem" if pem is not None else "wrapped",
+            data=Secret(bytes(given[0])),
+            import_token=import_token,
         )
         ref = KeyRef(scheme=scheme, key_id=local_name)
         with self._operation("import", ref) as op:
-            target = self._provider_for(ref, Capability.IMPORT, "import_key")
+            if wrapped is not None:
+                target = self._provider_for(ref, Capability.WRAPPED_IMPORT, "wrapped import")
+                op.update(details=(("import_token", str(import_token)),))
+            else:
+                target = self._provider_for(ref, Capability.IMPORT, "import_key")
             metadata = target.import_key(local_name, spec, material, new_version=new_version)
             op.update(key_uri=metadata.uri, key_version=metadata.current_version)
             return metadata
+
+    def import_parameters(
+        self,
+        name: str | KeyRef,
+        key_type: str | KeyType,
+        *,
+        new_version: bool = False,
+        provider: str | None = None,
+    ) -> ImportParameters:
+        """Start a wrapped import of ``name``: the target's wrapping key, token and expiry.
+
+        Wrap the key material for them with
+        :func:`~aureus_core.wrapped_import.wrap_for_import` (on another machine,
+        after checking the fingerprint out of band), then pass it to
+        :meth:`import_key` as ``wrapped=`` with ``import_token=``.
+        """
+        scheme, local_name = self._split_name(name, provider)
+        spec = KeySpec(key_type=key_type)
+        ref = KeyRef(scheme=scheme, key_id=local_name)
+        with self._operation("import_params", ref) as op:
+            target = self._provider_for(ref, Capability.WRAPPED_IMPORT, "wrapped import")
+            if not isinstance(target, ImportsWrappedKeys):
+                raise UnsupportedOperation(ref.scheme, "wrapped import")
+            parameters = target.import_parameters(local_name, spec, new_version=new_version)
+            op.update(
+                key_uri=parameters.key_uri,
+                details=(
+                    ("import_token", parameters.import_token),
+                    ("fingerprint", parameters.fingerprint),
+                    ("expires_at", parameters.expires_at.isoformat()),
+                ),
+            )
+            return parameters
 
     def public_key(self, key: str | KeyRef) -> bytes:
         """The PEM public key of a signing key (current version unless the URI pins one)."""
@@ -803,7 +872,7 @@ class KeyStack:
 
         def make() -> tuple[tuple[EncryptionMaterials, list[KeyRef]], Fill]:
             made = encryption_materials(
-                self.provider, groups or refs, encryption_context, signed=signed, pool=self.pool
+                self.provider, groups or refs, encryption_context, signed=signed, pool=self.fanout
             )
             return made, fill_of(made[0], made[1])
 
@@ -951,7 +1020,7 @@ class KeyStack:
                     full,
                     allowed,
                     self._own_providers,
-                    self.pool,
+                    self.fanout,
                 )
             except DecryptionError as error:
                 raise _hinted(error, required) from None

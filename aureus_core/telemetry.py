@@ -16,7 +16,7 @@ encryption-context values.  See ``docs/observability.md``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -283,12 +283,36 @@ class Telemetry:
         instruments = self._instruments()
         if instruments is None or instruments.quiet():
             return call(*args, **kwargs)
+        with self._provider_span(instruments, scheme, method, key):
+            return call(*args, **kwargs)
+
+    async def provider_acall(
+        self,
+        scheme: str,
+        method: str,
+        key: KeyRef | None,
+        call: Callable[P, Awaitable[T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """:meth:`provider_call` for a native coroutine: the span covers the await."""
+        instruments = self._instruments()
+        if instruments is None or instruments.quiet():
+            return await call(*args, **kwargs)
+        with self._provider_span(instruments, scheme, method, key):
+            return await call(*args, **kwargs)
+
+    @contextmanager
+    def _provider_span(
+        self, instruments: _Instruments, scheme: str, method: str, key: KeyRef | None
+    ) -> Iterator[None]:
         span = instruments.tracer.start_span(f"aureus.provider.{method}")
         token = instruments.attach(instruments.in_context(span))
         outcome = "ok"
         start = time.perf_counter()
         try:
-            return call(*args, **kwargs)
+            yield
         except BaseException as error:
             outcome = type(error).__name__
             _record_error(instruments, span, error)

@@ -1,5 +1,9 @@
 """``aureus keys``: create, list, describe, rotate, import and export public keys.
 
+Wrapped import: ``keys import-params`` (on the machine that talks to the
+provider), ``keys wrap-for-import`` (on the machine that holds the key
+material; no configuration needed) and ``keys import --wrapped``.
+
 Also ``keys keystore-info`` and ``keys passphrase`` for providers that keep a
 keystore of their own (the local provider): they call the provider's
 ``keystore_info()`` / ``change_passphrase()`` and refuse others clearly.
@@ -15,9 +19,12 @@ from typing import Any
 import click
 
 from ..errors import CredentialError, UnsupportedOperation
+from ..interfaces import KeyMaterial
 from ..keys import KeyMetadata
 from ..sensitive import Secret
+from ..wrapped_import import WRAPPING_ALGORITHMS, wrap_for_import
 from .app import KEY_TYPES, AureusGroup, main, pairs, stack_of
+from .atomic import atomic_output
 
 
 @main.group("keys", cls=AureusGroup)
@@ -152,6 +159,18 @@ def keys_replicate(ctx: click.Context, uri: str, region: str, as_json: bool) -> 
     "or an RSA public key for a raw RSA key that only encrypts.",
 )
 @click.option(
+    "--wrapped",
+    "wrapped_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="File holding key material wrapped for an import token "
+    "(`aureus keys wrap-for-import`, or RSA-OAEP + AES-KWP by any tool).",
+)
+@click.option(
+    "--import-token",
+    default=None,
+    help="With --wrapped: the import token the material was wrapped for.",
+)
+@click.option(
     "--new-version", is_flag=True, help="Import as a new current version of an existing key."
 )
 @click.option(
@@ -177,6 +196,8 @@ def keys_import(
     key_type: str,
     raw_key_file: str | None,
     pem_file: str | None,
+    wrapped_file: str | None,
+    import_token: str | None,
     new_version: bool,
     namespace: str | None,
     key_name: str | None,
@@ -184,25 +205,161 @@ def keys_import(
 ) -> None:
     """Import key material and print the key's URI.
 
+    With --wrapped and --import-token the material arrives wrapped for the
+    import parameters of `aureus keys import-params`, and is unwrapped inside
+    the provider.
+
     With --namespace and --key-name (and --padding for RSA) the key is a raw
     keyring key: it reads and writes messages of the AWS Encryption SDK's raw
     AES or raw RSA keyring configured with that key namespace and key name.
     """
-    if (raw_key_file is None) == (pem_file is None):
-        raise click.UsageError("give exactly one of --raw-key-file or --pem-file")
+    if sum(f is not None for f in (raw_key_file, pem_file, wrapped_file)) != 1:
+        raise click.UsageError("give exactly one of --raw-key-file, --pem-file or --wrapped")
+    if (wrapped_file is None) != (import_token is None):
+        raise click.UsageError(
+            "--wrapped needs --import-token (the token the material was wrapped for), "
+            "and --import-token needs --wrapped"
+        )
     raw = Path(raw_key_file).read_bytes() if raw_key_file else None
     pem = Path(pem_file).read_bytes() if pem_file else None
+    wrapped = Path(wrapped_file).read_bytes() if wrapped_file else None
     metadata = stack_of(ctx).import_key(
         name,
         key_type,
         raw=raw,
         pem=pem,
+        wrapped=wrapped,
+        import_token=import_token,
         new_version=new_version,
         namespace=namespace,
         key_name=key_name,
         padding=padding,
     )
     click.echo(metadata.uri)
+
+
+@keys_group.command("import-params")
+@click.argument("name")
+@click.option("--type", "key_type", type=click.Choice(KEY_TYPES), required=True)
+@click.option(
+    "--new-version", is_flag=True, help="The import will add a version to an existing key."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Write the wrapping public key (PEM) here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the parameters as JSON.")
+@click.pass_context
+def keys_import_params(
+    ctx: click.Context, name: str, key_type: str, new_version: bool, output: str, as_json: bool
+) -> None:
+    """Start a wrapped import: write the target's wrapping key, print token and fingerprint.
+
+    The provider makes a key pair whose private half never leaves it, and a
+    token that imports once, into NAME only, before it expires.  Check the
+    printed fingerprint through a second channel before wrapping for it.
+    """
+    parameters = stack_of(ctx).import_parameters(name, key_type, new_version=new_version)
+    with atomic_output(output) as handle:
+        handle.write(parameters.wrapping_public_key)
+    if as_json:
+        click.echo(json.dumps(parameters.to_dict(), indent=2))
+        return
+    material = "--raw-key-file KEY" if key_type.startswith("aes-") else "--pem-file KEY.pem"
+    flag = " --new-version" if new_version else ""
+    click.echo(
+        "\n".join(
+            [
+                f"key:           {parameters.key_uri} ({parameters.key_type.value})",
+                f"import token:  {parameters.import_token}",
+                f"algorithm:     {parameters.wrapping_algorithm}",
+                f"wrapping key:  {output}",
+                f"fingerprint:   {parameters.fingerprint}",
+                f"expires:       {parameters.expires_at.isoformat()}",
+                "",
+                "Confirm the fingerprint through a second channel (it is the SHA-256 of the",
+                "key's DER: `openssl pkey -pubin -in FILE -outform DER | sha256sum`), then on",
+                "the machine that holds the key material:",
+                f"  aureus keys wrap-for-import --type {key_type} --wrapping-key {output} \\",
+                f"    --algorithm {parameters.wrapping_algorithm} \\",
+                f"    --fingerprint {parameters.fingerprint} {material} -o wrapped.bin",
+                "and here:",
+                f"  aureus keys import {parameters.key_uri} --type {key_type}{flag} "
+                f"--wrapped wrapped.bin --import-token {parameters.import_token}",
+            ]
+        )
+    )
+
+
+@keys_group.command("wrap-for-import")
+@click.option("--type", "key_type", type=click.Choice(KEY_TYPES), required=True)
+@click.option(
+    "--wrapping-key",
+    type=click.Path(dir_okay=False, exists=True),
+    required=True,
+    help="The PEM public key `aureus keys import-params` wrote.",
+)
+@click.option(
+    "--fingerprint",
+    required=True,
+    help="The wrapping key's fingerprint, as confirmed through a second channel.",
+)
+@click.option(
+    "--algorithm",
+    type=click.Choice(list(WRAPPING_ALGORITHMS)),
+    required=True,
+    help="The wrapping algorithm of the import parameters.",
+)
+@click.option(
+    "--raw-key-file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="File holding the raw AES key bytes.",
+)
+@click.option(
+    "--pem-file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="File holding an unencrypted PEM private key.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Write the wrapped material here.",
+)
+def keys_wrap_for_import(
+    key_type: str,
+    wrapping_key: str,
+    fingerprint: str,
+    algorithm: str,
+    raw_key_file: str | None,
+    pem_file: str | None,
+    output: str,
+) -> None:
+    """Wrap key material for a provider's import token (needs no configuration or network).
+
+    Refuses a wrapping key whose fingerprint is not the one given, so the
+    file cannot be swapped for another key on its way here.
+    """
+    if (raw_key_file is None) == (pem_file is None):
+        raise click.UsageError("give exactly one of --raw-key-file or --pem-file")
+    source = Path(raw_key_file or pem_file or "")
+    material = KeyMaterial(
+        format="raw" if raw_key_file else "pem", data=Secret(source.read_bytes())
+    )
+    wrapped = wrap_for_import(
+        key_type,
+        material,
+        wrapping_public_key=Path(wrapping_key).read_bytes(),
+        algorithm=algorithm,
+        expected_fingerprint=fingerprint,
+    )
+    with atomic_output(output) as handle:
+        handle.write(wrapped)
+    click.echo(f"wrote {len(wrapped)} bytes of wrapped key material to {output}")
 
 
 @keys_group.command("public-key")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import fnmatch
 import os
@@ -12,7 +13,7 @@ from typing import Any, NoReturn
 import attrs
 
 from ..context import EncryptionContext
-from ..datakey import EncryptedDataKey
+from ..datakey import EncryptedDataKey, WrappedKey
 from ..errors import (
     AccessDenied,
     AureusError,
@@ -213,7 +214,7 @@ def encryption_materials(
     context: EncryptionContext,
     *,
     signed: bool,
-    pool: Executor | None = None,
+    pool: Executor | Fanout | None = None,
 ) -> tuple[EncryptionMaterials, list[KeyRef]]:
     """A fresh data key wrapped by every key in ``keys``; returns the wrapping versions too.
 
@@ -290,7 +291,7 @@ def _new_data_key(
     keys: Sequence[KeyRef],
     length: int,
     context: EncryptionContext,
-    pool: Executor | None = None,
+    pool: Executor | Fanout | None = None,
 ) -> tuple[bytearray, tuple[EncryptedDataKey, ...], list[KeyRef]]:
     """A data key wrapped by every key in ``keys``.
 
@@ -333,32 +334,36 @@ def _submit(pool: Executor, function: Callable[..., Any], *args: Any) -> Future[
     return pool.submit(contextvars.copy_context().run, function, *args)
 
 
-def wrap_for_all(
-    lookup: ProviderLookup,
-    keys: Sequence[KeyRef],
-    data_key: bytes | bytearray,
-    context: EncryptionContext,
-    pool: Executor | None = None,
-) -> tuple[tuple[EncryptedDataKey, ...], list[KeyRef]]:
-    """Wrap ``data_key`` under every key; return the encrypted keys and the versions used.
+Target = tuple[KeyRef, KeyProvider]
 
-    With ``pool``, the wraps run concurrently, so the whole costs about the
-    slowest one; the results keep the order of ``keys``.  Every key's
-    provider and capability are checked before any wrap; if a wrap fails,
-    the wraps not yet started are cancelled and the error of the first
-    failing key (in the order of ``keys``) is raised.
+
+class Fanout:
+    """How one operation runs its concurrent provider calls: this one, in a thread pool.
+
+    The envelope code decides *what* to call (which keys wrap, which
+    candidates may unwrap, in which order); a fan-out only decides *how* the
+    calls overlap.  :class:`~aureus_core.aio.AsyncKeyStack` substitutes one
+    that awaits native provider coroutines on its event loop.
     """
-    targets: list[tuple[KeyRef, KeyProvider]] = []
-    for ref in keys:
-        provider = lookup(ref.scheme)
-        if Capability.WRAP not in provider.capabilities:
-            raise UnsupportedOperation(ref.scheme, "wrap")
-        targets.append((ref, provider))
-    plain = bytes(data_key)
-    if pool is None or len(targets) < 2:
-        wrapped = [provider.wrap(ref, plain, context) for ref, provider in targets]
-    else:
-        futures = [_submit(pool, provider.wrap, ref, plain, context) for ref, provider in targets]
+
+    def __init__(self, pool: Executor) -> None:
+        self.pool = pool
+
+    def route(self, provider: KeyProvider) -> KeyProvider:
+        """The provider an operation's single calls go to (here: ``provider`` itself)."""
+        return provider
+
+    def wrap_all(
+        self, targets: Sequence[Target], data_key: bytes, context: EncryptionContext
+    ) -> list[WrappedKey]:
+        """Wrap ``data_key`` under every target at once; results in order of ``targets``.
+
+        If a wrap fails, the wraps not yet started are cancelled, the running
+        ones finish, and the error of the first failing target is raised.
+        """
+        futures = [
+            _submit(self.pool, provider.wrap, ref, data_key, context) for ref, provider in targets
+        ]
         wait(futures, return_when=FIRST_EXCEPTION)
         for future in futures:
             future.cancel()
@@ -367,7 +372,91 @@ def wrap_for_all(
             failure = None if future.cancelled() else future.exception()
             if failure is not None:
                 raise failure
-        wrapped = [future.result() for future in futures]
+        return [future.result() for future in futures]
+
+    def race(
+        self, candidates: Sequence[Candidate], context: EncryptionContext
+    ) -> tuple[int, bytearray] | list[AureusError]:
+        """Unwrap every candidate at once: the winner's index and data key, else every error.
+
+        The unwraps not started when one wins are cancelled; a data key that
+        still arrives from a loser is wiped.
+        """
+        futures = [
+            _submit(self.pool, _unwrap_one, provider, ref, encrypted, context)
+            for provider, ref, encrypted in candidates
+        ]
+        winner: Future[bytearray | AureusError] | None = None
+        try:
+            for future in as_completed(futures):
+                if isinstance(future.result(), bytearray):
+                    winner = future
+                    break
+        finally:
+            for future in futures:
+                if future is not winner:
+                    future.cancel()  # not started yet: never sent
+                    future.add_done_callback(_wipe_loser)  # running: wiped when it returns
+        if winner is not None:
+            result = winner.result()
+            assert isinstance(result, bytearray)
+            return futures.index(winner), result
+        failures = [future.result() for future in futures]
+        assert all(isinstance(failure, AureusError) for failure in failures)
+        return failures
+
+
+_ACTIVE: contextvars.ContextVar[Fanout | None] = contextvars.ContextVar(
+    "aureus_fanout", default=None
+)
+
+
+def active_fanout() -> Fanout | None:
+    """The fan-out the running operation was given (by an async stack), if any."""
+    return _ACTIVE.get()
+
+
+@contextlib.contextmanager
+def using_fanout(fanout: Fanout) -> Iterator[None]:
+    """Run the stack operations inside the block with ``fanout`` (this thread and context)."""
+    token = _ACTIVE.set(fanout)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def _fanout(pool: Executor | Fanout | None) -> Fanout | None:
+    return pool if isinstance(pool, Fanout) or pool is None else Fanout(pool)
+
+
+def wrap_for_all(
+    lookup: ProviderLookup,
+    keys: Sequence[KeyRef],
+    data_key: bytes | bytearray,
+    context: EncryptionContext,
+    pool: Executor | Fanout | None = None,
+) -> tuple[tuple[EncryptedDataKey, ...], list[KeyRef]]:
+    """Wrap ``data_key`` under every key; return the encrypted keys and the versions used.
+
+    With ``pool`` (a thread pool or a :class:`Fanout`), the wraps run
+    concurrently, so the whole costs about the slowest one; the results keep
+    the order of ``keys``.  Every key's provider and capability are checked
+    before any wrap; if a wrap fails, the wraps not yet started are cancelled
+    and the error of the first failing key (in the order of ``keys``) is raised.
+    """
+    targets: list[Target] = []
+    for ref in keys:
+        provider = lookup(ref.scheme)
+        if Capability.WRAP not in provider.capabilities:
+            raise UnsupportedOperation(ref.scheme, "wrap")
+        targets.append((ref, provider))
+    plain = bytes(data_key)
+    fanout = _fanout(pool)
+    if fanout is None or len(targets) < 2:
+        wrapped = [provider.wrap(ref, plain, context) for ref, provider in targets]
+    else:
+        wrapped = fanout.wrap_all(targets, plain, context)
     return tuple(w.encrypted for w in wrapped), [w.key for w in wrapped]
 
 
@@ -421,31 +510,14 @@ def _wipe_loser(future: Future[bytearray | AureusError]) -> None:
 
 
 def _race(
-    pool: Executor, candidates: Sequence[Candidate], context: EncryptionContext, outcome: _Outcome
+    fanout: Fanout, candidates: Sequence[Candidate], context: EncryptionContext, outcome: _Outcome
 ) -> tuple[bytearray, KeyRef] | None:
     """Unwrap every candidate at once; the first data key wins, the rest are cancelled or wiped."""
-    futures = [
-        _submit(pool, _unwrap_one, provider, ref, encrypted, context)
-        for provider, ref, encrypted in candidates
-    ]
-    winner: Future[bytearray | AureusError] | None = None
-    try:
-        for future in as_completed(futures):
-            if isinstance(future.result(), bytearray):
-                winner = future
-                break
-    finally:
-        for future in futures:
-            if future is not winner:
-                future.cancel()  # not started yet: never sent
-                future.add_done_callback(_wipe_loser)  # running: wiped when it returns
-    if winner is not None:
-        result = winner.result()
-        assert isinstance(result, bytearray)
-        return result, candidates[futures.index(winner)][1]
-    for future, (_, ref, _) in zip(futures, candidates, strict=True):
-        failure = future.result()
-        assert isinstance(failure, AureusError)
+    won = fanout.race(candidates, context)
+    if isinstance(won, tuple):
+        index, data_key = won
+        return data_key, candidates[index][1]
+    for failure, (_, ref, _) in zip(won, candidates, strict=True):
         outcome.record(ref, failure)
     return None
 
@@ -456,7 +528,7 @@ def unwrap_data_key(
     context: EncryptionContext,
     allowed: KeyFilter,
     claimants: Claimants | None = None,
-    pool: Executor | None = None,
+    pool: Executor | Fanout | None = None,
 ) -> tuple[bytearray, KeyRef]:
     """Unwrap the first encrypted data key an allowed, reachable key can open.
 
@@ -500,7 +572,9 @@ def unwrap_data_key(
                 return result, ref
             outcome.record(ref, result)
         elif candidates:
-            won = _race(pool, candidates, context, outcome)
+            fanout = _fanout(pool)
+            assert fanout is not None
+            won = _race(fanout, candidates, context, outcome)
             if won is not None:
                 return won
     return _fail(outcome, len(encrypted_data_keys))

@@ -45,6 +45,7 @@ from aureus_core.audit.observers import add_observer, remove_observer
 from aureus_core.context import EncryptionContext
 from aureus_core.interfaces import KeyMaterial
 from aureus_core.sensitive import Secret
+from aureus_core.wrapped_import import wrap_for_import
 
 from .leaks import secret_forms
 
@@ -292,6 +293,7 @@ class _CanaryFlow:
             stack.import_key(WRAPPING_KEY, "aes-256", raw=canaries.wrapping_key),
             stack.import_key(SIGNING_KEY, "ed25519", pem=pem),
         ]
+        self._wrapped_import(pem)
         message = stack.encrypt(plaintext, context=CONTEXT)
         for _ in range(2):  # the second decrypt takes the data key from the cache
             if stack.decrypt(message, context=CONTEXT) != plaintext:
@@ -332,6 +334,39 @@ class _CanaryFlow:
         self._fail(
             "raw key as Ed25519", stack.import_key, "leak-canary-y", "ed25519", raw=plaintext
         )
+
+    def _wrapped_import(self, pem: bytes) -> None:
+        """The canary signing key moved in by wrapped import, and two refusals on the way."""
+        stack, name = self.stack, "leak-canary-moved"
+        parameters = stack.import_parameters(name, "ed25519")
+        material = KeyMaterial(format="pem", data=Secret(pem))
+
+        def wrap(fingerprint: str) -> bytes:
+            return wrap_for_import(
+                "ed25519",
+                material,
+                wrapping_public_key=parameters.wrapping_public_key,
+                algorithm=parameters.wrapping_algorithm,
+                expected_fingerprint=fingerprint,
+            )
+
+        self._fail("wrap for a substituted wrapping key", wrap, "sha256:" + "0" * 64)
+        blob = wrap(parameters.fingerprint)
+        tampered = blob[:-1] + bytes([blob[-1] ^ 1])
+        token = parameters.import_token
+        self._fail(
+            "wrapped import, tampered",
+            stack.import_key,
+            name,
+            "ed25519",
+            wrapped=tampered,
+            import_token=token,
+        )
+        self.values += [
+            parameters,
+            stack.import_key(name, "ed25519", wrapped=blob, import_token=token),
+            KeyMaterial(format="wrapped", data=Secret(blob), import_token=token),
+        ]
 
     def _fail(self, what: str, call: Callable[..., object], *args: Any, **kwargs: Any) -> None:
         """Run an operation meant to fail and search its error, with chained causes."""

@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import attrs
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..aio import AsyncKeyStack
 from ..config import StackConfig
@@ -26,6 +29,7 @@ from ..errors import (
     AureusError,
     ConfigError,
     DecryptionError,
+    ImportRefused,
     KeyDisabled,
     KeyExists,
     KeyNotFound,
@@ -35,10 +39,20 @@ from ..errors import (
 from ..interfaces import Capability, GeneratesDataKeys, KeyMaterial, KeyProvider
 from ..keyref import KeyRef
 from ..keys import KeyMetadata, KeyPurpose, KeySpec, KeyState, KeyType
+from ..proxy import ProviderProxy, native_async
 from ..sensitive import Secret
 from ..signature import Signature
 from ..stack import KeyStack
+from ..wrapped_import import (
+    IMPORT_TOKEN_LIFETIME,
+    WRAPPING_ALGORITHMS,
+    ImportParameters,
+    check_import_token,
+    wrap_for_import,
+    wrapping_key_fingerprint,
+)
 from .concurrency import run_in_threads
+from .key_material import fresh_material, original_public_key
 from .leaks import assert_no_secret
 from .public_keys import verify_with_public_key
 
@@ -68,6 +82,7 @@ CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
     Capability.IMPORT: ("import_key",),
     Capability.MAC: ("mac",),
     Capability.LIFECYCLE: ("set_version_state", "set_min_decryption_version", "destroy_version"),
+    Capability.WRAPPED_IMPORT: ("import_parameters",),
 }
 """The provider methods each capability stands for.
 
@@ -78,7 +93,7 @@ CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
 does not declare them may leave them out altogether.
 """
 
-_OPTIONAL_METHODS = frozenset({"generate_data_key", "replicate_key"})
+_OPTIONAL_METHODS = frozenset({"generate_data_key", "replicate_key", "import_parameters"})
 
 KEYED_OPERATIONS: dict[str, Capability] = {
     "describe_key": Capability.DESCRIBE,
@@ -93,6 +108,10 @@ KEYED_OPERATIONS: dict[str, Capability] = {
 
 MESSAGE = b"the Aureus conformance kit signs this message"
 MALFORMED_SIGNATURES = (b"", b"\x00" * 3)
+
+
+_IMPORTABLE = tuple(t for t in _BY_COST if t not in (KeyType.AES_128, KeyType.AES_192))
+"""Key types the wrapped-import tests try (each is skipped where the provider refuses it)."""
 
 
 def _type_id(key_type: KeyType) -> str:
@@ -157,6 +176,24 @@ class KeyProviderContract:
         self.require(provider, Capability.CREATE)
         self.require_key_type(provider, key_type)
         return provider.create_key(name, self.key_spec(key_type))
+
+    def advance_clock(self, provider: KeyProvider, delta: timedelta) -> None:
+        """Move the provider's clock forward (to expire import tokens); skips unless overridden."""
+        pytest.skip(
+            f"{type(self).__name__} does not override advance_clock: give the provider a "
+            "test clock to check that expired import tokens are refused"
+        )
+
+    def wrap_with_material(
+        self, material: bytes, key: KeyRef, data_key: bytes, context: EncryptionContext
+    ) -> EncryptedDataKey | None:
+        """An encrypted data key made, outside the provider, as ``key`` with ``material`` would.
+
+        Implement it from the provider's documented wrapped-key layout so the
+        wrapped-import test checks that the imported key unwraps what the
+        original key wrapped; ``None`` (the default) leaves that check out.
+        """
+        return None
 
     def missing_key_ref(self, provider: KeyProvider, name: str) -> KeyRef:
         """A well-formed reference to a key that does not exist."""
@@ -244,6 +281,9 @@ class KeyProviderContract:
             ),
             "replicate_key": lambda: provider.replicate_key(  # type: ignore[attr-defined]
                 ref, "contract-region-1"
+            ),
+            "import_parameters": lambda: provider.import_parameters(  # type: ignore[attr-defined]
+                key_name, KeySpec(key_type=key_type)
             ),
             "set_version_state": lambda: provider.set_version_state(
                 ref.with_version("1"), KeyState.DISABLED
@@ -547,6 +587,177 @@ class KeyProviderContract:
         assert provider.owner_of(foreign) is None
         with pytest.raises(DecryptionError):
             provider.unwrap(ref, foreign, context)
+
+    # -- wrapped import --------------------------------------------------------
+
+    def _import_job(
+        self, provider: KeyProvider, key_type: KeyType, name: str, *, new_version: bool = False
+    ) -> ImportParameters:
+        """Import parameters for ``name`` (skip if the provider offers none for ``key_type``)."""
+        self.require(provider, Capability.WRAPPED_IMPORT)
+        self.require_key_type(provider, key_type)
+        try:
+            return provider.import_parameters(  # type: ignore[attr-defined,no-any-return]
+                name, self.key_spec(key_type), new_version=new_version
+            )
+        except UnsupportedOperation as error:
+            pytest.skip(f"provider {provider.scheme!r} does not import {key_type.value}: {error}")
+
+    @staticmethod
+    def _wrapped(
+        parameters: ImportParameters, material: KeyMaterial, *, fingerprint: str | None = None
+    ) -> KeyMaterial:
+        blob = wrap_for_import(
+            parameters.key_type,
+            material,
+            wrapping_public_key=parameters.wrapping_public_key,
+            algorithm=parameters.wrapping_algorithm,
+            expected_fingerprint=fingerprint or parameters.fingerprint,
+        )
+        return KeyMaterial(
+            format="wrapped", data=Secret(blob), import_token=parameters.import_token
+        )
+
+    def _import_wrapped(
+        self,
+        provider: KeyProvider,
+        name: str,
+        key_type: KeyType,
+        wrapped: KeyMaterial,
+        *,
+        new_version: bool = False,
+    ) -> KeyMetadata:
+        return provider.import_key(name, self.key_spec(key_type), wrapped, new_version=new_version)
+
+    @pytest.mark.parametrize("key_type", _IMPORTABLE, ids=_type_id)
+    def test_wrapped_import_round_trip(
+        self, provider: KeyProvider, key_type: KeyType, key_name: str
+    ) -> None:
+        """Material wrapped for the provider's token imports, and works as the original key.
+
+        A signing key's signatures verify under the original public key; a
+        wrapping key round-trips, and unwraps what :meth:`wrap_with_material`
+        made with the original bytes where the subclass implements it.
+        """
+        parameters = self._import_job(provider, key_type, key_name)
+        assert parameters.key_type is key_type
+        assert parameters.new_version is False
+        assert parameters.key_uri.startswith(f"{provider.scheme}://")
+        assert parameters.wrapping_algorithm in WRAPPING_ALGORITHMS
+        assert parameters.fingerprint == wrapping_key_fingerprint(parameters.wrapping_public_key)
+        check_import_token(parameters.import_token)
+        original = fresh_material(key_type)
+        metadata = self._import_wrapped(
+            provider, key_name, key_type, self._wrapped(parameters, original)
+        )
+        assert metadata.key_type is key_type
+        ref = self.ref_of(metadata)
+        if key_type.purpose is KeyPurpose.SIGN:
+            signature = provider.sign(ref, MESSAGE)
+            public = original_public_key(key_type, original)
+            assert verify_with_public_key(public, key_type, signature, MESSAGE) is True
+            if Capability.PUBLIC_KEY in provider.capabilities:
+                assert provider.public_key(ref) == public
+            return
+        context, data_key = self._context(key_name), os.urandom(32)
+        wrapped = provider.wrap(ref, data_key, context)
+        assert bytes(provider.unwrap(ref, wrapped.encrypted, context)) == data_key
+        pinned = ref.with_version(metadata.current_version)
+        made = self.wrap_with_material(original.data.reveal(), pinned, data_key, context)
+        if made is not None:
+            assert provider.owner_of(made) == pinned
+            assert bytes(provider.unwrap(pinned, made, context)) == data_key
+
+    def test_wrapped_import_is_single_use(self, provider: KeyProvider, key_name: str) -> None:
+        """A blob imported once is refused the second time (its token is used up)."""
+        key_type = self._cheapest_importable(provider)
+        parameters = self._import_job(provider, key_type, key_name)
+        wrapped = self._wrapped(parameters, fresh_material(key_type))
+        self._import_wrapped(provider, key_name, key_type, wrapped)
+        with pytest.raises(ImportRefused) as refused:
+            self._import_wrapped(provider, key_name, key_type, wrapped, new_version=True)
+        assert parameters.import_token in str(refused.value)
+        assert "used" in str(refused.value)
+
+    def test_wrapped_import_refuses_material_for_another_token(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """Material wrapped for one token's key opens with no other token, nor into another key."""
+        key_type = self._cheapest_importable(provider)
+        other_name = f"{key_name}-other"
+        mine = self._import_job(provider, key_type, key_name)
+        other = self._import_job(provider, key_type, other_name)
+        assert mine.import_token != other.import_token
+        assert mine.fingerprint != other.fingerprint
+        blob = self._wrapped(mine, fresh_material(key_type))
+        swapped = attrs.evolve(blob, import_token=other.import_token)
+        with pytest.raises(ImportRefused) as refused:
+            self._import_wrapped(provider, other_name, key_type, swapped)
+        assert other.import_token in str(refused.value)
+        assert "another token" in str(refused.value)
+        with pytest.raises(ImportRefused) as wrong_key:  # the token binds the key name
+            self._import_wrapped(provider, other_name, key_type, blob)
+        assert "issued for key" in str(wrong_key.value)
+        metadata = self._import_wrapped(provider, key_name, key_type, blob)
+        assert metadata.key_type is key_type
+
+    def test_wrapped_import_refuses_a_tampered_blob(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """One flipped byte in either part is refused; the token survives for the real blob."""
+        key_type = self._cheapest_importable(provider)
+        parameters = self._import_job(provider, key_type, key_name)
+        wrapped = self._wrapped(parameters, fresh_material(key_type))
+        blob = wrapped.data.reveal()
+        for position in (0, len(blob) // 2, len(blob) - 1):
+            tampered = bytearray(blob)
+            tampered[position] ^= 0x01
+            bad = attrs.evolve(wrapped, data=Secret(bytes(tampered)))
+            with pytest.raises(ImportRefused) as refused:
+                self._import_wrapped(provider, key_name, key_type, bad)
+            assert "does not open" in str(refused.value)
+        truncated = attrs.evolve(wrapped, data=Secret(blob[:-8]))
+        with pytest.raises(ImportRefused):
+            self._import_wrapped(provider, key_name, key_type, truncated)
+        assert self._import_wrapped(provider, key_name, key_type, wrapped).key_type is key_type
+
+    def test_wrapped_import_refuses_an_expired_token(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """Once the token's lifetime has passed (:meth:`advance_clock`), its import is refused."""
+        key_type = self._cheapest_importable(provider)
+        parameters = self._import_job(provider, key_type, key_name)
+        wrapped = self._wrapped(parameters, fresh_material(key_type))
+        self.advance_clock(provider, IMPORT_TOKEN_LIFETIME + timedelta(minutes=1))
+        with pytest.raises(ImportRefused) as refused:
+            self._import_wrapped(provider, key_name, key_type, wrapped)
+        message = str(refused.value)
+        assert parameters.import_token in message
+        assert "expired" in message or "unknown" in message
+
+    def test_wrap_for_import_refuses_a_substituted_wrapping_key(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """The offline wrap checks the fingerprint: a key swapped in transit is refused."""
+        key_type = self._cheapest_importable(provider)
+        genuine = self._import_job(provider, key_type, key_name)
+        attacker = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+        swapped = attrs.evolve(
+            genuine,
+            wrapping_public_key=attacker.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+        )
+        with pytest.raises(ConfigError) as refused:
+            self._wrapped(swapped, fresh_material(key_type), fingerprint=genuine.fingerprint)
+        assert genuine.fingerprint in str(refused.value)
+
+    def _cheapest_importable(self, provider: KeyProvider) -> KeyType:
+        self.require(provider, Capability.WRAPPED_IMPORT)
+        for key_type in _IMPORTABLE:
+            if key_type in provider.key_types:
+                return key_type
+        pytest.skip(f"provider {provider.scheme!r} declares no importable key type")
 
     # -- MACs ------------------------------------------------------------------
 
@@ -879,7 +1090,8 @@ class KeyProviderContract:
             for uri in uris:
                 assert provider.describe_key(KeyRef.parse(uri)).uri == uri
 
-    # -- async (AsyncKeyStack drives the provider through its thread pool) -----
+    # -- async: AsyncKeyStack drives every provider (through its thread pool, or
+    # -- awaiting the provider's native coroutines when it offers them) ---------
 
     async_calls: int = 8
     """How many encrypts the async tests run at once on one event loop."""
@@ -933,6 +1145,136 @@ class KeyProviderContract:
 
         asyncio.run(main())
 
+    def _native(self, provider: KeyProvider) -> Any:
+        if not native_async(provider):
+            pytest.skip(
+                f"provider {provider.scheme!r} offers no native coroutines: "
+                "the thread-pool async tests cover it"
+            )
+        return provider
+
+    @staticmethod
+    def _run_native(provider: Any, main: Callable[[], Awaitable[None]]) -> None:
+        """Run ``main`` on a fresh event loop, then release what the provider opened on it."""
+
+        async def outer() -> None:
+            try:
+                await main()
+            finally:
+                await provider.aclose()
+
+        asyncio.run(outer())
+
+    def test_native_wrap_and_unwrap_match_the_blocking_ones(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """``awrap``/``aunwrap`` interoperate with ``wrap``/``unwrap`` and keep their errors."""
+        native = self._native(provider)
+        key_type = self.cheapest_key_type(provider, KeyPurpose.WRAP)
+        ref = self.ref_of(self._wrapping_key(provider, key_type, key_name))
+        context, data_key = self._context(key_name), os.urandom(32)
+
+        async def main() -> None:
+            wrapped = await native.awrap(ref, data_key, context)
+            assert isinstance(wrapped, WrappedKey)
+            assert wrapped.key.with_version(None) == ref
+            assert bytes(provider.unwrap(wrapped.key, wrapped.encrypted, context)) == data_key
+            blocking = provider.wrap(ref, data_key, context)
+            opened = await native.aunwrap(blocking.key, blocking.encrypted, context)
+            assert isinstance(opened, bytearray)
+            assert bytes(opened) == data_key
+            if self.wrap_binds_context:
+                other = EncryptionContext({**context, "purpose": "another"})
+                with pytest.raises(DecryptionError):
+                    await native.aunwrap(wrapped.key, wrapped.encrypted, other)
+            tampered = attrs.evolve(
+                wrapped.encrypted,
+                ciphertext=bytes([wrapped.encrypted.ciphertext[0] ^ 1])
+                + wrapped.encrypted.ciphertext[1:],
+            )
+            with pytest.raises(DecryptionError):
+                await native.aunwrap(wrapped.key, tampered, context)
+
+        self._run_native(native, main)
+
+    def test_native_sign_verify_and_public_key_match_the_blocking_ones(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """``asign``/``averify``/``apublic_key`` agree with their blocking twins."""
+        native = self._native(provider)
+        key_type = self.cheapest_key_type(provider, KeyPurpose.SIGN)
+        ref = self.ref_of(self._signing_key(provider, key_type, key_name))
+
+        async def main() -> None:
+            signature = await native.asign(ref, b"native message")
+            assert isinstance(signature, Signature)
+            pinned = ref.with_version(signature.key_version)
+            assert provider.verify(pinned, b"native message", signature.value)
+            blocking = provider.sign(ref, b"blocking message")
+            assert await native.averify(pinned, b"blocking message", blocking.value)
+            assert not await native.averify(pinned, b"another message", blocking.value)
+            if Capability.PUBLIC_KEY in provider.capabilities:
+                assert await native.apublic_key(pinned) == provider.public_key(pinned)
+
+        self._run_native(native, main)
+
+    def test_a_cancelled_native_call_leaves_the_provider_usable(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """Cancelling ``aunwrap``/``awrap`` raises CancelledError; the next calls still work."""
+        native = self._native(provider)
+        key_type = self.cheapest_key_type(provider, KeyPurpose.WRAP)
+        ref = self.ref_of(self._wrapping_key(provider, key_type, key_name))
+        context, data_key = self._context(key_name), os.urandom(32)
+        wrapped = provider.wrap(ref, data_key, context)
+
+        async def main() -> None:
+            for _ in range(3):
+                calls = [
+                    asyncio.ensure_future(native.aunwrap(wrapped.key, wrapped.encrypted, context)),
+                    asyncio.ensure_future(native.awrap(ref, data_key, context)),
+                ]
+                await asyncio.sleep(0)
+                for call in calls:
+                    call.cancel()
+                results = await asyncio.gather(*calls, return_exceptions=True)
+                for result in results:  # cancelled, or finished before the cancel arrived
+                    assert isinstance(result, (asyncio.CancelledError, bytearray, WrappedKey))
+                    if isinstance(result, bytearray):
+                        assert bytes(result) == data_key
+            opened = await native.aunwrap(wrapped.key, wrapped.encrypted, context)
+            assert bytes(opened) == data_key
+            assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+        self._run_native(native, main)
+
+    def test_the_async_stack_awaits_native_coroutines(
+        self, provider: KeyProvider, key_name: str
+    ) -> None:
+        """AsyncKeyStack sends a native provider's wraps, unwraps and signs to its coroutines."""
+        self._native(provider)
+        key_type = self.cheapest_key_type(provider, KeyPurpose.WRAP)
+        refs = [
+            self.ref_of(self._wrapping_key(provider, key_type, f"{key_name}-{n}")) for n in (1, 2)
+        ]
+        counted = _NativeCounter(provider)
+
+        async def main() -> None:
+            stack = KeyStack(
+                config=StackConfig(default_provider=provider.scheme),
+                providers={provider.scheme: counted},
+            )
+            async with AsyncKeyStack(stack, own=True) as aio:
+                message = await aio.encrypt(b"native", keys=refs, context={"k": "v"})
+                assert counted.native.get("wrap", 0) + counted.native.get(
+                    "generate_data_key", 0
+                ) == len(refs)
+                assert await aio.decrypt(message, keys=[refs[1]], context={"k": "v"}) == b"native"
+                assert counted.native.get("unwrap", 0) >= 1
+                assert counted.blocking == {}  # nothing went through a thread
+
+        asyncio.run(main())
+
     # -- secrets and lifecycle -------------------------------------------------
 
     def test_no_data_key_in_reprs(self, provider: KeyProvider, key_name: str) -> None:
@@ -965,3 +1307,37 @@ class KeyProviderContract:
         """close() releases resources and may be called more than once."""
         provider.close()
         provider.close()
+
+
+class _NativeCounter(ProviderProxy):
+    """Counts which provider calls arrive as native coroutines and which as blocking calls."""
+
+    __slots__ = ("blocking", "native")
+
+    def __init__(self, provider: KeyProvider) -> None:
+        super().__init__(provider)
+        self.native: dict[str, int] = {}
+        self.blocking: dict[str, int] = {}
+
+    def _call(
+        self,
+        method: str,
+        key: KeyRef | None,
+        function: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        if method != "owner_of":
+            self.blocking[method] = self.blocking.get(method, 0) + 1
+        return function(*args, **kwargs)
+
+    async def _acall(
+        self,
+        method: str,
+        key: KeyRef | None,
+        function: Callable[..., Awaitable[Any]],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        self.native[method] = self.native.get(method, 0) + 1
+        return await function(*args, **kwargs)

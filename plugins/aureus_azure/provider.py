@@ -15,19 +15,28 @@ Signing sends the digest to the service (ES256, ES384, PS256, RS256); ECDSA
 signatures come back as ``r || s`` and are returned as DER.  Verification is
 local, with the public key from the version's JWK, cached for
 ``public_key_ttl`` seconds.
+
+Native async: ``awrap``, ``aunwrap``, ``asign``, ``averify`` and
+``apublic_key`` send the same requests through
+``azure.keyvault.keys.aio.KeyClient.send_request`` (azure-core's aiohttp
+transport, same retry and timeout options, one client per event loop and
+vault); :class:`~aureus_core.aio.AsyncKeyStack` awaits them.  Each
+operation is written once, as a generator of requests, driven by either client.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
-from azure.core.credentials import TokenCredential
+from azure.core.credentials import AccessToken, TokenCredential
 from azure.core.exceptions import AzureError
 from azure.core.rest import HttpRequest
 from azure.keyvault.keys import KeyClient
@@ -107,6 +116,70 @@ class _KeyInfo:
         if self.kty.startswith("RSA"):
             return "RSA-OAEP-256"
         return None
+
+
+R = TypeVar("R")
+
+
+@attrs.frozen
+class _Http:
+    """One Key Vault request an operation needs: what ``_request`` takes."""
+
+    key: AzureKey
+    method: str
+    path: str
+    what: str
+    body: Any = None
+
+
+_Steps = Generator[_Http, Any, R]
+"""An operation as a generator: it yields the requests it needs and receives their answers."""
+
+
+class _AsyncCredential:
+    """The provider's (blocking) credential, for the async client: tokens fetched in a thread."""
+
+    def __init__(self, credential: TokenCredential) -> None:
+        self._credential = credential
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        """A token from the wrapped credential (its own cache answers at once)."""
+        return await asyncio.to_thread(self._credential.get_token, *scopes, **kwargs)
+
+    async def close(self) -> None:
+        """The wrapped credential belongs to the provider; nothing to close here."""
+
+    async def __aenter__(self) -> _AsyncCredential:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+def _aiohttp_transport(options: dict[str, Any]) -> Any:
+    """azure-core's aiohttp transport with one TLS context for all its connections.
+
+    Given a CA file, azure-core builds a new SSL context for every request, and
+    aiohttp then opens a new connection (a TLS handshake) for each; one context
+    on the connector lets connections be reused, as the blocking client does.
+    Takes the connection options out of ``options``.
+    """
+    import ssl
+
+    import aiohttp
+    from azure.core.pipeline.transport import AioHttpTransport
+
+    verify = options.pop("connection_verify")
+    context: ssl.SSLContext | bool = (
+        ssl.create_default_context(cafile=verify) if isinstance(verify, str) else bool(verify)
+    )
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+    return AioHttpTransport(
+        session=session,
+        session_owner=True,
+        connection_timeout=options.pop("connection_timeout"),
+        read_timeout=options.pop("read_timeout"),
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -212,6 +285,9 @@ class AzureKeyVaultProvider(KeyProviderBase):
         self._discovery = discovery or VaultDiscovery()
         self._lock = threading.Lock()
         self._clients: dict[str, KeyClient] = {}
+        self._async_clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, Any]
+        ] = weakref.WeakKeyDictionary()
         self._cache: TtlCache[_KeyInfo] = TtlCache(public_key_ttl, clock)
         if managed_hsm is None:
             managed_hsm = self._vault is not None and ".managedhsm." in self._vault
@@ -237,14 +313,86 @@ class AzureKeyVaultProvider(KeyProviderBase):
         with self._lock:
             client = self._clients.get(host)
             if client is None:
-                if self._credential is None:
-                    from azure.identity import DefaultAzureCredential
-
-                    self._credential = DefaultAzureCredential()
                 url = self._endpoints.get(host, f"https://{host}")
-                client = KeyClient(url, self._credential, **self._client_options)
+                client = KeyClient(url, self._credential_for_use(), **self._client_options)
                 self._clients[host] = client
             return client
+
+    def _credential_for_use(self) -> TokenCredential:
+        if self._credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            self._credential = DefaultAzureCredential()
+        return self._credential
+
+    def _async_client(self, host: str) -> Any:
+        """The running event loop's ``aio.KeyClient`` for ``host`` (sessions belong to a loop)."""
+        from azure.keyvault.keys.aio import KeyClient as AsyncKeyClient
+
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            clients = self._async_clients.setdefault(loop, {})
+            client = clients.get(host)
+            if client is None:
+                credential = self._credential_for_use()
+                url = self._endpoints.get(host, f"https://{host}")
+                options = dict(self._client_options)
+                transport = _aiohttp_transport(options)
+                client = AsyncKeyClient(
+                    url, _AsyncCredential(credential), transport=transport, **options
+                )
+                clients[host] = client
+            return client
+
+    async def _arequest(
+        self, key: AzureKey, method: str, path: str, what: str, body: Any = None
+    ) -> dict[str, Any]:
+        """:meth:`_request` through the async client: same retries, timeouts and errors."""
+        client = self._async_client(key.host)
+        request = HttpRequest(method, path, json=body)
+        try:
+            response = await client.send_request(request)
+        except AzureError as error:
+            raise from_exception(error, what) from None
+        if response.status_code != 200:
+            raise from_status(response.status_code, response, what)
+        result: dict[str, Any] = response.json()
+        return result
+
+    def _drive(self, steps: _Steps[R]) -> R:
+        """Run an operation's requests one by one with the blocking client."""
+        answer: Any = None
+        failure: Exception | None = None
+        while True:
+            try:
+                http = steps.throw(failure) if failure is not None else steps.send(answer)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            answer, failure = None, None
+            try:
+                answer = self._request(http.key, http.method, http.path, http.what, http.body)
+            except Exception as error:  # handed to the operation, which maps or re-raises it
+                failure = error
+
+    async def _adrive(self, steps: _Steps[R]) -> R:
+        """Run an operation's requests one by one with the async client (cancellable)."""
+        answer: Any = None
+        failure: Exception | None = None
+        while True:
+            try:
+                http = steps.throw(failure) if failure is not None else steps.send(answer)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            answer, failure = None, None
+            try:
+                answer = await self._arequest(
+                    http.key, http.method, http.path, http.what, http.body
+                )
+            except Exception as error:
+                failure = error
+            except BaseException:
+                steps.close()
+                raise
 
     def _call(self, what: str, operation: Callable[[], Any]) -> Any:
         try:
@@ -277,10 +425,13 @@ class AzureKeyVaultProvider(KeyProviderBase):
 
     def _info(self, key: AzureKey) -> _KeyInfo:
         """The version ``key`` pins (else the current one), cached for ``public_key_ttl``."""
+        return self._drive(self._info_steps(key))
+
+    def _info_steps(self, key: AzureKey) -> _Steps[_KeyInfo]:
         cached = self._cache.get(self._cache_name(key))
         if cached is not None:
             return cached
-        return self._fresh_info(key)
+        return (yield from self._fresh_info_steps(key))
 
     @staticmethod
     def _info_from_bundle(key: AzureKey, bundle: Mapping[str, Any]) -> _KeyInfo:
@@ -495,7 +646,10 @@ class AzureKeyVaultProvider(KeyProviderBase):
         )
 
     def _fresh_info(self, key: AzureKey) -> _KeyInfo:
-        bundle = self._request(key, "GET", self._path(key), f"describe {key}")
+        return self._drive(self._fresh_info_steps(key))
+
+    def _fresh_info_steps(self, key: AzureKey) -> _Steps[_KeyInfo]:
+        bundle = yield _Http(key, "GET", self._path(key), f"describe {key}")
         info = self._info_from_bundle(key, bundle)
         self._cache.put(self._cache_name(key), info)
         return info
@@ -619,8 +773,8 @@ class AzureKeyVaultProvider(KeyProviderBase):
 
     # -- signing -----------------------------------------------------------------
 
-    def _signing_info(self, key: KeyRef, refusal: str) -> _KeyInfo:
-        info = self._info(self._parse(key))
+    def _signing_info(self, key: KeyRef, refusal: str) -> _Steps[_KeyInfo]:
+        info = yield from self._info_steps(self._parse(key))
         if info.public is None or not info.key_ops & {"sign", "verify"}:
             raise ConfigError(
                 f"{info.key.uri} is not a signing key ({info.kty}, operations "
@@ -630,9 +784,16 @@ class AzureKeyVaultProvider(KeyProviderBase):
 
     def public_key(self, key: KeyRef) -> bytes:
         """The SubjectPublicKeyInfo PEM of the current (or pinned) version."""
+        return self._drive(self._public_key_steps(key))
+
+    async def apublic_key(self, key: KeyRef) -> bytes:
+        """:meth:`public_key` through the async client."""
+        return await self._adrive(self._public_key_steps(key))
+
+    def _public_key_steps(self, key: KeyRef) -> _Steps[bytes]:
         from cryptography.hazmat.primitives import serialization
 
-        info = self._signing_info(key, "it has no public key")
+        info = yield from self._signing_info(key, "it has no public key")
         assert info.public is not None
         return info.public.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -640,14 +801,21 @@ class AzureKeyVaultProvider(KeyProviderBase):
 
     def sign(self, key: KeyRef, message: bytes) -> Signature:
         """Sign with the current (or pinned) version: the service signs the digest."""
+        return self._drive(self._sign_steps(key, message))
+
+    async def asign(self, key: KeyRef, message: bytes) -> Signature:
+        """:meth:`sign` through the async client."""
+        return await self._adrive(self._sign_steps(key, message))
+
+    def _sign_steps(self, key: KeyRef, message: bytes) -> _Steps[Signature]:
         target = self._parse(key)
-        info = self._signing_info(key, "it cannot sign")
+        info = yield from self._signing_info(key, "it cannot sign")
         assert info.public is not None
         if not info.enabled:
             raise self._disabled(info)
         algorithm = signing.algorithm_for(info.public, info.tags.get(ALGORITHM_TAG))
         digest = algorithm.digest(bytes(message))
-        answer = self._request(
+        answer = yield _Http(
             target,
             "POST",
             self._path(target, "sign"),
@@ -665,7 +833,14 @@ class AzureKeyVaultProvider(KeyProviderBase):
 
     def verify(self, key: KeyRef, message: bytes, signature: bytes) -> bool:
         """Check a signature locally against the pinned (else current) version's public key."""
-        info = self._signing_info(key, "it cannot verify signatures")
+        return self._drive(self._verify_steps(key, message, signature))
+
+    async def averify(self, key: KeyRef, message: bytes, signature: bytes) -> bool:
+        """:meth:`verify`, the key fetched (when not cached) through the async client."""
+        return await self._adrive(self._verify_steps(key, message, signature))
+
+    def _verify_steps(self, key: KeyRef, message: bytes, signature: bytes) -> _Steps[bool]:
+        info = yield from self._signing_info(key, "it cannot verify signatures")
         assert info.public is not None
         if not info.enabled:
             raise self._disabled(info)
@@ -690,12 +865,19 @@ class AzureKeyVaultProvider(KeyProviderBase):
         ``context`` is not sent: Key Vault's wrap has no additional data.  The
         envelope binds it through the message header's authentication.
         """
+        return self._drive(self._wrap_steps(key, data_key))
+
+    async def awrap(self, key: KeyRef, data_key: bytes, context: EncryptionContext) -> WrappedKey:
+        """:meth:`wrap` through the async client."""
+        return await self._adrive(self._wrap_steps(key, data_key))
+
+    def _wrap_steps(self, key: KeyRef, data_key: bytes) -> _Steps[WrappedKey]:
         target = self._parse(key)
-        info = self._info(target)
+        info = yield from self._info_steps(target)
         algorithm = self._wrap_algorithm(info)
         if not info.enabled:
             raise self._disabled(info)
-        answer = self._request(
+        answer = yield _Http(
             target,
             "POST",
             self._path(target, "wrapkey"),
@@ -719,6 +901,15 @@ class AzureKeyVaultProvider(KeyProviderBase):
         or throttling service, access denied, and a disabled version
         (:class:`KeyDisabled`, naming the key and the version).
         """
+        return self._drive(self._unwrap_steps(key, encrypted))
+
+    async def aunwrap(
+        self, key: KeyRef, encrypted: EncryptedDataKey, context: EncryptionContext
+    ) -> bytearray:
+        """:meth:`unwrap` through the async client."""
+        return await self._adrive(self._unwrap_steps(key, encrypted))
+
+    def _unwrap_steps(self, key: KeyRef, encrypted: EncryptedDataKey) -> _Steps[bytearray]:
         try:
             target = self._parse(key)
             owner = self._owner(encrypted)
@@ -728,11 +919,11 @@ class AzureKeyVaultProvider(KeyProviderBase):
                 or target.version not in (None, owner.version)
             ):
                 raise DecryptionError()
-            info = self._info(owner)
+            info = yield from self._info_steps(owner)
             algorithm = self._wrap_algorithm(info)
             if not info.enabled:
                 raise self._disabled(info)
-            answer = self._request(
+            answer = yield _Http(
                 owner,
                 "POST",
                 self._path(owner, "unwrapkey"),
@@ -778,6 +969,19 @@ class AzureKeyVaultProvider(KeyProviderBase):
             f"[stack] wrapping_keys or keys=, or add the vault to [providers.{SCHEME}] "
             f'discovery = {{ vaults = ["{target.host}"] }}'
         )
+
+    async def agenerate_data_key(
+        self, key: KeyRef, length: int, context: EncryptionContext
+    ) -> tuple[bytearray, WrappedKey]:
+        """Not offered: Key Vault has no data-key generation (the stack never calls this)."""
+        raise UnsupportedOperation(SCHEME, "generate_data_key")
+
+    async def aclose(self) -> None:
+        """Close the running event loop's async clients; later calls open new ones."""
+        with self._lock:
+            clients = self._async_clients.pop(asyncio.get_running_loop(), {})
+        for client in clients.values():
+            await client.close()
 
     def close(self) -> None:
         """Close the HTTP clients; later operations open new ones."""

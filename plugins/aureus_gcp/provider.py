@@ -15,28 +15,39 @@ and nothing from that answer is used.
 Versions: Aureus version ``"N"`` is ``cryptoKeyVersions/N``.  A wrapping
 key's current version is its primary; a signing key (which Cloud KMS gives
 no primary) uses its newest enabled version.
+
+Native async: ``awrap``, ``aunwrap``, ``asign``, ``averify`` and
+``apublic_key`` make the same requests and the same checks through the
+official ``KeyManagementServiceAsyncClient`` (grpc.aio), one channel per
+event loop; :class:`~aureus_core.aio.AsyncKeyStack` awaits them.  Each
+operation is written once, as a generator of RPCs, and driven either by the
+blocking client or by the async one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Generator, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
+import attrs
 import google.auth
 import google.auth.credentials
 import google_crc32c
 import grpc
 from google.api_core import exceptions as api_exceptions
-from google.api_core.retry import Retry
+from google.api_core.retry import AsyncRetry, Retry
 from google.auth.transport.grpc import AuthMetadataPlugin
 from google.cloud import kms
 from google.cloud.kms_v1.services.key_management_service.transports import (
+    KeyManagementServiceGrpcAsyncIOTransport,
     KeyManagementServiceGrpcTransport,
 )
 
@@ -105,6 +116,7 @@ _STATES = {
     "PENDING_IMPORT": KeyState.PENDING_IMPORT,
 }
 _Version = kms.CryptoKeyVersion
+R = TypeVar("R")
 _VersionState = kms.CryptoKeyVersion.CryptoKeyVersionState
 
 
@@ -170,6 +182,20 @@ class _Attempts:
         return attempt
 
 
+@attrs.frozen
+class _Rpc:
+    """One Cloud KMS call an operation needs: what :meth:`GcpKmsProvider._call` takes."""
+
+    operation: str
+    subject: str
+    request: Any
+    options: dict[str, Any] = attrs.field(factory=dict)
+
+
+_Steps = Generator[_Rpc, Any, R]
+"""An operation as a generator: it yields the RPCs it needs and receives their answers."""
+
+
 class KmsConnection:
     """The gRPC channel and the official client, made on first use; thread-safe.
 
@@ -183,6 +209,9 @@ class KmsConnection:
         self._options = options
         self._credentials = credentials
         self._client: kms.KeyManagementServiceClient | None = None
+        self._async_clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, kms.KeyManagementServiceAsyncClient
+        ] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
 
@@ -205,23 +234,57 @@ class KmsConnection:
             self._credentials = credentials
         return credentials
 
-    def _channel(self) -> grpc.Channel:
-        options = self._options
-        if options.channel == "insecure":
-            return grpc.insecure_channel(options.endpoint, options=_CHANNEL_OPTIONS)
+    def _channel_credentials(self) -> grpc.ChannelCredentials:
         plugin = AuthMetadataPlugin(  # type: ignore[no-untyped-call]
             self._google_credentials(), OneShotRequest()
         )
         call_credentials = grpc.metadata_call_credentials(plugin)
-        if options.channel == "local":
+        if self._options.channel == "local":
             base = grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
         else:
             base = grpc.ssl_channel_credentials()
+        return grpc.composite_channel_credentials(base, call_credentials)
+
+    def _channel(self) -> grpc.Channel:
+        options = self._options
+        if options.channel == "insecure":
+            return grpc.insecure_channel(options.endpoint, options=_CHANNEL_OPTIONS)
         return grpc.secure_channel(
-            options.endpoint,
-            grpc.composite_channel_credentials(base, call_credentials),
-            options=_CHANNEL_OPTIONS,
+            options.endpoint, self._channel_credentials(), options=_CHANNEL_OPTIONS
         )
+
+    def _async_channel(self) -> grpc.aio.Channel:
+        options = self._options
+        if options.channel == "insecure":
+            return grpc.aio.insecure_channel(options.endpoint, options=_CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(
+            options.endpoint, self._channel_credentials(), options=_CHANNEL_OPTIONS
+        )
+
+    def async_client(self) -> kms.KeyManagementServiceAsyncClient:
+        """The async client of the running event loop (grpc.aio channels belong to one loop)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._async_clients.get(loop)
+            if client is None:
+                transport = KeyManagementServiceGrpcAsyncIOTransport(channel=self._async_channel())
+                client = kms.KeyManagementServiceAsyncClient(transport=transport)
+                self._async_clients[loop] = client
+            return client
+
+    async def aauthorize(self) -> None:
+        """:meth:`authorize` without blocking the loop (a refresh runs in a thread)."""
+        if self._options.channel == "insecure" or self._credentials is None:
+            return
+        if not self._credentials.valid:
+            await asyncio.to_thread(self.authorize)
+
+    async def aclose(self) -> None:
+        """Close the running loop's async channel; a later call opens a new one."""
+        with self._lock:
+            client = self._async_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.transport.close()  # type: ignore[no-untyped-call]
 
     def client(self) -> kms.KeyManagementServiceClient:
         """The client (built, and Application Default Credentials found, on first use)."""
@@ -283,6 +346,7 @@ class GcpKmsProvider(KeyProviderBase):
         self.options = options or GcpKmsOptions()
         self._connection = KmsConnection(self.options, credentials)
         self._retry = self._make_retry()
+        self._async_retry = self._make_async_retry()
         self._public_keys: TtlCache[signing.PublicKey] = TtlCache(
             self.options.public_key_ttl, clock
         )
@@ -320,6 +384,78 @@ class GcpKmsProvider(KeyProviderBase):
             multiplier=2.0,
             timeout=self.options.retry_deadline,
         )
+
+    def _make_async_retry(self) -> AsyncRetry | None:
+        if self.options.retry_deadline <= 0:
+            return None
+        return AsyncRetry(
+            predicate=retryable,
+            initial=self.options.retry_initial,
+            maximum=self.options.retry_maximum,
+            multiplier=2.0,
+            timeout=self.options.retry_deadline,
+        )
+
+    async def _acall(
+        self,
+        operation: str,
+        subject: str,
+        request: Any,
+        *,
+        retry: bool = True,
+        unwrap: bool = False,
+        state_refusal: bool = False,
+        pages: bool = False,
+    ) -> Any:
+        """:meth:`_call` through the async client: same retries, timeouts and error mapping."""
+        attempts = _Attempts(self.options.timeout)
+        with kms_errors(
+            operation,
+            subject,
+            unwrap=unwrap,
+            attempts=attempts.count,
+            state_refusal=state_refusal,
+        ):
+            client = self._connection.async_client()
+            await self._connection.aauthorize()
+            method = getattr(client, _method_name(operation))
+            result = await method(
+                request=request, retry=self._async_retry if retry else None, timeout=attempts
+            )
+            return [item async for item in result] if pages else result
+
+    def _drive(self, steps: _Steps[R]) -> R:
+        """Run an operation's RPCs one by one with the blocking client."""
+        answer: Any = None
+        failure: Exception | None = None
+        while True:
+            try:
+                rpc = steps.throw(failure) if failure is not None else steps.send(answer)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            answer, failure = None, None
+            try:
+                answer = self._call(rpc.operation, rpc.subject, rpc.request, **rpc.options)
+            except Exception as error:  # handed to the operation, which maps or re-raises it
+                failure = error
+
+    async def _adrive(self, steps: _Steps[R]) -> R:
+        """Run an operation's RPCs one by one with the async client (cancellable)."""
+        answer: Any = None
+        failure: Exception | None = None
+        while True:
+            try:
+                rpc = steps.throw(failure) if failure is not None else steps.send(answer)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            answer, failure = None, None
+            try:
+                answer = await self._acall(rpc.operation, rpc.subject, rpc.request, **rpc.options)
+            except Exception as error:
+                failure = error
+            except BaseException:
+                steps.close()
+                raise
 
     def _call(
         self,
@@ -359,11 +495,14 @@ class GcpKmsProvider(KeyProviderBase):
 
     def _versions(self, key: GcpKey) -> list[_Version]:
         """Every version of ``key``, oldest first."""
-        found = self._call(
+        return self._drive(self._versions_steps(key))
+
+    def _versions_steps(self, key: GcpKey) -> _Steps[list[_Version]]:
+        found = yield _Rpc(
             "ListCryptoKeyVersions",
             key.uri,
             kms.ListCryptoKeyVersionsRequest(parent=key.path, page_size=1000),
-            pages=True,
+            {"pages": True},
         )
         return sorted(found, key=_version_number)
 
@@ -833,6 +972,15 @@ class GcpKmsProvider(KeyProviderBase):
 
     def wrap(self, key: KeyRef, data_key: bytes, context: EncryptionContext) -> WrappedKey:
         """Cloud KMS ``Encrypt`` of ``data_key``, ``context`` as additional authenticated data."""
+        return self._drive(self._wrap_steps(key, data_key, context))
+
+    async def awrap(self, key: KeyRef, data_key: bytes, context: EncryptionContext) -> WrappedKey:
+        """:meth:`wrap` through the async client."""
+        return await self._adrive(self._wrap_steps(key, data_key, context))
+
+    def _wrap_steps(
+        self, key: KeyRef, data_key: bytes, context: EncryptionContext
+    ) -> _Steps[WrappedKey]:
         target = self._parse(key)
         plaintext, aad = bytes(data_key), context.serialize()
         request = kms.EncryptRequest(
@@ -844,7 +992,7 @@ class GcpKmsProvider(KeyProviderBase):
             request.additional_authenticated_data = aad
             request.additional_authenticated_data_crc32c = crc32c(aad)
         subject = str(target)
-        response = self._call("Encrypt", subject, request, state_refusal=True)
+        response = yield _Rpc("Encrypt", subject, request, {"state_refusal": True})
         wrapped_by = parse_resource(str(response.name))
         if not response.verified_plaintext_crc32c or (
             aad and not response.verified_additional_authenticated_data_crc32c
@@ -876,6 +1024,17 @@ class GcpKmsProvider(KeyProviderBase):
         throttling or corrupting service, access denied, and a disabled or
         destroyed version (:class:`KeyDisabled`, naming the key and version).
         """
+        return self._drive(self._unwrap_steps(key, encrypted, context))
+
+    async def aunwrap(
+        self, key: KeyRef, encrypted: EncryptedDataKey, context: EncryptionContext
+    ) -> bytearray:
+        """:meth:`unwrap` through the async client."""
+        return await self._adrive(self._unwrap_steps(key, encrypted, context))
+
+    def _unwrap_steps(
+        self, key: KeyRef, encrypted: EncryptedDataKey, context: EncryptionContext
+    ) -> _Steps[bytearray]:
         try:
             target = self._parse(key)
             owner = self._owner(encrypted)
@@ -895,7 +1054,9 @@ class GcpKmsProvider(KeyProviderBase):
                 request.additional_authenticated_data = aad
                 request.additional_authenticated_data_crc32c = crc32c(aad)
             subject = f"{owner.path} version {owner.version}"
-            response = self._call("Decrypt", subject, request, unwrap=True, state_refusal=True)
+            response = yield _Rpc(
+                "Decrypt", subject, request, {"unwrap": True, "state_refusal": True}
+            )
             answer: bytes = response.plaintext  # checked before any copy is handed out
             if response.plaintext_crc32c != crc32c(answer):
                 raise corrupted("Decrypt", subject, "the plaintext does not match its checksum")
@@ -936,12 +1097,12 @@ class GcpKmsProvider(KeyProviderBase):
 
     # -- signing ---------------------------------------------------------------------
 
-    def _signing_version(self, key: GcpKey) -> str:
+    def _signing_version(self, key: GcpKey) -> _Steps[str]:
         """The newest enabled version of a signing key (cached for ``public_key_ttl``)."""
         cached = self._signing_versions.get(key.path)
         if cached is not None:
             return cached
-        versions = self._versions(key)
+        versions = yield from self._versions_steps(key)
         if not versions:
             raise KeyNotFound(f"Cloud KMS key {key.uri} has no versions", provider=SCHEME)
         algorithm = _Version.CryptoKeyVersionAlgorithm(versions[-1].algorithm).name
@@ -961,20 +1122,20 @@ class GcpKmsProvider(KeyProviderBase):
         self._signing_versions.put(key.path, version)
         return version
 
-    def _public(self, key: GcpKey) -> signing.PublicKey:
+    def _public(self, key: GcpKey) -> _Steps[signing.PublicKey]:
         """The public key of the pinned (else current) version, checked and cached."""
         if key.version is None:
-            key = key.pinned(self._signing_version(key))
+            key = key.pinned((yield from self._signing_version(key)))
         cached = self._public_keys.get(key.version_path)
         if cached is not None:
             return cached
         subject = f"{key.path} version {key.version}"
         try:
-            response = self._call(
+            response = yield _Rpc(
                 "GetPublicKey",
                 subject,
                 kms.GetPublicKeyRequest(name=key.version_path),
-                state_refusal=True,
+                {"state_refusal": True},
             )
         except GcpConfigError as error:
             raise SignatureError(f"{key.uri} is not a signing key ({error})") from None
@@ -996,22 +1157,33 @@ class GcpKmsProvider(KeyProviderBase):
 
     def public_key(self, key: KeyRef) -> bytes:
         """The SubjectPublicKeyInfo PEM of the current (or pinned) version (``GetPublicKey``)."""
-        return self._public(self._parse(key)).pem
+        return self._drive(self._public(self._parse(key))).pem
+
+    async def apublic_key(self, key: KeyRef) -> bytes:
+        """:meth:`public_key` through the async client."""
+        return (await self._adrive(self._public(self._parse(key)))).pem
 
     def sign(self, key: KeyRef, message: bytes) -> Signature:
         """``AsymmetricSign``: of the digest (ECDSA, RSA), of the message itself (Ed25519)."""
+        return self._drive(self._sign_steps(key, message))
+
+    async def asign(self, key: KeyRef, message: bytes) -> Signature:
+        """:meth:`sign` through the async client."""
+        return await self._adrive(self._sign_steps(key, message))
+
+    def _sign_steps(self, key: KeyRef, message: bytes) -> _Steps[Signature]:
         target = self._parse(key)
         cached = target.version is None and self._signing_versions.get(target.path) is not None
         try:
-            return self._sign(target, bytes(message))
+            return (yield from self._sign(target, bytes(message)))
         except (KeyDisabled, KeyNotFound):
             if not cached:
                 raise
             self._forget(target)  # the cached current version went away: look again
-            return self._sign(target, bytes(message))
+            return (yield from self._sign(target, bytes(message)))
 
-    def _sign(self, target: GcpKey, message: bytes) -> Signature:
-        public = self._public(target)
+    def _sign(self, target: GcpKey, message: bytes) -> _Steps[Signature]:
+        public = yield from self._public(target)
         version = target.pinned(public.version_name.rsplit("/", 1)[-1])
         algorithm = public.algorithm
         request = kms.AsymmetricSignRequest(name=version.version_path)
@@ -1028,7 +1200,7 @@ class GcpKmsProvider(KeyProviderBase):
             request.digest = kms.Digest(**{algorithm.hash_name: digest})
             request.digest_crc32c = crc32c(digest)
         subject = f"{version.path} version {version.version}"
-        response = self._call("AsymmetricSign", subject, request, state_refusal=True)
+        response = yield _Rpc("AsymmetricSign", subject, request, {"state_refusal": True})
         verified = (
             response.verified_data_crc32c
             if algorithm.hash_name is None
@@ -1052,14 +1224,29 @@ class GcpKmsProvider(KeyProviderBase):
 
     def verify(self, key: KeyRef, message: bytes, signature: bytes) -> bool:
         """Check a signature locally with the pinned (else current) version's public key."""
-        public = self._public(self._parse(key))
+        public = self._drive(self._public(self._parse(key)))
         return signing.verify_locally(public, bytes(message), bytes(signature))
+
+    async def averify(self, key: KeyRef, message: bytes, signature: bytes) -> bool:
+        """:meth:`verify`, the public key fetched (when not cached) through the async client."""
+        public = await self._adrive(self._public(self._parse(key)))
+        return signing.verify_locally(public, bytes(message), bytes(signature))
+
+    async def agenerate_data_key(
+        self, key: KeyRef, length: int, context: EncryptionContext
+    ) -> tuple[bytearray, WrappedKey]:
+        """Not offered: Cloud KMS has no GenerateDataKey (the stack never calls this)."""
+        raise UnsupportedOperation(SCHEME, "generate_data_key")
 
     def close(self) -> None:
         """Close the channel and forget cached public keys; later calls reconnect."""
         self._connection.close()
         self._public_keys.clear()
         self._signing_versions.clear()
+
+    async def aclose(self) -> None:
+        """Close the running event loop's async channel; later calls reconnect."""
+        await self._connection.aclose()
 
 
 def _days(value: str, name: str) -> timedelta:

@@ -340,6 +340,23 @@ class Keystore:
             read = self._read_file()
             return None if read is None else self._adopt(*read)
 
+    def sealing(self) -> tuple[str, Sealer]:
+        """The keystore ID and sealer, writing a new, empty keystore if there is none yet.
+
+        For data the provider keeps beside the document (import jobs) sealed under
+        the same master key and bound to this keystore.
+        """
+        snapshot = self.snapshot()
+        if snapshot is not None:
+            return snapshot.document.keystore_id, snapshot.sealer
+
+        def create(
+            document: KeystoreDocument, sealer: Sealer
+        ) -> tuple[KeystoreDocument, tuple[str, Sealer]]:
+            return attrs.evolve(document), (document.keystore_id, sealer)
+
+        return self._write(create)[1]
+
     def close(self) -> None:
         """Hand back unused wraps, flush the usage counters, then forget keys and caches.
 

@@ -29,7 +29,9 @@ from aureus_core.errors import (
     ConfigError,
     CredentialError,
     DecryptionError,
+    ImportRefused,
     KeyDisabled,
+    KeyExists,
     ProviderUnavailable,
     hint,
 )
@@ -38,10 +40,18 @@ from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeyMetadata, KeyPurpose, KeySpec, KeyState, KeyType, KeyVersion
 from aureus_core.sensitive import Secret
 from aureus_core.signature import Signature
+from aureus_core.wrapped_import import (
+    ImportParameters,
+    check_import_token,
+    decode_material,
+    import_parameters_of,
+    unwrap_for_import,
+)
 
 from . import macs, rawkeys, signing, wrapping
 from . import material as key_material
 from .document import KeyRecord, VersionRecord
+from .imports import ImportJobs
 from .keystore import (
     MAX_WRAPS_PER_VERSION,
     PASSPHRASE_ENV,
@@ -88,6 +98,7 @@ class LocalKeyProvider(KeyProviderBase):
             Capability.IMPORT,
             Capability.MAC,
             Capability.LIFECYCLE,
+            Capability.WRAPPED_IMPORT,
         }
     )
     key_types = key_material.SUPPORTED_TYPES
@@ -129,6 +140,7 @@ class LocalKeyProvider(KeyProviderBase):
             usage_flush_operations=usage_flush_operations,
             monotonic=monotonic,
         )
+        self._imports = ImportJobs(self._keystore)
 
     def __repr__(self) -> str:
         return f"LocalKeyProvider(keystore_dir={str(self.keystore_dir)!r})"
@@ -202,6 +214,8 @@ class LocalKeyProvider(KeyProviderBase):
         an RSA 2048/3072/4096 PEM private key (or public key, to wrap only).
         """
         name = check_name(name)
+        if material.format == "wrapped":
+            return self._import_wrapped(name, spec, material, new_version=new_version)
         keyring = rawkeys.keyring_from_options(
             KeyType.parse(spec.key_type), dict(spec.options), material
         )
@@ -234,6 +248,55 @@ class LocalKeyProvider(KeyProviderBase):
             name, same_type, origin="imported", created_at=self._now()
         )
         return self._metadata(record)
+
+    def import_parameters(
+        self, name: str, spec: KeySpec, *, new_version: bool = False
+    ) -> ImportParameters:
+        """An import job for ``name``: an RSA-3072 key pair sealed beside the keystore.
+
+        The local provider unwraps on the host, so it offers RSA-OAEP with
+        SHA-256 (``rsa-oaep-sha256-aes-kwp``); see :mod:`aureus_local.imports`.
+        """
+        name = check_name(name)
+        key_type = self._check_spec(spec)
+        snapshot = self._keystore.snapshot()
+        exists = snapshot is not None and name in snapshot.keys
+        if exists and not new_version:
+            raise KeyExists(
+                f"key {key_uri(name)} already exists: ask for parameters with new_version "
+                "to import a new version of it",
+                provider=SCHEME,
+            )
+        if new_version and not exists:
+            raise self._keystore.not_found(name)
+        job, pem = self._imports.create(name, key_type, new_version=new_version, now=self._now())
+        return import_parameters_of(job, key_uri=key_uri(name), wrapping_public_key=pem)
+
+    def _import_wrapped(
+        self, name: str, spec: KeySpec, material: KeyMaterial, *, new_version: bool
+    ) -> KeyMetadata:
+        key_type = self._check_spec(spec)
+        token = check_import_token(material.import_token)
+        job, private = self._imports.open(token)
+        try:
+            job.check(
+                uri=key_uri(name),
+                name=name,
+                key_type=key_type,
+                new_version=new_version,
+                now=self._now(),
+            )
+        except ImportRefused as error:
+            if self._now() >= job.expires_at:
+                self._imports.sweep(self._now())
+            raise ImportRefused(str(error), provider=SCHEME) from None
+        unwrapped = unwrap_for_import(material.data.reveal(), private, job.algorithm, token)
+        try:
+            plain = decode_material(key_type, bytes(unwrapped))
+        finally:
+            unwrapped[:] = bytes(len(unwrapped))
+        self._imports.claim(token)  # used up before the key is stored: it imports once
+        return self.import_key(name, spec, plain, new_version=new_version)
 
     # -- signing -------------------------------------------------------------
 

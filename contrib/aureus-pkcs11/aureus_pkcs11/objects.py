@@ -131,6 +131,40 @@ def record_creation(session: pkcs11.Session, name: str, version: int, when: date
     )
 
 
+AES_256_RECORD = "aureus-pkcs11 aes-256"
+"""``CKA_APPLICATION`` of the data objects that vouch for an unwrapped key's length.
+
+A token may leave ``CKA_VALUE_LEN`` of an unwrapped AES key unset (SoftHSM2
+2.6.1 reads 0); the wrapped import proves the length and records it here.
+"""
+
+
+def record_aes_256(session: pkcs11.Session, name: str, version: int) -> None:
+    """Record (privately) that ``version`` of ``name`` is a 32-byte AES key."""
+    session.create_object(
+        {
+            Attribute.CLASS: ObjectClass.DATA,
+            Attribute.TOKEN: True,
+            Attribute.PRIVATE: True,
+            Attribute.LABEL: name,
+            Attribute.APPLICATION: f"{AES_256_RECORD} {version}",
+            Attribute.VALUE: b"32",
+        }
+    )
+
+
+def _recorded_aes_256(session: pkcs11.Session, name: str) -> set[int]:
+    found: set[int] = set()
+    template = {Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: name}
+    for obj in session.get_objects(template):
+        application = _attribute(obj, Attribute.APPLICATION)
+        if isinstance(application, str) and application.startswith(AES_256_RECORD + " "):
+            number = application[len(AES_256_RECORD) + 1 :]
+            if number.isdigit():
+                found.add(int(number))
+    return found
+
+
 def find_versions(session: pkcs11.Session, name: str) -> dict[int, KeyVersionObject]:
     """Every usable version of ``name``: secret keys, else private keys, by ``CKA_ID``.
 
@@ -139,11 +173,21 @@ def find_versions(session: pkcs11.Session, name: str) -> dict[int, KeyVersionObj
     """
     found: dict[int, KeyVersionObject] = {}
     purposes: set[KeyPurpose] = set()
+    recorded: set[int] | None = None
     for purpose in (KeyPurpose.WRAP, KeyPurpose.SIGN):
         template = {Attribute.LABEL: name, Attribute.CLASS: _object_class(purpose)}
-        for obj in session.get_objects(template):
+        for obj in list(session.get_objects(template)):  # the search ends before another
             key_type = key_type_of(obj)
             version = id_to_version(bytes(_attribute(obj, Attribute.ID) or b""))
+            if (
+                key_type is None
+                and version is not None
+                and _attribute(obj, Attribute.KEY_TYPE) == P11KeyType.AES
+                and not _attribute(obj, Attribute.VALUE_LEN)
+            ):
+                if recorded is None:
+                    recorded = _recorded_aes_256(session, name)
+                key_type = KeyType.AES_256 if version in recorded else None
             if key_type is None or version is None:
                 continue
             purposes.add(purpose)

@@ -46,7 +46,9 @@ from aureus_core.errors import (
     AureusError,
     ConfigError,
     DecryptionError,
+    ImportRefused,
     KeyExists,
+    KeyNotFound,
     SignatureError,
     UnsupportedOperation,
 )
@@ -54,8 +56,16 @@ from aureus_core.interfaces import Capability, KeyMaterial, KeyProviderBase
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeyMetadata, KeyPurpose, KeySpec, KeyState, KeyType, KeyVersion
 from aureus_core.signature import Signature
+from aureus_core.wrapped_import import (
+    ImportJob,
+    ImportParameters,
+    check_import_token,
+    default_expiry,
+    import_parameters_of,
+    new_import_token,
+)
 
-from . import objects
+from . import imports, objects
 from .errors import RECONNECTABLE, SCHEME, translate
 from .naming import KeyName, parse_ref
 from .session import SessionPool
@@ -130,6 +140,15 @@ class Pkcs11KeyProvider(KeyProviderBase):
             capabilities.update((Capability.WRAP, Capability.IMPORT))
         if self.key_types - {KeyType.AES_256}:
             capabilities.update((Capability.SIGN, Capability.PUBLIC_KEY))
+        self._kwp = imports.kwp_mechanism(pool.mechanisms)
+        self.import_types = (
+            frozenset(imports.IMPORT_TYPES) & self.key_types
+            if self._kwp is not None
+            else frozenset()
+        )
+        """Key types a wrapped import can create on this token."""
+        if self.import_types:
+            capabilities.update((Capability.IMPORT, Capability.WRAPPED_IMPORT))
         self.capabilities = frozenset(capabilities)
 
     def __repr__(self) -> str:
@@ -252,7 +271,14 @@ class Pkcs11KeyProvider(KeyProviderBase):
     def import_key(
         self, name: str, spec: KeySpec, material: KeyMaterial, *, new_version: bool = False
     ) -> KeyMetadata:
-        """Import raw AES-256 key bytes as a sensitive, non-extractable secret key object."""
+        """Import raw AES-256 key bytes, or wrapped material, as a non-extractable key.
+
+        Wrapped material (see :meth:`import_parameters`) is unwrapped on the
+        token with ``C_UnwrapKey``; raw AES bytes become an object through
+        ``C_CreateObject``.
+        """
+        if material.format == "wrapped":
+            return self._import_wrapped(name, spec, material, new_version=new_version)
         if spec.key_type is not KeyType.AES_256 or material.format != "raw":
             raise UnsupportedOperation(
                 SCHEME,
@@ -276,6 +302,111 @@ class Pkcs11KeyProvider(KeyProviderBase):
                 raise ConfigError(f"key {key.ref().uri} is not an aes-256 key")
             version = max(versions) + 1 if versions else 1
             objects.import_secret(session, key.name, version, bytes(value), now=self._clock())
+            return self._describe(session, key)
+
+        with self._create_lock:
+            return self._run("import key", work)
+
+    def import_parameters(
+        self, name: str, spec: KeySpec, *, new_version: bool = False
+    ) -> ImportParameters:
+        """An import job on the token: an RSA-3072 pair whose private half only unwraps.
+
+        The job expires after a day; expired jobs are destroyed when the next
+        one is made or when their token is presented.
+        """
+        key = self._name(name)
+        if key.version is not None:
+            raise ConfigError(f"{key.ref().uri}: import into a key, not a version")
+        if spec.key_type not in self.import_types:
+            offered = ", ".join(sorted(t.value for t in self.import_types)) or "none"
+            raise UnsupportedOperation(
+                SCHEME,
+                f"wrapped import of {spec.key_type.value}",
+                f"token {self.token!r} imports wrapped: {offered}",
+            )
+        now = self._clock()
+
+        def work(session: pkcs11.Session) -> ImportParameters:
+            imports.sweep(session, now)
+            versions = objects.find_versions(session, key.name)
+            if versions and not new_version:
+                raise KeyExists(
+                    f"key {key.ref().uri} already exists: ask for parameters with new_version "
+                    "to import a new version of it",
+                    provider=SCHEME,
+                )
+            if new_version:
+                current = objects.select(versions, key.name, key.ref().uri, None)
+                if current.key_type is not spec.key_type:
+                    raise ConfigError(
+                        f"key {key.ref().uri} is an {current.key_type.value} key, "
+                        f"not {spec.key_type.value}"
+                    )
+            job = ImportJob(
+                token=new_import_token(),
+                name=key.name,
+                key_type=spec.key_type,
+                new_version=new_version,
+                algorithm=imports.ALGORITHM,
+                expires_at=default_expiry(now),
+            )
+            pem = imports.create_job(session, job)
+            return import_parameters_of(job, key_uri=key.ref().uri, wrapping_public_key=pem)
+
+        with self._create_lock:
+            return self._run("import parameters", work)
+
+    def _import_wrapped(
+        self, name: str, spec: KeySpec, material: KeyMaterial, *, new_version: bool
+    ) -> KeyMetadata:
+        key = self._name(name)
+        token = check_import_token(material.import_token)
+        wrapped = bytes(material.data.reveal())
+        kwp = self._kwp
+        if kwp is None:
+            raise UnsupportedOperation(SCHEME, "wrapped import", f"token {self.token!r}")
+        now = self._clock()
+
+        def work(session: pkcs11.Session) -> KeyMetadata:
+            found = imports.find_job(session, token)
+            if found is None:
+                raise ImportRefused(
+                    f"import token {token} is unknown to token {self.token!r} or was already "
+                    "used: run `aureus keys import-params` for a new one",
+                    provider=SCHEME,
+                )
+            job, private = found
+            if now >= job.expires_at:
+                imports.destroy_job(session, token)
+            try:
+                job.check(
+                    uri=key.ref().uri,
+                    name=key.name,
+                    key_type=spec.key_type,
+                    new_version=new_version,
+                    now=now,
+                )
+            except ImportRefused as error:
+                raise ImportRefused(str(error), provider=SCHEME) from None
+            versions = objects.find_versions(session, key.name)
+            if versions and not new_version:
+                raise KeyExists(f"key {key.ref().uri} already exists", provider=SCHEME)
+            if new_version and not versions:
+                raise KeyNotFound(f"no key {key.ref().uri} on the token", provider=SCHEME)
+            version = max(versions) + 1 if versions else 1
+            made = imports.unwrap_into(session, job, private, wrapped, version=version, kwp=kwp)
+            if not imports.destroy_job(session, token):  # another session used it first
+                made.destroy()
+                raise ImportRefused(
+                    f"import token {token} was used by another import at the same time",
+                    provider=SCHEME,
+                )
+            if job.key_type is KeyType.AES_256:
+                objects.record_aes_256(session, key.name, version)
+            else:
+                imports.store_public_half(session, made, job, version)
+            objects.record_creation(session, key.name, version, now)
             return self._describe(session, key)
 
         with self._create_lock:

@@ -82,7 +82,10 @@ def make_provider(softhsm: object) -> Iterator[Callable[..., object]]:
     made: list[Pkcs11KeyProvider] = []
 
     def make(
-        token: str = TOKEN, pin: str | None = PIN, **pool_options: object
+        token: str = TOKEN,
+        pin: str | None = PIN,
+        clock: Callable[[], object] | None = None,
+        **pool_options: object,
     ) -> Pkcs11KeyProvider:
         from aureus_core.sensitive import Secret
 
@@ -91,7 +94,7 @@ def make_provider(softhsm: object) -> Iterator[Callable[..., object]]:
             Secret(pin) if pin is not None else None,
             **pool_options,  # type: ignore[arg-type]
         )
-        provider = Pkcs11KeyProvider(pool)
+        provider = Pkcs11KeyProvider(pool, clock=clock)  # type: ignore[arg-type]
         made.append(provider)
         return provider
 

@@ -331,3 +331,76 @@ def test_declared_generate_data_key_without_the_method_fails(pytester: pytest.Py
     assert "has no generate_data_key method" in outcomes.message(
         "test_generate_data_key_round_trip[aes-256]"
     )
+
+
+NATIVE = """
+class Native(ReferenceProvider):
+    async def awrap(self, key, data_key, context):
+        return self.wrap(key, data_key, context)
+
+    async def aunwrap(self, key, encrypted, context):
+        return self.unwrap(key, encrypted, context)
+
+    async def agenerate_data_key(self, key, length, context):
+        return self.generate_data_key(key, length, context)
+
+    async def asign(self, key, message):
+        return self.sign(key, message)
+
+    async def averify(self, key, message, signature):
+        return self.verify(key, message, signature)
+
+    async def apublic_key(self, key):
+        return self.public_key(key)
+
+    async def aclose(self):
+        pass
+"""
+NATIVE_TESTS = {
+    "test_native_wrap_and_unwrap_match_the_blocking_ones",
+    "test_native_sign_verify_and_public_key_match_the_blocking_ones",
+    "test_a_cancelled_native_call_leaves_the_provider_usable",
+    "test_the_async_stack_awaits_native_coroutines",
+}
+
+
+def test_a_native_provider_runs_the_native_checks_and_passes(pytester: pytest.Pytester):
+    outcomes = Outcomes(pytester, NATIVE + "\nclass Broken(Native):\n    pass\n")
+    assert outcomes.failed == set()
+    assert outcomes.passed >= NATIVE_TESTS
+
+
+def test_a_native_unwrap_that_ignores_tampering_fails(pytester: pytest.Pytester):
+    outcomes = Outcomes(
+        pytester,
+        NATIVE
+        + """
+class Broken(Native):
+    async def aunwrap(self, key, encrypted, context):
+        try:
+            return self.unwrap(key, encrypted, context)
+        except Exception:
+            return bytearray(32)  # a made-up data key instead of the error
+""",
+    )
+    assert outcomes.failed == {"test_native_wrap_and_unwrap_match_the_blocking_ones"}
+    assert "DecryptionError" in outcomes.message(
+        "test_native_wrap_and_unwrap_match_the_blocking_ones"
+    )
+
+
+def test_a_native_sign_that_signs_something_else_fails(pytester: pytest.Pytester):
+    outcomes = Outcomes(
+        pytester,
+        NATIVE
+        + """
+class Broken(Native):
+    async def asign(self, key, message):
+        return self.sign(key, message + b"!")
+""",
+    )
+    # the async stack's signatures come from asign too, so its async test fails as well
+    assert outcomes.failed == {
+        "test_native_sign_verify_and_public_key_match_the_blocking_ones",
+        "test_async_sign_and_verify",
+    }

@@ -79,6 +79,20 @@ PROVIDER = textwrap.dedent(
         assert stack.decrypt(message) == b"over tls"
     signature = provider.sign(signer.ref, b"signed over tls")
     assert provider.verify(signer.ref, b"signed over tls", signature.value)
+
+    import asyncio
+    from aureus_core import AsyncKeyStack
+
+    async def native():  # the async client over the same TLS channel settings
+        async with AsyncKeyStack(KeyStack(providers={"gcp-kms": provider}), own=True) as aio:
+            sealed = await aio.encrypt(b"native over tls", keys=[wrap.ref])
+            assert await aio.decrypt(sealed) == b"native over tls"
+            signed = await aio.sign(b"native", key=signer.ref)
+            assert await aio.verify(b"native", signed, key=signer.ref)
+            assert len(provider._connection._async_clients) == 1  # grpc.aio, not a thread
+        assert len(provider._connection._async_clients) == 0  # closed with the stack
+
+    asyncio.run(native())
     provider.close()
     print("provider ok")
     """

@@ -101,6 +101,7 @@ def test_provider_declares_capabilities_and_types(local_provider: LocalKeyProvid
         Capability.IMPORT,
         Capability.MAC,
         Capability.LIFECYCLE,
+        Capability.WRAPPED_IMPORT,
     }
     assert local_provider.key_types == {KeyType.AES_256, KeyType.ED25519, KeyType.ECDSA_P256}
 

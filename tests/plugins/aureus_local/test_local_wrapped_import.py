@@ -1,0 +1,124 @@
+"""The local provider's import jobs: files an attacker with write access may edit or copy."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aureus_core.errors import ConfigError, ImportRefused
+from aureus_core.interfaces import KeyMaterial
+from aureus_core.keyref import KeyRef
+from aureus_core.keys import KeySpec, KeyType
+from aureus_core.sensitive import Secret
+from aureus_core.testing.concurrency import run_in_threads
+from aureus_core.testing.key_material import fresh_material
+from aureus_core.wrapped_import import ImportParameters, wrap_for_import
+from aureus_local import LocalKeyProvider
+
+AES = KeySpec(key_type=KeyType.AES_256)
+
+
+def _wrapped(parameters: ImportParameters) -> KeyMaterial:
+    blob = wrap_for_import(
+        parameters.key_type,
+        fresh_material(parameters.key_type),
+        wrapping_public_key=parameters.wrapping_public_key,
+        algorithm=parameters.wrapping_algorithm,
+        expected_fingerprint=parameters.fingerprint,
+    )
+    return KeyMaterial(format="wrapped", data=Secret(blob), import_token=parameters.import_token)
+
+
+def _job_file(provider: LocalKeyProvider, parameters: ImportParameters) -> Path:
+    return provider.keystore_dir / "imports" / f"{parameters.import_token}.json"
+
+
+def test_job_file_is_private_and_holds_no_plain_private_key(tmp_path: Path) -> None:
+    provider = LocalKeyProvider(tmp_path / "ks")
+    parameters = provider.import_parameters("k", AES)
+    path = _job_file(provider, parameters)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    content = path.read_bytes()
+    assert b"PRIVATE KEY" not in content
+    assert json.loads(content)["public_key"].encode() == parameters.wrapping_public_key
+
+
+def test_a_job_edited_to_live_longer_or_for_another_key_is_refused(tmp_path: Path) -> None:
+    """The job JSON is authenticated: a later expiry or another key name does not open."""
+    provider = LocalKeyProvider(tmp_path / "ks")
+    parameters = provider.import_parameters("k", AES)
+    wrapped = _wrapped(parameters)
+    path = _job_file(provider, parameters)
+    original = path.read_bytes()
+    for field, value in (
+        ("expires_at", (datetime.fromisoformat("2099-01-01T00:00:00+00:00")).isoformat()),
+        ("name", "victim"),
+    ):
+        document = json.loads(original)
+        job = json.loads(document["job"])
+        job[field] = value
+        document["job"] = json.dumps(job, sort_keys=True, separators=(",", ":"))
+        path.write_text(json.dumps(document))
+        name = "victim" if field == "name" else "k"
+        with pytest.raises(ImportRefused, match="was altered"):
+            provider.import_key(name, AES, wrapped)
+    path.write_bytes(original)
+    assert provider.import_key("k", AES, wrapped).uri == "local://k"
+
+
+def test_a_job_copied_into_another_keystore_is_refused(tmp_path: Path) -> None:
+    first = LocalKeyProvider(tmp_path / "first")
+    second = LocalKeyProvider(tmp_path / "second")
+    second.create_key("existing", AES)
+    parameters = first.import_parameters("k", AES)
+    target = second.keystore_dir / "imports"
+    target.mkdir(mode=0o700)
+    (target / _job_file(first, parameters).name).write_bytes(
+        _job_file(first, parameters).read_bytes()
+    )
+    with pytest.raises(ImportRefused, match="belongs to another keystore"):
+        second.import_key("k", AES, _wrapped(parameters))
+
+
+def test_two_concurrent_imports_of_one_blob_make_one_key(tmp_path: Path) -> None:
+    """Replay by racing: one import wins, the other is told the token is used."""
+    provider = LocalKeyProvider(tmp_path / "ks")
+    provider.create_key("k", AES)
+    parameters = provider.import_parameters("k", AES, new_version=True)
+    wrapped = _wrapped(parameters)
+
+    def attempt(thread: int, operation: int) -> str:
+        try:
+            return provider.import_key("k", AES, wrapped, new_version=True).current_version
+        except ImportRefused as error:
+            return "refused" if "already used" in str(error) else str(error)
+
+    outcomes = sorted(run_in_threads(attempt, threads=4, operations=1))
+    assert outcomes == ["2", "refused", "refused", "refused"]
+    versions = provider.describe_key(KeyRef.parse("local://k")).versions
+    assert [v.version for v in versions] == ["1", "2"]
+
+
+def test_a_token_that_is_not_one_never_reaches_the_filesystem(tmp_path: Path) -> None:
+    provider = LocalKeyProvider(tmp_path / "ks")
+    (tmp_path / "outside.json").write_text("{}")
+    for token in ("../../outside", "0" * 31, "A" * 32):
+        with pytest.raises(ConfigError, match="32 lowercase hex"):
+            provider.import_key(
+                "k", AES, KeyMaterial(format="wrapped", data=Secret(b"x"), import_token=token)
+            )
+
+
+def test_expired_jobs_are_swept_when_the_next_is_made(tmp_path: Path) -> None:
+    now = [datetime.fromisoformat("2026-01-01T00:00:00+00:00")]
+    provider = LocalKeyProvider(tmp_path / "ks", clock=lambda: now[0])
+    old = provider.import_parameters("a", AES)
+    now[0] += timedelta(days=2)
+    provider.import_parameters("b", AES)
+    assert not _job_file(provider, old).exists()
+    assert len(os.listdir(provider.keystore_dir / "imports")) == 1
