@@ -208,3 +208,17 @@ def bench(session: nox.Session) -> None:
         session.skip("no benchmarks yet")
     for script in scripts:
         session.run("python", str(script), *session.posargs)
+
+
+@nox.session(default=False)
+def mutation(session: nox.Session) -> None:
+    """Mutation testing of the security-critical modules (not in CI): see docs/testing.md.
+
+    ``nox -s mutation -- envelope cache`` runs the named groups only; each group runs
+    mutmut in a staging folder under ``.mutation/`` against the tests that reach it.
+    """
+    # Pinned here, not in the dev extra: only this session needs it.
+    session.install("-e", ".[test]", "mutmut==3.8.1")
+    # The cache group also runs the Redis backend's tests (skipped without redis-server).
+    session.install("./contrib/aureus-redis")
+    session.run("python", "tools/mutation.py", *session.posargs)

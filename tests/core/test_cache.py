@@ -401,3 +401,403 @@ def test_an_entry_on_a_version_newer_than_known_triggers_a_recheck_not_a_drop(tm
     for _ in range(5):
         ours.encrypt(b"m")
     assert counting.wraps == wraps  # the v2 entry is used, not dropped
+
+
+# -- behaviour pinned by mutation testing (docs/testing.md) ---------------------------
+
+
+def test_entry_key_fields_are_framed():
+    """Bytes moved from one field of an entry key to the next give another key.
+
+    The partition is free text and the context and key names are caller data: without
+    each field's length in the digest, ("ab", "c") and ("a", "bc") would share an entry.
+    """
+    from aureus_core.cache import _digest
+
+    assert _digest(b"ab", b"c") != _digest(b"a", b"bc")
+    assert _digest(b"", b"x") != _digest(b"x", b"")
+    assert _digest(b"ab", b"c") == _digest(b"ab", b"c")
+
+
+def test_partitions_that_share_a_prefix_never_share_an_entry(counting, clock):
+    cache = DataKeyCache(
+        MemoryCache(capacity=10), CachePolicy(partition="a"), clock=clock.monotonic
+    )
+    other = DataKeyCache(
+        MemoryCache(capacity=10), CachePolicy(partition="ab"), clock=clock.monotonic
+    )
+    from aureus_core.context import EncryptionContext
+    from aureus_core.keyref import KeyRef
+
+    keys = [KeyRef.parse("local://a")]
+    assert cache.encrypt_key(0x0478, keys, EncryptionContext()) != other.encrypt_key(
+        0x0478, keys, EncryptionContext()
+    )
+    assert cache.encrypt_key(0x0478, keys, EncryptionContext()) != cache.decrypt_key(
+        0x0478, (), EncryptionContext(), ""
+    )
+
+
+def test_an_expired_entry_is_wiped_from_the_backend(counting, clock):
+    """An entry past its age is not only refused: the backend no longer holds its key."""
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(backend, CachePolicy(max_age=60), clock=clock.monotonic)
+    cache.store(b"k", b"\x01" * 32, plaintext_bytes=1)
+    assert len(backend) == 1
+    clock.advance(60)
+    assert cache.take(b"k", plaintext_bytes=1) is None
+    assert len(backend) == 0
+    assert (cache.hits, cache.misses) == (0, 1)
+
+
+def test_an_entry_over_its_message_limit_is_wiped_from_the_backend(clock):
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(backend, CachePolicy(max_messages=2), clock=clock.monotonic)
+    cache.store(b"k", b"\x01" * 32, plaintext_bytes=1)
+    hit = cache.take(b"k", plaintext_bytes=1)
+    assert hit is not None
+    assert bytes(hit.material) == b"\x01" * 32
+    assert cache.take(b"k", plaintext_bytes=1) is None
+    assert len(backend) == 0
+    assert (cache.hits, cache.misses) == (1, 1)
+
+
+def test_a_take_without_counting_a_miss(clock):
+    cache = DataKeyCache(MemoryCache(capacity=10), CachePolicy(), clock=clock.monotonic)
+    assert cache.take(b"absent", plaintext_bytes=1, count_miss=False) is None
+    assert cache.misses == 0
+    assert cache.take(b"absent", plaintext_bytes=1) is None
+    assert cache.misses == 1
+
+
+def test_a_key_whose_first_message_reaches_a_limit_is_not_kept(counting, clock):
+    """max_messages=1 caches nothing; a first message of exactly max_bytes is not kept."""
+    stack = cached_stack(counting, clock, max_messages=1)
+    stack.encrypt(b"m")
+    assert stack.cache is not None
+    assert len(stack.cache.backend) == 0
+    before = counting.wraps
+    stack = cached_stack(counting, clock, max_bytes=100)
+    stack.encrypt(b"x" * 100)
+    stack.encrypt(b"")
+    assert counting.wraps == before + 2
+    stack.encrypt(b"x" * 99, context={"t": "2"})
+    stack.encrypt(b"x", context={"t": "2"})  # 99 + 1 reaches the limit exactly: still one key
+    assert counting.wraps == before + 3
+
+
+def test_a_message_counts_its_bytes_only_when_it_uses_the_entry(clock):
+    cache = DataKeyCache(MemoryCache(capacity=10), CachePolicy(max_bytes=10), clock=clock.monotonic)
+    cache.store(b"k", b"\x01" * 32, plaintext_bytes=10, counts_as_use=False)
+    assert (
+        cache.take(b"k", plaintext_bytes=10) is not None
+    )  # the stored key's bytes were not counted
+    assert cache.take(b"k", plaintext_bytes=1) is None
+
+
+@pytest.mark.parametrize(
+    ("state", "version", "encrypting", "usable"),
+    [
+        ("enabled", None, True, True),  # an entry that names no version
+        ("enabled", None, False, True),
+        ("disabled", None, False, False),  # a disabled key is never used
+        ("enabled", "2", True, True),  # the current version
+        ("enabled", "1", True, False),  # new messages move to the current version at once
+        ("enabled", "1", False, True),  # old versions still unwrap
+        ("enabled", "0", False, False),  # below the minimum decryption version
+        ("enabled", "9", False, False),  # a version the key does not have
+    ],
+)
+def test_entry_usable(state, version, encrypting, usable):
+    """Which cached entries the key's current metadata still allows."""
+    from datetime import datetime, timezone
+
+    from aureus_core.cache import entry_usable
+    from aureus_core.keyref import KeyRef
+    from aureus_core.keys import KeyMetadata, KeyState, KeyType, KeyVersion
+
+    now = datetime.now(timezone.utc)
+    metadata = KeyMetadata(
+        ref=KeyRef.parse("local://a"),
+        key_type=KeyType.AES_256,
+        state=KeyState(state),
+        created_at=now,
+        current_version="2",
+        versions=tuple(KeyVersion(version=v, created_at=now) for v in ("0", "1", "2")),
+        min_decryption_version="1",
+    )
+    assert entry_usable(metadata, version, encrypting=encrypting) is usable
+
+
+@pytest.mark.parametrize(("encrypting", "usable"), [(True, False), (False, True)])
+def test_entry_usable_without_version_list(encrypting, usable):
+    """A provider that lists no versions: only the current version makes new messages."""
+    from datetime import datetime, timezone
+
+    from aureus_core.cache import entry_usable
+    from aureus_core.keyref import KeyRef
+    from aureus_core.keys import KeyMetadata, KeyState, KeyType
+
+    metadata = KeyMetadata(
+        ref=KeyRef.parse("local://a"),
+        key_type=KeyType.AES_256,
+        state=KeyState.ENABLED,
+        created_at=datetime.now(timezone.utc),
+        current_version="2",
+    )
+    assert entry_usable(metadata, "1", encrypting=encrypting) is usable
+    assert entry_usable(metadata, "2", encrypting=True) is True
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_age": True},  # a bool is not a number of seconds
+        {"max_age": "60"},
+        {"max_age": -1},
+        {"max_age": 10 * 365 * 86400 + 1},
+        {"max_messages": 0},
+        {"max_messages": 2**32 + 1},
+        {"recheck": 0},
+    ],
+)
+def test_policy_numbers_out_of_range(options):
+    name = next(iter(options))
+    with pytest.raises(ConfigError, match=f"cache {name} must be a number above 0 and at most"):
+        CachePolicy.from_options(options)
+
+
+def test_policy_numbers_at_their_bounds():
+    policy = CachePolicy.from_options(
+        {"max_age": 10 * 365 * 86400, "max_messages": 1, "recheck": 0.5}
+    )
+    assert (policy.max_age, policy.max_messages, policy.recheck) == (10 * 365 * 86400, 1, 0.5)
+
+
+def test_a_non_string_partition_is_refused_with_its_reason():
+    with pytest.raises(ConfigError, match=r"^cache partition must be a string$"):
+        CachePolicy.from_options({"partition": 3})
+
+
+@pytest.mark.parametrize(("data", "size"), [(b"", 0), (b"abcdef", 6)])
+def test_stream_size_is_what_is_left_to_read(data, size):
+    import io
+
+    from aureus_core.cache import stream_size
+
+    stream = io.BytesIO(data)
+    assert stream_size(stream) == size
+    if data:
+        stream.read(2)
+        assert stream_size(stream) == size - 2
+        assert stream.tell() == 2  # the position is kept
+
+
+def test_stream_size_of_a_pipe_is_unknown():
+    from aureus_core.cache import stream_size
+
+    read, write = os.pipe()
+    try:
+        with os.fdopen(read, "rb", buffering=0) as pipe:
+            assert stream_size(pipe) is None
+    finally:
+        os.close(write)
+
+
+def _metadata(state: str = "enabled", current: str = "1", versions: tuple[str, ...] = ("1",)):
+    from datetime import datetime, timezone
+
+    from aureus_core.keyref import KeyRef
+    from aureus_core.keys import KeyMetadata, KeyState, KeyType, KeyVersion
+
+    now = datetime.now(timezone.utc)
+    return KeyMetadata(
+        ref=KeyRef.parse("local://a"),
+        key_type=KeyType.AES_256,
+        state=KeyState(state),
+        created_at=now,
+        current_version=current,
+        versions=tuple(KeyVersion(version=v, created_at=now) for v in versions),
+    )
+
+
+def _fill(version: str = "1"):
+    from aureus_core.cache import Fill
+
+    return Fill(material=bytearray(b"\x07" * 32), key_versions=(f"local://a?version={version}",))
+
+
+def test_lookup_counts_one_provider_fill_per_miss_and_none_per_hit(clock):
+    cache = DataKeyCache(MemoryCache(capacity=10), CachePolicy(), clock=clock.monotonic)
+    made = []
+
+    def make():
+        made.append(1)
+        return "made", _fill()
+
+    assert cache.lookup(b"k", plaintext_bytes=1, encrypting=True, make=make) == (None, "made")
+    cached, fresh = cache.lookup(b"k", plaintext_bytes=1, encrypting=True, make=make)
+    assert fresh is None
+    assert cached is not None
+    assert bytes(cached.material) == b"\x07" * 32
+    assert (cache.provider_fills, cache.hits, cache.misses, cache.invalidated) == (1, 1, 1, 0)
+    assert len(made) == 1
+
+
+def test_a_hit_on_a_disabled_key_is_dropped_and_counted_as_a_miss(clock):
+    """The entry is wiped from the backend and counts as invalidated, never as a hit."""
+    states = {"now": _metadata()}
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(
+        backend,
+        CachePolicy(recheck=10),
+        clock=clock.monotonic,
+        describe=lambda uri: states["now"] if uri == "local://a" else None,
+    )
+    cache.lookup(b"k", plaintext_bytes=1, encrypting=False, make=lambda: ("made", _fill()))
+    states["now"] = _metadata(state="disabled")
+    clock.advance(10)
+    cached, made = cache.lookup(
+        b"k", plaintext_bytes=1, encrypting=False, make=lambda: ("again", _fill())
+    )
+    assert (cached, made) == (None, "again")
+    assert cache.invalidated == 1
+    assert cache.hits == 0
+    assert cache.provider_fills == 2
+
+
+def test_recheck_describes_a_key_once_per_interval(clock):
+    calls = []
+
+    def describe(uri):
+        calls.append(uri)
+        return _metadata()
+
+    cache = DataKeyCache(
+        MemoryCache(capacity=10), CachePolicy(recheck=30), clock=clock.monotonic, describe=describe
+    )
+    cache.lookup(b"k", plaintext_bytes=1, encrypting=True, make=lambda: ("made", _fill()))
+    for _ in range(3):
+        clock.advance(10)
+        cache.lookup(b"k", plaintext_bytes=1, encrypting=True, make=lambda: ("x", _fill()))
+    # Filled at 0 (a fresh check), used at 10, 20 (within 30 s), described again at 30.
+    assert calls == ["local://a"]
+    assert cache.hits == 3
+
+
+def test_a_failed_recheck_keeps_the_last_known_state_and_says_so(clock, caplog):
+    """A provider outage at recheck time neither fails the operation nor forgets a disable."""
+    states = {"now": _metadata(state="disabled")}
+
+    def describe(uri):
+        if states["now"] is None:
+            raise TimeoutError("provider down")
+        return states["now"]
+
+    cache = DataKeyCache(
+        MemoryCache(capacity=10), CachePolicy(recheck=5), clock=clock.monotonic, describe=describe
+    )
+    for key in (b"k1", b"k2"):
+        cache.store(key, b"\x01" * 32, key_versions=("local://a?version=1",), encrypting=False)
+    clock.advance(5)
+    other = ("fresh", _fill_of_b())
+    assert cache.lookup(b"k1", plaintext_bytes=1, encrypting=False, make=lambda: other) == (
+        None,
+        "fresh",
+    )  # described: disabled
+    clock.advance(5)
+    states["now"] = None  # the provider is unreachable at the next recheck
+    with caplog.at_level("WARNING"):
+        cached, made = cache.lookup(b"k2", plaintext_bytes=1, encrypting=False, make=lambda: other)
+    assert (cached, made) == (None, "fresh")  # still disabled as far as we know
+    assert "could not recheck local://a (TimeoutError); using the last known state" in caplog.text
+
+
+def _fill_of_b():
+    from aureus_core.cache import Fill
+
+    return Fill(material=bytearray(b"\x08" * 32), key_versions=("local://b?version=1",))
+
+
+def test_invalidate_drops_only_entries_the_new_state_forbids(clock):
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(backend, CachePolicy(), clock=clock.monotonic)
+    cache.store(b"enc-1", b"\x01" * 32, key_versions=("local://a?version=1",), encrypting=True)
+    cache.store(b"dec-1", b"\x02" * 32, key_versions=("local://a?version=1",), encrypting=False)
+    cache.store(b"other", b"\x03" * 32, key_versions=("local://b?version=1",), encrypting=True)
+    # Rotated: version 2 is current.  New messages move on; version 1 still unwraps.
+    cache.invalidate("local://a?version=2", _metadata(current="2", versions=("1", "2")))
+    assert cache.invalidated == 1
+    assert backend.get(b"enc-1") is None
+    assert backend.get(b"dec-1") is not None
+    assert backend.get(b"other") is not None
+    # Without the new state every entry of the key goes.
+    cache.invalidate("local://a")
+    assert cache.invalidated == 2
+    assert backend.get(b"dec-1") is None
+    assert backend.get(b"other") is not None
+
+
+def test_an_entry_made_before_a_known_disable_is_judged_at_once(clock):
+    """A store after invalidate(metadata) is checked against that state, not trusted as fresh."""
+    describe_calls = []
+
+    def describe(uri):
+        describe_calls.append(uri)
+        return _metadata(state="disabled")
+
+    cache = DataKeyCache(
+        MemoryCache(capacity=10), CachePolicy(recheck=600), clock=clock.monotonic, describe=describe
+    )
+    cache.invalidate("local://a", _metadata(state="disabled"))
+    cache.store(b"k", b"\x01" * 32, key_versions=("local://a?version=1",), encrypting=True)
+    cached, made = cache.lookup(
+        b"k", plaintext_bytes=1, encrypting=True, make=lambda: ("fresh", _fill())
+    )
+    assert (cached, made) == (None, "fresh")
+    assert describe_calls == ["local://a"]
+
+
+def test_store_keeps_the_creation_time_it_is_given(clock):
+    """A fill is stamped when its provider call started, so it ages from then."""
+    cache = DataKeyCache(MemoryCache(capacity=10), CachePolicy(max_age=60), clock=clock.monotonic)
+    started = clock.monotonic()
+    clock.advance(50)
+    cache.store(b"k", b"\x01" * 32, created_at=started)
+    clock.advance(10)
+    assert cache.take(b"k", plaintext_bytes=1) is None
+
+
+def test_repr_names_the_backend_and_counters(clock):
+    cache = DataKeyCache(MemoryCache(capacity=10), CachePolicy(), clock=clock.monotonic)
+    assert repr(cache) == "<DataKeyCache MemoryCache entries=0 hits=0 misses=0>"
+
+
+def test_decrypt_entries_are_kept_apart_by_partition_suite_context_and_filter(clock):
+    """A cached data key is reused only to read a message with the same header facts.
+
+    The encrypted data keys alone are not enough: a header whose context was swapped must
+    unwrap again (the wrap is bound to the context), not be handed the cached key.
+    """
+    from aureus_core.context import EncryptionContext
+    from aureus_core.datakey import EncryptedDataKey
+
+    def cache(partition: str = "p") -> DataKeyCache:
+        return DataKeyCache(
+            MemoryCache(capacity=10), CachePolicy(partition=partition), clock=clock.monotonic
+        )
+
+    edks = (EncryptedDataKey(provider_id="local", provider_info=b"a", ciphertext=b"c"),)
+    context = EncryptionContext({"tenant": "one"})
+    base = cache().decrypt_key(0x0478, edks, context, "filter")
+    assert cache().decrypt_key(0x0478, edks, context, "filter") == base
+    variants = [
+        cache("q").decrypt_key(0x0478, edks, context, "filter"),
+        cache().decrypt_key(0x0578, edks, context, "filter"),
+        cache().decrypt_key(0x0478, edks, EncryptionContext({"tenant": "two"}), "filter"),
+        cache().decrypt_key(0x0478, edks, context, "other filter"),
+        cache().decrypt_key(0x0478, edks * 2, context, "filter"),
+        cache().encrypt_key(0x0478, [], context),
+    ]
+    assert base not in variants
+    assert len(set(variants)) == len(variants)

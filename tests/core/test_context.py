@@ -85,3 +85,49 @@ def test_rejects_non_string_values():
         EncryptionContext({"k": 1})  # type: ignore[dict-item]
     with pytest.raises(ConfigError, match="not valid Unicode"):
         EncryptionContext({"k": "\ud800"})
+
+
+# -- serialized form: bounds, order and every refusal in words --------------------------
+
+
+def test_keys_and_values_past_32767_bytes_round_trip():
+    """Field lengths are unsigned 16-bit: a 40 000-byte key (past a signed length) reads back."""
+    from aureus_core.context import EncryptionContext as Context
+
+    wide = Context({"k" * 40_000: "v" * 20_000})
+    assert dict(Context.deserialize(wide.serialize())) == dict(wide)
+
+
+def test_pairs_serialize_sorted_by_their_utf8_key_bytes():
+    from aureus_core.context import EncryptionContext as Context
+
+    data = Context({"b": "2", "a": "1", "\u00e9": "3"}).serialize()
+    assert data == (
+        b"\x00\x03" + b"\x00\x01a\x00\x011" + b"\x00\x01b\x00\x012" + b"\x00\x02\xc3\xa9\x00\x013"
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        (b"\x00\x01\x00\x02ab\x00\x05xy", "encryption context is truncated"),
+        (b"\x00\x02\x00\x01a\x00\x011\x00\x01a\x00\x012", "encryption context has key 'a' twice"),
+        (b"\x00\x01\x00\x01\xff\x00\x011", "encryption context is malformed"),
+        (b"\x00\x01\x00\x01a\x00\x011!", "encryption context has trailing bytes"),
+        (b"\x00\x00", "a non-empty encryption context field must hold at least one pair"),
+    ],
+)
+def test_malformed_serialized_contexts_are_refused_with_the_reason(data, said):
+    from aureus_core.context import EncryptionContext as Context
+
+    with pytest.raises(ConfigError) as caught:
+        Context.deserialize(data)
+    assert str(caught.value) == said
+
+
+def test_an_empty_key_is_refused():
+    from aureus_core.context import EncryptionContext as Context
+
+    with pytest.raises(ConfigError) as caught:
+        Context({"": "v"})
+    assert str(caught.value) == "encryption context keys may not be empty"

@@ -581,6 +581,29 @@ def test_retirement_target_examples():
     assert retirement_target(metadata(versions=young), policy, NOW) is None
 
 
+def test_retirement_stops_at_the_first_version_younger_than_max_age():
+    """Versions 1 old, 2 young, 3 current: the minimum becomes 2, never skipping a young one."""
+    policy = RotationPolicy(retire_after_max_age=True)
+    versions = [("1", NOW - 700 * DAY), ("2", NOW - 100 * DAY), ("3", NOW - 10 * DAY)]
+    assert retirement_target(metadata(versions=versions), policy, NOW) == "2"
+
+
+def test_a_version_exactly_max_age_old_is_retired():
+    """Expiry holds when the age reaches max_age, for retirement as for status."""
+    policy = RotationPolicy(retire_after_max_age=True)
+    versions = [("1", NOW - policy.max_age), ("2", NOW - 10 * DAY)]
+    assert retirement_target(metadata(versions=versions), policy, NOW) == "2"
+    versions = [("1", NOW - policy.max_age + timedelta(seconds=1)), ("2", NOW - 10 * DAY)]
+    assert retirement_target(metadata(versions=versions), policy, NOW) is None
+
+
+def test_retirement_never_passes_the_current_version():
+    """A newer version that is not current yet (created, not promoted) is never the minimum."""
+    policy = RotationPolicy(retire_after_max_age=True)
+    versions = [("1", NOW - 700 * DAY), ("2", NOW - 400 * DAY), ("3", NOW - DAY)]
+    assert retirement_target(metadata(versions=versions, current="2"), policy, NOW) == "2"
+
+
 # -- providers that cannot, and providers that fail ----------------------------------------------
 
 

@@ -365,3 +365,60 @@ def test_a_key_change_through_one_stack_reaches_every_process_at_once(
         fresh = b.encrypt(b"new")
         assert b_cache.provider_fills == fills + 1
         assert b.decrypt(fresh) == b"new"
+
+
+def _shared_fill():
+    from aureus_core.cache import Fill
+
+    return Fill(material=bytearray(b"\x05" * 32), key_versions=())
+
+
+def test_a_process_waiting_for_another_ones_fill_uses_it(server, redis_options):
+    """While one process holds the fill of an entry, another waits and then uses that data key."""
+    import threading
+
+    filler = DataKeyCache(RedisCache.from_options(redis_options), CachePolicy())
+    waiter = DataKeyCache(RedisCache.from_options(redis_options), CachePolicy())
+    key = b"entry"
+    assert filler.backend.claim(key, 5.0)  # type: ignore[attr-defined]
+
+    def fill_then_release() -> None:
+        time.sleep(0.2)
+        filler.store(key, b"\x05" * 32, plaintext_bytes=1)
+        filler.backend.release(key)  # type: ignore[attr-defined]
+
+    thread = threading.Thread(target=fill_then_release)
+    thread.start()
+    made: list[int] = []
+
+    def make():
+        made.append(1)
+        return "own", _shared_fill()
+
+    cached, own = waiter.lookup(key, plaintext_bytes=1, encrypting=True, make=make)
+    thread.join()
+    assert own is None
+    assert made == []
+    assert cached is not None
+    assert bytes(cached.material) == b"\x05" * 32
+    assert (waiter.hits, waiter.misses, waiter.provider_fills) == (1, 1, 0)
+
+
+def test_a_fill_never_finished_elsewhere_is_made_here_after_the_wait(
+    server, redis_options, monkeypatch
+):
+    """A claim whose holder died: the waiter makes its own data key after CLAIM_WAIT."""
+    import aureus_core.cache as cache_module
+
+    monkeypatch.setattr(cache_module, "CLAIM_WAIT", 0.3)
+    holder = RedisCache.from_options(redis_options)
+    waiter = DataKeyCache(RedisCache.from_options(redis_options), CachePolicy())
+    assert holder.claim(b"entry", 30.0)
+    started = time.monotonic()
+    cached, own = waiter.lookup(
+        b"entry", plaintext_bytes=1, encrypting=True, make=lambda: ("own", _shared_fill())
+    )
+    waited = time.monotonic() - started
+    assert (cached, own) == (None, "own")
+    assert 0.3 <= waited < 5
+    assert waiter.provider_fills == 1

@@ -1,0 +1,593 @@
+"""Mutation testing of the security-critical modules with mutmut, one module group at a time.
+
+mutmut names a mutant after its file's path (``plugins/aureus_local/keystore.py`` would become
+``plugins.aureus_local.keystore``) while the tests import the flat package
+(``aureus_local.keystore``), so every run happens in a staging folder where the core and each
+first-party plugin sit side by side at the top, as they are on ``sys.path`` once installed.
+mutmut first runs the group's tests once to record which tests reach which function, then runs
+each mutant against only those tests.
+
+Usage: ``python tools/mutation.py [GROUP ...] [--max-children N]`` (no group: every group).
+Prints the score per group and each surviving mutant with file:line and the changed line, and
+writes ``.mutation/<group>.json``.  Known equivalent mutants (``EQUIVALENT`` below) are counted
+apart, not as survivors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGING = ROOT / ".mutation"
+PACKAGES = ("aureus_core", *(p.name for p in sorted((ROOT / "plugins").glob("aureus_*"))))
+
+
+@dataclass(frozen=True)
+class Group:
+    """Source files to mutate and the test paths that reach them."""
+
+    files: tuple[str, ...]
+    tests: tuple[str, ...]
+    # pytest -k / -m filters, for groups whose test folders hold slow tests that never reach them.
+    deselect: tuple[str, ...] = field(default=())
+
+
+# Paths are as in the repository; tests run with the repository's pytest settings.
+GROUPS: dict[str, Group] = {
+    "envelope": Group(
+        files=(
+            "aureus_core/envelope/header.py",
+            "aureus_core/envelope/keys.py",
+            "aureus_core/envelope/frames.py",
+            "aureus_core/envelope/message.py",
+        ),
+        tests=(
+            "tests/core/envelope/test_roundtrip.py",
+            "tests/core/envelope/test_tampering.py",
+            "tests/core/envelope/test_forgery.py",
+            "tests/core/envelope/test_suites.py",
+            "tests/core/envelope/test_interop.py",
+            "tests/core/envelope/test_parse_limits.py",
+            "tests/core/envelope/test_writer_contract.py",
+            "tests/core/envelope/test_required_context.py",
+        ),
+    ),
+    "signature": Group(
+        files=("aureus_core/signature.py", "plugins/aureus_local/signing.py"),
+        tests=(
+            "tests/plugins/aureus_local/test_local_signing.py",
+            "tests/core/test_signature_record.py",
+            "tests/core/test_stack.py",
+        ),
+    ),
+    # The Redis tests reach the shared-backend paths (reserve, claim, key_changed); they
+    # skip without contrib/aureus-redis installed and a redis-server on PATH.
+    "cache": Group(
+        files=("aureus_core/cache.py",),
+        tests=("tests/core/test_cache.py", "tests/contrib/aureus_redis"),
+    ),
+    "audit": Group(
+        files=(
+            "plugins/aureus_builtin/audit_chain.py",
+            "plugins/aureus_builtin/audit_sinks.py",
+        ),
+        tests=(
+            "tests/plugins/aureus_builtin/test_audit_chain.py",
+            "tests/plugins/aureus_builtin/test_audit_sinks.py",
+            "tests/plugins/aureus_builtin/test_jsonl_sink.py",
+        ),
+    ),
+    "local": Group(
+        files=(
+            "plugins/aureus_local/keystore.py",
+            "plugins/aureus_local/document.py",
+            "plugins/aureus_local/sealing.py",
+            "plugins/aureus_local/wrapping.py",
+            "plugins/aureus_local/generations.py",
+            "plugins/aureus_local/macs.py",
+            "plugins/aureus_local/atomic.py",
+        ),
+        tests=("tests/plugins/aureus_local",),
+    ),
+    "rotation": Group(
+        files=("aureus_core/rotation.py",),
+        tests=("tests/core/test_rotation.py",),
+    ),
+    "context": Group(
+        files=("aureus_core/context.py", "aureus_core/keyref.py"),
+        tests=("tests/core/test_context.py", "tests/core/test_keyref.py"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Equivalent:
+    """Survivors that cannot change behaviour: a file, the mutated line's pattern, and why."""
+
+    path: str
+    after: str
+    """A regular expression the line after the mutation matches (``search``)."""
+    reason: str
+    before: str = ""
+    """A regular expression the line before the mutation matches, to narrow ``after``."""
+
+
+_BYTEORDER = "Python 3.11+ defaults byteorder to 'big', the value removed (3.10 raises TypeError)"
+_INJECTIVE = (
+    "the cache-entry key needs only distinct inputs to give distinct keys; another width, "
+    "label or separator keeps every field framed"
+)
+
+# Listed once, with the reason, in docs/testing.md ("Equivalent mutants").
+EQUIVALENT: tuple[Equivalent, ...] = (
+    Equivalent("*", r"\.to_bytes\(\d+, \)", _BYTEORDER),
+    Equivalent("*", r"int\.from_bytes\([^,()]+(\([^()]*\))?, \)", _BYTEORDER),
+    Equivalent("*", r'\.(de|en)code\("(ASCII|UTF-8)"\)', "codec names are case-insensitive"),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        r"while filled <= len\(buffer\)|if \(current == frame_length\) or True",
+        "one more read at the end of the input, or into an empty view, returns 0 again",
+    ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        r"if self\._hash is None and self\._signing_key is None",
+        "the writer refuses a signing key without a signed suite and the reverse, so the "
+        "hash and the key are both present or both absent",
+    ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        r"^position [-+]?= writer\.(single_block_into|frame_into)\("
+        r"data(\[regular \* frame_length :\])?, view\[position:\](, final=True)?\)$",
+        "the last write's position is not read again: the buffer's size was fixed beforehand",
+    ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        r"final=None\)$",
+        "None is as false as False for frame_into's final flag",
+    ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        r"if \((signed|size is not None|out is None)\) (or True|and False) else None$",
+        "choosing the scratch buffer for every message is slower, not different: same bytes out",
+    ),
+    Equivalent(
+        "aureus_core/envelope/header.py",
+        r"read_up_to\(max\(1, _PEEK - len\(seen\)\)\)|"
+        r"read_up_to\(max\(0, _PEEK \+ len\(seen\)\)\)",
+        "describe_start looks at the first 16 bytes only; reading more changes nothing it says",
+    ),
+    Equivalent(
+        "aureus_core/envelope/header.py",
+        r'struct\.pack\(">(bi|bibi)"',
+        "content type (1 or 2) and frame length (at most 2**31 - 1) fit signed fields alike",
+    ),
+    Equivalent(
+        "aureus_core/envelope/header.py",
+        r'^text = None$|ch in "XX\\t\\r\\nXX"',
+        "None is as empty as the empty text it replaces; X is printable already",
+    ),
+    Equivalent(
+        "aureus_core/envelope/keys.py",
+        r'^return (bytes\(data_key\)|encryption_key), b"XXXX"$',
+        "a non-committing suite's commitment is never stored (format 1) nor checked",
+    ),
+    Equivalent(
+        "aureus_core/envelope/keys.py",
+        r"\(line deleted\)",
+        "HKDF's salt defaults to None, the value deleted",
+        before=r"^salt=None,$",
+    ),
+    Equivalent(
+        "aureus_core/envelope/header.py",
+        r'_not_a_message\(reader, b"XXXX"\.join\(pieces\)\)',
+        "after a first byte of 01 or 02 the input is binary, and only its first byte is named",
+    ),
+    Equivalent(
+        "aureus_core/envelope/header.py",
+        r"if \(suite\.suite_data_length\) or True else",
+        "taking 0 bytes of suite data gives the same empty bytes",
+    ),
+    Equivalent(
+        "aureus_core/envelope/header.py",
+        r"assert len\(raw\) == reader\.offset \+ start",
+        "every caller parses the header from the start of its reader (start is 0)",
+    ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        r"^self\._policy = None$",
+        "the reader applies its commitment policy in __init__ and never reads it again",
+    ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        r"^(size|out) = None$",
+        "read_all's exact-size buffer is an optimisation: without it the frames are "
+        "decrypted into a scratch buffer, with the same checks and the same result",
+    ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        r"frame_size\((self\.header\.frame_length|0), suite\.iv_length, \)",
+        "the tag length's default (16) is every suite's tag length",
+    ),
+    Equivalent(
+        "aureus_core/cache.py",
+        r".",
+        "_positive builds the policy validators when the module is imported, before "
+        "mutmut's workers switch to a mutant; test_policy_numbers_* pin them",
+        before=r"0 < value <= limit|must be a number above 0",
+    ),
+    Equivalent(
+        "aureus_core/cache.py", r'b"(XX)?(encrypt|decrypt|ENCRYPT|DECRYPT)(XX)?",', _INJECTIVE
+    ),
+    Equivalent(
+        "aureus_core/cache.py", r"\(line deleted\)", _INJECTIVE, before=r'^b"(en|de)crypt",$'
+    ),
+    Equivalent("aureus_core/cache.py", r"to_bytes\((3|9), \"big\"\)", _INJECTIVE),
+    Equivalent("aureus_core/cache.py", r'b"XXXX"\.join|"XX\\nXX"\.join', _INJECTIVE),
+)
+
+
+def is_equivalent(path: str, before: str, after: str) -> bool:
+    """Whether a survivor matches an entry of :data:`EQUIVALENT`."""
+    return any(
+        entry.path in ("*", path)
+        and re.search(entry.after, after)
+        and (not entry.before or re.search(entry.before, before))
+        for entry in EQUIVALENT
+    )
+
+
+def staged_path(repo_path: str) -> str:
+    """Where a repository file sits in the staging folder (plugins are lifted to the top)."""
+    return repo_path.removeprefix("plugins/")
+
+
+def repo_path(staged: str) -> str:
+    """The repository path of a staged source file."""
+    top = staged.split("/", 1)[0]
+    return staged if top == "aureus_core" else f"plugins/{staged}"
+
+
+def stage(name: str, group: Group) -> Path:
+    """Build a fresh staging folder for one group: flat packages, tests, mutmut config."""
+    work = STAGING / name
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "aureus_core", work / "aureus_core", ignore=ignore)
+    for package in PACKAGES[1:]:
+        shutil.copytree(ROOT / "plugins" / package, work / package, ignore=ignore)
+    shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
+    pytest_options = _pytest_options()
+    lines = [
+        "[tool.mutmut]",
+        f"source_paths = {json.dumps(list(PACKAGES))}",
+        f"only_mutate = {json.dumps([staged_path(f) for f in group.files])}",
+        f"pytest_add_cli_args_test_selection = {json.dumps(list(group.tests))}",
+        # Same options the suite runs with, without the cache provider and leak scan noise.
+        'pytest_add_cli_args = ["-p", "no:randomly", "-q", "-x"]',
+        "",
+        "[tool.pytest.ini_options]",
+        *pytest_options,
+    ]
+    (work / "pyproject.toml").write_text("\n".join(lines) + "\n")
+    return work
+
+
+def _pytest_options() -> list[str]:
+    """The repository's [tool.pytest.ini_options] table body, copied verbatim."""
+    text = (ROOT / "pyproject.toml").read_text()
+    match = re.search(r"^\[tool\.pytest\.ini_options\]\n(.*?)(?=^\[)", text, re.S | re.M)
+    if match is None:
+        raise SystemExit("pyproject.toml has no [tool.pytest.ini_options] table")
+    return match.group(1).rstrip().splitlines()
+
+
+def mutmut(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the mutmut CLI in the staging folder."""
+    return subprocess.run(
+        [sys.executable, "-m", "mutmut", *args],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@dataclass
+class Survivor:
+    """One mutant no test killed."""
+
+    name: str
+    path: str
+    line: int
+    before: str
+    after: str
+
+    @property
+    def equivalent(self) -> bool:
+        """Whether docs/testing.md lists this mutant as unable to change behaviour."""
+        return is_equivalent(self.path, self.before, self.after)
+
+
+# Run inside the staging folder with mutmut's own readers: every mutant's status, and the
+# diff of each survivor (one process, rather than one ``mutmut show`` per survivor).
+_COLLECT = """
+import json
+from mutmut.mutation.data import SourceFileMutationData
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+from mutmut.stats import status_by_exit_code
+from mutmut.utils.file_utils import walk_mutatable_files
+
+out = []
+for path in walk_mutatable_files():
+    data = SourceFileMutationData(path=path)
+    data.load()
+    for name, code in data.exit_code_by_key.items():
+        status = status_by_exit_code[code]
+        diff = get_diff_for_mutant(name, path=path) if status == "survived" else ""
+        out.append({"name": name, "path": str(path), "status": status, "diff": diff})
+print(json.dumps(out))
+"""
+
+
+def locate(name: str, staged: str, diff: str) -> Survivor:
+    """A survivor's repository file, line and change, from its diff."""
+    lines_of_diff = [line for line in diff.splitlines() if line]
+    removed = [x[1:] for x in lines_of_diff if x.startswith("-") and not x.startswith("---")]
+    added = [x[1:] for x in lines_of_diff if x.startswith("+") and not x.startswith("+++")]
+    before = removed[0] if removed else ""
+    after = added[0] if added else "(line deleted)"
+    path = repo_path(staged)
+    # The diff is of the function alone: its line numbers count from the ``def``.
+    offset = 0
+    for text in lines_of_diff:
+        hunk = re.match(r"@@ -(\d+)", text)
+        if hunk:
+            offset = int(hunk.group(1))
+        elif text.startswith("-") and not text.startswith("---"):
+            break
+        elif not text.startswith("+"):
+            offset += 1
+    line_no = 0
+    source = ROOT / path
+    if source.exists():
+        lines = source.read_text().splitlines()
+        func = name.rsplit(".", 1)[-1].split("__mutmut_")[0].split("\u01c1")[-1]
+        func = func.removeprefix("x_")
+        start = next(
+            (i for i, text in enumerate(lines) if re.match(rf"\s*(async\s+)?def {func}\(", text)),
+            None,
+        )
+        if start is not None:
+            # mutmut reprints the signature, so the offset is only near: take the line
+            # that reads as the mutated one, nearest to it.
+            guess = start + offset
+            wanted = before.strip()
+            matches = [i + 1 for i in range(start, len(lines)) if lines[i].strip() == wanted]
+            line_no = min(matches, key=lambda n: abs(n - guess)) if matches else guess
+    return Survivor(name, path, line_no, before.strip(), after.strip())
+
+
+def collect(work: Path) -> list[dict[str, str]]:
+    """Every mutant of the last run in ``work``: name, staged path, status, survivor diff."""
+    collected = subprocess.run(
+        [sys.executable, "-c", _COLLECT], cwd=work, capture_output=True, text=True, check=False
+    )
+    if collected.returncode != 0 or not collected.stdout.strip():
+        sys.stderr.write(collected.stderr[-4000:])
+        raise SystemExit(f"{work.name}: mutmut left no results (log: {work / 'mutmut-run.log'})")
+    rows: list[dict[str, str]] = json.loads(collected.stdout)
+    return rows
+
+
+def refresh_tests(work: Path) -> None:
+    """Copy the current tests into a staged run, so new tests in the group's files count.
+
+    mutmut keeps each mutant's verdict and finds new tests by itself; changing the group's
+    list of test files (rather than adding tests to those files) makes it start over.
+    """
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for target in (work / "tests", work / "mutants" / "tests"):
+        shutil.copytree(ROOT / "tests", target, ignore=ignore, dirs_exist_ok=True)
+
+
+def run_group(
+    name: str, group: Group, max_children: int, *, mode: str = "full"
+) -> dict[str, object]:
+    """Run one group and collect its results.
+
+    ``mode`` is ``full`` (stage afresh and run every mutant), ``survivors`` (run the last
+    run's survivors again against the current tests) or ``report`` (run nothing).
+    """
+    work = STAGING / name
+    started = time.monotonic()
+    if mode == "full" or not (work / "mutants").is_dir():
+        work = stage(name, group)
+        run = mutmut(work, "run", "--max-children", str(max_children))
+        (work / "mutmut-run.log").write_text(run.stdout + run.stderr)
+    elif mode == "survivors":
+        again = [
+            row["name"]
+            for row in collect(work)
+            if row["status"] == "no tests"
+            or (
+                row["status"] == "survived"
+                and not locate(row["name"], row["path"], row["diff"]).equivalent
+            )
+        ]
+        refresh_tests(work)
+        run = mutmut(work, "run", "--max-children", str(max_children), *again)
+        (work / "mutmut-rerun.log").write_text(run.stdout + run.stderr)
+    elapsed = time.monotonic() - started
+    rows = collect(work)
+    status = {row["name"]: row["status"] for row in rows}
+    survivors = [
+        locate(row["name"], row["path"], row["diff"]) for row in rows if row["status"] == "survived"
+    ]
+    equivalent = [s for s in survivors if s.equivalent]
+    real = [s for s in survivors if not s.equivalent]
+    counted = {k: v for k, v in status.items() if v in ("killed", "survived", "timeout")}
+    killed = sum(1 for v in counted.values() if v in ("killed", "timeout"))
+    tested = len(counted) - len(equivalent)
+    other = {v for v in status.values() if v not in ("killed", "survived", "timeout")}
+    return {
+        "group": name,
+        "seconds": round(elapsed),
+        "mutants": len(status),
+        "killed": killed,
+        "tested": tested,
+        "equivalent": len(equivalent),
+        "untested": {v: sum(1 for x in status.values() if x == v) for v in sorted(other)},
+        "score": round(100 * killed / tested, 1) if tested else 100.0,
+        "survivors": [s.__dict__ for s in real],
+    }
+
+
+def delete_raises(name: str, group: Group) -> dict[str, object]:
+    """The mutants mutmut does not make: each ``raise`` of the group deleted, one at a time.
+
+    Each deletion runs the tests that reach the function holding it (from mutmut's record
+    of the group's last run) in a staged copy; a deletion no test notices is reported.
+    """
+    work = STAGING / name
+    stats_file = work / "mutants" / "mutmut-stats.json"
+    if not stats_file.exists():
+        raise SystemExit(f"{name}: run the group first (its test map comes from mutmut)")
+    reach: dict[str, list[str]] = json.loads(stats_file.read_text())[
+        "tests_by_mangled_function_name"
+    ]
+    scratch = STAGING / f"{name}-raises"
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    scratch.mkdir(parents=True)
+    for entry in (work / "mutants").iterdir():
+        if entry.is_dir() and (entry.name in PACKAGES or entry.name == "tests"):
+            shutil.copytree(
+                ROOT / repo_path(entry.name) if entry.name in PACKAGES else ROOT / "tests",
+                scratch / entry.name,
+            )
+    (scratch / "pyproject.toml").write_text(
+        "[tool.pytest.ini_options]\n" + "\n".join(_pytest_options()) + "\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(scratch)}
+    results = []
+    for repo_file in group.files:
+        target = scratch / staged_path(repo_file)
+        original = target.read_text()
+        module = staged_path(repo_file)[: -len(".py")].replace("/", ".")
+        tree = ast.parse(original)
+        # mutmut maps tests to top-level functions and methods; a nested function's
+        # raise belongs to the function around it.
+        outer = [
+            func
+            for top in tree.body
+            for func in ([top] if not isinstance(top, ast.ClassDef) else top.body)
+            if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef))
+        ]
+        owners = {
+            id(node): func.name
+            for func in outer
+            for node in ast.walk(func)
+            if isinstance(node, ast.Raise)
+        }
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Raise) or id(node) not in owners:
+                continue
+            func = owners[id(node)]
+            tests = sorted(
+                {
+                    t
+                    for key, names in reach.items()
+                    if key.startswith(f"{module}.") and re.search(rf"(x_|\u01c1){func}$", key)
+                    for t in names
+                }
+            )
+            lines = original.splitlines(keepends=True)
+            first, last = node.lineno - 1, (node.end_lineno or node.lineno) - 1
+            indent = lines[first][: len(lines[first]) - len(lines[first].lstrip())]
+            lines[first : last + 1] = [f"{indent}pass\n"] + ["\n"] * (last - first)
+            target.write_text("".join(lines))
+            verdict = "no tests"
+            if tests:
+                run = subprocess.run(
+                    [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", *tests],
+                    cwd=scratch,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                verdict = "killed" if run.returncode != 0 else "survived"
+            target.write_text(original)
+            results.append(
+                {"path": repo_file, "line": node.lineno, "function": func, "status": verdict}
+            )
+            if verdict != "killed":
+                print(
+                    f"   raise deleted at {repo_file}:{node.lineno} ({func}): {verdict}", flush=True
+                )
+    killed = sum(1 for r in results if r["status"] == "killed")
+    print(f"   raise deletions: {killed}/{len(results)} killed", flush=True)
+    return {"group": name, "killed": killed, "deleted": len(results), "raises": results}
+
+
+def main() -> None:
+    """Run the chosen groups and print scores and survivors."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("groups", nargs="*", metavar="GROUP", help=", ".join(GROUPS))
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="report the last run of each group again, without running mutants",
+    )
+    parser.add_argument(
+        "--delete-raises",
+        action="store_true",
+        help="after the run, delete each raise in turn and run the tests that reach it",
+    )
+    parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="run the last run's survivors (and untested mutants) again, against the current tests",
+    )
+    args = parser.parse_args()
+    # Mutation runs are background work on a shared machine: yield the CPU to others.
+    os.nice(10)
+    chosen = args.groups or list(GROUPS)
+    unknown = sorted(set(chosen) - set(GROUPS))
+    if unknown:
+        parser.error(f"unknown group {', '.join(unknown)}: choose from {', '.join(GROUPS)}")
+    reports = []
+    for name in chosen:
+        print(f"== {name}: {', '.join(GROUPS[name].files)}", flush=True)
+        mode = "report" if args.report_only else "survivors" if args.survivors else "full"
+        report = run_group(name, GROUPS[name], args.max_children, mode=mode)
+        reports.append(report)
+        (STAGING / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        if args.delete_raises:
+            deleted = delete_raises(name, GROUPS[name])
+            (STAGING / f"{name}-raises.json").write_text(json.dumps(deleted, indent=2) + "\n")
+        print(
+            f"   {report['score']} % killed ({report['killed']}/{report['tested']}), "
+            f"{report['equivalent']} equivalent, not run: {report['untested']}, "
+            f"{report['seconds']} s",
+            flush=True,
+        )
+        for s in report["survivors"]:  # type: ignore[attr-defined]
+            print(f"   survived {s['path']}:{s['line']}: {s['before']!r} -> {s['after']!r}")
+
+
+if __name__ == "__main__":
+    main()
