@@ -22,6 +22,7 @@ NOT_RUN = (
     "mkdir ",
     "python3 -m venv",
     "pip install 'aureus-kms",
+    "pip install -e '/path/to/aureus",
     "pip install build",
     "python -m build",
     "twine ",
