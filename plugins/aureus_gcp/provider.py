@@ -122,6 +122,7 @@ _USAGE = {
 """What a key is for, from Cloud KMS's own purpose (not the key type)."""
 _Version = kms.CryptoKeyVersion
 R = TypeVar("R")
+RetryT = TypeVar("RetryT", Retry, AsyncRetry)
 _VersionState = kms.CryptoKeyVersion.CryptoKeyVersionState
 
 
@@ -351,8 +352,8 @@ class GcpKmsProvider(KeyProviderBase):
         clock = clock or time.monotonic
         self.options = options or GcpKmsOptions()
         self._connection = KmsConnection(self.options, credentials)
-        self._retry = self._make_retry()
-        self._async_retry = self._make_async_retry()
+        self._retry = self._make_retry(Retry)
+        self._async_retry = self._make_retry(AsyncRetry)
         self._public_keys: TtlCache[signing.PublicKey] = TtlCache(
             self.options.public_key_ttl, clock
         )
@@ -380,21 +381,11 @@ class GcpKmsProvider(KeyProviderBase):
     def _parse(self, key: KeyRef | str) -> GcpKey:
         return parse(key, self.options.default_ring)
 
-    def _make_retry(self) -> Retry | None:
+    def _make_retry(self, kind: type[RetryT]) -> RetryT | None:
+        """The configured retry policy, for the blocking (``Retry``) or async client."""
         if self.options.retry_deadline <= 0:
             return None
-        return Retry(
-            predicate=retryable,
-            initial=self.options.retry_initial,
-            maximum=self.options.retry_maximum,
-            multiplier=2.0,
-            timeout=self.options.retry_deadline,
-        )
-
-    def _make_async_retry(self) -> AsyncRetry | None:
-        if self.options.retry_deadline <= 0:
-            return None
-        return AsyncRetry(
+        return kind(
             predicate=retryable,
             initial=self.options.retry_initial,
             maximum=self.options.retry_maximum,
