@@ -422,6 +422,13 @@ class DataKeyCache:
                 return False, cached
             if time.monotonic() >= deadline:
                 return False, None
+        # Another process may have filled the entry and released its claim between
+        # this process's miss and its claim: look once more before making a key.
+        polled = self.take(key, plaintext_bytes=plaintext_bytes, count_miss=False)
+        cached = self._usable(key, polled, encrypting)
+        if cached is not None:
+            backend.release(key)
+            return False, cached
         return True, None
 
     @contextmanager

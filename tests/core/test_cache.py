@@ -8,12 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from aureus_builtin.memory_cache import MemoryCache
 from aureus_core import ConfigError, KeyStack
-from aureus_core.cache import CachePolicy, DataKeyCache
+from aureus_core.cache import CachePolicy, DataKeyCache, Fill, SharedCacheBackend
 from aureus_core.envelope.message import MessageReader
+from aureus_core.interfaces import CacheEntry
 from aureus_core.testing import FakeClock
 from aureus_core.testing.counting import CountingProvider
 from aureus_local import LocalKeyProvider
@@ -801,3 +803,83 @@ def test_decrypt_entries_are_kept_apart_by_partition_suite_context_and_filter(cl
     ]
     assert base not in variants
     assert len(set(variants)) == len(variants)
+
+
+class _SharedDict:
+    """An in-memory :class:`SharedCacheBackend`: atomic reserve, one claim at a time."""
+
+    def __init__(self) -> None:
+        self.entries: dict[bytes, CacheEntry] = {}
+        self.claims: set[bytes] = set()
+        self.before_claim: list[Any] = []
+
+    def get(self, key: bytes) -> CacheEntry | None:
+        return self.entries.get(key)
+
+    def put(self, key: bytes, entry: CacheEntry) -> None:
+        self.entries[key] = attrs.evolve(entry, material=bytearray(entry.material))
+
+    def evict(self, key: bytes) -> None:
+        self.entries.pop(key, None)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def reserve(
+        self, key: bytes, *, plaintext_bytes: int, max_messages: int, max_bytes: int
+    ) -> CacheEntry | None:
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        if entry.messages + 1 > max_messages or entry.bytes + plaintext_bytes > max_bytes:
+            del self.entries[key]
+            return None
+        entry.messages += 1
+        entry.bytes += plaintext_bytes
+        return attrs.evolve(entry, material=bytearray(entry.material))
+
+    def claim(self, key: bytes, seconds: float) -> bool:
+        while self.before_claim:
+            self.before_claim.pop()()
+        if key in self.claims:
+            return False
+        self.claims.add(key)
+        return True
+
+    def release(self, key: bytes) -> None:
+        self.claims.discard(key)
+
+    def set_max_age(self, seconds: float) -> None:
+        pass
+
+
+def test_a_fill_by_another_process_just_before_the_claim_is_used():
+    """A process that misses, then wins the claim after another process filled and
+    released, uses that fill rather than making a second data key (the race behind
+    extra keys in the four-process Redis test)."""
+    shared = _SharedDict()
+    assert isinstance(shared, SharedCacheBackend)
+    here = DataKeyCache(shared, CachePolicy(max_messages=10))
+    elsewhere = DataKeyCache(shared, CachePolicy(max_messages=10))
+    made: list[bytes] = []
+
+    def make() -> tuple[bytes, Fill]:
+        material = os.urandom(32)
+        made.append(material)
+        return material, Fill(material=bytearray(material))
+
+    # The other process fills the entry (and releases its claim) in the window
+    # between this process's miss and its own claim.
+    shared.before_claim.append(
+        lambda: elsewhere.lookup(b"entry", plaintext_bytes=0, encrypting=True, make=make)
+    )
+    cached, fresh = here.lookup(b"entry", plaintext_bytes=0, encrypting=True, make=make)
+    assert fresh is None, "a second data key was made"
+    assert cached is not None
+    assert len(made) == 1
+    assert bytes(cached.material) == made[0]
+    assert not shared.claims, "the claim won after the fill was not given back"
+    assert shared.entries[b"entry"].messages == 2
