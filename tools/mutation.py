@@ -76,13 +76,16 @@ GROUPS: dict[str, Group] = {
         files=("aureus_core/cache.py",),
         tests=("tests/core/test_cache.py", "tests/contrib/aureus_redis"),
     ),
+    # The chain's format and verifier live in the core, its writer is the jsonl sink;
+    # plugins/aureus_builtin/audit_chain.py only re-exports the verifier's names.
     "audit": Group(
         files=(
-            "plugins/aureus_builtin/audit_chain.py",
+            "aureus_core/audit/chain.py",
+            "plugins/aureus_builtin/jsonl_sink.py",
             "plugins/aureus_builtin/audit_sinks.py",
         ),
         tests=(
-            "tests/plugins/aureus_builtin/test_audit_chain.py",
+            "tests/core/test_audit_chain.py",
             "tests/plugins/aureus_builtin/test_audit_sinks.py",
             "tests/plugins/aureus_builtin/test_jsonl_sink.py",
         ),
