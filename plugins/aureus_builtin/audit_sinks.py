@@ -110,6 +110,8 @@ class LoggingAuditSink:
 
     def emit(self, event: AuditEvent) -> None:
         """Log ``event`` as JSON."""
+        if not isinstance(event, AuditEvent):
+            raise TypeError(f"an audit sink records AuditEvent objects, not {type(event).__name__}")
         if self._closed:
             raise AuditSinkError(
                 f"the logging audit sink for logger {self._logger.name!r} is closed"

@@ -9,7 +9,7 @@ import pytest
 
 from aureus_builtin.audit_sinks import LoggingAuditSink, MemoryAuditSink, parse_level
 from aureus_core.audit import AuditEvent
-from aureus_core.errors import ConfigError
+from aureus_core.errors import AuditSinkError, ConfigError
 from aureus_core.testing import AuditSinkContract, make_event
 
 
@@ -129,5 +129,49 @@ def test_logging_sink_option_errors(options, message):
 
 
 def test_memory_sink_takes_no_options():
-    with pytest.raises(ConfigError, match="unknown option"):
+    with pytest.raises(ConfigError) as error:
         MemoryAuditSink.from_options({"size": 3})
+    assert str(error.value) == (
+        "unknown option(s) for the memory audit sink: size; it accepts no options"
+    )
+
+
+def test_a_sink_names_the_type_it_was_given_instead_of_an_event():
+    for sink in (MemoryAuditSink(), LoggingAuditSink(logger="aureus.audit.typed")):
+        with pytest.raises(TypeError) as error:
+            sink.emit({"operation": "encrypt"})  # type: ignore[arg-type]
+        assert str(error.value) == "an audit sink records AuditEvent objects, not dict"
+
+
+def test_a_closed_memory_sink_refuses_new_events_and_keeps_the_old():
+    sink = MemoryAuditSink()
+    sink.emit(make_event(1))
+    sink.close()
+    with pytest.raises(AuditSinkError) as error:
+        sink.emit(make_event(2))
+    assert str(error.value) == "the memory audit sink is closed; it records nothing more"
+    assert [e.operation for e in sink.events] == ["contract-op-0-1"]
+    assert repr(sink) == "MemoryAuditSink(events=1)"
+
+
+def test_a_closed_logging_sink_names_its_logger(caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.INFO, logger="closed.audit")
+    sink = LoggingAuditSink(logger="closed.audit", level=logging.ERROR)
+    assert (sink.logger, sink.level) == (logging.getLogger("closed.audit"), logging.ERROR)
+    sink.close()
+    with pytest.raises(AuditSinkError) as error:
+        sink.emit(make_event(1))
+    assert str(error.value) == "the logging audit sink for logger 'closed.audit' is closed"
+    assert [r for r in caplog.records if r.name == "closed.audit"] == []
+
+
+def test_the_logged_json_has_its_members_in_sorted_order(caplog: pytest.LogCaptureFixture):
+    """One event always logs as the same text, whatever order its dict was built in."""
+    caplog.set_level(logging.INFO, logger="sorted.audit")
+    event = make_event(4)
+    assert list(event.to_dict()) != sorted(event.to_dict())  # built unsorted
+    LoggingAuditSink(logger="sorted.audit").emit(event)
+    (record,) = [r for r in caplog.records if r.name == "sorted.audit"]
+    message = record.getMessage()
+    assert list(json.loads(message)) == sorted(event.to_dict())
+    assert message == json.dumps(event.to_dict(), sort_keys=True)
