@@ -15,23 +15,36 @@ from typing import Any
 
 import attrs
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from aureus_builtin.jsonl_sink import JsonlAuditSink
+from aureus_core.audit import derive_key
 from aureus_core.audit.chain import (
     FORMAT_1,
     GENESIS,
     HEAD_FORMAT_1,
     RECORD_DOMAIN_2,
+    ChainError,
+    ChainParams,
+    FileDecl,
     Verdict,
     canonical,
     chain_files,
     head_path,
+    parse_json,
+    public_key_check,
+    read_anchor,
     read_head,
+    record_at,
     record_hash,
+    rotated_files,
     rotated_path,
     sig_value,
+    signed_bytes,
     verify_chain,
 )
+from aureus_core.errors import ConfigError
 from aureus_core.interfaces import KeyProvider
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec, KeyType
@@ -372,3 +385,780 @@ def test_the_documented_verifier_path_of_the_builtin_plugin_still_imports() -> N
     assert former.verify_chain is chain.verify_chain
     assert former.Verdict is chain.Verdict
     assert former.public_key_check is chain.public_key_check
+
+
+# -- duplicate members, and what a line must hold ------------------------------------------
+
+
+def test_a_member_given_twice_is_refused_rather_than_read_one_way(tmp_path: Path) -> None:
+    """Readers disagree on which of two ``event`` members counts; the verifier takes neither.
+
+    The line carries a forged event first and the real one second, so a reader that keeps
+    the first member and the hash (over the second) both look right to someone.
+    """
+    assert parse_json(b'{"seq":1}') == {"seq": 1}
+    with pytest.raises(ValueError, match=r"^duplicate key 'event'$"):
+        parse_json(b'{"event":{},"event":{}}')
+    with pytest.raises(ValueError, match=r"^not a JSON object$"):
+        parse_json(b"[1, 2]")
+    path = tmp_path / "audit.jsonl"
+    records = write_log(path, 2)
+    forged = json.dumps({"outcome": "ok", "operation": "nothing-to-see"}, separators=(",", ":"))
+    real = json.dumps(records[1]["event"], separators=(",", ":"))
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[1] = lines[1].replace(b'"event":', b'"event":' + forged.encode() + b',"event":', 1)
+    assert real.encode() in lines[1]
+    path.write_bytes(b"".join(lines))
+    verdict = verify(path)
+    assert not verdict.ok
+    assert verdict.message == (
+        "audit.jsonl line 2: not a valid audit record (duplicate key 'event'): the line was "
+        "edited or inserted"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "bad"),
+    [
+        ({"seq": -1}, "seq"),
+        ({"seq": True}, "seq"),
+        ({"seq": "1"}, "seq"),
+        ({"kind": "note"}, "kind"),
+        ({"prev": "AB" * 32}, "prev"),
+        ({"prev": None}, "prev"),
+        ({"hash": "ab" * 31}, "hash"),
+        ({"event": ["not", "an", "object"]}, "event"),
+        ({"seq": None, "kind": None, "prev": 1, "hash": 2}, "seq, kind, prev, hash"),
+    ],
+)
+def test_a_record_of_the_wrong_shape_is_named_with_each_bad_member(
+    tmp_path: Path, change: dict[str, Any], bad: str
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    records = write_log(path, 2)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[1] = json.dumps({**records[1], **change}).encode() + b"\n"
+    path.write_bytes(b"".join(lines))
+    verdict = verify(path)
+    assert not verdict.ok
+    assert verdict.message == (
+        f"audit.jsonl line 2: not a valid audit record (bad {bad}): the line was edited or inserted"
+    )
+
+
+def test_a_line_that_is_not_json_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path, 2)
+    with path.open("ab") as handle:
+        handle.write(b"seq 3: nothing to see\n")
+    verdict = verify(path)
+    assert verdict.message.startswith("audit.jsonl line 4: not a valid audit record (Expecting")
+    assert verdict.message.endswith("): the line was edited or inserted")
+
+
+# -- the file record ------------------------------------------------------------------------
+
+
+GOOD_DECL: dict[str, Any] = {
+    "format": "aureus-audit-jsonl/2",
+    "index": 2,
+    "log": "0f" * 16,
+    "params": {
+        "alg": "hmac-sha256",
+        "mac_key": "local://audit-mac?version=3",
+        "checkpoint_key": SIGNER,
+        "checkpoint_every": 5,
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"format": "aureus-audit-jsonl/3"}, "format 'aureus-audit-jsonl/3' is neither "),
+        ({"colour": "red"}, "unknown members colour"),
+        ({"format": FORMAT_1}, "unknown members log"),
+        ({"index": 0}, "index is not a positive whole number"),
+        ({"index": True}, "index is not a positive whole number"),
+        ({"index": "2"}, "index is not a positive whole number"),
+        ({"log": "0F" * 16}, r"log is not a log ID \(32 hex digits\)"),
+        ({"log": 15}, r"log is not a log ID \(32 hex digits\)"),
+        ({"params": []}, "params is not an object"),
+        ({"params": {"alg": "sha256", "salt": 1, "pepper": 2}}, "unknown params pepper, salt"),
+        ({"params": {"alg": "md5"}}, "unknown hash algorithm 'md5' or a mac_key that does not"),
+        ({"params": {"alg": "sha256", "mac_key": "local://m?version=1"}}, "unknown hash alg"),
+        ({"params": {"alg": "hmac-sha256"}}, "unknown hash algorithm 'hmac-sha256' or a mac"),
+        ({"params": {"alg": "hmac-sha256", "mac_key": "local://m"}}, "mac_key names no version"),
+        (
+            {"params": {"alg": "sha256", "checkpoint_key": SIGNER, "checkpoint_every": 0}},
+            "checkpoint_every must be a positive whole number",
+        ),
+        (
+            {"params": {"alg": "sha256", "checkpoint_key": SIGNER, "checkpoint_every": True}},
+            "checkpoint_every must be a positive whole number",
+        ),
+        (
+            {"params": {"alg": "sha256", "checkpoint_key": SIGNER}},
+            "checkpoint_every must be a positive whole number",
+        ),
+        ({"params": {"alg": "sha256", "checkpoint_every": 5}}, "checkpoint_every without"),
+    ],
+)
+def test_a_file_record_that_declares_nonsense_is_refused(
+    change: dict[str, Any], problem: str
+) -> None:
+    decl = FileDecl.from_dict(GOOD_DECL)
+    assert decl.to_dict() == GOOD_DECL
+    assert decl.params.describe() == "HMAC-SHA-256 under local://audit-mac?version=3"
+    assert decl.params.settings() == ("hmac-sha256", "local://audit-mac", SIGNER, 5)
+    with pytest.raises(ValueError, match=f"^{problem}"):
+        FileDecl.from_dict({**GOOD_DECL, **change})
+
+
+def test_file_and_params_must_be_objects() -> None:
+    with pytest.raises(ValueError, match=r"^file is not an object$"):
+        FileDecl.from_dict(["format"])
+    with pytest.raises(ValueError, match=r"^params is not an object$"):
+        ChainParams.from_dict(None)
+    plain = ChainParams.from_dict({"alg": "sha256"})
+    assert (plain.describe(), plain.to_dict()) == ("SHA-256", {"alg": "sha256"})
+    assert plain.settings() == ("sha256", None, None, None)
+
+
+def test_a_log_whose_file_record_declares_nonsense_fails_verification(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    records = write_log(path, 2)
+    records[0]["file"]["params"] = {"alg": "sha512"}
+    rewrite(path, records, records[0]["file"]["log"])
+    verdict = verify(path, no_head=True)
+    assert verdict.message == (
+        "audit.jsonl line 1 (seq 0): the file record is not valid (unknown hash algorithm "
+        "'sha512' or a mac_key that does not fit it)"
+    )
+
+
+def test_a_file_that_lost_its_first_lines_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path, 3)
+    path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[1:]))
+    verdict = verify(path, no_head=True)
+    assert verdict.message == (
+        "audit.jsonl line 1 (seq 1): the file does not start with a file record: lines were "
+        "removed from its start, or it is not an Aureus audit log"
+    )
+
+
+def test_an_empty_file_in_the_chain_is_refused(tmp_path: Path) -> None:
+    """A rotated file truncated to nothing: without the check it would just be skipped."""
+    path = tmp_path / "audit.jsonl"
+    JsonlAuditSink(path, max_bytes=2048).emit(make_event(1))
+    rotated_path(path, 1).write_bytes(b"")
+    verdict = verify_chain([rotated_path(path, 1), path], no_head=True)
+    assert not verdict.ok
+    assert verdict.message == (
+        "audit.jsonl.000001 is empty: it is not an audit log, or it was truncated"
+    )
+
+
+# -- links inside a file ----------------------------------------------------------------
+
+
+def relinked(records: list[dict[str, Any]], log: str) -> bytes:
+    """Each record rehashed in place (SHA-256), its seq and prev left as they are."""
+    for record in records:
+        record["hash"] = record_hash(record, None, log)
+    return b"".join(json.dumps(r).encode() + b"\n" for r in records)
+
+
+def test_a_deleted_record_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    records = write_log(path, 5)
+    del records[2]
+    path.write_bytes(relinked(records, records[0]["file"]["log"]))
+    verdict = verify(path, no_head=True)
+    assert verdict.message == (
+        "audit.jsonl line 3 (seq 3): seq 2 missing before it: records were deleted"
+    )
+
+
+def test_deleted_records_are_named_as_a_range(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    records = write_log(path, 6)
+    del records[2:5]
+    path.write_bytes(relinked(records, records[0]["file"]["log"]))
+    verdict = verify(path, no_head=True)
+    assert verdict.message == (
+        "audit.jsonl line 3 (seq 5): seq 2-4 missing before it: records were deleted"
+    )
+
+
+def test_a_deleted_record_is_told_from_garbage_further_on(tmp_path: Path) -> None:
+    """Looking ahead for the missing seq reads past a line that is not JSON."""
+    path = tmp_path / "audit.jsonl"
+    records = write_log(path, 4)
+    del records[2]
+    path.write_bytes(relinked(records, records[0]["file"]["log"]) + b"{not json\n")
+    verdict = verify(path, no_head=True)
+    assert verdict.message == (
+        "audit.jsonl line 3 (seq 3): seq 2 missing before it: records were deleted"
+    )
+
+
+def test_swapped_records_are_named_as_reordered(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    records = write_log(path, 5)
+    records[2], records[3] = records[3], records[2]
+    path.write_bytes(relinked(records, records[0]["file"]["log"]))
+    verdict = verify(path, no_head=True)
+    assert verdict.message == (
+        "audit.jsonl line 3 (seq 3): out of order: seq 2 comes after it, at line 4: records "
+        "were reordered"
+    )
+
+
+def test_a_record_moved_far_back_is_named_as_reordered(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    records = write_log(path, 6)
+    records.append(records.pop(2))
+    path.write_bytes(relinked(records, records[0]["file"]["log"]))
+    verdict = verify(path, no_head=True)
+    assert verdict.message == (
+        "audit.jsonl line 3 (seq 3): out of order: seq 2 comes after it, at line 7: records "
+        "were reordered"
+    )
+
+
+def test_a_duplicated_record_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    records = write_log(path, 4)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([*lines[:3], lines[2], *lines[3:]]))
+    verdict = verify(path, no_head=True)
+    assert verdict.message == (
+        "audit.jsonl line 4 (seq 2): seq 2 again after seq 2: a record was inserted, "
+        "duplicated or moved here"
+    )
+    assert records[2]["seq"] == 2
+
+
+def test_a_replaced_record_breaks_the_link_after_it(tmp_path: Path) -> None:
+    """An edited event whose own hash was recomputed: the next record no longer links."""
+    path = tmp_path / "audit.jsonl"
+    records = write_log(path, 4)
+    records[2]["event"]["outcome"] = "AccessDenied"
+    path.write_bytes(relinked(records, records[0]["file"]["log"]))
+    verdict = verify(path, no_head=True)
+    assert verdict.message == (
+        "audit.jsonl line 4 (seq 3): does not link to seq 2 before it: a record was inserted "
+        "or replaced here, or the chain was rewritten from here"
+    )
+
+
+# -- links between files --------------------------------------------------------------------
+
+
+def rotated_log(path: Path, events: int = 20, **options: Any) -> list[Path]:
+    sink = JsonlAuditSink(path, max_bytes=2048, **options)
+    for number in range(events):
+        sink.emit(make_event(number))
+    files = chain_files(path)
+    assert len(files) >= 4
+    return files
+
+
+def test_files_are_checked_in_chain_order_whatever_order_they_are_given(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    files = rotated_log(path)
+    verdict = verify_chain(list(reversed(files)), head=head_path(path))
+    assert verdict.ok, verdict.message
+    assert verdict.message.startswith(f"OK: {verdict.records} records (seq 0-")
+    assert f"in {len(files)} files;" in verdict.message
+
+
+def test_a_missing_middle_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    files = rotated_log(path)
+    last_of_first = records_of(files[0])[-1]["seq"]
+    first_of_third = records_of(files[2])[0]["seq"]
+    verdict = verify_chain([files[0], *files[2:]], head=head_path(path))
+    assert verdict.message == (
+        f"audit.jsonl.000003 starts at seq {first_of_third}, but audit.jsonl.000001 ends at "
+        f"seq {last_of_first}: records (or a whole file) between them are missing"
+    )
+
+
+def test_a_file_given_twice_under_another_name_is_named_as_overlap(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    files = rotated_log(path)
+    copy = tmp_path / "audit.jsonl.000099"
+    copy.write_bytes(files[1].read_bytes())
+    first, last = records_of(files[1])[0]["seq"], records_of(files[1])[-1]["seq"]
+    verdict = verify_chain([files[0], files[1], copy, *files[2:]], no_head=True)
+    assert verdict.message == (
+        f"audit.jsonl.000099 starts at seq {first}, but audit.jsonl.000002 already reached "
+        f"seq {last}: the files overlap or come from different logs"
+    )
+
+
+def test_a_file_that_does_not_link_to_the_one_before_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    files = rotated_log(path)
+    records = records_of(files[1])
+    log = records[0]["file"]["log"]
+    records[0]["prev"] = "ab" * 32
+    rewrite_from = records[0]["seq"]
+    for index, record in enumerate(records):
+        if index:
+            record["prev"] = records[index - 1]["hash"]
+        record["hash"] = record_hash(record, None, log)
+    files[1].write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in records))
+    verdict = verify_chain(files, no_head=True)
+    assert verdict.message == (
+        f"audit.jsonl.000002 line 1 (seq {rewrite_from}): audit.jsonl.000002 does not continue "
+        f"audit.jsonl.000001 (its first record does not link to seq {rewrite_from - 1}): the "
+        "files come from different logs, or the file boundary was broken"
+    )
+
+
+def test_a_file_of_another_log_spliced_in_is_named(tmp_path: Path) -> None:
+    """Two logs rotated alike: file 2 of the other log put in place of this log's file 2."""
+    ours, theirs = tmp_path / "a" / "audit.jsonl", tmp_path / "b" / "audit.jsonl"
+    files, other = rotated_log(ours), rotated_log(theirs)
+    log_a, log_b = (records_of(f[0])[0]["file"]["log"] for f in (files, other))
+    seq = records_of(other[1])[0]["seq"]
+    verdict = verify_chain([files[0], other[1]], no_head=True)
+    assert verdict.message == (
+        f"audit.jsonl.000002 line 1 (seq {seq}): the file belongs to log {log_b}, but the "
+        f"files before it to log {log_a}: files of another log were spliced in"
+    )
+
+
+# -- what the verifier reports ------------------------------------------------------------
+
+
+def test_no_files_and_no_head_is_ok_with_no_records() -> None:
+    verdict = verify_chain([], no_head=True)
+    assert (verdict.ok, verdict.message, verdict.records, verdict.log) == (
+        True,
+        "OK: no records",
+        0,
+        None,
+    )
+
+
+def test_a_log_without_its_head_file_fails_unless_declared(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path, 2)
+    verdict = verify_chain([path])
+    assert not verdict.ok
+    assert verdict.message == (
+        "no head file was given: without it, a log cut back to any earlier checkpoint (or, "
+        "unsigned, to any record) verifies. Give the log's head file (FILE.head), or declare "
+        "that the log has none (--no-head)"
+    )
+    assert verify_chain([path], no_head=True).ok
+
+
+def test_a_file_that_cannot_be_read_is_an_error_not_a_verdict(tmp_path: Path) -> None:
+    missing = tmp_path / "audit.jsonl"
+    with pytest.raises(ChainError, match=f"^cannot read {missing}: No such file or directory$"):
+        verify_chain([missing], no_head=True)
+    write_log(missing, 1)
+    head_path(missing).unlink()
+    head_path(missing).mkdir()
+    with pytest.raises(ChainError, match=f"^cannot read {head_path(missing)}: Is a directory$"):
+        verify(missing)
+
+
+# -- keys the caller requires ----------------------------------------------------------------
+
+
+MAC_KEY = "local://audit-mac"
+
+
+@pytest.fixture
+def keys(signer: LocalKeyProvider) -> LocalKeyProvider:
+    """The signer's keystore with an aes-256 MAC key too."""
+    signer.create_key("audit-mac", KeySpec(key_type=KeyType.AES_256))
+    return signer
+
+
+def keyed_log(path: Path, provider: KeyProvider, events: int = 3, every: int = 2) -> None:
+    sink = JsonlAuditSink(
+        path,
+        hmac_key=MAC_KEY,
+        checkpoint_key=SIGNER,
+        checkpoint_every=every,
+        providers=lambda _: provider,
+    )
+    for number in range(events):
+        sink.emit(make_event(number))
+
+
+def mac_with(provider: KeyProvider) -> Callable[[str, bytes], bytes]:
+    return lambda uri, label: derive_key(lambda _: provider, KeyRef.parse(uri), label)[0]
+
+
+def test_a_log_under_another_mac_key_is_not_the_log_expected(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    keyed_log(path, keys)
+    keys.create_key("other-mac", KeySpec(key_type=KeyType.AES_256))
+    mac = mac_with(keys)
+    assert verify(path, mac_key=MAC_KEY, mac=mac).ok
+    assert verify(path, mac_key=f"{MAC_KEY}?version=7", mac=mac).ok  # any version of it
+    verdict = verify(path, mac_key="local://other-mac", mac=mac)
+    assert verdict.message == (
+        "audit.jsonl line 1 (seq 0): the file is chained under local://audit-mac?version=1, "
+        "not local://other-mac: it is not the log you expect"
+    )
+
+
+def test_a_log_signed_by_another_checkpoint_key_is_refused(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    keyed_log(path, keys)
+    mac, check = mac_with(keys), check_with(keys)
+    assert verify(path, mac=mac, check_signature=check, checkpoint_key=SIGNER).ok
+    verdict = verify(path, mac=mac, check_signature=check, checkpoint_key="local://other")
+    assert verdict.message == (
+        "audit.jsonl line 1 (seq 0): checkpoints are signed by local://audit-signer, not "
+        "local://other"
+    )
+
+
+def test_a_file_record_stripped_of_its_signature_is_refused_when_signatures_are_checked(
+    tmp_path: Path, signer: LocalKeyProvider
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = signed_sink(path, signer, every=5)
+    sink.emit(make_event(1))
+    records = records_of(path)
+    del records[0]["sig"]
+    rewrite(path, records, records[0]["file"]["log"])
+    assert verify(path, no_head=True).ok  # nothing asked to check signatures
+    verdict = verify(path, no_head=True, check_signature=check_with(signer))
+    assert verdict.message == (
+        "audit.jsonl line 1 (seq 0): the file record is not signed, but its params name a key"
+    )
+
+
+def test_a_checkpoint_removed_mid_log_is_caught_one_event_past_the_interval(
+    tmp_path: Path, signer: LocalKeyProvider
+) -> None:
+    """Checkpoint after events 1-3 removed, the log renumbered: event 4 is the 4th unsigned."""
+    path = tmp_path / "audit.jsonl"
+    sink = signed_sink(path, signer, every=3)
+    for number in range(7):
+        sink.emit(make_event(number))
+    records = records_of(path)
+    assert [r["kind"] for r in records][4] == "checkpoint"
+    del records[4]
+    rewrite(path, records, records[0]["file"]["log"])
+    check = check_with(signer)
+    verdict = verify(path, no_head=True, check_signature=check)
+    assert verdict.message.startswith(
+        "audit.jsonl line 5 (seq 4): 4 events since the last signed record, but the log "
+        "promises a checkpoint every 3: checkpoint records were removed"
+    )
+
+
+def test_signed_records_are_counted_and_said_unchecked_without_a_key(
+    tmp_path: Path, signer: LocalKeyProvider
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = signed_sink(path, signer, every=2)
+    for number in range(4):
+        sink.emit(make_event(number))
+    log = records_of(path)[0]["file"]["log"]
+    unchecked = verify(path)
+    assert unchecked.ok
+    assert (unchecked.records, unchecked.events, unchecked.checkpoints) == (7, 4, 3)
+    assert unchecked.message == (
+        f"OK: 7 records (seq 0-6, 4 events) in 1 file; log {log}; SHA-256; 3 signed records "
+        "not checked (pass --checkpoint-key or --public-key); head file matches"
+    )
+    checked = verify(path, check_signature=check_with(signer))
+    assert checked.message == (
+        f"OK: 7 records (seq 0-6, 4 events) in 1 file; log {log}; SHA-256; 3 signatures "
+        "verified; head file matches"
+    )
+
+
+# -- signatures with public keys alone ----------------------------------------------------------
+
+
+def test_ecdsa_checkpoints_verify_with_the_public_key_alone(tmp_path: Path) -> None:
+    provider = LocalKeyProvider(tmp_path / "ks")
+    provider.create_key("audit-signer", KeySpec(key_type=KeyType.ECDSA_P256))
+    path = tmp_path / "audit.jsonl"
+    sink = signed_sink(path, provider, every=2)
+    for number in range(3):
+        sink.emit(make_event(number))
+    pem = provider.public_key(KeyRef.parse(SIGNER))
+    provider.close()
+    verdict = verify(path, check_signature=public_key_check([pem]))
+    assert verdict.ok, verdict.message
+    assert verdict.checkpoints == 2
+    records = records_of(path)
+    assert records[3]["kind"] == "checkpoint"
+    records[3]["sig"]["value"] = "not base64!"
+    rewrite(path, records, records[0]["file"]["log"])
+    broken = verify(path, no_head=True, check_signature=public_key_check([pem]))
+    assert broken.message.startswith("audit.jsonl line 4 (seq 3): the signature does not verify")
+
+
+def test_public_keys_that_cannot_check_checkpoints_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^a --public-key file is not a PEM public key$"):
+        public_key_check([b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"])
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = rsa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with pytest.raises(
+        ConfigError, match=r"^checkpoint public keys must be Ed25519 or ECDSA keys$"
+    ):
+        public_key_check([pem])
+
+
+def test_a_sig_value_must_be_strict_base64() -> None:
+    assert sig_value({"value": "AAEC"}) == b"\x00\x01\x02"
+    with pytest.raises(ValueError, match=r"^sig has no value$"):
+        sig_value({"key": SIGNER})
+    with pytest.raises(ValueError, match=r"^sig value is not base64$"):
+        sig_value({"value": "AA EC"})
+
+
+def test_a_signature_covers_the_log_id_and_the_record_without_hash_and_sig() -> None:
+    record = {"seq": 4, "kind": "checkpoint", "prev": "ab" * 32, "hash": "cd" * 32, "sig": {}}
+    body = b'{"kind":"checkpoint","prev":"' + b"ab" * 32 + b'","seq":4}'
+    log = "0f" * 16
+    assert signed_bytes(record, log) == (
+        b"aureus-audit-checkpoint/2\n" + log.encode() + b"\n" + body
+    )
+    assert signed_bytes(record, None) == b"aureus-audit-checkpoint/1\n" + body
+
+
+# -- a head file from elsewhere -----------------------------------------------------------------
+
+
+def test_the_head_file_of_another_log_is_refused(tmp_path: Path) -> None:
+    """Both logs end at the same seq; the head's log ID tells them apart."""
+    ours, theirs = tmp_path / "a" / "audit.jsonl", tmp_path / "b" / "audit.jsonl"
+    log_a = write_log(ours, 3)[0]["file"]["log"]
+    log_b = write_log(theirs, 3)[0]["file"]["log"]
+    head_path(ours).write_bytes(head_path(theirs).read_bytes())
+    verdict = verify(ours)
+    assert verdict.message == (
+        f"head file audit.jsonl.head belongs to log {log_b}, but the log's last file to log "
+        f"{log_a}: it is the head of another log"
+    )
+
+
+def test_a_format_1_head_on_a_format_2_log_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = write_log(path, 3)[0]["file"]["log"]
+    head = json.loads(head_path(path).read_bytes())
+    del head["log"]
+    head["format"] = HEAD_FORMAT_1
+    head_path(path).write_bytes(canonical(head))
+    verdict = verify(path)
+    assert verdict.message == (
+        f"head file audit.jsonl.head belongs to no log (aureus-audit-head/1), but the log's "
+        f"last file to log {log}: it is the head of another log"
+    )
+
+
+def test_a_format_2_head_on_a_format_1_log_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    format_1_log(path, 2)
+    head = json.loads(head_path(path).read_bytes())
+    head.update(format="aureus-audit-head/2", log="0f" * 16)
+    head_path(path).write_bytes(canonical(head))
+    verdict = verify(path, allow_format_1=True)
+    assert verdict.message == (
+        f"head file audit.jsonl.head belongs to log {'0f' * 16}, but the log's last file to "
+        "no log (aureus-audit-jsonl/1): it is the head of another log"
+    )
+
+
+def test_an_hmac_log_head_whose_mac_is_missing_is_refused(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    keyed_log(path, keys)
+    mac = mac_with(keys)
+    assert verify(path, mac=mac).ok
+    head = json.loads(head_path(path).read_bytes())
+    del head["mac"]
+    head_path(path).write_bytes(canonical(head))
+    verdict = verify(path, mac=mac)
+    assert verdict.message == (
+        "head file audit.jsonl.head: its MAC does not match (HMAC-SHA-256 under "
+        "local://audit-mac?version=1): it was edited or replaced"
+    )
+
+
+# -- the anchor ----------------------------------------------------------------------------------
+
+
+GOOD_ANCHOR: dict[str, Any] = {
+    "format": "aureus-audit-anchor/1",
+    "log": "0f" * 16,
+    "file": "audit.jsonl",
+    "record": {"seq": 3, "kind": "checkpoint", "prev": "ab" * 32, "sig": {}, "hash": "cd" * 32},
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"format": "aureus-audit-anchor/2"}, "format is not aureus-audit-anchor/1"),
+        ({"log": "0F" * 16}, "log is not a log ID"),
+        ({"log": None}, "log is not a log ID"),
+        ({"record": "seq 3"}, "record is not an object"),
+        ({"record": {**GOOD_ANCHOR["record"], "seq": -1}}, "the record's seq is not a whole"),
+        ({"record": {**GOOD_ANCHOR["record"], "seq": True}}, "the record's seq is not a whole"),
+        ({"record": {**GOOD_ANCHOR["record"], "seq": 3.0}}, "the record's seq is not a whole"),
+        ({"record": {**GOOD_ANCHOR["record"], "hash": "CD" * 32}}, "the record's hash is not"),
+        ({"record": {**GOOD_ANCHOR["record"], "hash": None}}, "the record's hash is not"),
+        ({"record": {**GOOD_ANCHOR["record"], "kind": "event"}}, "the record is not a signed"),
+        (
+            {"record": {k: v for k, v in GOOD_ANCHOR["record"].items() if k != "sig"}},
+            "the record is not a signed file or checkpoint record",
+        ),
+    ],
+)
+def test_an_anchor_entry_of_the_wrong_shape_is_named_by_its_line(
+    tmp_path: Path, change: dict[str, Any], problem: str
+) -> None:
+    anchor = tmp_path / "audit.anchor"
+    good = canonical(GOOD_ANCHOR) + b"\n"
+    anchor.write_bytes(good)
+    (mark,) = read_anchor(anchor)
+    assert (mark.log, mark.seq, mark.hash, mark.line) == ("0f" * 16, 3, "cd" * 32, 1)
+    anchor.write_bytes(good + canonical({**GOOD_ANCHOR, **change}) + b"\n" + good)
+    with pytest.raises(ValueError, match=f"^line 2 is not an anchor entry \\({problem}"):
+        read_anchor(anchor)
+
+
+def anchor_of(tmp_path: Path, signer: LocalKeyProvider, events: int) -> tuple[Path, Path]:
+    path = tmp_path / "logs" / "audit.jsonl"
+    anchor = tmp_path / "elsewhere" / "audit.anchor"
+    sink = JsonlAuditSink(
+        path,
+        checkpoint_key=SIGNER,
+        checkpoint_every=2,
+        max_bytes=2048,
+        anchor=anchor,
+        providers=lambda _: signer,
+    )
+    for number in range(events):
+        sink.emit(make_event(number))
+    return path, anchor
+
+
+def test_an_anchor_that_cannot_be_read_is_an_error(
+    tmp_path: Path, signer: LocalKeyProvider
+) -> None:
+    path, anchor = anchor_of(tmp_path, signer, 2)
+    anchor.unlink()
+    anchor.mkdir()
+    with pytest.raises(ChainError, match=f"^cannot read anchor {anchor}: Is a directory$"):
+        verify(path, anchor=anchor)
+
+
+def test_an_anchor_without_a_log_fails(tmp_path: Path, signer: LocalKeyProvider) -> None:
+    path, anchor = anchor_of(tmp_path, signer, 2)
+    log = records_of(path)[0]["file"]["log"]
+    verdict = verify_chain([], no_head=True, anchor=anchor)
+    assert verdict.message == f"anchor audit.anchor names log {log}, but no log was given"
+
+
+def test_a_format_1_log_cannot_be_checked_against_an_anchor(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    format_1_log(path, 2)
+    anchor = tmp_path / "audit.anchor"
+    anchor.write_bytes(canonical(GOOD_ANCHOR) + b"\n")
+    verdict = verify(path, allow_format_1=True, anchor=anchor)
+    assert verdict.message == (
+        "the log was written by the older format aureus-audit-jsonl/1, which carries no log "
+        "ID: it cannot be checked against anchor audit.anchor"
+    )
+
+
+def test_anchor_entries_before_the_files_given_are_noted_not_checked(
+    tmp_path: Path, signer: LocalKeyProvider
+) -> None:
+    path, anchor = anchor_of(tmp_path, signer, 20)
+    files = chain_files(path)
+    assert len(files) >= 3
+    first = records_of(files[-2])[0]["seq"]
+    marks = read_anchor(anchor)
+    before = sum(1 for mark in marks if mark.seq < first)
+    assert 0 < before < len(marks)
+    verdict = verify_chain(files[-2:], head=head_path(path), anchor=anchor)
+    assert verdict.ok, verdict.message
+    assert verdict.notes[-1] == (
+        f"{before} anchor entries before seq {first} were not checked: the files holding "
+        "them were not given"
+    )
+    assert verdict.message.endswith(f"; anchor matches (seq {max(m.seq for m in marks)})")
+    whole = verify_chain(files, head=head_path(path), anchor=anchor)
+    assert whole.ok, whole.message
+    assert whole.notes == ()
+
+
+def test_the_anchors_latest_entry_is_the_highest_seq_not_the_last_line(
+    tmp_path: Path, signer: LocalKeyProvider
+) -> None:
+    """Entries of a log cut and rolled back still count: the anchor keeps the highest seq."""
+    path, anchor = anchor_of(tmp_path, signer, 6)
+    lines = anchor.read_bytes().splitlines(keepends=True)
+    end = max(r["seq"] for f in chain_files(path) for r in records_of(f) if "sig" in r)
+    anchor.write_bytes(b"".join([*lines[1:], lines[0]]))  # the file record's entry last
+    verdict = verify(path, anchor=anchor)
+    assert verdict.ok, verdict.message
+    assert verdict.message.endswith(f"; anchor matches (seq {end})")
+
+
+# -- reading a log without checking it ------------------------------------------------------
+
+
+def test_record_at_finds_a_record_in_whichever_file_holds_it(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    files = rotated_log(path)
+    every = [record for file in files for record in records_of(file)]
+    assert [r["seq"] for r in every] == list(range(len(every)))
+    for record in every:
+        assert record_at(path, record["seq"]) == record
+    assert record_at(path, len(every)) is None
+    rotated_path(path, 1).write_bytes(b"garbage\n")
+    assert record_at(path, 1) is None
+    assert record_at(path, len(every) - 1) == every[-1]
+
+
+def test_rotated_files_are_this_logs_numbered_files_in_number_order(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    for name in (
+        "audit.jsonl.000010",
+        "audit.jsonl.000002",
+        "audit.jsonl.1000000",
+        "audit.jsonl.00001",  # five digits: not a rotated file
+        "audit.jsonl.head",
+        "audit.jsonl.000003.bak",
+        "other.jsonl.000001",
+        "xaudit.jsonl.000001",
+    ):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in rotated_files(path)] == [
+        "audit.jsonl.000002",
+        "audit.jsonl.000010",
+        "audit.jsonl.1000000",
+    ]
+    assert chain_files(path) == rotated_files(path)
+    path.write_bytes(b"")
+    assert chain_files(path) == [*rotated_files(path), path]
+    assert rotated_files(tmp_path / "nowhere" / "audit.jsonl") == []
