@@ -1071,7 +1071,8 @@ def test_an_anchor_that_cannot_be_read_is_an_error(
 
 
 def test_an_anchor_without_a_log_fails(tmp_path: Path, signer: LocalKeyProvider) -> None:
-    path, anchor = anchor_of(tmp_path, signer, 2)
+    path, anchor = anchor_of(tmp_path, signer, 1)
+    assert len(read_anchor(anchor)) == 1
     log = records_of(path)[0]["file"]["log"]
     verdict = verify_chain([], no_head=True, anchor=anchor)
     assert verdict.message == f"anchor audit.anchor names log {log}, but no log was given"

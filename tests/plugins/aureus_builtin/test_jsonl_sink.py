@@ -27,6 +27,7 @@ from aureus_core.audit.chain import (
     GENESIS,
     ChainError,
     Verdict,
+    canonical,
     chain_files,
     chain_key_label,
     head_mac,
@@ -38,7 +39,7 @@ from aureus_core.audit.chain import (
     verify_chain,
 )
 from aureus_core.errors import AuditFailure, AuditSinkError, ConfigError
-from aureus_core.interfaces import KeyProvider
+from aureus_core.interfaces import Capability, KeyProvider
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec, KeyType
 from aureus_core.testing import AuditSinkContract, make_event
@@ -1039,3 +1040,404 @@ def test_an_hmac_log_of_the_older_format_verifies_and_is_continued(
     continued = verify(path, keys, allow_format_1=True, **kwargs)
     assert continued.ok, continued.message
     assert continued.log == new[0]["file"]["log"]
+
+
+# -- what the writer refuses, and how it recovers ------------------------------------------------
+
+
+def test_a_non_event_is_refused_by_its_type(tmp_path: Path) -> None:
+    sink = JsonlAuditSink(tmp_path / "audit.jsonl")
+    with pytest.raises(TypeError) as error:
+        sink.emit({"operation": "encrypt"})  # type: ignore[arg-type]
+    assert str(error.value) == "an audit sink records AuditEvent objects, not dict"
+    assert not sink.path.exists()
+
+
+def test_a_negative_key_check_interval_is_refused() -> None:
+    with pytest.raises(ConfigError) as error:
+        JsonlAuditSink("/srv/a/audit.jsonl", key_check_interval=-0.5)
+    assert str(error.value) == "key_check_interval of the jsonl audit sink must be seconds >= 0"
+
+
+def test_a_relative_anchor_option_is_refused_with_where_it_belongs() -> None:
+    with pytest.raises(ConfigError) as error:
+        JsonlAuditSink.from_options(
+            {"path": "/srv/a/audit.jsonl", "anchor": "b/x.anchor", "checkpoint_key": SIGNER}
+        )
+    assert str(error.value) == (
+        "option 'anchor' of the jsonl audit sink must be an absolute path, not 'b/x.anchor': "
+        "the anchor lives outside the log's directory, on another file system or share"
+    )
+
+
+def test_a_log_locked_by_another_writer_for_too_long_is_an_error(tmp_path: Path) -> None:
+    import filelock
+
+    path = tmp_path / "audit.jsonl"
+    holder = filelock.FileLock(str(tmp_path / ".audit.jsonl.lock"), thread_local=False)
+    with holder:
+        sink = JsonlAuditSink(path, lock_timeout=0.05)
+        with pytest.raises(AuditSinkError) as error:
+            sink.emit(make_event(1))
+    assert str(error.value) == (
+        f"audit log {path} stayed locked by another writer for 0.05 s (.audit.jsonl.lock): "
+        "retry, or look for a stuck process"
+    )
+    assert not path.exists()
+    sink.emit(make_event(1))
+    assert verify(path).ok
+
+
+def test_repr_names_the_mac_key_never_a_secret(tmp_path: Path, keys: LocalKeyProvider) -> None:
+    sink = keyed_sink(tmp_path / "audit.jsonl", keys)
+    assert (
+        repr(sink)
+        == f"JsonlAuditSink(path={str(tmp_path / 'audit.jsonl')!r}, hmac under {MAC_KEY})"
+    )
+
+
+def test_a_pinned_mac_key_version_is_used_as_given(tmp_path: Path, keys: LocalKeyProvider) -> None:
+    """Pinned to version 1, the writer keeps chaining under it after the key rotates."""
+    path = tmp_path / "audit.jsonl"
+    keys.rotate_key(KeyRef.parse(MAC_KEY))
+    sink = JsonlAuditSink(
+        path, hmac_key=f"{MAC_KEY}?version=1", providers=lookup(keys), key_check_interval=0
+    )
+    sink.emit(make_event(1))
+    sink.emit(make_event(2))
+    assert len(chain_files(path)) == 1
+    assert lines(path)[0]["file"]["params"]["mac_key"] == f"{MAC_KEY}?version=1"
+    assert verify(path, keys, check_signature=None).ok
+
+
+def test_a_checkpoint_key_whose_provider_cannot_sign_is_refused(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    """A keystore that offers every capability but signing (as a wrap-only KMS would)."""
+
+    class WrapOnly(LocalKeyProvider):
+        capabilities = LocalKeyProvider.capabilities - {Capability.SIGN}
+
+    provider = WrapOnly(tmp_path / "ks")
+    sink = JsonlAuditSink(
+        tmp_path / "audit.jsonl", checkpoint_key=SIGNER, providers=lookup(provider)
+    )
+    with pytest.raises(AuditSinkError) as error:
+        sink.emit(make_event(1))
+    assert str(error.value).endswith(
+        f"checkpoint_key {SIGNER}: provider 'local' cannot sign; use a signing key such as a "
+        "local ed25519 key"
+    )
+    provider.close()
+
+
+def test_rotation_stops_rather_than_overwrite_a_rotated_file(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    JsonlAuditSink(path).emit(make_event(1))
+    squatter = rotated_path(path, 1)
+    squatter.write_bytes(b"someone else's file\n")
+    with pytest.raises(AuditSinkError) as error:
+        JsonlAuditSink(path, max_bytes=1).emit(make_event(2))
+    assert str(error.value) == (
+        f"cannot rotate audit log {path}: audit.jsonl.000001 exists already; move it aside "
+        "after running `aureus audit verify`"
+    )
+    assert squatter.read_bytes() == b"someone else's file\n"
+    assert [r["seq"] for r in lines(path)] == [0, 1]
+
+
+def test_an_empty_log_left_by_a_writer_that_died_at_once_is_started_afresh(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"")
+    JsonlAuditSink(path).emit(make_event(1))
+    assert [(r["seq"], r["kind"]) for r in lines(path)] == [(0, "file"), (1, "event")]
+    assert verify(path).ok
+
+
+def test_rotated_files_without_the_active_log_and_head_are_not_restarted(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path, max_bytes=2048)
+    for number in range(12):
+        sink.emit(make_event(number))
+    path.unlink()
+    head_path(path).unlink()
+    with pytest.raises(AuditSinkError) as error:
+        JsonlAuditSink(path).emit(make_event(99))
+    assert str(error.value).startswith(
+        f"audit log {path} cannot be continued: rotated files exist but the active log and its "
+        "head file are missing: they were deleted. Run `aureus audit verify"
+    )
+    assert not path.exists()
+
+
+def test_a_damaged_head_file_stops_the_sink(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    JsonlAuditSink(path).emit(make_event(1))
+    head_path(path).write_bytes(b'{"format":"aureus-audit-head/2"}')
+    with pytest.raises(AuditSinkError) as error:
+        JsonlAuditSink(path).emit(make_event(2))
+    assert str(error.value).startswith(
+        f"audit log {path} cannot be continued: its head file is damaged (index is not a whole "
+        "number). Run"
+    )
+
+
+def test_the_head_file_of_another_log_stops_the_sink(tmp_path: Path) -> None:
+    ours, theirs = tmp_path / "a" / "audit.jsonl", tmp_path / "b" / "audit.jsonl"
+    for path in (ours, theirs):
+        JsonlAuditSink(path).emit(make_event(1))
+    head_path(ours).write_bytes(head_path(theirs).read_bytes())
+    log_a, log_b = (lines(p)[0]["file"]["log"] for p in (ours, theirs))
+    with pytest.raises(AuditSinkError) as error:
+        JsonlAuditSink(ours).emit(make_event(2))
+    assert f"its head file audit.jsonl.head belongs to another log ({log_b}) than file 1 " in (
+        str(error.value)
+    )
+    assert f"({log_a})" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("first", "problem"),
+    [
+        (b'{"seq":0,"kind":"event"}', "the first record is not a file record"),
+        (b'{"seq":-1,"kind":"file"}', "bad seq"),
+        (b'{"seq":true,"kind":"file"}', "bad seq"),
+        (b'{"seq":0,"kind":"file","file":{"format":"x"}}', "format 'x' is neither"),
+        (b"not json", "Expecting value"),
+    ],
+)
+def test_an_active_file_without_a_valid_file_record_stops_the_sink(
+    tmp_path: Path, first: bytes, problem: str
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    JsonlAuditSink(path).emit(make_event(1))
+    content = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(first + b"\n" + b"".join(content[1:]))
+    with pytest.raises(AuditSinkError) as error:
+        JsonlAuditSink(path).emit(make_event(2))
+    assert str(error.value).startswith(
+        f"audit log {path} cannot be continued: audit.jsonl does not start with a valid file "
+        f"record ({problem}"
+    )
+
+
+def test_a_record_replayed_after_the_head_is_refused(tmp_path: Path) -> None:
+    """The last record appended again: a valid hash, but not the next seq."""
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path)
+    sink.emit(make_event(1))
+    size = path.stat().st_size
+    with path.open("ab") as handle:
+        handle.write(path.read_bytes().splitlines(keepends=True)[-1])
+    with pytest.raises(AuditSinkError) as error:
+        sink.emit(make_event(2))
+    assert str(error.value).startswith(
+        f"audit log {path} cannot be continued: record 1 after byte {size} (expected seq 2) "
+        "does not continue the chain: the log was altered. Run"
+    )
+
+
+def test_a_line_of_garbage_after_the_head_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path)
+    sink.emit(make_event(1))
+    with path.open("ab") as handle:
+        handle.write(b"{}\nnot json\n")
+    with pytest.raises(AuditSinkError, match=r"record 1 after byte \d+ \(expected seq 2\) does"):
+        sink.emit(make_event(2))
+
+
+def test_a_record_appended_without_the_mac_key_is_refused(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    """Well formed, linked and SHA-256 hashed, as anyone without the MAC key could write it."""
+    path = tmp_path / "audit.jsonl"
+    sink = keyed_sink(path, keys)
+    sink.emit(make_event(1))
+    last = lines(path)[-1]
+    log = lines(path)[0]["file"]["log"]
+    forged: dict[str, Any] = {
+        "seq": last["seq"] + 1,
+        "kind": "event",
+        "prev": last["hash"],
+        "event": make_event(7).to_dict(),
+    }
+    forged["hash"] = record_hash(forged, None, log)
+    with path.open("a") as handle:
+        handle.write(json.dumps(forged) + "\n")
+    with pytest.raises(AuditSinkError, match=r"record 1 after byte \d+ \(expected seq 2\) does"):
+        sink.emit(make_event(2))
+
+
+def test_records_after_a_head_left_behind_are_adopted_and_a_torn_line_cut(
+    tmp_path: Path,
+) -> None:
+    """Head two records behind, one whole record and a torn one after it: keep one, drop one."""
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path)
+    sink.emit(make_event(1))
+    old_head = head_path(path).read_bytes()
+    sink.emit(make_event(2))
+    whole = path.read_bytes()
+    with path.open("ab") as handle:
+        handle.write(b'{"seq":3,"kind":"ev')
+    head_path(path).write_bytes(old_head)
+    JsonlAuditSink(path).emit(make_event(3))
+    assert path.read_bytes().startswith(whole)
+    assert [r["seq"] for r in lines(path)] == [0, 1, 2, 3]
+    head = json.loads(head_path(path).read_bytes())
+    assert (head["seq"], head["size"]) == (3, path.stat().st_size)
+    assert verify(path).ok
+
+
+def test_catching_up_measures_the_file_so_rotation_still_happens_on_time(tmp_path: Path) -> None:
+    """The size a writer adopts from records behind the head is the file's, for max_bytes."""
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path)
+    for number in range(3):
+        sink.emit(make_event(number))
+    old_head = head_path(path).read_bytes()
+    sink.emit(make_event(3))
+    sink.emit(make_event(4))
+    head_path(path).write_bytes(old_head)
+    size = path.stat().st_size
+    event = make_event(5)
+    limit = size + len(canonical(event.to_dict())) + 200 - 1  # the next event no longer fits
+    JsonlAuditSink(path, max_bytes=limit).emit(event)
+    assert [f.name for f in chain_files(path)] == ["audit.jsonl.000001", "audit.jsonl"]
+    assert rotated_path(path, 1).stat().st_size == size
+    assert verify(path).ok
+
+
+def test_catching_up_counts_events_since_the_last_checkpoint(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    """A checkpoint among the records behind the head resets the count: the next one is on time."""
+    path = tmp_path / "audit.jsonl"
+    sink = keyed_sink(path, keys, checkpoint_every=3)
+    sink.emit(make_event(1))
+    sink.emit(make_event(2))
+    old_head = head_path(path).read_bytes()
+    sink.emit(make_event(3))  # the third event: its checkpoint follows
+    head_path(path).write_bytes(old_head)
+    later = keyed_sink(path, keys, checkpoint_every=3)
+    for number in range(4, 8):
+        later.emit(make_event(number))
+    kinds = [r["kind"] for r in lines(path)]
+    assert kinds == ["file", *["event"] * 3, "checkpoint", *["event"] * 3, "checkpoint", "event"]
+    assert verify(path, keys).ok
+
+
+def test_a_head_behind_by_a_rotation_is_caught_up_across_the_files(tmp_path: Path) -> None:
+    """A writer stopped after starting file 2 but before its head update: the next one goes on."""
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path, max_bytes=2048)
+    number = 0
+    while True:
+        old_head = head_path(path).read_bytes() if head_path(path).exists() else None
+        sink.emit(make_event(number))
+        number += 1
+        if rotated_path(path, 1).exists():
+            break
+    assert old_head is not None
+    assert json.loads(old_head)["index"] == 1
+    head_path(path).write_bytes(old_head)
+    behind = verify(path)
+    assert behind.ok, behind.message
+    JsonlAuditSink(path, max_bytes=2048).emit(make_event(number))
+    head = json.loads(head_path(path).read_bytes())
+    assert (head["index"], head["seq"]) == (2, lines(path)[-1]["seq"])
+    assert verify(path).ok
+
+
+def test_a_head_behind_by_a_rotation_still_needs_its_mac_and_its_file(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = keyed_sink(path, keys, max_bytes=2048)
+    number = 0
+    while True:
+        old_head = head_path(path).read_bytes() if head_path(path).exists() else None
+        sink.emit(make_event(number))
+        number += 1
+        if rotated_path(path, 1).exists():
+            break
+    assert old_head is not None
+    edited = json.loads(old_head)
+    edited["unsigned"] = 0
+    head_path(path).write_bytes(canonical(edited))
+    with pytest.raises(AuditSinkError, match=r"the MAC of its head file audit\.jsonl\.head"):
+        keyed_sink(path, keys, max_bytes=2048).emit(make_event(number))
+    head_path(path).write_bytes(old_head)
+    rotated_path(path, 1).rename(tmp_path / "moved")
+    with pytest.raises(AuditSinkError) as error:
+        keyed_sink(path, keys, max_bytes=2048).emit(make_event(number))
+    assert (
+        "cannot be continued: its head file names file 1, but audit.jsonl.000001 is missing: it "
+        "was deleted or moved; restore it. Run"
+    ) in str(error.value)
+    (tmp_path / "moved").rename(rotated_path(path, 1))
+    keyed_sink(path, keys, max_bytes=2048).emit(make_event(number))
+    assert verify(path, keys).ok
+
+
+def test_a_head_two_files_behind_stops_the_sink(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path, max_bytes=2048)
+    old_head = None
+    for number in range(40):
+        sink.emit(make_event(number))
+        if number == 0:
+            old_head = head_path(path).read_bytes()
+    assert len(chain_files(path)) >= 3
+    assert old_head is not None
+    head_path(path).write_bytes(old_head)
+    index = lines(path)[0]["file"]["index"]
+    with pytest.raises(AuditSinkError) as error:
+        JsonlAuditSink(path, max_bytes=2048).emit(make_event(99))
+    assert f"the head file names file 1 but the active log is file {index}. Run" in str(error.value)
+
+
+def test_after_a_crash_between_rename_and_new_file_the_head_mac_is_checked(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    """Active file renamed away and no new one yet: the head names the rotated file's end."""
+    path = tmp_path / "audit.jsonl"
+    keyed_sink(path, keys).emit(make_event(1))
+    path.rename(rotated_path(path, 1))
+    head = json.loads(head_path(path).read_bytes())
+    good = head_path(path).read_bytes()
+    head["unsigned"] = 0
+    head_path(path).write_bytes(canonical(head))
+    with pytest.raises(AuditSinkError, match=r"the MAC of its head file audit\.jsonl\.head"):
+        keyed_sink(path, keys).emit(make_event(2))
+    head_path(path).write_bytes(good)
+    keyed_sink(path, keys).emit(make_event(2))
+    assert [f.name for f in chain_files(path)] == ["audit.jsonl.000001", "audit.jsonl"]
+    assert verify(path, keys).ok
+
+
+def test_an_empty_anchor_at_open_is_filled_from_then_on(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    path = tmp_path / "logs" / "audit.jsonl"
+    anchor = tmp_path / "elsewhere" / "audit.anchor"
+    anchor.parent.mkdir()
+    anchor.write_bytes(b"")
+    anchored_sink(path, keys, anchor).emit(make_event(1))
+    entries = [json.loads(line) for line in anchor.read_text().splitlines()]
+    assert [e["record"]["kind"] for e in entries] == ["file"]
+    assert verify(path, keys, anchor=anchor).ok
+
+
+def test_closing_a_batch_sink_whose_log_was_moved_still_closes(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path, sync="batch", sync_every=50)
+    sink.emit(make_event(1))
+    path.rename(tmp_path / "moved.jsonl")
+    sink.close()
+    sink.close()
+    with pytest.raises(AuditSinkError, match="is closed"):
+        sink.emit(make_event(2))
