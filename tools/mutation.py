@@ -394,15 +394,21 @@ def collect(work: Path) -> list[dict[str, str]]:
     return rows
 
 
-def refresh_tests(work: Path) -> None:
-    """Copy the current tests into a staged run, so new tests in the group's files count.
+def refresh_tests(work: Path, group: Group) -> None:
+    """Copy the current tests and the group's sources into a staged run.
 
     mutmut keeps each mutant's verdict and finds new tests by itself; changing the group's
-    list of test files (rather than adding tests to those files) makes it start over.
+    list of test files (rather than adding tests to those files) makes it start over.  A
+    source file that changed (a fix) is copied with a new mtime: mutmut mutates it again,
+    keeping the verdicts of the functions whose code did not change.
     """
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for target in (work / "tests", work / "mutants" / "tests"):
         shutil.copytree(ROOT / "tests", target, ignore=ignore, dirs_exist_ok=True)
+    for repo_file in group.files:
+        staged = work / staged_path(repo_file)
+        if staged.read_bytes() != (ROOT / repo_file).read_bytes():
+            shutil.copyfile(ROOT / repo_file, staged)
 
 
 def run_group(
@@ -429,9 +435,15 @@ def run_group(
                 and not locate(row["name"], row["path"], row["diff"]).equivalent
             )
         ]
-        refresh_tests(work)
+        refresh_tests(work, group)
         run = mutmut(work, "run", "--max-children", str(max_children), *again)
-        (work / "mutmut-rerun.log").write_text(run.stdout + run.stderr)
+        log = run.stdout + run.stderr
+        # Functions a fix changed lost their verdicts when mutmut mutated them again.
+        changed = [row["name"] for row in collect(work) if row["status"] == "not checked"]
+        if changed:
+            run = mutmut(work, "run", "--max-children", str(max_children), *changed)
+            log += run.stdout + run.stderr
+        (work / "mutmut-rerun.log").write_text(log)
     elapsed = time.monotonic() - started
     rows = collect(work)
     status = {row["name"]: row["status"] for row in rows}
