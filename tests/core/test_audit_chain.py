@@ -104,6 +104,12 @@ def verify(path: Path, **kwargs: Any) -> Verdict:
     return verify_chain(chain_files(path), **kwargs)
 
 
+def failure(verdict: Verdict) -> str:
+    """The message of a verdict that must be a failure (``ok`` is exactly False)."""
+    assert verdict.ok is False, verdict.message
+    return verdict.message
+
+
 # -- links and record kinds ---------------------------------------------------------------
 
 
@@ -115,7 +121,7 @@ def test_seq_0_must_link_to_zero(tmp_path: Path) -> None:
     rewrite(path, records, records[0]["file"]["log"])
     verdict = verify(path, no_head=True)
     assert not verdict.ok
-    assert verdict.message == (
+    assert failure(verdict) == (
         "audit.jsonl line 1 (seq 0): seq 0 does not start a chain (its prev is not zero)"
     )
 
@@ -149,7 +155,7 @@ def test_a_file_record_in_the_middle_of_a_file_is_refused(tmp_path: Path) -> Non
     head_path(path).unlink()
     verdict = verify(path, no_head=True)
     assert not verdict.ok
-    assert verdict.message == (
+    assert failure(verdict) == (
         "audit.jsonl line 3 (seq 2): a file record in the middle of a file: lines from another "
         "log or file were inserted here"
     )
@@ -169,7 +175,7 @@ def test_a_checkpoint_without_a_signature_is_refused_even_unchecked(
     rewrite(path, records, records[0]["file"]["log"])
     verdict = verify(path, no_head=True)
     assert not verdict.ok
-    assert verdict.message == "audit.jsonl line 4 (seq 3): a checkpoint record without a signature"
+    assert failure(verdict) == "audit.jsonl line 4 (seq 3): a checkpoint record without a signature"
 
 
 def test_a_cut_exactly_one_interval_after_the_last_signature_is_caught(
@@ -187,7 +193,7 @@ def test_a_cut_exactly_one_interval_after_the_last_signature_is_caught(
     check = check_with(signer)
     verdict = verify(path, no_head=True, check_signature=check)
     assert not verdict.ok
-    assert verdict.message == (
+    assert failure(verdict) == (
         "the log ends at seq 7 with 3 events after the last signed record (seq 4), but a "
         "checkpoint is due every 3: records after seq 4 were replaced or removed"
     )
@@ -203,7 +209,7 @@ def test_a_head_file_without_a_log_fails(tmp_path: Path) -> None:
     write_log(path, 3)
     verdict = verify_chain([], head=head_path(path))
     assert not verdict.ok
-    assert verdict.message == "head file audit.jsonl.head names seq 3, but no log was given"
+    assert failure(verdict) == "head file audit.jsonl.head names seq 3, but no log was given"
 
 
 def test_a_head_whose_hash_disagrees_with_the_log_fails(tmp_path: Path) -> None:
@@ -215,7 +221,7 @@ def test_a_head_whose_hash_disagrees_with_the_log_fails(tmp_path: Path) -> None:
     head_path(path).write_bytes(canonical(head))
     verdict = verify(path)
     assert not verdict.ok
-    assert verdict.message == (
+    assert failure(verdict) == (
         "head file audit.jsonl.head records another hash for seq 3 than the log has: the log "
         "was rewritten up to seq 3, or the head is from another log"
     )
@@ -258,7 +264,7 @@ def test_read_head_refuses_a_head_of_the_wrong_shape(
         read_head(target)
     (tmp_path / "audit.jsonl").write_bytes(b"")
     verdict = verify(tmp_path / "audit.jsonl")
-    assert verdict.message == f"head file audit.jsonl.head is not valid ({problem}): it was edited"
+    assert failure(verdict) == f"head file audit.jsonl.head is not valid ({problem}): it was edited"
 
 
 # -- encoding --------------------------------------------------------------------------
@@ -325,7 +331,7 @@ def test_a_format_1_log_fails_unless_its_format_is_allowed(tmp_path: Path) -> No
     format_1_log(path, 3)
     refused = verify(path)
     assert not refused.ok
-    assert refused.message == (
+    assert failure(refused) == (
         "audit.jsonl line 1 (seq 0): the file was written by an older format "
         "(aureus-audit-jsonl/1), which carries no log ID, so files of another log under the same "
         "MAC key would verify in its place: pass --allow-format-1 to check it with that format's "
@@ -371,7 +377,7 @@ def test_a_format_1_file_after_format_2_files_is_refused(tmp_path: Path) -> None
     later.write_bytes(json.dumps(tail).encode() + b"\n")
     verdict = verify_chain([path, later], no_head=True, allow_format_1=True)
     assert not verdict.ok
-    assert verdict.message == (
+    assert failure(verdict) == (
         f"audit.jsonl.000002 line 1 (seq 3): a file of the older format {FORMAT_1} after files "
         f"of log {log}: files were replaced"
     )
@@ -411,7 +417,7 @@ def test_a_member_given_twice_is_refused_rather_than_read_one_way(tmp_path: Path
     path.write_bytes(b"".join(lines))
     verdict = verify(path)
     assert not verdict.ok
-    assert verdict.message == (
+    assert failure(verdict) == (
         "audit.jsonl line 2: not a valid audit record (duplicate key 'event'): the line was "
         "edited or inserted"
     )
@@ -441,7 +447,7 @@ def test_a_record_of_the_wrong_shape_is_named_with_each_bad_member(
     path.write_bytes(b"".join(lines))
     verdict = verify(path)
     assert not verdict.ok
-    assert verdict.message == (
+    assert failure(verdict) == (
         f"audit.jsonl line 2: not a valid audit record (bad {bad}): the line was edited or inserted"
     )
 
@@ -452,7 +458,7 @@ def test_a_line_that_is_not_json_is_named(tmp_path: Path) -> None:
     with path.open("ab") as handle:
         handle.write(b"seq 3: nothing to see\n")
     verdict = verify(path)
-    assert verdict.message.startswith("audit.jsonl line 4: not a valid audit record (Expecting")
+    assert failure(verdict).startswith("audit.jsonl line 4: not a valid audit record (Expecting")
     assert verdict.message.endswith("): the line was edited or inserted")
 
 
@@ -531,7 +537,7 @@ def test_a_log_whose_file_record_declares_nonsense_fails_verification(tmp_path: 
     records[0]["file"]["params"] = {"alg": "sha512"}
     rewrite(path, records, records[0]["file"]["log"])
     verdict = verify(path, no_head=True)
-    assert verdict.message == (
+    assert failure(verdict) == (
         "audit.jsonl line 1 (seq 0): the file record is not valid (unknown hash algorithm "
         "'sha512' or a mac_key that does not fit it)"
     )
@@ -542,7 +548,7 @@ def test_a_file_that_lost_its_first_lines_is_refused(tmp_path: Path) -> None:
     write_log(path, 3)
     path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[1:]))
     verdict = verify(path, no_head=True)
-    assert verdict.message == (
+    assert failure(verdict) == (
         "audit.jsonl line 1 (seq 1): the file does not start with a file record: lines were "
         "removed from its start, or it is not an Aureus audit log"
     )
@@ -555,7 +561,7 @@ def test_an_empty_file_in_the_chain_is_refused(tmp_path: Path) -> None:
     rotated_path(path, 1).write_bytes(b"")
     verdict = verify_chain([rotated_path(path, 1), path], no_head=True)
     assert not verdict.ok
-    assert verdict.message == (
+    assert failure(verdict) == (
         "audit.jsonl.000001 is empty: it is not an audit log, or it was truncated"
     )
 
@@ -576,7 +582,7 @@ def test_a_deleted_record_is_named(tmp_path: Path) -> None:
     del records[2]
     path.write_bytes(relinked(records, records[0]["file"]["log"]))
     verdict = verify(path, no_head=True)
-    assert verdict.message == (
+    assert failure(verdict) == (
         "audit.jsonl line 3 (seq 3): seq 2 missing before it: records were deleted"
     )
 
@@ -587,7 +593,7 @@ def test_deleted_records_are_named_as_a_range(tmp_path: Path) -> None:
     del records[2:5]
     path.write_bytes(relinked(records, records[0]["file"]["log"]))
     verdict = verify(path, no_head=True)
-    assert verdict.message == (
+    assert failure(verdict) == (
         "audit.jsonl line 3 (seq 5): seq 2-4 missing before it: records were deleted"
     )
 
@@ -599,7 +605,7 @@ def test_a_deleted_record_is_told_from_garbage_further_on(tmp_path: Path) -> Non
     del records[2]
     path.write_bytes(relinked(records, records[0]["file"]["log"]) + b"{not json\n")
     verdict = verify(path, no_head=True)
-    assert verdict.message == (
+    assert failure(verdict) == (
         "audit.jsonl line 3 (seq 3): seq 2 missing before it: records were deleted"
     )
 
@@ -610,7 +616,7 @@ def test_swapped_records_are_named_as_reordered(tmp_path: Path) -> None:
     records[2], records[3] = records[3], records[2]
     path.write_bytes(relinked(records, records[0]["file"]["log"]))
     verdict = verify(path, no_head=True)
-    assert verdict.message == (
+    assert failure(verdict) == (
         "audit.jsonl line 3 (seq 3): out of order: seq 2 comes after it, at line 4: records "
         "were reordered"
     )
@@ -622,7 +628,7 @@ def test_a_record_moved_far_back_is_named_as_reordered(tmp_path: Path) -> None:
     records.append(records.pop(2))
     path.write_bytes(relinked(records, records[0]["file"]["log"]))
     verdict = verify(path, no_head=True)
-    assert verdict.message == (
+    assert failure(verdict) == (
         "audit.jsonl line 3 (seq 3): out of order: seq 2 comes after it, at line 7: records "
         "were reordered"
     )
@@ -634,7 +640,7 @@ def test_a_duplicated_record_is_named(tmp_path: Path) -> None:
     lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(b"".join([*lines[:3], lines[2], *lines[3:]]))
     verdict = verify(path, no_head=True)
-    assert verdict.message == (
+    assert failure(verdict) == (
         "audit.jsonl line 4 (seq 2): seq 2 again after seq 2: a record was inserted, "
         "duplicated or moved here"
     )
@@ -648,7 +654,7 @@ def test_a_replaced_record_breaks_the_link_after_it(tmp_path: Path) -> None:
     records[2]["event"]["outcome"] = "AccessDenied"
     path.write_bytes(relinked(records, records[0]["file"]["log"]))
     verdict = verify(path, no_head=True)
-    assert verdict.message == (
+    assert failure(verdict) == (
         "audit.jsonl line 4 (seq 3): does not link to seq 2 before it: a record was inserted "
         "or replaced here, or the chain was rewritten from here"
     )
@@ -681,7 +687,7 @@ def test_a_missing_middle_file_is_named(tmp_path: Path) -> None:
     last_of_first = records_of(files[0])[-1]["seq"]
     first_of_third = records_of(files[2])[0]["seq"]
     verdict = verify_chain([files[0], *files[2:]], head=head_path(path))
-    assert verdict.message == (
+    assert failure(verdict) == (
         f"audit.jsonl.000003 starts at seq {first_of_third}, but audit.jsonl.000001 ends at "
         f"seq {last_of_first}: records (or a whole file) between them are missing"
     )
@@ -694,7 +700,7 @@ def test_a_file_given_twice_under_another_name_is_named_as_overlap(tmp_path: Pat
     copy.write_bytes(files[1].read_bytes())
     first, last = records_of(files[1])[0]["seq"], records_of(files[1])[-1]["seq"]
     verdict = verify_chain([files[0], files[1], copy, *files[2:]], no_head=True)
-    assert verdict.message == (
+    assert failure(verdict) == (
         f"audit.jsonl.000099 starts at seq {first}, but audit.jsonl.000002 already reached "
         f"seq {last}: the files overlap or come from different logs"
     )
@@ -713,7 +719,7 @@ def test_a_file_that_does_not_link_to_the_one_before_is_named(tmp_path: Path) ->
         record["hash"] = record_hash(record, None, log)
     files[1].write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in records))
     verdict = verify_chain(files, no_head=True)
-    assert verdict.message == (
+    assert failure(verdict) == (
         f"audit.jsonl.000002 line 1 (seq {rewrite_from}): audit.jsonl.000002 does not continue "
         f"audit.jsonl.000001 (its first record does not link to seq {rewrite_from - 1}): the "
         "files come from different logs, or the file boundary was broken"
@@ -727,7 +733,7 @@ def test_a_file_of_another_log_spliced_in_is_named(tmp_path: Path) -> None:
     log_a, log_b = (records_of(f[0])[0]["file"]["log"] for f in (files, other))
     seq = records_of(other[1])[0]["seq"]
     verdict = verify_chain([files[0], other[1]], no_head=True)
-    assert verdict.message == (
+    assert failure(verdict) == (
         f"audit.jsonl.000002 line 1 (seq {seq}): the file belongs to log {log_b}, but the "
         f"files before it to log {log_a}: files of another log were spliced in"
     )
@@ -751,7 +757,7 @@ def test_a_log_without_its_head_file_fails_unless_declared(tmp_path: Path) -> No
     write_log(path, 2)
     verdict = verify_chain([path])
     assert not verdict.ok
-    assert verdict.message == (
+    assert failure(verdict) == (
         "no head file was given: without it, a log cut back to any earlier checkpoint (or, "
         "unsigned, to any record) verifies. Give the log's head file (FILE.head), or declare "
         "that the log has none (--no-head)"
@@ -809,7 +815,7 @@ def test_a_log_under_another_mac_key_is_not_the_log_expected(
     assert verify(path, mac_key=MAC_KEY, mac=mac).ok
     assert verify(path, mac_key=f"{MAC_KEY}?version=7", mac=mac).ok  # any version of it
     verdict = verify(path, mac_key="local://other-mac", mac=mac)
-    assert verdict.message == (
+    assert failure(verdict) == (
         "audit.jsonl line 1 (seq 0): the file is chained under local://audit-mac?version=1, "
         "not local://other-mac: it is not the log you expect"
     )
@@ -823,7 +829,7 @@ def test_a_log_signed_by_another_checkpoint_key_is_refused(
     mac, check = mac_with(keys), check_with(keys)
     assert verify(path, mac=mac, check_signature=check, checkpoint_key=SIGNER).ok
     verdict = verify(path, mac=mac, check_signature=check, checkpoint_key="local://other")
-    assert verdict.message == (
+    assert failure(verdict) == (
         "audit.jsonl line 1 (seq 0): checkpoints are signed by local://audit-signer, not "
         "local://other"
     )
@@ -840,7 +846,7 @@ def test_a_file_record_stripped_of_its_signature_is_refused_when_signatures_are_
     rewrite(path, records, records[0]["file"]["log"])
     assert verify(path, no_head=True).ok  # nothing asked to check signatures
     verdict = verify(path, no_head=True, check_signature=check_with(signer))
-    assert verdict.message == (
+    assert failure(verdict) == (
         "audit.jsonl line 1 (seq 0): the file record is not signed, but its params name a key"
     )
 
@@ -859,7 +865,7 @@ def test_a_checkpoint_removed_mid_log_is_caught_one_event_past_the_interval(
     rewrite(path, records, records[0]["file"]["log"])
     check = check_with(signer)
     verdict = verify(path, no_head=True, check_signature=check)
-    assert verdict.message.startswith(
+    assert failure(verdict).startswith(
         "audit.jsonl line 5 (seq 4): 4 events since the last signed record, but the log "
         "promises a checkpoint every 3: checkpoint records were removed"
     )
@@ -907,7 +913,7 @@ def test_ecdsa_checkpoints_verify_with_the_public_key_alone(tmp_path: Path) -> N
     records[3]["sig"]["value"] = "not base64!"
     rewrite(path, records, records[0]["file"]["log"])
     broken = verify(path, no_head=True, check_signature=public_key_check([pem]))
-    assert broken.message.startswith("audit.jsonl line 4 (seq 3): the signature does not verify")
+    assert failure(broken).startswith("audit.jsonl line 4 (seq 3): the signature does not verify")
 
 
 def test_public_keys_that_cannot_check_checkpoints_are_refused() -> None:
@@ -951,7 +957,7 @@ def test_the_head_file_of_another_log_is_refused(tmp_path: Path) -> None:
     log_b = write_log(theirs, 3)[0]["file"]["log"]
     head_path(ours).write_bytes(head_path(theirs).read_bytes())
     verdict = verify(ours)
-    assert verdict.message == (
+    assert failure(verdict) == (
         f"head file audit.jsonl.head belongs to log {log_b}, but the log's last file to log "
         f"{log_a}: it is the head of another log"
     )
@@ -965,7 +971,7 @@ def test_a_format_1_head_on_a_format_2_log_is_refused(tmp_path: Path) -> None:
     head["format"] = HEAD_FORMAT_1
     head_path(path).write_bytes(canonical(head))
     verdict = verify(path)
-    assert verdict.message == (
+    assert failure(verdict) == (
         f"head file audit.jsonl.head belongs to no log (aureus-audit-head/1), but the log's "
         f"last file to log {log}: it is the head of another log"
     )
@@ -978,7 +984,7 @@ def test_a_format_2_head_on_a_format_1_log_is_refused(tmp_path: Path) -> None:
     head.update(format="aureus-audit-head/2", log="0f" * 16)
     head_path(path).write_bytes(canonical(head))
     verdict = verify(path, allow_format_1=True)
-    assert verdict.message == (
+    assert failure(verdict) == (
         f"head file audit.jsonl.head belongs to log {'0f' * 16}, but the log's last file to "
         "no log (aureus-audit-jsonl/1): it is the head of another log"
     )
@@ -995,7 +1001,7 @@ def test_an_hmac_log_head_whose_mac_is_missing_is_refused(
     del head["mac"]
     head_path(path).write_bytes(canonical(head))
     verdict = verify(path, mac=mac)
-    assert verdict.message == (
+    assert failure(verdict) == (
         "head file audit.jsonl.head: its MAC does not match (HMAC-SHA-256 under "
         "local://audit-mac?version=1): it was edited or replaced"
     )
@@ -1075,7 +1081,7 @@ def test_an_anchor_without_a_log_fails(tmp_path: Path, signer: LocalKeyProvider)
     assert len(read_anchor(anchor)) == 1
     log = records_of(path)[0]["file"]["log"]
     verdict = verify_chain([], no_head=True, anchor=anchor)
-    assert verdict.message == f"anchor audit.anchor names log {log}, but no log was given"
+    assert failure(verdict) == f"anchor audit.anchor names log {log}, but no log was given"
 
 
 def test_a_format_1_log_cannot_be_checked_against_an_anchor(tmp_path: Path) -> None:
@@ -1084,7 +1090,7 @@ def test_a_format_1_log_cannot_be_checked_against_an_anchor(tmp_path: Path) -> N
     anchor = tmp_path / "audit.anchor"
     anchor.write_bytes(canonical(GOOD_ANCHOR) + b"\n")
     verdict = verify(path, allow_format_1=True, anchor=anchor)
-    assert verdict.message == (
+    assert failure(verdict) == (
         "the log was written by the older format aureus-audit-jsonl/1, which carries no log "
         "ID: it cannot be checked against anchor audit.anchor"
     )

@@ -92,6 +92,12 @@ def verify(path: Path, provider: KeyProvider | None = None, **kwargs: Any) -> Ve
     return verify_chain(chain_files(path), **kwargs)
 
 
+def failure(verdict: Verdict) -> str:
+    """The message of a verdict that must be a failure (``ok`` is exactly False)."""
+    assert verdict.ok is False, verdict.message
+    return verdict.message
+
+
 def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -282,7 +288,7 @@ def test_the_old_versions_chain_key_cannot_forge_records_after_a_rotation(
     path.write_text("".join(json.dumps(r) + "\n" for r in active))
     verdict = verify(path, keys, no_head=True)
     assert not verdict.ok
-    assert verdict.message.startswith(
+    assert failure(verdict).startswith(
         f"audit.jsonl line 2 (seq {edited['seq']}): the record's hash does not match its content "
         "(HMAC-SHA-256 under local://audit-mac?version=2)"
     )
@@ -328,7 +334,7 @@ def test_checkpoints_are_signed_every_n_events(tmp_path: Path, keys: LocalKeyPro
         path, keys, check_signature=public_key_check([other.public_key(KeyRef.parse("local://k"))])
     )
     assert not wrong.ok
-    assert wrong.message.startswith("audit.jsonl line 1 (seq 0): the signature does not verify")
+    assert failure(wrong).startswith("audit.jsonl line 1 (seq 0): the signature does not verify")
 
 
 def test_verify_refuses_a_log_whose_checkpoints_were_stripped(
@@ -375,7 +381,7 @@ def test_a_cut_log_stops_the_sink(tmp_path: Path) -> None:
         sink.emit(make_event(9))
     verdict = verify(path)
     assert not verdict.ok
-    assert verdict.message.startswith("the log was cut: head file audit.jsonl.head records seq 4")
+    assert failure(verdict).startswith("the log was cut: head file audit.jsonl.head records seq 4")
 
 
 def test_an_edited_head_stops_an_hmac_sink(tmp_path: Path, keys: LocalKeyProvider) -> None:
@@ -653,7 +659,7 @@ def test_shutil_copy_of_a_log_verifies_elsewhere(tmp_path: Path, keys: LocalKeyP
     shutil.copy(path, copy)
     missing = verify(copy, keys)
     assert not missing.ok
-    assert missing.message.startswith(f"head file {head_path(copy)} does not exist")
+    assert failure(missing).startswith(f"head file {head_path(copy)} does not exist")
     assert "declare it (--no-head)" in missing.message
     verdict = verify(copy, keys, no_head=True)
     assert verdict.ok, verdict.message
@@ -759,7 +765,7 @@ def test_a_rolled_back_log_fails_against_its_anchor(tmp_path: Path, keys: LocalK
     assert verify(path, keys).ok  # without the anchor the rollback is invisible
     verdict = verify(path, keys, anchor=anchor)
     assert not verdict.ok
-    assert verdict.message == (
+    assert failure(verdict) == (
         "the log was rolled back: it ends at seq 4, but anchor audit.anchor line 5 records seq "
         "12: records after seq 4 were removed (and the head file replaced by an older one, or "
         "deleted)"
@@ -791,7 +797,7 @@ def test_a_log_cut_to_its_first_checkpoint_with_the_head_deleted_fails(
     assert verify(path, keys, no_head=True).ok  # declared headless, the cut is invisible ...
     anchored = verify(path, keys, no_head=True, anchor=anchor)  # ... but not to the anchor
     assert not anchored.ok
-    assert anchored.message.startswith("the log was rolled back: it ends at seq 3, but anchor")
+    assert failure(anchored).startswith("the log was rolled back: it ends at seq 3, but anchor")
 
 
 def test_a_rewritten_log_does_not_hold_the_anchored_checkpoint(
@@ -818,7 +824,7 @@ def test_a_rewritten_log_does_not_hold_the_anchored_checkpoint(
     assert verify(path).ok  # unsigned checks pass: the chain is consistent
     verdict = verify(path, anchor=anchor)
     assert not verdict.ok
-    assert verdict.message == (
+    assert failure(verdict) == (
         "seq 3 is not the record anchor audit.anchor line 2 records: the log was rewritten "
         "after it was anchored"
     )
@@ -848,7 +854,7 @@ def test_another_log_under_the_same_keys_does_not_pass_for_this_one(
     assert verify(path, keys).ok  # an intact log, just not this one
     verdict = verify(path, keys, anchor=anchor)
     assert not verdict.ok
-    assert verdict.message == (
+    assert failure(verdict) == (
         f"anchor a.anchor line 1 belongs to log {ours}, but this is log {theirs}: the log was "
         "replaced by another one, or the anchor is not this log's"
     )
@@ -920,7 +926,7 @@ def test_a_damaged_anchor_line_fails(tmp_path: Path, keys: LocalKeyProvider) -> 
     content = anchor.read_text()
     anchor.write_text(content.replace('"kind":"file"', '"kind":"event"'))
     verdict = verify(path, keys, anchor=anchor)
-    assert verdict.message == (
+    assert failure(verdict) == (
         "anchor audit.anchor is damaged: line 1 is not an anchor entry (the record is not a "
         "signed file or checkpoint record): it was edited"
     )
