@@ -341,6 +341,12 @@ class JsonlAuditSink:
             assert tail is not None
             decl = info.decl
             key = self._chain_key(decl)
+            every = decl.params.checkpoint_every
+            if decl.params.checkpoint_key is not None and every and unsigned >= every:
+                # A crash tore the checkpoint off the append that made it due: sign it
+                # now, before the event, or the verifier would count one event too many.
+                records.append(self._signed_record(seq, prev, decl, key))
+                seq, prev, unsigned = seq + 1, records[-1]["hash"], 0
         event_record: Record = {"seq": seq, "kind": "event", "prev": prev, "event": event}
         event_record["hash"] = record_hash(event_record, key, decl.log)
         records.append(event_record)

@@ -1447,3 +1447,32 @@ def test_closing_a_batch_sink_whose_log_was_moved_still_closes(tmp_path: Path) -
     sink.close()
     with pytest.raises(AuditSinkError, match="is closed"):
         sink.emit(make_event(2))
+
+
+def test_a_checkpoint_torn_off_by_a_crash_is_signed_before_the_next_event(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    """The third event and its checkpoint go out in one write; a crash keeps only part of it.
+
+    The next writer cuts the torn checkpoint and adopts the whole event, leaving three
+    unsigned events: the checkpoint they are owed comes first, so the log still verifies.
+    """
+    path = tmp_path / "audit.jsonl"
+    sink = keyed_sink(path, keys, checkpoint_every=3)
+    sink.emit(make_event(1))
+    sink.emit(make_event(2))
+    old_head = head_path(path).read_bytes()
+    sink.emit(make_event(3))
+    data = path.read_bytes()
+    checkpoint_starts = data.rstrip(b"\n").rfind(b"\n") + 1
+    assert json.loads(data[checkpoint_starts:])["kind"] == "checkpoint"
+    path.write_bytes(data[: checkpoint_starts + 40])  # what reached the disk
+    head_path(path).write_bytes(old_head)  # the head update never happened
+    keyed_sink(path, keys, checkpoint_every=3).emit(make_event(4))
+    records = lines(path)
+    kinds = [r["kind"] for r in records]
+    assert kinds == ["file", *["event"] * 3, "checkpoint", "event"]
+    assert records[5]["event"] == make_event(4).to_dict()
+    verdict = verify(path, keys)
+    assert verdict.ok, verdict.message
+    assert "; 2 signatures verified;" in verdict.message  # the file record and the checkpoint
