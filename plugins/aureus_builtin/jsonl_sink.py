@@ -119,6 +119,19 @@ class _Tail:
 
 
 @attrs.frozen(kw_only=True)
+class _Reached:
+    """The last record a sink wrote: its seq, hash and log, and where its line ends."""
+
+    seq: int
+    hash: str
+    log: str | None
+    index: int
+    """The number of the file it was written to."""
+    end: int
+    """The offset just past its newline in that file."""
+
+
+@attrs.frozen(kw_only=True)
 class _FileInfo:
     decl: FileDecl
     first_seq: int
@@ -212,8 +225,8 @@ class JsonlAuditSink:
         self._unsynced = 0
         self._closed = False
         self._opened = False
-        self._reached: tuple[int, str, str | None] | None = None
-        """The last record this sink wrote or adopted: seq, hash, log ID."""
+        self._reached: _Reached | None = None
+        """The last record this sink wrote: where it ends, its seq, hash and log ID."""
         self._mac_current: str | None = None
         self._mac_checked = 0.0
 
@@ -375,7 +388,9 @@ class JsonlAuditSink:
             key,
             sync=sync,
         )
-        self._reached = (last["seq"], last["hash"], decl.log)
+        self._reached = _Reached(
+            seq=last["seq"], hash=last["hash"], log=decl.log, index=decl.index, end=size
+        )
         self._unsynced = 0 if sync else self._unsynced + 1
 
     def _settings(self) -> tuple[object, ...]:
@@ -738,23 +753,59 @@ class JsonlAuditSink:
     # -- rollback ----------------------------------------------------------------
 
     def _check_not_rolled_back(self, state: _State) -> None:
-        """The log must still reach the last record this sink wrote or adopted, in the same log."""
-        if self._reached is None:
+        """The log must still hold the last record this sink wrote, in the same log."""
+        reached = self._reached
+        if reached is None:
             return
-        seq, digest, log = self._reached
-        tail = state.tail
+        seq, tail = reached.seq, state.tail
         end = f"ends at seq {tail.seq}" if tail is not None else "is gone"
-        if tail is None or tail.seq < seq or (tail.seq == seq and tail.hash != digest):
+        if tail is None or tail.seq < seq or (tail.seq == seq and tail.hash != reached.hash):
             raise self._refuse(
                 f"this writer appended up to seq {seq}, but the log now {end}: it was rolled "
                 "back (cut, and given an older head file) or replaced. If it was moved aside on "
                 "purpose, restart the process to start a new log"
             )
-        if state.log != log:
+        if state.log != reached.log:
             raise self._refuse(
-                f"this writer appended to log {log}, but the files now belong to log "
+                f"this writer appended to log {reached.log}, but the files now belong to log "
                 f"{state.log}: the log was replaced by another one"
             )
+        if tail.seq > seq and not self._still_holds(reached, tail.index):
+            raise self._refuse(
+                f"this writer appended seq {seq}, but the log (now at seq {tail.seq}) holds "
+                "another record there: it was rolled back (cut, and given an older head file) "
+                "and appended to since, or rewritten"
+            )
+
+    def _still_holds(self, reached: _Reached, active: int) -> bool:
+        """Whether the line ending where this sink's last record ended is still that record.
+
+        Other writers appended since, so the tail says nothing about it: read that one
+        line back from its end (in the active file, or the file it was rotated into).
+        """
+        path = self.path if reached.index == active else rotated_path(self.path, reached.index)
+        try:
+            with path.open("rb") as handle:
+                if os.fstat(handle.fileno()).st_size < reached.end:
+                    return False
+                window = 4096
+                while True:
+                    start = max(0, reached.end - window)
+                    handle.seek(start)
+                    data = handle.read(reached.end - start)
+                    cut = data.rfind(b"\n", 0, len(data) - 1)
+                    if cut >= 0 or start == 0:
+                        break
+                    window *= 2
+        except FileNotFoundError:
+            return False
+        if not data.endswith(b"\n"):
+            return False
+        try:
+            record = parse_json(data[cut + 1 :])
+        except ValueError:
+            return False
+        return record.get("seq") == reached.seq and record.get("hash") == reached.hash
 
     def _check_anchor(self, state: _State) -> None:
         """On opening: the log must reach the latest record the anchor holds, and contain it."""

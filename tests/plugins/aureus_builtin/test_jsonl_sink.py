@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 import aureus_builtin
@@ -1476,3 +1477,84 @@ def test_a_checkpoint_torn_off_by_a_crash_is_signed_before_the_next_event(
     verdict = verify(path, keys)
     assert verdict.ok, verdict.message
     assert "; 2 signatures verified;" in verdict.message  # the file record and the checkpoint
+
+
+def big_event(number: int) -> AuditEvent:
+    """An event whose line is several times the 4 KiB a writer first reads back."""
+    return attrs.evolve(make_event(number), details=(("note", "x" * 20_000),))
+
+
+def test_a_rollback_that_other_writers_appended_past_is_still_refused(tmp_path: Path) -> None:
+    """Cut back with an older head, then another writer appends beyond where this one was.
+
+    The log is longer again, so only the record this writer wrote tells: it is gone.
+    """
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path)
+    for number in range(3):
+        sink.emit(make_event(number))
+    saved = snapshot(path)
+    for number in range(3, 6):
+        sink.emit(make_event(number))
+    roll_back(path, saved)
+    other = JsonlAuditSink(path)
+    for number in range(10, 16):
+        other.emit(make_event(number))
+    assert lines(path)[-1]["seq"] == 9
+    assert verify(path).ok  # a consistent log: nothing on disk tells
+    with pytest.raises(AuditSinkError) as refused:
+        sink.emit(make_event(99))
+    assert str(refused.value).startswith(
+        f"audit log {path} cannot be continued: this writer appended seq 6, but the log (now "
+        "at seq 9) holds another record there: it was rolled back (cut, and given an older "
+        "head file) and appended to since, or rewritten. Run"
+    )
+    assert lines(path)[-1]["seq"] == 9
+
+
+def test_a_rollback_to_a_shorter_file_that_others_appended_past_is_refused(
+    tmp_path: Path,
+) -> None:
+    """This writer's last line was long; the rolled-back file never grew back to its end."""
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path)
+    sink.emit(make_event(0))
+    saved = snapshot(path)
+    sink.emit(big_event(1))
+    end = path.stat().st_size
+    roll_back(path, saved)
+    other = JsonlAuditSink(path)
+    for number in range(10, 13):
+        other.emit(make_event(number))
+    assert path.stat().st_size < end
+    with pytest.raises(AuditSinkError, match="this writer appended seq 2, but the log"):
+        sink.emit(make_event(99))
+
+
+def test_a_rotated_file_holding_this_writers_record_must_still_be_there(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path, max_bytes=2048)
+    sink.emit(make_event(0))
+    other = JsonlAuditSink(path, max_bytes=2048)
+    for number in range(1, 12):
+        other.emit(make_event(number))
+    assert len(chain_files(path)) >= 3
+    rotated_path(path, 1).rename(tmp_path / "elsewhere")
+    with pytest.raises(AuditSinkError, match="this writer appended seq 1, but the log"):
+        sink.emit(make_event(99))
+
+
+def test_writers_taking_turns_across_rotations_and_long_lines_go_on(tmp_path: Path) -> None:
+    """The check reads back each writer's own last line, wherever rotation moved it."""
+    path = tmp_path / "audit.jsonl"
+    first = JsonlAuditSink(path, max_bytes=30_000)
+    second = JsonlAuditSink(path, max_bytes=30_000)
+    for number in range(12):
+        first.emit(big_event(number) if number % 3 == 0 else make_event(number))
+        second.emit(make_event(100 + number))
+        if number % 4 == 3:
+            second.emit(big_event(200 + number))
+    assert len(chain_files(path)) >= 3
+    verdict = verify(path)
+    assert verdict.ok, verdict.message
+    assert verdict.events == 27
