@@ -94,3 +94,18 @@ def test_the_stack_gives_no_code_when_several_keys_failed_differently() -> None:
     assert raised.value.code is None
     assert "refusing://a (did not unwrap)" in str(raised.value)
     assert "refusing://b (did not unwrap)" in str(raised.value)
+
+
+def test_every_public_error_is_exported_from_the_package() -> None:
+    """A caller catches any Aureus error by importing it from ``aureus_core``."""
+    import aureus_core
+    from aureus_core import errors
+
+    public = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type)
+        and issubclass(value, errors.AureusError)
+        and not name.startswith("_")
+    }
+    assert public - set(aureus_core.__all__) == set()
