@@ -770,18 +770,20 @@ class JsonlAuditSink:
                 f"this writer appended to log {reached.log}, but the files now belong to log "
                 f"{state.log}: the log was replaced by another one"
             )
-        if tail.seq > seq and not self._still_holds(reached, tail.index):
+        active = state.info.decl.index if state.info is not None else None
+        if tail.seq > seq and not self._still_holds(reached, active):
             raise self._refuse(
                 f"this writer appended seq {seq}, but the log (now at seq {tail.seq}) holds "
                 "another record there: it was rolled back (cut, and given an older head file) "
                 "and appended to since, or rewritten"
             )
 
-    def _still_holds(self, reached: _Reached, active: int) -> bool:
+    def _still_holds(self, reached: _Reached, active: int | None) -> bool:
         """Whether the line ending where this sink's last record ended is still that record.
 
         Other writers appended since, so the tail says nothing about it: read that one
-        line back from its end (in the active file, or the file it was rotated into).
+        line back from its end, in the active file (number ``active``; ``None`` if a
+        rotation left none yet) or the file it was rotated into.
         """
         path = self.path if reached.index == active else rotated_path(self.path, reached.index)
         try:

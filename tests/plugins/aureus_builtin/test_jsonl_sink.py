@@ -1558,3 +1558,18 @@ def test_writers_taking_turns_across_rotations_and_long_lines_go_on(tmp_path: Pa
     verdict = verify(path)
     assert verdict.ok, verdict.message
     assert verdict.events == 27
+
+
+def test_a_writer_finds_its_record_in_a_file_another_writer_rotated_before_crashing(
+    tmp_path: Path,
+) -> None:
+    """The other writer renamed the active file away and died before starting the next."""
+    path = tmp_path / "audit.jsonl"
+    first = JsonlAuditSink(path)
+    first.emit(make_event(1))
+    JsonlAuditSink(path).emit(make_event(2))
+    path.rename(rotated_path(path, 1))  # the rename of a rotation, then the crash
+    first.emit(make_event(3))
+    assert [f.name for f in chain_files(path)] == ["audit.jsonl.000001", "audit.jsonl"]
+    assert [(r["seq"], r["kind"]) for r in lines(path)] == [(3, "file"), (4, "event")]
+    assert verify(path).ok
