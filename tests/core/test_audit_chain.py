@@ -1169,3 +1169,25 @@ def test_rotated_files_are_this_logs_numbered_files_in_number_order(tmp_path: Pa
     path.write_bytes(b"")
     assert chain_files(path) == [*rotated_files(path), path]
     assert rotated_files(tmp_path / "nowhere" / "audit.jsonl") == []
+
+
+def test_checkpoints_signed_before_and_after_a_key_rotation_need_both_public_keys(
+    tmp_path: Path, signer: LocalKeyProvider
+) -> None:
+    """One PEM per version: each signature is tried against every key given, in any order."""
+    path = tmp_path / "audit.jsonl"
+    sink = signed_sink(path, signer, every=2)
+    for number in range(2):
+        sink.emit(make_event(number))
+    signer.rotate_key(KeyRef.parse(SIGNER))
+    for number in range(2, 4):
+        sink.emit(make_event(number))
+    versions = [r["sig"]["version"] for r in records_of(path) if "sig" in r]
+    assert versions == ["1", "1", "2"]
+    old, new = (signer.public_key(KeyRef.parse(SIGNER).with_version(v)) for v in ("1", "2"))
+    for pems in ([old, new], [new, old]):
+        verdict = verify(path, check_signature=public_key_check(pems))
+        assert verdict.ok, verdict.message
+        assert verdict.checkpoints == 3
+    only_new = verify(path, check_signature=public_key_check([new]))
+    assert failure(only_new).startswith("audit.jsonl line 1 (seq 0): the signature does not")
