@@ -470,8 +470,12 @@ def test_a_deleted_log_is_not_silently_restarted(tmp_path: Path) -> None:
     sink = JsonlAuditSink(path)
     sink.emit(make_event(1))
     path.unlink()
-    with pytest.raises(AuditSinkError, match="the log is missing but its head file says"):
+    with pytest.raises(AuditSinkError) as error:
         sink.emit(make_event(2))
+    assert str(error.value).startswith(
+        f"audit log {path} cannot be continued: the log is missing but its head file says it "
+        "reached seq 1: it was deleted or moved; restore it. Run"
+    )
 
 
 def test_new_settings_start_a_new_file_in_the_same_chain(
@@ -1250,10 +1254,18 @@ def test_a_line_of_garbage_after_the_head_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     sink = JsonlAuditSink(path)
     sink.emit(make_event(1))
-    with path.open("ab") as handle:
-        handle.write(b"{}\nnot json\n")
-    with pytest.raises(AuditSinkError, match=r"record 1 after byte \d+ \(expected seq 2\) does"):
-        sink.emit(make_event(2))
+    for garbage in (b"not json\n", b"{}\n"):
+        head = head_path(path).read_bytes()
+        with path.open("ab") as handle:
+            handle.write(garbage)
+        with pytest.raises(
+            AuditSinkError, match=r"record 1 after byte \d+ \(expected seq 2\) does"
+        ):
+            sink.emit(make_event(2))
+        path.write_bytes(path.read_bytes()[: -len(garbage)])
+        assert head_path(path).read_bytes() == head
+    sink.emit(make_event(2))
+    assert verify(path).ok
 
 
 def test_a_record_appended_without_the_mac_key_is_refused(
@@ -1573,3 +1585,57 @@ def test_a_writer_finds_its_record_in_a_file_another_writer_rotated_before_crash
     assert [f.name for f in chain_files(path)] == ["audit.jsonl.000001", "audit.jsonl"]
     assert [(r["seq"], r["kind"]) for r in lines(path)] == [(3, "file"), (4, "event")]
     assert verify(path).ok
+
+
+def test_an_append_that_signs_two_records_writes_two_anchor_lines(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    """A new log with a checkpoint every event: file record and checkpoint in one append."""
+    path = tmp_path / "logs" / "audit.jsonl"
+    anchor = tmp_path / "elsewhere" / "deeper" / "audit.anchor"
+    anchored_sink(path, keys, anchor, checkpoint_every=1).emit(make_event(1))
+    assert [r["kind"] for r in lines(path)] == ["file", "event", "checkpoint"]
+    raw = anchor.read_bytes().splitlines(keepends=True)
+    assert [json.loads(line)["record"]["kind"] for line in raw] == ["file", "checkpoint"]
+    assert all(line.startswith(b'{"format":"aureus-audit-anchor/1"') for line in raw)
+    assert oct(anchor.parent.stat().st_mode & 0o777) == "0o700"
+    assert verify(path, keys, anchor=anchor).ok
+
+
+def test_catching_up_events_only_counts_them_toward_the_next_checkpoint(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = keyed_sink(path, keys, checkpoint_every=3)
+    sink.emit(make_event(1))
+    old_head = head_path(path).read_bytes()
+    sink.emit(make_event(2))
+    head_path(path).write_bytes(old_head)  # one event behind
+    keyed_sink(path, keys, checkpoint_every=3).emit(make_event(3))
+    assert [r["kind"] for r in lines(path)] == ["file", "event", "event", "event", "checkpoint"]
+    assert verify(path, keys).ok
+
+
+def test_a_rollback_rewritten_to_the_same_length_is_refused(tmp_path: Path) -> None:
+    """Records re-appended with other content of the same length.
+
+    Where this writer's last record ended, a line with its seq ends again, with another hash.
+    """
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path)
+    for number in range(3):
+        sink.emit(make_event(number))
+    saved = snapshot(path)
+    for number in range(3, 6):
+        sink.emit(make_event(number))
+    ours = path.read_bytes()
+    roll_back(path, saved)
+    other = JsonlAuditSink(path)
+    for number in range(3, 7):
+        other.emit(attrs.evolve(make_event(number), principal="contract-principaX"))
+    now = path.read_bytes()
+    assert now[: len(ours)] != ours
+    assert now[len(ours) - 1 : len(ours)] == b"\n"  # a line still ends where ours did ...
+    assert json.loads(now[: len(ours)].splitlines()[-1])["seq"] == 6  # ... and is seq 6
+    with pytest.raises(AuditSinkError, match="this writer appended seq 6, but the log"):
+        sink.emit(make_event(99))
