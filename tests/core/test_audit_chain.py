@@ -599,11 +599,12 @@ def test_deleted_records_are_named_as_a_range(tmp_path: Path) -> None:
 
 
 def test_a_deleted_record_is_told_from_garbage_further_on(tmp_path: Path) -> None:
-    """Looking ahead for the missing seq reads past a line that is not JSON."""
+    """Looking ahead for the missing seq reads past lines that are not records of it."""
     path = tmp_path / "audit.jsonl"
     records = write_log(path, 4)
     del records[2]
-    path.write_bytes(relinked(records, records[0]["file"]["log"]) + b"{not json\n")
+    garbage = b'{not json\n{"seq":2.0}\n{"seq":"2"}\n'
+    path.write_bytes(relinked(records, records[0]["file"]["log"]) + garbage)
     verdict = verify(path, no_head=True)
     assert failure(verdict) == (
         "audit.jsonl line 3 (seq 3): seq 2 missing before it: records were deleted"

@@ -938,8 +938,9 @@ def test_a_damaged_anchor_line_fails(tmp_path: Path, keys: LocalKeyProvider) -> 
     with pytest.raises(AuditSinkError, match=r"its anchor .* is damaged"):
         anchored_sink(path, keys, anchor).emit(make_event(2))
     anchor.write_text("")
-    assert verify(path, keys, anchor=anchor).message.startswith(
-        "anchor audit.anchor holds no entries"
+    assert failure(verify(path, keys, anchor=anchor)) == (
+        "anchor audit.anchor holds no entries: a writer records the first one when it creates "
+        "the log, so it was emptied, or it is not an anchor"
     )
 
 
