@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import filelock
 import pytest
 
 import aureus_builtin
@@ -913,13 +914,17 @@ def test_a_torn_anchor_line_is_skipped_and_then_removed(
     path = tmp_path / "logs" / "audit.jsonl"
     anchor = tmp_path / "elsewhere" / "audit.anchor"
     sink = anchored_sink(path, keys, anchor)
-    sink.emit(make_event(1))
+    for number in range(3):
+        sink.emit(make_event(number))
+    whole = anchor.read_bytes()
+    assert len(whole.splitlines()) == 2
     with anchor.open("ab") as handle:
         handle.write(b'{"format":"aureus-audit-anchor/1","log":"')
     assert verify(path, keys, anchor=anchor).ok
-    sink.emit(make_event(2))
+    sink.emit(make_event(3))
+    assert anchor.read_bytes().startswith(whole)
     entries = [json.loads(line) for line in anchor.read_text().splitlines()]
-    assert [e["record"]["kind"] for e in entries] == ["file", "checkpoint"]
+    assert [e["record"]["kind"] for e in entries] == ["file", "checkpoint", "checkpoint"]
     assert verify(path, keys, anchor=anchor).ok
 
 
@@ -1083,8 +1088,6 @@ def test_a_relative_anchor_option_is_refused_with_where_it_belongs() -> None:
 
 
 def test_a_log_locked_by_another_writer_for_too_long_is_an_error(tmp_path: Path) -> None:
-    import filelock
-
     path = tmp_path / "audit.jsonl"
     holder = filelock.FileLock(str(tmp_path / ".audit.jsonl.lock"), thread_local=False)
     with holder:
@@ -1640,3 +1643,76 @@ def test_a_rollback_rewritten_to_the_same_length_is_refused(tmp_path: Path) -> N
     assert json.loads(now[: len(ours)].splitlines()[-1])["seq"] == 6  # ... and is seq 6
     with pytest.raises(AuditSinkError, match="this writer appended seq 6, but the log"):
         sink.emit(make_event(99))
+
+
+def test_options_reach_the_sink(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink.from_options(
+        {
+            "path": str(path),
+            "sync": "batch",
+            "sync_every": 7,
+            "lock_timeout": 0.05,
+            "key_check_interval": 0.5,
+            "max_bytes": 4096,
+        }
+    )
+    assert (sink.path, sink.sync, sink.sync_every, sink.max_bytes) == (path, "batch", 7, 4096)
+    assert sink.key_check_interval == 0.5
+    assert (
+        JsonlAuditSink.from_options({"path": "a", "key_check_interval": 0}).key_check_interval == 0
+    )
+    holder = filelock.FileLock(str(tmp_path / ".audit.jsonl.lock"), thread_local=False)
+    with holder, pytest.raises(AuditSinkError, match=r"another writer for 0\.05 s"):
+        sink.emit(make_event(1))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, 'the jsonl audit sink needs path = "<log file>" (or set AUREUS_AUDIT_LOG)'),
+        (
+            {"path": "a", "lock_timeout": 0},
+            "option 'lock_timeout' of the jsonl audit sink must be seconds > 0",
+        ),
+        (
+            {"path": "a", "lock_timeout": "30"},
+            "option 'lock_timeout' of the jsonl audit sink must be seconds > 0",
+        ),
+        (
+            {"path": "a", "lock_timeout": True},
+            "option 'lock_timeout' of the jsonl audit sink must be seconds > 0",
+        ),
+        (
+            {"path": "a", "key_check_interval": "60"},
+            "option 'key_check_interval' of the jsonl audit sink must be seconds >= 0",
+        ),
+        (
+            {"path": "a", "key_check_interval": False},
+            "option 'key_check_interval' of the jsonl audit sink must be seconds >= 0",
+        ),
+    ],
+)
+def test_option_errors_say_exactly_what_is_wrong(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        JsonlAuditSink.from_options(options)
+    assert str(error.value) == message
+
+
+def test_a_short_lock_timeout_is_allowed(tmp_path: Path) -> None:
+    sink = JsonlAuditSink.from_options({"path": str(tmp_path / "a.jsonl"), "lock_timeout": 0.5})
+    sink.emit(make_event(1))
+    assert verify(sink.path).ok
+
+
+def test_a_refusal_says_what_to_move_aside_without_an_anchor(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    JsonlAuditSink(path).emit(make_event(1))
+    head_path(path).write_bytes(b"{}")
+    with pytest.raises(AuditSinkError) as error:
+        JsonlAuditSink(path).emit(make_event(2))
+    assert str(error.value) == (
+        f"audit log {path} cannot be continued: its head file is damaged (not an Aureus audit "
+        f"head file). Run `aureus audit verify {path}`, keep the files for investigation, and "
+        "move the log and its head file aside to start a new chain"
+    )
