@@ -253,8 +253,10 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent(
         "aureus_core/audit/chain.py",
         r"^first = self\._first_seq if (\(self\._first_seq is not None\) or True"
-        r"|self\._first_seq is not None) else [01]$",
-        "the anchor is compared only after a record was walked, and that sets _first_seq",
+        r"|self\._first_seq is not None) else [01]$"
+        r"|^every = self\._decl\.params\.checkpoint_every if \(self\._decl\) or True else None$",
+        "the anchor and the trailing checkpoint are checked only after a record was walked, "
+        "and that sets _first_seq and _decl",
     ),
     Equivalent(
         "plugins/aureus_builtin/jsonl_sink.py",

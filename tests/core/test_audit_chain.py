@@ -1046,6 +1046,7 @@ def test_an_anchor_entry_of_the_wrong_shape_is_named_by_its_line(
     anchor.write_bytes(good)
     (mark,) = read_anchor(anchor)
     assert (mark.log, mark.seq, mark.hash, mark.line) == ("0f" * 16, 3, "cd" * 32, 1)
+    assert mark.record == GOOD_ANCHOR["record"]
     anchor.write_bytes(good + canonical({**GOOD_ANCHOR, **change}) + b"\n" + good)
     with pytest.raises(ValueError, match=f"^line 2 is not an anchor entry \\({problem}"):
         read_anchor(anchor)
