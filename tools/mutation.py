@@ -486,9 +486,10 @@ def run_group(
         run = mutmut(work, "run", "--max-children", str(max_children))
         (work / "mutmut-run.log").write_text(run.stdout + run.stderr)
     elif mode == "survivors":
+        before = {row["name"]: row for row in collect(work)}
         again = [
             row["name"]
-            for row in collect(work)
+            for row in before.values()
             if row["status"] == "no tests"
             or (
                 row["status"] == "survived"
@@ -498,8 +499,14 @@ def run_group(
         refresh_tests(work, group)
         run = mutmut(work, "run", "--max-children", str(max_children), *again)
         log = run.stdout + run.stderr
-        # Functions a fix changed lost their verdicts when mutmut mutated them again.
-        changed = [row["name"] for row in collect(work) if row["status"] == "not checked"]
+        # Functions a fix changed lost their verdicts when mutmut mutated them again (a
+        # mutant an interrupted run never reached stays unchecked: run the group again).
+        changed = [
+            row["name"]
+            for row in collect(work)
+            if row["status"] == "not checked"
+            and (row["name"] not in before or before[row["name"]]["status"] != "not checked")
+        ]
         if changed:
             run = mutmut(work, "run", "--max-children", str(max_children), *changed)
             log += run.stdout + run.stderr
