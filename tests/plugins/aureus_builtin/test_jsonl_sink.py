@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -518,8 +519,12 @@ def test_an_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_keys_need_providers(tmp_path: Path) -> None:
     sink = JsonlAuditSink(tmp_path / "audit.jsonl", hmac_key=MAC_KEY)
-    with pytest.raises(AuditSinkError, match="needs key providers for hmac_key"):
+    with pytest.raises(AuditSinkError) as error:
         sink.emit(make_event(1))
+    assert str(error.value) == (
+        f"audit log {sink.path}: the jsonl audit sink needs key providers for hmac_key and "
+        "checkpoint_key: build it through a KeyStack, or pass providers="
+    )
 
 
 def test_a_signing_key_cannot_be_the_mac_key(tmp_path: Path, keys: LocalKeyProvider) -> None:
@@ -1720,3 +1725,21 @@ def test_a_refusal_says_what_to_move_aside_without_an_anchor(tmp_path: Path) -> 
         f"head file). Run `aureus audit verify {path}`, keep the files for investigation, and "
         "move the log and its head file aside to start a new chain"
     )
+
+
+def test_a_checkpoint_record_carries_its_time_and_the_signing_key_version(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = keyed_sink(path, keys, checkpoint_every=1)
+    keys.rotate_key(KeyRef.parse(SIGNER))
+    sink.emit(make_event(1))
+    checkpoint = lines(path)[-1]
+    assert list(checkpoint) == ["seq", "kind", "prev", "time", "sig", "hash"]
+    assert checkpoint["kind"] == "checkpoint"
+    stamped = datetime.fromisoformat(checkpoint["time"])
+    assert stamped.utcoffset() == timedelta(0)
+    assert abs(datetime.now(timezone.utc) - stamped) < timedelta(minutes=5)
+    sig = checkpoint["sig"]
+    assert (sig["key"], sig["version"], sig["algorithm"]) == (SIGNER, "2", "ed25519")
+    assert verify(path, keys).ok
