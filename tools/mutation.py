@@ -246,6 +246,12 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "_closed is only tested for truth: None is as false as False",
     ),
     Equivalent(
+        "aureus_core/audit/chain.py",
+        r"if n >= number and _seq_of\(line\) == expected",
+        "the line at ``number`` holds the record being checked, whose seq is not the one "
+        "looked for",
+    ),
+    Equivalent(
         "plugins/aureus_builtin/jsonl_sink.py",
         r'reader\.string\((name|"path"), (None|"XXXX")\)',
         "the default is never used: from_options reads the option only when it is present",

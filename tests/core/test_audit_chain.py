@@ -7,6 +7,7 @@ keys could (SHA-256 chains), so only the check under test can catch it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
@@ -1193,3 +1194,76 @@ def test_checkpoints_signed_before_and_after_a_key_rotation_need_both_public_key
         assert verdict.checkpoints == 3
     only_new = verify(path, check_signature=public_key_check([new]))
     assert failure(only_new).startswith("audit.jsonl line 1 (seq 0): the signature does not")
+
+
+# -- what each break says, word for word ------------------------------------------------------
+
+
+def test_an_edited_record_is_named_with_how_the_file_is_chained(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path, 2)
+    path.write_bytes(path.read_bytes().replace(b'"outcome":"ok"', b'"outcome":"no"', 1))
+    assert failure(verify(path, no_head=True)) == (
+        "audit.jsonl line 3 (seq 2): the record's hash does not match its content (SHA-256): "
+        "the record was edited, or it comes from another log"
+    )
+    old = tmp_path / "old" / "audit.jsonl"
+    old.parent.mkdir()
+    format_1_log(old, 2)
+    old.write_bytes(old.read_bytes().replace(b'"outcome": "ok"', b'"outcome": "no"', 1))
+    assert failure(verify(old, no_head=True, allow_format_1=True)) == (
+        "audit.jsonl line 3 (seq 2): the record's hash does not match its content (SHA-256, "
+        "format 1): the record was edited, or it comes from another log"
+    )
+
+
+def test_a_torn_last_line_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    write_log(path, 1)
+    with path.open("ab") as handle:
+        handle.write(b'{"seq":2,"kind":"ev')
+    assert failure(verify(path)) == (
+        "audit.jsonl line 3: the last line is incomplete: a writer stopped in the middle of an "
+        "append (the next append repairs it), or the file was cut mid-record"
+    )
+
+
+def test_a_forged_signature_and_a_downgraded_log_are_named(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    keyed_log(path, keys)
+    mac, check = mac_with(keys), check_with(keys)
+    records = records_of(path)
+    other = LocalKeyProvider(tmp_path / "other")
+    other.create_key("audit-signer", KeySpec(key_type=KeyType.ED25519))
+    log = records[0]["file"]["log"]
+    forged = other.sign(KeyRef.parse(SIGNER), signed_bytes(records[3], log))
+    other.close()
+    assert records[3]["kind"] == "checkpoint"
+    records[3]["sig"]["value"] = base64.b64encode(forged.value).decode()
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[3] = json.dumps(records[3]).encode() + b"\n"
+    path.write_bytes(b"".join(lines))
+    assert failure(verify(path, mac=mac, check_signature=check, no_head=True)).startswith(
+        "audit.jsonl line 4 (seq 3): the record's hash does not match"  # HMAC: caught first
+    )
+    records[3]["hash"] = record_hash(records[3], None, log)  # as a SHA-256 log would allow
+    lines[3] = json.dumps(records[3]).encode() + b"\n"
+    path.write_bytes(b"".join(lines))
+    downgraded = records_of(path)
+    downgraded[0]["file"]["params"] = {
+        "alg": "sha256",
+        "checkpoint_key": SIGNER,
+        "checkpoint_every": 2,
+    }
+    rewrite(path, downgraded, log)
+    assert failure(verify(path, mac_key=MAC_KEY, mac=mac, no_head=True)) == (
+        "audit.jsonl line 1 (seq 0): the file is chained with plain SHA-256, but HMAC under "
+        "local://audit-mac was required: the log was downgraded and rewritten, or it is not "
+        "the log you expect"
+    )
+    assert failure(verify(path, check_signature=check, no_head=True)) == (
+        "audit.jsonl line 1 (seq 0): the signature does not verify: the records before it were "
+        "altered, or the record was forged"
+    )
