@@ -247,6 +247,24 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "aureus_core/audit/chain.py",
+        r'^self\._(since|last_signed|decl|first_seq)(: [^=]+)? = (None|1|"")$',
+        "a verifier's starting values: every walk starts with a file record, which sets them "
+        "(a file without one fails first)",
+    ),
+    Equivalent(
+        "aureus_core/audit/chain.py",
+        r"if (head is not None or head_data is not None|anchor is not None or marks is not None):",
+        "the head (anchor) is loaded exactly when it is given",
+    ),
+    Equivalent(
+        "aureus_core/audit/chain.py",
+        r"^return (\+1|\+2|-2)$|else (\+1|\+2|-2)$",
+        "where a file whose first line has no whole seq sorts: it fails at that line wherever it "
+        "is walked, and only which of two broken files is named first could change",
+        before=r"return -1$|else -1$",
+    ),
+    Equivalent(
+        "aureus_core/audit/chain.py",
         r"if n >= number and _seq_of\(line\) == expected",
         "the line at ``number`` holds the record being checked, whose seq is not the one "
         "looked for",

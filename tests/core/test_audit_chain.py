@@ -28,6 +28,7 @@ from aureus_core.audit.chain import (
     RECORD_DOMAIN_2,
     ChainError,
     ChainParams,
+    ChainVerifier,
     FileDecl,
     Verdict,
     canonical,
@@ -1267,3 +1268,32 @@ def test_a_forged_signature_and_a_downgraded_log_are_named(
         "audit.jsonl line 1 (seq 0): the signature does not verify: the records before it were "
         "altered, or the record was forged"
     )
+
+
+def test_an_unreadable_file_is_an_error_before_any_verdict(tmp_path: Path) -> None:
+    """Even without a head file (itself a failed verdict), a file that cannot be read is an
+    error: the caller gave the wrong path, which says nothing about the log."""
+    missing = tmp_path / "audit.jsonl"
+    with pytest.raises(ChainError, match=r"No such file or directory$"):
+        verify_chain([missing])
+
+
+def test_the_verifier_used_directly_has_the_strict_defaults(tmp_path: Path) -> None:
+    """No format 1 unless allowed, and no log without its head file unless declared."""
+    path = tmp_path / "audit.jsonl"
+    format_1_log(path, 2)
+    verdict = ChainVerifier().verify(chain_files(path), head_path(path))
+    assert failure(verdict).endswith("pass --allow-format-1 to check it with that format's rules")
+    assert failure(ChainVerifier().verify(chain_files(path))).startswith("no head file was given")
+    assert ChainVerifier(allow_format_1=True).verify(chain_files(path), head_path(path)).ok
+
+
+@pytest.mark.parametrize("first", [b"{}", b'{"seq":"0","kind":"file"}', b'{"seq":null}'])
+def test_a_file_whose_first_record_has_no_whole_seq_is_a_verdict_not_a_crash(
+    tmp_path: Path, first: bytes
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    files = rotated_log(path)
+    files[1].write_bytes(first + b"\n" + b"".join(files[1].read_bytes().splitlines(True)[1:]))
+    verdict = verify_chain(files, head=head_path(path))
+    assert failure(verdict).startswith("audit.jsonl.000002 line 1: not a valid audit record (bad")
