@@ -1494,14 +1494,18 @@ def test_a_checkpoint_torn_off_by_a_crash_is_signed_before_the_next_event(
     assert json.loads(data[checkpoint_starts:])["kind"] == "checkpoint"
     path.write_bytes(data[: checkpoint_starts + 40])  # what reached the disk
     head_path(path).write_bytes(old_head)  # the head update never happened
-    keyed_sink(path, keys, checkpoint_every=3).emit(make_event(4))
+    later = keyed_sink(path, keys, checkpoint_every=3)
+    later.emit(make_event(4))
     records = lines(path)
     kinds = [r["kind"] for r in records]
     assert kinds == ["file", *["event"] * 3, "checkpoint", "event"]
     assert records[5]["event"] == make_event(4).to_dict()
+    later.emit(make_event(5))
+    later.emit(make_event(6))  # the third event since the overdue checkpoint: the next one
+    assert [r["kind"] for r in lines(path)][5:] == [*["event"] * 3, "checkpoint"]
     verdict = verify(path, keys)
     assert verdict.ok, verdict.message
-    assert "; 2 signatures verified;" in verdict.message  # the file record and the checkpoint
+    assert "; 3 signatures verified;" in verdict.message  # the file record, two checkpoints
 
 
 def big_event(number: int) -> AuditEvent:
@@ -1735,6 +1739,8 @@ def test_a_checkpoint_record_carries_its_time_and_the_signing_key_version(
     keys.rotate_key(KeyRef.parse(SIGNER))
     sink.emit(make_event(1))
     checkpoint = lines(path)[-1]
+    assert list(lines(path)[0]) == ["seq", "kind", "prev", "time", "file", "sig", "hash"]
+    assert datetime.fromisoformat(lines(path)[0]["time"]).utcoffset() == timedelta(0)
     assert list(checkpoint) == ["seq", "kind", "prev", "time", "sig", "hash"]
     assert checkpoint["kind"] == "checkpoint"
     stamped = datetime.fromisoformat(checkpoint["time"])
@@ -1743,3 +1749,65 @@ def test_a_checkpoint_record_carries_its_time_and_the_signing_key_version(
     sig = checkpoint["sig"]
     assert (sig["key"], sig["version"], sig["algorithm"]) == (SIGNER, "2", "ed25519")
     assert verify(path, keys).ok
+
+
+def test_an_event_that_fills_the_file_exactly_to_max_bytes_stays_in_it(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    JsonlAuditSink(path).emit(make_event(0))
+    event = make_event(1)
+    room = path.stat().st_size + len(canonical(event.to_dict())) + 200
+    JsonlAuditSink(path, max_bytes=room).emit(event)
+    assert chain_files(path) == [path]
+    JsonlAuditSink(path, max_bytes=room).emit(make_event(2))
+    assert len(chain_files(path)) == 2
+
+
+def test_a_dead_writers_head_temp_file_is_removed_at_the_next_rotation(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path, max_bytes=2048)
+    sink.emit(make_event(0))
+    abandoned = tmp_path / ".audit.jsonl.head.999999.tmp"
+    abandoned.write_bytes(b"{")
+    sink.emit(make_event(1))  # no rotation: a running writer does not look
+    assert abandoned.exists()
+    number = 2
+    while len(chain_files(path)) == 1:
+        sink.emit(make_event(number))
+        number += 1
+    assert not abandoned.exists()
+    assert verify(path).ok
+
+
+def test_a_writer_rechecks_the_mac_key_version_only_every_key_check_interval(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = keyed_sink(path, keys, key_check_interval=3600)
+    sink.emit(make_event(1))
+    keys.rotate_key(KeyRef.parse(MAC_KEY))
+    sink.emit(make_event(2))
+    sink.emit(make_event(3))
+    assert chain_files(path) == [path]
+    assert lines(path)[0]["file"]["params"]["mac_key"] == f"{MAC_KEY}?version=1"
+    assert verify(path, keys).ok
+
+
+def test_the_head_file_is_private_to_the_owner(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    JsonlAuditSink(path).emit(make_event(1))
+    assert oct(head_path(path).stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_format_1_head_beside_a_format_2_file_stops_the_writer(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    JsonlAuditSink(path).emit(make_event(1))
+    log = lines(path)[0]["file"]["log"]
+    head = json.loads(head_path(path).read_bytes())
+    del head["log"]
+    head["format"] = "aureus-audit-head/1"
+    head_path(path).write_bytes(canonical(head))
+    with pytest.raises(AuditSinkError) as error:
+        JsonlAuditSink(path).emit(make_event(2))
+    assert (
+        f"its head file audit.jsonl.head belongs to another log (format 1) than file 1 ({log})"
+    ) in str(error.value)
