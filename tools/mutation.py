@@ -291,6 +291,37 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "plugins/aureus_builtin/jsonl_sink.py",
+        r".",
+        "durability only: these decide when the log, head and anchor are fsynced (and an "
+        "append that writes no signed record opens the anchor for nothing); no process reads "
+        "a difference, only a power loss would show one",
+        before=r'^sync = self\.sync == "record" or anchored or self\._unsynced \+ 1 >= '
+        r"self\.sync_every$|^self\._unsynced = 0 if sync else self\._unsynced \+ 1$"
+        r'|^anchored = self\.anchor is not None and any\("sig" in record for record in records\)$'
+        r"|^size = self\._write\(data, sync=sync\)$|^sync=sync,$",
+    ),
+    Equivalent(
+        "plugins/aureus_builtin/jsonl_sink.py",
+        r"and tail\.seq >= info\.first_seq$|^unsigned = tail\.unsigned if tail is not None else 1$"
+        r"|unsigned >= \(params\.checkpoint_every or 2\):$"
+        r"|checkpoint_every=self\.checkpoint_every if \(self\.checkpoint_key\) or True else None,",
+        "a file's first append writes its file record and an event, so it never holds the "
+        "file record alone; a new log starts a new file, which resets the count; "
+        "checkpoint_every is set whenever a checkpoint key is; the file record writes "
+        "checkpoint_every only beside a checkpoint key",
+    ),
+    Equivalent(
+        "plugins/aureus_builtin/jsonl_sink.py",
+        r"or now - self\._mac_checked > self\.key_check_interval$",
+        "the monotonic clock moves between two appends: equality with the interval lasts no time",
+    ),
+    Equivalent(
+        "plugins/aureus_builtin/jsonl_sink.py",
+        r"^info = (None|self\._files\.get\(None\))$|^self\._files\[line\] = None$",
+        "the parsed file records are a cache: without it each append parses the first line again",
+    ),
+    Equivalent(
+        "plugins/aureus_builtin/jsonl_sink.py",
         r'getattr\((None|os), "(XX)?(O_CLOEXEC|o_cloexec)(XX)?",? ?(0|1|None)?\)',
         "close-on-exec: each descriptor is closed before the function returns, so it matters "
         "only for a child another thread starts in that moment, which no test can time",
