@@ -265,6 +265,21 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "aureus_core/audit/chain.py",
+        r"allow_nan=(None|True)\)|separators=\(\",\", \":\"\), allow_nan=False\)"
+        r"|ensure_ascii=True, \)\.encode\(",
+        "encode_line writes a record whose hash canonical() computed first, and canonical() "
+        "refuses NaN; ensure_ascii is json.dumps's default",
+        before=r"json\.dumps\(record, separators",
+    ),
+    Equivalent(
+        "aureus_core/audit/chain.py",
+        r'readline\(None\)|rstrip\(None\)|lstrip\(b"\\n"\)|rstrip\(b"XX\\nXX"\)',
+        "the first line is parsed as JSON, which ignores the whitespace around it; the limit "
+        "only bounds the read of a damaged file",
+        before=r'return handle\.readline\(limit\)\.rstrip\(b"\\n"\)',
+    ),
+    Equivalent(
+        "aureus_core/audit/chain.py",
         r"if n >= number and _seq_of\(line\) == expected",
         "the line at ``number`` holds the record being checked, whose seq is not the one "
         "looked for",
@@ -309,6 +324,17 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "file record alone; a new log starts a new file, which resets the count; "
         "checkpoint_every is set whenever a checkpoint key is; the file record writes "
         "checkpoint_every only beside a checkpoint key",
+    ),
+    Equivalent(
+        "plugins/aureus_builtin/jsonl_sink.py",
+        r"tail = self\._tail_of\(records, decl\.index, size, (None|1)\)$"
+        r"|if decl\.index != 1 and info\.first_seq != 0 or len"
+        r'|if stat\.st_size <= head\["size"\]:$|if tail\.seq >= seq and not self\._still_holds'
+        r"|entry\.unlink\(missing_ok=(None|False)\)",
+        "records scanned from a file's start begin with its file record, which resets the "
+        "count; file 1 is the only file that starts at seq 0; equal sizes returned just "
+        "before; this writer's own last record reads back as itself; temp files are removed "
+        "under the lock, so none vanishes meanwhile",
     ),
     Equivalent(
         "plugins/aureus_builtin/jsonl_sink.py",

@@ -110,9 +110,17 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_json(data: bytes | str) -> Record:
-    """A JSON object; duplicate keys are refused, so no two readers see different records."""
-    value = json.loads(data, object_pairs_hook=_no_duplicates)
+    """A JSON object; duplicate keys are refused, so no two readers see different records.
+
+    ``NaN`` and ``Infinity``, which Python's reader accepts but JSON does not, are refused
+    too: no record with them was ever written, and none could be hashed.
+    """
+    value = json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
     return value

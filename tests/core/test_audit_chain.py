@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -1297,3 +1298,42 @@ def test_a_file_whose_first_record_has_no_whole_seq_is_a_verdict_not_a_crash(
     files[1].write_bytes(first + b"\n" + b"".join(files[1].read_bytes().splitlines(True)[1:]))
     verdict = verify_chain(files, head=head_path(path))
     assert failure(verdict).startswith("audit.jsonl.000002 line 1: not a valid audit record (bad")
+
+
+def test_an_hmac_record_hash_covers_the_log_and_the_record(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    keyed_log(path, keys, events=1)
+    record = records_of(path)[1]
+    log = records_of(path)[0]["file"]["log"]
+    chain_key = mac_with(keys)(
+        f"{MAC_KEY}?version=1", b"aureus-audit-jsonl/chain-key/v2\n" + log.encode()
+    )
+    body = {k: v for k, v in record.items() if k != "hash"}
+    content = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    by_hand = hmac.new(
+        chain_key, b"aureus-audit-record/2\n" + log.encode() + b"\n" + content, hashlib.sha256
+    ).hexdigest()
+    assert record["hash"] == by_hand
+
+
+def test_checkpoints_every_event_and_two_unknown_members_are_told_apart() -> None:
+    params = {"alg": "sha256", "checkpoint_key": SIGNER, "checkpoint_every": 1}
+    assert ChainParams.from_dict(params).checkpoint_every == 1
+    with pytest.raises(ValueError, match=r"^unknown members colour, size$"):
+        FileDecl.from_dict({**GOOD_DECL, "size": 1, "colour": "red"})
+
+
+def test_a_line_with_nan_is_a_failed_verdict_not_a_crash(tmp_path: Path) -> None:
+    """Python's JSON reader takes NaN; the hash (strict JSON) cannot, so it is refused first."""
+    path = tmp_path / "audit.jsonl"
+    write_log(path, 2)
+    raw = path.read_bytes()
+    path.write_bytes(raw.replace(b'"byte_count":100', b'"byte_count":NaN', 1))
+    assert failure(verify(path)) == (
+        "audit.jsonl line 3: not a valid audit record (NaN is not a JSON number): the line was "
+        "edited or inserted"
+    )
+    with pytest.raises(ValueError, match=r"^-Infinity is not a JSON number$"):
+        parse_json(b'{"seq":-Infinity}')

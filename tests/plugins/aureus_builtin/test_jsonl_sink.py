@@ -1811,3 +1811,89 @@ def test_a_format_1_head_beside_a_format_2_file_stops_the_writer(tmp_path: Path)
     assert (
         f"its head file audit.jsonl.head belongs to another log (format 1) than file 1 ({log})"
     ) in str(error.value)
+
+
+def test_a_new_writer_continues_an_intact_anchored_log(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    """Opening checks the log against the anchor's latest record, and it is there."""
+    path = tmp_path / "logs" / "audit.jsonl"
+    anchor = tmp_path / "elsewhere" / "audit.anchor"
+    anchored_sink(path, keys, anchor).emit(make_event(1))
+    anchored_sink(path, keys, anchor).emit(make_event(2))
+    anchored_sink(path, keys, anchor).emit(make_event(3))
+    assert verify(path, keys, anchor=anchor).ok
+
+
+def test_a_first_append_of_three_records_without_its_head_is_recovered(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    """File record, event and checkpoint (every event) written, the head never: not a cut."""
+    path = tmp_path / "logs" / "audit.jsonl"
+    anchor = tmp_path / "elsewhere" / "audit.anchor"
+    anchored_sink(path, keys, anchor, checkpoint_every=1, max_bytes=100_000).emit(make_event(1))
+    assert len(lines(path)) == 3
+    head_path(path).unlink()
+    anchored_sink(path, keys, anchor, checkpoint_every=1, max_bytes=100_000).emit(make_event(2))
+    kinds = [r["kind"] for r in lines(path)]
+    assert kinds == ["file", "event", "checkpoint", "event", "checkpoint"]
+    assert verify(path, keys, anchor=anchor).ok
+
+
+def test_a_record_after_the_head_must_link_to_it(tmp_path: Path) -> None:
+    """Right seq and a valid SHA-256 hash, but it does not link to the head's record."""
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path)
+    sink.emit(make_event(1))
+    log = lines(path)[0]["file"]["log"]
+    stray: dict[str, Any] = {
+        "seq": 2,
+        "kind": "event",
+        "prev": "00" * 32,
+        "event": make_event(5).to_dict(),
+    }
+    stray["hash"] = record_hash(stray, None, log)
+    with path.open("a") as handle:
+        handle.write(json.dumps(stray) + "\n")
+    with pytest.raises(AuditSinkError, match=r"record 1 after byte \d+ \(expected seq 2\) does"):
+        sink.emit(make_event(2))
+
+
+def test_a_new_file_after_a_head_left_behind_must_link_to_the_head(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path, max_bytes=2048)
+    number = 0
+    while True:
+        old_head = head_path(path).read_bytes() if head_path(path).exists() else None
+        sink.emit(make_event(number))
+        number += 1
+        if rotated_path(path, 1).exists():
+            break
+    assert old_head is not None
+    head_path(path).write_bytes(old_head)
+    records = lines(path)
+    log = records[0]["file"]["log"]
+    records[0]["prev"] = "00" * 32
+    for index, record in enumerate(records):
+        if index:
+            record["prev"] = records[index - 1]["hash"]
+        record["hash"] = record_hash(record, None, log)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(AuditSinkError, match=r"record 1 after byte 0 \(expected seq \d+\) does"):
+        JsonlAuditSink(path, max_bytes=2048).emit(make_event(number))
+
+
+def test_a_running_writer_refuses_a_log_deleted_behind_it(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlAuditSink(path)
+    sink.emit(make_event(1))
+    path.unlink()
+    head_path(path).unlink()
+    with pytest.raises(AuditSinkError) as error:
+        sink.emit(make_event(2))
+    assert str(error.value).startswith(
+        f"audit log {path} cannot be continued: this writer appended up to seq 1, but the log "
+        "now is gone: it was rolled back (cut, and given an older head file) or replaced. If it "
+        "was moved aside on purpose, restart the process to start a new log. Run"
+    )
+    assert not path.exists()
