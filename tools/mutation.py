@@ -233,6 +233,22 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent("aureus_core/cache.py", r"to_bytes\((3|9), \"big\"\)", _INJECTIVE),
     Equivalent("aureus_core/cache.py", r'b"XXXX"\.join|"XX\\nXX"\.join', _INJECTIVE),
+    # context: aureus_core/context.py, keyref.py
+    Equivalent(
+        "aureus_core/context.py",
+        r"^encoded\.sort\(key=None\)$",
+        "keys are unique and so are their UTF-8 encodings: whole tuples sort by their first item",
+    ),
+    Equivalent(
+        "aureus_core/context.py",
+        r'struct\.unpack_from\(">H", view, \)',
+        "unpack_from's offset defaults to 0, the value removed",
+    ),
+    Equivalent(
+        "aureus_core/keyref.py",
+        r"if \(isinstance\(value, Mapping\)\) and False else \(value or \(\)\)",
+        "dict() reads a mapping as it reads the mapping's items",
+    ),
 )
 
 
