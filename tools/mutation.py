@@ -249,6 +249,13 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         r"if \(isinstance\(value, Mapping\)\) and False else \(value or \(\)\)",
         "dict() reads a mapping as it reads the mapping's items",
     ),
+    # rotation: aureus_core/rotation.py
+    Equivalent(
+        "aureus_core/rotation.py",
+        r"^return now\.astimezone\(None\)$",
+        "every use of now is arithmetic on instants, the same in any zone; no result shows "
+        "now's zone",
+    ),
 )
 
 
