@@ -256,6 +256,21 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "every use of now is arithmetic on instants, the same in any zone; no result shows "
         "now's zone",
     ),
+    # signature: aureus_core/signature.py, plugins/aureus_local/signing.py
+    Equivalent(
+        "plugins/aureus_local/signing.py",
+        r"^if s >= _P256_HALF_ORDER:$",
+        "OpenSSL draws each nonce, so s is exactly (n - 1) / 2 with probability 2**-255; "
+        "verify's side of the same boundary is tested",
+    ),
+    Equivalent(
+        "plugins/aureus_local/signing.py",
+        r".",
+        "cryptography (>= 47, as required) decodes with a strict DER parser that refuses "
+        "non-minimal lengths, padded integers and trailing bytes first, so no input decodes "
+        "and then re-encodes differently; the comparison stays as defence in depth",
+        before=r'^"(malformed ECDSA signature: it is not strict DER|integers, or trailing bytes\))',
+    ),
 )
 
 
