@@ -71,6 +71,8 @@ _available: bool | None = None
 """Whether ``opentelemetry-api`` imports; ``None`` until first needed (tests set ``False``)."""
 
 _PROVIDER_ENV = ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+_named_in_env: bool | None = None
+"""Whether the environment names a provider for the API to load (read at the first operation)."""
 
 
 def _untouched() -> bool:
@@ -79,11 +81,16 @@ def _untouched() -> bool:
     A provider is set, and a span started, through the API's modules, so until
     one of them is imported every span and measurement would go nowhere: the
     operation skips them without importing the API (tens of milliseconds, felt
-    on every command-line start).
+    on every command-line start).  A provider named in the environment is
+    loaded by the API itself: the variables are read once, at the first
+    operation, as the API reads them once.
     """
-    return "opentelemetry" not in sys.modules and not any(
-        os.environ.get(name) for name in _PROVIDER_ENV
-    )
+    global _named_in_env
+    if "opentelemetry" in sys.modules:
+        return False
+    if _named_in_env is None:
+        _named_in_env = any(os.environ.get(name) for name in _PROVIDER_ENV)
+    return not _named_in_env
 
 
 def otel_available() -> bool:
