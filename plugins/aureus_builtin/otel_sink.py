@@ -55,8 +55,14 @@ _require_api()
 @functools.cache
 def _api() -> Any:
     """The OpenTelemetry API functions the sink calls, imported once."""
-    from opentelemetry import trace
-    from opentelemetry._logs import LogRecord, SeverityNumber, get_logger_provider
+    try:
+        from opentelemetry import trace
+        from opentelemetry._logs import LogRecord, SeverityNumber, get_logger_provider
+    except ImportError as error:  # found at plugin load, but broken or partly installed
+        raise ConfigError(
+            f"the otel audit sink cannot import the OpenTelemetry API ({error}); "
+            "reinstall it: pip install 'aureus-kms[otel]'"
+        ) from None
 
     return SimpleNamespace(
         get_current_span=trace.get_current_span,
