@@ -74,8 +74,7 @@ statuses = {info.name: info.status.value for info in get_host().plugins()}
 print(json.dumps({"modules": modules, "statuses": statuses}))
 """
 
-NOT_NEEDED_BY_ENCRYPT = (
-    "asyncio",
+NOT_NEEDED_BY_ENCRYPT = (  # not asyncio itself: some filelock releases import it
     "opentelemetry",
     "boto3",
     "botocore",
