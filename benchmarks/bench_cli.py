@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if load > (os.cpu_count() or 1):
         print(f"warning: 1-minute load average {load:.1f}: other work shares the CPUs")
-    if shutil.which("aureus") is None and len(_aureus_command()) > 1:
+    if len(_aureus_command()) > 1:
         print("note: no `aureus` script installed next to this interpreter; ran the entry point")
     if args.json:
         Path(args.json).write_text(
