@@ -203,3 +203,30 @@ def test_core_and_help_import_no_cloud_sdk(code):
     )
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_distribution_facts_match_what_importlib_metadata_parses(tmp_path):
+    """The header-only read gives what the full parse gives, folded lines and a body included."""
+    from importlib import metadata
+
+    from aureus_core.plugins import _DistFacts
+
+    info = tmp_path / "folded_dist-2.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\r\nName: folded-dist\r\nVersion: 2.0\r\n"
+        "Summary: a summary\r\n  folded onto a second line\r\n"
+        'Requires-Dist: boto3>=1.35; extra == "aws"\r\nRequires-Dist: attrs\r\n'
+        "\r\nName: not-a-header\r\nRequires-Dist: also-not-a-header\r\n"
+    )
+    dists = [
+        metadata.distribution("aureus-kms"),
+        metadata.distribution("pluggy"),
+        *metadata.distributions(path=[str(tmp_path)]),
+    ]
+    for dist in dists:
+        facts = _DistFacts(dist)
+        assert facts.name == dist.metadata["Name"]
+        assert facts.version == dist.version
+        assert facts.requires == list(dist.requires or [])
+    assert _DistFacts(dists[-1]).requires == ['boto3>=1.35; extra == "aws"', "attrs"]
