@@ -188,8 +188,31 @@ def _install_hint(ep: metadata.EntryPoint, error: BaseException) -> str | None:
         return install_line(dist, extras)
     if isinstance(error, ModuleNotFoundError) and error.name:
         top = error.name.split(".")[0]
+        required = _requirement_for_module(dist, top) if dist is not None else None
+        if required is not None:
+            return f"pip install {required}  (a requirement of {dist.name}: module {top!r})"
         return f"pip install {top}  (the distribution that provides module {top!r})"
     return None
+
+
+def _requirement_for_module(dist: metadata.Distribution, module: str) -> str | None:
+    """The one unconditional requirement of ``dist`` whose name fits ``module``, if any.
+
+    Distributions and their modules are often named apart (``python-pkcs11``
+    provides ``pkcs11``); the plugin's own requirements are where to look.
+    """
+    wanted = module.replace("_", "-").lower()
+    fits = {wanted, f"py{wanted}", f"python-{wanted}"}
+    found = set()
+    for requirement in dist.requires or []:
+        spec, _, marker = requirement.partition(";")
+        name = _REQUIREMENT_NAME.match(spec)
+        if name is None or "extra" in marker:
+            continue
+        normal = re.sub(r"[-_.]+", "-", name.group(1)).lower()
+        if normal in fits or normal.endswith(f"-{wanted}"):
+            found.add(name.group(1))
+    return found.pop() if len(found) == 1 else None
 
 
 _KINDS: tuple[tuple[str, str], ...] = (

@@ -71,6 +71,26 @@ def test_missing_sdk_is_recorded_with_install_hint_and_others_load(fake_dist):
     assert "good" in host.key_providers
 
 
+def test_a_missing_module_is_traced_to_the_plugins_requirement_that_provides_it(fake_dist):
+    """The module is ``pkcs11`` but the distribution is ``python-pkcs11``: say that one."""
+    broken = fake_dist(
+        "import pkcs11_absent_xyz\n",
+        dist="acme-hsm",
+        requires=("aureus-kms", "python-pkcs11-absent-xyz>=0.9", "extra-thing; extra == 'x'"),
+    )
+    lone = fake_dist("import other_absent_xyz\n", dist="acme-other")
+    host = PluginHost(environ=only(broken, lone))
+    infos = {info.name: info for info in host.plugins()}
+    assert infos[broken].install_hint == (
+        "pip install python-pkcs11-absent-xyz  (a requirement of acme-hsm: module "
+        "'pkcs11_absent_xyz')"
+    )
+    assert infos[lone].install_hint == (
+        "pip install other_absent_xyz  (the distribution that provides module "
+        "'other_absent_xyz')"
+    )
+
+
 def test_plugin_bug_at_import_is_recorded(fake_dist):
     broken = fake_dist("raise RuntimeError('boom in plugin')\n")
     host = PluginHost(environ=only(broken))
