@@ -188,9 +188,10 @@ def _install_hint(ep: metadata.EntryPoint, error: BaseException) -> str | None:
         return install_line(dist, extras)
     if isinstance(error, ModuleNotFoundError) and error.name:
         top = error.name.split(".")[0]
-        required = _requirement_for_module(dist, top) if dist is not None else None
-        if required is not None:
-            return f"pip install {required}  (a requirement of {dist.name}: module {top!r})"
+        if dist is not None:
+            required = _requirement_for_module(dist, top)
+            if required is not None:
+                return f"pip install {required}  (a requirement of {dist.name}: module {top!r})"
         return f"pip install {top}  (the distribution that provides module {top!r})"
     return None
 

@@ -86,8 +86,7 @@ def test_a_missing_module_is_traced_to_the_plugins_requirement_that_provides_it(
         "'pkcs11_absent_xyz')"
     )
     assert infos[lone].install_hint == (
-        "pip install other_absent_xyz  (the distribution that provides module "
-        "'other_absent_xyz')"
+        "pip install other_absent_xyz  (the distribution that provides module 'other_absent_xyz')"
     )
 
 
