@@ -1081,3 +1081,23 @@ def test_an_applied_retirement_names_every_version_it_retires(
         )
     ]
     assert local.describe_key(KeyRef.parse("local://aged")).min_decryption_version == "4"
+
+
+def test_key_group_and_verify_keys_of_describe_only_providers_are_seen(
+    local: LocalKeyProvider,
+):
+    """A key named only in [stack.key_groups] or verify_keys is still under the policy."""
+    described = DescribeOnly()
+    config = StackConfig.from_dict(
+        {
+            "providers": {"desc": {}},
+            "stack": {
+                "key_groups": {"a": ["desc://group-a"], "b": ["desc://group-b"]},
+                "threshold": 2,
+                "verify_keys": ["desc://release-signer"],
+            },
+        }
+    )
+    with KeyStack(config=config, providers={"local": local, "desc": described}) as s:
+        seen = sorted(meta.uri for meta, _ in s.key_status(now=NOW))
+    assert seen == ["desc://group-a", "desc://group-b", "desc://release-signer"]
