@@ -64,6 +64,9 @@ class GenerationState:
         Never lowers it: the value returned may be higher than ``generation``
         if another process recorded a higher one.
         """
+        # The lock file sits beside the state file: make its directory first, private,
+        # rather than letting the lock make it with the umask's mode.
+        self._ensure_directory()
         try:
             self._lock.acquire()
         except filelock.Timeout:
@@ -125,7 +128,8 @@ class GenerationState:
             ) from None
         return entries
 
-    def _write(self, entries: dict[str, int]) -> None:
+    def _ensure_directory(self) -> None:
+        """Create the state file's directory (mode 0700) before the lock file's would be."""
         directory = self.path.parent
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -134,6 +138,9 @@ class GenerationState:
                 f"the keystore state file {self.path} cannot be created: {directory} is not "
                 "a directory; point the local provider's state_file option elsewhere"
             ) from None
+
+    def _write(self, entries: dict[str, int]) -> None:
+        directory = self.path.parent
         content = {
             "format": STATE_FORMAT,
             "format_version": STATE_FORMAT_VERSION,

@@ -20,10 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import filelock
 import pytest
 
 from aureus_core.context import EncryptionContext
-from aureus_core.errors import ConfigError, KeyDisabled, KeystoreCorrupted
+from aureus_core.errors import ConfigError, KeyDisabled, KeystoreCorrupted, ProviderUnavailable
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec, KeyState
 from aureus_local import LocalKeyProvider, wrapping
@@ -359,3 +360,139 @@ def test_a_write_through_this_process_is_seen_at_once(
     make_provider().set_version_state(ref("local://payments?version=1"), KeyState.DISABLED)
     with pytest.raises(KeyDisabled):
         reader.unwrap(wrapped.key, wrapped.encrypted, CONTEXT)
+
+
+# -- the state file itself ---------------------------------------------------------
+
+KEYSTORE_ID = "c" * 32
+
+
+def _state_with(entry: object) -> bytes:
+    """A state file in the right shape apart from ``entry``, the one keystore's entry."""
+    return json.dumps(
+        {
+            "format": "aureus-local-keystore-state",
+            "format_version": 1,
+            "keystores": {KEYSTORE_ID: entry},
+        }
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\xff\xfe",  # not UTF-8
+        b"[]",  # not an object
+        b'{"format": "aureus-local-keystore", "format_version": 1, "keystores": {}}',
+        b'{"format": "aureus-local-keystore-state", "format_version": 2, "keystores": {}}',
+        b'{"format": "aureus-local-keystore-state", "keystores": {}}',
+        b'{"format": "aureus-local-keystore-state", "format_version": 1, "keystores": []}',
+        b'{"format": "aureus-local-keystore-state", "format_version": 1}',
+        _state_with(5),
+        _state_with({}),
+        _state_with({"generation": "5"}),
+        _state_with({"generation": True}),
+        _state_with({"generation": 1.0}),
+        _state_with({"generation": -1}),
+        _state_with({"generation": 2**63}),
+    ],
+)
+def test_a_state_file_in_any_other_shape_is_refused_and_left_alone(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    state = GenerationState(path, lock_timeout=5)
+
+    for attempt in (lambda: state.seen(KEYSTORE_ID), lambda: state.record(KEYSTORE_ID, 9)):
+        with pytest.raises(KeystoreCorrupted) as refused:
+            attempt()
+        message = str(refused.value)
+        assert message.startswith(f"the keystore state file {path} is damaged (")
+        assert message.endswith(
+            "): it only records the highest keystore generation seen, so delete it, or "
+            "restore it, knowing that until it records a generation again, an older "
+            "keystore.json would not be detected"
+        )
+        assert refused.value.provider == "local"
+    assert path.read_bytes() == content  # a damaged file is never overwritten
+
+
+@pytest.mark.parametrize("generation", [0, 1, 2**63 - 1])
+def test_a_state_file_holds_generations_from_0_to_2_63_minus_1(
+    tmp_path: Path, generation: int
+) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(_state_with({"generation": generation}))
+    state = GenerationState(path, lock_timeout=5)
+
+    assert state.seen(KEYSTORE_ID) == generation
+    assert state.seen("d" * 32) == 0
+    assert state.record(KEYSTORE_ID, generation) == generation
+
+
+def test_recording_a_generation_no_higher_than_the_file_leaves_the_file_as_it_is(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.json"
+    state = GenerationState(path, lock_timeout=5)
+    assert state.record(KEYSTORE_ID, 4) == 4
+    before = path.stat()
+    content = path.read_bytes()
+
+    assert state.record(KEYSTORE_ID, 4) == 4
+    assert state.record(KEYSTORE_ID, 3) == 4
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert path.read_bytes() == content
+    assert state.record(KEYSTORE_ID, 5) == 5
+    assert path.stat().st_ino != before.st_ino  # a raise is a new file, renamed into place
+
+
+def test_the_state_file_is_written_whole_in_a_private_new_directory(tmp_path: Path) -> None:
+    path = tmp_path / "private" / "deeper" / "state.json"
+    GenerationState(path, lock_timeout=5).record(KEYSTORE_ID, 12)
+
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert path.read_text() == (
+        "{\n"
+        '  "format": "aureus-local-keystore-state",\n'
+        '  "format_version": 1,\n'
+        '  "keystores": {\n'
+        f'    "{KEYSTORE_ID}": {{\n'
+        '      "generation": 12\n'
+        "    }\n"
+        "  }\n"
+        "}\n"
+    )
+    assert sorted(p.name for p in path.parent.iterdir()) == ["state.json", "state.json.lock"]
+
+
+def test_a_state_file_under_a_file_is_a_configuration_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    path = blocker / "state.json"
+    state = GenerationState(path, lock_timeout=5)
+
+    with pytest.raises(ConfigError) as refused:
+        state.record(KEYSTORE_ID, 1)
+    assert str(refused.value) == (
+        f"the keystore state file {path} cannot be created: {blocker} is not a directory; "
+        "point the local provider's state_file option elsewhere"
+    )
+
+
+def test_a_state_file_locked_by_another_writer_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    holder = filelock.FileLock(str(tmp_path / "state.json.lock"))
+    state = GenerationState(path, lock_timeout=0.05)
+    with holder, pytest.raises(ProviderUnavailable) as refused:
+        state.record(KEYSTORE_ID, 1)
+    assert str(refused.value) == (
+        f"the keystore state file {path} stayed locked for 0.05 s (state.json.lock): "
+        "retry, or look for a stuck process"
+    )
+    assert refused.value.provider == "local"
+    assert not path.exists()
+    assert state.record(KEYSTORE_ID, 1) == 1  # the lock was released: the next one works

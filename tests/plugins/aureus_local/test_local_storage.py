@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import os
 import stat
@@ -13,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from aureus_core.context import EncryptionContext
 from aureus_core.errors import (
@@ -533,3 +537,81 @@ def test_reprs_and_file_hold_no_key_material(
     assert PASSPHRASE not in shown
     assert PASSPHRASE not in stored
     assert repr(Sealer(bytes(32))) == "Sealer(<secret>)"
+
+
+# -- the documented format, read without Aureus ----------------------------------------
+
+
+def _spec_hkdf(master: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master)
+
+
+def _check_documented_format(
+    directory: Path, master: bytes, name: str, material: bytes, fingerprint: str
+) -> None:
+    """Check every derived value of ``keystore.json`` as sealing.py's docstring specifies it."""
+    document = keystore_json(directory)
+    verifier_key = _spec_hkdf(master, b"aureus-local/v1/verifier-key")
+    assert base64.b64decode(document["verifier"]) == hmac.digest(
+        verifier_key, b"aureus-local/v1/verifier", "sha256"
+    )
+    fingerprint_label = b"aureus-local/v1/fingerprint\x00"
+    keystore_id = document["keystore_id"].encode()
+    tag = hmac.digest(verifier_key, fingerprint_label + keystore_id, "sha256")
+    assert fingerprint == tag[:16].hex()
+    mac = base64.b64decode(document.pop("mac"))
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    mac_key = _spec_hkdf(master, b"aureus-local/v1/document-mac-key")
+    assert mac == hmac.digest(
+        mac_key, b"aureus-local/v1/document\x00" + canonical.encode("ascii"), "sha256"
+    )
+    version = document["keys"][name]["versions"][0]
+    aad = json.dumps(
+        ["aureus-local/v1/material", document["keystore_id"], name, 1, "aes-256"],
+        separators=(",", ":"),
+    ).encode("ascii")
+    material_key = _spec_hkdf(master, b"aureus-local/v1/material-key")
+    nonce, sealed = base64.b64decode(version["nonce"]), base64.b64decode(version["ciphertext"])
+    assert AESGCM(material_key).decrypt(nonce, sealed, aad) == material
+
+
+def test_a_key_file_keystore_is_sealed_and_authenticated_as_documented(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    material = bytes(range(100, 132))
+    provider = make_provider()
+    # Non-ASCII text in the document: the MAC covers its ASCII-escaped canonical JSON.
+    spec = KeySpec(key_type="aes-256", description="clé ✓", labels={"équipe": "paiements"})
+    provider.import_key("payments", spec, KeyMaterial(format="raw", data=Secret(material)))
+    master = (keystore_dir / "master.key").read_bytes()
+
+    _check_documented_format(
+        keystore_dir, master, "payments", material, provider.keystore_info().fingerprint
+    )
+
+
+def test_a_passphrase_keystore_derives_its_master_key_as_documented(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    material = bytes(range(50, 82))
+    # "é" as e + combining acute (NFD): the key comes from its NFC form, one code point.
+    decomposed = "cafe\u0301 passphrase"
+    provider = make_provider(passphrase=Secret(decomposed), scrypt_log_n=10)
+    spec = KeySpec(key_type="aes-256")
+    provider.import_key("payments", spec, KeyMaterial(format="raw", data=Secret(material)))
+    params = keystore_json(keystore_dir)["master_key"]
+    assert (params["log_n"], params["r"], params["p"]) == (10, 8, 1)
+    salt = base64.b64decode(params["salt"])
+    master = Scrypt(salt=salt, length=32, n=2**10, r=8, p=1).derive("caf\u00e9 passphrase".encode())
+
+    _check_documented_format(
+        keystore_dir, master, "payments", material, provider.keystore_info().fingerprint
+    )
+    composed = make_provider(passphrase=Secret("caf\u00e9 passphrase"), scrypt_log_n=10)
+    assert composed.keystore_info() == provider.keystore_info()
+
+
+@pytest.mark.parametrize("size", [0, 16, 31, 33, 64])
+def test_a_sealer_refuses_a_master_key_of_another_size(size: int) -> None:
+    with pytest.raises(ValueError, match=r"^a master key is 32 bytes$"):
+        Sealer(bytes(size))

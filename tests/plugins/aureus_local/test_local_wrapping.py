@@ -15,7 +15,7 @@ from aureus_core.interfaces import KeyMaterial
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec
 from aureus_core.sensitive import Secret
-from aureus_local import LocalKeyProvider
+from aureus_local import LocalKeyProvider, wrapping
 
 WRAPPING_KEY = bytes(range(32))
 CONTEXT = EncryptionContext({"tenant": "acme", "purpose": "invoices"})
@@ -221,3 +221,44 @@ def test_signing_keys_do_not_wrap(local_provider: LocalKeyProvider) -> None:
 def test_wrap_unknown_key(local_provider: LocalKeyProvider) -> None:
     with pytest.raises(KeyNotFound, match="local://w"):
         local_provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+
+
+LENGTHS_AND_IV = struct.pack(">II", 128, 12) + bytes(range(12))
+
+
+def test_provider_info_without_a_key_name_names_no_key() -> None:
+    # Exactly the lengths and the IV: the key name is empty, so the info names nothing.
+    assert len(LENGTHS_AND_IV) == 20
+    assert wrapping.key_name_in(LENGTHS_AND_IV) is None
+    assert wrapping.key_name_in(LENGTHS_AND_IV[1:]) is None
+    assert wrapping.key_name_in(b"k" + LENGTHS_AND_IV) == b"k"
+
+
+# Heads up to 160 bytes take the memoised parse, longer ones the direct parse: both refuse alike.
+@pytest.mark.parametrize("long", [False, True], ids=["short", "long"])
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"\xff\xfe:1",  # not UTF-8
+        b"bad name:1",  # a version, but a space in the name
+        b"-w:1",  # a version, but the name starts with '-'
+        b"w:01",  # a version with a leading zero
+        b"w",  # no version
+        b":1",  # no name
+    ],
+)
+def test_provider_info_that_names_no_valid_local_key_version_is_not_ours(
+    wrapper: LocalKeyProvider, head: bytes, long: bool
+) -> None:
+    if long:  # a name over 160 bytes (valid names stop at 128: these stay invalid)
+        name, sep, version = head.rpartition(b":")
+        head = (name or b"w") + b"w" * 170 + sep + version
+        assert len(head) > 160
+    encrypted = wrapper.wrap(ref("local://w"), DATA_KEY, CONTEXT).encrypted
+    forged = attrs.evolve(encrypted, provider_info=head + encrypted.provider_info[-20:])
+
+    assert wrapping.parse_info(forged) is None
+    assert wrapper.owner_of(forged) is None
+    with pytest.raises(DecryptionError) as caught:
+        wrapper.unwrap(ref("local://w"), forged, CONTEXT)
+    assert str(caught.value) == str(DecryptionError())
