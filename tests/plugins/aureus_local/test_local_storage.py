@@ -255,7 +255,10 @@ def test_newer_format_asks_for_an_upgrade(filled: LocalKeyProvider, keystore_dir
     with pytest.raises(ProviderUnavailable) as caught:
         filled.list_keys()
     assert not isinstance(caught.value, KeystoreCorrupted)
-    assert "upgrade" in str(caught.value)
+    assert str(caught.value) == (
+        f"keystore file {keystore_dir / 'keystore.json'} cannot be read: it has format version "
+        f"{FORMAT_VERSION + 1}; this Aureus reads versions 1 and 2 and 3; upgrade aureus-kms"
+    )
 
 
 def test_missing_master_key(
@@ -615,3 +618,163 @@ def test_a_passphrase_keystore_derives_its_master_key_as_documented(
 def test_a_sealer_refuses_a_master_key_of_another_size(size: int) -> None:
     with pytest.raises(ValueError, match=r"^a master key is 32 bytes$"):
         Sealer(bytes(size))
+
+
+# -- what is read before the MAC: every refusal says what is wrong ----------------
+
+
+def _set(path: str, value: object) -> Callable[[dict[str, Any]], None]:
+    """An edit of one field (dotted path) of the JSON document; ``...`` deletes it."""
+
+    def edit(document: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target = document
+        for name in parents:
+            target = target[name]
+        if value is ...:
+            del target[last]
+        else:
+            target[last] = value
+
+    return edit
+
+
+_MARKER = "'aureus-local-keystore'"
+UNAUTHENTICATED_HEADERS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "no mac": (_set("mac", ...), "mac is missing or not a base64 string"),
+    "mac not base64": (_set("mac", "!!!!"), "mac is not valid base64"),
+    "mac not ASCII": (_set("mac", "\u00e9" * 44), "mac is not valid base64"),
+    "mac too short": (_set("mac", "AAAA"), "mac has the wrong length"),
+    "format": (
+        _set("format", "aureus-local"),
+        f"it is not an Aureus local keystore (no format {_MARKER})",
+    ),
+    "format_version 0": (_set("format_version", 0), "unknown format_version 0"),
+    "format_version true": (_set("format_version", True), "unknown format_version True"),
+    "format_version text": (_set("format_version", "3"), "unknown format_version '3'"),
+    "no format_version": (_set("format_version", ...), "unknown format_version None"),
+    "keystore_id upper case": (
+        _set("keystore_id", "A" * 32),
+        "keystore_id is missing or malformed",
+    ),
+    "keystore_id short": (_set("keystore_id", "a" * 31), "keystore_id is missing or malformed"),
+    "keystore_id number": (_set("keystore_id", 7), "keystore_id is missing or malformed"),
+    "master_key list": (_set("master_key", []), "master_key is not a JSON object"),
+    "master_key source": (_set("master_key.source", "hsm"), "unknown master key source 'hsm'"),
+    "master_key extra": (
+        _set("master_key.kdf", "scrypt"),
+        "master_key has missing fields [] or unknown fields ['kdf']",
+    ),
+    "verifier short": (_set("verifier", "AAAA"), "verifier has the wrong length"),
+    "verifier missing": (_set("verifier", ...), "verifier is missing or not a base64 string"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNAUTHENTICATED_HEADERS))
+def test_a_damaged_header_is_refused_with_what_is_wrong(
+    filled: LocalKeyProvider, keystore_dir: Path, case: str
+) -> None:
+    edit, reason = UNAUTHENTICATED_HEADERS[case]
+    document = keystore_json(keystore_dir)
+    edit(document)
+    write_keystore_json(keystore_dir, document)
+
+    with pytest.raises(KeystoreCorrupted) as refused:
+        filled.list_keys()
+    assert str(refused.value) == (
+        f"keystore file {keystore_dir / 'keystore.json'} is corrupted: {reason}. Nothing was "
+        "changed; restore keystore.json (with its master.key, if any) from a backup"
+    )
+    _assert_corrupted_and_unchanged(filled, keystore_dir)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "it is not valid JSON (Expecting value at line 1 column 1)"),
+        (b'{"mac":\n  1 2}', "it is not valid JSON (Expecting ',' delimiter at line 2 column 5)"),
+        (b"\xff\xfe{}", "it is not valid JSON (it is not UTF-8)"),
+        (b'{"format": 1, "format": 2}', "it is not valid JSON (duplicate field 'format')"),
+        (b'{"generation": 1.5}', "it is not valid JSON (unexpected number '1.5')"),
+        (b'{"generation": 1e400}', "it is not valid JSON (unexpected number '1e400')"),
+        (b'{"generation": NaN}', "it is not valid JSON (unexpected number 'NaN')"),
+        # Nesting deeper than the interpreter recurses (the wording varies by version).
+        (b"[" * 100_000, "it is not valid JSON (maximum recursion depth exceeded"),
+        (b"[]", "the document is not a JSON object"),
+        (b"null", "the document is not a JSON object"),
+    ],
+)
+def test_a_file_that_is_not_a_keystore_document_says_why(
+    filled: LocalKeyProvider, keystore_dir: Path, content: bytes, reason: str
+) -> None:
+    (keystore_dir / "keystore.json").write_bytes(content)
+
+    with pytest.raises(KeystoreCorrupted) as refused:
+        filled.list_keys()
+    assert str(refused.value).startswith(
+        f"keystore file {keystore_dir / 'keystore.json'} is corrupted: {reason}"
+    )
+    assert str(refused.value).endswith(
+        ". Nothing was changed; restore keystore.json (with its master.key, if any) from a backup"
+    )
+
+
+PASSPHRASE_HEADERS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "kdf": (_set("master_key.kdf", "argon2id"), "unknown master key KDF 'argon2id'"),
+    "salt short": (_set("master_key.salt", "AAAA"), "master_key.salt has the wrong length"),
+    "log_n 9": (
+        _set("master_key.log_n", 9),
+        "master_key.log_n is not a whole number in the allowed range",
+    ),
+    "log_n 21": (
+        _set("master_key.log_n", 21),
+        "master_key.log_n is not a whole number in the allowed range",
+    ),
+    "log_n true": (
+        _set("master_key.log_n", True),
+        "master_key.log_n is not a whole number in the allowed range",
+    ),
+    "r 9": (_set("master_key.r", 9), "master_key.r is not a whole number in the allowed range"),
+    "r 7": (_set("master_key.r", 7), "master_key.r is not a whole number in the allowed range"),
+    "p 2": (_set("master_key.p", 2), "master_key.p is not a whole number in the allowed range"),
+    "p 0": (_set("master_key.p", 0), "master_key.p is not a whole number in the allowed range"),
+    "no r": (_set("master_key.r", ...), "master_key has missing fields ['r'] or unknown fields []"),
+}
+
+
+@pytest.mark.parametrize("case", list(PASSPHRASE_HEADERS))
+def test_damaged_scrypt_parameters_are_refused_with_what_is_wrong(
+    make_provider: MakeProvider, keystore_dir: Path, case: str
+) -> None:
+    make_provider(passphrase=Secret(PASSPHRASE), scrypt_log_n=10).create_key(
+        "k", KeySpec(key_type="aes-256")
+    )
+    edit, reason = PASSPHRASE_HEADERS[case]
+    document = keystore_json(keystore_dir)
+    edit(document)
+    write_keystore_json(keystore_dir, document)
+
+    with pytest.raises(KeystoreCorrupted) as refused:
+        make_provider(passphrase=Secret(PASSPHRASE)).list_keys()
+    assert str(refused.value) == (
+        f"keystore file {keystore_dir / 'keystore.json'} is corrupted: {reason}. Nothing was "
+        "changed; restore keystore.json (with its master.key, if any) from a backup"
+    )
+
+
+@pytest.mark.parametrize("log_n", [10, 20])
+def test_the_scrypt_cost_bounds_themselves_are_readable(
+    make_provider: MakeProvider, keystore_dir: Path, log_n: int
+) -> None:
+    # The header is checked before the MAC, so an in-range cost reaches the MAC check.
+    make_provider(passphrase=Secret(PASSPHRASE), scrypt_log_n=10).create_key(
+        "k", KeySpec(key_type="aes-256")
+    )
+    document = keystore_json(keystore_dir)
+    document["master_key"]["log_n"] = log_n
+    write_keystore_json(keystore_dir, document)
+    if log_n == 10:
+        assert len(make_provider(passphrase=Secret(PASSPHRASE)).list_keys()) == 1
+    else:
+        with pytest.raises(CredentialError, match="wrong passphrase"):
+            make_provider(passphrase=Secret(PASSPHRASE)).list_keys()
