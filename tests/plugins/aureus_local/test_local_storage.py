@@ -31,6 +31,7 @@ from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec
 from aureus_core.sensitive import Secret
 from aureus_local import LocalKeyProvider
+from aureus_local.atomic import write_new_file
 from aureus_local.document import FORMAT_VERSION
 from aureus_local.sealing import Sealer
 
@@ -778,3 +779,28 @@ def test_the_scrypt_cost_bounds_themselves_are_readable(
     else:
         with pytest.raises(CredentialError, match="wrong passphrase"):
             make_provider(passphrase=Secret(PASSPHRASE)).list_keys()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_files_are_0600_even_under_a_umask_that_narrows_them(
+    local_provider: LocalKeyProvider, keystore_dir: Path, tmp_path: Path
+) -> None:
+    old = os.umask(0o277)  # os.open alone would make the files 0400
+    try:
+        local_provider.create_key("k", KeySpec(key_type="aes-256"))
+        write_new_file(tmp_path / "direct", b"content")
+    finally:
+        os.umask(old)
+
+    assert mode_of(keystore_dir / "keystore.json") == 0o600
+    assert mode_of(keystore_dir / "master.key") == 0o600
+    assert mode_of(tmp_path / "direct") == 0o600
+    assert (tmp_path / "direct").read_bytes() == b"content"
+
+
+def test_a_new_file_is_never_written_over_an_existing_one(tmp_path: Path) -> None:
+    target = tmp_path / "taken"
+    target.write_bytes(b"first")
+    with pytest.raises(FileExistsError):
+        write_new_file(target, b"second")
+    assert target.read_bytes() == b"first"
