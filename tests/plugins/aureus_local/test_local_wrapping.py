@@ -262,3 +262,49 @@ def test_provider_info_that_names_no_valid_local_key_version_is_not_ours(
     with pytest.raises(DecryptionError) as caught:
         wrapper.unwrap(ref("local://w"), forged, CONTEXT)
     assert str(caught.value) == str(DecryptionError())
+
+
+def test_unwrap_refuses_a_wrapped_key_that_names_another_key_even_under_the_same_aes_key() -> None:
+    # The provider info is not authenticated by AES-GCM (the context is the only AAD), so the
+    # name check is what stops a wrapped key of one key version opening as another's.
+    encrypted = wrapping.wrap(WRAPPING_KEY, "a", 1, DATA_KEY, CONTEXT)
+    assert wrapping.unwrap(WRAPPING_KEY, "a", 1, encrypted, CONTEXT) == DATA_KEY
+    for name, version in (("b", 1), ("a", 2)):
+        with pytest.raises(DecryptionError):
+            wrapping.unwrap(WRAPPING_KEY, name, version, encrypted, CONTEXT)
+
+
+@pytest.mark.parametrize("layout", ["iv only", "name and iv", "tag length 96", "iv length 16"])
+def test_open_sealed_refuses_another_layout_even_when_the_iv_would_open_it(layout: str) -> None:
+    iv = bytes(range(12))
+    ciphertext = AESGCM(WRAPPING_KEY).encrypt(iv, DATA_KEY, CONTEXT.serialize())
+    info = {
+        "iv only": iv,
+        "name and iv": b"k" + iv,
+        "tag length 96": b"k" + struct.pack(">II", 96, 12) + iv,
+        "iv length 16": b"k" + struct.pack(">II", 128, 16) + iv,
+    }[layout]
+    encrypted = EncryptedDataKey(provider_id="ns", provider_info=info, ciphertext=ciphertext)
+    good = attrs.evolve(encrypted, provider_info=b"k" + struct.pack(">II", 128, 12) + iv)
+    assert wrapping.open_sealed(WRAPPING_KEY, good, CONTEXT) == DATA_KEY
+
+    with pytest.raises(DecryptionError):
+        wrapping.open_sealed(WRAPPING_KEY, encrypted, CONTEXT)
+
+
+@pytest.mark.parametrize("size", [0, 1, 15, 20, 33, 64])
+def test_an_authentic_wrapped_key_of_another_size_is_not_a_data_key(
+    wrapper: LocalKeyProvider, size: int
+) -> None:
+    # Made by whoever holds the wrapping key: it authenticates, but is no data key.
+    iv = bytes(range(12))
+    ciphertext = AESGCM(WRAPPING_KEY).encrypt(iv, bytes(size), CONTEXT.serialize())
+    info = b"w:1" + struct.pack(">II", 128, 12) + iv
+    encrypted = EncryptedDataKey(
+        provider_id="aureus-local", provider_info=info, ciphertext=ciphertext
+    )
+
+    with pytest.raises(DecryptionError):
+        wrapper.unwrap(ref("local://w"), encrypted, CONTEXT)
+    with pytest.raises(DecryptionError):
+        wrapping.unwrap(WRAPPING_KEY, "w", 1, encrypted, CONTEXT)
