@@ -313,6 +313,44 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent("aureus_core/cache.py", r"to_bytes\((3|9), \"big\"\)", _INJECTIVE),
     Equivalent("aureus_core/cache.py", r'b"XXXX"\.join|"XX\\nXX"\.join', _INJECTIVE),
+    # -- local (local-crypto, local-state, local-store) --
+    Equivalent(
+        "plugins/aureus_local/wrapping.py",
+        r'head\.decode\((errors="strict"|"utf-8", |"UTF-8", errors="strict")\)',
+        "decode's defaults are UTF-8 and strict, and codec names are case-insensitive",
+    ),
+    Equivalent(
+        "plugins/aureus_local/wrapping.py",
+        r'text\.partition\(":"\)',
+        "a valid name holds no ':', so splitting at the first or the last colon gives an "
+        "invalid name or an invalid version alike whenever the two differ",
+    ),
+    Equivalent(
+        "plugins/aureus_local/wrapping.py",
+        r"if not sep and version is None or not is_valid_name\(name\)",
+        "without a ':' rpartition leaves the name empty, which is never valid",
+    ),
+    Equivalent(
+        "plugins/aureus_local/wrapping.py",
+        r"if len\(head\) < _MEMO_MAX_HEAD",
+        "the memoised parse is the same function; every valid head (128 + 1 + 10 bytes at "
+        "most) is below 160 either way",
+    ),
+    Equivalent(
+        "plugins/aureus_local/macs.py",
+        r"HKDF\(algorithm=hashes\.SHA256\(\), length=KEY_SIZE, info=",
+        "HKDF's salt defaults to None, the value deleted",
+    ),
+    Equivalent(
+        "plugins/aureus_local/sealing.py",
+        r"HKDF\(algorithm=hashes\.SHA256\(\), length=32, info=",
+        "HKDF's salt defaults to None, the value deleted",
+    ),
+    Equivalent(
+        "plugins/aureus_local/sealing.py",
+        r"allow_nan=(None|True)|ensure_ascii=True, \)",
+        "a keystore document holds no floats (its parser refuses them), so allow_nan never applies",
+    ),
 )
 
 
