@@ -97,6 +97,8 @@ class GenerationState:
             fd = os.open(self.path, READ_FLAGS)
         except FileNotFoundError:
             return {}
+        except NotADirectoryError:
+            raise self._not_a_directory() from None
         with os.fdopen(fd, "rb") as file:
             data = file.read()
         try:
@@ -134,10 +136,13 @@ class GenerationState:
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
-            raise ConfigError(
-                f"the keystore state file {self.path} cannot be created: {directory} is not "
-                "a directory; point the local provider's state_file option elsewhere"
-            ) from None
+            raise self._not_a_directory() from None
+
+    def _not_a_directory(self) -> ConfigError:
+        return ConfigError(
+            f"the keystore state file {self.path} cannot be created: {self.path.parent} is "
+            "not a directory; point the local provider's state_file option elsewhere"
+        )
 
     def _write(self, entries: dict[str, int]) -> None:
         directory = self.path.parent

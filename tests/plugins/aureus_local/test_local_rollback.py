@@ -496,3 +496,64 @@ def test_a_state_file_locked_by_another_writer_is_a_clear_error(tmp_path: Path) 
     assert refused.value.provider == "local"
     assert not path.exists()
     assert state.record(KEYSTORE_ID, 1) == 1  # the lock was released: the next one works
+
+
+def test_identity_refusals_name_the_pin_and_the_remedy(
+    make_provider: MakeProvider, tmp_path: Path
+) -> None:
+    first = make_provider(tmp_path / "one")
+    first.create_key("k", KeySpec(key_type="aes-256"))
+    other = make_provider(tmp_path / "two")
+    other.create_key("k", KeySpec(key_type="aes-256"))
+    pinned, found = first.keystore_info(), other.keystore_info()
+    path = tmp_path / "two" / "keystore.json"
+
+    with pytest.raises(KeystoreCorrupted) as refused:
+        make_provider(tmp_path / "two", keystore_id=pinned.keystore_id).list_keys()
+    assert refused.value.code == "identity-mismatch"
+    assert str(refused.value) == (
+        f"keystore file {path} was refused: its keystore_id is {found.keystore_id}, but the "
+        f"configuration pins {pinned.keystore_id}: this is another keystore, or it was "
+        "replaced. Nothing was changed; point the keystore option at the pinned keystore, "
+        "or restore it from a backup"
+    )
+
+    with pytest.raises(KeystoreCorrupted) as refused:
+        make_provider(tmp_path / "two", fingerprint=pinned.fingerprint).list_keys()
+    assert refused.value.code == "identity-mismatch"
+    assert str(refused.value) == (
+        f"keystore file {path} was refused: its fingerprint is {found.fingerprint}, but the "
+        f"configuration pins {pinned.fingerprint}: it is sealed under another master key, so "
+        "it (and its master.key or passphrase) was replaced, unless its passphrase was "
+        "changed since the pin was taken. Nothing was changed; restore the pinned keystore "
+        "from a backup; only if you changed the passphrase yourself, update "
+        "keystore_fingerprint (`aureus keys keystore-info`)"
+    )
+    # Both pins that match: the keystore opens.
+    same = make_provider(
+        tmp_path / "two", keystore_id=found.keystore_id, fingerprint=found.fingerprint
+    )
+    assert [m.uri for m in same.list_keys()] == ["local://k"]
+
+
+def test_a_state_file_that_cannot_be_written_stops_reads_but_not_a_write_that_landed(
+    make_provider: MakeProvider,
+    keystore_dir: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    state = blocker / "state.json"
+    writer = make_provider(state_file=state)
+    with caplog.at_level("WARNING", logger="aureus_local.keystore"):
+        writer.create_key("k", KeySpec(key_type="aes-256"))  # the write itself lands
+    assert stored(keystore_dir)["generation"] == 1
+    assert [r.getMessage() for r in caplog.records if "not updated" in r.getMessage()] == [
+        f"keystore state file {state} not updated: the keystore state file {state} cannot be "
+        f"created: {blocker} is not a directory; point the local provider's state_file option "
+        "elsewhere"
+    ]
+    # A fresh process must record what it loads before trusting it: it refuses.
+    with pytest.raises(ConfigError, match="cannot be created"):
+        make_provider(state_file=state).list_keys()

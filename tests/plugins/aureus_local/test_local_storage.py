@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import filelock
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -33,6 +34,7 @@ from aureus_core.sensitive import Secret
 from aureus_local import LocalKeyProvider
 from aureus_local.atomic import write_new_file
 from aureus_local.document import FORMAT_VERSION
+from aureus_local.keystore import Keystore
 from aureus_local.sealing import Sealer
 
 MakeProvider = Callable[..., LocalKeyProvider]
@@ -804,3 +806,90 @@ def test_a_new_file_is_never_written_over_an_existing_one(tmp_path: Path) -> Non
     with pytest.raises(FileExistsError):
         write_new_file(target, b"second")
     assert target.read_bytes() == b"first"
+
+
+# -- the keystore's own refusals, word for word ---------------------------------------
+
+
+def test_a_keystore_locked_by_another_writer_is_a_clear_error(keystore_dir: Path) -> None:
+    keystore_dir.mkdir(mode=0o700)
+    keystore = Keystore(keystore_dir, lock_timeout=0.05)
+    with (
+        filelock.FileLock(str(keystore_dir / "keystore.lock")),
+        pytest.raises(ProviderUnavailable) as refused,
+    ):
+        keystore.sealing()  # writes a new, empty keystore: it needs the lock
+    assert str(refused.value) == (
+        f"keystore {keystore_dir} stayed locked by another writer for 0.05 s "
+        "(keystore.lock): retry, or look for a stuck process"
+    )
+    assert refused.value.provider == "local"
+    assert not (keystore_dir / "keystore.json").exists()
+    keystore_id, _ = keystore.sealing()  # released: the next writer gets it
+    assert (keystore_dir / "keystore.json").exists()
+    assert len(keystore_id) == 32
+
+
+@pytest.mark.parametrize("size", [0, 31, 33, 64])
+def test_a_master_key_file_of_another_size_is_refused_word_for_word(
+    filled: LocalKeyProvider, keystore_dir: Path, make_provider: MakeProvider, size: int
+) -> None:
+    (keystore_dir / "master.key").write_bytes(b"\x01" * size)
+    with pytest.raises(KeystoreCorrupted) as refused:
+        make_provider().list_keys()
+    assert str(refused.value) == (
+        f"the master key file {keystore_dir / 'master.key'} is damaged (it must hold exactly "
+        "32 bytes): restore it from a backup"
+    )
+
+
+def test_a_missing_or_replaced_master_key_is_refused_word_for_word(
+    filled: LocalKeyProvider, keystore_dir: Path, make_provider: MakeProvider
+) -> None:
+    master = keystore_dir / "master.key"
+    master.write_bytes(bytes(32))
+    with pytest.raises(KeystoreCorrupted) as refused:
+        make_provider().list_keys()
+    assert str(refused.value) == (
+        f"keystore file {keystore_dir / 'keystore.json'} is corrupted: {master} is not the "
+        "master key this file was made with; restore the matching master.key. Nothing was "
+        "changed; restore keystore.json (with its master.key, if any) from a backup"
+    )
+    master.unlink()
+    with pytest.raises(KeystoreCorrupted) as refused:
+        make_provider().list_keys()
+    assert str(refused.value) == (
+        f"the master key file {master} of keystore {keystore_dir} is missing: restore it "
+        "from a backup; without it the keys in keystore.json cannot be decrypted"
+    )
+
+
+def test_unlocking_with_the_wrong_kind_of_secret_says_which_one_is_needed(
+    make_provider: MakeProvider, tmp_path: Path
+) -> None:
+    key_file = make_provider(tmp_path / "file")
+    key_file.create_key("k", KeySpec(key_type="aes-256"))
+    with pytest.raises(CredentialError) as refused:
+        make_provider(tmp_path / "file", passphrase=Secret(PASSPHRASE)).list_keys()
+    assert str(refused.value) == (
+        f"keystore {tmp_path / 'file'} is unlocked by its key file master.key, not by a "
+        "passphrase: unset AUREUS_KEYSTORE_PASSPHRASE (and drop any passphrase credentials "
+        "from the local provider's configuration)"
+    )
+
+    make_provider(tmp_path / "pass", passphrase=Secret(PASSPHRASE), scrypt_log_n=10).create_key(
+        "k", KeySpec(key_type="aes-256")
+    )
+    with pytest.raises(CredentialError) as refused:
+        make_provider(tmp_path / "pass").list_keys()
+    assert str(refused.value) == (
+        f"keystore {tmp_path / 'pass'} is protected by a passphrase: set "
+        "AUREUS_KEYSTORE_PASSPHRASE, or give the local provider credentials with a "
+        "'passphrase' value"
+    )
+    with pytest.raises(CredentialError) as refused:
+        make_provider(tmp_path / "pass", passphrase=Secret("not it")).list_keys()
+    assert str(refused.value) == (
+        f"wrong passphrase for keystore {tmp_path / 'pass'}: check "
+        "AUREUS_KEYSTORE_PASSPHRASE, where it came from"
+    )
