@@ -9,6 +9,7 @@ new data keys get wrapped under a key the attacker knows.
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import secrets
 import subprocess
@@ -27,7 +28,7 @@ from aureus_core.context import EncryptionContext
 from aureus_core.errors import ConfigError, KeyDisabled, KeystoreCorrupted, ProviderUnavailable
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec, KeyState
-from aureus_local import LocalKeyProvider, wrapping
+from aureus_local import LocalKeyProvider, generations, wrapping
 from aureus_local.generations import GenerationState
 from aureus_local.keystore import DEFAULT_RECHECK_INTERVAL
 from aureus_local.sealing import Sealer
@@ -557,3 +558,33 @@ def test_a_state_file_that_cannot_be_written_stops_reads_but_not_a_write_that_la
     # A fresh process must record what it loads before trusting it: it refuses.
     with pytest.raises(ConfigError, match="cannot be created"):
         make_provider(state_file=state).list_keys()
+
+
+def test_the_first_generation_of_a_new_keystore_is_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    state = GenerationState(path, lock_timeout=5)
+    assert repr(state) == f"GenerationState({str(path)!r})"
+
+    assert state.record(KEYSTORE_ID, 1) == 1
+    assert json.loads(path.read_text())["keystores"] == {KEYSTORE_ID: {"generation": 1}}
+    assert GenerationState(path, lock_timeout=5).seen(KEYSTORE_ID) == 1
+
+
+def test_a_state_write_that_fails_reports_its_own_error_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.json"
+    state = GenerationState(path, lock_timeout=5)
+    state.record(KEYSTORE_ID, 3)
+    before = path.read_bytes()
+
+    def disk_full(target: Path, content: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    # The fault at the one place the disk can refuse: creating the temporary file.
+    monkeypatch.setattr(generations, "write_new_file", disk_full)
+    with pytest.raises(OSError, match="No space left on device") as failed:
+        state.record(KEYSTORE_ID, 4)
+    assert failed.value.errno == errno.ENOSPC
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.json.lock"]
