@@ -347,6 +347,18 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "HKDF's salt defaults to None, the value deleted",
     ),
     Equivalent(
+        "plugins/aureus_local/generations.py",
+        r"^stale\.unlink\(missing_ok=(None|False)\)$",
+        "only a holder of the state file's lock removes its temporary files, and the caller "
+        "holds it: a file the glob found is still there",
+    ),
+    Equivalent(
+        "plugins/aureus_local/generations.py",
+        r"secrets\.token_hex\((None|9)\)",
+        "a temporary name needs only to be unique and to match the stale-file pattern; any "
+        "length does",
+    ),
+    Equivalent(
         "plugins/aureus_local/sealing.py",
         r"allow_nan=(None|True)|ensure_ascii=True, \)",
         "a keystore document holds no floats (its parser refuses them), so allow_nan never applies",

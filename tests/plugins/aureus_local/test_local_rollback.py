@@ -379,27 +379,43 @@ def _state_with(entry: object) -> bytes:
     ).encode()
 
 
+_NOT_STATE = "not a keystore state file"
+_BAD = f"bad generation for {KEYSTORE_ID!r}"
+
+
 @pytest.mark.parametrize(
-    "content",
+    ("content", "reason"),
     [
-        b"\xff\xfe",  # not UTF-8
-        b"[]",  # not an object
-        b'{"format": "aureus-local-keystore", "format_version": 1, "keystores": {}}',
-        b'{"format": "aureus-local-keystore-state", "format_version": 2, "keystores": {}}',
-        b'{"format": "aureus-local-keystore-state", "keystores": {}}',
-        b'{"format": "aureus-local-keystore-state", "format_version": 1, "keystores": []}',
-        b'{"format": "aureus-local-keystore-state", "format_version": 1}',
-        _state_with(5),
-        _state_with({}),
-        _state_with({"generation": "5"}),
-        _state_with({"generation": True}),
-        _state_with({"generation": 1.0}),
-        _state_with({"generation": -1}),
-        _state_with({"generation": 2**63}),
+        (b"\xff\xfe", "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
+        (b"", "Expecting value: line 1 column 1 (char 0)"),
+        (b"[]", _NOT_STATE),
+        (b'{"format": "aureus-local-keystore", "format_version": 1, "keystores": {}}', _NOT_STATE),
+        (
+            b'{"format": "aureus-local-keystore-state", "format_version": 2, "keystores": {}}',
+            _NOT_STATE,
+        ),
+        (b'{"format": "aureus-local-keystore-state", "keystores": {}}', _NOT_STATE),
+        (
+            b'{"format": "aureus-local-keystore-state", "format_version": 1, "keystores": []}',
+            _NOT_STATE,
+        ),
+        (b'{"format": "aureus-local-keystore-state", "format_version": 1}', _NOT_STATE),
+        (_state_with(5), _BAD),
+        (_state_with({}), _BAD),
+        (_state_with({"generation": "5"}), _BAD),
+        (_state_with({"generation": True}), _BAD),
+        (_state_with({"generation": 1.0}), _BAD),
+        (_state_with({"generation": -1}), _BAD),
+        (_state_with({"generation": 2**63}), _BAD),
+        # A long ID: the reason is cut at 100 characters.
+        (
+            _state_with({"generation": -1}).replace(KEYSTORE_ID.encode(), b"e" * 200),
+            ("bad generation for '" + "e" * 200)[:100],
+        ),
     ],
 )
 def test_a_state_file_in_any_other_shape_is_refused_and_left_alone(
-    tmp_path: Path, content: bytes
+    tmp_path: Path, content: bytes, reason: str
 ) -> None:
     path = tmp_path / "state.json"
     path.write_bytes(content)
@@ -409,7 +425,7 @@ def test_a_state_file_in_any_other_shape_is_refused_and_left_alone(
         with pytest.raises(KeystoreCorrupted) as refused:
             attempt()
         message = str(refused.value)
-        assert message.startswith(f"the keystore state file {path} is damaged (")
+        assert message.startswith(f"the keystore state file {path} is damaged ({reason}): ")
         assert message.endswith(
             "): it only records the highest keystore generation seen, so delete it, or "
             "restore it, knowing that until it records a generation again, an older "
@@ -456,6 +472,7 @@ def test_the_state_file_is_written_whole_in_a_private_new_directory(tmp_path: Pa
 
     assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct(path.with_name("state.json.lock").stat().st_mode & 0o777) == "0o600"
     assert path.read_text() == (
         "{\n"
         '  "format": "aureus-local-keystore-state",\n'
