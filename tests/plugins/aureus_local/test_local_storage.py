@@ -893,3 +893,24 @@ def test_unlocking_with_the_wrong_kind_of_secret_says_which_one_is_needed(
         f"wrong passphrase for keystore {tmp_path / 'pass'}: check "
         "AUREUS_KEYSTORE_PASSPHRASE, where it came from"
     )
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX permissions")
+@pytest.mark.usefixtures("permissive_umask")
+def test_a_new_file_is_private_from_the_moment_it_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whoever opens the file before the chmod keeps that descriptor and would read what is
+    # written later: the mode must be 0600 at creation, not only after the chmod.
+    modes_at_creation: list[int] = []
+    real_fchmod = os.fchmod
+
+    def opener_between_creation_and_chmod(fd: int, mode: int) -> None:
+        modes_at_creation.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        real_fchmod(fd, mode)
+
+    monkeypatch.setattr(os, "fchmod", opener_between_creation_and_chmod)
+    write_new_file(tmp_path / "secret", b"key material")
+
+    assert modes_at_creation == [0o600]
+    assert mode_of(tmp_path / "secret") == 0o600
