@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import hmac
 import json
 import os
@@ -914,3 +915,18 @@ def test_a_new_file_is_private_from_the_moment_it_exists(
 
     assert modes_at_creation == [0o600]
     assert mode_of(tmp_path / "secret") == 0o600
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_a_new_file_that_cannot_be_made_private_reports_why_and_leaks_no_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(fd: int, mode: int) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchmod", refused)
+    open_before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(PermissionError, match="Operation not permitted"):
+        write_new_file(tmp_path / "secret", b"key material")
+    assert len(os.listdir("/proc/self/fd")) == open_before
+    assert (tmp_path / "secret").read_bytes() == b""  # nothing was written into it
