@@ -521,15 +521,27 @@ def collect(work: Path) -> list[dict[str, str]]:
     return rows
 
 
-def refresh_tests(work: Path) -> None:
+def refresh_tests(work: Path, group: Group) -> None:
     """Copy the current tests into a staged run, so new tests in the group's files count.
 
+    The source files the group does not mutate are copied too, so a test written against a
+    fix elsewhere passes its clean run; a change to a mutated file needs a full run.
     mutmut keeps each mutant's verdict and finds new tests by itself; changing the group's
     list of test files (rather than adding tests to those files) makes it start over.
     """
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for target in (work / "tests", work / "mutants" / "tests"):
         shutil.copytree(ROOT / "tests", target, ignore=ignore, dirs_exist_ok=True)
+    for package in PACKAGES:
+        source = ROOT / repo_path(package)
+        for path in source.rglob("*.py"):
+            repo_file = path.relative_to(ROOT).as_posix()
+            if repo_file in group.files or "__pycache__" in path.parts:
+                continue
+            for base in (work, work / "mutants"):
+                target = base / staged_path(repo_file)
+                if target.parent.is_dir():
+                    shutil.copy2(path, target)
 
 
 def run_group(
@@ -559,7 +571,7 @@ def run_group(
                 )
             )
         ]
-        refresh_tests(work)
+        refresh_tests(work, group)
         run = mutmut(work, "run", "--max-children", str(max_children), *again)
         (work / "mutmut-rerun.log").write_text(run.stdout + run.stderr)
     elapsed = time.monotonic() - started
