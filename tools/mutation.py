@@ -359,6 +359,11 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "length does",
     ),
     Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"_record_generation\(document\.keystore_id, found, quiet=None\)",
+        "None is as false as False for the quiet flag",
+    ),
+    Equivalent(
         "plugins/aureus_local/sealing.py",
         r"allow_nan=(None|True)|ensure_ascii=True, \)",
         "a keystore document holds no floats (its parser refuses them), so allow_nan never applies",

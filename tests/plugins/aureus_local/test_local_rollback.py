@@ -30,7 +30,7 @@ from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec, KeyState
 from aureus_local import LocalKeyProvider, generations, wrapping
 from aureus_local.generations import GenerationState
-from aureus_local.keystore import DEFAULT_RECHECK_INTERVAL
+from aureus_local.keystore import DEFAULT_RECHECK_INTERVAL, Keystore
 from aureus_local.sealing import Sealer
 
 MakeProvider = Callable[..., LocalKeyProvider]
@@ -605,3 +605,26 @@ def test_a_state_write_that_fails_reports_its_own_error_and_leaves_nothing(
     assert failed.value.errno == errno.ENOSPC
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.json.lock"]
+
+
+def test_a_load_whose_generation_cannot_be_recorded_is_refused(
+    make_provider: MakeProvider, keystore_dir: Path, tmp_path: Path
+) -> None:
+    writer = make_provider()
+    writer.create_key("k", KeySpec(key_type="aes-256"))
+    writer.rotate_key(ref("local://k"))
+    state = tmp_path / "state.json"
+    keystore = Keystore(keystore_dir, state_file=state, lock_timeout=0.05)
+
+    # Trusting a document this process could not record would let the next restart accept
+    # an older copy: the load fails instead, and is retried once the state file is free.
+    with (
+        filelock.FileLock(str(tmp_path / "state.json.lock")),
+        pytest.raises(ProviderUnavailable, match="stayed locked"),
+    ):
+        keystore.snapshot()
+    assert not state.exists()
+    snapshot = keystore.snapshot()
+    assert snapshot is not None
+    assert snapshot.document.generation == 2
+    assert GenerationState(state, lock_timeout=5).seen(snapshot.document.keystore_id) == 2
