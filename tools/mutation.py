@@ -360,6 +360,12 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "plugins/aureus_local/keystore.py",
+        r"^if self\._take_wrap\(None\):$",
+        "the same check is made again under the write lock: without this lock-free one each "
+        "wrap only takes the lock",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
         r"_record_generation\(document\.keystore_id, found, quiet=None\)",
         "None is as false as False for the quiet flag",
     ),
