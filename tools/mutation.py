@@ -360,6 +360,13 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "plugins/aureus_local/keystore.py",
+        r"^stored = None if \(record is None\) and False else record\.version\(version\)$|"
+        r"^if record is None and stored is None:$",
+        "reserve_wrap is called for a key version the caller just found, and no write removes "
+        "a key or a version (an older document without it is refused as a rollback)",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
         r"^if self\._take_wrap\(None\):$",
         "the same check is made again under the write lock: without this lock-free one each "
         "wrap only takes the lock",
