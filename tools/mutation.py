@@ -361,7 +361,7 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent(
         "plugins/aureus_local/keystore.py",
         r"^stored = None if \(record is None\) and False else record\.version\(version\)$|"
-        r"^if record is None and stored is None:$",
+        r"^if record is None and stored is None:$|^raise self\.not_found\(",
         "reserve_wrap is called for a key version the caller just found, and no write removes "
         "a key or a version (an older document without it is refused as a rollback)",
     ),
