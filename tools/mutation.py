@@ -208,6 +208,11 @@ _INJECTIVE = (
     "label or separator keeps every field framed"
 )
 
+_FOUND = (
+    "reserve_wrap is called for a key version the caller just found, and no write removes a "
+    "key or a version (an older document without it is refused as a rollback)"
+)
+
 # Listed once, with the reason, in docs/testing.md ("Equivalent mutants").
 EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent("*", r"\.to_bytes\(\d+, \)", _BYTEORDER),
@@ -361,9 +366,14 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent(
         "plugins/aureus_local/keystore.py",
         r"^stored = None if \(record is None\) and False else record\.version\(version\)$|"
-        r"^if record is None and stored is None:$|^raise self\.not_found\(",
-        "reserve_wrap is called for a key version the caller just found, and no write removes "
-        "a key or a version (an older document without it is refused as a rollback)",
+        r"^if record is None and stored is None:$",
+        _FOUND,
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r".",
+        _FOUND,
+        before=r"^raise self\.not_found\(name, version\)$",
     ),
     Equivalent(
         "plugins/aureus_local/keystore.py",
