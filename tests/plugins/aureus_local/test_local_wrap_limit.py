@@ -168,3 +168,17 @@ def test_threads_that_wait_for_one_reservation_share_its_block(
     document = json.loads((keystore_dir / "keystore.json").read_text())
     assert document["generation"] == generation + 1  # one reservation, one write
     assert reserved(keystore_dir) == [16]
+
+
+def test_the_last_single_wrap_of_the_bound_is_made(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    # Blocks of 16 then 32: with a bound of 17 the second block is the one wrap left.
+    provider = make_provider(max_wraps_per_version=17)
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    made = [provider.wrap(ref("local://w"), DATA_KEY, CONTEXT) for _ in range(17)]
+    assert len({w.encrypted.provider_info for w in made}) == 17
+    assert reserved(keystore_dir) == [17]
+    with pytest.raises(KeyDisabled) as refused:
+        provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    assert (refused.value.code, refused.value.provider) == ("wrap-limit", "local")
