@@ -259,6 +259,7 @@ def test_newer_format_asks_for_an_upgrade(filled: LocalKeyProvider, keystore_dir
     with pytest.raises(ProviderUnavailable) as caught:
         filled.list_keys()
     assert not isinstance(caught.value, KeystoreCorrupted)
+    assert caught.value.provider == "local"
     assert str(caught.value) == (
         f"keystore file {keystore_dir / 'keystore.json'} cannot be read: it has format version "
         f"{FORMAT_VERSION + 1}; this Aureus reads versions 1 and 2 and 3; upgrade aureus-kms"
