@@ -377,6 +377,17 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "plugins/aureus_local/keystore.py",
+        r"^self\._wraps_left\[slot\] = self\._wraps_left\.get\(None, 0\) \+ granted - 1$",
+        "a block is reserved only when the slot has no wrap left (checked under the write "
+        "lock every reservation holds), so its count is 0 either way",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^if version\.nonce is None and version\.ciphertext is None:$",
+        "the parser refuses a version with one of nonce and ciphertext but not the other",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
         r"^if self\._take_wrap\(None\):$",
         "the same check is made again under the write lock: without this lock-free one each "
         "wrap only takes the lock",
@@ -390,6 +401,11 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "plugins/aureus_local/sealing.py",
         r"allow_nan=(None|True)|ensure_ascii=True, \)",
         "a keystore document holds no floats (its parser refuses them), so allow_nan never applies",
+    ),
+    Equivalent(
+        "plugins/aureus_local/sealing.py",
+        r'separators=\(",", ":"\), allow_nan=False',
+        "json.dumps's ensure_ascii defaults to True, the value deleted",
     ),
 )
 
