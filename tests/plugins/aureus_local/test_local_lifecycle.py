@@ -690,3 +690,27 @@ def test_a_destroyed_versions_material_does_not_stay_in_memory(
     assert after is not None
     # The other versions' material is carried over to the new document; version 1's is not.
     assert set(after.decrypted()) == {("payments", 2), ("payments", 3)}
+
+
+def test_no_internal_caller_gets_a_destroyed_versions_material(
+    provider: LocalKeyProvider, payments: list[Any]
+) -> None:
+    provider.set_version_state(ref("local://payments?version=1"), KeyState.DISABLED)
+    provider.destroy_version(ref("local://payments?version=1"), confirm=True)
+    snapshot = provider._keystore.snapshot()
+    assert snapshot is not None
+    record = snapshot.keys["payments"]
+    destroyed = record.version(1)
+    assert destroyed is not None
+
+    # The provider refuses earlier; the snapshot is the last line, for any future caller.
+    for fetch in (
+        lambda: snapshot.material(record, destroyed),
+        lambda: snapshot.aead(record, destroyed),
+    ):
+        with pytest.raises(KeyDisabled) as refused:
+            fetch()
+        assert str(refused.value) == (
+            "local://payments?version=1 was destroyed: its material is gone"
+        )
+        assert refused.value.provider == "local"
