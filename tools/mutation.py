@@ -383,6 +383,12 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "plugins/aureus_local/keystore.py",
+        r"^cached = (None|self\._cache\.get\(None\))$",
+        "the material cache saves a decryption only: without it the same material is "
+        "decrypted again, with the same check",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
         r"^if version\.nonce is None and version\.ciphertext is None:$",
         "the parser refuses a version with one of nonce and ciphertext but not the other",
     ),

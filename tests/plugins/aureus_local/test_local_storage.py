@@ -247,8 +247,13 @@ def test_material_is_bound_to_its_key_and_version(
     write_keystore_json(keystore_dir, document)
 
     assert filled.describe_key(ref("local://w")).current_version == "2"
-    with pytest.raises(KeystoreCorrupted, match="does not decrypt"):
+    with pytest.raises(KeystoreCorrupted) as refused:
         filled.wrap(ref("local://w"), bytes(32), CONTEXT)
+    assert str(refused.value) == (
+        f"keystore file {keystore_dir / 'keystore.json'} is corrupted: the material of "
+        "local://w?version=2 does not decrypt. Nothing was changed; restore keystore.json "
+        "(with its master.key, if any) from a backup"
+    )
 
 
 def test_newer_format_asks_for_an_upgrade(filled: LocalKeyProvider, keystore_dir: Path) -> None:
