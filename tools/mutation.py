@@ -383,7 +383,7 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "plugins/aureus_local/keystore.py",
-        r"^cached = (None|self\._cache\.get\(None\))$",
+        r"^cached = (None|self\._cache\.get\(None\))$|^self\._cache\[slot\] = None$",
         "the material cache saves a decryption only: without it the same material is "
         "decrypted again, with the same check",
     ),

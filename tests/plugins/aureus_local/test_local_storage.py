@@ -747,6 +747,11 @@ PASSPHRASE_HEADERS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "r 9": (_set("master_key.r", 9), "master_key.r is not a whole number in the allowed range"),
     "r 7": (_set("master_key.r", 7), "master_key.r is not a whole number in the allowed range"),
     "p 2": (_set("master_key.p", 2), "master_key.p is not a whole number in the allowed range"),
+    # true is 1 to Python: a bool is refused as such, not let through by range(1, 2).
+    "p true": (
+        _set("master_key.p", True),
+        "master_key.p is not a whole number in the allowed range",
+    ),
     "p 0": (_set("master_key.p", 0), "master_key.p is not a whole number in the allowed range"),
     "no r": (_set("master_key.r", ...), "master_key has missing fields ['r'] or unknown fields []"),
 }
