@@ -33,6 +33,7 @@ from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec
 from aureus_core.sensitive import Secret
 from aureus_local import LocalKeyProvider
+from aureus_local import keystore as keystore_module
 from aureus_local.atomic import write_new_file
 from aureus_local.document import FORMAT_VERSION
 from aureus_local.keystore import Keystore
@@ -941,3 +942,27 @@ def test_a_new_file_that_cannot_be_made_private_reports_why_and_leaks_no_descrip
         write_new_file(tmp_path / "secret", b"key material")
     assert len(os.listdir("/proc/self/fd")) == open_before
     assert (tmp_path / "secret").read_bytes() == b""  # nothing was written into it
+
+
+def test_a_keystore_write_that_fails_reports_its_own_error_and_changes_nothing(
+    filled: LocalKeyProvider, keystore_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = (keystore_dir / "keystore.json").read_bytes()
+
+    def disk_full(target: Path, content: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    # The fault where the disk refuses: creating the new file.  A write that failed must
+    # not be reported as done, nor leave a key this process believes it has.
+    monkeypatch.setattr(keystore_module, "write_new_file", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        filled.create_key("new", KeySpec(key_type="aes-256"))
+    monkeypatch.undo()
+
+    assert (keystore_dir / "keystore.json").read_bytes() == before
+    assert [m.uri for m in filled.list_keys()] == ["local://s", "local://w"]
+    assert sorted(p.name for p in keystore_dir.iterdir()) == [
+        "keystore.json",
+        "keystore.lock",
+        "master.key",
+    ]
