@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from aureus_core.context import EncryptionContext
 from aureus_core.errors import (
+    ConfigError,
     CredentialError,
     KeystoreCorrupted,
     ProviderUnavailable,
@@ -104,8 +105,13 @@ def test_existing_open_directory_is_tightened(
 def test_keystore_path_that_is_a_file(make_provider: MakeProvider, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     provider = make_provider(tmp_path / "file")
-    with pytest.raises(Exception, match="not a directory"):
+    with pytest.raises(ConfigError) as refused:
         provider.create_key("k", KeySpec(key_type="aes-256"))
+    assert str(refused.value) == (
+        f"keystore path {tmp_path / 'file'} exists and is not a directory: point the "
+        "keystore option or AUREUS_KEYSTORE at a directory"
+    )
+    assert (tmp_path / "file").read_text() == "x"
 
 
 # -- integrity -------------------------------------------------------------------
@@ -668,6 +674,7 @@ UNAUTHENTICATED_HEADERS: dict[str, tuple[Callable[[dict[str, Any]], None], str]]
         _set("keystore_id", "A" * 32),
         "keystore_id is missing or malformed",
     ),
+    "keystore_id not hex": (_set("keystore_id", "X" * 32), "keystore_id is missing or malformed"),
     "keystore_id short": (_set("keystore_id", "a" * 31), "keystore_id is missing or malformed"),
     "keystore_id number": (_set("keystore_id", 7), "keystore_id is missing or malformed"),
     "master_key list": (_set("master_key", []), "master_key is not a JSON object"),
