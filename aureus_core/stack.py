@@ -142,7 +142,7 @@ def _hinted(error: DecryptionError, required: EncryptionContext) -> DecryptionEr
     message = _required_hint(str(error), required)
     if isinstance(error, QuorumNotReached):
         return QuorumNotReached(message, reached=error.reached, missing=error.missing)
-    return DecryptionError(message)
+    return DecryptionError(message, code=error.code)
 
 
 class KeyStack:

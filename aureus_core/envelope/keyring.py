@@ -145,6 +145,8 @@ class _Outcome:
     operational: list[AureusError] = attrs.field(factory=list)
     tried: list[str] = attrs.field(factory=list)
     """Each key an unwrap was sent to, with what became of it, in candidate order"""
+    codes: list[str | None] = attrs.field(factory=list)
+    """The service's code of each failed unwrap that was a :class:`DecryptionError`"""
 
     def vet(
         self, provider: KeyProvider, encrypted: EncryptedDataKey, allowed: KeyFilter
@@ -185,6 +187,8 @@ class _Outcome:
             label = f"{type(failure).__name__}: {failure}"
         else:
             label = "did not unwrap"  # never why: wrong key and tampering look alike
+            if isinstance(failure, DecryptionError):
+                self.codes.append(failure.code)
         self.tried.append(f"{_shown(ref)} ({label})")
 
 
@@ -599,10 +603,14 @@ def _fail(outcome: _Outcome, count: int) -> NoReturn:
     if len(outcome.tried) > 1:
         reasons.append(tried)
     reason = f" ({'; '.join(reasons)})" if reasons else ""
+    # One key tried: its service's code, as the provider raised it (the code says
+    # what the service said about its own key; with several keys there is no one code).
+    code = outcome.codes[0] if len(outcome.tried) == 1 and len(outcome.codes) == 1 else None
     raise DecryptionError(
         "the message could not be decrypted: none of its "
         f"{count} encrypted data key(s) could be unwrapped with a key "
-        f"this stack may use{reason}"
+        f"this stack may use{reason}",
+        code=code,
     )
 
 

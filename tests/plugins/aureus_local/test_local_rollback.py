@@ -346,7 +346,7 @@ def test_a_write_by_another_process_is_seen_within_the_recheck_interval(
             reader.unwrap(wrapped.key, wrapped.encrypted, CONTEXT)
         except KeyDisabled:
             break
-        assert time.monotonic() - done < interval + 0.5, "the disable was not seen in time"
+        assert time.monotonic() - done < interval + 1.0, "the disable was not seen in time"
         time.sleep(0.01)
 
 
