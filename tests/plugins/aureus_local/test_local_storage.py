@@ -973,3 +973,20 @@ def test_a_keystore_write_that_fails_reports_its_own_error_and_changes_nothing(
         "keystore.lock",
         "master.key",
     ]
+
+
+def test_a_document_changed_outside_aureus_is_refused_word_for_word(
+    filled: LocalKeyProvider, keystore_dir: Path
+) -> None:
+    document = keystore_json(keystore_dir)
+    _edit_description(document)
+    write_keystore_json(keystore_dir, document)
+
+    with pytest.raises(KeystoreCorrupted) as refused:
+        filled.list_keys()
+    assert refused.value.provider == "local"
+    assert str(refused.value) == (
+        f"keystore file {keystore_dir / 'keystore.json'} is corrupted: its integrity check "
+        "(HMAC) failed, so it was changed outside Aureus or damaged. Nothing was changed; "
+        "restore keystore.json (with its master.key, if any) from a backup"
+    )
