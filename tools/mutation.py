@@ -383,6 +383,23 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "plugins/aureus_local/keystore.py",
+        r"^key = file\.read\((None|MASTER_KEY_SIZE \+ 2)\)$",
+        "reading 33 bytes only bounds the read: a file longer than 32 bytes is refused either way",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^write_new_file\(temp, secrets\.token_bytes\(None\)\)$",
+        "secrets.token_bytes defaults to 32 bytes, the master key's size",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^temp\.unlink\(missing_ok=(None|False)\)$",
+        "the temporary master key exists when it is unlinked: it was written before the "
+        "link, which leaves it in place (in _replace the file may be missing: tested there)",
+        before=r"^temp\.unlink\(missing_ok=True\)$",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
         r"^cached = (None|self\._cache\.get\(None\))$|^self\._cache\[slot\] = None$",
         "the material cache saves a decryption only: without it the same material is "
         "decrypted again, with the same check",

@@ -7,6 +7,7 @@ import errno
 import hmac
 import json
 import os
+import re
 import stat
 import threading
 from collections.abc import Callable, Iterator
@@ -878,6 +879,7 @@ def test_a_missing_or_replaced_master_key_is_refused_word_for_word(
     master.unlink()
     with pytest.raises(KeystoreCorrupted) as refused:
         make_provider().list_keys()
+    assert refused.value.provider == "local"
     assert str(refused.value) == (
         f"the master key file {master} of keystore {keystore_dir} is missing: restore it "
         "from a backup; without it the keys in keystore.json cannot be decrypted"
@@ -990,3 +992,28 @@ def test_a_document_changed_outside_aureus_is_refused_word_for_word(
         "(HMAC) failed, so it was changed outside Aureus or damaged. Nothing was changed; "
         "restore keystore.json (with its master.key, if any) from a backup"
     )
+
+
+def test_every_temporary_file_is_one_the_next_writer_would_clean_up(
+    make_provider: MakeProvider, keystore_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A crash (kill -9) can leave any temporary file behind: each must carry a name the
+    # stale-file sweep recognises, or it would stay forever beside the keystore.
+    written: list[str] = []
+    real = keystore_module.write_new_file
+
+    def recording(target: Path, content: bytes) -> None:
+        written.append(target.name)
+        real(target, content)
+
+    monkeypatch.setattr(keystore_module, "write_new_file", recording)
+    make_provider().create_key("k", KeySpec(key_type="aes-256"))
+
+    assert len(written) == 2
+    assert re.fullmatch(r"\.master\.key\.[0-9a-f]{16}\.tmp", written[0])
+    assert re.fullmatch(r"\.keystore\.json\.[0-9a-f]{16}\.tmp", written[1])
+    assert sorted(p.name for p in keystore_dir.iterdir()) == [
+        "keystore.json",
+        "keystore.lock",
+        "master.key",
+    ]
