@@ -858,6 +858,7 @@ def test_a_master_key_file_of_another_size_is_refused_word_for_word(
     (keystore_dir / "master.key").write_bytes(b"\x01" * size)
     with pytest.raises(KeystoreCorrupted) as refused:
         make_provider().list_keys()
+    assert refused.value.provider == "local"
     assert str(refused.value) == (
         f"the master key file {keystore_dir / 'master.key'} is damaged (it must hold exactly "
         "32 bytes): restore it from a backup"
