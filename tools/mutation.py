@@ -383,6 +383,15 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "plugins/aureus_local/keystore.py",
+        r"^and time\.monotonic\(\) <= self\._fresh_until$|"
+        r"^and _WRITES\.get\(self\._path_text, None\) == self\._writes_seen$|"
+        r"^self\._loaded = (None|_Loaded\(None, content, snapshot\)|"
+        r"_Loaded\(signature, None, snapshot\))$",
+        "the verified-document cache and its freshness check save a stat or a verification "
+        "only: without them the file is read and verified again, with the same checks",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
         r"^key = file\.read\((None|MASTER_KEY_SIZE \+ 2)\)$",
         "reading 33 bytes only bounds the read: a file longer than 32 bytes is refused either way",
     ),
