@@ -384,7 +384,8 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent(
         "plugins/aureus_local/keystore.py",
         r"^and time\.monotonic\(\) <= self\._fresh_until$|"
-        r"^and _WRITES\.get\(self\._path_text, None\) == self\._writes_seen$|"
+        r"^and _WRITES\.get\(self\._path_text, (None|1)?\) == self\._writes_seen$|"
+        r"^writes = _WRITES\.get\(self\._path_text, (None|1)?\)  # before the stat|"
         r"^self\._loaded = (None|_Loaded\(None, content, snapshot\)|"
         r"_Loaded\(signature, None, snapshot\))$",
         "the verified-document cache and its freshness check save a stat or a verification "

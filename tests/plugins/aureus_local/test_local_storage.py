@@ -1018,3 +1018,20 @@ def test_every_temporary_file_is_one_the_next_writer_would_clean_up(
         "keystore.lock",
         "master.key",
     ]
+
+
+def test_a_keystore_file_that_goes_away_and_comes_back_is_read_again(
+    make_provider: MakeProvider, keystore_dir: Path, tmp_path: Path
+) -> None:
+    writer = make_provider()
+    writer.create_key("k", KeySpec(key_type="aes-256"))
+    reader = make_provider(recheck_interval=0)
+    assert [m.uri for m in reader.list_keys()] == ["local://k"]
+
+    aside = tmp_path / "aside.json"
+    (keystore_dir / "keystore.json").rename(aside)  # e.g. a restore in progress
+    assert reader.list_keys() == []
+    with pytest.raises(KeystoreCorrupted, match=r"has no keystore\.json, but it existed"):
+        reader.create_key("fresh", KeySpec(key_type="aes-256"))  # never a new one in place
+    aside.rename(keystore_dir / "keystore.json")
+    assert [m.uri for m in reader.list_keys()] == ["local://k"]
