@@ -393,6 +393,11 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "plugins/aureus_local/keystore.py",
+        r'^carried = ""$',
+        "a snapshot takes dict(cache or {}): an empty string is as empty a cache as None",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
         r"^key = file\.read\((None|MASTER_KEY_SIZE \+ 2)\)$",
         "reading 33 bytes only bounds the read: a file longer than 32 bytes is refused either way",
     ),
