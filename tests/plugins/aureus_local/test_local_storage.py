@@ -262,6 +262,10 @@ def test_material_is_bound_to_its_key_and_version(
         "local://w?version=2 does not decrypt. Nothing was changed; restore keystore.json "
         "(with its master.key, if any) from a backup"
     )
+    # The same refusal from the document this process writes next (its own snapshot).
+    filled.create_key("other", KeySpec(key_type="aes-256"))
+    with pytest.raises(KeystoreCorrupted, match=r"local://w\?version=2 does not decrypt"):
+        filled.wrap(ref("local://w"), bytes(32), CONTEXT)
 
 
 def test_newer_format_asks_for_an_upgrade(filled: LocalKeyProvider, keystore_dir: Path) -> None:
