@@ -393,6 +393,12 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "plugins/aureus_local/keystore.py",
+        r"^signature = None$",
+        "a loaded document without its file signature is read again and found equal: the "
+        "signature saves that read only",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
         r'^carried = ""$',
         "a snapshot takes dict(cache or {}): an empty string is as empty a cache as None",
     ),
