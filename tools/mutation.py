@@ -414,10 +414,14 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "plugins/aureus_local/keystore.py",
-        r"^temp\.unlink\(missing_ok=(None|False)\)$",
-        "the temporary master key exists when it is unlinked: it was written before the "
-        "link, which leaves it in place (in _replace the file may be missing: tested there)",
-        before=r"^temp\.unlink\(missing_ok=True\)$",
+        r"^_WRITES\[self\._path_text\] = _WRITES\.get\(self\._path_text, [01]\) [-+] [12]$",
+        "the per-path write counter only has to change on every write: other keystore "
+        "objects of the process recheck the file when it differs from what they saw",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^written = None$",
+        "None is as false as False for the flag that says the usage counters were written",
     ),
     Equivalent(
         "plugins/aureus_local/keystore.py",
