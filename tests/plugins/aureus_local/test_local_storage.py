@@ -1039,3 +1039,25 @@ def test_a_keystore_file_that_goes_away_and_comes_back_is_read_again(
         reader.create_key("fresh", KeySpec(key_type="aes-256"))  # never a new one in place
     aside.rename(keystore_dir / "keystore.json")
     assert [m.uri for m in reader.list_keys()] == ["local://k"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.usefixtures("permissive_umask")
+def test_a_new_keystore_directory_is_0700_from_its_creation_with_its_parents(
+    make_provider: MakeProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Made 0700 by mkdir itself, not opened up first and tightened after.
+    directory = tmp_path / "deep" / "er" / "keystore"
+    tightened: list[str] = []
+    real_chmod = os.chmod
+
+    def chmod(path: Any, mode: int, **kwargs: Any) -> None:
+        tightened.append(str(path))
+        real_chmod(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "chmod", chmod)
+    make_provider(directory).create_key("k", KeySpec(key_type="aes-256"))
+
+    assert mode_of(directory) == 0o700
+    assert str(directory) not in tightened
+    assert (directory / "keystore.json").exists()
