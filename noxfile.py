@@ -195,13 +195,14 @@ def bench(session: nox.Session) -> None:
 
     ``nox -s bench -- --quick`` is the smoke run (well under a minute once
     installed): the envelope table at 1 KiB and 16 MiB with short timing and
-    its targets, then the 1 KiB profile account.  Without ``--quick`` every
+    its targets, the 1 KiB profile account and the CLI start.  Without ``--quick`` every
     ``bench_*.py`` runs with the given arguments.
     """
     session.install("-e", ".[bench]")
     if "--quick" in session.posargs:
         session.run("python", "benchmarks/bench_envelope.py", "--sizes", "1K,16M", *session.posargs)
         session.run("python", "benchmarks/profile_roundtrip.py", "--rounds", "1500")
+        session.run("python", "benchmarks/bench_cli.py", "--quick")
         return
     scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
     if not scripts:

@@ -1,12 +1,15 @@
 """Aureus: pluggable key management and envelope encryption.
 
 The public API: :class:`KeyStack` and the value types, errors and plugin
-interfaces.  Plugins import :data:`hookimpl` from here.
+interfaces.  Plugins import :data:`hookimpl` from here.  :class:`AsyncKeyStack`
+is imported on first access: it brings in ``asyncio``, which a program (or a
+command-line start) that never uses it should not pay for.
 """
 
 from __future__ import annotations
 
-from .aio import AsyncKeyStack
+from typing import TYPE_CHECKING, Any
+
 from .audit import AuditEvent
 from .context import EncryptionContext
 from .datakey import DataKey, EncryptedDataKey, WrappedKey
@@ -58,6 +61,9 @@ from .sensitive import Secret
 from .signature import Signature
 from .stack import KeyStack
 from .wrapped_import import ImportParameters, wrap_for_import
+
+if TYPE_CHECKING:
+    from .aio import AsyncKeyStack
 
 __all__ = [
     "AccessDenied",
@@ -116,3 +122,12 @@ __all__ = [
     "hookspec",
     "wrap_for_import",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AsyncKeyStack":
+        from .aio import AsyncKeyStack
+
+        globals()["AsyncKeyStack"] = AsyncKeyStack
+        return AsyncKeyStack
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,6 +17,7 @@ and the others carry on.
 from __future__ import annotations
 
 import difflib
+import email.parser
 import enum
 import json
 import os
@@ -126,17 +127,48 @@ _EXTRA_MARKER = re.compile(r"""^\s*extra\s*==\s*["']([^"']+)["']\s*$""")
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
-def _missing_requirements(dist: metadata.Distribution | None, extras: list[str]) -> list[str]:
+class _DistFacts:
+    """The name, version and requirements of one distribution, read once.
+
+    ``Distribution.metadata`` parses the whole ``METADATA`` file, long
+    description included, on every access (a few milliseconds for a package
+    whose README is its description); a plugin host asks for these facts once
+    per entry point, so it reads the header block once per distribution.
+    """
+
+    def __init__(self, dist: metadata.Distribution) -> None:
+        text = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+        headers = None
+        if text:
+            head = text.replace("\r\n", "\n").split("\n\n", 1)[0]
+            headers = email.parser.HeaderParser().parsestr(head)
+        name = headers.get("Name") if headers is not None else None
+        self.name: str | None = str(name) if name is not None else None
+        version = headers.get("Version") if headers is not None else None
+        self.version: str | None = str(version) if version is not None else None
+        listed = headers.get_all("Requires-Dist") if headers is not None else None
+        self._dist = dist
+        self._requires: list[str] | None = [str(r) for r in listed] if listed else None
+
+    @property
+    def requires(self) -> list[str]:
+        """``Requires-Dist``, or what the distribution reports another way (``requires.txt``)."""
+        if self._requires is None:
+            self._requires = list(self._dist.requires or [])
+        return self._requires
+
+
+def _missing_requirements(facts: _DistFacts | None, extras: list[str]) -> list[str]:
     """The distributions ``dist[extras]`` requires (by an ``extra == X`` marker) that are absent.
 
     Requirements with other markers (a Python version, a platform) are not
     judged here: importing the plugin will tell.
     """
-    if dist is None or not extras:
+    if facts is None or not extras:
         return []
     wanted = {extra.lower() for extra in extras}
     missing: list[str] = []
-    for requirement in dist.requires or []:
+    for requirement in facts.requires:
         spec, _, marker = requirement.partition(";")
         extra = _EXTRA_MARKER.match(marker)
         name = _REQUIREMENT_NAME.match(spec)
@@ -156,8 +188,32 @@ def _install_hint(ep: metadata.EntryPoint, error: BaseException) -> str | None:
         return install_line(dist, extras)
     if isinstance(error, ModuleNotFoundError) and error.name:
         top = error.name.split(".")[0]
+        if dist is not None:
+            required = _requirement_for_module(dist, top)
+            if required is not None:
+                return f"pip install {required}  (a requirement of {dist.name}: module {top!r})"
         return f"pip install {top}  (the distribution that provides module {top!r})"
     return None
+
+
+def _requirement_for_module(dist: metadata.Distribution, module: str) -> str | None:
+    """The one unconditional requirement of ``dist`` whose name fits ``module``, if any.
+
+    Distributions and their modules are often named apart (``python-pkcs11``
+    provides ``pkcs11``); the plugin's own requirements are where to look.
+    """
+    wanted = module.replace("_", "-").lower()
+    fits = {wanted, f"py{wanted}", f"python-{wanted}"}
+    found = set()
+    for requirement in dist.requires or []:
+        spec, _, marker = requirement.partition(";")
+        name = _REQUIREMENT_NAME.match(spec)
+        if name is None or "extra" in marker:
+            continue
+        normal = re.sub(r"[-_.]+", "-", name.group(1)).lower()
+        if normal in fits or normal.endswith(f"-{wanted}"):
+            found.add(name.group(1))
+    return found.pop() if len(found) == 1 else None
 
 
 _KINDS: tuple[tuple[str, str], ...] = (
@@ -230,27 +286,33 @@ class PluginHost:
         for name in deny:
             self.pm.set_blocked(name)
         seen: set[str] = set()
+        facts: dict[int, _DistFacts] = {}
         for ep in sorted(eps, key=lambda e: e.name):
             if ep.name in seen:
                 continue  # the same distribution visible twice on sys.path
             seen.add(ep.name)
             dist = getattr(ep, "dist", None)
+            known = None
+            if dist is not None:
+                known = facts.get(id(dist))
+                if known is None:
+                    known = facts[id(dist)] = _DistFacts(dist)
             base: dict[str, Any] = {
                 "name": ep.name,
                 "module": ep.value,
-                "distribution": dist.metadata["Name"] if dist is not None else None,
-                "version": dist.version if dist is not None else None,
+                "distribution": known.name if known is not None else None,
+                "version": known.version if known is not None else None,
             }
             if ep.name in deny or (allow and ep.name not in allow):
                 why = f"blocked by {DISABLE_ENV}" if ep.name in deny else f"not in {LOAD_ENV}"
                 self._infos[ep.name] = PluginInfo(status=PluginStatus.DISABLED, reason=why, **base)
                 continue
-            missing = _missing_requirements(dist, list(getattr(ep, "extras", []) or []))
-            if missing and dist is not None:
+            missing = _missing_requirements(known, list(getattr(ep, "extras", []) or []))
+            if missing and dist is not None and known is not None:
                 self._infos[ep.name] = PluginInfo(
                     status=PluginStatus.UNAVAILABLE,
                     reason=f"not installed: {', '.join(missing)} (needed by "
-                    f"{dist.metadata['Name']}[{','.join(ep.extras)}])",
+                    f"{known.name}[{','.join(ep.extras)}])",
                     install_hint=install_line(dist, list(ep.extras)),
                     **base,
                 )

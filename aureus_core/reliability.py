@@ -199,7 +199,8 @@ class CircuitBreaker:
 
     def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``function`` under the breaker."""
-        trial = self.before_call()
+        # closed: admitted without a call into before_call (the usual case)
+        trial = False if self._state is BreakerState.CLOSED else self.before_call()
         try:
             result = function(*args, **kwargs)
         except KeystoreCorrupted:

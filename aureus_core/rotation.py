@@ -342,6 +342,16 @@ class ConfiguredKeys(Protocol):
         """The key audit hashes are keyed by."""
         ...
 
+    @property
+    def named_keys(self) -> Sequence[KeyRef]:
+        """Wrapping keys, key-group members and the signing key."""
+        ...
+
+    @property
+    def verify_keys(self) -> Sequence[KeyRef]:
+        """The keys ``verify`` trusts."""
+        ...
+
 
 class RotationScope(Protocol):
     """What key status and enforcement need of a stack.
@@ -377,7 +387,8 @@ def visible_keys(stack: RotationScope) -> list[KeyMetadata]:
     """Every key the stack can see, by URI.
 
     Listed from each provider that can list (the default provider and every
-    configured one), plus the configured wrapping, signing and audit keys of
+    configured one), plus the keys the configuration names (wrapping keys,
+    key-group members, the signing key, verify keys, the audit hash key) of
     providers that can only describe.
     """
     config = stack.config
@@ -387,8 +398,8 @@ def visible_keys(stack: RotationScope) -> list[KeyMetadata]:
         provider = stack.provider(scheme)
         if Capability.LIST in provider.capabilities:
             found.update((m.uri, m) for m in provider.list_keys())
-    configured: list[KeyRef] = [*config.wrapping_keys]
-    configured += [ref for ref in (config.signing_key, config.audit_hash_key) if ref is not None]
+    configured: list[KeyRef] = [*config.named_keys, *config.verify_keys]
+    configured += [config.audit_hash_key] if config.audit_hash_key is not None else []
     for ref in configured:
         base = ref.with_version(None)
         if base.uri in found:

@@ -6,7 +6,10 @@ into a key provider in a child span ``aureus.provider.<method>`` (see
 go to the ``aureus`` meter.  Only ``opentelemetry-api`` is used: with no SDK
 configured the API's own no-op objects do the work, and with the API not
 installed :class:`Telemetry` does nothing at all.  ``import aureus_core``
-never imports OpenTelemetry; the first operation does.
+never imports OpenTelemetry; the first operation does once the application
+has imported it (or names a provider in ``OTEL_PYTHON_TRACER_PROVIDER`` /
+``OTEL_PYTHON_METER_PROVIDER``): before that no provider can be set and no
+span be current, so there is nothing to record.
 
 Spans and metrics carry operation names, provider schemes, key URIs and
 versions, byte counts and error types, never plaintext, key material or
@@ -15,6 +18,8 @@ encryption-context values.  See ``docs/observability.md``.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -64,6 +69,28 @@ _SPAN_FIELDS = (
 
 _available: bool | None = None
 """Whether ``opentelemetry-api`` imports; ``None`` until first needed (tests set ``False``)."""
+
+_PROVIDER_ENV = ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+_named_in_env: bool | None = None
+"""Whether the environment names a provider for the API to load (read at the first operation)."""
+
+
+def _untouched() -> bool:
+    """Whether nothing in this process has imported OpenTelemetry or names a provider for it.
+
+    A provider is set, and a span started, through the API's modules, so until
+    one of them is imported every span and measurement would go nowhere: the
+    operation skips them without importing the API (tens of milliseconds, felt
+    on every command-line start).  A provider named in the environment is
+    loaded by the API itself: the variables are read once, at the first
+    operation, as the API reads them once.
+    """
+    global _named_in_env
+    if "opentelemetry" in sys.modules:
+        return False
+    if _named_in_env is None:
+        _named_in_env = any(os.environ.get(name) for name in _PROVIDER_ENV)
+    return not _named_in_env
 
 
 def otel_available() -> bool:
@@ -227,6 +254,8 @@ class Telemetry:
             return None
         instruments = self._bound
         if instruments is None:
+            if self._tracer_provider is None and self._meter_provider is None and _untouched():
+                return None
             if not otel_available():
                 return None
             if self._tracer_provider is None and self._meter_provider is None:
@@ -377,7 +406,7 @@ class Telemetry:
 
 def current_ids() -> tuple[str | None, str | None]:
     """The current span's trace and span IDs in W3C hex form, or ``(None, None)``."""
-    if _available is False or (_available is None and not otel_available()):
+    if _available is False or (_available is None and (_untouched() or not otel_available())):
         return None, None
     context = _global_instruments().current_span().get_span_context()
     if not context.is_valid:

@@ -463,6 +463,44 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         r'separators=\(",", ":"\), allow_nan=False',
         "json.dumps's ensure_ascii defaults to True, the value deleted",
     ),
+    # context: aureus_core/context.py, keyref.py
+    Equivalent(
+        "aureus_core/context.py",
+        r"^encoded\.sort\(key=None\)$",
+        "keys are unique and so are their UTF-8 encodings: whole tuples sort by their first item",
+    ),
+    Equivalent(
+        "aureus_core/context.py",
+        r'struct\.unpack_from\(">H", view, \)',
+        "unpack_from's offset defaults to 0, the value removed",
+    ),
+    Equivalent(
+        "aureus_core/keyref.py",
+        r"if \(isinstance\(value, Mapping\)\) and False else \(value or \(\)\)",
+        "dict() reads a mapping as it reads the mapping's items",
+    ),
+    # rotation: aureus_core/rotation.py
+    Equivalent(
+        "aureus_core/rotation.py",
+        r"^return now\.astimezone\(None\)$",
+        "every use of now is arithmetic on instants, the same in any zone; no result shows "
+        "now's zone",
+    ),
+    # signature: aureus_core/signature.py, plugins/aureus_local/signing.py
+    Equivalent(
+        "plugins/aureus_local/signing.py",
+        r"^if s >= _P256_HALF_ORDER:$",
+        "OpenSSL draws each nonce, so s is exactly (n - 1) / 2 with probability 2**-255; "
+        "verify's side of the same boundary is tested",
+    ),
+    Equivalent(
+        "plugins/aureus_local/signing.py",
+        r".",
+        "cryptography (>= 47, as required) decodes with a strict DER parser that refuses "
+        "non-minimal lengths, padded integers and trailing bytes first, so no input decodes "
+        "and then re-encodes differently; the comparison stays as defence in depth",
+        before=r'^"(malformed ECDSA signature: it is not strict DER|integers, or trailing bytes\))',
+    ),
 )
 
 

@@ -967,6 +967,19 @@ class ChainVerifier:
                 )
         latest = max(marks, key=lambda mark: mark.seq)
         end = last[2]["seq"]
+        if latest.seq > end and self._check_signature is not None:
+            # Only an entry past the log's end decides the verdict on its own (the others
+            # are compared with records whose signatures were checked in the log): make
+            # sure it is this log's signed record, not a line added to the anchor.
+            sig = latest.record.get("sig")
+            message = signed_bytes(latest.record, latest.log)
+            if not isinstance(sig, dict) or not self._check_signature(sig, message):
+                raise _Broken(
+                    f"anchor {path.name} line {latest.line} records seq {latest.seq}, past the "
+                    f"log's end (seq {end}), but its signature does not verify: the anchor was "
+                    "edited (an entry forged or altered), so it cannot tell whether the log "
+                    "was rolled back"
+                )
         if latest.seq > end:
             raise _Broken(
                 f"the log was rolled back: it ends at seq {end}, but anchor {path.name} line "

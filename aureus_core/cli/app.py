@@ -97,8 +97,50 @@ def _debug_requested(args: list[str]) -> bool:
     return "--debug" in _options_part(args) or env not in ("", "0", "false", "no", "off")
 
 
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "audit": ("audit",),
+    "decrypt": ("envelope",),
+    "encrypt": ("envelope",),
+    "inspect": ("envelope",),
+    "keys": ("keys", "rotation"),
+    "migrate": ("migrate",),
+    "plugins": ("plugins",),
+    "rewrap": ("rewrap",),
+    "sign": ("signing",),
+    "verify": ("signing",),
+}
+"""Each top-level command and the modules of this package that define it (and its subcommands)."""
+
+
+def _import_commands(name: str | None) -> None:
+    """Import the modules that register command ``name`` (every command module for None).
+
+    A command's module registers it on :data:`main` when imported, so one
+    invocation imports only what its command needs; help and an unknown name
+    (whose error suggests close matches) import them all.
+    """
+    from importlib import import_module
+
+    wanted = COMMAND_MODULES.get(name) if name is not None else None
+    modules = wanted or sorted({m for ms in COMMAND_MODULES.values() for m in ms})
+    for module in modules:
+        import_module(f"{__package__}.{module}")
+
+
 class RootGroup(AureusGroup):
-    """The root group: takes ``--debug`` wherever it appears before ``--``."""
+    """The root group: takes ``--debug`` wherever it appears before ``--``.
+
+    Its commands are defined in modules imported on demand (see
+    :data:`COMMAND_MODULES`).
+    """
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        _import_commands(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        _import_commands(None)
+        return super().list_commands(ctx)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         head = _options_part(args)

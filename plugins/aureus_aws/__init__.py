@@ -9,15 +9,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .naming import PROVIDER_ID, SCHEME, KmsArn
-from .options import AwsKmsOptions
 
 if TYPE_CHECKING:
+    from .options import AwsKmsOptions
     from .provider import AwsKmsProvider
 
 __all__ = ["PROVIDER_ID", "SCHEME", "AwsKmsOptions", "AwsKmsProvider", "KmsArn"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "AwsKmsOptions":  # imported on first use: loading the plugin does not need it
+        from .options import AwsKmsOptions
+
+        return AwsKmsOptions
     if name == "AwsKmsProvider":
         from .provider import AwsKmsProvider
 

@@ -1,8 +1,10 @@
 """The ``otel`` audit sink: each event as an OpenTelemetry log record, or as a span event.
 
-A plugin of its own (entry point ``otel``, extra ``otel``): it imports
-``opentelemetry`` at the top, so without it ``aureus plugins`` shows the
-plugin unavailable with the line that installs it, and nothing else breaks.
+A plugin of its own (entry point ``otel``, extra ``otel``): loading it looks
+for the ``opentelemetry`` package, so without it ``aureus
+plugins`` shows the plugin unavailable with the line that installs it, and
+nothing else breaks.  The API itself is imported by the first sink built, so
+a command that configures no ``otel`` sink does not pay for it.
 
 Log records carry the event as JSON in the body and flattened into
 ``aureus.audit.*`` attributes, with event name ``aureus.audit``.  An event
@@ -12,14 +14,14 @@ no recording span) raises, so a required audit trail notices.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import inspect
 import json
 import time
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
-
-from opentelemetry import trace
-from opentelemetry._logs import LogRecord, SeverityNumber, get_logger_provider
 
 from aureus_core.audit import AuditEvent
 from aureus_core.errors import AuditSinkError, ConfigError
@@ -35,7 +37,40 @@ ATTRIBUTE_PREFIX = "aureus.audit."
 SIGNALS = ("logs", "span-event")
 DEFAULT_SCOPE = "aureus.audit"
 _UNCONFIGURED = ("ProxyLoggerProvider", "NoOpLoggerProvider")
-_HAS_EVENT_NAME = "event_name" in inspect.signature(LogRecord.__init__).parameters
+
+
+def _require_api() -> None:
+    """No ``opentelemetry`` package: the plugin is unavailable, with the line that installs it.
+
+    Only located, not imported (importing a package's submodules would import
+    the package): the extra's distributions are checked by the plugin host.
+    """
+    if importlib.util.find_spec("opentelemetry") is None:
+        raise ModuleNotFoundError("No module named 'opentelemetry'", name="opentelemetry")
+
+
+_require_api()
+
+
+@functools.cache
+def _api() -> Any:
+    """The OpenTelemetry API functions the sink calls, imported once."""
+    try:
+        from opentelemetry import trace
+        from opentelemetry._logs import LogRecord, SeverityNumber, get_logger_provider
+    except ImportError as error:  # found at plugin load, but broken or partly installed
+        raise ConfigError(
+            f"the otel audit sink cannot import the OpenTelemetry API ({error}); "
+            "reinstall it: pip install 'aureus-kms[otel]'"
+        ) from None
+
+    return SimpleNamespace(
+        get_current_span=trace.get_current_span,
+        LogRecord=LogRecord,
+        SeverityNumber=SeverityNumber,
+        get_logger_provider=get_logger_provider,
+        has_event_name="event_name" in inspect.signature(LogRecord.__init__).parameters,
+    )
 
 
 def attributes(event: AuditEvent) -> dict[str, Any]:
@@ -72,6 +107,7 @@ class OtelAuditSink:
         self.scope = scope
         self._logger_provider = logger_provider
         self._closed = False
+        self._api = _api()
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> OtelAuditSink:
@@ -87,7 +123,7 @@ class OtelAuditSink:
         if self._closed:
             raise AuditSinkError(f"the otel audit sink ({self.signal}) is closed")
         if self.signal == "span-event":
-            span = trace.get_current_span()
+            span = self._api.get_current_span()
             if not span.is_recording():
                 raise AuditSinkError(
                     "the otel audit sink found no recording span to add the event to: "
@@ -95,19 +131,20 @@ class OtelAuditSink:
                 )
             span.add_event(EVENT_NAME, attributes(event), int(event.time.timestamp() * 1e9))
             return
-        provider = self._logger_provider or get_logger_provider()
+        api = self._api
+        provider = self._logger_provider or api.get_logger_provider()
         if type(provider).__name__ in _UNCONFIGURED:
             raise AuditSinkError(
                 "the otel audit sink has no OpenTelemetry LoggerProvider, so the event would "
                 "be dropped: configure the SDK (opentelemetry._logs.set_logger_provider) "
                 "before the first operation"
             )
-        extra: dict[str, Any] = {"event_name": EVENT_NAME} if _HAS_EVENT_NAME else {}
+        extra: dict[str, Any] = {"event_name": EVENT_NAME} if api.has_event_name else {}
         failed = event.outcome not in ("ok", "pending")
-        record = LogRecord(
+        record = api.LogRecord(
             timestamp=int(event.time.timestamp() * 1e9),
             observed_timestamp=time.time_ns(),
-            severity_number=SeverityNumber.WARN if failed else SeverityNumber.INFO,
+            severity_number=api.SeverityNumber.WARN if failed else api.SeverityNumber.INFO,
             severity_text="WARN" if failed else "INFO",
             body=json.dumps(event.to_dict(), sort_keys=True),
             attributes=attributes(event),

@@ -11,15 +11,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .naming import PROVIDER_ID, SCHEME, GcpKey, KeyRingName
-from .options import GcpKmsOptions
 
 if TYPE_CHECKING:
+    from .options import GcpKmsOptions
     from .provider import GcpKmsProvider
 
 __all__ = ["PROVIDER_ID", "SCHEME", "GcpKey", "GcpKmsOptions", "GcpKmsProvider", "KeyRingName"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "GcpKmsOptions":  # imported on first use: loading the plugin does not need it
+        from .options import GcpKmsOptions
+
+        return GcpKmsOptions
     if name == "GcpKmsProvider":
         from .provider import GcpKmsProvider
 

@@ -327,7 +327,7 @@ class LocalKeyProvider(KeyProviderBase):
         private, record, version = self._signing_key(key, "it cannot sign")
         data = bytes(message)
         signature = Signature(
-            value=signing.sign(private, data),
+            value=signing.SIGNERS[record.key_type](private, data),
             key_uri=key_uri(record.name),
             key_version=str(version.version),
             algorithm=signing.ALGORITHMS[record.key_type],
@@ -832,8 +832,16 @@ def _minimum_text(minimum: int | None) -> str:
 
 def _check_usable(record: KeyRecord, version: VersionRecord) -> None:
     """Raise :class:`KeyDisabled` if ``version`` may not unwrap, verify, wrap, sign or MAC."""
-    uri, number, minimum = key_uri(record.name), version.version, record.min_decryption_version
-    if version.destroyed:
+    number, minimum = version.version, record.min_decryption_version
+    destroyed = version.destroyed
+    if (
+        not destroyed
+        and version.state is not KeyState.DISABLED
+        and (minimum is None or number >= minimum)
+    ):
+        return  # usable (the usual case): no message to build
+    uri = key_uri(record.name)
+    if destroyed:
         problem = (
             f"{uri} version {number} was destroyed ({_minimum_text(minimum)}); its material "
             "is gone, so what it wrapped or signed can no longer be unwrapped or verified"

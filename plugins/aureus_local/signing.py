@@ -12,6 +12,9 @@ non-strict DER) with :class:`SignatureError` rather than quietly returning
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -40,11 +43,27 @@ _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 def sign(key: PrivateKey, message: bytes) -> bytes:
     """Sign ``message``: raw Ed25519, or DER-encoded ECDSA over SHA-256."""
     if isinstance(key, ed25519.Ed25519PrivateKey):
-        return key.sign(message)
-    r, s = decode_dss_signature(key.sign(message, _ECDSA_SHA256))
-    if s > _P256_HALF_ORDER:
-        s = P256_ORDER - s
-    return encode_dss_signature(r, s)
+        return _sign_ed25519(key, message)
+    return _sign_ecdsa_p256(key, message)
+
+
+def _sign_ed25519(key: ed25519.Ed25519PrivateKey, message: bytes) -> bytes:
+    return key.sign(message)
+
+
+def _sign_ecdsa_p256(key: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
+    der = key.sign(message, _ECDSA_SHA256)
+    r, s = decode_dss_signature(der)
+    if s <= _P256_HALF_ORDER:
+        return der  # already low-S, and OpenSSL's DER is the strict encoding of (r, s)
+    return encode_dss_signature(r, P256_ORDER - s)
+
+
+SIGNERS: dict[KeyType, Callable[[Any, bytes], bytes]] = {
+    KeyType.ED25519: _sign_ed25519,
+    KeyType.ECDSA_P256: _sign_ecdsa_p256,
+}
+""":func:`sign` for a key whose type is known (no type test per signature)."""
 
 
 def verify(

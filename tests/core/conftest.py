@@ -26,7 +26,12 @@ def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeD
     created: list[str] = []
 
     def make(
-        source: str, *, ep_name: str | None = None, extras: str = "", dist: str | None = None
+        source: str,
+        *,
+        ep_name: str | None = None,
+        extras: str = "",
+        dist: str | None = None,
+        requires: tuple[str, ...] = (),
     ) -> str:
         tag = uuid.uuid4().hex[:8]
         module = f"fakeplug_{tag}"
@@ -35,7 +40,10 @@ def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeD
         (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
         info = tmp_path / f"{dist.replace('-', '_')}-1.2.3.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+        requirements = "".join(f"Requires-Dist: {r}\n" for r in requires)
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n{requirements}"
+        )
         suffix = f" [{extras}]" if extras else ""
         (info / "entry_points.txt").write_text(f"[aureus]\n{ep_name} = {module}{suffix}\n")
         created.append(module)

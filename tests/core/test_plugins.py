@@ -71,6 +71,25 @@ def test_missing_sdk_is_recorded_with_install_hint_and_others_load(fake_dist):
     assert "good" in host.key_providers
 
 
+def test_a_missing_module_is_traced_to_the_plugins_requirement_that_provides_it(fake_dist):
+    """The module is ``pkcs11`` but the distribution is ``python-pkcs11``: say that one."""
+    broken = fake_dist(
+        "import pkcs11_absent_xyz\n",
+        dist="acme-hsm",
+        requires=("aureus-kms", "python-pkcs11-absent-xyz>=0.9", "extra-thing; extra == 'x'"),
+    )
+    lone = fake_dist("import other_absent_xyz\n", dist="acme-other")
+    host = PluginHost(environ=only(broken, lone))
+    infos = {info.name: info for info in host.plugins()}
+    assert infos[broken].install_hint == (
+        "pip install python-pkcs11-absent-xyz  (a requirement of acme-hsm: module "
+        "'pkcs11_absent_xyz')"
+    )
+    assert infos[lone].install_hint == (
+        "pip install other_absent_xyz  (the distribution that provides module 'other_absent_xyz')"
+    )
+
+
 def test_plugin_bug_at_import_is_recorded(fake_dist):
     broken = fake_dist("raise RuntimeError('boom in plugin')\n")
     host = PluginHost(environ=only(broken))
@@ -203,3 +222,30 @@ def test_core_and_help_import_no_cloud_sdk(code):
     )
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_distribution_facts_match_what_importlib_metadata_parses(tmp_path):
+    """The header-only read gives what the full parse gives, folded lines and a body included."""
+    from importlib import metadata
+
+    from aureus_core.plugins import _DistFacts
+
+    info = tmp_path / "folded_dist-2.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\r\nName: folded-dist\r\nVersion: 2.0\r\n"
+        "Summary: a summary\r\n  folded onto a second line\r\n"
+        'Requires-Dist: boto3>=1.35; extra == "aws"\r\nRequires-Dist: attrs\r\n'
+        "\r\nName: not-a-header\r\nRequires-Dist: also-not-a-header\r\n"
+    )
+    dists = [
+        metadata.distribution("aureus-kms"),
+        metadata.distribution("pluggy"),
+        *metadata.distributions(path=[str(tmp_path)]),
+    ]
+    for dist in dists:
+        facts = _DistFacts(dist)
+        assert facts.name == dist.metadata["Name"]
+        assert facts.version == dist.version
+        assert facts.requires == list(dist.requires or [])
+    assert _DistFacts(dists[-1]).requires == ['boto3>=1.35; extra == "aws"', "attrs"]

@@ -19,6 +19,7 @@ from aureus_core.errors import (
     KeystoreCorrupted,
     ProviderError,
     ProviderUnavailable,
+    Throttled,
 )
 from aureus_core.instrumented import InstrumentedProvider
 from aureus_core.interfaces import Capability, KeyProviderBase
@@ -363,3 +364,25 @@ def test_replicate_key_on_a_provider_without_replicas_is_unsupported(tmp_path: P
             stack.replicate_key("local://k", "eu-west-1")
         with pytest.raises(ConfigError, match="needs the target region"):
             stack.replicate_key("local://k", " ")
+
+
+def test_throttling_is_an_answer_it_never_opens_the_breaker_and_resets_the_count():
+    """A throttling backend is up: Throttled neither counts as an outage nor keeps one counted."""
+    provider, clock = Flaky(), Seconds()
+    stack = breaker_stack(provider, clock)
+    guarded = stack.provider("flaky")
+    provider.down = True
+    for _ in range(2):  # two outages counted ...
+        with pytest.raises(ProviderUnavailable):
+            guarded.wrap(REF, b"k" * 32, CONTEXT)
+    provider.failure = Throttled
+    for _ in range(10):  # ... then many throttled answers: still closed
+        with pytest.raises(Throttled):
+            guarded.wrap(REF, b"k" * 32, CONTEXT)
+    assert stack.breaker("flaky").state is BreakerState.CLOSED
+    provider.failure = ProviderUnavailable
+    for _ in range(2):  # the count started again: two more outages do not open it
+        with pytest.raises(ProviderUnavailable):
+            guarded.wrap(REF, b"k" * 32, CONTEXT)
+    assert stack.breaker("flaky").state is BreakerState.CLOSED
+    assert provider.calls == 14, "every call reached the backend"

@@ -755,3 +755,349 @@ def test_stack_lifecycle_methods_need_the_capability(tmp_path: Path):
             assert type(refused.value).__name__ == "UnsupportedOperation"
         with pytest.raises(ConfigError, match="unknown key state 'gone'"):
             s.set_version_state("static://old?version=7", "gone")
+
+
+# -- time, spans and words ---------------------------------------------------------------------
+
+
+def test_status_without_now_is_taken_at_the_current_utc_time():
+    created = datetime.now(timezone.utc) - 10 * DAY
+    status = RotationPolicy().status(metadata(created))
+    assert 10 * DAY <= status.age < 10 * DAY + timedelta(minutes=5)
+    assert status.should_rotate is False
+
+
+def test_now_in_another_time_zone_is_the_same_instant():
+    plus_five = timezone(timedelta(hours=5))
+    local_now = NOW.astimezone(plus_five)
+    assert RotationPolicy().status(metadata(NOW - 90 * DAY), local_now).age == 90 * DAY
+
+
+def test_a_naive_now_is_refused_saying_how_to_make_an_aware_one():
+    with pytest.raises(ConfigError) as caught:
+        RotationPolicy().status(metadata(), datetime(2031, 1, 1))
+    assert str(caught.value) == (
+        "now must be a timezone-aware datetime (e.g. datetime.now(timezone.utc))"
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (59, "59 seconds"),
+        (60, "1 minute"),
+        (90, "1.5 minutes"),
+        (3599, "60 minutes"),
+        (3600, "1 hour"),
+        (86399, "24 hours"),
+        (86400, "1 day"),
+        (-60, "-1 minute"),
+    ],
+)
+def test_format_span_switches_unit_exactly_at_a_whole_minute_hour_and_day(seconds, text):
+    assert format_span(timedelta(seconds=seconds)) == text
+
+
+def test_an_interval_longer_than_max_age_is_refused_saying_what_to_change():
+    with pytest.raises(ConfigError) as caught:
+        RotationPolicy(interval=30 * DAY, max_age=20 * DAY)
+    assert str(caught.value) == (
+        "rotation policy interval (30 days) is longer than max_age (20 days): a key would "
+        "expire before it is due for rotation; shorten the interval or lengthen max_age"
+    )
+
+
+def test_a_non_boolean_retire_flag_is_refused_in_words():
+    with pytest.raises(ConfigError) as caught:
+        RotationPolicy(retire_after_max_age=1)  # type: ignore[arg-type]
+    assert str(caught.value) == "rotation policy retire_after_max_age must be true or false"
+
+
+def test_unknown_rotation_options_are_listed_with_the_allowed_ones():
+    with pytest.raises(ConfigError) as caught:
+        RotationPolicy.from_options({"weekly": True, "interval": 7, "max_messages": 5})
+    assert str(caught.value) == (
+        "unknown key(s) interval, weekly; allowed: interval_days, max_age_days, "
+        "max_messages, max_bytes, retire_after_max_age"
+    )
+
+
+def test_rotation_options_take_fractions_of_a_day_and_limits_from_one():
+    policy = RotationPolicy.from_options(
+        {"interval_days": 0.5, "max_age_days": 1, "max_messages": 1, "max_bytes": 1}
+    )
+    assert policy == RotationPolicy(
+        interval=timedelta(hours=12), max_age=DAY, max_messages=1, max_bytes=1
+    )
+    assert RotationPolicy(max_messages=1, max_bytes=1).max_messages == 1
+
+
+def test_a_key_without_a_record_of_its_current_version_is_dated_from_its_creation():
+    key = KeyMetadata(
+        ref=KeyRef.parse("static://bare"),
+        key_type=KeyType.AES_256,
+        state=KeyState.ENABLED,
+        created_at=NOW - 100 * DAY,
+        current_version="v9",
+    )
+    status = RotationPolicy().status(key, NOW)
+    assert (status.version, status.age, status.should_rotate) == ("v9", 100 * DAY, True)
+    assert status.next_rotation == NOW - 10 * DAY
+    assert (status.messages, status.bytes) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("action", "text"),
+    [
+        (
+            EnforcementAction(
+                key_uri="local://k",
+                action="rotate",
+                from_version="1",
+                to_version="2",
+                reason="interval: ...",
+                applied=True,
+            ),
+            "local://k: rotate from version 1 to 2: interval: ...",
+        ),
+        (
+            EnforcementAction(
+                key_uri="local://k",
+                action="rotate",
+                from_version="1",
+                to_version=None,
+                reason="interval: ...",
+                applied=False,
+            ),
+            "local://k: rotate from version 1 to a new version (dry run): interval: ...",
+        ),
+        (
+            EnforcementAction(
+                key_uri="local://k",
+                action="retire",
+                from_version=None,
+                to_version="3",
+                reason="old",
+                applied=True,
+            ),
+            "local://k: raise the minimum decryption version from none to 3: old",
+        ),
+        (
+            EnforcementAction(
+                key_uri="local://k",
+                action="retire",
+                from_version="2",
+                to_version="3",
+                reason="old",
+                applied=False,
+            ),
+            "local://k: raise the minimum decryption version from 2 to 3 (dry run): old",
+        ),
+        (
+            EnforcementAction(
+                key_uri="static://k",
+                action="skip",
+                from_version="1",
+                to_version=None,
+                reason="cannot",
+                applied=False,
+            ),
+            "static://k: skip: cannot",
+        ),
+        (
+            EnforcementAction(
+                key_uri="static://k",
+                action="failed",
+                from_version="1",
+                to_version=None,
+                reason="down",
+                applied=False,
+            ),
+            "static://k: failed: down",
+        ),
+    ],
+)
+def test_each_action_describes_itself_in_one_line(action, text):
+    assert action.describe() == text
+
+
+def test_an_action_to_dict_holds_every_field():
+    action = EnforcementAction(
+        key_uri="local://k",
+        action="retire",
+        from_version=None,
+        to_version="3",
+        reason="old",
+        applied=True,
+    )
+    assert action.to_dict() == {
+        "key_uri": "local://k",
+        "action": "retire",
+        "from_version": None,
+        "to_version": "3",
+        "reason": "old",
+        "applied": True,
+    }
+
+
+# -- which keys enforcement sees ----------------------------------------------------------------
+
+
+class DescribeOnly(KeyProviderBase):
+    """Describes any key it is asked about (one version, 100 days old), and cannot list."""
+
+    scheme = "desc"
+    capabilities = frozenset({Capability.DESCRIBE})
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def describe_key(self, key):
+        self.asked.append(key.uri)
+        return KeyMetadata(
+            ref=key,
+            key_type=KeyType.AES_256,
+            state=KeyState.ENABLED,
+            created_at=NOW - 100 * DAY,
+            current_version="1",
+            versions=(KeyVersion(version="1", created_at=NOW - 100 * DAY),),
+        )
+
+
+class Blind(KeyProviderBase):
+    """Neither lists nor describes."""
+
+    scheme = "blind"
+    capabilities = frozenset()
+
+
+def test_configured_keys_of_describe_only_providers_are_seen_once_each(
+    stack: KeyStack, local: LocalKeyProvider, clock: FakeClock
+):
+    clock.set(NOW - DAY)
+    stack.create_key("listed", "aes-256")
+    described = DescribeOnly()
+    config = StackConfig.from_dict(
+        {
+            "providers": {"desc": {}, "blind": {}},
+            "stack": {
+                "wrapping_keys": [
+                    "local://listed",
+                    "desc://wrap?version=2",
+                    "blind://hidden",
+                    "desc://wrap",
+                ],
+                "signing_key": "desc://sign",
+            },
+            "audit": {"hash_key": "desc://hash"},
+        }
+    )
+    providers = {"local": local, "desc": described, "blind": Blind()}
+    with KeyStack(config=config, providers=providers) as s:
+        described.asked.clear()
+        seen = [(meta.uri, status.should_rotate) for meta, status in s.key_status(now=NOW)]
+    assert seen == [
+        ("desc://hash", True),
+        ("desc://sign", True),
+        ("desc://wrap", True),
+        ("local://listed", False),
+    ]
+    # Asked without a version, once per key; the listed local key is not described again.
+    assert described.asked == ["desc://wrap", "desc://sign", "desc://hash"]
+
+
+def test_enforce_called_directly_applies_its_actions(stack: KeyStack, clock: FakeClock):
+    from aureus_core.rotation import enforce
+
+    made = make_aged_keys(stack, clock, [100])
+    actions = enforce(stack, RotationPolicy(), now=NOW)
+    assert [(a.key_uri, a.action, a.applied) for a in actions] == [(*made, "rotate", True)]
+    assert stack.describe_key(next(iter(made))).current_version == "2"
+
+
+class DisabledKey(Static):
+    """Lists its key as disabled: due for rotation, but not to be rotated."""
+
+    capabilities = Static.capabilities | {Capability.ROTATE}
+
+    def list_keys(self):
+        import attrs
+
+        return [attrs.evolve(meta, state=KeyState.DISABLED) for meta in super().list_keys()]
+
+    def rotate_key(self, key):
+        raise AssertionError("a disabled key was rotated")
+
+
+def test_a_disabled_key_that_is_due_is_skipped_saying_why(local: LocalKeyProvider):
+    config = StackConfig.from_dict({"providers": {"static": {}}})
+    with KeyStack(config=config, providers={"local": local, "static": DisabledKey()}) as s:
+        actions = s.enforce_rotation(now=NOW)
+    assert [(a.key_uri, a.action, a.applied) for a in actions] == [("static://old", "skip", False)]
+    assert actions[0].reason == (
+        "the key is disabled; expired: version 7 is 400 days old, at or past the maximum "
+        "age of 365 days"
+    )
+
+
+class FailsMinimum(NoMinimum):
+    """Declares a minimum decryption version, and its backend is down when asked for one."""
+
+    capabilities = NoMinimum.capabilities | {Capability.MIN_DECRYPTION_VERSION}
+
+    def set_min_decryption_version(self, key, version):
+        raise ProviderUnavailable("the static backend is down; retry later", provider="static")
+
+
+def test_a_retirement_the_provider_fails_is_reported_as_failed_with_its_error(
+    local: LocalKeyProvider,
+):
+    config = StackConfig.from_dict({"providers": {"static": {}}})
+    with KeyStack(config=config, providers={"local": local, "static": FailsMinimum()}) as s:
+        actions = s.enforce_rotation(RotationPolicy(retire_after_max_age=True), now=NOW)
+    retire = [a for a in actions if a.to_version == "7"]
+    assert [(a.action, a.from_version, a.applied) for a in retire] == [("failed", None, False)]
+    assert retire[0].reason.startswith("raising the minimum failed: the static backend is down")
+    assert retire[0].reason.endswith("; version(s) 6 are older than the maximum age of 365 days")
+
+
+def test_an_applied_retirement_names_every_version_it_retires(
+    stack: KeyStack, clock: FakeClock, local: LocalKeyProvider
+):
+    clock.set(NOW - 900 * DAY)
+    stack.create_key("aged", "aes-256")
+    for days_ago in (800, 700, 10):
+        clock.set(NOW - days_ago * DAY)
+        stack.rotate_key("local://aged")
+    clock.set(NOW)
+    actions = stack.enforce_rotation(RotationPolicy(retire_after_max_age=True), now=NOW)
+    assert [(a.action, a.from_version, a.to_version, a.applied, a.reason) for a in actions] == [
+        (
+            "retire",
+            None,
+            "4",
+            True,
+            "version(s) 1, 2, 3 are older than the maximum age of 365 days",
+        )
+    ]
+    assert local.describe_key(KeyRef.parse("local://aged")).min_decryption_version == "4"
+
+
+def test_key_group_and_verify_keys_of_describe_only_providers_are_seen(
+    local: LocalKeyProvider,
+):
+    """A key named only in [stack.key_groups] or verify_keys is still under the policy."""
+    described = DescribeOnly()
+    config = StackConfig.from_dict(
+        {
+            "providers": {"desc": {}},
+            "stack": {
+                "key_groups": {"a": ["desc://group-a"], "b": ["desc://group-b"]},
+                "threshold": 2,
+                "verify_keys": ["desc://release-signer"],
+            },
+        }
+    )
+    with KeyStack(config=config, providers={"local": local, "desc": described}) as s:
+        seen = sorted(meta.uri for meta, _ in s.key_status(now=NOW))
+    assert seen == ["desc://group-a", "desc://group-b", "desc://release-signer"]

@@ -61,3 +61,13 @@ def test_repr_shows_the_length_of_the_value_never_its_bytes():
     assert repr(RECORD) == (
         "Signature(value=<6 bytes>, key_uri='local://signer', key_version='3', algorithm='ed25519')"
     )
+
+
+@pytest.mark.parametrize("value", ["AA!==", "AA==\n", "A A==", "AA==%"])
+def test_a_signature_with_characters_outside_base64_is_refused_not_skipped(value):
+    """A lenient decoder would drop the stray characters and read one zero byte."""
+    text = json.dumps({"signature": value, "key_uri": "u", "key_version": "1", "algorithm": "a"})
+    with pytest.raises(SignatureError, match=r"^malformed signature record"):
+        Signature.from_json(text)
+    lenient = text.replace(json.dumps(value), '"AA=="')
+    assert Signature.from_json(lenient).value == b"\x00"

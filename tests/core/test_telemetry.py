@@ -460,3 +460,53 @@ def test_global_sdk_set_up_after_the_stack_is_used(tmp_path: Path):
         tmp_path,
     )
     assert out.strip() == "['aureus.encrypt', 'aureus.provider.wrap']"
+
+
+def test_operations_import_no_opentelemetry_until_the_application_does(tmp_path: Path):
+    pytest.importorskip("opentelemetry.sdk")
+    out = run_python(
+        f"""
+        import sys
+        from aureus_core import KeyStack
+        from aureus_core.instrumented import InstrumentedProvider
+
+        def otel_modules():
+            return sorted(m for m in sys.modules if m.split(".")[0] == "opentelemetry")
+
+        with KeyStack.local({str(tmp_path / "ks")!r}, wrapping_keys=["local://k"]) as stack:
+            stack.create_key("k")
+            assert stack.decrypt(stack.encrypt(b"before")) == b"before"
+            assert otel_modules() == [], otel_modules()
+            assert not isinstance(stack.provider("local"), InstrumentedProvider)
+
+            from opentelemetry import trace
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+            from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+                InMemorySpanExporter,
+            )
+
+            exporter = InMemorySpanExporter()
+            provider = TracerProvider()
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+            trace.set_tracer_provider(provider)
+            stack.encrypt(b"after")
+        print(sorted(s.name for s in exporter.get_finished_spans()))
+        """,
+        tmp_path,
+    )
+    assert out.strip() == "['aureus.encrypt', 'aureus.provider.wrap']"
+
+
+def test_a_provider_named_in_the_environment_is_still_looked_up(tmp_path: Path):
+    pytest.importorskip("opentelemetry.sdk")
+    env_code = f"""
+        import os, sys
+        os.environ["OTEL_PYTHON_TRACER_PROVIDER"] = "sdk_tracer_provider"
+        from aureus_core import KeyStack
+        with KeyStack.local({str(tmp_path / "ks")!r}, wrapping_keys=["local://k"]) as stack:
+            stack.create_key("k")
+            stack.encrypt(b"data")
+        print("opentelemetry.trace" in sys.modules)
+        """
+    assert run_python(env_code, tmp_path).strip() == "True"

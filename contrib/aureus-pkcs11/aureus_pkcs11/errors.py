@@ -23,7 +23,7 @@ from aureus_core.errors import (
     UnsupportedOperation,
 )
 
-SCHEME = "pkcs11"
+from .naming import SCHEME as SCHEME  # defined there; re-exported for this package
 
 CKR_NAMES: dict[type[p11.PKCS11Error], str] = {
     p11.AnotherUserAlreadyLoggedIn: "CKR_USER_ANOTHER_ALREADY_LOGGED_IN",

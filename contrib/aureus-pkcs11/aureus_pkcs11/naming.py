@@ -18,7 +18,7 @@ import attrs
 from aureus_core.errors import ConfigError
 from aureus_core.keyref import KeyRef
 
-from .errors import SCHEME
+SCHEME = "pkcs11"
 
 NAME_RULE = "1 to 64 characters: letters, digits, '_', '.' and '-', starting with a letter or digit"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

@@ -13,15 +13,21 @@ Loaded through the entry point ``pkcs11 = "aureus_pkcs11.plugin"`` in the
 The user PIN comes from the provider's credential source (value ``pin``), else
 from ``$AUREUS_PKCS11_PIN``; never from the configuration file itself, so the
 ``static`` source is refused.
+
+Importing this module looks for python-pkcs11 (without it the plugin is
+unavailable, with the reason) but imports it, and the provider, only when a
+``pkcs11`` provider is built: a command that uses another provider does not
+pay for them.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aureus_core.errors import ConfigError, CredentialError
 from aureus_core.hookspecs import hookimpl
@@ -29,9 +35,13 @@ from aureus_core.interfaces import Credentials, CredentialSource, ProviderSettin
 from aureus_core.registry import CredentialSourceRegistry, KeyProviderRegistry
 from aureus_core.sensitive import Secret
 
-from .errors import SCHEME
-from .provider import Pkcs11KeyProvider
-from .session import SessionPool, TokenSelector
+from .naming import SCHEME
+
+if TYPE_CHECKING:
+    from .provider import Pkcs11KeyProvider
+
+if importlib.util.find_spec("pkcs11") is None:  # the plugin is unavailable, and says why
+    raise ModuleNotFoundError("No module named 'pkcs11'", name="pkcs11")
 
 MODULE_ENV = "AUREUS_PKCS11_MODULE"
 TOKEN_ENV = "AUREUS_PKCS11_TOKEN"  # noqa: S105 - a variable name, not a secret
@@ -60,6 +70,9 @@ def aureus_register_credential_sources(registry: CredentialSourceRegistry) -> No
 
 def create_provider(settings: ProviderSettings) -> Pkcs11KeyProvider:
     """Build the provider from its options, the environment and its credential source."""
+    from .provider import Pkcs11KeyProvider
+    from .session import SessionPool, TokenSelector
+
     unknown = sorted(set(settings.options) - set(OPTIONS))
     if unknown:
         raise ConfigError(

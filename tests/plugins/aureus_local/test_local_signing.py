@@ -253,3 +253,52 @@ def test_a_high_s_copy_of_a_valid_signature_is_refused(
     lenient = make_provider(accept_high_s=True)
     assert lenient.verify(ref("local://e"), MESSAGE, malleated) is True
     assert lenient.verify(ref("local://e"), MESSAGE + b"!", malleated) is False
+
+
+def test_the_largest_low_s_value_is_not_refused_as_high_s(local_provider: LocalKeyProvider) -> None:
+    """s = (n - 1) / 2 is the last canonical value: checked as a signature (here: no match)."""
+    local_provider.create_key("e", KeySpec(key_type="ecdsa-p256"))
+    r, _ = decode_dss_signature(local_provider.sign(ref("local://e"), MESSAGE).value)
+    boundary = der_signature(r, P256_ORDER // 2)
+    assert local_provider.verify(ref("local://e"), MESSAGE, boundary) is False
+    with pytest.raises(SignatureError, match="high-S"):
+        local_provider.verify(ref("local://e"), MESSAGE, der_signature(r, P256_ORDER // 2 + 1))
+
+
+def test_the_high_s_refusal_says_why_and_what_to_do(local_provider: LocalKeyProvider) -> None:
+    local_provider.create_key("e", KeySpec(key_type="ecdsa-p256"))
+    r, s = decode_dss_signature(local_provider.sign(ref("local://e"), MESSAGE).value)
+    with pytest.raises(SignatureError) as refused:
+        local_provider.verify(ref("local://e"), MESSAGE, der_signature(r, P256_ORDER - s))
+    assert str(refused.value) == (
+        "non-canonical ECDSA signature: its s is in the upper half of the group order "
+        "(high-S), which makes it a malleated copy of another signature; ask the signer "
+        "for a low-S signature (Aureus always signs low-S), or, for a signer that cannot, "
+        "set accept_high_s = true on the local provider"
+    )
+
+
+def test_a_signature_that_is_not_der_is_refused_saying_what_was_expected(
+    local_provider: LocalKeyProvider,
+) -> None:
+    local_provider.create_key("e", KeySpec(key_type="ecdsa-p256"))
+    with pytest.raises(SignatureError) as refused:
+        local_provider.verify(ref("local://e"), MESSAGE, b"\x30\x81\x06\x02\x01\x01\x02\x01\x01")
+    assert str(refused.value) == (
+        "malformed ECDSA signature: expected a DER-encoded SEQUENCE of two INTEGERs"
+    )
+
+
+def test_the_verify_function_refuses_high_s_unless_told_otherwise() -> None:
+    """Direct callers of the signing module get the same default as the provider."""
+    from aureus_local import signing
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    low = signing.sign(private, MESSAGE)
+    r, s = decode_dss_signature(low)
+    high = der_signature(r, P256_ORDER - s)
+    public = private.public_key()
+    assert signing.verify(public, MESSAGE, low) is True
+    with pytest.raises(SignatureError, match="high-S"):
+        signing.verify(public, MESSAGE, high)
+    assert signing.verify(public, MESSAGE, high, accept_high_s=True) is True

@@ -1005,7 +1005,7 @@ def test_every_temporary_file_is_one_the_next_writer_would_clean_up(
     # A crash (kill -9) can leave any temporary file behind: each must carry a name the
     # stale-file sweep recognises, or it would stay forever beside the keystore.
     written: list[str] = []
-    real = keystore_module.write_new_file
+    real = write_new_file  # what the keystore module calls
 
     def recording(target: Path, content: bytes) -> None:
         written.append(target.name)
