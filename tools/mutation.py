@@ -40,6 +40,31 @@ class Group:
     tests: tuple[str, ...]
     # Names of tests left out (pytest ``-k "not NAME"``): slow tests whose checks others cover.
     deselect: tuple[str, ...] = field(default=())
+    functions: tuple[str, ...] = field(default=())
+    """Only these functions and methods (by name) are mutated; empty: all of ``files``."""
+
+    def covers(self, mutant: str) -> bool:
+        """Whether a mutant (or mangled function name) of mutmut's is in this group's scope."""
+        return not self.functions or function_of(mutant) in self.functions
+
+    def patterns(self) -> list[str]:
+        """Name patterns of ``functions`` for mutmut: their mutants, and their test map keys."""
+        return [
+            pattern
+            for name in self.functions
+            for pattern in (
+                f"*\u01c1{name}",
+                f"*\u01c1{name}__mutmut_*",
+                f"*.x_{name}",
+                f"*.x_{name}__mutmut_*",
+            )
+        ]
+
+
+def function_of(mutant: str) -> str:
+    """The function or method name in a mutmut mutant name (``mod.xǁClassǁname__mutmut_3``)."""
+    func = mutant.rsplit(".", 1)[-1].split("__mutmut_")[0]
+    return func.split("\u01c1")[-1] if "\u01c1" in func else func.removeprefix("x_")
 
 
 # Paths are as in the repository; tests run with the repository's pytest settings.
@@ -93,17 +118,72 @@ GROUPS: dict[str, Group] = {
         # writer. The threaded contract tests keep exercising the lock.
         deselect=("test_processes_appending_together_keep_one_chain",),
     ),
-    "local": Group(
+    # The local keystore, split by file: one run of all of it takes hours at one child.
+    "local-crypto": Group(
         files=(
-            "plugins/aureus_local/keystore.py",
-            "plugins/aureus_local/document.py",
             "plugins/aureus_local/sealing.py",
             "plugins/aureus_local/wrapping.py",
-            "plugins/aureus_local/generations.py",
             "plugins/aureus_local/macs.py",
-            "plugins/aureus_local/atomic.py",
         ),
         tests=("tests/plugins/aureus_local",),
+    ),
+    "local-state": Group(
+        files=("plugins/aureus_local/generations.py", "plugins/aureus_local/atomic.py"),
+        tests=("tests/plugins/aureus_local",),
+    ),
+    # The keystore's security checks only: reading, verifying and writing the document, the
+    # pins and the generation floor, unlocking, the master key file, the wrap limit, and the
+    # parsing of everything read before the MAC is checked.  The subprocess tests (kill -9,
+    # CLI, the official SDK) are left out: each surviving mutant would pay their ~30 s.
+    "local-store": Group(
+        files=("plugins/aureus_local/keystore.py", "plugins/aureus_local/document.py"),
+        tests=tuple(
+            f"tests/plugins/aureus_local/test_local_{name}.py"
+            for name in (
+                "conformance",
+                "keys",
+                "lifecycle",
+                "macs",
+                "oracle",
+                "passphrase",
+                "properties",
+                "rollback",
+                "storage",
+                "wrap_limit",
+                "wrapped_import",
+                "wrapping",
+            )
+        ),
+        functions=(
+            "snapshot",
+            "material",
+            "reserve_wrap",
+            "_take_wrap",
+            "_write",
+            "_commit",
+            "_read_file",
+            "_adopt",
+            "_verify",
+            "_check_identity",
+            "_check_generation",
+            "_record_generation",
+            "_pinned",
+            "_unlock",
+            "_new_document",
+            "_read_master_key",
+            "_read_or_create_master_key",
+            "_replace",
+            "_ensure_directory",
+            "_locked",
+            "load_json",
+            "parse_header",
+            "_object",
+            "_fields",
+            "_int",
+            "_bytes",
+            "_no_duplicates",
+            "_is_hex_id",
+        ),
     ),
     "rotation": Group(
         files=("aureus_core/rotation.py",),
@@ -132,6 +212,11 @@ _BYTEORDER = "Python 3.11+ defaults byteorder to 'big', the value removed (3.10 
 _INJECTIVE = (
     "the cache-entry key needs only distinct inputs to give distinct keys; another width, "
     "label or separator keeps every field framed"
+)
+
+_FOUND = (
+    "reserve_wrap is called for a key version the caller just found, and no write removes a "
+    "key or a version (an older document without it is refused as a rollback)"
 )
 
 # Listed once, with the reason, in docs/testing.md ("Equivalent mutants").
@@ -239,6 +324,151 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent("aureus_core/cache.py", r"to_bytes\((3|9), \"big\"\)", _INJECTIVE),
     Equivalent("aureus_core/cache.py", r'b"XXXX"\.join|"XX\\nXX"\.join', _INJECTIVE),
+    # -- local (local-crypto, local-state, local-store) --
+    Equivalent(
+        "plugins/aureus_local/wrapping.py",
+        r'head\.decode\((errors="strict"|"utf-8", |"UTF-8", errors="strict")\)',
+        "decode's defaults are UTF-8 and strict, and codec names are case-insensitive",
+    ),
+    Equivalent(
+        "plugins/aureus_local/wrapping.py",
+        r'text\.partition\(":"\)',
+        "a valid name holds no ':', so splitting at the first or the last colon gives an "
+        "invalid name or an invalid version alike whenever the two differ",
+    ),
+    Equivalent(
+        "plugins/aureus_local/wrapping.py",
+        r"if not sep and version is None or not is_valid_name\(name\)",
+        "without a ':' rpartition leaves the name empty, which is never valid",
+    ),
+    Equivalent(
+        "plugins/aureus_local/wrapping.py",
+        r"if len\(head\) < _MEMO_MAX_HEAD",
+        "the memoised parse is the same function; every valid head (128 + 1 + 10 bytes at "
+        "most) is below 160 either way",
+    ),
+    Equivalent(
+        "plugins/aureus_local/macs.py",
+        r"HKDF\(algorithm=hashes\.SHA256\(\), length=KEY_SIZE, info=",
+        "HKDF's salt defaults to None, the value deleted",
+    ),
+    Equivalent(
+        "plugins/aureus_local/sealing.py",
+        r"HKDF\(algorithm=hashes\.SHA256\(\), length=32, info=",
+        "HKDF's salt defaults to None, the value deleted",
+    ),
+    Equivalent(
+        "plugins/aureus_local/generations.py",
+        r"^stale\.unlink\(missing_ok=(None|False)\)$",
+        "only a holder of the state file's lock removes its temporary files, and the caller "
+        "holds it: a file the glob found is still there",
+    ),
+    Equivalent(
+        "plugins/aureus_local/generations.py",
+        r"secrets\.token_hex\((None|9)\)",
+        "a temporary name needs only to be unique and to match the stale-file pattern; any "
+        "length does",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^stored = None if \(record is None\) and False else record\.version\(version\)$|"
+        r"^if record is None and stored is None:$",
+        _FOUND,
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r".",
+        _FOUND,
+        before=r"^raise self\.not_found\(name, version\)$",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^self\._wraps_left\[slot\] = self\._wraps_left\.get\(None, 0\) \+ granted - 1$",
+        "a block is reserved only when the slot has no wrap left (checked under the write "
+        "lock every reservation holds), so its count is 0 either way",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^and time\.monotonic\(\) <= self\._fresh_until$|"
+        r"^and _WRITES\.get\(self\._path_text, (None|1)?\) == self\._writes_seen$|"
+        r"^writes = _WRITES\.get\(self\._path_text, (None|1)?\)  # before the stat|"
+        r"^self\._loaded = (None|_Loaded\(None, content, snapshot\)|"
+        r"_Loaded\(signature, None, snapshot\))$",
+        "the verified-document cache and its freshness check save a stat or a verification "
+        "only: without them the file is read and verified again, with the same checks",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^signature = None$",
+        "a loaded document without its file signature is read again and found equal: the "
+        "signature saves that read only",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r'^carried = ""$',
+        "a snapshot takes dict(cache or {}): an empty string is as empty a cache as None",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^key = file\.read\((None|MASTER_KEY_SIZE \+ 2)\)$",
+        "reading 33 bytes only bounds the read: a file longer than 32 bytes is refused either way",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^write_new_file\(temp, secrets\.token_bytes\(None\)\)$",
+        "secrets.token_bytes defaults to 32 bytes, the master key's size",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^_WRITES\[self\._path_text\] = _WRITES\.get\(self\._path_text, [01]\) [-+] [12]$",
+        "the per-path write counter only has to change on every write: other keystore "
+        "objects of the process recheck the file when it differs from what they saw",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^temp\.unlink\(missing_ok=(None|False)\)$",
+        "in _read_or_create_master_key the temporary key exists when it is unlinked (written "
+        "before the link, which leaves it); the same line in _replace is killed by "
+        "test_a_keystore_write_that_fails_reports_its_own_error_and_changes_nothing",
+        before=r"^temp\.unlink\(missing_ok=True\)$",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^written = None$",
+        "None is as false as False for the flag that says the usage counters were written",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^cached = (None|self\._cache\.get\(None\))$|^self\._cache\[slot\] = None$",
+        "the material cache saves a decryption only: without it the same material is "
+        "decrypted again, with the same check",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^if version\.nonce is None and version\.ciphertext is None:$",
+        "the parser refuses a version with one of nonce and ciphertext but not the other",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^if self\._take_wrap\(None\):$",
+        "the same check is made again under the write lock: without this lock-free one each "
+        "wrap only takes the lock",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"_record_generation\(document\.keystore_id, found, quiet=None\)",
+        "None is as false as False for the quiet flag",
+    ),
+    Equivalent(
+        "plugins/aureus_local/sealing.py",
+        r"allow_nan=(None|True)|ensure_ascii=True, \)",
+        "a keystore document holds no floats (its parser refuses them), so allow_nan never applies",
+    ),
+    Equivalent(
+        "plugins/aureus_local/sealing.py",
+        r'separators=\(",", ":"\), allow_nan=False',
+        "json.dumps's ensure_ascii defaults to True, the value deleted",
+    ),
     # context: aureus_core/context.py, keyref.py
     Equivalent(
         "aureus_core/context.py",
@@ -574,8 +804,10 @@ def collect(work: Path) -> list[dict[str, str]]:
 
 
 def refresh_tests(work: Path, group: Group) -> None:
-    """Copy the current tests and the group's sources into a staged run.
+    """Copy the current tests and the current sources into a staged run.
 
+    The source files the group does not mutate are copied too, so a test written against a
+    fix elsewhere passes its clean run; a change to a mutated file needs a full run.
     mutmut keeps each mutant's verdict and finds new tests by itself; changing the group's
     list of test files (rather than adding tests to those files) makes it start over.  A
     source file that changed (a fix) is copied with a new mtime: mutmut mutates it again,
@@ -588,6 +820,16 @@ def refresh_tests(work: Path, group: Group) -> None:
         staged = work / staged_path(repo_file)
         if staged.read_bytes() != (ROOT / repo_file).read_bytes():
             shutil.copyfile(ROOT / repo_file, staged)
+    for package in PACKAGES:
+        source = ROOT / repo_path(package)
+        for path in source.rglob("*.py"):
+            repo_file = path.relative_to(ROOT).as_posix()
+            if repo_file in group.files or "__pycache__" in path.parts:
+                continue
+            for base in (work, work / "mutants"):
+                target = base / staged_path(repo_file)
+                if target.parent.is_dir():
+                    shutil.copy2(path, target)
 
 
 def run_group(
@@ -602,17 +844,20 @@ def run_group(
     started = time.monotonic()
     if mode == "full" or not (work / "mutants").is_dir():
         work = stage(name, group)
-        run = mutmut(work, "run", "--max-children", str(max_children))
+        run = mutmut(work, "run", "--max-children", str(max_children), *group.patterns())
         (work / "mutmut-run.log").write_text(run.stdout + run.stderr)
     elif mode == "survivors":
         before = {row["name"]: row for row in collect(work)}
         again = [
             row["name"]
             for row in before.values()
-            if row["status"] == "no tests"
-            or (
-                row["status"] == "survived"
-                and not locate(row["name"], row["path"], row["diff"]).equivalent
+            if group.covers(row["name"])
+            and (
+                row["status"] == "no tests"
+                or (
+                    row["status"] == "survived"
+                    and not locate(row["name"], row["path"], row["diff"]).equivalent
+                )
             )
         ]
         refresh_tests(work, group)
@@ -631,7 +876,7 @@ def run_group(
             log += run.stdout + run.stderr
         (work / "mutmut-rerun.log").write_text(log)
     elapsed = time.monotonic() - started
-    rows = collect(work)
+    rows = [row for row in collect(work) if group.covers(row["name"])]
     status = {row["name"]: row["status"] for row in rows}
     survivors = [
         locate(row["name"], row["path"], row["diff"]) for row in rows if row["status"] == "survived"
@@ -706,6 +951,8 @@ def delete_raises(name: str, group: Group) -> dict[str, object]:
             if not isinstance(node, ast.Raise) or id(node) not in owners:
                 continue
             func = owners[id(node)]
+            if group.functions and func not in group.functions:
+                continue
             tests = sorted(
                 {
                     t

@@ -64,6 +64,9 @@ class GenerationState:
         Never lowers it: the value returned may be higher than ``generation``
         if another process recorded a higher one.
         """
+        # The lock file sits beside the state file: make its directory first, private,
+        # rather than letting the lock make it with the umask's mode.
+        self._ensure_directory()
         try:
             self._lock.acquire()
         except filelock.Timeout:
@@ -94,6 +97,8 @@ class GenerationState:
             fd = os.open(self.path, READ_FLAGS)
         except FileNotFoundError:
             return {}
+        except NotADirectoryError:
+            raise self._not_a_directory() from None
         with os.fdopen(fd, "rb") as file:
             data = file.read()
         try:
@@ -125,15 +130,22 @@ class GenerationState:
             ) from None
         return entries
 
-    def _write(self, entries: dict[str, int]) -> None:
+    def _ensure_directory(self) -> None:
+        """Create the state file's directory (mode 0700) before the lock file's would be."""
         directory = self.path.parent
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
-            raise ConfigError(
-                f"the keystore state file {self.path} cannot be created: {directory} is not "
-                "a directory; point the local provider's state_file option elsewhere"
-            ) from None
+            raise self._not_a_directory() from None
+
+    def _not_a_directory(self) -> ConfigError:
+        return ConfigError(
+            f"the keystore state file {self.path} cannot be created: {self.path.parent} is "
+            "not a directory; point the local provider's state_file option elsewhere"
+        )
+
+    def _write(self, entries: dict[str, int]) -> None:
+        directory = self.path.parent
         content = {
             "format": STATE_FORMAT,
             "format_version": STATE_FORMAT_VERSION,

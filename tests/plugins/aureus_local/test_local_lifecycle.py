@@ -671,3 +671,46 @@ def test_the_contract_catches_a_provider_that_ignores_disabled_versions(tmp_path
         contract.test_lifecycle_min_decryption_version(broken_min, "k")
     for provider in (honest, broken, broken_min):
         provider.close()
+
+
+def test_a_destroyed_versions_material_does_not_stay_in_memory(
+    provider: LocalKeyProvider, payments: list[Any]
+) -> None:
+    for wrapped in payments:  # decrypts each version's material into this process's cache
+        assert provider.unwrap(wrapped.key, wrapped.encrypted, CONTEXT) == DATA_KEY
+    keystore = provider._keystore  # what this process holds decrypted
+    before = keystore.snapshot()
+    assert before is not None
+    assert set(before.decrypted()) == {("payments", 1), ("payments", 2), ("payments", 3)}
+
+    provider.set_version_state(ref("local://payments?version=1"), KeyState.DISABLED)
+    provider.destroy_version(ref("local://payments?version=1"), confirm=True)
+
+    after = keystore.snapshot()
+    assert after is not None
+    # The other versions' material is carried over to the new document; version 1's is not.
+    assert set(after.decrypted()) == {("payments", 2), ("payments", 3)}
+
+
+def test_no_internal_caller_gets_a_destroyed_versions_material(
+    provider: LocalKeyProvider, payments: list[Any]
+) -> None:
+    provider.set_version_state(ref("local://payments?version=1"), KeyState.DISABLED)
+    provider.destroy_version(ref("local://payments?version=1"), confirm=True)
+    snapshot = provider._keystore.snapshot()
+    assert snapshot is not None
+    record = snapshot.keys["payments"]
+    destroyed = record.version(1)
+    assert destroyed is not None
+
+    # The provider refuses earlier; the snapshot is the last line, for any future caller.
+    for fetch in (
+        lambda: snapshot.material(record, destroyed),
+        lambda: snapshot.aead(record, destroyed),
+    ):
+        with pytest.raises(KeyDisabled) as refused:
+            fetch()
+        assert str(refused.value) == (
+            "local://payments?version=1 was destroyed: its material is gone"
+        )
+        assert refused.value.provider == "local"

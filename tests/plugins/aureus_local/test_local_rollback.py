@@ -9,6 +9,7 @@ new data keys get wrapped under a key the attacker knows.
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import secrets
 import subprocess
@@ -20,15 +21,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import filelock
 import pytest
 
 from aureus_core.context import EncryptionContext
-from aureus_core.errors import ConfigError, KeyDisabled, KeystoreCorrupted
+from aureus_core.errors import ConfigError, KeyDisabled, KeystoreCorrupted, ProviderUnavailable
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec, KeyState
-from aureus_local import LocalKeyProvider, wrapping
+from aureus_local import LocalKeyProvider, generations, wrapping
 from aureus_local.generations import GenerationState
-from aureus_local.keystore import DEFAULT_RECHECK_INTERVAL
+from aureus_local.keystore import DEFAULT_RECHECK_INTERVAL, Keystore
 from aureus_local.sealing import Sealer
 
 MakeProvider = Callable[..., LocalKeyProvider]
@@ -359,3 +361,270 @@ def test_a_write_through_this_process_is_seen_at_once(
     make_provider().set_version_state(ref("local://payments?version=1"), KeyState.DISABLED)
     with pytest.raises(KeyDisabled):
         reader.unwrap(wrapped.key, wrapped.encrypted, CONTEXT)
+
+
+# -- the state file itself ---------------------------------------------------------
+
+KEYSTORE_ID = "c" * 32
+
+
+def _state_with(entry: object) -> bytes:
+    """A state file in the right shape apart from ``entry``, the one keystore's entry."""
+    return json.dumps(
+        {
+            "format": "aureus-local-keystore-state",
+            "format_version": 1,
+            "keystores": {KEYSTORE_ID: entry},
+        }
+    ).encode()
+
+
+_NOT_STATE = "not a keystore state file"
+_BAD = f"bad generation for {KEYSTORE_ID!r}"
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"\xff\xfe", "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
+        (b"", "Expecting value: line 1 column 1 (char 0)"),
+        (b"[]", _NOT_STATE),
+        (b'{"format": "aureus-local-keystore", "format_version": 1, "keystores": {}}', _NOT_STATE),
+        (
+            b'{"format": "aureus-local-keystore-state", "format_version": 2, "keystores": {}}',
+            _NOT_STATE,
+        ),
+        (b'{"format": "aureus-local-keystore-state", "keystores": {}}', _NOT_STATE),
+        (
+            b'{"format": "aureus-local-keystore-state", "format_version": 1, "keystores": []}',
+            _NOT_STATE,
+        ),
+        (b'{"format": "aureus-local-keystore-state", "format_version": 1}', _NOT_STATE),
+        (_state_with(5), _BAD),
+        (_state_with({}), _BAD),
+        (_state_with({"generation": "5"}), _BAD),
+        (_state_with({"generation": True}), _BAD),
+        (_state_with({"generation": 1.0}), _BAD),
+        (_state_with({"generation": -1}), _BAD),
+        (_state_with({"generation": 2**63}), _BAD),
+        # A long ID: the reason is cut at 100 characters.
+        (
+            _state_with({"generation": -1}).replace(KEYSTORE_ID.encode(), b"e" * 200),
+            ("bad generation for '" + "e" * 200)[:100],
+        ),
+    ],
+)
+def test_a_state_file_in_any_other_shape_is_refused_and_left_alone(
+    tmp_path: Path, content: bytes, reason: str
+) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    state = GenerationState(path, lock_timeout=5)
+
+    for attempt in (lambda: state.seen(KEYSTORE_ID), lambda: state.record(KEYSTORE_ID, 9)):
+        with pytest.raises(KeystoreCorrupted) as refused:
+            attempt()
+        message = str(refused.value)
+        assert message.startswith(f"the keystore state file {path} is damaged ({reason}): ")
+        assert message.endswith(
+            "): it only records the highest keystore generation seen, so delete it, or "
+            "restore it, knowing that until it records a generation again, an older "
+            "keystore.json would not be detected"
+        )
+        assert refused.value.provider == "local"
+    assert path.read_bytes() == content  # a damaged file is never overwritten
+
+
+@pytest.mark.parametrize("generation", [0, 1, 2**63 - 1])
+def test_a_state_file_holds_generations_from_0_to_2_63_minus_1(
+    tmp_path: Path, generation: int
+) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(_state_with({"generation": generation}))
+    state = GenerationState(path, lock_timeout=5)
+
+    assert state.seen(KEYSTORE_ID) == generation
+    assert state.seen("d" * 32) == 0
+    assert state.record(KEYSTORE_ID, generation) == generation
+
+
+def test_recording_a_generation_no_higher_than_the_file_leaves_the_file_as_it_is(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.json"
+    state = GenerationState(path, lock_timeout=5)
+    assert state.record(KEYSTORE_ID, 4) == 4
+    before = path.stat()
+    content = path.read_bytes()
+
+    assert state.record(KEYSTORE_ID, 4) == 4
+    assert state.record(KEYSTORE_ID, 3) == 4
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert path.read_bytes() == content
+    assert state.record(KEYSTORE_ID, 5) == 5
+    assert path.stat().st_ino != before.st_ino  # a raise is a new file, renamed into place
+
+
+def test_the_state_file_is_written_whole_in_a_private_new_directory(tmp_path: Path) -> None:
+    path = tmp_path / "private" / "deeper" / "state.json"
+    GenerationState(path, lock_timeout=5).record(KEYSTORE_ID, 12)
+
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct(path.with_name("state.json.lock").stat().st_mode & 0o777) == "0o600"
+    assert path.read_text() == (
+        "{\n"
+        '  "format": "aureus-local-keystore-state",\n'
+        '  "format_version": 1,\n'
+        '  "keystores": {\n'
+        f'    "{KEYSTORE_ID}": {{\n'
+        '      "generation": 12\n'
+        "    }\n"
+        "  }\n"
+        "}\n"
+    )
+    assert sorted(p.name for p in path.parent.iterdir()) == ["state.json", "state.json.lock"]
+
+
+def test_a_state_file_under_a_file_is_a_configuration_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    path = blocker / "state.json"
+    state = GenerationState(path, lock_timeout=5)
+
+    with pytest.raises(ConfigError) as refused:
+        state.record(KEYSTORE_ID, 1)
+    assert str(refused.value) == (
+        f"the keystore state file {path} cannot be created: {blocker} is not a directory; "
+        "point the local provider's state_file option elsewhere"
+    )
+
+
+def test_a_state_file_locked_by_another_writer_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    holder = filelock.FileLock(str(tmp_path / "state.json.lock"))
+    state = GenerationState(path, lock_timeout=0.05)
+    with holder, pytest.raises(ProviderUnavailable) as refused:
+        state.record(KEYSTORE_ID, 1)
+    assert str(refused.value) == (
+        f"the keystore state file {path} stayed locked for 0.05 s (state.json.lock): "
+        "retry, or look for a stuck process"
+    )
+    assert refused.value.provider == "local"
+    assert not path.exists()
+    assert state.record(KEYSTORE_ID, 1) == 1  # the lock was released: the next one works
+
+
+def test_identity_refusals_name_the_pin_and_the_remedy(
+    make_provider: MakeProvider, tmp_path: Path
+) -> None:
+    first = make_provider(tmp_path / "one")
+    first.create_key("k", KeySpec(key_type="aes-256"))
+    other = make_provider(tmp_path / "two")
+    other.create_key("k", KeySpec(key_type="aes-256"))
+    pinned, found = first.keystore_info(), other.keystore_info()
+    path = tmp_path / "two" / "keystore.json"
+
+    with pytest.raises(KeystoreCorrupted) as refused:
+        make_provider(tmp_path / "two", keystore_id=pinned.keystore_id).list_keys()
+    assert refused.value.code == "identity-mismatch"
+    assert str(refused.value) == (
+        f"keystore file {path} was refused: its keystore_id is {found.keystore_id}, but the "
+        f"configuration pins {pinned.keystore_id}: this is another keystore, or it was "
+        "replaced. Nothing was changed; point the keystore option at the pinned keystore, "
+        "or restore it from a backup"
+    )
+
+    with pytest.raises(KeystoreCorrupted) as refused:
+        make_provider(tmp_path / "two", fingerprint=pinned.fingerprint).list_keys()
+    assert refused.value.code == "identity-mismatch"
+    assert str(refused.value) == (
+        f"keystore file {path} was refused: its fingerprint is {found.fingerprint}, but the "
+        f"configuration pins {pinned.fingerprint}: it is sealed under another master key, so "
+        "it (and its master.key or passphrase) was replaced, unless its passphrase was "
+        "changed since the pin was taken. Nothing was changed; restore the pinned keystore "
+        "from a backup; only if you changed the passphrase yourself, update "
+        "keystore_fingerprint (`aureus keys keystore-info`)"
+    )
+    # Both pins that match: the keystore opens.
+    same = make_provider(
+        tmp_path / "two", keystore_id=found.keystore_id, fingerprint=found.fingerprint
+    )
+    assert [m.uri for m in same.list_keys()] == ["local://k"]
+
+
+def test_a_state_file_that_cannot_be_written_stops_reads_but_not_a_write_that_landed(
+    make_provider: MakeProvider,
+    keystore_dir: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    state = blocker / "state.json"
+    writer = make_provider(state_file=state)
+    with caplog.at_level("WARNING", logger="aureus_local.keystore"):
+        writer.create_key("k", KeySpec(key_type="aes-256"))  # the write itself lands
+    assert stored(keystore_dir)["generation"] == 1
+    assert [r.getMessage() for r in caplog.records if "not updated" in r.getMessage()] == [
+        f"keystore state file {state} not updated: the keystore state file {state} cannot be "
+        f"created: {blocker} is not a directory; point the local provider's state_file option "
+        "elsewhere"
+    ]
+    # A fresh process must record what it loads before trusting it: it refuses.
+    with pytest.raises(ConfigError, match="cannot be created"):
+        make_provider(state_file=state).list_keys()
+
+
+def test_the_first_generation_of_a_new_keystore_is_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    state = GenerationState(path, lock_timeout=5)
+    assert repr(state) == f"GenerationState({str(path)!r})"
+
+    assert state.record(KEYSTORE_ID, 1) == 1
+    assert json.loads(path.read_text())["keystores"] == {KEYSTORE_ID: {"generation": 1}}
+    assert GenerationState(path, lock_timeout=5).seen(KEYSTORE_ID) == 1
+
+
+def test_a_state_write_that_fails_reports_its_own_error_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.json"
+    state = GenerationState(path, lock_timeout=5)
+    state.record(KEYSTORE_ID, 3)
+    before = path.read_bytes()
+
+    def disk_full(target: Path, content: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    # The fault at the one place the disk can refuse: creating the temporary file.
+    monkeypatch.setattr(generations, "write_new_file", disk_full)
+    with pytest.raises(OSError, match="No space left on device") as failed:
+        state.record(KEYSTORE_ID, 4)
+    assert failed.value.errno == errno.ENOSPC
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.json.lock"]
+
+
+def test_a_load_whose_generation_cannot_be_recorded_is_refused(
+    make_provider: MakeProvider, keystore_dir: Path, tmp_path: Path
+) -> None:
+    writer = make_provider()
+    writer.create_key("k", KeySpec(key_type="aes-256"))
+    writer.rotate_key(ref("local://k"))
+    state = tmp_path / "state.json"
+    keystore = Keystore(keystore_dir, state_file=state, lock_timeout=0.05)
+
+    # Trusting a document this process could not record would let the next restart accept
+    # an older copy: the load fails instead, and is retried once the state file is free.
+    with (
+        filelock.FileLock(str(tmp_path / "state.json.lock")),
+        pytest.raises(ProviderUnavailable, match="stayed locked"),
+    ):
+        keystore.snapshot()
+    assert not state.exists()
+    snapshot = keystore.snapshot()
+    assert snapshot is not None
+    assert snapshot.document.generation == 2
+    assert GenerationState(state, lock_timeout=5).seen(snapshot.document.keystore_id) == 2

@@ -12,6 +12,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -137,3 +139,46 @@ def test_a_crash_never_brings_the_count_below_the_wraps_made(
 def test_the_bound_can_only_be_lowered(tmp_path: Path, bound: object) -> None:
     with pytest.raises(ConfigError, match="max_wraps_per_version must be a whole number from 1"):
         LocalKeyProvider(tmp_path, max_wraps_per_version=bound)  # type: ignore[arg-type]
+
+
+def test_threads_that_wait_for_one_reservation_share_its_block(
+    local_provider: LocalKeyProvider, keystore_dir: Path
+) -> None:
+    local_provider.create_key("w", KeySpec(key_type="aes-256"))
+    generation = json.loads((keystore_dir / "keystore.json").read_text())["generation"]
+    write_lock = local_provider._keystore._write_lock  # what a reserving thread queues on
+    errors: list[BaseException] = []
+
+    def wrap() -> None:
+        try:
+            local_provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    # Four threads find no wraps left and queue for the write lock; the first reserves a
+    # block, and the three behind it must take their wraps from that block, not write again.
+    with write_lock:
+        threads = [threading.Thread(target=wrap) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    document = json.loads((keystore_dir / "keystore.json").read_text())
+    assert document["generation"] == generation + 1  # one reservation, one write
+    assert reserved(keystore_dir) == [16]
+
+
+def test_the_last_single_wrap_of_the_bound_is_made(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    # Blocks of 16 then 32: with a bound of 17 the second block is the one wrap left.
+    provider = make_provider(max_wraps_per_version=17)
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    made = [provider.wrap(ref("local://w"), DATA_KEY, CONTEXT) for _ in range(17)]
+    assert len({w.encrypted.provider_info for w in made}) == 17
+    assert reserved(keystore_dir) == [17]
+    with pytest.raises(KeyDisabled) as refused:
+        provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    assert (refused.value.code, refused.value.provider) == ("wrap-limit", "local")

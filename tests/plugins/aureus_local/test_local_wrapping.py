@@ -15,7 +15,7 @@ from aureus_core.interfaces import KeyMaterial
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec
 from aureus_core.sensitive import Secret
-from aureus_local import LocalKeyProvider
+from aureus_local import LocalKeyProvider, wrapping
 
 WRAPPING_KEY = bytes(range(32))
 CONTEXT = EncryptionContext({"tenant": "acme", "purpose": "invoices"})
@@ -221,3 +221,90 @@ def test_signing_keys_do_not_wrap(local_provider: LocalKeyProvider) -> None:
 def test_wrap_unknown_key(local_provider: LocalKeyProvider) -> None:
     with pytest.raises(KeyNotFound, match="local://w"):
         local_provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+
+
+LENGTHS_AND_IV = struct.pack(">II", 128, 12) + bytes(range(12))
+
+
+def test_provider_info_without_a_key_name_names_no_key() -> None:
+    # Exactly the lengths and the IV: the key name is empty, so the info names nothing.
+    assert len(LENGTHS_AND_IV) == 20
+    assert wrapping.key_name_in(LENGTHS_AND_IV) is None
+    assert wrapping.key_name_in(LENGTHS_AND_IV[1:]) is None
+    assert wrapping.key_name_in(b"k" + LENGTHS_AND_IV) == b"k"
+
+
+# Heads up to 160 bytes take the memoised parse, longer ones the direct parse: both refuse alike.
+@pytest.mark.parametrize("long", [False, True], ids=["short", "long"])
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"\xff\xfe:1",  # not UTF-8
+        b"bad name:1",  # a version, but a space in the name
+        b"-w:1",  # a version, but the name starts with '-'
+        b"w:01",  # a version with a leading zero
+        b"w",  # no version
+        b":1",  # no name
+    ],
+)
+def test_provider_info_that_names_no_valid_local_key_version_is_not_ours(
+    wrapper: LocalKeyProvider, head: bytes, long: bool
+) -> None:
+    if long:  # a name over 160 bytes (valid names stop at 128: these stay invalid)
+        name, sep, version = head.rpartition(b":")
+        head = (name or b"w") + b"w" * 170 + sep + version
+        assert len(head) > 160
+    encrypted = wrapper.wrap(ref("local://w"), DATA_KEY, CONTEXT).encrypted
+    forged = attrs.evolve(encrypted, provider_info=head + encrypted.provider_info[-20:])
+
+    assert wrapping.parse_info(forged) is None
+    assert wrapper.owner_of(forged) is None
+    with pytest.raises(DecryptionError) as caught:
+        wrapper.unwrap(ref("local://w"), forged, CONTEXT)
+    assert str(caught.value) == str(DecryptionError())
+
+
+def test_unwrap_refuses_a_wrapped_key_that_names_another_key_even_under_the_same_aes_key() -> None:
+    # The provider info is not authenticated by AES-GCM (the context is the only AAD), so the
+    # name check is what stops a wrapped key of one key version opening as another's.
+    encrypted = wrapping.wrap(WRAPPING_KEY, "a", 1, DATA_KEY, CONTEXT)
+    assert wrapping.unwrap(WRAPPING_KEY, "a", 1, encrypted, CONTEXT) == DATA_KEY
+    for name, version in (("b", 1), ("a", 2)):
+        with pytest.raises(DecryptionError):
+            wrapping.unwrap(WRAPPING_KEY, name, version, encrypted, CONTEXT)
+
+
+@pytest.mark.parametrize("layout", ["iv only", "name and iv", "tag length 96", "iv length 16"])
+def test_open_sealed_refuses_another_layout_even_when_the_iv_would_open_it(layout: str) -> None:
+    iv = bytes(range(12))
+    ciphertext = AESGCM(WRAPPING_KEY).encrypt(iv, DATA_KEY, CONTEXT.serialize())
+    info = {
+        "iv only": iv,
+        "name and iv": b"k" + iv,
+        "tag length 96": b"k" + struct.pack(">II", 96, 12) + iv,
+        "iv length 16": b"k" + struct.pack(">II", 128, 16) + iv,
+    }[layout]
+    encrypted = EncryptedDataKey(provider_id="ns", provider_info=info, ciphertext=ciphertext)
+    good = attrs.evolve(encrypted, provider_info=b"k" + struct.pack(">II", 128, 12) + iv)
+    assert wrapping.open_sealed(WRAPPING_KEY, good, CONTEXT) == DATA_KEY
+
+    with pytest.raises(DecryptionError):
+        wrapping.open_sealed(WRAPPING_KEY, encrypted, CONTEXT)
+
+
+@pytest.mark.parametrize("size", [0, 1, 15, 20, 33, 64])
+def test_an_authentic_wrapped_key_of_another_size_is_not_a_data_key(
+    wrapper: LocalKeyProvider, size: int
+) -> None:
+    # Made by whoever holds the wrapping key: it authenticates, but is no data key.
+    iv = bytes(range(12))
+    ciphertext = AESGCM(WRAPPING_KEY).encrypt(iv, bytes(size), CONTEXT.serialize())
+    info = b"w:1" + struct.pack(">II", 128, 12) + iv
+    encrypted = EncryptedDataKey(
+        provider_id="aureus-local", provider_info=info, ciphertext=ciphertext
+    )
+
+    with pytest.raises(DecryptionError):
+        wrapper.unwrap(ref("local://w"), encrypted, CONTEXT)
+    with pytest.raises(DecryptionError):
+        wrapping.unwrap(WRAPPING_KEY, "w", 1, encrypted, CONTEXT)
