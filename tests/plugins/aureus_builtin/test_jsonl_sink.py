@@ -112,6 +112,19 @@ def keyed_sink(path: Path, provider: KeyProvider, **kwargs: Any) -> JsonlAuditSi
     )
 
 
+def emit_until_the_first_rotation(path: Path, sink: JsonlAuditSink) -> tuple[int, bytes]:
+    """Emit events until the log rotates once: the events emitted and the head before the last."""
+    number = 0
+    while True:
+        old_head = head_path(path).read_bytes() if head_path(path).exists() else None
+        sink.emit(make_event(number))
+        number += 1
+        if rotated_path(path, 1).exists():
+            break
+    assert old_head is not None
+    return number, old_head
+
+
 # -- the contract ----------------------------------------------------------------------
 
 
@@ -815,6 +828,27 @@ def test_a_log_cut_to_its_first_checkpoint_with_the_head_deleted_fails(
     assert failure(anchored).startswith("the log was rolled back: it ends at seq 3, but anchor")
 
 
+def test_a_forged_anchor_entry_past_the_end_is_called_a_forgery_not_a_rollback(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    """Someone who can write only the anchor appends its last entry again with a later seq."""
+    path = tmp_path / "logs" / "audit.jsonl"
+    anchor = tmp_path / "elsewhere" / "audit.anchor"
+    sink = anchored_sink(path, keys, anchor)
+    for number in range(5):
+        sink.emit(make_event(number))
+    sink.close()
+    assert verify(path, keys, anchor=anchor).ok
+    last = json.loads(anchor.read_text().splitlines()[-1])
+    forged = dict(last, record=dict(last["record"], seq=last["record"]["seq"] + 40))
+    with anchor.open("a") as out:
+        out.write(json.dumps(forged) + "\n")
+    verdict = verify(path, keys, anchor=anchor)
+    assert verdict.ok is False
+    assert "its signature does not verify: the anchor was edited" in verdict.message
+    assert not verdict.message.startswith("the log was rolled back")
+
+
 def test_a_rewritten_log_does_not_hold_the_anchored_checkpoint(
     tmp_path: Path, keys: LocalKeyProvider
 ) -> None:
@@ -1366,14 +1400,7 @@ def test_a_head_behind_by_a_rotation_is_caught_up_across_the_files(tmp_path: Pat
     """A writer stopped after starting file 2 but before its head update: the next one goes on."""
     path = tmp_path / "audit.jsonl"
     sink = JsonlAuditSink(path, max_bytes=2048)
-    number = 0
-    while True:
-        old_head = head_path(path).read_bytes() if head_path(path).exists() else None
-        sink.emit(make_event(number))
-        number += 1
-        if rotated_path(path, 1).exists():
-            break
-    assert old_head is not None
+    number, old_head = emit_until_the_first_rotation(path, sink)
     assert json.loads(old_head)["index"] == 1
     head_path(path).write_bytes(old_head)
     behind = verify(path)
@@ -1389,14 +1416,7 @@ def test_a_head_behind_by_a_rotation_still_needs_its_mac_and_its_file(
 ) -> None:
     path = tmp_path / "audit.jsonl"
     sink = keyed_sink(path, keys, max_bytes=2048)
-    number = 0
-    while True:
-        old_head = head_path(path).read_bytes() if head_path(path).exists() else None
-        sink.emit(make_event(number))
-        number += 1
-        if rotated_path(path, 1).exists():
-            break
-    assert old_head is not None
+    number, old_head = emit_until_the_first_rotation(path, sink)
     edited = json.loads(old_head)
     edited["unsigned"] = 0
     head_path(path).write_bytes(canonical(edited))
@@ -1862,14 +1882,7 @@ def test_a_record_after_the_head_must_link_to_it(tmp_path: Path) -> None:
 def test_a_new_file_after_a_head_left_behind_must_link_to_the_head(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     sink = JsonlAuditSink(path, max_bytes=2048)
-    number = 0
-    while True:
-        old_head = head_path(path).read_bytes() if head_path(path).exists() else None
-        sink.emit(make_event(number))
-        number += 1
-        if rotated_path(path, 1).exists():
-            break
-    assert old_head is not None
+    number, old_head = emit_until_the_first_rotation(path, sink)
     head_path(path).write_bytes(old_head)
     records = lines(path)
     log = records[0]["file"]["log"]
