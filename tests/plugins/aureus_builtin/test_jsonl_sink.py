@@ -712,6 +712,18 @@ def anchored_sink(path: Path, provider: KeyProvider, anchor: Path, **kwargs: Any
     return keyed_sink(path, provider, anchor=anchor, **kwargs)
 
 
+def anchored_log(
+    tmp_path: Path, provider: KeyProvider, *, events: int
+) -> tuple[Path, Path, JsonlAuditSink]:
+    """A keyed log in ``logs/`` with its anchor in ``elsewhere/``, after ``events`` events."""
+    path = tmp_path / "logs" / "audit.jsonl"
+    anchor = tmp_path / "elsewhere" / "audit.anchor"
+    sink = anchored_sink(path, provider, anchor)
+    for number in range(events):
+        sink.emit(make_event(number))
+    return path, anchor, sink
+
+
 def snapshot(path: Path) -> dict[Path, bytes]:
     """The log's files and head as they are now (what an attacker keeps to roll back to)."""
     return {p: p.read_bytes() for p in [*chain_files(path), head_path(path)]}
@@ -760,11 +772,7 @@ def test_the_running_writer_refuses_a_log_swapped_for_another(tmp_path: Path) ->
 
 
 def test_the_anchor_receives_every_signed_record(tmp_path: Path, keys: LocalKeyProvider) -> None:
-    path = tmp_path / "logs" / "audit.jsonl"
-    anchor = tmp_path / "elsewhere" / "audit.anchor"
-    sink = anchored_sink(path, keys, anchor)
-    for number in range(5):
-        sink.emit(make_event(number))
+    path, anchor, _sink = anchored_log(tmp_path, keys, events=5)
     signed = [r for r in lines(path) if "sig" in r]
     assert [r["kind"] for r in signed] == ["file", "checkpoint", "checkpoint"]
     log = signed[0]["file"]["log"]
@@ -781,11 +789,7 @@ def test_the_anchor_receives_every_signed_record(tmp_path: Path, keys: LocalKeyP
 
 def test_a_rolled_back_log_fails_against_its_anchor(tmp_path: Path, keys: LocalKeyProvider) -> None:
     """The rollback the head file cannot see: log cut back and the head of that time restored."""
-    path = tmp_path / "logs" / "audit.jsonl"
-    anchor = tmp_path / "elsewhere" / "audit.anchor"
-    sink = anchored_sink(path, keys, anchor)
-    for number in range(3):
-        sink.emit(make_event(number))
+    path, anchor, sink = anchored_log(tmp_path, keys, events=3)
     saved = snapshot(path)  # ends at seq 4 (event 3 after checkpoint 3)
     for number in range(3, 8):
         sink.emit(make_event(number))
@@ -810,11 +814,7 @@ def test_a_rolled_back_log_fails_against_its_anchor(tmp_path: Path, keys: LocalK
 def test_a_log_cut_to_its_first_checkpoint_with_the_head_deleted_fails(
     tmp_path: Path, keys: LocalKeyProvider
 ) -> None:
-    path = tmp_path / "logs" / "audit.jsonl"
-    anchor = tmp_path / "elsewhere" / "audit.anchor"
-    sink = anchored_sink(path, keys, anchor)
-    for number in range(6):
-        sink.emit(make_event(number))
+    path, anchor, _sink = anchored_log(tmp_path, keys, events=6)
     content = path.read_bytes().splitlines(keepends=True)
     first_checkpoint = next(i for i, r in enumerate(lines(path)) if r["kind"] == "checkpoint")
     path.write_bytes(b"".join(content[: first_checkpoint + 1]))
@@ -832,11 +832,7 @@ def test_a_forged_anchor_entry_past_the_end_is_called_a_forgery_not_a_rollback(
     tmp_path: Path, keys: LocalKeyProvider
 ) -> None:
     """Someone who can write only the anchor appends its last entry again with a later seq."""
-    path = tmp_path / "logs" / "audit.jsonl"
-    anchor = tmp_path / "elsewhere" / "audit.anchor"
-    sink = anchored_sink(path, keys, anchor)
-    for number in range(5):
-        sink.emit(make_event(number))
+    path, anchor, sink = anchored_log(tmp_path, keys, events=5)
     sink.close()
     assert verify(path, keys, anchor=anchor).ok
     last = json.loads(anchor.read_text().splitlines()[-1])
@@ -937,11 +933,7 @@ def test_one_logs_chain_key_neither_verifies_nor_forges_another(
 def test_a_deleted_log_is_refused_while_its_anchor_remembers_it(
     tmp_path: Path, keys: LocalKeyProvider
 ) -> None:
-    path = tmp_path / "logs" / "audit.jsonl"
-    anchor = tmp_path / "elsewhere" / "audit.anchor"
-    sink = anchored_sink(path, keys, anchor)
-    for number in range(3):
-        sink.emit(make_event(number))
+    path, anchor, _sink = anchored_log(tmp_path, keys, events=3)
     for file in [*chain_files(path), head_path(path)]:
         file.unlink()
     with pytest.raises(AuditSinkError) as refused:
@@ -954,11 +946,7 @@ def test_a_deleted_log_is_refused_while_its_anchor_remembers_it(
 def test_a_torn_anchor_line_is_skipped_and_then_removed(
     tmp_path: Path, keys: LocalKeyProvider
 ) -> None:
-    path = tmp_path / "logs" / "audit.jsonl"
-    anchor = tmp_path / "elsewhere" / "audit.anchor"
-    sink = anchored_sink(path, keys, anchor)
-    for number in range(3):
-        sink.emit(make_event(number))
+    path, anchor, sink = anchored_log(tmp_path, keys, events=3)
     whole = anchor.read_bytes()
     assert len(whole.splitlines()) == 2
     with anchor.open("ab") as handle:
