@@ -183,8 +183,11 @@ def test_unknown_key_raises_key_not_found(local_provider: LocalKeyProvider, oper
     with pytest.raises(KeyNotFound) as caught:
         call(ref("local://absent"))
 
-    assert "local://absent" in str(caught.value)
-    assert "aureus keys list" in str(caught.value)
+    assert str(caught.value) == (
+        f"no key local://absent in keystore {local_provider.keystore_dir}: "
+        "`aureus keys list` shows the keys"
+    )
+    assert caught.value.provider == "local"
 
 
 def test_unknown_version_raises_key_not_found(local_provider: LocalKeyProvider) -> None:
@@ -193,8 +196,11 @@ def test_unknown_version_raises_key_not_found(local_provider: LocalKeyProvider) 
     with pytest.raises(KeyNotFound) as caught:
         local_provider.describe_key(ref("local://k?version=5"))
 
-    assert "local://k" in str(caught.value)
-    assert "version 5" in str(caught.value)
+    assert str(caught.value) == (
+        f"key local://k has no version 5 in keystore {local_provider.keystore_dir}: "
+        "`aureus keys list` shows the keys"
+    )
+    assert caught.value.provider == "local"
 
 
 @pytest.mark.parametrize(

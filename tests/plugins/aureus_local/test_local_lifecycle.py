@@ -714,3 +714,230 @@ def test_no_internal_caller_gets_a_destroyed_versions_material(
             "local://payments?version=1 was destroyed: its material is gone"
         )
         assert refused.value.provider == "local"
+
+
+# -- an authentic document that breaks the format ---------------------------------------------
+#
+# The MAC proves who wrote a document, not that the writer was right: a document with a valid
+# MAC is still parsed strictly, so a bug in a writer (or a hand edit by the master key's holder)
+# is refused in words before any key in it is used.
+
+RAW_AES = bytes(range(200, 232))
+
+
+@pytest.fixture(scope="module")
+def partner_pem() -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(65537, 2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+@pytest.fixture
+def stocked(provider: LocalKeyProvider, partner_pem: bytes) -> LocalKeyProvider:
+    """``w`` (aes-256, version 1 disabled, version 2 current), raw ``orders`` and ``partner``."""
+    from aureus_core.interfaces import KeyMaterial
+    from aureus_core.sensitive import Secret
+
+    provider.create_key("w", KeySpec(key_type="aes-256", labels={"team": "pay"}))
+    provider.rotate_key(ref("local://w"))
+    provider.set_version_state(ref("local://w?version=1"), KeyState.DISABLED)
+    provider.import_key(
+        "orders",
+        KeySpec(key_type="aes-256", options={"namespace": "acme", "key_name": "orders"}),
+        KeyMaterial(format="raw", data=Secret(RAW_AES)),
+    )
+    provider.import_key(
+        "partner",
+        KeySpec(
+            key_type="rsa-2048",
+            options={"namespace": "acme", "key_name": "partner", "padding": "oaep-sha256"},
+        ),
+        KeyMaterial(format="pem", data=Secret(partner_pem)),
+    )
+    return provider
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """An edit that sets one field, named by a dotted path (list items by number)."""
+
+    def edit(document: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = document
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+
+    return edit
+
+
+def _drop(path: str) -> Callable[[dict[str, Any]], None]:
+    def edit(document: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = document
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        del node[last]
+
+    return edit
+
+
+def _rename_key(old: str, new: str) -> Callable[[dict[str, Any]], None]:
+    def edit(document: dict[str, Any]) -> None:
+        document["keys"][new] = document["keys"].pop(old)
+
+    return edit
+
+
+def _format_2_with_keyring(document: dict[str, Any]) -> None:
+    document["format_version"] = 2
+    del document["generation"]
+    for key in document["keys"].values():
+        for version in key["versions"]:
+            del version["wraps_reserved"]
+
+
+def _orders_second_version(document: dict[str, Any]) -> None:
+    versions = document["keys"]["orders"]["versions"]
+    versions.append({**versions[0], "version": 2})
+
+
+V1 = "keys.w.versions.0"
+V2 = "keys.w.versions.1"
+NAIVE_TIME = "2030-01-01T12:00:00"
+
+# (edit, the words the refusal must hold)
+MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "generation 0": (_set("generation", 0), "generation is not a whole number"),
+    "generation true": (_set("generation", True), "generation is not a whole number"),
+    "format 3 without generation": (_drop("generation"), "missing fields ['generation']"),
+    "keys a list": (_set("keys", []), "keys is not a JSON object"),
+    "document created_at naive": (_set("created_at", NAIVE_TIME), "created_at has no time zone"),
+    "key name invalid": (_rename_key("w", "no spaces allowed"), "has an invalid name"),
+    "key a list": (_set("keys.w", []), "key 'w' is not a JSON object"),
+    "key with unknown field": (_set("keys.w.colour", "red"), "unknown fields ['colour']"),
+    "key type unknown": (_set("keys.w.type", "aes-512"), "unsupported type 'aes-512'"),
+    "key type raw-only": (_set("keys.w.type", "rsa-2048"), "unsupported type 'rsa-2048'"),
+    "keyring on a format 2 key": (_format_2_with_keyring, "unknown fields ['keyring']"),
+    "no versions": (_set("keys.w.versions", []), "key 'w' has no versions"),
+    "versions an object": (_set("keys.w.versions", {"1": {}}), "key 'w' has no versions"),
+    "labels a list": (_set("keys.w.labels", []), "key 'w' labels is not a JSON object"),
+    "label a number": (_set("keys.w.labels.team", 7), "has a label that is not a string"),
+    "description a number": (_set("keys.w.description", 7), "description that is not a string"),
+    "current version 0": (_set("keys.w.current_version", 0), "current_version is not a whole"),
+    "current version past the last": (
+        _set("keys.w.current_version", 3),
+        "current_version is not a whole",
+    ),
+    "current version disabled": (
+        _set("keys.w.current_version", 1),
+        "key 'w' has a current version that is not enabled",
+    ),
+    "minimum above current": (
+        _set("keys.w.min_decryption_version", 3),
+        "min_decryption_version is not a whole",
+    ),
+    "minimum 0": (_set("keys.w.min_decryption_version", 0), "min_decryption_version is not"),
+    "key created_at a number": (_set("keys.w.created_at", 5), "created_at is not a timestamp"),
+    "key created_at words": (
+        _set("keys.w.created_at", "yesterday"),
+        "key 'w' created_at is not an ISO 8601 timestamp",
+    ),
+    "version a list": (_set(V1, []), "key 'w' version 1 is not a JSON object"),
+    "version out of sequence": (_set(f"{V1}.version", 2), "version 1 is out of sequence"),
+    "version number true": (_set(f"{V1}.version", True), "version 1 is out of sequence"),
+    "version origin unknown": (_set(f"{V2}.origin", "found"), "version 2 has an unknown origin"),
+    "version state unknown": (_set(f"{V2}.state", "lost"), "version 2 has an unknown state"),
+    "version messages negative": (_set(f"{V2}.messages", -1), "version 2 messages is not"),
+    "version bytes past the counter": (_set(f"{V2}.bytes", 2**63), "version 2 bytes is not"),
+    "version wraps_reserved text": (
+        _set(f"{V2}.wraps_reserved", "3"),
+        "version 2 wraps_reserved is not",
+    ),
+    "version without state": (_drop(f"{V2}.state"), "missing fields ['state']"),
+    "version nonce short": (_set(f"{V2}.nonce", "AAAA"), "version 2 nonce has the wrong length"),
+    "version ciphertext short": (
+        _set(f"{V2}.ciphertext", "AAAA"),
+        "version 2 ciphertext has the wrong length",
+    ),
+    "version created_at naive": (
+        _set(f"{V2}.created_at", NAIVE_TIME),
+        "key 'w' version 2 created_at has no time zone",
+    ),
+    "raw key with two versions": (_orders_second_version, "more than one version"),
+    "keyring a list": (_set("keys.orders.keyring", []), "key 'orders' keyring is not a JSON"),
+    "keyring unknown field": (_set("keys.orders.keyring.x", 1), "unknown fields ['x']"),
+    "keyring namespace a number": (
+        _set("keys.orders.keyring.namespace", 5),
+        "key 'orders' has a malformed keyring",
+    ),
+    "keyring padding unknown": (
+        _set("keys.partner.keyring.padding", "rot13"),
+        "key 'partner' has a malformed keyring",
+    ),
+    "rsa keyring without padding": (
+        _set("keys.partner.keyring.padding", None),
+        "key 'partner' has a keyring that does not fit its type",
+    ),
+    "aes keyring with padding": (
+        _set("keys.orders.keyring.padding", "oaep-sha256"),
+        "key 'orders' has a keyring that does not fit its type",
+    ),
+    "aes keyring public only": (
+        _set("keys.orders.keyring.public_only", True),
+        "key 'orders' has a keyring that does not fit its type",
+    ),
+    "public_only a string": (
+        _set("keys.partner.keyring.public_only", "no"),
+        "key 'partner' has a keyring that does not fit its type",
+    ),
+    "raw aes material too long": (
+        _set("keys.orders.versions.0.ciphertext", base64.b64encode(bytes(80)).decode()),
+        "key 'orders' version 1 ciphertext has the wrong length",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_an_authentic_document_that_breaks_the_format_is_refused_saying_what(
+    stocked: LocalKeyProvider, keystore_dir: Path, make_provider: MakeProvider, case: str
+) -> None:
+    edit, words = MALFORMED[case]
+    document = keystore_json(keystore_dir)
+    edit(document)
+    resign(keystore_dir, document)
+    written = (keystore_dir / "keystore.json").read_bytes()
+
+    for reader in (stocked, make_provider()):
+        with pytest.raises(KeystoreCorrupted) as refused:
+            reader.describe_key(ref("local://w"))
+        message = str(refused.value)
+        assert message.startswith(f"keystore file {keystore_dir / 'keystore.json'} is corrupted: ")
+        assert words in message
+        with pytest.raises(KeystoreCorrupted):
+            reader.create_key("new", KeySpec(key_type="aes-256"))
+    assert (keystore_dir / "keystore.json").read_bytes() == written
+
+
+def test_the_untouched_stocked_document_loads_after_resigning(
+    stocked: LocalKeyProvider, keystore_dir: Path, make_provider: MakeProvider
+) -> None:
+    """The baseline of the table above: resigning alone changes nothing a reader sees."""
+    resign(keystore_dir, keystore_json(keystore_dir))
+    reader = make_provider()
+    meta = reader.describe_key(ref("local://w"))
+    assert [v.state for v in meta.versions] == [KeyState.DISABLED, KeyState.ENABLED]
+    assert dict(meta.labels) == {"team": "pay"}
+    assert sorted(m.uri for m in reader.list_keys()) == [
+        "local://orders",
+        "local://partner",
+        "local://w",
+    ]

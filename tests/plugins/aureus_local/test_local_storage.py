@@ -8,6 +8,7 @@ import hmac
 import json
 import os
 import re
+import shutil
 import stat
 import threading
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import attrs
 import filelock
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,6 +29,7 @@ from aureus_core.context import EncryptionContext
 from aureus_core.errors import (
     ConfigError,
     CredentialError,
+    KeyNotFound,
     KeystoreCorrupted,
     ProviderUnavailable,
 )
@@ -228,6 +231,33 @@ def test_unreadable_files_are_corrupted(
 ) -> None:
     (keystore_dir / "keystore.json").write_bytes(content)
     _assert_corrupted_and_unchanged(filled, keystore_dir)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (
+            b'{"generation": 1234567890.12345678901234567890}',
+            "it is not valid JSON (unexpected number '1234567890.123456789')",
+        ),
+        (
+            b'{"format": 1, "' + b"f" * 300 + b'": 1, "' + b"f" * 300 + b'": 2}',
+            "it is not valid JSON (duplicate field '" + "f" * 83 + ")",
+        ),
+    ],
+    ids=["float", "duplicate field"],
+)
+def test_a_refused_document_is_quoted_in_a_bounded_excerpt(
+    filled: LocalKeyProvider, keystore_dir: Path, content: bytes, reason: str
+) -> None:
+    """A number is quoted to 20 characters, any other parse error to 100: never the whole file."""
+    (keystore_dir / "keystore.json").write_bytes(content)
+    with pytest.raises(KeystoreCorrupted) as refused:
+        filled.list_keys()
+    assert str(refused.value) == (
+        f"keystore file {keystore_dir / 'keystore.json'} is corrupted: {reason}. Nothing was "
+        "changed; restore keystore.json (with its master.key, if any) from a backup"
+    )
 
 
 def test_truncated_file_is_corrupted(filled: LocalKeyProvider, keystore_dir: Path) -> None:
@@ -1061,3 +1091,25 @@ def test_a_new_keystore_directory_is_0700_from_its_creation_with_its_parents(
     assert mode_of(directory) == 0o700
     assert str(directory) not in tightened
     assert (directory / "keystore.json").exists()
+
+
+def test_a_key_update_whose_keystore_is_removed_meanwhile_recreates_nothing(
+    filled: LocalKeyProvider, keystore_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process removes the keystore between the update's check and its read.
+
+    The update reports the key as not found and leaves no new directory, master key or
+    empty keystore behind (a new master key would look like a keystore of its own).
+    """
+    store = filled.keystore
+    read = store.snapshot
+
+    def removed_first() -> Any:
+        shutil.rmtree(keystore_dir)
+        return read()
+
+    monkeypatch.setattr(store, "snapshot", removed_first)
+    with pytest.raises(KeyNotFound) as refused:
+        store.update_key("w", lambda record: attrs.evolve(record, description="changed"))
+    assert str(refused.value).startswith("no key local://w in keystore ")
+    assert not keystore_dir.exists()
