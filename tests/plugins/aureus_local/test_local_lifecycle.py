@@ -818,15 +818,24 @@ NAIVE_TIME = "2030-01-01T12:00:00"
 MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "generation 0": (_set("generation", 0), "generation is not a whole number"),
     "generation true": (_set("generation", True), "generation is not a whole number"),
-    "format 3 without generation": (_drop("generation"), "missing fields ['generation']"),
+    "format 3 without generation": (
+        _drop("generation"),
+        "the document has missing fields ['generation'] or unknown fields []",
+    ),
     "keys a list": (_set("keys", []), "keys is not a JSON object"),
     "document created_at naive": (_set("created_at", NAIVE_TIME), "created_at has no time zone"),
     "key name invalid": (_rename_key("w", "no spaces allowed"), "has an invalid name"),
     "key a list": (_set("keys.w", []), "key 'w' is not a JSON object"),
-    "key with unknown field": (_set("keys.w.colour", "red"), "unknown fields ['colour']"),
+    "key with unknown field": (
+        _set("keys.w.colour", "red"),
+        "key 'w' has missing fields [] or unknown fields ['colour']",
+    ),
     "key type unknown": (_set("keys.w.type", "aes-512"), "unsupported type 'aes-512'"),
     "key type raw-only": (_set("keys.w.type", "rsa-2048"), "unsupported type 'rsa-2048'"),
-    "keyring on a format 2 key": (_format_2_with_keyring, "unknown fields ['keyring']"),
+    "keyring on a format 2 key": (
+        _format_2_with_keyring,
+        "key 'orders' has missing fields [] or unknown fields ['keyring']",
+    ),
     "no versions": (_set("keys.w.versions", []), "key 'w' has no versions"),
     "versions an object": (_set("keys.w.versions", {"1": {}}), "key 'w' has no versions"),
     "labels a list": (_set("keys.w.labels", []), "key 'w' labels is not a JSON object"),
@@ -862,7 +871,10 @@ MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         _set(f"{V2}.wraps_reserved", "3"),
         "version 2 wraps_reserved is not",
     ),
-    "version without state": (_drop(f"{V2}.state"), "missing fields ['state']"),
+    "version without state": (
+        _drop(f"{V2}.state"),
+        "key 'w' version 2 has missing fields ['state'] or unknown fields []",
+    ),
     "version nonce short": (_set(f"{V2}.nonce", "AAAA"), "version 2 nonce has the wrong length"),
     "version ciphertext short": (
         _set(f"{V2}.ciphertext", "AAAA"),
@@ -873,8 +885,19 @@ MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         "key 'w' version 2 created_at has no time zone",
     ),
     "raw key with two versions": (_orders_second_version, "more than one version"),
+    "keyring key type unknown": (
+        _set("keys.orders.type", "aes-512"),
+        "key 'orders' has an unsupported type 'aes-512'",
+    ),
+    "keyring on a signing type": (
+        _set("keys.orders.type", "ed25519"),
+        "key 'orders' has an unsupported type 'ed25519'",
+    ),
     "keyring a list": (_set("keys.orders.keyring", []), "key 'orders' keyring is not a JSON"),
-    "keyring unknown field": (_set("keys.orders.keyring.x", 1), "unknown fields ['x']"),
+    "keyring unknown field": (
+        _set("keys.orders.keyring.x", 1),
+        "key 'orders' keyring has missing fields [] or unknown fields ['x']",
+    ),
     "keyring namespace a number": (
         _set("keys.orders.keyring.namespace", 5),
         "key 'orders' has a malformed keyring",
