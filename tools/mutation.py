@@ -548,6 +548,25 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         r'separators=\(",", ":"\), allow_nan=False',
         "json.dumps's ensure_ascii defaults to True, the value deleted",
     ),
+    # local-store-rest: the rest of plugins/aureus_local/keystore.py and document.py
+    Equivalent(
+        "plugins/aureus_local/document.py",
+        r'check_text\(obj\["(namespace|key_name)"\], '
+        r'(None|"XXkey (namespace|name)XX"|"KEY (NAMESPACE|NAME)")\)',
+        "the label only words check_text's error, which _parse_keyring replaces with its own",
+    ),
+    Equivalent(
+        "plugins/aureus_local/document.py",
+        r"^return parsed\.astimezone\(None\)$",
+        "every reader of a stored time converts it to UTC again (KeyMetadata, KeyVersion, the "
+        "writer's _time) or compares instants, the same in any zone",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r'self\.loaded\(key, version, (None|"XXaes-gcmXX"|"AES-GCM"), AESGCM\)',
+        "the kind only keeps the cached objects of different loaders apart; the other loaders "
+        'use "public" and "private:<type>", so any other label keeps them apart alike',
+    ),
     # context: aureus_core/context.py, keyref.py
     Equivalent(
         "aureus_core/context.py",

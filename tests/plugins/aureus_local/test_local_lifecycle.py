@@ -964,3 +964,15 @@ def test_the_untouched_stocked_document_loads_after_resigning(
         "local://partner",
         "local://w",
     ]
+    assert dict(reader.describe_key(ref("local://orders")).extra) == {
+        "origin": "imported",
+        "key_namespace": "acme",
+        "key_name": "orders",
+    }
+    assert dict(reader.describe_key(ref("local://partner")).extra) == {
+        "origin": "imported",
+        "key_namespace": "acme",
+        "key_name": "partner",
+        "padding": "oaep-sha256",
+        "private_key": "yes",
+    }
