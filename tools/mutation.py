@@ -562,6 +562,11 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "writer's _time) or compares instants, the same in any zone",
     ),
     Equivalent(
+        "plugins/aureus_local/document.py",
+        r"^counters = range\(MAX_COUNT \+ 1\)$",
+        "a range starts at 0 by default, the value removed",
+    ),
+    Equivalent(
         "plugins/aureus_local/keystore.py",
         r'self\.loaded\(key, version, (None|"XXaes-gcmXX"|"AES-GCM"), AESGCM\)',
         "the kind only keeps the cached objects of different loaders apart; the other loaders "

@@ -805,6 +805,26 @@ def _format_2_with_keyring(document: dict[str, Any]) -> None:
             del version["wraps_reserved"]
 
 
+def _format_1_with_version_state(document: dict[str, Any]) -> None:
+    """A format 1 document whose keys are right but whose versions kept their state."""
+    document["format_version"] = 1
+    del document["generation"]
+    for name in ("orders", "partner"):
+        del document["keys"][name]
+    del document["keys"]["w"]["min_decryption_version"]
+    for version in document["keys"]["w"]["versions"]:
+        for field in ("messages", "bytes", "wraps_reserved"):
+            del version[field]
+
+
+def _format_2_with_wraps_reserved(document: dict[str, Any]) -> None:
+    """A format 2 document whose versions kept the format 3 field wraps_reserved."""
+    document["format_version"] = 2
+    del document["generation"]
+    for name in ("orders", "partner"):
+        del document["keys"][name]
+
+
 def _orders_second_version(document: dict[str, Any]) -> None:
     versions = document["keys"]["orders"]["versions"]
     versions.append({**versions[0], "version": 2})
@@ -870,6 +890,14 @@ MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "version wraps_reserved text": (
         _set(f"{V2}.wraps_reserved", "3"),
         "version 2 wraps_reserved is not",
+    ),
+    "format 1 version with a state": (
+        _format_1_with_version_state,
+        "key 'w' version 1 has missing fields [] or unknown fields ['state']",
+    ),
+    "format 2 version with wraps_reserved": (
+        _format_2_with_wraps_reserved,
+        "key 'w' version 1 has missing fields [] or unknown fields ['wraps_reserved']",
     ),
     "version without state": (
         _drop(f"{V2}.state"),
