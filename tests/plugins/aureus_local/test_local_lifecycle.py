@@ -36,6 +36,7 @@ from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec, KeyState
 from aureus_core.testing.provider_contract import KeyProviderContract
 from aureus_local import LocalKeyProvider
+from aureus_local.document import MAX_COUNT, SEALED_SIZE
 from aureus_local.sealing import Sealer
 
 MakeProvider = Callable[..., LocalKeyProvider]
@@ -624,7 +625,14 @@ def test_format_1_keystores_are_read_and_upgraded_on_write(
     reader.rotate_key(ref("local://w"))
     upgraded = keystore_json(keystore_dir)
     assert (upgraded["format_version"], upgraded["generation"]) == (3, 1)
-    assert upgraded["keys"]["w"]["versions"][0]["state"] == "enabled"
+    assert upgraded["keys"]["w"]["versions"][0] == {
+        **upgraded["keys"]["w"]["versions"][0],
+        "state": "enabled",
+        "messages": 0,
+        "bytes": 0,
+        "wraps_reserved": 0,
+    }
+    assert (meta.current.messages, meta.current.bytes) == (0, 0)
 
 
 def test_a_format_1_document_with_format_2_fields_is_corrupt(
@@ -740,13 +748,17 @@ def partner_pem() -> bytes:
 
 @pytest.fixture
 def stocked(provider: LocalKeyProvider, partner_pem: bytes) -> LocalKeyProvider:
-    """``w`` (aes-256, version 1 disabled, version 2 current), raw ``orders`` and ``partner``."""
+    """``w`` (aes-256, version 1 disabled), ``gone`` (version 1 destroyed), raw keys."""
     from aureus_core.interfaces import KeyMaterial
     from aureus_core.sensitive import Secret
 
     provider.create_key("w", KeySpec(key_type="aes-256", labels={"team": "pay"}))
     provider.rotate_key(ref("local://w"))
     provider.set_version_state(ref("local://w?version=1"), KeyState.DISABLED)
+    provider.create_key("gone", KeySpec(key_type="aes-256"))
+    provider.rotate_key(ref("local://gone"))
+    provider.set_version_state(ref("local://gone?version=1"), KeyState.DISABLED)
+    provider.destroy_version(ref("local://gone?version=1"), confirm=True)
     provider.import_key(
         "orders",
         KeySpec(key_type="aes-256", options={"namespace": "acme", "key_name": "orders"}),
@@ -809,7 +821,7 @@ def _format_1_with_version_state(document: dict[str, Any]) -> None:
     """A format 1 document whose keys are right but whose versions kept their state."""
     document["format_version"] = 1
     del document["generation"]
-    for name in ("orders", "partner"):
+    for name in ("gone", "orders", "partner"):
         del document["keys"][name]
     del document["keys"]["w"]["min_decryption_version"]
     for version in document["keys"]["w"]["versions"]:
@@ -821,7 +833,7 @@ def _format_2_with_wraps_reserved(document: dict[str, Any]) -> None:
     """A format 2 document whose versions kept the format 3 field wraps_reserved."""
     document["format_version"] = 2
     del document["generation"]
-    for name in ("orders", "partner"):
+    for name in ("gone", "orders", "partner"):
         del document["keys"][name]
 
 
@@ -908,6 +920,18 @@ MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         _set(f"{V2}.ciphertext", "AAAA"),
         "version 2 ciphertext has the wrong length",
     ),
+    "version ciphertext one byte long": (
+        _set(f"{V2}.ciphertext", base64.b64encode(bytes(SEALED_SIZE + 1)).decode()),
+        "key 'w' version 2 ciphertext has the wrong length",
+    ),
+    "destroyed version with a nonce": (
+        _set("keys.gone.versions.0.nonce", base64.b64encode(bytes(12)).decode()),
+        "key 'gone' version 1 is destroyed but still holds material",
+    ),
+    "destroyed version with a ciphertext": (
+        _set("keys.gone.versions.0.ciphertext", base64.b64encode(bytes(SEALED_SIZE)).decode()),
+        "key 'gone' version 1 is destroyed but still holds material",
+    ),
     "version created_at naive": (
         _set(f"{V2}.created_at", NAIVE_TIME),
         "key 'w' version 2 created_at has no time zone",
@@ -987,7 +1011,12 @@ def test_the_untouched_stocked_document_loads_after_resigning(
     meta = reader.describe_key(ref("local://w"))
     assert [v.state for v in meta.versions] == [KeyState.DISABLED, KeyState.ENABLED]
     assert dict(meta.labels) == {"team": "pay"}
+    assert [v.state for v in reader.describe_key(ref("local://gone")).versions] == [
+        KeyState.DESTROYED,
+        KeyState.ENABLED,
+    ]
     assert sorted(m.uri for m in reader.list_keys()) == [
+        "local://gone",
         "local://orders",
         "local://partner",
         "local://w",
@@ -1004,3 +1033,15 @@ def test_the_untouched_stocked_document_loads_after_resigning(
         "padding": "oaep-sha256",
         "private_key": "yes",
     }
+
+
+def test_saturated_counters_are_read_back(
+    provider: LocalKeyProvider, keystore_dir: Path, make_provider: MakeProvider
+) -> None:
+    """Counters stop at MAX_COUNT (they saturate); a stored MAX_COUNT is a valid document."""
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    document = keystore_json(keystore_dir)
+    document["keys"]["w"]["versions"][0].update(messages=MAX_COUNT, bytes=MAX_COUNT - 1)
+    resign(keystore_dir, document)
+    meta = make_provider().describe_key(ref("local://w"))
+    assert (meta.current.messages, meta.current.bytes) == (MAX_COUNT, MAX_COUNT - 1)
