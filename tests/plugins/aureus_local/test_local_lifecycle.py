@@ -9,6 +9,7 @@ reopening, and covered by the keystore's HMAC.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 import os
@@ -198,14 +199,15 @@ def test_setting_the_same_state_writes_nothing(
 
 
 def test_min_decryption_version_refuses_older_versions(
-    provider: LocalKeyProvider, payments: list[Any]
+    provider: LocalKeyProvider, payments: list[Any], make_provider: MakeProvider
 ) -> None:
     meta = provider.set_min_decryption_version(ref("local://payments"), "3")
     assert meta.min_decryption_version == "3"
     assert [v.state for v in meta.versions] == [KeyState.ENABLED] * 3
-    for old in payments[:2]:
+    # The writer and a provider that reads the minimum from the file both refuse.
+    for old, reader in itertools.product(payments[:2], (provider, make_provider())):
         with pytest.raises(KeyDisabled) as refused:
-            unwrap(provider, old)
+            unwrap(reader, old)
         number = old.key.version
         assert str(refused.value) == (
             f"local://payments version {number} is below the minimum decryption version 3; "
