@@ -852,6 +852,10 @@ NAIVE_TIME = "2030-01-01T12:00:00"
 MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "generation 0": (_set("generation", 0), "generation is not a whole number"),
     "generation true": (_set("generation", True), "generation is not a whole number"),
+    "generation past the counter": (
+        _set("generation", MAX_COUNT + 1),
+        "generation is not a whole number",
+    ),
     "format 3 without generation": (
         _drop("generation"),
         "the document has missing fields ['generation'] or unknown fields []",
@@ -1040,10 +1044,13 @@ def test_the_untouched_stocked_document_loads_after_resigning(
 def test_saturated_counters_are_read_back(
     provider: LocalKeyProvider, keystore_dir: Path, make_provider: MakeProvider
 ) -> None:
-    """Counters stop at MAX_COUNT (they saturate); a stored MAX_COUNT is a valid document."""
+    """Counters stop at MAX_COUNT (they saturate): a stored MAX_COUNT, or generation, loads."""
     provider.create_key("w", KeySpec(key_type="aes-256"))
     document = keystore_json(keystore_dir)
     document["keys"]["w"]["versions"][0].update(messages=MAX_COUNT, bytes=MAX_COUNT - 1)
+    document["generation"] = MAX_COUNT
     resign(keystore_dir, document)
-    meta = make_provider().describe_key(ref("local://w"))
+    reader = make_provider()
+    meta = reader.describe_key(ref("local://w"))
     assert (meta.current.messages, meta.current.bytes) == (MAX_COUNT, MAX_COUNT - 1)
+    assert reader.keystore_info().generation == MAX_COUNT
