@@ -572,6 +572,19 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "the kind only keeps the cached objects of different loaders apart; the other loaders "
         'use "public" and "private:<type>", so any other label keeps them apart alike',
     ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^cached = (None|self\._objects\.get\(None\))$|^return cast\(None, cached\)$",
+        "the object cache saves a rebuild only (setdefault then returns the object cached "
+        "first); typing.cast returns its value whatever the type named",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^if cached is not None and version\.nonce is None:$",
+        "a snapshot never caches an object for a destroyed version (material raises first) "
+        "and a destroy makes a new snapshot with an empty cache, so a cached object always "
+        "belongs to a version with material: the mutant only rebuilds it",
+    ),
     # context: aureus_core/context.py, keyref.py
     Equivalent(
         "aureus_core/context.py",

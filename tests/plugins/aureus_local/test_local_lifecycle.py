@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -1054,3 +1055,33 @@ def test_saturated_counters_are_read_back(
     meta = reader.describe_key(ref("local://w"))
     assert (meta.current.messages, meta.current.bytes) == (MAX_COUNT, MAX_COUNT - 1)
     assert reader.keystore_info().generation == MAX_COUNT
+
+
+def test_a_use_never_waits_for_another_threads_write(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    """A due flush is skipped while another thread writes; the next use flushes instead."""
+    provider = make_provider(monotonic=Ticker(), usage_flush_operations=1)
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    store = provider.keystore
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with store._write_lock:
+            holding.set()
+            release.wait(10)
+
+    other = threading.Thread(target=writer)
+    other.start()
+    assert holding.wait(10)
+    counted = threading.Thread(target=store.record_use, args=("w", 1))
+    counted.start()
+    counted.join(5)
+    still_waiting = counted.is_alive()
+    release.set()
+    other.join(10)
+    counted.join(10)
+    assert not still_waiting
+    assert stored_counts(keystore_dir, "w") == [(0, 0)]
+    store.record_use("w", 1)
+    assert stored_counts(keystore_dir, "w") == [(2, 0)]
