@@ -83,8 +83,8 @@ def defined_functions(files: tuple[str, ...]) -> list[str]:
         tree = ast.parse((ROOT / repo_file).read_text())
         for top in tree.body:
             for node in top.body if isinstance(top, ast.ClassDef) else [top]:
-                is_function = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-                if is_function and node.name not in names:
+                name = getattr(node, "name", None)
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and name not in names:
                     names.append(node.name)
     return names
 
@@ -574,7 +574,7 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "plugins/aureus_local/keystore.py",
-        r"^cached = (None|self\._objects\.get\(None\))$|^return cast\(None, cached\)$",
+        r"^cached = (None|self\._objects\.get\(None\))$|^return cast\(None, ",
         "the object cache saves a rebuild only (setdefault then returns the object cached "
         "first); typing.cast returns its value whatever the type named",
     ),
