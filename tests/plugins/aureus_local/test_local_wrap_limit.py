@@ -92,6 +92,20 @@ def test_close_hands_back_the_unused_wraps(make_provider: MakeProvider, keystore
     assert reserved(keystore_dir) == [1]
 
 
+def test_close_writes_nothing_when_every_reserved_wrap_was_used(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    provider = make_provider()
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    for _ in range(16):  # exactly the first block
+        provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    provider.flush_usage()
+    written = (keystore_dir / "keystore.json").read_bytes()
+    provider.close()
+    assert (keystore_dir / "keystore.json").read_bytes() == written
+    assert reserved(keystore_dir) == [16]
+
+
 def test_a_reservation_that_cannot_be_written_refuses_the_wrap(
     make_provider: MakeProvider, keystore_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
