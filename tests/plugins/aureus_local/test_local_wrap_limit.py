@@ -8,7 +8,9 @@ crash can bring it below the wraps really made.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,6 +106,31 @@ def test_close_writes_nothing_when_every_reserved_wrap_was_used(
     provider.close()
     assert (keystore_dir / "keystore.json").read_bytes() == written
     assert reserved(keystore_dir) == [16]
+
+
+def test_close_hands_back_a_single_unused_wrap(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    provider = make_provider()
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    for _ in range(15):  # one wrap of the first block left
+        provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    provider.close()
+    assert reserved(keystore_dir) == [15]
+
+
+def test_close_after_the_keystore_was_removed_is_quiet_and_recreates_nothing(
+    make_provider: MakeProvider, keystore_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = make_provider()
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    provider.flush_usage()
+    shutil.rmtree(keystore_dir)
+    with caplog.at_level(logging.WARNING, logger="aureus_local.keystore"):
+        provider.close()
+    assert caplog.text == ""
+    assert not keystore_dir.exists()
 
 
 def test_a_reservation_that_cannot_be_written_refuses_the_wrap(
