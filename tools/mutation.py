@@ -585,6 +585,13 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "and a destroy makes a new snapshot with an empty cache, so a cached object always "
         "belongs to a version with material: the mutant only rebuilds it",
     ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^stored = None if \(record is None\) and False else record\.version\(number\)$",
+        "the wraps handed back belong to key versions this process reserved them for, and no "
+        "write removes a key or a version (an older document without it is refused as a "
+        "rollback)",
+    ),
     # context: aureus_core/context.py, keyref.py
     Equivalent(
         "aureus_core/context.py",
