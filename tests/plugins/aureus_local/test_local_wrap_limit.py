@@ -7,6 +7,7 @@ crash can bring it below the wraps really made.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from aureus_core.errors import ConfigError, KeyDisabled
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec
 from aureus_local import LocalKeyProvider
+from aureus_local.sealing import Sealer
 
 MakeProvider = Callable[..., LocalKeyProvider]
 CONTEXT = EncryptionContext(app="wrap-limit")
@@ -131,6 +133,30 @@ def test_close_after_the_keystore_was_removed_is_quiet_and_recreates_nothing(
         provider.close()
     assert caplog.text == ""
     assert not keystore_dir.exists()
+
+
+@pytest.mark.parametrize(("stored", "after_close"), [(15, 0), (14, 14), (3, 3)])
+def test_a_release_takes_the_stored_count_to_zero_at_most(
+    make_provider: MakeProvider, keystore_dir: Path, stored: int, after_close: int
+) -> None:
+    """The count on disk was lowered meanwhile (an edit by the master key's holder).
+
+    Handing back the 15 unused wraps of the block may bring it to 0, never below: a
+    count that does not hold them all is left as it is.
+    """
+    provider = make_provider()
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    provider.flush_usage()
+    document = json.loads((keystore_dir / "keystore.json").read_text())
+    document["keys"]["w"]["versions"][0]["wraps_reserved"] = stored
+    document.pop("mac")
+    sealer = Sealer((keystore_dir / "master.key").read_bytes())
+    document["mac"] = base64.b64encode(sealer.mac(document)).decode()
+    (keystore_dir / "keystore.json").write_text(json.dumps(document))
+    provider.close()
+    assert reserved(keystore_dir) == [after_close]
+    make_provider().describe_key(ref("local://w"))  # still a valid document
 
 
 def test_a_reservation_that_cannot_be_written_refuses_the_wrap(
