@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,6 +133,34 @@ def test_close_after_the_keystore_was_removed_is_quiet_and_recreates_nothing(
     with caplog.at_level(logging.WARNING, logger="aureus_local.keystore"):
         provider.close()
     assert caplog.text == ""
+    assert not keystore_dir.exists()
+
+
+def test_a_keystore_removed_while_closing_is_reported_and_not_recreated(
+    make_provider: MakeProvider,
+    keystore_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process removes the keystore between close's check and its write."""
+    provider = make_provider()
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    provider.flush_usage()
+    store = provider.keystore
+    write = store._write
+
+    def removed_first(*args: Any, **kwargs: Any) -> Any:
+        shutil.rmtree(keystore_dir, ignore_errors=True)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(store, "_write", removed_first)
+    with caplog.at_level(logging.WARNING, logger="aureus_local.keystore"):
+        provider.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"unused wraps of keystore {keystore_dir} not handed back (they stay counted): the "
+        "keystore file disappeared before unused wraps were handed back"
+    ]
     assert not keystore_dir.exists()
 
 
