@@ -170,6 +170,12 @@ def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
     allocated from a length field.
     """
     start = reader.offset
+    data = reader.buffer
+    if data is not None and len(data) - start >= 3 and data[start] == 2:
+        # A version-2 header in memory with a known suite: straight to the offset parser.
+        suite = SUITES.get(_U16.unpack_from(data, start + 1)[0])
+        if suite is not None and suite.message_version == 2:
+            return _parse_v2_in_memory(reader, data, start, start + 3, suite, limits)
     pieces: list[bytes] = []
 
     def take(n: int) -> bytes:
@@ -196,9 +202,7 @@ def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
     suite = SUITES.get(suite_id)
     if suite is None or suite.message_version != version:
         raise _not_a_message(reader, b"".join(pieces))
-    data = reader.buffer
-    if version == 2 and data is not None:
-        return _parse_v2_in_memory(reader, data, start, suite, limits)
+    # (a version-2 header in memory went to the offset parser above)
     if version == 2:  # the fixed-size fields in one read
         message_id, context_length = _ID_AND_CONTEXT_LENGTH.unpack(take(34))
     else:
@@ -280,15 +284,14 @@ def _check_frame_length(content_type: int, frame_length: int, limits: Limits) ->
 
 
 def _parse_v2_in_memory(
-    reader: Reader, data: memoryview, start: int, suite: AlgorithmSuite, limits: Limits
+    reader: Reader, data: memoryview, start: int, pos: int, suite: AlgorithmSuite, limits: Limits
 ) -> tuple[Header, bytes]:
     """The rest of a version-2 header held in memory, read by offset (same checks, same order).
 
-    ``reader`` stands after the suite ID; it is advanced past the header only
-    once the whole header has parsed.
+    The header starts at ``start`` and its suite ID ends at ``pos``; ``reader``
+    is advanced past the header only once the whole header has parsed.
     """
     size = len(data)
-    pos = reader.offset
 
     def field(length: int) -> bytes:
         nonlocal pos
