@@ -105,7 +105,8 @@ class GenerationState:
             if (
                 not isinstance(obj, dict)
                 or obj.get("format") != STATE_FORMAT
-                or obj.get("format_version") != STATE_FORMAT_VERSION
+                or type(obj.get("format_version")) is not int  # not true, not 1.0
+                or obj["format_version"] != STATE_FORMAT_VERSION
                 or not isinstance(obj.get("keystores"), dict)
             ):
                 raise ValueError("not a keystore state file")
@@ -139,8 +140,9 @@ class GenerationState:
 
     def _not_a_directory(self) -> ConfigError:
         return ConfigError(
-            f"the keystore state file {self.path} cannot be created: {self.path.parent} is "
-            "not a directory; point the local provider's state_file option elsewhere"
+            f"the keystore state file {self.path} cannot be read or created: "
+            f"{self.path.parent} is not a directory; point the local provider's state_file "
+            "option elsewhere"
         )
 
     def _write(self, entries: dict[str, int]) -> None:
