@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -33,6 +34,7 @@ from aureus_core.errors import (
     KeyDisabled,
     KeyNotFound,
     KeystoreCorrupted,
+    ProviderUnavailable,
 )
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec, KeyState
@@ -1085,3 +1087,26 @@ def test_a_use_never_waits_for_another_threads_write(
     assert stored_counts(keystore_dir, "w") == [(0, 0)]
     store.record_use("w", 1)
     assert stored_counts(keystore_dir, "w") == [(2, 0)]
+
+
+def test_a_flush_whose_keystore_was_removed_meanwhile_says_so_and_recreates_nothing(
+    provider: LocalKeyProvider, keystore_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process removes the keystore between the flush's check and its write."""
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+    store = provider.keystore
+    write = store._write
+
+    def removed_first(*args: Any, **kwargs: Any) -> Any:
+        shutil.rmtree(keystore_dir, ignore_errors=True)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(store, "_write", removed_first)
+    with pytest.raises(ProviderUnavailable) as refused:
+        provider.flush_usage()
+    assert str(refused.value) == (
+        f"keystore file {keystore_dir / 'keystore.json'} disappeared before its usage "
+        "counters were saved"
+    )
+    assert not keystore_dir.exists()
