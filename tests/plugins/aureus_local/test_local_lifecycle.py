@@ -739,21 +739,27 @@ RAW_AES = bytes(range(200, 232))
 
 
 @pytest.fixture(scope="module")
-def partner_pem() -> bytes:
+def partner_pem() -> tuple[bytes, bytes]:
+    """An RSA key's private and public PEM."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(65537, 2048)
-    return key.private_bytes(
+    private = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, public
 
 
 @pytest.fixture
-def stocked(provider: LocalKeyProvider, partner_pem: bytes) -> LocalKeyProvider:
-    """``w`` (aes-256, version 1 disabled), ``gone`` (version 1 destroyed), raw keys."""
+def stocked(provider: LocalKeyProvider, partner_pem: tuple[bytes, bytes]) -> LocalKeyProvider:
+    """``w`` (aes-256, version 1 disabled), ``gone`` (version 1 destroyed), raw keys
+    ``orders`` (AES), ``partner`` (RSA) and ``inbox`` (RSA public key, wraps only)."""
     from aureus_core.interfaces import KeyMaterial
     from aureus_core.sensitive import Secret
 
@@ -775,7 +781,15 @@ def stocked(provider: LocalKeyProvider, partner_pem: bytes) -> LocalKeyProvider:
             key_type="rsa-2048",
             options={"namespace": "acme", "key_name": "partner", "padding": "oaep-sha256"},
         ),
-        KeyMaterial(format="pem", data=Secret(partner_pem)),
+        KeyMaterial(format="pem", data=Secret(partner_pem[0])),
+    )
+    provider.import_key(
+        "inbox",
+        KeySpec(
+            key_type="rsa-2048",
+            options={"namespace": "acme", "key_name": "inbox", "padding": "oaep-sha256"},
+        ),
+        KeyMaterial(format="pem", data=Secret(partner_pem[1])),
     )
     return provider
 
@@ -826,7 +840,7 @@ def _format_1_with_version_state(document: dict[str, Any]) -> None:
     """A format 1 document whose keys are right but whose versions kept their state."""
     document["format_version"] = 1
     del document["generation"]
-    for name in ("gone", "orders", "partner"):
+    for name in ("gone", "inbox", "orders", "partner"):
         del document["keys"][name]
     del document["keys"]["w"]["min_decryption_version"]
     for version in document["keys"]["w"]["versions"]:
@@ -838,7 +852,7 @@ def _format_2_with_wraps_reserved(document: dict[str, Any]) -> None:
     """A format 2 document whose versions kept the format 3 field wraps_reserved."""
     document["format_version"] = 2
     del document["generation"]
-    for name in ("gone", "orders", "partner"):
+    for name in ("gone", "inbox", "orders", "partner"):
         del document["keys"][name]
 
 
@@ -875,7 +889,7 @@ MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "key type raw-only": (_set("keys.w.type", "rsa-2048"), "unsupported type 'rsa-2048'"),
     "keyring on a format 2 key": (
         _format_2_with_keyring,
-        "key 'orders' has missing fields [] or unknown fields ['keyring']",
+        "key 'inbox' has missing fields [] or unknown fields ['keyring']",
     ),
     "no versions": (_set("keys.w.versions", []), "key 'w' has no versions"),
     "versions an object": (_set("keys.w.versions", {"1": {}}), "key 'w' has no versions"),
@@ -1024,8 +1038,12 @@ def test_the_untouched_stocked_document_loads_after_resigning(
         KeyState.DESTROYED,
         KeyState.ENABLED,
     ]
+    assert dict(reader.describe_key(ref("local://inbox")).extra)["private_key"] == (
+        "no (wrap only)"
+    )
     assert sorted(m.uri for m in reader.list_keys()) == [
         "local://gone",
+        "local://inbox",
         "local://orders",
         "local://partner",
         "local://w",
