@@ -1127,4 +1127,24 @@ def test_a_flush_whose_keystore_was_removed_meanwhile_says_so_and_recreates_noth
         f"keystore file {keystore_dir / 'keystore.json'} disappeared before its usage "
         "counters were saved"
     )
+    assert refused.value.provider == "local"
     assert not keystore_dir.exists()
+
+
+def test_a_flush_with_nothing_to_write_restarts_the_schedule(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    """Both the interval and the count of uses start again from an empty flush.
+
+    Signatures, unlike wraps, write nothing else that would restart them.
+    """
+    ticker = Ticker()
+    provider = make_provider(monotonic=ticker, usage_flush_operations=2)
+    provider.create_key("s", KeySpec(key_type="ed25519"))
+    ticker.now = 0.9
+    provider.flush_usage()  # nothing counted yet
+    ticker.now = 1.5
+    provider.sign(ref("local://s"), b"abc")  # 0.6 s and 1 use since: not due
+    assert stored_counts(keystore_dir, "s") == [(0, 0)]
+    provider.sign(ref("local://s"), b"de")  # the second use: due
+    assert stored_counts(keystore_dir, "s") == [(2, 5)]
