@@ -1148,3 +1148,21 @@ def test_a_flush_with_nothing_to_write_restarts_the_schedule(
     assert stored_counts(keystore_dir, "s") == [(0, 0)]
     provider.sign(ref("local://s"), b"de")  # the second use: due
     assert stored_counts(keystore_dir, "s") == [(2, 5)]
+
+
+def test_counts_of_a_removed_keystore_are_dropped_and_the_count_restarts(
+    make_provider: MakeProvider, keystore_dir: Path, tmp_path: Path
+) -> None:
+    """A flush finds the keystore gone: its counts are dropped, and counting starts afresh
+    once the keystore is back (restored from a backup)."""
+    provider = make_provider(monotonic=Ticker(), usage_flush_operations=2)
+    provider.create_key("s", KeySpec(key_type="ed25519"))
+    provider.sign(ref("local://s"), b"abc")
+    aside = tmp_path / "aside"
+    keystore_dir.rename(aside)
+    provider.flush_usage()  # nothing to count against: dropped, not raised
+    aside.rename(keystore_dir)
+    provider.sign(ref("local://s"), b"de")  # the first use since: not due
+    assert stored_counts(keystore_dir, "s") == [(0, 0)]
+    provider.sign(ref("local://s"), b"f")
+    assert stored_counts(keystore_dir, "s") == [(2, 3)]
