@@ -21,6 +21,20 @@ from aureus_core.testing.counting import CountingProvider
 from aureus_local import LocalKeyProvider
 
 
+@pytest.fixture(autouse=True)
+def _fresh_split_memo():
+    """Empty the cache's URI-split memo around each test, so it sees the parser's answer.
+
+    A URI split by an earlier test (or an earlier run in the same process, as in mutation
+    testing) would otherwise be handed back from the memo.
+    """
+    from aureus_core import cache as module
+
+    module._split.cache_clear()
+    yield
+    module._split.cache_clear()
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
