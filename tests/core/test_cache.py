@@ -826,6 +826,9 @@ class _SharedDict:
         self.entries: dict[bytes, CacheEntry] = {}
         self.claims: set[bytes] = set()
         self.before_claim: list[Any] = []
+        # Run at the n-th call of claim (1-based): another process acting while this one waits.
+        self.at_claim: dict[int, Any] = {}
+        self.claim_calls = 0
 
     def get(self, key: bytes) -> CacheEntry | None:
         return self.entries.get(key)
@@ -856,6 +859,9 @@ class _SharedDict:
         return attrs.evolve(entry, material=bytearray(entry.material))
 
     def claim(self, key: bytes, seconds: float) -> bool:
+        self.claim_calls += 1
+        if self.claim_calls in self.at_claim:
+            self.at_claim.pop(self.claim_calls)()
         while self.before_claim:
             self.before_claim.pop()()
         if key in self.claims:
@@ -897,3 +903,210 @@ def test_a_fill_by_another_process_just_before_the_claim_is_used():
     assert bytes(cached.material) == made[0]
     assert not shared.claims, "the claim won after the fill was not given back"
     assert shared.entries[b"entry"].messages == 2
+
+
+def _describing(current: str = "1", versions: tuple[str, ...] = ("1",), state: str = "enabled"):
+    """A describe callback that knows key local://a only, and the calls made to it."""
+    calls: list[str] = []
+
+    def describe(uri: str):
+        calls.append(uri)
+        return (
+            _metadata(state=state, current=current, versions=versions)
+            if uri == "local://a"
+            else None
+        )
+
+    return describe, calls
+
+
+def test_a_shared_hit_is_counted_and_hands_out_the_whole_entry():
+    """Each hit on a shared backend counts, and carries the signing key made with the entry."""
+    shared = _SharedDict()
+    cache = DataKeyCache(shared, CachePolicy(max_messages=10))
+    signing_key = object()
+    cache.store(b"k", b"\x05" * 32, signing_key=signing_key, key_versions=("local://a?version=1",))
+    first = cache.take(b"k", plaintext_bytes=1)
+    second = cache.take(b"k", plaintext_bytes=1)
+    assert first is not None
+    assert second is not None
+    assert bytes(second.material) == b"\x05" * 32
+    assert second.signing_key is signing_key
+    assert second.key_versions == ("local://a?version=1",)
+    assert cache.take(b"missing", plaintext_bytes=1) is None
+    assert cache.take(b"missing", plaintext_bytes=1, count_miss=False) is None
+    assert (cache.hits, cache.misses) == (2, 1)
+    assert shared.entries[b"k"].messages == 3
+    cache.evict(b"k")
+    assert b"k" not in shared.entries
+
+
+def test_a_shared_entry_exactly_max_age_old_is_refused_and_removed(monkeypatch):
+    """The creation time is sealed with the entry: an old entry put back in the shared store is
+    refused from the moment it is ``max_age`` old, and removed from the store."""
+    from types import SimpleNamespace
+
+    from aureus_core import cache as module
+
+    now = [1000.0]
+    monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    shared = _SharedDict()
+    cache = DataKeyCache(shared, CachePolicy(max_age=60))
+    cache.store(b"k", b"\x05" * 32)
+    assert shared.entries[b"k"].created_at == 1000.0
+    now[0] = 1059.5
+    assert cache.take(b"k", plaintext_bytes=1) is not None
+    now[0] = 1060.0
+    assert cache.take(b"k", plaintext_bytes=1) is None
+    assert b"k" not in shared.entries
+    assert (cache.hits, cache.misses) == (1, 1)
+
+
+def test_a_miss_on_a_shared_backend_counts_one_miss_and_one_fill():
+    shared = _SharedDict()
+    cache = DataKeyCache(shared, CachePolicy(max_messages=10))
+    cached, made = cache.lookup(
+        b"entry", plaintext_bytes=1, encrypting=True, make=lambda: ("made", _fill())
+    )
+    assert (cached, made) == (None, "made")
+    assert (cache.hits, cache.misses, cache.provider_fills) == (0, 1, 1)
+    assert not shared.claims, "the claim was not given back after the fill"
+
+
+@pytest.fixture
+def short_claim_wait(monkeypatch):
+    """Wait 0.2 s (not 2 s) for another process's fill, polling every millisecond."""
+    from aureus_core import cache as module
+
+    monkeypatch.setattr(module, "CLAIM_WAIT", 0.2)
+    monkeypatch.setattr(module, "CLAIM_POLL", 0.001)
+
+
+def test_a_fill_that_appears_while_waiting_on_another_claim_is_used(short_claim_wait):
+    """Another process holds the claim and puts its entry while this one polls: the entry is
+    used, no second data key is made, and the other process's claim is left alone."""
+    shared = _SharedDict()
+    shared.claims.add(b"entry")  # another process is making the data key
+    here = DataKeyCache(shared, CachePolicy(max_messages=10))
+    elsewhere = DataKeyCache(shared, CachePolicy(max_messages=10))
+    shared.at_claim[3] = lambda: elsewhere.store(
+        b"entry", b"\x05" * 32, key_versions=("local://a?version=1",)
+    )
+    cached, made = here.lookup(
+        b"entry", plaintext_bytes=1, encrypting=True, make=lambda: ("made", _fill())
+    )
+    assert made is None, "a second data key was made"
+    assert cached is not None
+    assert bytes(cached.material) == b"\x05" * 32
+    assert shared.claims == {b"entry"}
+    assert shared.entries[b"entry"].messages == 2
+    assert (here.hits, here.misses, here.provider_fills) == (1, 1, 0)
+
+
+def test_an_unusable_fill_seen_while_waiting_is_removed_and_the_wait_ends_in_a_fill_here(
+    short_claim_wait,
+):
+    """What another process puts while this one waits is judged like any hit: made on a
+    version that is no longer current, it is not used for new messages and is removed.
+    When the wait runs out this process makes its own key without taking the claim, so it
+    never gives back a claim that another process holds."""
+    shared = _SharedDict()
+    shared.claims.add(b"entry")
+    describe, _ = _describing(current="2", versions=("1", "2"))
+    here = DataKeyCache(shared, CachePolicy(max_messages=10), describe=describe)
+    elsewhere = DataKeyCache(shared, CachePolicy(max_messages=10))
+    shared.at_claim[2] = lambda: elsewhere.store(
+        b"entry", b"\x05" * 32, key_versions=("local://a?version=1",)
+    )
+    seen_at_fill: list[bool] = []
+
+    def make():
+        seen_at_fill.append(b"entry" in shared.entries)
+        return "made", _fill("2")
+
+    cached, made = here.lookup(b"entry", plaintext_bytes=1, encrypting=True, make=make)
+    assert (cached, made) == (None, "made")
+    assert seen_at_fill == [False], "the stale entry was left in the shared store"
+    assert here.invalidated == 1
+    assert shared.claims == {b"entry"}, "another process's claim was given back"
+    assert shared.entries[b"entry"].key_versions == ("local://a?version=2",)
+
+
+def test_a_fill_just_before_the_claim_is_judged_like_any_hit():
+    """An entry another process put between this one's miss and its claim, made on a version
+    no longer current, is not used for new messages: it is removed and a key is made here."""
+    shared = _SharedDict()
+    describe, _ = _describing(current="2", versions=("1", "2"))
+    here = DataKeyCache(shared, CachePolicy(max_messages=10), describe=describe)
+    elsewhere = DataKeyCache(shared, CachePolicy(max_messages=10))
+    shared.before_claim.append(
+        lambda: elsewhere.store(b"entry", b"\x05" * 32, key_versions=("local://a?version=1",))
+    )
+    seen_at_fill: list[bool] = []
+
+    def make():
+        seen_at_fill.append(b"entry" in shared.entries)
+        return "made", _fill("2")
+
+    cached, made = here.lookup(b"entry", plaintext_bytes=1, encrypting=True, make=make)
+    assert (cached, made) == (None, "made")
+    assert seen_at_fill == [False], "the stale entry was left in the shared store"
+    assert (here.invalidated, here.misses) == (1, 1)
+    assert not shared.claims
+
+
+def test_an_entry_of_another_process_is_used_when_its_key_cannot_be_described_yet(caplog):
+    """With no earlier knowledge of the key, a failed describe is no reason to fail the
+    operation: the entry another process made is used, and the failure is logged."""
+    shared = _SharedDict()
+    elsewhere = DataKeyCache(shared, CachePolicy(max_messages=10))
+    elsewhere.store(b"entry", b"\x05" * 32, key_versions=("local://a?version=1",))
+
+    def describe(uri: str):
+        raise TimeoutError("provider down")
+
+    here = DataKeyCache(shared, CachePolicy(max_messages=10), describe=describe)
+    with caplog.at_level("WARNING", logger="aureus_core.cache"):
+        cached, made = here.lookup(
+            b"entry", plaintext_bytes=1, encrypting=True, make=lambda: ("made", _fill())
+        )
+    assert made is None
+    assert cached is not None
+    assert bytes(cached.material) == b"\x05" * 32
+    assert [r.getMessage() for r in caplog.records] == [
+        "data-key cache: could not recheck local://a (TimeoutError); using the last known state"
+    ]
+
+
+def test_invalidate_through_another_name_drops_the_entries_of_the_key_it_names(clock):
+    """A change made through an alias (or any other name of the key) reaches the entries
+    indexed under the key's own URI, which the state after the change names."""
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(backend, CachePolicy(), clock=clock.monotonic)
+    cache.store(b"k", b"\x01" * 32, key_versions=("local://a?version=1",), encrypting=False)
+    cache.invalidate("local://alias-of-a", _metadata(state="disabled"))
+    assert backend.get(b"k") is None
+    assert cache.invalidated == 1
+
+
+def test_invalidate_without_a_state_makes_the_next_use_describe_the_key(clock):
+    """Dropping a key's entries also forgets what was known of it, so an entry this process
+    did not make (another process's, in a shared store) is judged on a fresh describe."""
+    shared = _SharedDict()
+    describe, calls = _describing()
+    here = DataKeyCache(
+        shared, CachePolicy(max_messages=10, recheck=600), clock=clock.monotonic, describe=describe
+    )
+    here.store(b"mine", b"\x01" * 32, key_versions=("local://a?version=1",))
+    assert here.take(b"mine", plaintext_bytes=1) is not None
+    here.invalidate("local://a")
+    here.invalidate("local://never-used")  # nothing known of it: nothing to forget
+    assert b"mine" not in shared.entries
+    elsewhere = DataKeyCache(shared, CachePolicy(max_messages=10))
+    elsewhere.store(b"theirs", b"\x02" * 32, key_versions=("local://a?version=1",))
+    cached, made = here.lookup(
+        b"theirs", plaintext_bytes=1, encrypting=True, make=lambda: ("made", _fill())
+    )
+    assert made is None
+    assert cached is not None
+    assert calls == ["local://a"]
