@@ -137,6 +137,52 @@ def test_a_non_framed_body_over_the_limit_is_refused_before_it_is_held():
         strict.read_all()
 
 
+def test_the_default_non_framed_limit_is_64_mib():
+    """Without a [stack] setting, a non-framed body of up to 64 MiB may be held in memory."""
+    import os
+
+    from aureus_core.context import EncryptionContext
+    from aureus_core.datakey import EncryptedDataKey
+    from aureus_core.envelope.header import NON_FRAMED_CONTENT
+    from aureus_core.envelope.message import EncryptionMaterials, MessageWriter
+    from aureus_core.envelope.suites import DEFAULT_SUITE
+
+    materials = EncryptionMaterials(
+        suite=DEFAULT_SUITE,
+        data_key=os.urandom(32),
+        encrypted_data_keys=(
+            EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c"),
+        ),
+        context=EncryptionContext(),
+    )
+    writer = MessageWriter(materials, 0, content_type=NON_FRAMED_CONTENT)
+    body = bytearray(1024)
+    end = writer.single_block_into(memoryview(b"z" * 100), memoryview(body))
+    start = writer.start()
+    # The body is IV (12 bytes), content length (8 bytes), ciphertext and tag.
+    assert int.from_bytes(body[12:20], "big") == 100
+
+    def read_with_length(length: int) -> str:
+        body[12:20] = length.to_bytes(8, "big")
+        reader = MessageReader(start + bytes(body[:end]) + writer.finish())
+        reader.unlock(materials.data_key)
+        with pytest.raises(DecryptionError) as caught:
+            reader.read_all()
+        return str(caught.value)
+
+    assert read_with_length(64 * 2**20 + 1).startswith(
+        "the message has a non-framed body of 67108865 bytes, over the limit of 67108864 "
+    )
+    assert "over the limit" not in read_with_length(64 * 2**20)  # too short, not too long
+
+
+def test_a_non_message_is_described_by_its_first_16_bytes():
+    from aureus_core.envelope.header import describe_start
+
+    assert describe_start(b"a" * 16 + b"\x00") == "it starts with text"
+    assert describe_start(b"a" * 15 + b"\x00").startswith("it is binary data")
+
+
 @pytest.mark.parametrize(
     ("start", "said"),
     [
@@ -259,11 +305,19 @@ def test_a_header_without_encrypted_data_keys_says_only_that_it_fails():
     from aureus_core.envelope.header import parse_header
     from aureus_core.envelope.reader import Reader
 
-    data = bytearray(b"\x02\x04\x78" + bytes(32) + b"\x00\x00" + b"\x00\x00")  # no context, 0 keys
+    # No context, 0 keys, and then a well-formed rest: framed, 4 096-byte frames, commitment.
+    rest = b"\x02" + (4096).to_bytes(4, "big") + bytes(SUITE_DATA)
+    data = b"\x02\x04\x78" + bytes(32) + b"\x00\x00" + b"\x00\x00" + rest
     with pytest.raises(
         DecryptionError, match=r"^the message could not be decrypted and authenticated$"
     ):
-        parse_header(Reader(bytes(data) + bytes(64)), Limits())
+        parse_header(Reader(data + bytes(64)), Limits())
+    # The same header with one key parses: only the count was wrong.
+    one_key = b"\x00\x01" + b"\x00\x01p" + b"\x00\x00" + b"\x00\x01c"
+    header, _ = parse_header(
+        Reader(b"\x02\x04\x78" + bytes(32) + b"\x00\x00" + one_key + rest), Limits()
+    )
+    assert len(header.encrypted_data_keys) == 1
 
 
 @pytest.mark.parametrize(
