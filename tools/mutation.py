@@ -324,6 +324,19 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent("aureus_core/cache.py", r"to_bytes\((3|9), \"big\"\)", _INJECTIVE),
     Equivalent("aureus_core/cache.py", r'b"XXXX"\.join|"XX\\nXX"\.join', _INJECTIVE),
+    Equivalent(
+        "aureus_core/cache.py",
+        r"^return True, cached$",
+        "_claim's first element says whether this process holds the claim, and lookup reads it "
+        "only when no cached key came back: with one, it returns at once and releases nothing",
+        before=r"^return False, cached$",
+    ),
+    Equivalent(
+        "aureus_core/cache.py",
+        r"^if time\.monotonic\(\) > deadline:$",
+        "the wait ends one poll (5 ms) later only if the clock reads the deadline exactly; the "
+        "outcome, a fill of this process's own without the claim, is the same",
+    ),
     # -- local (local-crypto, local-state, local-store) --
     Equivalent(
         "plugins/aureus_local/wrapping.py",

@@ -419,9 +419,35 @@ def test_a_final_frame_longer_than_the_frame_length_is_refused():
         ),
         context=EncryptionContext(),
     )
+
+    def final_frame(writer: MessageWriter, plaintext: bytes) -> bytes:
+        # Sealed by hand: Aureus's writer refuses a final frame over the frame length.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        from aureus_core.envelope.frames import FINAL_FRAME_MARKER, frame_aad, frame_iv
+        from aureus_core.envelope.keys import derive_keys
+
+        message_id = writer.header.message_id
+        key, _ = derive_keys(DEFAULT_SUITE, data_key, message_id)
+        iv = frame_iv(1)
+        sealed = AESGCM(key).encrypt(
+            iv, plaintext, frame_aad(message_id, 1, len(plaintext), final=True)
+        )
+        return (
+            FINAL_FRAME_MARKER.to_bytes(4, "big")
+            + (1).to_bytes(4, "big")
+            + iv
+            + len(plaintext).to_bytes(4, "big")
+            + sealed
+        )
+
     for size, reads in ((16, True), (20, False)):
         writer = MessageWriter(materials, 16)
-        data = writer.start() + writer.frame(b"q" * size, final=True) + writer.finish()
+        start = writer.start()
+        body = final_frame(writer, b"q" * size)
+        if size == 16:
+            assert body == writer.frame(b"q" * size, final=True)  # the same bytes as Aureus's
+        data = start + body + writer.finish()
         for stream in (False, True):
             reader = MessageReader(io.BytesIO(data) if stream else data)
             reader.unlock(data_key)
