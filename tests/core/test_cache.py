@@ -1110,3 +1110,87 @@ def test_invalidate_without_a_state_makes_the_next_use_describe_the_key(clock):
     assert made is None
     assert cached is not None
     assert calls == ["local://a"]
+
+
+def test_a_rotation_noticed_at_recheck_moves_new_messages_off_the_old_version(clock):
+    """An entry for new messages made on version 1 is not used once a recheck says version 2
+    is current (rotated elsewhere), though version 1 still unwraps."""
+    describe, _ = _describing(current="2", versions=("1", "2"))
+    cache = DataKeyCache(
+        MemoryCache(capacity=10), CachePolicy(recheck=30), clock=clock.monotonic, describe=describe
+    )
+    cache.store(b"k", b"\x01" * 32, key_versions=("local://a?version=1",), encrypting=True)
+    clock.advance(30)
+    cached, made = cache.lookup(
+        b"k", plaintext_bytes=1, encrypting=True, make=lambda: ("fresh", _fill("2"))
+    )
+    assert (cached, made) == (None, "fresh")
+    assert cache.invalidated == 1
+
+
+def test_misses_on_different_entries_do_not_wait_for_each_other(clock):
+    """Single flight is per entry: a slow provider call for one entry does not hold up the
+    fill of another."""
+    import threading
+
+    cache = DataKeyCache(MemoryCache(capacity=10), CachePolicy(), clock=clock.monotonic)
+    inside = threading.Event()
+    other_filled = threading.Event()
+    waited: list[bool] = []
+
+    def slow_make():
+        inside.set()
+        waited.append(other_filled.wait(timeout=5))
+        return "slow", _fill()
+
+    def quick_make():
+        other_filled.set()
+        return "quick", _fill()
+
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(cache.lookup, b"one", plaintext_bytes=1, encrypting=True, make=slow_make)
+        assert inside.wait(timeout=5)
+        quick = cache.lookup(b"two", plaintext_bytes=1, encrypting=True, make=quick_make)
+        assert slow.result(timeout=10) == (None, "slow")
+    assert quick == (None, "quick")
+    assert waited == [True], "the fill of one entry waited for another entry's provider call"
+
+
+class _ArrivesLate(MemoryCache):
+    """A backend whose first look misses: the entry arrives between the lock-free look and the
+    look under the entry's flight lock (another thread's fill, in real use)."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=10)
+        self.looks = 0
+
+    def get(self, key: bytes) -> CacheEntry | None:
+        self.looks += 1
+        return None if self.looks == 1 else super().get(key)
+
+
+def test_an_unusable_entry_found_under_the_flight_lock_is_removed_even_if_the_fill_fails(clock):
+    backend = _ArrivesLate()
+    describe, _ = _describing(state="disabled")
+    cache = DataKeyCache(
+        backend, CachePolicy(recheck=600), clock=clock.monotonic, describe=describe
+    )
+    cache.invalidate("local://a", _metadata(state="disabled"))  # known: the key is disabled
+    backend.put(
+        b"k",
+        CacheEntry(
+            material=bytearray(b"\x01" * 32),
+            encrypted=(),
+            created_at=clock.monotonic(),
+            key_versions=("local://a?version=1",),
+        ),
+    )
+
+    def failing_make():
+        raise TimeoutError("provider down")
+
+    with pytest.raises(TimeoutError):
+        cache.lookup(b"k", plaintext_bytes=1, encrypting=True, make=failing_make)
+    assert backend.looks == 2
+    assert backend.get(b"k") is None, "the unusable entry stayed in the backend"
+    assert cache.invalidated == 1
