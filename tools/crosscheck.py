@@ -104,6 +104,20 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "every caller parses the header from the start of its reader (start is 0), and "
         "x - 0, x + 0, x ^ 0, x | 0 and x shifted by 0 are all x",
     ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        "ReplaceComparisonOperator_LtE_Lt",
+        r"^while pos \+ 4 < size:$",
+        "_open_regular_frames is a fast path: 4 bytes left hold no frame, and leaving them to "
+        "the frame-by-frame reader that follows refuses the message as the fast path does",
+    ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        "ReplaceComparisonOperator_Eq_(LtE|GtE)",
+        r"^if number (<=|>=) FINAL_FRAME_MARKER:$",
+        "the marker is the largest 4-byte number, so >= is ==; <= stops the fast path at "
+        "the first frame and the frame-by-frame reader that follows opens the same frames",
+    ),
 )
 
 
