@@ -337,6 +337,11 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "the wait ends one poll (5 ms) later only if the clock reads the deadline exactly; the "
         "outcome, a fill of this process's own without the claim, is the same",
     ),
+    Equivalent(
+        "aureus_core/cache.py",
+        r"^claimed = None$",
+        "None is as false as False for the flag that says this process holds the claim",
+    ),
     # -- local (local-crypto, local-state, local-store) --
     Equivalent(
         "plugins/aureus_local/wrapping.py",

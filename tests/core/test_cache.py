@@ -1194,3 +1194,44 @@ def test_an_unusable_entry_found_under_the_flight_lock_is_removed_even_if_the_fi
     assert backend.looks == 2
     assert backend.get(b"k") is None, "the unusable entry stayed in the backend"
     assert cache.invalidated == 1
+
+
+def test_an_entry_found_under_the_flight_lock_is_judged_for_new_messages_too(clock):
+    """An entry on a version that is no longer current, arriving while this thread waits for
+    the entry's flight lock, is not used for a new message."""
+    backend = _ArrivesLate()
+    describe, _ = _describing(current="2", versions=("1", "2"))
+    cache = DataKeyCache(
+        backend, CachePolicy(recheck=600), clock=clock.monotonic, describe=describe
+    )
+    cache.invalidate("local://a", _metadata(current="2", versions=("1", "2")))
+    backend.put(
+        b"k",
+        CacheEntry(
+            material=bytearray(b"\x01" * 32),
+            encrypted=(),
+            created_at=clock.monotonic(),
+            key_versions=("local://a?version=1",),
+        ),
+    )
+    cached, made = cache.lookup(
+        b"k", plaintext_bytes=1, encrypting=True, make=lambda: ("fresh", _fill("2"))
+    )
+    assert (cached, made) == (None, "fresh")
+    assert backend.looks == 2
+
+
+def test_a_fill_ages_from_when_its_provider_call_started(clock):
+    """A provider call that takes 50 s leaves an entry 50 s old: with max_age 60 it serves
+    messages for 10 s more, not 60."""
+    cache = DataKeyCache(MemoryCache(capacity=10), CachePolicy(max_age=60), clock=clock.monotonic)
+
+    def slow_make():
+        clock.advance(50)
+        return "made", _fill()
+
+    assert cache.lookup(b"k", plaintext_bytes=1, encrypting=True, make=slow_make) == (None, "made")
+    clock.advance(9)
+    assert cache.take(b"k", plaintext_bytes=1) is not None
+    clock.advance(1)
+    assert cache.take(b"k", plaintext_bytes=1) is None
