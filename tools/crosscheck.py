@@ -106,10 +106,11 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "aureus_core/envelope/message.py",
-        "ReplaceComparisonOperator_LtE_Lt",
-        r"^while pos \+ 4 < size:$",
-        "_open_regular_frames is a fast path: 4 bytes left hold no frame, and leaving them to "
-        "the frame-by-frame reader that follows refuses the message as the fast path does",
+        "Replace(ComparisonOperator|BinaryOperator_Add)_",
+        r"^while pos .* size:$",
+        "_open_regular_frames is a fast path that stops at the final frame's marker: leaving "
+        "it sooner hands the rest to the frame-by-frame reader, which opens the same frames; "
+        "running past the end reads no marker and refuses a message the reader refuses too",
     ),
     Equivalent(
         "aureus_core/envelope/message.py",

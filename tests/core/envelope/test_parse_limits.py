@@ -74,6 +74,34 @@ def test_a_message_over_the_frame_count_limit_is_not_written(stack, monkeypatch)
         )
 
 
+def test_a_batch_of_regular_frames_over_the_frame_count_limit_is_not_written(monkeypatch):
+    """The batch writer checks the limit for the whole batch before it encrypts any frame."""
+    from aureus_core.context import EncryptionContext
+    from aureus_core.datakey import EncryptedDataKey
+    from aureus_core.envelope.message import EncryptionMaterials, MessageWriter
+    from aureus_core.envelope.suites import DEFAULT_SUITE
+
+    monkeypatch.setattr(message_module, "MAX_FRAMES", 3)
+    materials = EncryptionMaterials(
+        suite=DEFAULT_SUITE,
+        data_key=bytes(32),
+        encrypted_data_keys=(
+            EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c"),
+        ),
+        context=EncryptionContext(),
+    )
+    data = memoryview(b"x" * (5 * FRAME_LENGTH))
+    out = memoryview(bytearray(5 * (16 + FRAME_LENGTH + 16)))
+    writer = MessageWriter(materials, FRAME_LENGTH)
+    writer.start()
+    with pytest.raises(
+        ConfigError, match=r"^message too large for its frame length: use a larger frame length$"
+    ):
+        writer.regular_frames_into(data, 5, out)
+    assert bytes(out) == bytes(len(out)), "frames were written before the refusal"
+    assert writer.regular_frames_into(data, 3, out) == 3 * (16 + FRAME_LENGTH + 16)
+
+
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
 def test_a_message_over_the_frame_count_limit_is_not_read(stack, monkeypatch, signed):
     at_limit = stack.encrypt(b"x" * (3 * FRAME_LENGTH), frame_length=FRAME_LENGTH, signed=signed)
