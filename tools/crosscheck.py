@@ -17,7 +17,9 @@ with the first-party plugins lifted to the top as they are once installed (as in
 
 Usage: ``python tools/crosscheck.py [MODULE ...] [--sample N] [--seed S]`` (no module: every
 module; a module is its repository path or its file name).  ``--survivors`` runs the last run's
-survivors again against the current tests; ``--report-only`` prints the last run again.
+survivors again against the current tests (refused once the module itself changed: cosmic-ray
+names a mutant by operator and occurrence, so run the module again in full); ``--report-only``
+prints the last run again.
 Results: ``.crosscheck/<name>.json``; cosmic-ray's own session, ``.crosscheck/<name>.sqlite``,
 works with ``cr-report`` and ``cr-html``.  Needs ``pip install cosmic-ray==8.7.0``.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import json
 import os
 import random
@@ -154,6 +157,11 @@ def stage() -> None:
     (STAGE / "pyproject.toml").write_text(
         "[tool.pytest.ini_options]\n" + "\n".join(_pytest_options()) + "\n"
     )
+
+
+def source_digest(module: str) -> str:
+    """SHA-256 of the module's source, to tell whether a sample still fits it."""
+    return hashlib.sha256((ROOT / module).read_bytes()).hexdigest()
 
 
 def name_of(module: str) -> str:
@@ -356,6 +364,11 @@ def run_module(module: str, size: int, seed: int, mode: str) -> dict[str, object
         )
         cosmic_ray("exec", str(config), str(session))
     elif mode == "survivors":
+        # cosmic-ray names a mutant by operator and occurrence: once the module changed, the
+        # same names may mean other places, so the sample must be drawn again.
+        last = json.loads((WORK / f"{name_of(module)}.json").read_text())
+        if last.get("source") != source_digest(module):
+            raise SystemExit(f"{module} changed since its sample was drawn: run it again in full")
         config = WORK / f"{name_of(module)}.toml"
         rows = json.loads(session_api(_RESULTS, session))
         again = [r["job"] for r in rows if r["worker"] == "normal" and r["test"] == "survived"]
@@ -387,6 +400,7 @@ def run_module(module: str, size: int, seed: int, mode: str) -> dict[str, object
     tested = len(ran) - equivalent
     return {
         "module": module,
+        "source": source_digest(module),
         "seed": seed,
         "mutants": len(every),
         "sampled": len(ran) + len(not_run),
