@@ -575,6 +575,8 @@ def test_entry_usable_without_version_list(encrypting, usable):
         {"max_messages": 0},
         {"max_messages": 2**32 + 1},
         {"recheck": 0},
+        {"recheck": 10 * 365 * 86400 + 1},
+        {"max_bytes": 2**63},
     ],
 )
 def test_policy_numbers_out_of_range(options):
@@ -588,6 +590,23 @@ def test_policy_numbers_at_their_bounds():
         {"max_age": 10 * 365 * 86400, "max_messages": 1, "recheck": 0.5}
     )
     assert (policy.max_age, policy.max_messages, policy.recheck) == (10 * 365 * 86400, 1, 0.5)
+    top = CachePolicy.from_options(
+        {"recheck": 10 * 365 * 86400, "max_messages": 2**32, "max_bytes": 2**63 - 1}
+    )
+    assert (top.recheck, top.max_messages, top.max_bytes) == (10 * 365 * 86400, 2**32, 2**63 - 1)
+
+
+def test_an_entry_stored_without_counting_a_use_serves_exactly_max_messages(clock):
+    cache = DataKeyCache(
+        MemoryCache(capacity=10), CachePolicy(max_messages=3), clock=clock.monotonic
+    )
+    cache.store(b"k", b"\x01" * 32, counts_as_use=False, plaintext_bytes=100)
+    assert [cache.take(b"k", plaintext_bytes=1) is not None for _ in range(4)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
 
 
 def test_a_non_string_partition_is_refused_with_its_reason():
