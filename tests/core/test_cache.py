@@ -1254,3 +1254,55 @@ def test_a_fill_ages_from_when_its_provider_call_started(clock):
     assert cache.take(b"k", plaintext_bytes=1) is not None
     clock.advance(1)
     assert cache.take(b"k", plaintext_bytes=1) is None
+
+
+def test_an_entry_on_a_version_newer_than_known_is_judged_on_the_fresh_description(clock):
+    """The early recheck an unknown version triggers decides: version 3, made elsewhere and
+    disabled since, is dropped although what this process knew said nothing against it."""
+    calls: list[str] = []
+
+    def describe(uri: str):
+        calls.append(uri)
+        return _metadata(state="disabled", current="3", versions=("1", "2", "3"))
+
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(
+        backend, CachePolicy(recheck=600), clock=clock.monotonic, describe=describe
+    )
+    cache.invalidate("local://a", _metadata(current="2", versions=("1", "2")))  # knows v1, v2
+    # Another process (a cache over the same backend) stores an entry on version 3.
+    theirs = DataKeyCache(backend, CachePolicy(recheck=600), clock=clock.monotonic)
+    theirs.store(b"k", b"\x01" * 32, key_versions=("local://a?version=3",), encrypting=True)
+    clock.advance(1)  # past STALE_RECHECK, well within recheck
+    cached, made = cache.lookup(
+        b"k", plaintext_bytes=1, encrypting=True, make=lambda: ("fresh", _fill("3"))
+    )
+    assert (cached, made) == (None, "fresh")
+    assert calls == ["local://a"]
+
+
+def test_each_entry_dropped_at_use_is_counted(clock):
+    describe, _ = _describing(state="disabled")
+    cache = DataKeyCache(
+        MemoryCache(capacity=10), CachePolicy(recheck=5), clock=clock.monotonic, describe=describe
+    )
+    for key in (b"k1", b"k2"):
+        cache.store(key, b"\x01" * 32, key_versions=("local://a?version=1",), encrypting=False)
+    clock.advance(5)
+    for key in (b"k1", b"k2"):
+        assert cache.lookup(
+            key, plaintext_bytes=1, encrypting=False, make=lambda: ("fresh", _fill_of_b())
+        ) == (None, "fresh")
+    assert cache.invalidated == 2
+
+
+def test_entries_made_by_lookup_for_new_messages_leave_at_a_rotation(clock):
+    """lookup records which side an entry serves: a rotation drops the new-message entries and
+    keeps the ones that read old messages."""
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(backend, CachePolicy(), clock=clock.monotonic)
+    cache.lookup(b"enc", plaintext_bytes=1, encrypting=True, make=lambda: ("made", _fill()))
+    cache.lookup(b"dec", plaintext_bytes=1, encrypting=False, make=lambda: ("made", _fill()))
+    cache.invalidate("local://a", _metadata(current="2", versions=("1", "2")))
+    assert backend.get(b"enc") is None
+    assert backend.get(b"dec") is not None
