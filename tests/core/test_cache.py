@@ -1306,3 +1306,17 @@ def test_entries_made_by_lookup_for_new_messages_leave_at_a_rotation(clock):
     cache.invalidate("local://a", _metadata(current="2", versions=("1", "2")))
     assert backend.get(b"enc") is None
     assert backend.get(b"dec") is not None
+
+
+def test_store_defaults_to_a_new_message_entry_that_counts_no_bytes(clock):
+    """Without arguments, store keeps an entry for new messages whose first use counts one
+    message and no bytes."""
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(backend, CachePolicy(max_bytes=10), clock=clock.monotonic)
+    cache.store(b"k", b"\x01" * 32, key_versions=("local://a?version=1",))
+    entry = backend.get(b"k")
+    assert entry is not None
+    assert (entry.messages, entry.bytes) == (1, 0)
+    assert cache.take(b"k", plaintext_bytes=10) is not None  # 0 + 10 bytes: within the limit
+    cache.invalidate("local://a", _metadata(current="2", versions=("1", "2")))
+    assert backend.get(b"k") is None  # a rotation moves new messages off version 1
