@@ -1320,3 +1320,23 @@ def test_store_defaults_to_a_new_message_entry_that_counts_no_bytes(clock):
     assert cache.take(b"k", plaintext_bytes=10) is not None  # 0 + 10 bytes: within the limit
     cache.invalidate("local://a", _metadata(current="2", versions=("1", "2")))
     assert backend.get(b"k") is None  # a rotation moves new messages off version 1
+
+
+def test_a_first_message_over_max_bytes_is_not_kept(clock):
+    """A first message larger than max_bytes (not only equal to it) leaves no entry."""
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(backend, CachePolicy(max_bytes=300), clock=clock.monotonic)
+    cache.store(b"over", b"\x01" * 32, plaintext_bytes=1000)
+    cache.store(b"at", b"\x01" * 32, plaintext_bytes=300)
+    cache.store(b"under", b"\x01" * 32, plaintext_bytes=299)
+    assert [backend.get(k) is not None for k in (b"over", b"at", b"under")] == [False, False, True]
+
+
+def test_stream_size_of_a_closed_stream_is_unknown():
+    import io
+
+    from aureus_core.cache import stream_size
+
+    stream = io.BytesIO(b"abc")
+    stream.close()
+    assert stream_size(stream) is None
