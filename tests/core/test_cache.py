@@ -1340,3 +1340,65 @@ def test_stream_size_of_a_closed_stream_is_unknown():
     stream = io.BytesIO(b"abc")
     stream.close()
     assert stream_size(stream) is None
+
+
+def test_each_wrapping_key_indexes_at_most_index_limit_entries(clock, monkeypatch):
+    """invalidate reaches the newest INDEX_LIMIT entries of a key; older ones stay in the
+    backend until their next use, where the state check drops them."""
+    from aureus_core import cache as module
+
+    monkeypatch.setattr(module, "INDEX_LIMIT", 3)
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(backend, CachePolicy(), clock=clock.monotonic)
+    keys = [b"k%d" % n for n in range(5)]
+    for key in keys:
+        cache.store(key, b"\x01" * 32, key_versions=("local://a?version=1",))
+    cache.invalidate("local://a")
+    assert [backend.get(key) is not None for key in keys] == [True, True, False, False, False]
+    assert cache.invalidated == 3
+
+
+@pytest.mark.parametrize("encrypting", [False, True])
+def test_a_store_that_contradicts_what_is_known_makes_the_next_use_describe_again(
+    clock, encrypting
+):
+    """The provider has just used version 1 although what this process knew said version 1
+    could not serve this side (absent; or not current, for new messages): that knowledge is
+    stale, so the next use describes the key instead of dropping the fresh entry."""
+    known = (
+        _metadata(current="2", versions=("1", "2"))
+        if encrypting
+        else _metadata(current="2", versions=("2",))
+    )
+    describe, calls = _describing(current="1", versions=("1", "2"))
+    cache = DataKeyCache(
+        MemoryCache(capacity=10), CachePolicy(recheck=600), clock=clock.monotonic, describe=describe
+    )
+    cache.invalidate("local://a", known)
+    cache.store(b"k", b"\x01" * 32, key_versions=("local://a?version=1",), encrypting=encrypting)
+    cached, made = cache.lookup(
+        b"k", plaintext_bytes=1, encrypting=encrypting, make=lambda: ("fresh", _fill())
+    )
+    assert made is None
+    assert cached is not None
+    assert calls == ["local://a"]
+
+
+def test_no_flight_slot_outlives_the_lookups_that_used_it(clock):
+    """The per-entry locks of single flight are dropped once no thread holds them, so a cache
+    does not grow with the number of different entries it ever missed."""
+    cache = DataKeyCache(MemoryCache(capacity=2), CachePolicy(), clock=clock.monotonic)
+    for n in range(5):
+        cache.lookup(b"k%d" % n, plaintext_bytes=1, encrypting=True, make=lambda: ("m", _fill()))
+        cache.lookup(b"k%d" % n, plaintext_bytes=1, encrypting=True, make=lambda: ("m", _fill()))
+    assert cache._flights == {}
+
+
+def test_an_entry_long_past_max_age_is_not_used(clock):
+    """Not only at max_age exactly: an entry first asked for well after it expired is a miss."""
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(backend, CachePolicy(max_age=60), clock=clock.monotonic)
+    cache.store(b"k", b"\x01" * 32)
+    clock.advance(3600)
+    assert cache.take(b"k", plaintext_bytes=1) is None
+    assert backend.get(b"k") is None
