@@ -101,6 +101,12 @@ class Equivalent:
 # Listed once, with the reason, in docs/testing.md ("Independent check (cosmic-ray)").
 EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent(
+        "aureus_core/context.py",
+        "ReplaceComparisonOperator_Eq_LtE",
+        r"^if count <= 0:$",
+        "the pair count is read as an unsigned 2-byte number: it is never below 0",
+    ),
+    Equivalent(
         "aureus_core/envelope/header.py",
         "ReplaceBinaryOperator_Sub_",
         r"assert len\(raw\) == reader\.offset (\+|\^|\||<<|>>) start$",
