@@ -339,6 +339,12 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "aureus_core/cache.py",
+        r"^first = self\.take\(None, plaintext_bytes=plaintext_bytes, count_miss=False\)$",
+        "the lock-free first look only spares a hit the entry's flight lock: looking up no "
+        "entry there, the hit is taken under that lock, with the same counts and checks",
+    ),
+    Equivalent(
+        "aureus_core/cache.py",
         r"^claimed = None$",
         "None is as false as False for the flag that says this process holds the claim",
     ),
