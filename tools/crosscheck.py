@@ -107,6 +107,12 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "the pair count is read as an unsigned 2-byte number: it is never below 0",
     ),
     Equivalent(
+        "aureus_core/keyref.py",
+        "ReplaceComparisonOperator_Is_Eq",
+        r"^if type\(uri\) == str:$",
+        "a type equals only itself: == on type objects is identity",
+    ),
+    Equivalent(
         "aureus_core/envelope/header.py",
         "ReplaceBinaryOperator_Sub_",
         r"assert len\(raw\) == reader\.offset (\+|\^|\||<<|>>) start$",
