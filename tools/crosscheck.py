@@ -96,6 +96,8 @@ class Equivalent:
     after: str
     """A regular expression the line after the mutation matches (``search``)."""
     reason: str
+    where: str = ""
+    """A regular expression the enclosing function or class name matches, to narrow ``after``."""
 
 
 # Listed once, with the reason, in docs/testing.md ("Independent check (cosmic-ray)").
@@ -105,6 +107,21 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "ReplaceComparisonOperator_Eq_LtE",
         r"^if count <= 0:$",
         "the pair count is read as an unsigned 2-byte number: it is never below 0",
+    ),
+    Equivalent(
+        "aureus_core/rotation.py",
+        "ReplaceBinaryOperator_Add_BitOr",
+        r"enumerate\(ordered\[: cap \| 1\]\)",
+        "the loop may leave out the current version (index cap): when no older version is "
+        "young, the target is the current version either way",
+    ),
+    Equivalent(
+        "aureus_core/rotation.py",
+        "RemoveDecorator",
+        r"^$",
+        "the members of a typing Protocol are never called (the stack implements them): "
+        "the decorator shapes the type only",
+        where=r"^(ConfiguredKeys|RotationScope)$",
     ),
     Equivalent(
         "aureus_core/keyref.py",
@@ -272,7 +289,8 @@ from cosmic_ray.work_db import use_db
 with use_db(sys.argv[1]) as db:
     out = [
         {"job": w.job_id, "operator": w.mutations[0].operator_name,
-         "line": w.mutations[0].start_pos[0], "worker": r.worker_outcome.value,
+         "line": w.mutations[0].start_pos[0], "where": w.mutations[0].definition_name or "",
+         "worker": r.worker_outcome.value,
          "test": r.test_outcome.value if r.test_outcome else None,
          "timeout": r.output == "timeout", "diff": r.diff or ""}
         for w, r in db.completed_work_items
@@ -343,12 +361,13 @@ def changed_lines(diff: str) -> tuple[str, str]:
     return removed, added
 
 
-def is_equivalent(module: str, operator: str, after: str) -> bool:
+def is_equivalent(module: str, operator: str, after: str, where: str = "") -> bool:
     """Whether a survivor matches an entry of :data:`EQUIVALENT`."""
     return any(
         entry.path == module
         and re.search(entry.operator, operator)
         and re.search(entry.after, after)
+        and (not entry.where or re.search(entry.where, where))
         for entry in EQUIVALENT
     )
 
@@ -396,7 +415,7 @@ def run_module(module: str, size: int, seed: int, mode: str) -> dict[str, object
         if r["test"] != "survived":
             continue
         before, after = changed_lines(r["diff"])
-        if is_equivalent(module, r["operator"], after):
+        if is_equivalent(module, r["operator"], after, r["where"]):
             equivalent += 1
             continue
         survivors.append(
