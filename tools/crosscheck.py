@@ -75,10 +75,18 @@ TARGETS: dict[str, Target] = {
     "aureus_core/rotation.py": Target("rotation"),
     "aureus_core/audit/chain.py": Target("audit", ("tests/core/test_audit_chain.py",)),
     "plugins/aureus_local/wrapping.py": Target(
-        "local-crypto", ("tests/plugins/aureus_local/test_local_wrapping.py",)
+        "local-crypto",
+        (
+            "tests/plugins/aureus_local/test_local_wrapping.py",
+            "tests/plugins/aureus_local/test_local_keys.py",
+        ),
     ),
     "plugins/aureus_local/sealing.py": Target(
-        "local-crypto", ("tests/plugins/aureus_local/test_local_storage.py",)
+        "local-crypto",
+        (
+            "tests/plugins/aureus_local/test_local_storage.py",
+            "tests/plugins/aureus_local/test_local_passphrase.py",
+        ),
     ),
     "plugins/aureus_local/generations.py": Target(
         "local-state", ("tests/plugins/aureus_local/test_local_rollback.py",)
@@ -154,14 +162,24 @@ EQUIVALENT: tuple[Equivalent, ...] = (
 )
 
 
+# Test files that start processes (the CLI, kill -9, the official SDK): a mutant reaches
+# them only if every faster file of its group passed.
+SLOW_LAST = (
+    "tests/plugins/aureus_local/test_local_cli.py",
+    "tests/plugins/aureus_local/test_local_processes.py",
+    "tests/plugins/aureus_local/test_raw_keyring_interop.py",
+)
+
+
 def test_files(target: Target) -> list[str]:
-    """The group's test files, one by one, with the target's own first."""
+    """The group's test files, one by one: the target's own first, the slow ones last."""
     files: list[str] = list(target.first)
     for entry in GROUPS[target.group].tests:
         path = ROOT / entry
         found = sorted(path.rglob("test_*.py")) if path.is_dir() else [path]
         files += [p.relative_to(ROOT).as_posix() for p in found]
-    return list(dict.fromkeys(files))
+    files = list(dict.fromkeys(files))
+    return [f for f in files if f not in SLOW_LAST] + [f for f in files if f in SLOW_LAST]
 
 
 def test_command(target: Target) -> list[str]:
