@@ -132,6 +132,12 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         where=r"^(ConfiguredKeys|RotationScope)$",
     ),
     Equivalent(
+        "plugins/aureus_local/wrapping.py",
+        "NumberReplacer",
+        r"^_parse_head_memo = functools\.lru_cache\(maxsize=\s*\d+\)\(_parse_head\)$",
+        "the memo's size bounds its memory only: a parse that misses it is the same function",
+    ),
+    Equivalent(
         "aureus_core/keyref.py",
         "ReplaceComparisonOperator_Is_Eq",
         r"^if type\(uri\) == str:$",
