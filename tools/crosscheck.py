@@ -133,6 +133,13 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "plugins/aureus_local/wrapping.py",
+        "ReplaceComparisonOperator_",
+        r"^if len\(head\) \S+ _MEMO_MAX_HEAD:$",
+        "the check only chooses between the memoised parse and the same parse without the "
+        "memo (as in tools/mutation.py)",
+    ),
+    Equivalent(
+        "plugins/aureus_local/wrapping.py",
         "NumberReplacer",
         r"^_parse_head_memo = functools\.lru_cache\(maxsize=\s*\d+\)\(_parse_head\)$",
         "the memo's size bounds its memory only: a parse that misses it is the same function",
