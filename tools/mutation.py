@@ -85,6 +85,7 @@ GROUPS: dict[str, Group] = {
             "tests/core/envelope/test_parse_limits.py",
             "tests/core/envelope/test_writer_contract.py",
             "tests/core/envelope/test_required_context.py",
+            "tests/core/envelope/test_read_paths.py",
         ),
     ),
     "signature": Group(

@@ -35,9 +35,12 @@ def _content_type_offset(data: bytes) -> int:
 def test_an_unknown_content_type_is_refused_when_the_header_is_read(stack, content_type):
     data = bytearray(stack.encrypt(b"payload", frame_length=FRAME_LENGTH))
     data[_content_type_offset(bytes(data))] = content_type
-    # Refused by the parser itself: no reader exists to ask a key for the data key.
+    # Refused by the parser itself, in memory and from a stream: no reader exists to ask a
+    # key for the data key.
     with pytest.raises(DecryptionError):
         MessageReader(bytes(data))
+    with pytest.raises(DecryptionError):
+        MessageReader(io.BytesIO(bytes(data)))
     with pytest.raises(DecryptionError):
         stack.decrypt(bytes(data))
 

@@ -332,11 +332,29 @@ def test_header_length_fields_are_unsigned_up_to_65535():
     context = EncryptionContext({"k": "v" * 40_000})
     _, parsed = _header_with(context=context)
     assert dict(parsed.context) == dict(context)
-    too_long = EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c" * 65_536)
-    with pytest.raises(
-        ConfigError, match=r"^an encrypted data key field is longer than 65 535 bytes$"
+    for too_long in (
+        EncryptedDataKey(provider_id="p" * 65_536, provider_info=b"", ciphertext=b"c"),
+        EncryptedDataKey(provider_id="p", provider_info=b"i" * 65_536, ciphertext=b"c"),
+        EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c" * 65_536),
     ):
-        _header_with(edks=(too_long,))
+        with pytest.raises(
+            ConfigError, match=r"^an encrypted data key field is longer than 65 535 bytes$"
+        ):
+            _header_with(edks=(too_long,))
+
+
+def test_a_header_is_read_from_wherever_its_reader_stands():
+    """Bytes before the header in the same buffer are neither part of it nor consumed twice."""
+    from aureus_core.envelope.header import parse_header
+    from aureus_core.envelope.reader import Reader
+
+    header, _ = _header_with()
+    body = header.serialize()
+    for source in (b"PREFIX" + body + b"rest", io.BytesIO(b"PREFIX" + body + b"rest")):
+        reader = Reader(source)
+        reader.read(6)
+        parsed, raw = parse_header(reader, Limits())
+        assert (parsed, raw, reader.offset) == (header, body, 6 + len(body))
 
 
 def test_plaintext_given_to_decrypt_is_named_as_not_a_message():
