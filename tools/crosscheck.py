@@ -159,13 +159,6 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "a type equals only itself: == on type objects is identity",
     ),
     Equivalent(
-        "aureus_core/envelope/header.py",
-        "ReplaceBinaryOperator_Sub_",
-        r"assert len\(raw\) == reader\.offset (\+|\^|\||<<|>>) start$",
-        "every caller parses the header from the start of its reader (start is 0), and "
-        "x - 0, x + 0, x ^ 0, x | 0 and x shifted by 0 are all x",
-    ),
-    Equivalent(
         "aureus_core/envelope/message.py",
         "Replace(ComparisonOperator|BinaryOperator_Add)_",
         r"^while pos .* size:$",
