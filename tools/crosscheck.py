@@ -511,7 +511,8 @@ def main() -> None:
     for module in modules:
         print(f"== {module} ({TARGETS[module].group} tests)", flush=True)
         report = run_module(module, args.sample, args.seed, run)
-        (WORK / f"{name_of(module)}.json").write_text(json.dumps(report, indent=2) + "\n")
+        if run != "report":
+            (WORK / f"{name_of(module)}.json").write_text(json.dumps(report, indent=2) + "\n")
         print(
             f"   {report['score']} % killed ({report['killed']}/{report['tested']}, "
             f"{report['timeouts']} by timeout), {report['equivalent']} equivalent, "
