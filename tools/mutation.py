@@ -306,6 +306,35 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "decrypted into a scratch buffer, with the same checks and the same result",
     ),
     Equivalent(
+        "aureus_core/envelope/header.py",
+        r"^data = None$"
+        r"|^if data is not None and len\(data\) (\+ start >= 3|- start > 3|- start >= 4) "
+        r"and data\[start\] == 2:$"
+        r"|^suite = (None|SUITES\.get\((None|_U16\.unpack_from\(data, \)\[0\])\))$"
+        r"|^if suite is not None and suite\.message_version == 3:$",
+        "the direct entry for a version-2 header in memory is an optimisation: skipped, the "
+        "stream parser's start reads the same version and suite and hands the rest to the same "
+        "offset parser (test_read_paths.py holds both to one verdict)",
+    ),
+    Equivalent(
+        "aureus_core/envelope/header.py",
+        r'if suite\.suite_data_length else b"XXXX"$',
+        "every format-2 suite commits, so its suite data (the commitment) is never empty",
+    ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        r"^if pos (- 4|\+ 5) > size:$|^if pos \+ 4 >= size:$|^if body >= size:$"
+        r"|^if number != sequence or end >= size or position \+ length > capacity:$"
+        r"|^if number != sequence or content > length (or end > size and|and end > size or) "
+        r"position \+ content > capacity:$"
+        r"|^if number != sequence or content > length or end > size or "
+        r"position - content > capacity:$",
+        "defence in depth: _plaintext_size fixed the frame count and the final frame's length "
+        "from the message's size first, so a frame that runs past the end, a final frame "
+        "longer than the room left or than the output, fails these checks and another one "
+        "alike (a tag, the end-of-message check)",
+    ),
+    Equivalent(
         "aureus_core/envelope/message.py",
         r"frame_size\((self\.header\.frame_length|0), suite\.iv_length, \)",
         "the tag length's default (16) is every suite's tag length",
