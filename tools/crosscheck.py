@@ -160,18 +160,9 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "aureus_core/envelope/message.py",
-        "Replace(ComparisonOperator|BinaryOperator_Add)_",
-        r"^while pos .* size:$",
-        "_open_regular_frames is a fast path that stops at the final frame's marker: leaving "
-        "it sooner hands the rest to the frame-by-frame reader, which opens the same frames; "
-        "running past the end reads no marker and refuses a message the reader refuses too",
-    ),
-    Equivalent(
-        "aureus_core/envelope/message.py",
-        "ReplaceComparisonOperator_Eq_(LtE|GtE)",
-        r"^if number (<=|>=) FINAL_FRAME_MARKER:$",
-        "the marker is the largest 4-byte number, so >= is ==; <= stops the fast path at "
-        "the first frame and the frame-by-frame reader that follows opens the same frames",
+        "ReplaceComparisonOperator_Eq_GtE",
+        r"^if number >= FINAL_FRAME_MARKER:$",
+        "the marker is the largest 4-byte number, so >= is ==",
     ),
 )
 

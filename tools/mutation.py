@@ -290,11 +290,6 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "taking 0 bytes of suite data gives the same empty bytes",
     ),
     Equivalent(
-        "aureus_core/envelope/header.py",
-        r"assert len\(raw\) == reader\.offset \+ start",
-        "every caller parses the header from the start of its reader (start is 0)",
-    ),
-    Equivalent(
         "aureus_core/envelope/message.py",
         r"^self\._policy = None$",
         "the reader applies its commitment policy in __init__ and never reads it again",
