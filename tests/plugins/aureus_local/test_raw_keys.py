@@ -25,9 +25,10 @@ from aureus_core.envelope.keyring import KeyFilter, unwrap_data_key
 from aureus_core.errors import ConfigError, KeyDisabled, KeyExists, KeystoreCorrupted, PluginError
 from aureus_core.interfaces import KeyMaterial
 from aureus_core.keyref import KeyRef
-from aureus_core.keys import KeyPurpose, KeySpec
+from aureus_core.keys import KeyPurpose, KeySpec, KeyType
 from aureus_core.sensitive import Secret
-from aureus_local import LocalKeyProvider
+from aureus_local import LocalKeyProvider, rawkeys
+from aureus_local.rawkeys import Padding, RawKeyring
 from aureus_local.sealing import Sealer
 
 NAMESPACE = "acme-raw"
@@ -274,6 +275,118 @@ def test_a_validly_signed_raw_key_with_two_versions_is_refused(stack: KeyStack) 
         stack.list_keys()
 
 
+def resign(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Edit the keystore document and sign it again with its master key (a key holder's edit)."""
+    document = json.loads(path.read_text())
+    edit(document)
+    document.pop("mac")
+    sealer = Sealer((path.parent / "master.key").read_bytes())
+    document["mac"] = base64.b64encode(sealer.mac(document)).decode()
+    path.write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "accepted"),
+    [
+        # aes-256: the 32 key bytes and the 16-byte tag, nothing else
+        ("orders", 47, False),
+        ("orders", 48, True),
+        ("orders", 49, False),
+        # rsa: from 64 bytes up to a 4096-bit key's DER with margin (4096 + 16 exclusive)
+        ("partner", 63, False),
+        ("partner", 64, True),
+        ("partner", 4111, True),
+        ("partner", 4112, False),
+    ],
+)
+def test_stored_raw_key_material_must_have_a_size_its_type_can_have(
+    stack: KeyStack, name: str, size: int, accepted: bool
+) -> None:
+    """The sealed material of a raw key is checked against its type's sizes when read, even in
+    a validly signed document (a sealed aes-256 key is 48 bytes; an RSA key 64 to 4111)."""
+    path = keystore_file(stack)
+
+    def set_size(document: dict[str, Any]) -> None:
+        version = document["keys"][name]["versions"][0]
+        version["ciphertext"] = base64.b64encode(os.urandom(size)).decode()
+
+    resign(path, set_size)
+    if accepted:
+        assert [m.ref.uri for m in stack.list_keys()] == [
+            "local://orders",
+            "local://partner",
+            "local://plain",
+        ]
+    else:
+        with pytest.raises(KeystoreCorrupted, match=f"key '{name}' version 1 ciphertext has the"):
+            stack.list_keys()
+
+
+def test_raw_unwrap_refuses_a_data_key_that_names_another_key_or_a_public_only_key(
+    aes_key: bytes, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    """rawkeys.unwrap checks the namespace and key name itself: a data key wrapped under the
+    right AES key but naming another key (or namespace) is refused, not opened; and a
+    public-only RSA key never unwraps, even a data key in its exact layout."""
+    keyring = RawKeyring(namespace=NAMESPACE, key_name="orders")
+    data_key = os.urandom(32)
+    aad = CONTEXT.serialize()
+    own = raw_aes_edk(aes_key, NAMESPACE, b"orders", data_key, aad)
+    assert bytes(rawkeys.unwrap(KeyType.AES_256, keyring, aes_key, own, CONTEXT)) == data_key
+    for hostile in (
+        raw_aes_edk(aes_key, NAMESPACE, b"other", data_key, aad),
+        raw_aes_edk(aes_key, "other-ns", b"orders", data_key, aad),
+    ):
+        with pytest.raises(DecryptionError):
+            rawkeys.unwrap(KeyType.AES_256, keyring, aes_key, hostile, CONTEXT)
+    public_only = RawKeyring(
+        namespace=NAMESPACE, key_name="inbox", padding=Padding.PKCS1, public_only=True
+    )
+    der = rsa_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    exact = EncryptedDataKey(
+        provider_id=NAMESPACE,
+        provider_info=b"inbox",
+        ciphertext=rsa_key.public_key().encrypt(data_key, rsa_padding.PKCS1v15()),
+    )
+    with pytest.raises(DecryptionError):
+        rawkeys.unwrap(KeyType.RSA_2048, public_only, der, exact, CONTEXT)
+
+
+def test_a_raw_aes_key_has_no_public_key(stack: KeyStack) -> None:
+    with pytest.raises(
+        ConfigError, match=r"^a raw aes-256 key is symmetric: it has no public key$"
+    ):
+        stack.public_key("local://orders")
+
+
+def test_a_public_key_import_that_is_not_an_rsa_public_key_is_refused(tmp_path: Path) -> None:
+    ec_public = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    damaged = b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"
+    with KeyStack.local(tmp_path / "ks") as stack:
+        with pytest.raises(
+            ConfigError, match=r"^the PEM holds a public key that is not an RSA key$"
+        ):
+            stack.import_key(
+                "k", "rsa-2048", pem=ec_public, namespace="n", key_name="k", padding="pkcs1"
+            )
+        expected = (
+            "the material is not a PEM RSA public key that can be read: expected "
+            "'-----BEGIN PUBLIC KEY-----' or '-----BEGIN RSA PUBLIC KEY-----'"
+        )
+        with pytest.raises(ConfigError) as caught:
+            stack.import_key(
+                "k", "rsa-2048", pem=damaged, namespace="n", key_name="k", padding="pkcs1"
+            )
+        assert str(caught.value) == expected
+        assert stack.list_keys() == []
+
+
 # -- finding the key on decrypt, and pinning ------------------------------------------
 
 
@@ -363,6 +476,21 @@ def test_an_rsa_key_is_pinned_to_its_padding(stack: KeyStack, rsa_key: rsa.RSAPr
         )
         with pytest.raises(DecryptionError):
             provider.unwrap(ref, hostile, CONTEXT)
+
+
+def test_a_raw_key_named_at_a_version_it_does_not_have_unwraps_nothing(
+    stack: KeyStack, aes_key: bytes
+) -> None:
+    """A raw key has version 1 only: asked for under ``?version=2`` it unwraps nothing, though
+    the data key is in its layout and under its key."""
+    provider = stack.provider("local")
+    data_key = os.urandom(32)
+    edk = raw_aes_edk(aes_key, NAMESPACE, b"orders", data_key, CONTEXT.serialize())
+    assert bytes(provider.unwrap(KeyRef.parse("local://orders?version=1"), edk, CONTEXT)) == (
+        data_key
+    )
+    with pytest.raises(DecryptionError):
+        provider.unwrap(KeyRef.parse("local://orders?version=2"), edk, CONTEXT)
 
 
 def test_raw_aes_binds_the_context(stack: KeyStack, aes_key: bytes) -> None:
