@@ -223,9 +223,27 @@ def test_min_decryption_version_refuses_older_versions(
     ("uri", "version", "error", "message"),
     [
         ("local://payments", "4", KeyNotFound, "has no version 4"),
-        ("local://payments", "0", ConfigError, "invalid minimum decryption version '0'"),
-        ("local://payments", "two", ConfigError, "whole numbers counting from 1"),
-        ("local://payments?version=2", "2", ConfigError, "name the key without"),
+        (
+            "local://payments",
+            "0",
+            ConfigError,
+            "^invalid minimum decryption version '0' for local://payments: local key versions "
+            "are whole numbers counting from 1$",
+        ),
+        (
+            "local://payments",
+            "two",
+            ConfigError,
+            "^invalid minimum decryption version 'two' for local://payments: local key versions "
+            "are whole numbers counting from 1$",
+        ),
+        (
+            "local://payments?version=2",
+            "2",
+            ConfigError,
+            r"^local://payments\?version=2: name the key without \?version= and give the "
+            "minimum version separately$",
+        ),
     ],
 )
 def test_min_decryption_version_errors(

@@ -165,6 +165,32 @@ def test_rsa_imports_need_a_padding_and_the_right_size(
         assert stack.list_keys() == []
 
 
+def test_an_rsa_private_key_that_cannot_be_read_is_refused_with_what_to_do(
+    tmp_path: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    encrypted = rsa_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"hunter2"),
+    )
+    damaged = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+    expected = {
+        encrypted: "the PEM private key is encrypted: decrypt it first, e.g. "
+        "`openssl pkey -in K -out K.plain`, and import K.plain",
+        damaged: "the material is not a PEM RSA key that can be read: expected "
+        "'-----BEGIN PRIVATE KEY-----', '-----BEGIN RSA PRIVATE KEY-----' or, to wrap "
+        "only, '-----BEGIN PUBLIC KEY-----'",
+    }
+    with KeyStack.local(tmp_path / "ks") as stack:
+        for pem, message in expected.items():
+            with pytest.raises(ConfigError) as caught:
+                stack.import_key(
+                    "k", "rsa-2048", pem=pem, namespace="n", key_name="k", padding="pkcs1"
+                )
+            assert str(caught.value) == message
+        assert stack.list_keys() == []
+
+
 def test_error_messages_never_show_the_material(tmp_path: Path) -> None:
     secret = b"S3CRET-" + os.urandom(9).hex().encode()
     with KeyStack.local(tmp_path / "ks") as stack:
@@ -206,8 +232,12 @@ def test_raw_keys_have_one_version_and_only_wrap(stack: KeyStack) -> None:
         )
     with pytest.raises(ConfigError, match="raw keyring key"):
         stack.sign(b"m", key="local://partner")
-    with pytest.raises(ConfigError, match="raw keyring key"):
+    with pytest.raises(ConfigError) as caught:
         stack.provider("local").mac(stack.describe_key("local://orders").ref, b"m")
+    assert str(caught.value) == (
+        "key local://orders is a raw keyring key; it only wraps data keys (in the raw keyring "
+        "layout): compute MACs with an aes-256 key created here"
+    )
 
 
 def test_describe_shows_namespace_name_and_padding(
