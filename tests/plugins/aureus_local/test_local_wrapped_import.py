@@ -104,6 +104,23 @@ def test_two_concurrent_imports_of_one_blob_make_one_key(tmp_path: Path) -> None
     assert [v.version for v in versions] == ["1", "2"]
 
 
+def test_a_token_this_keystore_never_issued_is_refused_by_the_local_provider(
+    tmp_path: Path,
+) -> None:
+    provider = LocalKeyProvider(tmp_path / "ks")
+    parameters = provider.import_parameters("k", AES)
+    foreign = "0123456789abcdef" * 2
+    material = KeyMaterial(format="wrapped", data=Secret(b"x"), import_token=foreign)
+    with pytest.raises(ImportRefused) as caught:
+        provider.import_key("k", AES, material)
+    assert str(caught.value) == (
+        f"import token {foreign} is unknown to this keystore or was already used: run "
+        "`aureus keys import-params` for a new one"
+    )
+    assert caught.value.provider == "local"
+    assert _job_file(provider, parameters).exists()
+
+
 def test_a_token_that_is_not_one_never_reaches_the_filesystem(tmp_path: Path) -> None:
     provider = LocalKeyProvider(tmp_path / "ks")
     (tmp_path / "outside.json").write_text("{}")

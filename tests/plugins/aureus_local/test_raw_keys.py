@@ -147,9 +147,17 @@ def test_rsa_imports_need_a_padding_and_the_right_size(
     with KeyStack.local(tmp_path / "ks") as stack:
         with pytest.raises(ConfigError, match="needs its padding"):
             stack.import_key("k", "rsa-2048", pem=pem, namespace="n", key_name="k")
-        with pytest.raises(ConfigError, match="unknown RSA padding 'oaep'"):
+        with pytest.raises(
+            ConfigError,
+            match=r"^unknown RSA padding 'oaep'; choose one of: pkcs1, oaep-sha1, oaep-sha256, "
+            r"oaep-sha384, oaep-sha512$",
+        ):
             stack.import_key("k", "rsa-2048", pem=pem, namespace="n", key_name="k", padding="oaep")
-        with pytest.raises(ConfigError, match="2048-bit RSA key, but the key type is rsa-4096"):
+        with pytest.raises(
+            ConfigError,
+            match=r"^the PEM holds a 2048-bit RSA key, but the key type is rsa-4096: import a "
+            r"raw RSA key with the type of its size \(rsa-2048, rsa-3072 or rsa-4096\)$",
+        ):
             stack.import_key("k", "rsa-4096", pem=pem, namespace="n", key_name="k", padding="pkcs1")
         ec_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
             serialization.Encoding.PEM,
@@ -191,6 +199,70 @@ def test_an_rsa_private_key_that_cannot_be_read_is_refused_with_what_to_do(
         assert stack.list_keys() == []
 
 
+def test_key_namespaces_and_names_are_at_most_1024_utf8_bytes(tmp_path: Path) -> None:
+    """The bound counts UTF-8 bytes, not characters: 512 two-byte letters are the most."""
+    longest = "\u00e9" * 512
+    with KeyStack.local(tmp_path / "ks") as stack:
+        with pytest.raises(ConfigError) as caught:
+            stack.import_key(
+                "k", "aes-128", raw=os.urandom(16), namespace=longest + "a", key_name="k"
+            )
+        assert str(caught.value) == (
+            "the raw key's key namespace is 1025 bytes long in UTF-8; at most 1024"
+        )
+        stack.import_key("k", "aes-128", raw=os.urandom(16), namespace=longest, key_name=longest)
+        extra = dict(stack.describe_key("local://k").extra)
+        assert (extra["key_namespace"], extra["key_name"]) == (longest, longest)
+
+
+def test_a_name_with_a_control_character_is_refused_showing_at_most_80_characters(
+    tmp_path: Path,
+) -> None:
+    name = "n" * 100 + "\x1b"
+    with KeyStack.local(tmp_path / "ks") as stack, pytest.raises(ConfigError) as caught:
+        stack.import_key("k", "aes-128", raw=os.urandom(16), namespace="ns", key_name=name)
+    assert str(caught.value) == (f"the raw key's key name {'n' * 80!r} contains control characters")
+
+
+def test_raw_material_in_the_wrong_format_is_refused_saying_which_format(
+    tmp_path: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    with KeyStack.local(tmp_path / "ks") as stack:
+        with pytest.raises(ConfigError) as caught:
+            stack.import_key("k", "aes-128", pem=public_pem(rsa_key), namespace="n", key_name="k")
+        assert str(caught.value) == (
+            "aes-128 keys are imported as raw bytes (raw=..., --raw-key-file), not 'pem'"
+        )
+        with pytest.raises(ConfigError) as caught:
+            stack.import_key(
+                "k", "rsa-2048", raw=os.urandom(256), namespace="n", key_name="k", padding="pkcs1"
+            )
+        assert str(caught.value) == (
+            "rsa-2048 keys are imported as a PEM private or public key (pem=..., --pem-file), "
+            "not 'raw'"
+        )
+        assert stack.list_keys() == []
+
+
+def test_rsa_public_keys_in_either_pem_form_import_as_wrap_only(
+    tmp_path: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    """SubjectPublicKeyInfo and PKCS#1 ('RSA PUBLIC KEY') PEMs, also after leading blank
+    lines, make a wrap-only key."""
+    pkcs1 = rsa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.PKCS1
+    )
+    assert pkcs1.startswith(b"-----BEGIN RSA PUBLIC KEY-----")
+    with KeyStack.local(tmp_path / "ks") as stack:
+        for name, pem in (("spki", b"\n \n" + public_pem(rsa_key)), ("pkcs1", pkcs1)):
+            stack.import_key(
+                name, "rsa-2048", pem=pem, namespace="n", key_name=name, padding="pkcs1"
+            )
+            described = stack.describe_key(f"local://{name}")
+            assert dict(described.extra)["private_key"] == "no (wrap only)"
+            assert stack.public_key(f"local://{name}") == public_pem(rsa_key)
+
+
 def test_error_messages_never_show_the_material(tmp_path: Path) -> None:
     secret = b"S3CRET-" + os.urandom(9).hex().encode()
     with KeyStack.local(tmp_path / "ks") as stack:
@@ -226,10 +298,14 @@ def test_raw_keys_have_one_version_and_only_wrap(stack: KeyStack) -> None:
         stack.rotate_key("local://orders")
     with pytest.raises(ConfigError, match="cannot be given new versions"):
         stack.import_key("orders", "aes-256", raw=os.urandom(32), new_version=True)
-    with pytest.raises(ConfigError, match="single version"):
+    with pytest.raises(ConfigError) as caught:
         stack.import_key(
             "orders", "aes-256", raw=os.urandom(32), namespace="x", key_name="y", new_version=True
         )
+    assert str(caught.value) == (
+        "local://orders: a raw keyring key has a single version (messages name it by key "
+        "namespace and key name only); import the new key under a new key name instead"
+    )
     with pytest.raises(ConfigError, match="raw keyring key"):
         stack.sign(b"m", key="local://partner")
     with pytest.raises(ConfigError) as caught:
