@@ -428,6 +428,53 @@ def test_stored_raw_key_material_must_have_a_size_its_type_can_have(
             stack.list_keys()
 
 
+def test_stored_rsa_material_that_is_not_rsa_is_refused_when_used(
+    stack: KeyStack, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    """A master-key holder who seals an EC key as a raw RSA key's material (a validly signed
+    document) gets an error naming the problem when the key is used, not an EC operation."""
+    stack.import_key(
+        "inbox",
+        "rsa-2048",
+        pem=public_pem(rsa_key),
+        namespace=NAMESPACE,
+        key_name="inbox",
+        padding="pkcs1",
+    )
+    path = keystore_file(stack)
+    sealer = Sealer((path.parent / "master.key").read_bytes())
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    replacements = {
+        "partner": ec_key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        "inbox": ec_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    }
+
+    def reseal(document: dict[str, Any]) -> None:
+        for name, der in replacements.items():
+            nonce, sealed = sealer.seal(
+                der,
+                keystore_id=document["keystore_id"],
+                name=name,
+                version=1,
+                key_type="rsa-2048",
+            )
+            version = document["keys"][name]["versions"][0]
+            version["nonce"] = base64.b64encode(nonce).decode()
+            version["ciphertext"] = base64.b64encode(sealed).decode()
+
+    resign(path, reseal)
+    with pytest.raises(ConfigError, match=r"^the stored raw RSA key is not an RSA private key$"):
+        stack.public_key("local://partner")
+    with pytest.raises(ConfigError, match=r"^the stored raw RSA key is not an RSA key$"):
+        stack.public_key("local://inbox")
+
+
 def test_raw_unwrap_refuses_a_data_key_that_names_another_key_or_a_public_only_key(
     aes_key: bytes, rsa_key: rsa.RSAPrivateKey
 ) -> None:
