@@ -316,6 +316,13 @@ _FOUND = (
     "key or a version (an older document without it is refused as a rollback)"
 )
 
+_RAW_ONE_VERSION = (
+    "a raw keyring key has one version, its current one, which can be neither disabled, "
+    "destroyed nor put below the minimum (the parser refuses a second version, a current "
+    "version that is not enabled and a minimum above the current): the usability check "
+    "never refuses it"
+)
+
 # Listed once, with the reason, in docs/testing.md ("Equivalent mutants").
 EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent("*", r"\.to_bytes\(\d+, \)", _BYTEORDER),
@@ -565,6 +572,31 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "plugins/aureus_local/sealing.py",
         r'separators=\(",", ":"\), allow_nan=False',
         "json.dumps's ensure_ascii defaults to True, the value deleted",
+    ),
+    # local-provider: provider.py, rawkeys.py, imports.py, material.py, naming.py
+    Equivalent(
+        "plugins/aureus_local/provider.py",
+        r"^data_key\[:\] = (None|bytes\(None\))$|^_check_usable\((None, version|record, None|"
+        r"version|record, )\)$",
+        _RAW_ONE_VERSION,
+        before=r"^data_key\[:\] = bytes\(len\(data_key\)\)$|^_check_usable\(record, version\)$",
+    ),
+    Equivalent(
+        "plugins/aureus_local/provider.py",
+        r'self\._signing_key\(key, "it has no public key", usable=None\)',
+        "None is as false as False for the usable flag",
+    ),
+    Equivalent(
+        "plugins/aureus_local/rawkeys.py",
+        r".",
+        "a text that does not encode to UTF-8 holds a lone surrogate, which is not printable: "
+        "the control-character check refuses it first",
+        before=r'raise ConfigError\(f"the raw key\'s \{what\} is not valid Unicode text"\)',
+    ),
+    Equivalent(
+        "plugins/aureus_local/rawkeys.py",
+        r"^head = bytes\(material\.data\.reveal\(\)\)\.lstrip\(\)\[:41\]$",
+        "the head is only compared with prefixes of 26 and 30 bytes",
     ),
     # context: aureus_core/context.py, keyref.py
     Equivalent(

@@ -122,6 +122,69 @@ def test_bad_raw_aes_imports_say_what_is_wrong(
         assert stack.list_keys() == []
 
 
+_PADDINGS = "pkcs1, oaep-sha1, oaep-sha256, oaep-sha384, oaep-sha512"
+
+
+@pytest.mark.parametrize(
+    ("key_type", "options", "message"),
+    [
+        (
+            "aes-128",
+            {"namespace": "n", "key_name": "k", "colour": "red", "aa": "1"},
+            "unknown key option(s) for the local provider: aa, colour; a raw keyring key takes "
+            "namespace, key_name, padding",
+        ),
+        (
+            "aes-128",
+            {"namespace": "n"},
+            "a raw keyring key needs both a key namespace and a key name (namespace=..., "
+            "key_name=...; --namespace and --key-name)",
+        ),
+        (
+            "aes-128",
+            {"namespace": "aws-kms-x", "key_name": "k"},
+            "key namespace 'aws-kms-x' is reserved (namespaces starting with 'aureus-' or "
+            "'aws-kms' name AWS KMS and Aureus providers): choose the namespace the other "
+            "party's raw keyring uses",
+        ),
+        (
+            "aes-128",
+            {"namespace": "", "key_name": "k"},
+            "the raw key's key namespace must be a non-empty string",
+        ),
+        (
+            "aes-128",
+            {"namespace": "n", "key_name": "k", "padding": "pkcs1"},
+            "padding applies only to RSA keys, not to a raw AES key",
+        ),
+        (
+            "ed25519",
+            {"namespace": "n", "key_name": "k"},
+            "a raw keyring key must be one of aes-128, aes-192, aes-256, rsa-2048, rsa-3072, "
+            "rsa-4096; ed25519 keys cannot wrap data keys",
+        ),
+        (
+            "rsa-2048",
+            {"namespace": "n", "key_name": "k"},
+            f"a raw RSA key needs its padding (padding=..., --padding): one of {_PADDINGS}, "
+            "the same as the other party's raw RSA keyring",
+        ),
+    ],
+)
+def test_raw_key_options_are_refused_saying_what_is_wrong_and_what_to_give(
+    make_provider: Callable[..., LocalKeyProvider],
+    key_type: str,
+    options: dict[str, str],
+    message: str,
+) -> None:
+    provider = make_provider()
+    material = KeyMaterial(format="raw", data=Secret(os.urandom(16)))
+    with pytest.raises(ConfigError) as caught:
+        provider.import_key("k", KeySpec(key_type=key_type, options=options), material)
+    assert str(caught.value) == message
+    assert provider.list_keys() == []
+
+
 @pytest.mark.parametrize(("key_type", "size"), [("aes-128", 16), ("aes-192", 24)])
 def test_aes_sizes_must_match_the_type(tmp_path: Path, key_type: str, size: int) -> None:
     with KeyStack.local(tmp_path / "ks") as stack:
@@ -644,6 +707,20 @@ def test_a_raw_key_named_at_a_version_it_does_not_have_unwraps_nothing(
     )
     with pytest.raises(DecryptionError):
         provider.unwrap(KeyRef.parse("local://orders?version=2"), edk, CONTEXT)
+
+
+def test_a_raw_rsa_key_wraps_only_data_keys_of_an_aes_size(stack: KeyStack) -> None:
+    provider = stack.provider("local")
+    partner = KeyRef.parse("local://partner")
+    for size in (16, 24, 32):
+        wrapped = provider.wrap(partner, bytes(size), CONTEXT)
+        assert bytes(provider.unwrap(wrapped.key, wrapped.encrypted, CONTEXT)) == bytes(size)
+    for size in (0, 20, 33):
+        with pytest.raises(ConfigError) as caught:
+            provider.wrap(partner, bytes(size), CONTEXT)
+        assert str(caught.value) == (
+            f"a data key to wrap must be 16, 24 or 32 bytes long, not {size}"
+        )
 
 
 def test_raw_aes_binds_the_context(stack: KeyStack, aes_key: bytes) -> None:
