@@ -188,13 +188,19 @@ def test_well_formed_ecdsa_signature_by_another_key_is_false(
 def test_wrapping_keys_do_not_sign(local_provider: LocalKeyProvider) -> None:
     local_provider.create_key("w", KeySpec(key_type="aes-256"))
 
-    with pytest.raises(ConfigError, match="wrapping key"):
-        local_provider.sign(ref("local://w"), MESSAGE)
-    with pytest.raises(ConfigError, match="wrapping key"):
-        local_provider.verify(ref("local://w"), MESSAGE, b"\x00" * 64)
-    with pytest.raises(ConfigError) as caught:
-        local_provider.public_key(ref("local://w"))
-    assert "key local://w is an aes-256 wrapping key; it has no public key" in str(caught.value)
+    for call, refusal in (
+        (lambda: local_provider.sign(ref("local://w"), MESSAGE), "it cannot sign"),
+        (
+            lambda: local_provider.verify(ref("local://w"), MESSAGE, b"\x00" * 64),
+            "it cannot verify signatures",
+        ),
+        (lambda: local_provider.public_key(ref("local://w")), "it has no public key"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            call()
+        assert str(caught.value) == (
+            f"key local://w is an aes-256 wrapping key; {refusal}: use an ed25519 or ecdsa-p256 key"
+        )
 
 
 def test_unknown_keys_and_versions(local_provider: LocalKeyProvider) -> None:

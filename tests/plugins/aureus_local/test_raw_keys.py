@@ -369,8 +369,18 @@ def test_raw_keys_have_one_version_and_only_wrap(stack: KeyStack) -> None:
         "local://orders: a raw keyring key has a single version (messages name it by key "
         "namespace and key name only); import the new key under a new key name instead"
     )
-    with pytest.raises(ConfigError, match="raw keyring key"):
+    with pytest.raises(ConfigError) as caught:
         stack.sign(b"m", key="local://partner")
+    assert str(caught.value) == (
+        "key local://partner is a raw keyring key; it cannot sign: it only wraps data keys; "
+        "use an ed25519 or ecdsa-p256 key"
+    )
+    with pytest.raises(ConfigError) as caught:
+        stack.provider("local").verify(KeyRef.parse("local://partner"), b"m", bytes(256))
+    assert str(caught.value) == (
+        "key local://partner is a raw keyring key; it cannot verify signatures: it only wraps "
+        "data keys; use an ed25519 or ecdsa-p256 key"
+    )
     with pytest.raises(ConfigError) as caught:
         stack.provider("local").mac(stack.describe_key("local://orders").ref, b"m")
     assert str(caught.value) == (
