@@ -733,6 +733,41 @@ def test_a_raw_rsa_key_wraps_only_data_keys_of_an_aes_size(stack: KeyStack) -> N
         )
 
 
+def test_a_raw_layout_data_key_offered_to_an_ordinary_local_key_is_an_opaque_failure(
+    stack: KeyStack, aes_key: bytes
+) -> None:
+    """The raw key that claims a data key must be the key asked for: offered to another key
+    (here an ordinary aes-256 key) it fails like any data key that is not that key's."""
+    provider = stack.provider("local")
+    edk = raw_aes_edk(aes_key, NAMESPACE, b"orders", os.urandom(32), CONTEXT.serialize())
+    assert provider.owner_of(edk) == KeyRef.parse("local://orders?version=1")
+    for other in ("local://plain", "local://partner", "local://plain?version=1"):
+        with pytest.raises(DecryptionError):
+            provider.unwrap(KeyRef.parse(other), edk, CONTEXT)
+
+
+def test_an_rsa_wrapped_secret_that_is_not_a_data_key_size_is_refused(
+    stack: KeyStack, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    """RSA decryption succeeds, but 20 or 48 bytes are no AES data key: an opaque failure."""
+    provider = stack.provider("local")
+    oaep = rsa_padding.OAEP(
+        mgf=rsa_padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
+    )
+    ref = KeyRef.parse("local://partner?version=1")
+    for size, opens in ((16, True), (20, False), (32, True), (48, False)):
+        edk = EncryptedDataKey(
+            provider_id=NAMESPACE,
+            provider_info=b"partner",
+            ciphertext=rsa_key.public_key().encrypt(bytes(size), oaep),
+        )
+        if opens:
+            assert bytes(provider.unwrap(ref, edk, CONTEXT)) == bytes(size)
+        else:
+            with pytest.raises(DecryptionError):
+                provider.unwrap(ref, edk, CONTEXT)
+
+
 def test_raw_aes_binds_the_context(stack: KeyStack, aes_key: bytes) -> None:
     provider = stack.provider("local")
     ref = stack.describe_key("local://orders").ref.with_version("1")
