@@ -593,6 +593,12 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "the control-character check refuses it first",
         before=r'raise ConfigError\(f"the raw key\'s \{what\} is not valid Unicode text"\)',
     ),
+    Equivalent("plugins/aureus_local/material.py", r"\.to_bytes\(MATERIAL_SIZE, \)", _BYTEORDER),
+    Equivalent(
+        "plugins/aureus_local/imports.py",
+        r'^raise ValueError\((None|"XXnot an import jobXX"|"NOT AN IMPORT JOB")\)$',
+        "the ValueError's words are never shown: open turns it into ImportRefused",
+    ),
     Equivalent(
         "plugins/aureus_local/rawkeys.py",
         r"^head = bytes\(material\.data\.reveal\(\)\)\.lstrip\(\)\[:41\]$",

@@ -71,20 +71,24 @@ def test_a_job_edited_to_live_longer_or_for_another_key_is_refused(tmp_path: Pat
     assert provider.import_key("k", AES, wrapped).uri == "local://k"
 
 
-def test_a_job_file_of_another_format_is_refused(tmp_path: Path) -> None:
+def test_a_job_file_of_another_format_or_not_utf8_is_refused(tmp_path: Path) -> None:
     """The format name is outside the sealed part: it is checked by itself."""
     provider = LocalKeyProvider(tmp_path / "ks")
     parameters = provider.import_parameters("k", AES)
     path = _job_file(provider, parameters)
     document = json.loads(path.read_text())
     document["format"] = "aureus-local-import-job-v0"
-    path.write_text(json.dumps(document))
-    with pytest.raises(ImportRefused) as caught:
-        provider.import_key("k", AES, _wrapped(parameters))
-    assert str(caught.value) == (
+    wrapped = _wrapped(parameters)
+    refusal = (
         f"the import job file {path} is damaged, was altered or belongs to another keystore: "
         "delete it and run `aureus keys import-params` again"
     )
+    # Another format name; bytes that are not UTF-8 (a damaged file) are refused alike.
+    for content in (json.dumps(document).encode(), b'{"format": "\xff\xfe"}'):
+        path.write_bytes(content)
+        with pytest.raises(ImportRefused) as caught:
+            provider.import_key("k", AES, wrapped)
+        assert str(caught.value) == refusal
 
 
 def test_a_job_copied_into_another_keystore_is_refused(tmp_path: Path) -> None:
