@@ -89,6 +89,24 @@ def test_a_job_file_of_another_format_or_not_utf8_is_refused(tmp_path: Path) -> 
         with pytest.raises(ImportRefused) as caught:
             provider.import_key("k", AES, wrapped)
         assert str(caught.value) == refusal
+        assert caught.value.provider == "local"
+
+
+@pytest.mark.parametrize("field", ["nonce", "private_key"])
+def test_a_job_file_whose_base64_is_not_strict_is_refused(tmp_path: Path, field: str) -> None:
+    """A character outside base64 in the sealed key or its nonce is damage, not skipped."""
+    provider = LocalKeyProvider(tmp_path / "ks")
+    parameters = provider.import_parameters("k", AES)
+    path = _job_file(provider, parameters)
+    original = path.read_bytes()
+    document = json.loads(original)
+    document[field] = "*" + document[field]
+    path.write_text(json.dumps(document))
+    wrapped = _wrapped(parameters)
+    with pytest.raises(ImportRefused, match="is damaged, was altered"):
+        provider.import_key("k", AES, wrapped)
+    path.write_bytes(original)
+    assert provider.import_key("k", AES, wrapped).uri == "local://k"
 
 
 def test_a_job_copied_into_another_keystore_is_refused(tmp_path: Path) -> None:
