@@ -17,7 +17,7 @@ from aureus_core.keys import KeySpec, KeyType
 from aureus_core.sensitive import Secret
 from aureus_core.testing.concurrency import run_in_threads
 from aureus_core.testing.key_material import fresh_material
-from aureus_core.wrapped_import import ImportParameters, wrap_for_import
+from aureus_core.wrapped_import import IMPORT_TOKEN_LIFETIME, ImportParameters, wrap_for_import
 from aureus_local import LocalKeyProvider
 
 AES = KeySpec(key_type=KeyType.AES_256)
@@ -177,3 +177,36 @@ def test_expired_jobs_are_swept_when_the_next_is_made(tmp_path: Path) -> None:
     provider.import_parameters("b", AES)
     assert not _job_file(provider, old).exists()
     assert len(os.listdir(provider.keystore_dir / "imports")) == 1
+
+
+def test_an_import_refused_at_its_expiry_sweeps_the_expired_jobs_only(tmp_path: Path) -> None:
+    """A token is expired from its expiry instant on; refusing it removes the expired job
+    files, and only those."""
+    start = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
+    now = [start]
+    provider = LocalKeyProvider(tmp_path / "ks", clock=lambda: now[0])
+    expiring = provider.import_parameters("k", AES)
+    now[0] = start + timedelta(hours=1)
+    later = provider.import_parameters("b", AES)
+    now[0] = start + IMPORT_TOKEN_LIFETIME
+    with pytest.raises(ImportRefused) as caught:
+        provider.import_key("k", AES, _wrapped(expiring))
+    assert str(caught.value).startswith(
+        f"import token {expiring.import_token} expired at {now[0].isoformat()}: run "
+    )
+    assert caught.value.provider == "local"
+    assert not _job_file(provider, expiring).exists()
+    assert _job_file(provider, later).exists()
+    assert provider.import_key("b", AES, _wrapped(later)).uri == "local://b"
+
+
+def test_a_token_for_a_new_key_refuses_a_new_version_naming_the_key(tmp_path: Path) -> None:
+    provider = LocalKeyProvider(tmp_path / "ks")
+    parameters = provider.import_parameters("k", AES)
+    with pytest.raises(ImportRefused) as caught:
+        provider.import_key("k", AES, _wrapped(parameters), new_version=True)
+    assert str(caught.value) == (
+        f"import token {parameters.import_token} was issued to import a new key of "
+        "local://k: drop --new-version"
+    )
+    assert _job_file(provider, parameters).exists()
