@@ -312,8 +312,12 @@ def test_destroy_needs_a_disabled_or_retired_version_and_confirmation(
     )
     with pytest.raises(ConfigError, match="is the current version of local://payments"):
         provider.destroy_version(ref("local://payments?version=3"), confirm=True)
-    with pytest.raises(ConfigError, match="name the version to destroy"):
+    with pytest.raises(ConfigError) as unpinned:
         provider.destroy_version(ref("local://payments"), confirm=True)
+    assert str(unpinned.value) == (
+        "name the version to destroy: local://payments?version=N "
+        "(`aureus keys describe` lists the versions)"
+    )
     assert (keystore_dir / "keystore.json").read_bytes() == before
 
     provider.set_version_state(old, KeyState.DISABLED)
