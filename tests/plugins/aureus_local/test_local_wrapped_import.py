@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aureus_core.errors import ConfigError, ImportRefused
+from aureus_core.errors import ConfigError, ImportRefused, KeyExists, KeyNotFound
 from aureus_core.interfaces import KeyMaterial
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec, KeyType
@@ -210,3 +210,30 @@ def test_a_token_for_a_new_key_refuses_a_new_version_naming_the_key(tmp_path: Pa
         "local://k: drop --new-version"
     )
     assert _job_file(provider, parameters).exists()
+
+
+def test_import_parameters_are_given_for_a_new_key_or_a_new_version_of_an_existing_one(
+    tmp_path: Path,
+) -> None:
+    provider = LocalKeyProvider(tmp_path / "ks")
+    first = provider.import_parameters("k", AES)  # no keystore yet
+    assert (first.key_uri, first.new_version) == ("local://k", False)
+    provider.create_key("k", AES)
+    with pytest.raises(KeyExists) as exists:
+        provider.import_parameters("k", AES)
+    assert str(exists.value) == (
+        "key local://k already exists: ask for parameters with new_version to import a new "
+        "version of it"
+    )
+    assert exists.value.provider == "local"
+    with pytest.raises(KeyNotFound, match=r"^no key local://other in keystore "):
+        provider.import_parameters("other", AES, new_version=True)
+    again = provider.import_parameters("k", AES, new_version=True)
+    assert (again.key_uri, again.new_version, again.key_type) == (
+        "local://k",
+        True,
+        KeyType.AES_256,
+    )
+    assert sorted(os.listdir(provider.keystore_dir / "imports")) == sorted(
+        f"{p.import_token}.json" for p in (first, again)
+    )
