@@ -161,10 +161,22 @@ def test_the_current_version_cannot_be_disabled(
 @pytest.mark.parametrize(
     ("uri", "state", "error", "message"),
     [
-        ("local://payments", KeyState.DISABLED, ConfigError, "name the version to enable or"),
+        (
+            "local://payments",
+            KeyState.DISABLED,
+            ConfigError,
+            r"^name the version to enable or disable: local://payments\?version=N "
+            r"\(`aureus keys describe` lists the versions\)$",
+        ),
         ("local://payments?version=9", KeyState.DISABLED, KeyNotFound, "has no version 9"),
         ("local://nope?version=1", KeyState.DISABLED, KeyNotFound, "no key local://nope"),
-        ("local://payments?version=1", KeyState.DESTROYED, ConfigError, "use destroy_version"),
+        (
+            "local://payments?version=1",
+            KeyState.DESTROYED,
+            ConfigError,
+            r"^a key version can be set to enabled or disabled, not destroyed; to destroy one, "
+            r"use destroy_version \(`aureus keys destroy`\)$",
+        ),
         ("local://payments?version=1", "frozen", ValueError, "frozen"),
     ],
 )
@@ -310,8 +322,13 @@ def test_destroy_needs_a_disabled_or_retired_version_and_confirmation(
         "'local://payments?version=1'`) or raise the minimum above it, make sure nothing fails "
         "without it, then destroy it"
     )
-    with pytest.raises(ConfigError, match="is the current version of local://payments"):
+    with pytest.raises(ConfigError) as current:
         provider.destroy_version(ref("local://payments?version=3"), confirm=True)
+    assert str(current.value) == (
+        "local://payments?version=3 is the current version of local://payments and cannot be "
+        "destroyed: rotate first, then disable this version (or raise the minimum decryption "
+        "version above it) and destroy it"
+    )
     with pytest.raises(ConfigError) as unpinned:
         provider.destroy_version(ref("local://payments"), confirm=True)
     assert str(unpinned.value) == (
@@ -345,8 +362,13 @@ def test_destroy_needs_a_disabled_or_retired_version_and_confirmation(
     with pytest.raises(DecryptionError) as refused:
         unwrap(provider, payments[0])
     assert str(refused.value) == "the message could not be decrypted and authenticated"
-    with pytest.raises(ConfigError, match="was destroyed: its material is gone"):
-        provider.set_version_state(old, KeyState.ENABLED)
+    for state in (KeyState.ENABLED, KeyState.DISABLED):
+        with pytest.raises(ConfigError) as gone:
+            provider.set_version_state(old, state)
+        assert str(gone.value) == (
+            "local://payments?version=1 was destroyed: its material is gone, so it can be "
+            "neither enabled nor disabled"
+        )
     assert provider.destroy_version(old, confirm=True) == provider.describe_key(old)
     assert [unwrap(provider, w) for w in payments[1:]] == [DATA_KEY, DATA_KEY]
 
