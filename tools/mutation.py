@@ -583,6 +583,17 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "plugins/aureus_local/provider.py",
+        r".",
+        "the loaders table only saves loading a signing key again (snapshot.loaded caches it); "
+        "its None branch is never taken: every caller refuses an aes-256 or raw key first "
+        "(_refuse_aes), and private_key loads a signing key alike",
+        before=r"^found = _PRIVATE_KEY_LOADERS\.get\(record\.key_type\)$|"
+        r"^if found is None:  # not a signing key type|"
+        r"^return key_material\.private_key\(record\.key_type, "
+        r"snapshot\.material\(record, version\)\)$",
+    ),
+    Equivalent(
+        "plugins/aureus_local/provider.py",
         r'self\._signing_key\(key, "it has no public key", usable=None\)',
         "None is as false as False for the usable flag",
     ),
