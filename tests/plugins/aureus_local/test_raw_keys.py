@@ -357,8 +357,13 @@ def test_namespace_and_name_are_unique_in_the_keystore(
 
 
 def test_raw_keys_have_one_version_and_only_wrap(stack: KeyStack) -> None:
-    with pytest.raises(ConfigError, match="cannot be rotated"):
+    with pytest.raises(ConfigError) as caught:
         stack.rotate_key("local://orders")
+    assert str(caught.value) == (
+        "local://orders is a raw keyring key and cannot be rotated: messages name it by key "
+        "namespace and key name alone, so it has one version; import a new key under a new key "
+        "name (and add it to the wrapping keys) instead"
+    )
     with pytest.raises(ConfigError, match="cannot be given new versions"):
         stack.import_key("orders", "aes-256", raw=os.urandom(32), new_version=True)
     with pytest.raises(ConfigError) as caught:
