@@ -121,13 +121,32 @@ def _required_hint(message: str, required: EncryptionContext) -> str:
     )
 
 
+class _DroppedRecord(dict[str, Any]):
+    """The record of an operation nobody traces or audits: what is written to it is dropped.
+
+    One shared instance; hot paths compare with it (``op is _DROPPED``) to skip
+    building fields no one will read.
+    """
+
+    __slots__ = ()
+
+    def update(self, *_args: Any, **_fields: Any) -> None:
+        """Drop the fields."""
+
+    def __setitem__(self, _key: str, _value: Any) -> None:
+        """Drop the field."""
+
+
+_DROPPED = _DroppedRecord()
+
+
 class _Unobserved:
     """The context of an operation nobody traces or audits: a record that is dropped."""
 
     __slots__ = ()
 
     def __enter__(self) -> dict[str, Any]:
-        return {}
+        return _DROPPED
 
     def __exit__(self, *exc_info: object) -> None:
         return None
@@ -924,7 +943,8 @@ class KeyStack:
         if frame_length is None:
             frame_length = self.config.frame_length or DEFAULT_FRAME_LENGTH
         length = check_frame_length(frame_length, limits)
-        if refs:
+        observed = op is not _DROPPED
+        if refs and observed:
             op.update(provider=refs[0].scheme, key_uri=refs[0].with_version(None).uri)
         if not self._audit.idle():
             op.update(self._audit.context_fields(encryption_context))
@@ -954,7 +974,7 @@ class KeyStack:
                 context=signed_context(encryption_context, cached.signing_key),
                 signing_key=cached.signing_key,
             )
-            recipients = [r.uri for r in refs]
+            recipients = refs
         else:
             materials, used = (
                 made
@@ -967,8 +987,9 @@ class KeyStack:
                     pool=self.fanout,
                 )
             )
-            recipients = [r.uri for r in used]
-            op.update(key_version=used[0].version)
+            recipients = used
+            if observed:
+                op.update(key_version=used[0].version)
         try:
             # Required pairs leave the stored context (the data key was wrapped
             # with all of it) and are covered by the header authentication tag.
@@ -979,7 +1000,12 @@ class KeyStack:
         finally:
             if isinstance(materials.data_key, bytearray):
                 materials.data_key[:] = bytes(len(materials.data_key))
-        details = [("recipients", ",".join(recipients)), ("signed", str(signed).lower())]
+        if not observed:
+            return writer
+        details = [
+            ("recipients", ",".join(r.uri for r in recipients)),
+            ("signed", str(signed).lower()),
+        ]
         if groups is not None:
             details.append(("key_groups", f"{groups.threshold} of {len(groups.groups)}"))
         if cache is not None:
@@ -1114,9 +1140,12 @@ class KeyStack:
             op.update(details=(("cache", "hit"),))
         else:
             data_key, used = made if made is not None else unwrapped()
-            op.update(
-                provider=used.scheme, key_uri=used.with_version(None).uri, key_version=used.version
-            )
+            if op is not _DROPPED:
+                op.update(
+                    provider=used.scheme,
+                    key_uri=used.with_version(None).uri,
+                    key_version=used.version,
+                )
             if cache is not None:
                 op.update(details=(("cache", "miss"),))
         try:

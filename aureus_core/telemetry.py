@@ -254,8 +254,12 @@ class Telemetry:
             return None
         instruments = self._bound
         if instruments is None:
-            if self._tracer_provider is None and self._meter_provider is None and _untouched():
-                return None
+            if self._tracer_provider is None and self._meter_provider is None:
+                # _untouched(), without the call once the environment has been read
+                if _named_in_env is False and "opentelemetry" not in sys.modules:
+                    return None
+                if _untouched():
+                    return None
             if not otel_available():
                 return None
             if self._tracer_provider is None and self._meter_provider is None:

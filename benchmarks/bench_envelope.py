@@ -16,6 +16,7 @@ import argparse
 import ctypes
 import ctypes.util
 import gc
+import hmac
 import importlib.metadata
 import io
 import json
@@ -25,6 +26,7 @@ import platform
 import re
 import resource
 import statistics
+import struct
 import sys
 import tempfile
 import time
@@ -39,7 +41,9 @@ from cryptography.hazmat.primitives.hashes import SHA512
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from aureus_core import KeyStack
+from aureus_core.context import EncryptionContext
 from aureus_core.envelope.message import DEFAULT_FRAME_LENGTH
+from aureus_core.errors import DecryptionError
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -366,6 +370,8 @@ class Implementation:
     make: Callable[[bytes], RoundTrip]
     sdk_peer: str | None = None
     """The SDK row an Aureus row is compared with (same algorithm suite)."""
+    max_size: int | None = None
+    """Sizes above this are not measured (a per-message reference, not a bulk one)."""
 
 
 class Fixtures:
@@ -432,6 +438,118 @@ class Fixtures:
             reader = AESGCM(key)
             reader.decrypt(bytes(12), tag, header)
             return reader.decrypt(bytes(8) + b"\0\0\0\1", body, message_id)
+
+        return round_trip
+
+    def format_floor(self, payload: bytes) -> RoundTrip:
+        """The real 0x0478 message written and read in flat Python, one local key, no layers.
+
+        What Python alone costs for the format: the crypto floor's primitive
+        calls plus building and parsing the actual header, wrapped data key and
+        frames with ``struct``, with the format's own checks (suite, layout,
+        commitment, header tag, frame numbers and lengths) and none of
+        Aureus's (key lookup and usability, wrap limits, usage counters,
+        breaker, audit and telemetry hooks, limits, context validation).  Its
+        messages decrypt with Aureus (checked once below), so the row measures
+        the format, not a shortcut of it.
+        """
+        wrapping = AESGCM(self.key_bytes)
+        frame_length = self.frame_length
+        context = EncryptionContext.coerce(CONTEXT).serialize()
+        info_head = f"{KEY_NAME}:{self.key_version}".encode() + struct.pack(">II", 128, 12)
+        provider = b"aureus-local"
+        head, u16, u32, tail = (
+            struct.Struct(">BH32sH"), struct.Struct(">H"), struct.Struct(">I"),
+            struct.Struct(">BI"),
+        )  # fmt: skip
+        aad_tail, frame_iv = struct.Struct(">IQ"), struct.Struct(">8xI")
+        regular, final = b"AWSKMSEncryptionClient Frame", b"AWSKMSEncryptionClient Final Frame"
+
+        def keys(data_key: bytes, message_id: bytes) -> tuple[bytes, bytes]:
+            prk = hmac.digest(message_id, data_key, "sha512")
+            derived = hmac.digest(prk, b"\x04\x78DERIVEKEY\x01", "sha512")[:32]
+            return derived, hmac.digest(prk, b"COMMITKEY\x01", "sha512")[:32]
+
+        def encrypt(plaintext: bytes) -> bytes:
+            fresh = os.urandom(76)
+            data_key, message_id, iv = fresh[:32], fresh[32:64], fresh[64:]
+            wrapped = wrapping.encrypt(iv, data_key, context)
+            info = info_head + iv
+            key, commitment = keys(data_key, message_id)
+            header = b"".join((
+                head.pack(2, 0x0478, message_id, len(context)), context, b"\0\1",
+                u16.pack(len(provider)), provider, u16.pack(len(info)), info,
+                u16.pack(len(wrapped)), wrapped, tail.pack(2, frame_length), commitment,
+            ))  # fmt: skip
+            aead = AESGCM(key)
+            parts = [header, aead.encrypt(bytes(12), b"", header)]
+            view, sequence, pos = memoryview(plaintext), 1, 0
+            while len(plaintext) - pos >= frame_length:  # regular frames (a full last one too)
+                nonce = frame_iv.pack(sequence)
+                aad = message_id + regular + aad_tail.pack(sequence, frame_length)
+                chunk = view[pos : pos + frame_length]
+                parts += (u32.pack(sequence), nonce, aead.encrypt(nonce, chunk, aad))
+                sequence, pos = sequence + 1, pos + frame_length
+            nonce, rest = frame_iv.pack(sequence), len(plaintext) - pos
+            aad = message_id + final + aad_tail.pack(sequence, rest)
+            parts += (b"\xff\xff\xff\xff", u32.pack(sequence), nonce, u32.pack(rest))
+            parts.append(aead.encrypt(nonce, view[pos:], aad))
+            return b"".join(parts)
+
+        def decrypt(message: bytes) -> bytes:
+            data = memoryview(message)
+            version, suite, message_id, length = head.unpack_from(data, 0)
+            pos = head.size + length
+            if version != 2 or suite != 0x0478 or bytes(data[head.size : pos]) != context:
+                raise DecryptionError()
+            if u16.unpack_from(data, pos)[0] != 1:
+                raise DecryptionError()
+            fields = []
+            pos += 2
+            for _ in range(3):
+                (length,) = u16.unpack_from(data, pos)
+                fields.append(bytes(data[pos + 2 : pos + 2 + length]))
+                pos += 2 + length
+            content, length = tail.unpack_from(data, pos)
+            commitment = data[pos + 5 : pos + 37]
+            header, pos = data[: pos + 37], pos + 37
+            if fields[0] != provider or fields[1][:-12] != info_head or content != 2:
+                raise DecryptionError()
+            data_key = wrapping.decrypt(fields[1][-12:], fields[2], context)
+            key, expected = keys(data_key, message_id)
+            if length != frame_length or not hmac.compare_digest(expected, commitment):
+                raise DecryptionError()
+            aead = AESGCM(key)
+            aead.decrypt(bytes(12), data[pos : pos + 16], header)
+            out, sequence, pos = [], 1, pos + 16
+            while True:
+                (number,) = u32.unpack_from(data, pos)
+                last = number == 0xFFFFFFFF
+                if last:
+                    pos += 4
+                    (number,) = u32.unpack_from(data, pos)
+                if number != sequence:
+                    raise DecryptionError()
+                nonce = data[pos + 4 : pos + 16]
+                if last:
+                    (size,) = u32.unpack_from(data, pos + 16)
+                    pos += 20
+                    if size > frame_length or pos + size + 16 != len(data):
+                        raise DecryptionError()
+                else:
+                    size, pos = frame_length, pos + 16
+                aad = message_id + (final if last else regular) + aad_tail.pack(sequence, size)
+                out.append(aead.decrypt(nonce, data[pos : pos + size + 16], aad))
+                if last:
+                    return b"".join(out)
+                sequence, pos = sequence + 1, pos + size + 16
+
+        sample = encrypt(payload[:100])
+        if self.stack.decrypt(sample) != payload[:100] or decrypt(sample) != payload[:100]:
+            raise AssertionError("the format floor's message does not decrypt with Aureus")
+
+        def round_trip() -> bytes:
+            return decrypt(encrypt(payload))
 
         return round_trip
 
@@ -560,6 +678,9 @@ class Fixtures:
             self.notes.append("tink is not installed: its row is skipped")
         rows += [
             Implementation("floor", "crypto floor 0x0478 (ref.)", self.crypto_floor, "sdk"),
+            Implementation(
+                "format", "format floor 0x0478 (ref.)", self.format_floor, "sdk", max_size=64 * KIB
+            ),
             Implementation("aureus", "Aureus one-shot 0x0478", self.aureus_one_shot, "sdk"),
             Implementation(
                 "aureus-cached", "Aureus one-shot, cached key", self.aureus_cached, "sdk"
@@ -685,8 +806,8 @@ def print_table(results: Sequence[Measurement]) -> None:
 
 
 _ORDER = {key: i for i, key in enumerate(
-    ["raw", "tink", "floor", "aureus", "aureus-cached", "aureus-stream", "aureus-signed", "sdk",
-     "sdk-signed"]
+    ["raw", "tink", "floor", "format", "aureus", "aureus-cached", "aureus-stream",
+     "aureus-signed", "sdk", "sdk-signed"]
 )}  # fmt: skip
 
 
@@ -698,7 +819,10 @@ def run_main(
     print(f"measuring {len(rows)} implementations x {len(args.sizes)} sizes ...", file=sys.stderr)
     for size in args.sizes:
         payload = os.urandom(size)  # the same bytes for every implementation
-        results += measure_group([prepare(row, payload) for row in rows], timing)
+        cells = [
+            prepare(row, payload) for row in rows if row.max_size is None or size <= row.max_size
+        ]
+        results += measure_group(cells, timing)
         del payload
     annotate(results, rows)
     print()
@@ -711,6 +835,7 @@ def run_main(
         print(f"  {goal.verdict:<4}  {goal.name}: {shown} (goal {goal.goal:g}x)")
     for text, mine, base in (
         ("1 KiB, ceiling for goals 1-2: crypto floor vs the SDK", ("floor", KIB), "sdk"),
+        ("1 KiB, format floor (flat Python, no Aureus layers) vs the SDK", ("format", KIB), "sdk"),
         ("16 MiB, Aureus one-shot vs the SDK (0x0478)", ("aureus", 16 * MIB), "sdk"),
         (
             "16 MiB, Aureus one-shot vs the SDK at its own 4 KiB frames",

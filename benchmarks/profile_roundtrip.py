@@ -9,6 +9,12 @@ calls more than C calls, so the shares are indicative; the rows are scaled so
 they add up to the unprofiled time.
 
     .venv/bin/python benchmarks/profile_roundtrip.py           # this checkout
+    .venv/bin/python benchmarks/profile_roundtrip.py --opcodes # bytecodes per row instead
+
+``--opcodes`` counts the Python bytecodes each row executes per round trip
+(``sys.settrace`` opcode events): slower, and blind to time spent inside C
+calls, but the same on a busy machine as on an idle one, so two checkouts can
+be compared while other work shares the cores.
     PYTHONPATH=/path/to/other/checkout:/path/to/other/checkout/plugins \\
         .venv/bin/python benchmarks/profile_roundtrip.py        # another one, same interpreter
 """
@@ -24,7 +30,10 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import aureus_core
 from aureus_core import KeyStack
@@ -65,6 +74,9 @@ def _row(entry: tuple[str, int, str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=3000)
+    parser.add_argument(
+        "--opcodes", action="store_true", help="count bytecodes per row (load-independent)"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="aureus-profile-") as workdir:
         stack = KeyStack.local(Path(workdir) / "keystore", wrapping_keys=["local://bench"])
@@ -77,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         assert round_trip() == payload
         for _ in range(300):
             round_trip()
+        if args.opcodes:
+            rounds = max(1, args.rounds // 10)
+            counts = _count_opcodes(round_trip, rounds)
+            stack.close()
+            return _print_opcodes(counts, rounds)
         samples = []
         for _ in range(15):
             started = time.perf_counter()
@@ -106,6 +123,47 @@ def main(argv: list[str] | None = None) -> int:
     for row, seconds in sorted(rows.items(), key=lambda item: -item[1]):
         share = seconds / total
         print(f"{row:<52} {share * real * 1e6:>7.1f} {share:>6.1%}")
+    return 0
+
+
+def _count_opcodes(round_trip: Callable[[], bytes], rounds: int) -> dict[tuple[str, str], int]:
+    """Bytecodes executed per ``(file, function)`` over ``rounds`` round trips."""
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    calls: dict[tuple[str, str], int] = defaultdict(int)
+
+    def trace(frame: FrameType, event: str, _arg: object) -> Any:
+        code = frame.f_code
+        if event == "opcode":
+            counts[(code.co_filename, code.co_name)] += 1
+        elif event == "call":
+            frame.f_trace_opcodes = True
+            calls[(code.co_filename, code.co_name)] += 1
+        return trace
+
+    sys.settrace(trace)
+    try:
+        for _ in range(rounds):
+            round_trip()
+    finally:
+        sys.settrace(None)
+    counts[("", "<python calls>")] = sum(calls.values())
+    return counts
+
+
+def _print_opcodes(counts: dict[tuple[str, str], int], rounds: int) -> int:
+    calls = counts.pop(("", "<python calls>"))
+    rows: dict[str, int] = defaultdict(int)
+    for (filename, function), n in counts.items():
+        rows[_row((filename, 0, function))] += n
+    total = sum(rows.values())
+    print(f"aureus_core from {Path(aureus_core.__file__).parent}; Python {sys.version.split()[0]}")
+    print(
+        f"1 KiB round trip: {total / rounds:.0f} bytecodes in {calls / rounds:.0f} Python "
+        "function calls (C calls not counted)"
+    )
+    print(f"{'row':<52} {'bytecodes':>9} {'share':>6}")
+    for row, n in sorted(rows.items(), key=lambda item: -item[1]):
+        print(f"{row:<52} {n / rounds:>9.0f} {n / total:>6.1%}")
     return 0
 
 

@@ -59,6 +59,14 @@ class Limits:
             )
 
 
+_U16 = struct.Struct(">H")
+_ID_AND_CONTEXT_LENGTH = struct.Struct(">32sH")
+_CONTENT_V2 = struct.Struct(">BI")
+_CONTENT_V1 = struct.Struct(">BIBI")
+_V2_START = struct.Struct(">BH32sH")
+_V1_START = struct.Struct(">BBH16sH")
+
+
 @attrs.frozen(kw_only=True)
 class Header:
     """A parsed (or to-be-written) message header."""
@@ -83,38 +91,33 @@ class Header:
     def serialize(self) -> bytes:
         """The header body (everything the header authentication tag covers)."""
         context = self.context.serialize()
-        parts = []
-        if self.suite.message_version == 2:
-            parts.append(
-                struct.pack(">BH32sH", 2, self.suite.suite_id, self.message_id, len(context))
-            )
+        suite = self.suite
+        if suite.message_version == 2:
+            parts = [_V2_START.pack(2, suite.suite_id, self.message_id, len(context)), context]
         else:
-            parts.append(
-                struct.pack(
-                    ">BBH16sH",
-                    1,
-                    V1_MESSAGE_TYPE,
-                    self.suite.suite_id,
-                    self.message_id,
-                    len(context),
-                )
-            )
-        parts.append(context)
-        parts.append(struct.pack(">H", len(self.encrypted_data_keys)))
+            parts = [
+                _V1_START.pack(1, V1_MESSAGE_TYPE, suite.suite_id, self.message_id, len(context)),
+                context,
+            ]
+        parts.append(_U16.pack(len(self.encrypted_data_keys)))
         for edk in self.encrypted_data_keys:
             provider_id = edk.provider_id.encode("utf-8")
-            for field in (provider_id, edk.provider_info, edk.ciphertext):
-                if len(field) > 0xFFFF:
-                    raise ConfigError("an encrypted data key field is longer than 65 535 bytes")
-                parts.append(struct.pack(">H", len(field)))
-                parts.append(field)
-        if self.suite.message_version == 2:
-            parts.append(struct.pack(">BI", self.content_type, self.frame_length))
+            info, ciphertext = edk.provider_info, edk.ciphertext
+            if max(len(provider_id), len(info), len(ciphertext)) > 0xFFFF:
+                raise ConfigError("an encrypted data key field is longer than 65 535 bytes")
+            parts += (
+                _U16.pack(len(provider_id)),
+                provider_id,
+                _U16.pack(len(info)),
+                info,
+                _U16.pack(len(ciphertext)),
+                ciphertext,
+            )
+        if suite.message_version == 2:
+            parts.append(_CONTENT_V2.pack(self.content_type, self.frame_length))
             parts.append(self.suite_data)
         else:
-            parts.append(
-                struct.pack(">BIBI", self.content_type, 0, self.suite.iv_length, self.frame_length)
-            )
+            parts.append(_CONTENT_V1.pack(self.content_type, 0, suite.iv_length, self.frame_length))
         return b"".join(parts)
 
 
@@ -157,11 +160,6 @@ def _not_a_message(reader: Reader, seen: bytes) -> NotAMessage:
     return NotAMessage(f"not an encrypted message: {describe_start(start)}")
 
 
-_U16 = struct.Struct(">H")
-_ID_AND_CONTEXT_LENGTH = struct.Struct(">32sH")
-_CONTENT_V2 = struct.Struct(">BI")
-
-
 def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
     """Read a header body; return it with its raw bytes.
 
@@ -170,6 +168,12 @@ def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
     allocated from a length field.
     """
     start = reader.offset
+    data = reader.buffer
+    if data is not None and len(data) - start >= 3 and data[start] == 2:
+        # A version-2 header in memory with a known suite: straight to the offset parser.
+        suite = SUITES.get(_U16.unpack_from(data, start + 1)[0])
+        if suite is not None and suite.message_version == 2:
+            return _parse_v2_in_memory(reader, data, start, start + 3, suite, limits)
     pieces: list[bytes] = []
 
     def take(n: int) -> bytes:
@@ -196,9 +200,7 @@ def parse_header(reader: Reader, limits: Limits) -> tuple[Header, bytes]:
     suite = SUITES.get(suite_id)
     if suite is None or suite.message_version != version:
         raise _not_a_message(reader, b"".join(pieces))
-    data = reader.buffer
-    if version == 2 and data is not None:
-        return _parse_v2_in_memory(reader, data, start, suite, limits)
+    # (a version-2 header in memory went to the offset parser above)
     if version == 2:  # the fixed-size fields in one read
         message_id, context_length = _ID_AND_CONTEXT_LENGTH.unpack(take(34))
     else:
@@ -280,15 +282,14 @@ def _check_frame_length(content_type: int, frame_length: int, limits: Limits) ->
 
 
 def _parse_v2_in_memory(
-    reader: Reader, data: memoryview, start: int, suite: AlgorithmSuite, limits: Limits
+    reader: Reader, data: memoryview, start: int, pos: int, suite: AlgorithmSuite, limits: Limits
 ) -> tuple[Header, bytes]:
     """The rest of a version-2 header held in memory, read by offset (same checks, same order).
 
-    ``reader`` stands after the suite ID; it is advanced past the header only
-    once the whole header has parsed.
+    The header starts at ``start`` and its suite ID ends at ``pos``; ``reader``
+    is advanced past the header only once the whole header has parsed.
     """
     size = len(data)
-    pos = reader.offset
 
     def field(length: int) -> bytes:
         nonlocal pos

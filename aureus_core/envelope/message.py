@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import struct
 from collections.abc import Collection, Iterator
 from typing import BinaryIO
 
@@ -28,6 +29,7 @@ from ..errors import ConfigError, DecryptionError, hint
 from .buffers import OutputBuffer
 from .frames import (
     FINAL_FRAME_MARKER,
+    FINAL_FRAME_STRING,
     FRAME_AAD_TAIL,
     FRAME_IV,
     FRAME_STRING,
@@ -53,6 +55,8 @@ from .reader import Reader
 from .suites import SIGNED_SUITE, AlgorithmSuite, CommitmentPolicy
 
 PUBLIC_KEY_CONTEXT_KEY = "aws-crypto-public-key"
+_FINAL_FRAME_HEAD = struct.Struct(">4xI12xI")
+"""A final frame's sequence number and content length (after the marker, around the IV)."""
 DEFAULT_FRAME_LENGTH = 64 * 1024
 
 
@@ -624,13 +628,17 @@ class MessageReader:
             self._finish()
             return block.finish()
         size = self._plaintext_size()
-        out = OutputBuffer(size) if size is not None else None
-        scratch = bytearray(self._remaining_upper_bound()) if out is None else None
-        view = out.view if out is not None else memoryview(scratch)  # type: ignore[arg-type]
+        if size is not None:  # unsigned, in memory: every frame in one loop
+            out = OutputBuffer(size)
+            position = self._open_frames_in_memory(out.view)
+            self._finish()
+            if position != size:
+                raise DecryptionError()
+            return out.finish()
+        scratch = bytearray(self._remaining_upper_bound())
+        view = memoryview(scratch)
         position = 0
         sequence = 0
-        if out is not None:  # unsigned, in memory: the regular frames in one loop
-            position, sequence = self._open_regular_frames(view)
         while True:
             sequence += 1
             if sequence > MAX_FRAMES:
@@ -640,43 +648,43 @@ class MessageReader:
             if final:
                 break
         self._finish()
-        if out is not None:
-            if position != size:
-                raise DecryptionError()
-            return out.finish()
         view.release()
-        assert scratch is not None
         del scratch[position:]
         return bytes(scratch)
 
-    def _open_regular_frames(self, out: memoryview) -> tuple[int, int]:
-        """Decrypt the regular frames of an unsigned in-memory message into ``out``.
+    def _open_frames_in_memory(self, out: memoryview) -> int:
+        """Decrypt every frame of an unsigned in-memory message into ``out``; return its size.
 
         The checks of :meth:`_read_frame` and :meth:`_open`, frame by frame, in
-        one loop; stops before the final frame and returns ``(bytes written,
-        last sequence number)``.  Only for messages without a signature.
+        one loop over the buffer, the final frame included; leaves the reader
+        after the final frame.  Only for messages without a signature.
         """
         assert self._aead is not None
         assert self._hash is None
+        assert self.header.suite.iv_length == 12  # every suite's; the offsets below rely on it
         data = self._reader.buffer
         assert data is not None
         size, capacity = len(data), len(out)
         length = self.header.frame_length
-        step = 16 + length + self.header.suite.tag_length  # number, IV, content, tag
+        tag = self.header.suite.tag_length
+        step = 16 + length + tag  # number, IV, content, tag
         decrypt_into = self._aead.decrypt_into
-        aad_head = self.header.message_id + FRAME_STRING
+        message_id = self.header.message_id
+        aad_head = message_id + FRAME_STRING
         pack_tail = FRAME_AAD_TAIL.pack
         start = pos = self._reader.offset
         position = sequence = 0
-        while pos + 4 <= size:
+        while True:
+            if pos + 4 > size:
+                raise DecryptionError()
             number = int.from_bytes(data[pos : pos + 4], "big")
+            sequence += 1
+            if sequence > MAX_FRAMES:
+                raise DecryptionError()
             if number == FINAL_FRAME_MARKER:
                 break
-            sequence += 1
             end = pos + step
-            if sequence > MAX_FRAMES or number != sequence or end > size:
-                raise DecryptionError()
-            if position + length > capacity:
+            if number != sequence or end > size or position + length > capacity:
                 raise DecryptionError()
             try:
                 decrypt_into(
@@ -689,8 +697,26 @@ class MessageReader:
                 raise DecryptionError() from None
             position += length
             pos = end
-        self._reader.read(pos - start)
-        return position, sequence
+        # The final frame: marker, sequence number, IV, content length, content, tag.
+        body = pos + 24
+        if body > size:
+            raise DecryptionError()
+        final: tuple[int, int] = _FINAL_FRAME_HEAD.unpack_from(data, pos)
+        number, content = final
+        end = body + content + tag
+        if number != sequence or content > length or end > size or position + content > capacity:
+            raise DecryptionError()
+        try:
+            decrypt_into(
+                data[pos + 8 : pos + 20],
+                data[body:end],
+                message_id + FINAL_FRAME_STRING + pack_tail(sequence, content),
+                out[position : position + content],
+            )
+        except InvalidTag:
+            raise DecryptionError() from None
+        self._reader.read(end - start)
+        return position + content
 
     def _plaintext_size(self) -> int | None:
         """The exact plaintext size of an unsigned in-memory message, from its layout.

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import filelock
 
 from aureus_core.audit import AuditEvent, derive_key
 from aureus_core.audit.chain import (
@@ -72,6 +71,7 @@ from aureus_core.durable import fsync_directory, write_all
 from aureus_core.errors import AuditSinkError, AureusError, ConfigError
 from aureus_core.interfaces import Capability, ProviderLookup
 from aureus_core.keyref import KeyRef
+from aureus_core.locks import FileLock, LockTimeout
 from aureus_core.options import Options, positive_int
 
 DEFAULT_CHECKPOINT_EVERY = 1000
@@ -215,9 +215,7 @@ class JsonlAuditSink:
         self.sync_every = positive_int("the jsonl audit sink", "sync_every", sync_every)
         self._providers = providers
         self._lock = threading.Lock()
-        self._file_lock = filelock.FileLock(
-            str(lock_path(self.path)), timeout=lock_timeout, mode=FILE_MODE, thread_local=False
-        )
+        self._file_lock = FileLock(lock_path(self.path), timeout=lock_timeout, mode=FILE_MODE)
         self._lock_timeout = lock_timeout
         self._keys: dict[tuple[str, str | None], bytes] = {}
         self._files: dict[bytes, _FileInfo] = {}
@@ -292,7 +290,7 @@ class JsonlAuditSink:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
                 try:
                     self._file_lock.acquire()
-                except filelock.Timeout:
+                except LockTimeout:
                     raise AuditSinkError(
                         f"audit log {self.path} stayed locked by another writer for "
                         f"{self._lock_timeout:g} s ({lock_path(self.path).name}): retry, or "

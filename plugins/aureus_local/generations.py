@@ -26,10 +26,9 @@ import os
 import secrets
 from pathlib import Path
 
-import filelock
-
 from aureus_core.durable import fsync_directory
 from aureus_core.errors import ConfigError, KeystoreCorrupted, ProviderUnavailable
+from aureus_core.locks import FileLock, LockTimeout
 
 from .atomic import FILE_MODE, READ_FLAGS, write_new_file
 from .naming import SCHEME
@@ -44,8 +43,8 @@ class GenerationState:
 
     def __init__(self, path: Path, *, lock_timeout: float) -> None:
         self.path = Path(path)
-        self._lock = filelock.FileLock(
-            str(self.path.with_name(self.path.name + ".lock")),
+        self._lock = FileLock(
+            self.path.with_name(self.path.name + ".lock"),
             timeout=lock_timeout,
             mode=FILE_MODE,
         )
@@ -69,7 +68,7 @@ class GenerationState:
         self._ensure_directory()
         try:
             self._lock.acquire()
-        except filelock.Timeout:
+        except LockTimeout:
             raise ProviderUnavailable(
                 f"the keystore state file {self.path} stayed locked for {self._lock_timeout:g} s "
                 f"({self.path.name}.lock): retry, or look for a stuck process",
@@ -106,7 +105,8 @@ class GenerationState:
             if (
                 not isinstance(obj, dict)
                 or obj.get("format") != STATE_FORMAT
-                or obj.get("format_version") != STATE_FORMAT_VERSION
+                or type(obj.get("format_version")) is not int  # not true, not 1.0
+                or obj["format_version"] != STATE_FORMAT_VERSION
                 or not isinstance(obj.get("keystores"), dict)
             ):
                 raise ValueError("not a keystore state file")
@@ -140,8 +140,9 @@ class GenerationState:
 
     def _not_a_directory(self) -> ConfigError:
         return ConfigError(
-            f"the keystore state file {self.path} cannot be created: {self.path.parent} is "
-            "not a directory; point the local provider's state_file option elsewhere"
+            f"the keystore state file {self.path} cannot be read or created: "
+            f"{self.path.parent} is not a directory; point the local provider's state_file "
+            "option elsewhere"
         )
 
     def _write(self, entries: dict[str, int]) -> None:

@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import NoReturn, TypeVar, cast
 
 import attrs
-import filelock
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -68,6 +67,7 @@ from aureus_core.errors import (
     ProviderUnavailable,
 )
 from aureus_core.keys import KeyType
+from aureus_core.locks import FileLock, LockTimeout
 from aureus_core.sensitive import Secret
 
 from .atomic import FILE_MODE, READ_FLAGS, write_new_file
@@ -344,7 +344,7 @@ class Keystore:
         # _state_lock only guards the cache, so readers never wait for a writer.
         self._write_lock = threading.RLock()
         self._state_lock = threading.RLock()
-        self._file_lock: filelock.FileLock | None = None
+        self._file_lock: FileLock | None = None
         self._loaded: _Loaded | None = None
         self._derived: tuple[ScryptParams, Sealer] | None = None
         # Usage counters: deltas not yet written, and those a write is carrying.
@@ -1149,12 +1149,12 @@ class Keystore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         if self._file_lock is None:
-            self._file_lock = filelock.FileLock(
-                str(self.directory / LOCK_FILE), timeout=self._lock_timeout, mode=FILE_MODE
+            self._file_lock = FileLock(
+                self.directory / LOCK_FILE, timeout=self._lock_timeout, mode=FILE_MODE
             )
         try:
             self._file_lock.acquire()
-        except filelock.Timeout:
+        except LockTimeout:
             raise ProviderUnavailable(
                 f"keystore {self.directory} stayed locked by another writer for "
                 f"{self._lock_timeout:g} s ({LOCK_FILE}): retry, or look for a stuck process",

@@ -74,7 +74,9 @@ statuses = {info.name: info.status.value for info in get_host().plugins()}
 print(json.dumps({"modules": modules, "statuses": statuses}))
 """
 
-NOT_NEEDED_BY_ENCRYPT = (  # not asyncio itself: some filelock releases import it
+NOT_NEEDED_BY_ENCRYPT = (
+    "asyncio",
+    "filelock",  # aureus_core.locks takes flock itself on POSIX
     "opentelemetry",
     "boto3",
     "botocore",

@@ -395,6 +395,15 @@ _BAD = f"bad generation for {KEYSTORE_ID!r}"
             _NOT_STATE,
         ),
         (b'{"format": "aureus-local-keystore-state", "keystores": {}}', _NOT_STATE),
+        # The version is the integer 1: true and 1.0 compare equal to it, and are refused.
+        (
+            b'{"format": "aureus-local-keystore-state", "format_version": true, "keystores": {}}',
+            _NOT_STATE,
+        ),
+        (
+            b'{"format": "aureus-local-keystore-state", "format_version": 1.0, "keystores": {}}',
+            _NOT_STATE,
+        ),
         (
             b'{"format": "aureus-local-keystore-state", "format_version": 1, "keystores": []}',
             _NOT_STATE,
@@ -496,8 +505,8 @@ def test_a_state_file_under_a_file_is_a_configuration_error(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as refused:
         state.record(KEYSTORE_ID, 1)
     assert str(refused.value) == (
-        f"the keystore state file {path} cannot be created: {blocker} is not a directory; "
-        "point the local provider's state_file option elsewhere"
+        f"the keystore state file {path} cannot be read or created: {blocker} is not a "
+        "directory; point the local provider's state_file option elsewhere"
     )
 
 
@@ -569,11 +578,11 @@ def test_a_state_file_that_cannot_be_written_stops_reads_but_not_a_write_that_la
     assert stored(keystore_dir)["generation"] == 1
     assert [r.getMessage() for r in caplog.records if "not updated" in r.getMessage()] == [
         f"keystore state file {state} not updated: the keystore state file {state} cannot be "
-        f"created: {blocker} is not a directory; point the local provider's state_file option "
-        "elsewhere"
+        f"read or created: {blocker} is not a directory; point the local provider's state_file "
+        "option elsewhere"
     ]
     # A fresh process must record what it loads before trusting it: it refuses.
-    with pytest.raises(ConfigError, match="cannot be created"):
+    with pytest.raises(ConfigError, match="cannot be read or created"):
         make_provider(state_file=state).list_keys()
 
 
