@@ -773,6 +773,16 @@ def test_an_rsa_wrapped_secret_that_is_not_a_data_key_size_is_refused(
                 provider.unwrap(ref, edk, CONTEXT)
 
 
+def test_raw_key_wraps_name_version_1_and_are_counted_against_it(stack: KeyStack) -> None:
+    provider = stack.provider("local")
+    for uri, times in (("local://orders", 3), ("local://partner", 2)):
+        for _ in range(times):
+            wrapped = provider.wrap(KeyRef.parse(uri), os.urandom(32), CONTEXT)
+            assert wrapped.key.uri == f"{uri}?version=1"
+        provider.flush_usage()
+        assert provider.describe_key(KeyRef.parse(uri)).version_info("1").messages == times
+
+
 def test_raw_aes_binds_the_context(stack: KeyStack, aes_key: bytes) -> None:
     provider = stack.provider("local")
     ref = stack.describe_key("local://orders").ref.with_version("1")
