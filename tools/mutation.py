@@ -594,6 +594,13 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "plugins/aureus_local/provider.py",
+        r"^and \(minimum is None or number > minimum\)$",
+        "_check_usable's first test is a fast path: a usable version it lets through to the "
+        "checks that build the message (one exactly at the minimum) reaches their final "
+        "else, which returns too",
+    ),
+    Equivalent(
+        "plugins/aureus_local/provider.py",
         r'self\._signing_key\(key, "it has no public key", usable=None\)',
         "None is as false as False for the usable flag",
     ),
