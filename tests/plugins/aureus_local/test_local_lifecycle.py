@@ -395,8 +395,13 @@ def test_a_destroyed_signing_version_has_no_public_key(provider: LocalKeyProvide
     provider.rotate_key(ref("local://signer"))
     provider.set_version_state(ref("local://signer?version=1"), KeyState.DISABLED)
     provider.destroy_version(ref("local://signer?version=1"), confirm=True)
-    with pytest.raises(KeyDisabled, match="version 1 was destroyed"):
+    provider.set_min_decryption_version(ref("local://signer"), "1")
+    with pytest.raises(KeyDisabled) as gone:
         provider.public_key(ref("local://signer?version=1"))
+    assert str(gone.value) == (
+        "local://signer version 1 was destroyed (the minimum decryption version is 1); its "
+        "material is gone, so what it wrapped or signed can no longer be unwrapped or verified"
+    )
 
 
 def test_a_tampered_destroyed_record_with_material_is_corrupt(
