@@ -601,6 +601,12 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "plugins/aureus_local/provider.py",
+        r'snapshot\.loaded\(record, version, (None|"XXpublicXX"|"PUBLIC"), lambda',
+        "the label only names the public key's slot in the snapshot's cache; any label but "
+        "the private keys' ('private:<type>') and the AES key's ('aes-gcm') serves",
+    ),
+    Equivalent(
+        "plugins/aureus_local/provider.py",
         r'self\._signing_key\(key, "it has no public key", usable=None\)',
         "None is as false as False for the usable flag",
     ),
@@ -610,6 +616,12 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "a text that does not encode to UTF-8 holds a lone surrogate, which is not printable: "
         "the control-character check refuses it first",
         before=r'raise ConfigError\(f"the raw key\'s \{what\} is not valid Unicode text"\)',
+    ),
+    Equivalent(
+        "plugins/aureus_local/rawkeys.py",
+        r"^material, password=None, (unsafe_skip_rsa_key_validation=False)?\)$",
+        "the skipped check is for speed: the key's consistency was checked when it was "
+        "imported, and the keystore authenticates it since",
     ),
     Equivalent("plugins/aureus_local/material.py", r"\.to_bytes\(MATERIAL_SIZE, \)", _BYTEORDER),
     Equivalent(

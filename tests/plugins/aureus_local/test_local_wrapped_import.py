@@ -19,6 +19,7 @@ from aureus_core.testing.concurrency import run_in_threads
 from aureus_core.testing.key_material import fresh_material
 from aureus_core.wrapped_import import IMPORT_TOKEN_LIFETIME, ImportParameters, wrap_for_import
 from aureus_local import LocalKeyProvider
+from aureus_local.imports import ImportJobs
 
 AES = KeySpec(key_type=KeyType.AES_256)
 
@@ -236,4 +237,18 @@ def test_import_parameters_are_given_for_a_new_key_or_a_new_version_of_an_existi
     )
     assert sorted(os.listdir(provider.keystore_dir / "imports")) == sorted(
         f"{p.import_token}.json" for p in (first, again)
+    )
+
+
+def test_a_token_is_claimed_once(tmp_path: Path) -> None:
+    provider = LocalKeyProvider(tmp_path / "ks")
+    parameters = provider.import_parameters("k", AES)
+    jobs = ImportJobs(provider.keystore)
+    jobs.claim(parameters.import_token)
+    assert not _job_file(provider, parameters).exists()
+    with pytest.raises(ImportRefused) as caught:
+        jobs.claim(parameters.import_token)
+    assert str(caught.value) == (
+        f"import token {parameters.import_token} is unknown to this keystore or was already "
+        "used: run `aureus keys import-params` for a new one"
     )

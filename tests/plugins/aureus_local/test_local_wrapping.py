@@ -6,6 +6,8 @@ import struct
 
 import attrs
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from aureus_core.context import EncryptionContext
@@ -308,3 +310,30 @@ def test_an_authentic_wrapped_key_of_another_size_is_not_a_data_key(
         wrapper.unwrap(ref("local://w"), encrypted, CONTEXT)
     with pytest.raises(DecryptionError):
         wrapping.unwrap(WRAPPING_KEY, "w", 1, encrypted, CONTEXT)
+
+
+def test_a_signing_keys_material_is_never_used_as_an_aes_key(
+    local_provider: LocalKeyProvider,
+) -> None:
+    """Someone who knows an imported signing key's 32 secret bytes wraps a data key under
+    them as if they were an AES key, naming that key: unwrap refuses it all the same."""
+    keys = {
+        "ed": (ed25519.Ed25519PrivateKey.generate(), "ed25519"),
+        "ec": (ec.generate_private_key(ec.SECP256R1()), "ecdsa-p256"),
+    }
+    for name, (key, key_type) in keys.items():
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        local_provider.import_key(
+            name, KeySpec(key_type=key_type), KeyMaterial(format="pem", data=Secret(pem))
+        )
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            secret = key.private_bytes_raw()
+        else:
+            secret = key.private_numbers().private_value.to_bytes(32, "big")
+        hostile = wrapping.wrap(secret, name, 1, DATA_KEY, CONTEXT)
+        with pytest.raises(DecryptionError):
+            local_provider.unwrap(KeyRef.parse(f"local://{name}"), hostile, CONTEXT)

@@ -227,7 +227,9 @@ def test_rsa_imports_need_a_padding_and_the_right_size(
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        with pytest.raises(ConfigError, match="not an RSA key"):
+        with pytest.raises(
+            ConfigError, match=r"^the PEM holds a private key that is not an RSA key$"
+        ):
             stack.import_key(
                 "k", "rsa-2048", pem=ec_pem, namespace="n", key_name="k", padding="pkcs1"
             )
