@@ -129,6 +129,19 @@ def test_disable_refuses_every_use_of_the_version_until_enabled(
     assert unwrap(provider, payments[0]) == DATA_KEY
 
 
+def test_a_disabled_versions_refusal_names_the_minimum_when_one_is_set(
+    provider: LocalKeyProvider, payments: list[Any]
+) -> None:
+    provider.set_min_decryption_version(ref("local://payments"), "1")
+    provider.set_version_state(ref("local://payments?version=2"), KeyState.DISABLED)
+    with pytest.raises(KeyDisabled) as refused:
+        unwrap(provider, payments[1])
+    assert str(refused.value) == (
+        "local://payments version 2 is disabled (the minimum decryption version is 1); "
+        "enable it with `aureus keys enable 'local://payments?version=2'` if it is still needed"
+    )
+
+
 def test_disabled_signing_version_refuses_verify_but_exports_its_public_key(
     provider: LocalKeyProvider,
 ) -> None:
