@@ -619,7 +619,7 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "plugins/aureus_local/rawkeys.py",
-        r"^material, password=None, (unsafe_skip_rsa_key_validation=False)?\)$",
+        r"^material, password=None, (unsafe_skip_rsa_key_validation=False|\))$",
         "the skipped check is for speed: the key's consistency was checked when it was "
         "imported, and the keystore authenticates it since",
     ),
