@@ -317,23 +317,27 @@ def test_a_signing_keys_material_is_never_used_as_an_aes_key(
 ) -> None:
     """Someone who knows an imported signing key's 32 secret bytes wraps a data key under
     them as if they were an AES key, naming that key: unwrap refuses it all the same."""
-    keys = {
-        "ed": (ed25519.Ed25519PrivateKey.generate(), "ed25519"),
-        "ec": (ec.generate_private_key(ec.SECP256R1()), "ecdsa-p256"),
-    }
-    for name, (key, key_type) in keys.items():
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    pkcs8 = (serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8)
+    ed = ed25519.Ed25519PrivateKey.generate()
+    p256 = ec.generate_private_key(ec.SECP256R1())
+    cases = (
+        (
+            "ed",
+            "ed25519",
+            ed.private_bytes(*pkcs8, serialization.NoEncryption()),
+            ed.private_bytes_raw(),
+        ),
+        (
+            "ec",
+            "ecdsa-p256",
+            p256.private_bytes(*pkcs8, serialization.NoEncryption()),
+            p256.private_numbers().private_value.to_bytes(32, "big"),
+        ),
+    )
+    for name, key_type, pem, secret in cases:
         local_provider.import_key(
             name, KeySpec(key_type=key_type), KeyMaterial(format="pem", data=Secret(pem))
         )
-        if isinstance(key, ed25519.Ed25519PrivateKey):
-            secret = key.private_bytes_raw()
-        else:
-            secret = key.private_numbers().private_value.to_bytes(32, "big")
         hostile = wrapping.wrap(secret, name, 1, DATA_KEY, CONTEXT)
         with pytest.raises(DecryptionError):
             local_provider.unwrap(KeyRef.parse(f"local://{name}"), hostile, CONTEXT)

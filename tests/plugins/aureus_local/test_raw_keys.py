@@ -781,7 +781,7 @@ def test_raw_key_wraps_name_version_1_and_are_counted_against_it(stack: KeyStack
         for _ in range(times):
             wrapped = provider.wrap(KeyRef.parse(uri), os.urandom(32), CONTEXT)
             assert wrapped.key.uri == f"{uri}?version=1"
-        provider.flush_usage()
+        provider.flush_usage()  # type: ignore[attr-defined]
         assert provider.describe_key(KeyRef.parse(uri)).version_info("1").messages == times
 
 
