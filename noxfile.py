@@ -223,3 +223,15 @@ def mutation(session: nox.Session) -> None:
     # The cache group also runs the Redis backend's tests (skipped without redis-server).
     session.install("./contrib/aureus-redis")
     session.run("python", "tools/mutation.py", *session.posargs)
+
+
+@nox.session(default=False)
+def crosscheck(session: nox.Session) -> None:
+    """The independent check with cosmic-ray (not in CI): see docs/testing.md.
+
+    ``nox -s crosscheck -- cache.py --sample 50`` runs a seeded sample of cosmic-ray's mutants
+    of the named modules against the tests of their mutation group.
+    """
+    session.install("-e", ".[test]", "cosmic-ray==8.7.0")
+    session.install("./contrib/aureus-redis")
+    session.run("python", "tools/crosscheck.py", *session.posargs)

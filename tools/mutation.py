@@ -85,6 +85,7 @@ GROUPS: dict[str, Group] = {
             "tests/core/envelope/test_parse_limits.py",
             "tests/core/envelope/test_writer_contract.py",
             "tests/core/envelope/test_required_context.py",
+            "tests/core/envelope/test_read_paths.py",
         ),
     ),
     "signature": Group(
@@ -393,11 +394,6 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "taking 0 bytes of suite data gives the same empty bytes",
     ),
     Equivalent(
-        "aureus_core/envelope/header.py",
-        r"assert len\(raw\) == reader\.offset \+ start",
-        "every caller parses the header from the start of its reader (start is 0)",
-    ),
-    Equivalent(
         "aureus_core/envelope/message.py",
         r"^self\._policy = None$",
         "the reader applies its commitment policy in __init__ and never reads it again",
@@ -407,6 +403,35 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         r"^(size|out) = None$",
         "read_all's exact-size buffer is an optimisation: without it the frames are "
         "decrypted into a scratch buffer, with the same checks and the same result",
+    ),
+    Equivalent(
+        "aureus_core/envelope/header.py",
+        r"^data = None$"
+        r"|^if data is not None and len\(data\) (\+ start >= 3|- start > 3|- start >= 4) "
+        r"and data\[start\] == 2:$"
+        r"|^suite = (None|SUITES\.get\((None|_U16\.unpack_from\(data, \)\[0\])\))$"
+        r"|^if suite is not None and suite\.message_version == 3:$",
+        "the direct entry for a version-2 header in memory is an optimisation: skipped, the "
+        "stream parser's start reads the same version and suite and hands the rest to the same "
+        "offset parser (test_read_paths.py holds both to one verdict)",
+    ),
+    Equivalent(
+        "aureus_core/envelope/header.py",
+        r'if suite\.suite_data_length else b"XXXX"$',
+        "every format-2 suite commits, so its suite data (the commitment) is never empty",
+    ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
+        r"^if pos (- 4|\+ 5) > size:$|^if pos \+ 4 >= size:$|^if body >= size:$"
+        r"|^if number != sequence or end >= size or position \+ length > capacity:$"
+        r"|^if number != sequence or content > length (or end > size and|and end > size or) "
+        r"position \+ content > capacity:$"
+        r"|^if number != sequence or content > length or end > size or "
+        r"position - content > capacity:$",
+        "defence in depth: _plaintext_size fixed the frame count and the final frame's length "
+        "from the message's size first, so a frame that runs past the end, a final frame "
+        "longer than the room left or than the output, fails these checks and another one "
+        "alike (a tag, the end-of-message check)",
     ),
     Equivalent(
         "aureus_core/envelope/message.py",
@@ -428,6 +453,30 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent("aureus_core/cache.py", r"to_bytes\((3|9), \"big\"\)", _INJECTIVE),
     Equivalent("aureus_core/cache.py", r'b"XXXX"\.join|"XX\\nXX"\.join', _INJECTIVE),
+    Equivalent(
+        "aureus_core/cache.py",
+        r"^return True, cached$",
+        "_claim's first element says whether this process holds the claim, and lookup reads it "
+        "only when no cached key came back: with one, it returns at once and releases nothing",
+        before=r"^return False, cached$",
+    ),
+    Equivalent(
+        "aureus_core/cache.py",
+        r"^if time\.monotonic\(\) > deadline:$",
+        "the wait ends one poll (5 ms) later only if the clock reads the deadline exactly; the "
+        "outcome, a fill of this process's own without the claim, is the same",
+    ),
+    Equivalent(
+        "aureus_core/cache.py",
+        r"^first = self\.take\(None, plaintext_bytes=plaintext_bytes, count_miss=False\)$",
+        "the lock-free first look only spares a hit the entry's flight lock: looking up no "
+        "entry there, the hit is taken under that lock, with the same counts and checks",
+    ),
+    Equivalent(
+        "aureus_core/cache.py",
+        r"^claimed = None$",
+        "None is as false as False for the flag that says this process holds the claim",
+    ),
     # -- local (local-crypto, local-state, local-store) --
     Equivalent(
         "plugins/aureus_local/wrapping.py",

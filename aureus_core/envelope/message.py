@@ -254,10 +254,13 @@ class MessageWriter:
         """Encrypt one frame into ``out``; return the bytes written."""
         if not self.header.framed:
             raise ConfigError("a non-framed message has no frames")
-        sequence = self._next_sequence()
         length = len(plaintext)
         if not final and length != self._frame_length:
             raise ConfigError("a regular frame must be exactly one frame length long")
+        if final and length > self._frame_length:
+            # No reader accepts it: refuse here rather than write a message none can read.
+            raise ConfigError("a final frame must be at most one frame length long")
+        sequence = self._next_sequence()
         iv = frame_iv(sequence)
         aad = frame_aad(self._message_id, sequence, length, final=final)
         if final:

@@ -626,6 +626,19 @@ def test_swapped_records_are_named_as_reordered(tmp_path: Path) -> None:
     )
 
 
+def test_records_swapped_far_into_a_log_are_named_as_reordered(tmp_path: Path) -> None:
+    """Past seq 256 too: sequence numbers are compared by value."""
+    path = tmp_path / "audit.jsonl"
+    records = write_log(path, 303)
+    records[300], records[301] = records[301], records[300]
+    path.write_bytes(relinked(records, records[0]["file"]["log"]))
+    verdict = verify(path, no_head=True)
+    assert failure(verdict) == (
+        "audit.jsonl line 301 (seq 301): out of order: seq 300 comes after it, at line 302: "
+        "records were reordered"
+    )
+
+
 def test_a_record_moved_far_back_is_named_as_reordered(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     records = write_log(path, 6)
@@ -832,11 +845,12 @@ def test_a_log_signed_by_another_checkpoint_key_is_refused(
     keyed_log(path, keys)
     mac, check = mac_with(keys), check_with(keys)
     assert verify(path, mac=mac, check_signature=check, checkpoint_key=SIGNER).ok
-    verdict = verify(path, mac=mac, check_signature=check, checkpoint_key="local://other")
-    assert failure(verdict) == (
-        "audit.jsonl line 1 (seq 0): checkpoints are signed by local://audit-signer, not "
-        "local://other"
-    )
+    for other in ("local://other", "local://a-signer"):  # names after and before it
+        verdict = verify(path, mac=mac, check_signature=check, checkpoint_key=other)
+        assert failure(verdict) == (
+            f"audit.jsonl line 1 (seq 0): checkpoints are signed by local://audit-signer, not "
+            f"{other}"
+        )
 
 
 def test_a_file_record_stripped_of_its_signature_is_refused_when_signatures_are_checked(

@@ -21,6 +21,20 @@ from aureus_core.testing.counting import CountingProvider
 from aureus_local import LocalKeyProvider
 
 
+@pytest.fixture(autouse=True)
+def _fresh_split_memo():
+    """Empty the cache's URI-split memo around each test, so it sees the parser's answer.
+
+    A URI split by an earlier test (or an earlier run in the same process, as in mutation
+    testing) would otherwise be handed back from the memo.
+    """
+    from aureus_core import cache as module
+
+    module._split.cache_clear()
+    yield
+    module._split.cache_clear()
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -561,6 +575,8 @@ def test_entry_usable_without_version_list(encrypting, usable):
         {"max_messages": 0},
         {"max_messages": 2**32 + 1},
         {"recheck": 0},
+        {"recheck": 10 * 365 * 86400 + 1},
+        {"max_bytes": 2**63},
     ],
 )
 def test_policy_numbers_out_of_range(options):
@@ -574,6 +590,23 @@ def test_policy_numbers_at_their_bounds():
         {"max_age": 10 * 365 * 86400, "max_messages": 1, "recheck": 0.5}
     )
     assert (policy.max_age, policy.max_messages, policy.recheck) == (10 * 365 * 86400, 1, 0.5)
+    top = CachePolicy.from_options(
+        {"recheck": 10 * 365 * 86400, "max_messages": 2**32, "max_bytes": 2**63 - 1}
+    )
+    assert (top.recheck, top.max_messages, top.max_bytes) == (10 * 365 * 86400, 2**32, 2**63 - 1)
+
+
+def test_an_entry_stored_without_counting_a_use_serves_exactly_max_messages(clock):
+    cache = DataKeyCache(
+        MemoryCache(capacity=10), CachePolicy(max_messages=3), clock=clock.monotonic
+    )
+    cache.store(b"k", b"\x01" * 32, counts_as_use=False, plaintext_bytes=100)
+    assert [cache.take(b"k", plaintext_bytes=1) is not None for _ in range(4)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
 
 
 def test_a_non_string_partition_is_refused_with_its_reason():
@@ -812,6 +845,9 @@ class _SharedDict:
         self.entries: dict[bytes, CacheEntry] = {}
         self.claims: set[bytes] = set()
         self.before_claim: list[Any] = []
+        # Run at the n-th call of claim (1-based): another process acting while this one waits.
+        self.at_claim: dict[int, Any] = {}
+        self.claim_calls = 0
 
     def get(self, key: bytes) -> CacheEntry | None:
         return self.entries.get(key)
@@ -842,6 +878,9 @@ class _SharedDict:
         return attrs.evolve(entry, material=bytearray(entry.material))
 
     def claim(self, key: bytes, seconds: float) -> bool:
+        self.claim_calls += 1
+        if self.claim_calls in self.at_claim:
+            self.at_claim.pop(self.claim_calls)()
         while self.before_claim:
             self.before_claim.pop()()
         if key in self.claims:
@@ -883,3 +922,483 @@ def test_a_fill_by_another_process_just_before_the_claim_is_used():
     assert bytes(cached.material) == made[0]
     assert not shared.claims, "the claim won after the fill was not given back"
     assert shared.entries[b"entry"].messages == 2
+
+
+def _describing(current: str = "1", versions: tuple[str, ...] = ("1",), state: str = "enabled"):
+    """A describe callback that knows key local://a only, and the calls made to it."""
+    calls: list[str] = []
+
+    def describe(uri: str):
+        calls.append(uri)
+        return (
+            _metadata(state=state, current=current, versions=versions)
+            if uri == "local://a"
+            else None
+        )
+
+    return describe, calls
+
+
+def test_a_shared_hit_is_counted_and_hands_out_the_whole_entry():
+    """Each hit on a shared backend counts, and carries the signing key made with the entry."""
+    shared = _SharedDict()
+    cache = DataKeyCache(shared, CachePolicy(max_messages=10))
+    signing_key = object()
+    cache.store(b"k", b"\x05" * 32, signing_key=signing_key, key_versions=("local://a?version=1",))
+    first = cache.take(b"k", plaintext_bytes=1)
+    second = cache.take(b"k", plaintext_bytes=1)
+    assert first is not None
+    assert second is not None
+    assert bytes(second.material) == b"\x05" * 32
+    assert second.signing_key is signing_key
+    assert second.key_versions == ("local://a?version=1",)
+    assert cache.take(b"missing", plaintext_bytes=1) is None
+    assert cache.take(b"missing", plaintext_bytes=1, count_miss=False) is None
+    assert (cache.hits, cache.misses) == (2, 1)
+    assert shared.entries[b"k"].messages == 3
+    cache.evict(b"k")
+    assert b"k" not in shared.entries
+
+
+def test_a_shared_entry_exactly_max_age_old_is_refused_and_removed(monkeypatch):
+    """The creation time is sealed with the entry: an old entry put back in the shared store is
+    refused from the moment it is ``max_age`` old, and removed from the store."""
+    from types import SimpleNamespace
+
+    from aureus_core import cache as module
+
+    now = [1000.0]
+    monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    shared = _SharedDict()
+    cache = DataKeyCache(shared, CachePolicy(max_age=60))
+    cache.store(b"k", b"\x05" * 32)
+    assert shared.entries[b"k"].created_at == 1000.0
+    now[0] = 1059.5
+    assert cache.take(b"k", plaintext_bytes=1) is not None
+    now[0] = 1060.0
+    assert cache.take(b"k", plaintext_bytes=1) is None
+    assert b"k" not in shared.entries
+    assert (cache.hits, cache.misses) == (1, 1)
+
+
+def test_a_miss_on_a_shared_backend_counts_one_miss_and_one_fill():
+    shared = _SharedDict()
+    cache = DataKeyCache(shared, CachePolicy(max_messages=10))
+    cached, made = cache.lookup(
+        b"entry", plaintext_bytes=1, encrypting=True, make=lambda: ("made", _fill())
+    )
+    assert (cached, made) == (None, "made")
+    assert (cache.hits, cache.misses, cache.provider_fills) == (0, 1, 1)
+    assert not shared.claims, "the claim was not given back after the fill"
+
+
+@pytest.fixture
+def short_claim_wait(monkeypatch):
+    """Wait 0.2 s (not 2 s) for another process's fill, polling every millisecond."""
+    from aureus_core import cache as module
+
+    monkeypatch.setattr(module, "CLAIM_WAIT", 0.2)
+    monkeypatch.setattr(module, "CLAIM_POLL", 0.001)
+
+
+def test_a_fill_that_appears_while_waiting_on_another_claim_is_used(short_claim_wait):
+    """Another process holds the claim and puts its entry while this one polls: the entry is
+    used, no second data key is made, and the other process's claim is left alone."""
+    shared = _SharedDict()
+    shared.claims.add(b"entry")  # another process is making the data key
+    here = DataKeyCache(shared, CachePolicy(max_messages=10))
+    elsewhere = DataKeyCache(shared, CachePolicy(max_messages=10))
+    shared.at_claim[3] = lambda: elsewhere.store(
+        b"entry", b"\x05" * 32, key_versions=("local://a?version=1",)
+    )
+    cached, made = here.lookup(
+        b"entry", plaintext_bytes=1, encrypting=True, make=lambda: ("made", _fill())
+    )
+    assert made is None, "a second data key was made"
+    assert cached is not None
+    assert bytes(cached.material) == b"\x05" * 32
+    assert shared.claims == {b"entry"}
+    assert shared.entries[b"entry"].messages == 2
+    assert (here.hits, here.misses, here.provider_fills) == (1, 1, 0)
+
+
+def test_an_unusable_fill_seen_while_waiting_is_removed_and_the_wait_ends_in_a_fill_here(
+    short_claim_wait,
+):
+    """What another process puts while this one waits is judged like any hit: made on a
+    version that is no longer current, it is not used for new messages and is removed.
+    When the wait runs out this process makes its own key without taking the claim, so it
+    never gives back a claim that another process holds."""
+    shared = _SharedDict()
+    shared.claims.add(b"entry")
+    describe, _ = _describing(current="2", versions=("1", "2"))
+    here = DataKeyCache(shared, CachePolicy(max_messages=10), describe=describe)
+    elsewhere = DataKeyCache(shared, CachePolicy(max_messages=10))
+    shared.at_claim[2] = lambda: elsewhere.store(
+        b"entry", b"\x05" * 32, key_versions=("local://a?version=1",)
+    )
+    seen_at_fill: list[bool] = []
+
+    def make():
+        seen_at_fill.append(b"entry" in shared.entries)
+        return "made", _fill("2")
+
+    cached, made = here.lookup(b"entry", plaintext_bytes=1, encrypting=True, make=make)
+    assert (cached, made) == (None, "made")
+    assert seen_at_fill == [False], "the stale entry was left in the shared store"
+    assert here.invalidated == 1
+    assert shared.claims == {b"entry"}, "another process's claim was given back"
+    assert shared.entries[b"entry"].key_versions == ("local://a?version=2",)
+
+
+def test_a_fill_just_before_the_claim_is_judged_like_any_hit():
+    """An entry another process put between this one's miss and its claim, made on a version
+    no longer current, is not used for new messages: it is removed and a key is made here."""
+    shared = _SharedDict()
+    describe, _ = _describing(current="2", versions=("1", "2"))
+    here = DataKeyCache(shared, CachePolicy(max_messages=10), describe=describe)
+    elsewhere = DataKeyCache(shared, CachePolicy(max_messages=10))
+    shared.before_claim.append(
+        lambda: elsewhere.store(b"entry", b"\x05" * 32, key_versions=("local://a?version=1",))
+    )
+    seen_at_fill: list[bool] = []
+
+    def make():
+        seen_at_fill.append(b"entry" in shared.entries)
+        return "made", _fill("2")
+
+    cached, made = here.lookup(b"entry", plaintext_bytes=1, encrypting=True, make=make)
+    assert (cached, made) == (None, "made")
+    assert seen_at_fill == [False], "the stale entry was left in the shared store"
+    assert (here.invalidated, here.misses) == (1, 1)
+    assert not shared.claims
+
+
+def test_an_entry_of_another_process_is_used_when_its_key_cannot_be_described_yet(caplog):
+    """With no earlier knowledge of the key, a failed describe is no reason to fail the
+    operation: the entry another process made is used, and the failure is logged."""
+    shared = _SharedDict()
+    elsewhere = DataKeyCache(shared, CachePolicy(max_messages=10))
+    elsewhere.store(b"entry", b"\x05" * 32, key_versions=("local://a?version=1",))
+
+    def describe(uri: str):
+        raise TimeoutError("provider down")
+
+    here = DataKeyCache(shared, CachePolicy(max_messages=10), describe=describe)
+    with caplog.at_level("WARNING", logger="aureus_core.cache"):
+        cached, made = here.lookup(
+            b"entry", plaintext_bytes=1, encrypting=True, make=lambda: ("made", _fill())
+        )
+    assert made is None
+    assert cached is not None
+    assert bytes(cached.material) == b"\x05" * 32
+    assert [r.getMessage() for r in caplog.records] == [
+        "data-key cache: could not recheck local://a (TimeoutError); using the last known state"
+    ]
+
+
+def test_invalidate_through_another_name_drops_the_entries_of_the_key_it_names(clock):
+    """A change made through an alias (or any other name of the key) reaches the entries
+    indexed under the key's own URI, which the state after the change names."""
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(backend, CachePolicy(), clock=clock.monotonic)
+    cache.store(b"k", b"\x01" * 32, key_versions=("local://a?version=1",), encrypting=False)
+    cache.invalidate("local://alias-of-a", _metadata(state="disabled"))
+    assert backend.get(b"k") is None
+    assert cache.invalidated == 1
+
+
+def test_invalidate_without_a_state_makes_the_next_use_describe_the_key(clock):
+    """Dropping a key's entries also forgets what was known of it, so an entry this process
+    did not make (another process's, in a shared store) is judged on a fresh describe."""
+    shared = _SharedDict()
+    describe, calls = _describing()
+    here = DataKeyCache(
+        shared, CachePolicy(max_messages=10, recheck=600), clock=clock.monotonic, describe=describe
+    )
+    here.store(b"mine", b"\x01" * 32, key_versions=("local://a?version=1",))
+    assert here.take(b"mine", plaintext_bytes=1) is not None
+    here.invalidate("local://a")
+    here.invalidate("local://never-used")  # nothing known of it: nothing to forget
+    assert b"mine" not in shared.entries
+    elsewhere = DataKeyCache(shared, CachePolicy(max_messages=10))
+    elsewhere.store(b"theirs", b"\x02" * 32, key_versions=("local://a?version=1",))
+    cached, made = here.lookup(
+        b"theirs", plaintext_bytes=1, encrypting=True, make=lambda: ("made", _fill())
+    )
+    assert made is None
+    assert cached is not None
+    assert calls == ["local://a"]
+
+
+def test_a_rotation_noticed_at_recheck_moves_new_messages_off_the_old_version(clock):
+    """An entry for new messages made on version 1 is not used once a recheck says version 2
+    is current (rotated elsewhere), though version 1 still unwraps."""
+    describe, _ = _describing(current="2", versions=("1", "2"))
+    cache = DataKeyCache(
+        MemoryCache(capacity=10), CachePolicy(recheck=30), clock=clock.monotonic, describe=describe
+    )
+    cache.store(b"k", b"\x01" * 32, key_versions=("local://a?version=1",), encrypting=True)
+    clock.advance(30)
+    cached, made = cache.lookup(
+        b"k", plaintext_bytes=1, encrypting=True, make=lambda: ("fresh", _fill("2"))
+    )
+    assert (cached, made) == (None, "fresh")
+    assert cache.invalidated == 1
+
+
+def test_misses_on_different_entries_do_not_wait_for_each_other(clock):
+    """Single flight is per entry: a slow provider call for one entry does not hold up the
+    fill of another."""
+    import threading
+
+    cache = DataKeyCache(MemoryCache(capacity=10), CachePolicy(), clock=clock.monotonic)
+    inside = threading.Event()
+    other_filled = threading.Event()
+    waited: list[bool] = []
+
+    def slow_make():
+        inside.set()
+        waited.append(other_filled.wait(timeout=5))
+        return "slow", _fill()
+
+    def quick_make():
+        other_filled.set()
+        return "quick", _fill()
+
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(cache.lookup, b"one", plaintext_bytes=1, encrypting=True, make=slow_make)
+        assert inside.wait(timeout=5)
+        quick = cache.lookup(b"two", plaintext_bytes=1, encrypting=True, make=quick_make)
+        assert slow.result(timeout=10) == (None, "slow")
+    assert quick == (None, "quick")
+    assert waited == [True], "the fill of one entry waited for another entry's provider call"
+
+
+class _ArrivesLate(MemoryCache):
+    """A backend whose first look misses: the entry arrives between the lock-free look and the
+    look under the entry's flight lock (another thread's fill, in real use)."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=10)
+        self.looks = 0
+
+    def get(self, key: bytes) -> CacheEntry | None:
+        self.looks += 1
+        return None if self.looks == 1 else super().get(key)
+
+
+def test_an_unusable_entry_found_under_the_flight_lock_is_removed_even_if_the_fill_fails(clock):
+    backend = _ArrivesLate()
+    describe, _ = _describing(state="disabled")
+    cache = DataKeyCache(
+        backend, CachePolicy(recheck=600), clock=clock.monotonic, describe=describe
+    )
+    cache.invalidate("local://a", _metadata(state="disabled"))  # known: the key is disabled
+    backend.put(
+        b"k",
+        CacheEntry(
+            material=bytearray(b"\x01" * 32),
+            encrypted=(),
+            created_at=clock.monotonic(),
+            key_versions=("local://a?version=1",),
+        ),
+    )
+
+    def failing_make():
+        raise TimeoutError("provider down")
+
+    with pytest.raises(TimeoutError):
+        cache.lookup(b"k", plaintext_bytes=1, encrypting=True, make=failing_make)
+    assert backend.looks == 2
+    assert backend.get(b"k") is None, "the unusable entry stayed in the backend"
+    assert cache.invalidated == 1
+
+
+def test_an_entry_found_under_the_flight_lock_is_judged_for_new_messages_too(clock):
+    """An entry on a version that is no longer current, arriving while this thread waits for
+    the entry's flight lock, is not used for a new message."""
+    backend = _ArrivesLate()
+    describe, _ = _describing(current="2", versions=("1", "2"))
+    cache = DataKeyCache(
+        backend, CachePolicy(recheck=600), clock=clock.monotonic, describe=describe
+    )
+    cache.invalidate("local://a", _metadata(current="2", versions=("1", "2")))
+    backend.put(
+        b"k",
+        CacheEntry(
+            material=bytearray(b"\x01" * 32),
+            encrypted=(),
+            created_at=clock.monotonic(),
+            key_versions=("local://a?version=1",),
+        ),
+    )
+    cached, made = cache.lookup(
+        b"k", plaintext_bytes=1, encrypting=True, make=lambda: ("fresh", _fill("2"))
+    )
+    assert (cached, made) == (None, "fresh")
+    assert backend.looks == 2
+
+
+def test_a_fill_ages_from_when_its_provider_call_started(clock):
+    """A provider call that takes 50 s leaves an entry 50 s old: with max_age 60 it serves
+    messages for 10 s more, not 60."""
+    cache = DataKeyCache(MemoryCache(capacity=10), CachePolicy(max_age=60), clock=clock.monotonic)
+
+    def slow_make():
+        clock.advance(50)
+        return "made", _fill()
+
+    assert cache.lookup(b"k", plaintext_bytes=1, encrypting=True, make=slow_make) == (None, "made")
+    clock.advance(9)
+    assert cache.take(b"k", plaintext_bytes=1) is not None
+    clock.advance(1)
+    assert cache.take(b"k", plaintext_bytes=1) is None
+
+
+def test_an_entry_on_a_version_newer_than_known_is_judged_on_the_fresh_description(clock):
+    """The early recheck an unknown version triggers decides: version 3, made elsewhere and
+    disabled since, is dropped although what this process knew said nothing against it."""
+    calls: list[str] = []
+
+    def describe(uri: str):
+        calls.append(uri)
+        return _metadata(state="disabled", current="3", versions=("1", "2", "3"))
+
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(
+        backend, CachePolicy(recheck=600), clock=clock.monotonic, describe=describe
+    )
+    cache.invalidate("local://a", _metadata(current="2", versions=("1", "2")))  # knows v1, v2
+    # Another process (a cache over the same backend) stores an entry on version 3.
+    theirs = DataKeyCache(backend, CachePolicy(recheck=600), clock=clock.monotonic)
+    theirs.store(b"k", b"\x01" * 32, key_versions=("local://a?version=3",), encrypting=True)
+    clock.advance(1)  # past STALE_RECHECK, well within recheck
+    cached, made = cache.lookup(
+        b"k", plaintext_bytes=1, encrypting=True, make=lambda: ("fresh", _fill("3"))
+    )
+    assert (cached, made) == (None, "fresh")
+    assert calls == ["local://a"]
+
+
+def test_each_entry_dropped_at_use_is_counted(clock):
+    describe, _ = _describing(state="disabled")
+    cache = DataKeyCache(
+        MemoryCache(capacity=10), CachePolicy(recheck=5), clock=clock.monotonic, describe=describe
+    )
+    for key in (b"k1", b"k2"):
+        cache.store(key, b"\x01" * 32, key_versions=("local://a?version=1",), encrypting=False)
+    clock.advance(5)
+    for key in (b"k1", b"k2"):
+        assert cache.lookup(
+            key, plaintext_bytes=1, encrypting=False, make=lambda: ("fresh", _fill_of_b())
+        ) == (None, "fresh")
+    assert cache.invalidated == 2
+
+
+def test_entries_made_by_lookup_for_new_messages_leave_at_a_rotation(clock):
+    """lookup records which side an entry serves: a rotation drops the new-message entries and
+    keeps the ones that read old messages."""
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(backend, CachePolicy(), clock=clock.monotonic)
+    cache.lookup(b"enc", plaintext_bytes=1, encrypting=True, make=lambda: ("made", _fill()))
+    cache.lookup(b"dec", plaintext_bytes=1, encrypting=False, make=lambda: ("made", _fill()))
+    cache.invalidate("local://a", _metadata(current="2", versions=("1", "2")))
+    assert backend.get(b"enc") is None
+    assert backend.get(b"dec") is not None
+
+
+def test_store_defaults_to_a_new_message_entry_that_counts_no_bytes(clock):
+    """Without arguments, store keeps an entry for new messages whose first use counts one
+    message and no bytes."""
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(backend, CachePolicy(max_bytes=10), clock=clock.monotonic)
+    cache.store(b"k", b"\x01" * 32, key_versions=("local://a?version=1",))
+    entry = backend.get(b"k")
+    assert entry is not None
+    assert (entry.messages, entry.bytes) == (1, 0)
+    assert cache.take(b"k", plaintext_bytes=10) is not None  # 0 + 10 bytes: within the limit
+    cache.invalidate("local://a", _metadata(current="2", versions=("1", "2")))
+    assert backend.get(b"k") is None  # a rotation moves new messages off version 1
+
+
+def test_a_first_message_over_max_bytes_is_not_kept(clock):
+    """A first message larger than max_bytes (not only equal to it) leaves no entry."""
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(backend, CachePolicy(max_bytes=300), clock=clock.monotonic)
+    cache.store(b"over", b"\x01" * 32, plaintext_bytes=1000)
+    cache.store(b"at", b"\x01" * 32, plaintext_bytes=300)
+    cache.store(b"under", b"\x01" * 32, plaintext_bytes=299)
+    assert [backend.get(k) is not None for k in (b"over", b"at", b"under")] == [False, False, True]
+
+
+def test_stream_size_of_a_closed_stream_is_unknown():
+    import io
+
+    from aureus_core.cache import stream_size
+
+    stream = io.BytesIO(b"abc")
+    stream.close()
+    assert stream_size(stream) is None
+
+
+def test_each_wrapping_key_indexes_at_most_index_limit_entries(clock, monkeypatch):
+    """invalidate reaches the newest INDEX_LIMIT entries of a key; older ones stay in the
+    backend until their next use, where the state check drops them."""
+    from aureus_core import cache as module
+
+    monkeypatch.setattr(module, "INDEX_LIMIT", 3)
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(backend, CachePolicy(), clock=clock.monotonic)
+    keys = [b"k%d" % n for n in range(5)]
+    for key in keys:
+        cache.store(key, b"\x01" * 32, key_versions=("local://a?version=1",))
+    cache.invalidate("local://a")
+    assert [backend.get(key) is not None for key in keys] == [True, True, False, False, False]
+    assert cache.invalidated == 3
+
+
+@pytest.mark.parametrize("encrypting", [False, True])
+def test_a_store_that_contradicts_what_is_known_makes_the_next_use_describe_again(
+    clock, encrypting
+):
+    """The provider has just used version 1 although what this process knew said version 1
+    could not serve this side (absent; or not current, for new messages): that knowledge is
+    stale, so the next use describes the key instead of dropping the fresh entry."""
+    known = (
+        _metadata(current="2", versions=("1", "2"))
+        if encrypting
+        else _metadata(current="2", versions=("2",))
+    )
+    describe, calls = _describing(current="1", versions=("1", "2"))
+    cache = DataKeyCache(
+        MemoryCache(capacity=10), CachePolicy(recheck=600), clock=clock.monotonic, describe=describe
+    )
+    cache.invalidate("local://a", known)
+    cache.store(b"k", b"\x01" * 32, key_versions=("local://a?version=1",), encrypting=encrypting)
+    cached, made = cache.lookup(
+        b"k", plaintext_bytes=1, encrypting=encrypting, make=lambda: ("fresh", _fill())
+    )
+    assert made is None
+    assert cached is not None
+    assert calls == ["local://a"]
+
+
+def test_no_flight_slot_outlives_the_lookups_that_used_it(clock):
+    """The per-entry locks of single flight are dropped once no thread holds them, so a cache
+    does not grow with the number of different entries it ever missed."""
+    cache = DataKeyCache(MemoryCache(capacity=2), CachePolicy(), clock=clock.monotonic)
+    for n in range(5):
+        cache.lookup(b"k%d" % n, plaintext_bytes=1, encrypting=True, make=lambda: ("m", _fill()))
+        cache.lookup(b"k%d" % n, plaintext_bytes=1, encrypting=True, make=lambda: ("m", _fill()))
+    assert cache._flights == {}
+
+
+def test_an_entry_long_past_max_age_is_not_used(clock):
+    """Not only at max_age exactly: an entry first asked for well after it expired is a miss."""
+    backend = MemoryCache(capacity=10)
+    cache = DataKeyCache(backend, CachePolicy(max_age=60), clock=clock.monotonic)
+    cache.store(b"k", b"\x01" * 32)
+    clock.advance(3600)
+    assert cache.take(b"k", plaintext_bytes=1) is None
+    assert backend.get(b"k") is None

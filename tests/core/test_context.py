@@ -325,3 +325,12 @@ def test_get_returns_the_value_or_the_default():
 def test_repr_names_the_pairs_in_canonical_order():
     context = EncryptionContext({"b": "2", "a": "1"})
     assert repr(context) == "EncryptionContext({'a': '1', 'b': '2'})"
+
+
+def test_contexts_are_equal_only_when_their_pairs_are():
+    one, two = EncryptionContext({"a": "1"}), EncryptionContext({"a": "2"})
+    assert one == EncryptionContext({"a": "1"})
+    assert one != two
+    assert two != one
+    assert EncryptionContext({"a": "1", "b": "2"}) != one
+    assert one != EncryptionContext({"a": "1", "b": "2"})

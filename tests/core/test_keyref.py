@@ -207,3 +207,10 @@ def test_unpinning_a_parsed_pinned_reference_drops_only_the_version_and_is_remem
     assert repinned.uri == "local://k?version=4&region=eu"
     assert repinned.with_version(None).version is None
     assert repinned.with_version(None) == unpinned
+
+
+def test_a_reference_reads_as_its_fields_only():
+    """The cached URI and unversioned reference are not part of a reference's repr."""
+    ref = KeyRef.parse("local://a?version=2&region=x")
+    assert ref.with_version(None).uri == "local://a?region=x"  # fills both caches
+    assert repr(ref) == "KeyRef(scheme='local', key_id='a', version='2', params=(('region', 'x'),))"

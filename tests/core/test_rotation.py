@@ -1101,3 +1101,17 @@ def test_key_group_and_verify_keys_of_describe_only_providers_are_seen(
     with KeyStack(config=config, providers={"local": local, "desc": described}) as s:
         seen = sorted(meta.uri for meta, _ in s.key_status(now=NOW))
     assert seen == ["desc://group-a", "desc://group-b", "desc://release-signer"]
+
+
+def test_retirement_never_lowers_the_minimum_decryption_version():
+    """Version 2 is young, but the minimum is already 3 (set by hand): nothing to do, and
+    above all not a move back down to 2."""
+    policy = RotationPolicy(retire_after_max_age=True)
+    versions = [("1", NOW - 700 * DAY), ("2", NOW - 10 * DAY), ("3", NOW - 5 * DAY), ("4", NOW)]
+    assert retirement_target(metadata(versions=versions, minimum="3"), policy, NOW) is None
+    assert retirement_target(metadata(versions=versions, minimum="1"), policy, NOW) == "2"
+
+
+def test_a_policy_in_fractions_of_a_day_reads_back_unrounded():
+    policy = RotationPolicy(interval=timedelta(hours=36), max_age=timedelta(hours=60))
+    assert (policy.to_dict()["interval_days"], policy.to_dict()["max_age_days"]) == (1.5, 2.5)

@@ -56,3 +56,13 @@ def redis_options(server: RedisServer, sealing_key_file: Path) -> dict[str, Any]
         "timeout": 0.25,
         "pause": 0.2,
     }
+
+
+@pytest.fixture(autouse=True)
+def _fresh_split_memo() -> Iterator[None]:
+    """Empty the data-key cache's URI-split memo around each test (as tests/core/test_cache.py)."""
+    from aureus_core import cache as module
+
+    module._split.cache_clear()
+    yield
+    module._split.cache_clear()

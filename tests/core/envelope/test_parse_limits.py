@@ -35,9 +35,12 @@ def _content_type_offset(data: bytes) -> int:
 def test_an_unknown_content_type_is_refused_when_the_header_is_read(stack, content_type):
     data = bytearray(stack.encrypt(b"payload", frame_length=FRAME_LENGTH))
     data[_content_type_offset(bytes(data))] = content_type
-    # Refused by the parser itself: no reader exists to ask a key for the data key.
+    # Refused by the parser itself, in memory and from a stream: no reader exists to ask a
+    # key for the data key.
     with pytest.raises(DecryptionError):
         MessageReader(bytes(data))
+    with pytest.raises(DecryptionError):
+        MessageReader(io.BytesIO(bytes(data)))
     with pytest.raises(DecryptionError):
         stack.decrypt(bytes(data))
 
@@ -72,6 +75,34 @@ def test_a_message_over_the_frame_count_limit_is_not_written(stack, monkeypatch)
         stack.encrypt_stream(
             io.BytesIO(b"x" * (3 * FRAME_LENGTH + 1)), io.BytesIO(), frame_length=FRAME_LENGTH
         )
+
+
+def test_a_batch_of_regular_frames_over_the_frame_count_limit_is_not_written(monkeypatch):
+    """The batch writer checks the limit for the whole batch before it encrypts any frame."""
+    from aureus_core.context import EncryptionContext
+    from aureus_core.datakey import EncryptedDataKey
+    from aureus_core.envelope.message import EncryptionMaterials, MessageWriter
+    from aureus_core.envelope.suites import DEFAULT_SUITE
+
+    monkeypatch.setattr(message_module, "MAX_FRAMES", 3)
+    materials = EncryptionMaterials(
+        suite=DEFAULT_SUITE,
+        data_key=bytes(32),
+        encrypted_data_keys=(
+            EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c"),
+        ),
+        context=EncryptionContext(),
+    )
+    data = memoryview(b"x" * (5 * FRAME_LENGTH))
+    out = memoryview(bytearray(5 * (16 + FRAME_LENGTH + 16)))
+    writer = MessageWriter(materials, FRAME_LENGTH)
+    writer.start()
+    with pytest.raises(
+        ConfigError, match=r"^message too large for its frame length: use a larger frame length$"
+    ):
+        writer.regular_frames_into(data, 5, out)
+    assert bytes(out) == bytes(len(out)), "frames were written before the refusal"
+    assert writer.regular_frames_into(data, 3, out) == 3 * (16 + FRAME_LENGTH + 16)
 
 
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
@@ -135,6 +166,52 @@ def test_a_non_framed_body_over_the_limit_is_refused_before_it_is_held():
         r"trust the sender$",
     ):
         strict.read_all()
+
+
+def test_the_default_non_framed_limit_is_64_mib():
+    """Without a [stack] setting, a non-framed body of up to 64 MiB may be held in memory."""
+    import os
+
+    from aureus_core.context import EncryptionContext
+    from aureus_core.datakey import EncryptedDataKey
+    from aureus_core.envelope.header import NON_FRAMED_CONTENT
+    from aureus_core.envelope.message import EncryptionMaterials, MessageWriter
+    from aureus_core.envelope.suites import DEFAULT_SUITE
+
+    materials = EncryptionMaterials(
+        suite=DEFAULT_SUITE,
+        data_key=os.urandom(32),
+        encrypted_data_keys=(
+            EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c"),
+        ),
+        context=EncryptionContext(),
+    )
+    writer = MessageWriter(materials, 0, content_type=NON_FRAMED_CONTENT)
+    body = bytearray(1024)
+    end = writer.single_block_into(memoryview(b"z" * 100), memoryview(body))
+    start = writer.start()
+    # The body is IV (12 bytes), content length (8 bytes), ciphertext and tag.
+    assert int.from_bytes(body[12:20], "big") == 100
+
+    def read_with_length(length: int) -> str:
+        body[12:20] = length.to_bytes(8, "big")
+        reader = MessageReader(start + bytes(body[:end]) + writer.finish())
+        reader.unlock(materials.data_key)
+        with pytest.raises(DecryptionError) as caught:
+            reader.read_all()
+        return str(caught.value)
+
+    assert read_with_length(64 * 2**20 + 1).startswith(
+        "the message has a non-framed body of 67108865 bytes, over the limit of 67108864 "
+    )
+    assert "over the limit" not in read_with_length(64 * 2**20)  # too short, not too long
+
+
+def test_a_non_message_is_described_by_its_first_16_bytes():
+    from aureus_core.envelope.header import describe_start
+
+    assert describe_start(b"a" * 16 + b"\x00") == "it starts with text"
+    assert describe_start(b"a" * 15 + b"\x00").startswith("it is binary data")
 
 
 @pytest.mark.parametrize(
@@ -259,11 +336,19 @@ def test_a_header_without_encrypted_data_keys_says_only_that_it_fails():
     from aureus_core.envelope.header import parse_header
     from aureus_core.envelope.reader import Reader
 
-    data = bytearray(b"\x02\x04\x78" + bytes(32) + b"\x00\x00" + b"\x00\x00")  # no context, 0 keys
+    # No context, 0 keys, and then a well-formed rest: framed, 4 096-byte frames, commitment.
+    rest = b"\x02" + (4096).to_bytes(4, "big") + bytes(SUITE_DATA)
+    data = b"\x02\x04\x78" + bytes(32) + b"\x00\x00" + b"\x00\x00" + rest
     with pytest.raises(
         DecryptionError, match=r"^the message could not be decrypted and authenticated$"
     ):
-        parse_header(Reader(bytes(data) + bytes(64)), Limits())
+        parse_header(Reader(data + bytes(64)), Limits())
+    # The same header with one key parses: only the count was wrong.
+    one_key = b"\x00\x01" + b"\x00\x01p" + b"\x00\x00" + b"\x00\x01c"
+    header, _ = parse_header(
+        Reader(b"\x02\x04\x78" + bytes(32) + b"\x00\x00" + one_key + rest), Limits()
+    )
+    assert len(header.encrypted_data_keys) == 1
 
 
 @pytest.mark.parametrize(
@@ -365,9 +450,35 @@ def test_a_final_frame_longer_than_the_frame_length_is_refused():
         ),
         context=EncryptionContext(),
     )
+
+    def final_frame(writer: MessageWriter, plaintext: bytes) -> bytes:
+        # Sealed by hand: Aureus's writer refuses a final frame over the frame length.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        from aureus_core.envelope.frames import FINAL_FRAME_MARKER, frame_aad, frame_iv
+        from aureus_core.envelope.keys import derive_keys
+
+        message_id = writer.header.message_id
+        key, _ = derive_keys(DEFAULT_SUITE, data_key, message_id)
+        iv = frame_iv(1)
+        sealed = AESGCM(key).encrypt(
+            iv, plaintext, frame_aad(message_id, 1, len(plaintext), final=True)
+        )
+        return (
+            FINAL_FRAME_MARKER.to_bytes(4, "big")
+            + (1).to_bytes(4, "big")
+            + iv
+            + len(plaintext).to_bytes(4, "big")
+            + sealed
+        )
+
     for size, reads in ((16, True), (20, False)):
         writer = MessageWriter(materials, 16)
-        data = writer.start() + writer.frame(b"q" * size, final=True) + writer.finish()
+        start = writer.start()
+        body = final_frame(writer, b"q" * size)
+        if size == 16:
+            assert body == writer.frame(b"q" * size, final=True)  # the same bytes as Aureus's
+        data = start + body + writer.finish()
         for stream in (False, True):
             reader = MessageReader(io.BytesIO(data) if stream else data)
             reader.unlock(data_key)

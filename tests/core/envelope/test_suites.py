@@ -16,7 +16,7 @@ from aws_encryption_sdk.internal.crypto.wrapping_keys import WrappingKey
 from aws_encryption_sdk.key_providers.raw import RawMasterKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from aureus_core import ConfigError, DecryptionError, KeyStack
+from aureus_core import ConfigError, DecryptionError, KeyStack, NotAMessage
 from aureus_core.context import EncryptionContext
 from aureus_core.datakey import EncryptedDataKey
 from aureus_core.envelope.header import (
@@ -485,3 +485,26 @@ def test_cli_inspect_shows_suite_properties(stack, raw_keys, tmp_path):
         0,
         False,
     )
+
+
+@pytest.mark.parametrize("content_type", [0, 3, 0xFF])
+@pytest.mark.parametrize("stream", [False, True], ids=["memory", "stream"])
+def test_a_format_1_header_with_an_unknown_content_type_is_refused_when_read(
+    content_type: int, stream: bool
+) -> None:
+    message, _ = write(SUITES[0x0178], b"legacy", framed=True)
+    reader = MessageReader(message, policy=ALLOW)
+    # Format 1 ends its header with content type, 4 reserved bytes, IV length, frame length.
+    offset = len(reader.header.serialize()) - 10
+    assert message[offset] == FRAMED_CONTENT
+    changed = message[:offset] + bytes([content_type]) + message[offset + 1 :]
+    with pytest.raises(DecryptionError):  # by the parser: no data key was asked for
+        MessageReader(io.BytesIO(changed) if stream else changed, policy=ALLOW)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["memory", "stream"])
+def test_a_format_1_suite_under_a_format_2_version_byte_is_not_a_message(stream: bool) -> None:
+    message, _ = write(SUITES[0x0478], b"x", framed=True)
+    changed = message[:1] + (0x0078).to_bytes(2, "big") + message[3:]
+    with pytest.raises(NotAMessage, match="whose first byte is 02"):
+        MessageReader(io.BytesIO(changed) if stream else changed, policy=ALLOW)

@@ -178,6 +178,36 @@ def test_encrypt_stream_from_short_reads_counts_and_keeps_every_byte(stack, size
     assert reader.header.frame_length == 16
 
 
+@pytest.mark.parametrize("frame_length", [4096, 65536])
+def test_a_stream_of_several_frames_at_a_common_frame_length_reads_back(stack, frame_length):
+    """Regular frames are checked by length, whatever the frame length (not only small ones)."""
+    plaintext = os.urandom(3 * frame_length + 5)
+    sink = io.BytesIO()
+    assert stack.encrypt_stream(io.BytesIO(plaintext), sink, frame_length=frame_length) == len(
+        plaintext
+    )
+    assert stack.decrypt(sink.getvalue()) == plaintext
+    data_key = os.urandom(32)
+    writer = MessageWriter(_materials(EncryptionContext({"a": "1"}), None, data_key), frame_length)
+    data = writer.start()
+    for start in range(0, 3 * frame_length, frame_length):
+        data += writer.frame(plaintext[start : start + frame_length], final=False)
+    data += writer.frame(plaintext[3 * frame_length :], final=True) + writer.finish()
+    reader = MessageReader(data)
+    reader.unlock(data_key)
+    assert b"".join(bytes(chunk) for chunk in reader.frames()) == plaintext
+
+
+def test_a_final_frame_longer_than_the_frame_length_is_not_written():
+    """No reader accepts such a frame, so the writer refuses it rather than write a message
+    that can never be read."""
+    writer = _writer(frame_length=16)
+    writer.start()
+    with pytest.raises(ConfigError, match=r"^a final frame must be at most one frame length long$"):
+        writer.frame_into(memoryview(b"x" * 17), memoryview(bytearray(1024)), final=True)
+    assert len(writer.frame(b"x" * 16, final=True)) > 16
+
+
 def test_a_stack_refuses_more_recipients_than_a_reader_accepts():
     limits = Limits(max_encrypted_data_keys=2)
     limits.check_recipients(2)
@@ -302,11 +332,29 @@ def test_header_length_fields_are_unsigned_up_to_65535():
     context = EncryptionContext({"k": "v" * 40_000})
     _, parsed = _header_with(context=context)
     assert dict(parsed.context) == dict(context)
-    too_long = EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c" * 65_536)
-    with pytest.raises(
-        ConfigError, match=r"^an encrypted data key field is longer than 65 535 bytes$"
+    for too_long in (
+        EncryptedDataKey(provider_id="p" * 65_536, provider_info=b"", ciphertext=b"c"),
+        EncryptedDataKey(provider_id="p", provider_info=b"i" * 65_536, ciphertext=b"c"),
+        EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c" * 65_536),
     ):
-        _header_with(edks=(too_long,))
+        with pytest.raises(
+            ConfigError, match=r"^an encrypted data key field is longer than 65 535 bytes$"
+        ):
+            _header_with(edks=(too_long,))
+
+
+def test_a_header_is_read_from_wherever_its_reader_stands():
+    """Bytes before the header in the same buffer are neither part of it nor consumed twice."""
+    from aureus_core.envelope.header import parse_header
+    from aureus_core.envelope.reader import Reader
+
+    header, _ = _header_with()
+    body = header.serialize()
+    for source in (b"PREFIX" + body + b"rest", io.BytesIO(b"PREFIX" + body + b"rest")):
+        reader = Reader(source)
+        reader.read(6)
+        parsed, raw = parse_header(reader, Limits())
+        assert (parsed, raw, reader.offset) == (header, body, 6 + len(body))
 
 
 def test_plaintext_given_to_decrypt_is_named_as_not_a_message():
