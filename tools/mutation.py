@@ -214,6 +214,103 @@ GROUPS: dict[str, Group] = {
             "_is_hex_id",
         ),
     ),
+    # The local provider: the entry points that choose the trusted key and accept key
+    # material (wrap, unwrap, sign, verify, owner_of, the raw keyring keys, imports), and
+    # what they call in naming, material and rawkeys.  The subprocess tests are left out
+    # (see local-store); the naming memos are emptied around each test (conftest.py).
+    "local-provider": Group(
+        files=(
+            "plugins/aureus_local/provider.py",
+            "plugins/aureus_local/rawkeys.py",
+            "plugins/aureus_local/imports.py",
+            "plugins/aureus_local/material.py",
+            "plugins/aureus_local/naming.py",
+        ),
+        tests=tuple(
+            f"tests/plugins/aureus_local/test_{name}.py"
+            for name in (
+                "local_conformance",
+                "local_keys",
+                "local_lifecycle",
+                "local_macs",
+                "local_oracle",
+                "local_passphrase",
+                "local_properties",
+                "local_rollback",
+                "local_signing",
+                "local_signing_der",
+                "local_storage",
+                "local_wrap_limit",
+                "local_wrapped_import",
+                "local_wrapping",
+                "raw_keys",
+                "raw_keyring_interop",
+            )
+        ),
+        deselect=("test_cli_import_describe_and_inspect",),
+        functions=(
+            # provider.py
+            "wrap",
+            "unwrap",
+            "sign",
+            "verify",
+            "owner_of",
+            "public_key",
+            "mac",
+            "import_key",
+            "import_parameters",
+            "_import_wrapped",
+            "_import_raw",
+            "_raw_owner",
+            "_unwrap_raw",
+            "_now",
+            "_check_spec",
+            "_locate",
+            "_version",
+            "_signing_key",
+            "_private_key",
+            "_refuse_aes",
+            "_pinned",
+            "_refuse_raw_versions",
+            "_check_usable",
+            "set_version_state",
+            "set_min_decryption_version",
+            "destroy_version",
+            # rawkeys.py
+            "parse",
+            "scheme",
+            "check_text",
+            "keyring_from_options",
+            "stored_material",
+            "sealed_sizes",
+            "public_key_pem",
+            "names",
+            "_public",
+            "_stored_private",
+            "_is_public_pem",
+            "_load_private",
+            "_load_public",
+            # imports.py
+            "_unknown",
+            "_path",
+            "create",
+            "open",
+            "claim",
+            "sweep",
+            # material.py
+            "check_supported",
+            "generate",
+            "from_import",
+            "private_key",
+            "_load_pem",
+            "_stored_form",
+            "_p256_scalar",
+            # naming.py
+            "is_valid_name",
+            "check_name",
+            "parse_version",
+        ),
+    ),
     "rotation": Group(
         files=("aureus_core/rotation.py",),
         tests=("tests/core/test_rotation.py",),
@@ -297,6 +394,13 @@ _INJECTIVE = (
 _FOUND = (
     "reserve_wrap is called for a key version the caller just found, and no write removes a "
     "key or a version (an older document without it is refused as a rollback)"
+)
+
+_RAW_ONE_VERSION = (
+    "a raw keyring key has one version, its current one, which can be neither disabled, "
+    "destroyed nor put below the minimum (the parser refuses a second version, a current "
+    "version that is not enabled and a minimum above the current): the usability check "
+    "never refuses it"
 )
 
 # Listed once, with the reason, in docs/testing.md ("Equivalent mutants").
@@ -640,6 +744,68 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "the wraps handed back belong to key versions this process reserved them for, and no "
         "write removes a key or a version (an older document without it is refused as a "
         "rollback)",
+    ),
+    # local-provider: provider.py, rawkeys.py, imports.py, material.py, naming.py
+    Equivalent(
+        "plugins/aureus_local/provider.py",
+        r"^data_key\[:\] = (None|bytes\(None\))$|^_check_usable\((None, version|record, None|"
+        r"version|record, )\)$",
+        _RAW_ONE_VERSION,
+        before=r"^data_key\[:\] = bytes\(len\(data_key\)\)$|^_check_usable\(record, version\)$",
+    ),
+    Equivalent(
+        "plugins/aureus_local/provider.py",
+        r".",
+        "the loaders table only saves loading a signing key again (snapshot.loaded caches it); "
+        "its None branch is never taken: every caller refuses an aes-256 or raw key first "
+        "(_refuse_aes), and private_key loads a signing key alike",
+        before=r"^found = _PRIVATE_KEY_LOADERS\.get\(record\.key_type\)$|"
+        r"^if found is None:  # not a signing key type|"
+        r"^return key_material\.private_key\(record\.key_type, "
+        r"snapshot\.material\(record, version\)\)$",
+    ),
+    Equivalent(
+        "plugins/aureus_local/provider.py",
+        r"^and \(minimum is None or number > minimum\)$",
+        "_check_usable's first test is a fast path: a usable version it lets through to the "
+        "checks that build the message (one exactly at the minimum) reaches their final "
+        "else, which returns too",
+    ),
+    Equivalent(
+        "plugins/aureus_local/provider.py",
+        r'snapshot\.loaded\(record, version, (None|"XXpublicXX"|"PUBLIC"), lambda',
+        "the label only names the public key's slot in the snapshot's cache; any label but "
+        "the private keys' ('private:<type>') and the AES key's ('aes-gcm') serves",
+    ),
+    Equivalent(
+        "plugins/aureus_local/provider.py",
+        r'self\._signing_key\(key, "it has no public key", usable=None\)',
+        "None is as false as False for the usable flag",
+    ),
+    Equivalent(
+        "plugins/aureus_local/rawkeys.py",
+        r".",
+        "a text that does not encode to UTF-8 holds a lone surrogate, which is not printable: "
+        "the control-character check refuses it first",
+        before=r'raise ConfigError\(f"the raw key\'s \{what\} is not valid Unicode text"\)',
+    ),
+    Equivalent(
+        "plugins/aureus_local/rawkeys.py",
+        r"^material, password=None, (unsafe_skip_rsa_key_validation=False|\))$",
+        "the skipped check is for speed: the key's consistency was checked when it was "
+        "imported, and the keystore authenticates it since",
+    ),
+    Equivalent("plugins/aureus_local/material.py", r"\.to_bytes\(MATERIAL_SIZE, \)", _BYTEORDER),
+    Equivalent(
+        "plugins/aureus_local/imports.py",
+        r".",
+        "the ValueError's words are never shown: open turns it into ImportRefused",
+        before=r'^raise ValueError\("(not an import job|the job is for another token)"\)$',
+    ),
+    Equivalent(
+        "plugins/aureus_local/rawkeys.py",
+        r"^head = bytes\(material\.data\.reveal\(\)\)\.lstrip\(\)\[:41\]$",
+        "the head is only compared with prefixes of 26 and 30 bytes",
     ),
     # context: aureus_core/context.py, keyref.py
     Equivalent(

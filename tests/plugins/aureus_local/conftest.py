@@ -61,3 +61,20 @@ def make_provider(keystore_dir: Path, advance_clock: AdvanceClock) -> Iterator[M
 def local_provider(make_provider: MakeProvider) -> LocalKeyProvider:
     """A key-file LocalKeyProvider on a fresh directory, on the test clock."""
     return make_provider()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_name_memos() -> Iterator[None]:
+    """Empty the memos of parsed key names around each test, so it sees the parser's answer.
+
+    ``naming.parse_ref`` and the wrapped-key head parser keep what they parsed; a name
+    parsed by an earlier test (or an earlier run in the same process, as in mutation
+    testing) would otherwise be answered from the memo.
+    """
+    from aureus_local import naming, wrapping
+
+    for memo in (naming.parse_ref, naming.key_ref, wrapping._parse_head_memo):
+        memo.cache_clear()
+    yield
+    for memo in (naming.parse_ref, naming.key_ref, wrapping._parse_head_memo):
+        memo.cache_clear()

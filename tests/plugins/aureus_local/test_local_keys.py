@@ -25,7 +25,7 @@ from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeyPurpose, KeySpec, KeyState, KeyType
 from aureus_core.registry import KeyProviderRegistry
 from aureus_core.sensitive import Secret
-from aureus_local import LocalKeyProvider, create_provider
+from aureus_local import LocalKeyProvider, create_provider, material
 from aureus_local.plugin import aureus_register_key_providers
 
 AdvanceClock = Callable[[timedelta], datetime]
@@ -293,7 +293,7 @@ def test_import_raw_wrong_size_never_echoes_material(
         )
 
     message = str(caught.value)
-    assert "32 bytes" in message
+    assert message == f"an aes-256 key needs exactly 32 bytes of material; got {size} bytes"
     if data:
         for shown in (repr(data), data.hex(), base64.b64encode(data).decode()):
             assert shown not in message
@@ -347,8 +347,10 @@ def test_import_pem_type_mismatch(
 ) -> None:
     with pytest.raises(ConfigError) as caught:
         local_provider.import_key("k", KeySpec(key_type=key_type), pem_material(pem(key)))
+    assert str(caught.value).endswith(
+        f", but the key type is {key_type}: import it with the matching key type"
+    )
     assert fragment in str(caught.value)
-    assert key_type in str(caught.value)
     assert local_provider.list_keys() == []
 
 
@@ -360,8 +362,10 @@ def test_import_encrypted_pem_says_to_decrypt(local_provider: LocalKeyProvider) 
     )
     with pytest.raises(ConfigError) as caught:
         local_provider.import_key("s", KeySpec(key_type="ed25519"), pem_material(encrypted))
-    assert "decrypt it first" in str(caught.value)
-    assert "openssl pkey" in str(caught.value)
+    assert str(caught.value) == (
+        "the PEM private key is encrypted: decrypt it first, e.g. "
+        "`openssl pkey -in K -out K.plain`, and import K.plain"
+    )
 
 
 @pytest.mark.parametrize(
@@ -373,8 +377,13 @@ def test_import_encrypted_pem_says_to_decrypt(local_provider: LocalKeyProvider) 
     ],
 )
 def test_import_garbage_pem(local_provider: LocalKeyProvider, data: bytes) -> None:
-    with pytest.raises(ConfigError, match="not a PEM private key"):
+    """The refusal says which PEM forms are read."""
+    with pytest.raises(ConfigError) as caught:
         local_provider.import_key("s", KeySpec(key_type="ed25519"), pem_material(data))
+    assert str(caught.value) == (
+        "the material is not a PEM private key that can be read: expected "
+        "'-----BEGIN PRIVATE KEY-----' (PKCS#8) or a traditional PEM private key"
+    )
 
 
 def test_import_public_key_pem_is_refused(local_provider: LocalKeyProvider) -> None:
@@ -388,16 +397,41 @@ def test_import_public_key_pem_is_refused(local_provider: LocalKeyProvider) -> N
 
 
 def test_import_wrong_format_for_type(local_provider: LocalKeyProvider) -> None:
-    with pytest.raises(ConfigError, match="format 'pem'"):
+    with pytest.raises(ConfigError) as caught:
         local_provider.import_key(
             "s", KeySpec(key_type="ed25519"), KeyMaterial(format="raw", data=Secret(RAW_KEY))
         )
-    with pytest.raises(ConfigError, match="format 'raw'"):
+    assert str(caught.value) == (
+        "ed25519 keys are imported as a PEM private key (format 'pem'), not 'raw'"
+    )
+    with pytest.raises(ConfigError) as caught:
         local_provider.import_key(
             "w",
             KeySpec(key_type="aes-256"),
             pem_material(pem(ed25519.Ed25519PrivateKey.generate())),
         )
+    assert str(caught.value) == "aes-256 keys are imported as raw bytes (format 'raw'), not 'pem'"
+
+
+def test_keys_made_here_take_no_key_options(local_provider: LocalKeyProvider) -> None:
+    """Key options make a raw keyring key, which is imported; creating or asking for import
+    parameters with them is refused, naming them."""
+    spec = KeySpec(key_type="aes-256", options={"namespace": "n", "key_name": "k"})
+    for call in (
+        lambda: local_provider.create_key("w", spec),
+        lambda: local_provider.import_parameters("w", spec),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            call()
+        assert str(caught.value) == (
+            "the local provider takes no key options (got: key_name, namespace)"
+        )
+    assert local_provider.list_keys() == []
+
+
+def test_only_signing_key_types_load_as_private_keys() -> None:
+    with pytest.raises(ValueError, match=r"^aes-256 is not a signing key type$"):
+        material.private_key(KeyType.AES_256, bytes(32))
 
 
 def test_import_new_version(local_provider: LocalKeyProvider, advance_clock: AdvanceClock) -> None:

@@ -134,6 +134,19 @@ def test_disable_refuses_every_use_of_the_version_until_enabled(
     assert unwrap(provider, payments[0]) == DATA_KEY
 
 
+def test_a_disabled_versions_refusal_names_the_minimum_when_one_is_set(
+    provider: LocalKeyProvider, payments: list[Any]
+) -> None:
+    provider.set_min_decryption_version(ref("local://payments"), "1")
+    provider.set_version_state(ref("local://payments?version=2"), KeyState.DISABLED)
+    with pytest.raises(KeyDisabled) as refused:
+        unwrap(provider, payments[1])
+    assert str(refused.value) == (
+        "local://payments version 2 is disabled (the minimum decryption version is 1); "
+        "enable it with `aureus keys enable 'local://payments?version=2'` if it is still needed"
+    )
+
+
 def test_disabled_signing_version_refuses_verify_but_exports_its_public_key(
     provider: LocalKeyProvider,
 ) -> None:
@@ -166,10 +179,22 @@ def test_the_current_version_cannot_be_disabled(
 @pytest.mark.parametrize(
     ("uri", "state", "error", "message"),
     [
-        ("local://payments", KeyState.DISABLED, ConfigError, "name the version to enable or"),
+        (
+            "local://payments",
+            KeyState.DISABLED,
+            ConfigError,
+            r"^name the version to enable or disable: local://payments\?version=N "
+            r"\(`aureus keys describe` lists the versions\)$",
+        ),
         ("local://payments?version=9", KeyState.DISABLED, KeyNotFound, "has no version 9"),
         ("local://nope?version=1", KeyState.DISABLED, KeyNotFound, "no key local://nope"),
-        ("local://payments?version=1", KeyState.DESTROYED, ConfigError, "use destroy_version"),
+        (
+            "local://payments?version=1",
+            KeyState.DESTROYED,
+            ConfigError,
+            r"^a key version can be set to enabled or disabled, not destroyed; to destroy one, "
+            r"use destroy_version \(`aureus keys destroy`\)$",
+        ),
         ("local://payments?version=1", "frozen", ValueError, "frozen"),
     ],
 )
@@ -229,9 +254,27 @@ def test_min_decryption_version_refuses_older_versions(
     ("uri", "version", "error", "message"),
     [
         ("local://payments", "4", KeyNotFound, "has no version 4"),
-        ("local://payments", "0", ConfigError, "invalid minimum decryption version '0'"),
-        ("local://payments", "two", ConfigError, "whole numbers counting from 1"),
-        ("local://payments?version=2", "2", ConfigError, "name the key without"),
+        (
+            "local://payments",
+            "0",
+            ConfigError,
+            "^invalid minimum decryption version '0' for local://payments: local key versions "
+            "are whole numbers counting from 1$",
+        ),
+        (
+            "local://payments",
+            "two",
+            ConfigError,
+            "^invalid minimum decryption version 'two' for local://payments: local key versions "
+            "are whole numbers counting from 1$",
+        ),
+        (
+            "local://payments?version=2",
+            "2",
+            ConfigError,
+            r"^local://payments\?version=2: name the key without \?version= and give the "
+            "minimum version separately$",
+        ),
     ],
 )
 def test_min_decryption_version_errors(
@@ -298,10 +341,19 @@ def test_destroy_needs_a_disabled_or_retired_version_and_confirmation(
         "'local://payments?version=1'`) or raise the minimum above it, make sure nothing fails "
         "without it, then destroy it"
     )
-    with pytest.raises(ConfigError, match="is the current version of local://payments"):
+    with pytest.raises(ConfigError) as current:
         provider.destroy_version(ref("local://payments?version=3"), confirm=True)
-    with pytest.raises(ConfigError, match="name the version to destroy"):
+    assert str(current.value) == (
+        "local://payments?version=3 is the current version of local://payments and cannot be "
+        "destroyed: rotate first, then disable this version (or raise the minimum decryption "
+        "version above it) and destroy it"
+    )
+    with pytest.raises(ConfigError) as unpinned:
         provider.destroy_version(ref("local://payments"), confirm=True)
+    assert str(unpinned.value) == (
+        "name the version to destroy: local://payments?version=N "
+        "(`aureus keys describe` lists the versions)"
+    )
     assert (keystore_dir / "keystore.json").read_bytes() == before
 
     provider.set_version_state(old, KeyState.DISABLED)
@@ -329,8 +381,13 @@ def test_destroy_needs_a_disabled_or_retired_version_and_confirmation(
     with pytest.raises(DecryptionError) as refused:
         unwrap(provider, payments[0])
     assert str(refused.value) == "the message could not be decrypted and authenticated"
-    with pytest.raises(ConfigError, match="was destroyed: its material is gone"):
-        provider.set_version_state(old, KeyState.ENABLED)
+    for state in (KeyState.ENABLED, KeyState.DISABLED):
+        with pytest.raises(ConfigError) as gone:
+            provider.set_version_state(old, state)
+        assert str(gone.value) == (
+            "local://payments?version=1 was destroyed: its material is gone, so it can be "
+            "neither enabled nor disabled"
+        )
     assert provider.destroy_version(old, confirm=True) == provider.describe_key(old)
     assert [unwrap(provider, w) for w in payments[1:]] == [DATA_KEY, DATA_KEY]
 
@@ -357,8 +414,13 @@ def test_a_destroyed_signing_version_has_no_public_key(provider: LocalKeyProvide
     provider.rotate_key(ref("local://signer"))
     provider.set_version_state(ref("local://signer?version=1"), KeyState.DISABLED)
     provider.destroy_version(ref("local://signer?version=1"), confirm=True)
-    with pytest.raises(KeyDisabled, match="version 1 was destroyed"):
+    provider.set_min_decryption_version(ref("local://signer"), "1")
+    with pytest.raises(KeyDisabled) as gone:
         provider.public_key(ref("local://signer?version=1"))
+    assert str(gone.value) == (
+        "local://signer version 1 was destroyed (the minimum decryption version is 1); its "
+        "material is gone, so what it wrapped or signed can no longer be unwrapped or verified"
+    )
 
 
 def test_a_tampered_destroyed_record_with_material_is_corrupt(

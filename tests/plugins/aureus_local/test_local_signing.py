@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from aureus_core.context import EncryptionContext
 from aureus_core.errors import ConfigError, KeyNotFound, SignatureError
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec
@@ -188,13 +189,29 @@ def test_well_formed_ecdsa_signature_by_another_key_is_false(
 def test_wrapping_keys_do_not_sign(local_provider: LocalKeyProvider) -> None:
     local_provider.create_key("w", KeySpec(key_type="aes-256"))
 
-    with pytest.raises(ConfigError, match="wrapping key"):
-        local_provider.sign(ref("local://w"), MESSAGE)
-    with pytest.raises(ConfigError, match="wrapping key"):
-        local_provider.verify(ref("local://w"), MESSAGE, b"\x00" * 64)
+    for call, refusal in (
+        (lambda: local_provider.sign(ref("local://w"), MESSAGE), "it cannot sign"),
+        (
+            lambda: local_provider.verify(ref("local://w"), MESSAGE, b"\x00" * 64),
+            "it cannot verify signatures",
+        ),
+        (lambda: local_provider.public_key(ref("local://w")), "it has no public key"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            call()
+        assert str(caught.value) == (
+            f"key local://w is an aes-256 wrapping key; {refusal}: use an ed25519 or ecdsa-p256 key"
+        )
+
+
+@pytest.mark.parametrize("key_type", ["ed25519", "ecdsa-p256"])
+def test_signing_keys_do_not_wrap(local_provider: LocalKeyProvider, key_type: str) -> None:
+    local_provider.create_key("s", KeySpec(key_type=key_type))
     with pytest.raises(ConfigError) as caught:
-        local_provider.public_key(ref("local://w"))
-    assert "key local://w is an aes-256 wrapping key; it has no public key" in str(caught.value)
+        local_provider.wrap(ref("local://s"), bytes(32), EncryptionContext({}))
+    assert str(caught.value) == (
+        f"key local://s is an {key_type} signing key; it cannot wrap data keys: use an aes-256 key"
+    )
 
 
 def test_unknown_keys_and_versions(local_provider: LocalKeyProvider) -> None:

@@ -10,15 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from aureus_core.errors import ConfigError, ImportRefused
+from aureus_core.errors import ConfigError, ImportRefused, KeyExists, KeyNotFound
 from aureus_core.interfaces import KeyMaterial
 from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec, KeyType
 from aureus_core.sensitive import Secret
 from aureus_core.testing.concurrency import run_in_threads
 from aureus_core.testing.key_material import fresh_material
-from aureus_core.wrapped_import import ImportParameters, wrap_for_import
+from aureus_core.wrapped_import import IMPORT_TOKEN_LIFETIME, ImportParameters, wrap_for_import
 from aureus_local import LocalKeyProvider
+from aureus_local.imports import ImportJobs
 
 AES = KeySpec(key_type=KeyType.AES_256)
 
@@ -71,6 +72,44 @@ def test_a_job_edited_to_live_longer_or_for_another_key_is_refused(tmp_path: Pat
     assert provider.import_key("k", AES, wrapped).uri == "local://k"
 
 
+def test_a_job_file_of_another_format_or_not_utf8_is_refused(tmp_path: Path) -> None:
+    """The format name is outside the sealed part: it is checked by itself."""
+    provider = LocalKeyProvider(tmp_path / "ks")
+    parameters = provider.import_parameters("k", AES)
+    path = _job_file(provider, parameters)
+    document = json.loads(path.read_text())
+    document["format"] = "aureus-local-import-job-v0"
+    wrapped = _wrapped(parameters)
+    refusal = (
+        f"the import job file {path} is damaged, was altered or belongs to another keystore: "
+        "delete it and run `aureus keys import-params` again"
+    )
+    # Another format name; bytes that are not UTF-8 (a damaged file) are refused alike.
+    for content in (json.dumps(document).encode(), b'{"format": "\xff\xfe"}'):
+        path.write_bytes(content)
+        with pytest.raises(ImportRefused) as caught:
+            provider.import_key("k", AES, wrapped)
+        assert str(caught.value) == refusal
+        assert caught.value.provider == "local"
+
+
+@pytest.mark.parametrize("field", ["nonce", "private_key"])
+def test_a_job_file_whose_base64_is_not_strict_is_refused(tmp_path: Path, field: str) -> None:
+    """A character outside base64 in the sealed key or its nonce is damage, not skipped."""
+    provider = LocalKeyProvider(tmp_path / "ks")
+    parameters = provider.import_parameters("k", AES)
+    path = _job_file(provider, parameters)
+    original = path.read_bytes()
+    document = json.loads(original)
+    document[field] = "*" + document[field]
+    path.write_text(json.dumps(document))
+    wrapped = _wrapped(parameters)
+    with pytest.raises(ImportRefused, match="is damaged, was altered"):
+        provider.import_key("k", AES, wrapped)
+    path.write_bytes(original)
+    assert provider.import_key("k", AES, wrapped).uri == "local://k"
+
+
 def test_a_job_copied_into_another_keystore_is_refused(tmp_path: Path) -> None:
     first = LocalKeyProvider(tmp_path / "first")
     second = LocalKeyProvider(tmp_path / "second")
@@ -104,6 +143,23 @@ def test_two_concurrent_imports_of_one_blob_make_one_key(tmp_path: Path) -> None
     assert [v.version for v in versions] == ["1", "2"]
 
 
+def test_a_token_this_keystore_never_issued_is_refused_by_the_local_provider(
+    tmp_path: Path,
+) -> None:
+    provider = LocalKeyProvider(tmp_path / "ks")
+    parameters = provider.import_parameters("k", AES)
+    foreign = "0123456789abcdef" * 2
+    material = KeyMaterial(format="wrapped", data=Secret(b"x"), import_token=foreign)
+    with pytest.raises(ImportRefused) as caught:
+        provider.import_key("k", AES, material)
+    assert str(caught.value) == (
+        f"import token {foreign} is unknown to this keystore or was already used: run "
+        "`aureus keys import-params` for a new one"
+    )
+    assert caught.value.provider == "local"
+    assert _job_file(provider, parameters).exists()
+
+
 def test_a_token_that_is_not_one_never_reaches_the_filesystem(tmp_path: Path) -> None:
     provider = LocalKeyProvider(tmp_path / "ks")
     (tmp_path / "outside.json").write_text("{}")
@@ -122,3 +178,77 @@ def test_expired_jobs_are_swept_when_the_next_is_made(tmp_path: Path) -> None:
     provider.import_parameters("b", AES)
     assert not _job_file(provider, old).exists()
     assert len(os.listdir(provider.keystore_dir / "imports")) == 1
+
+
+def test_an_import_refused_at_its_expiry_sweeps_the_expired_jobs_only(tmp_path: Path) -> None:
+    """A token is expired from its expiry instant on; refusing it removes the expired job
+    files, and only those."""
+    start = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
+    now = [start]
+    provider = LocalKeyProvider(tmp_path / "ks", clock=lambda: now[0])
+    expiring = provider.import_parameters("k", AES)
+    now[0] = start + timedelta(hours=1)
+    later = provider.import_parameters("b", AES)
+    now[0] = start + IMPORT_TOKEN_LIFETIME
+    with pytest.raises(ImportRefused) as caught:
+        provider.import_key("k", AES, _wrapped(expiring))
+    assert str(caught.value).startswith(
+        f"import token {expiring.import_token} expired at {now[0].isoformat()}: run "
+    )
+    assert caught.value.provider == "local"
+    assert not _job_file(provider, expiring).exists()
+    assert _job_file(provider, later).exists()
+    assert provider.import_key("b", AES, _wrapped(later)).uri == "local://b"
+
+
+def test_a_token_for_a_new_key_refuses_a_new_version_naming_the_key(tmp_path: Path) -> None:
+    provider = LocalKeyProvider(tmp_path / "ks")
+    parameters = provider.import_parameters("k", AES)
+    with pytest.raises(ImportRefused) as caught:
+        provider.import_key("k", AES, _wrapped(parameters), new_version=True)
+    assert str(caught.value) == (
+        f"import token {parameters.import_token} was issued to import a new key of "
+        "local://k: drop --new-version"
+    )
+    assert _job_file(provider, parameters).exists()
+
+
+def test_import_parameters_are_given_for_a_new_key_or_a_new_version_of_an_existing_one(
+    tmp_path: Path,
+) -> None:
+    provider = LocalKeyProvider(tmp_path / "ks")
+    first = provider.import_parameters("k", AES)  # no keystore yet
+    assert (first.key_uri, first.new_version) == ("local://k", False)
+    provider.create_key("k", AES)
+    with pytest.raises(KeyExists) as exists:
+        provider.import_parameters("k", AES)
+    assert str(exists.value) == (
+        "key local://k already exists: ask for parameters with new_version to import a new "
+        "version of it"
+    )
+    assert exists.value.provider == "local"
+    with pytest.raises(KeyNotFound, match=r"^no key local://other in keystore "):
+        provider.import_parameters("other", AES, new_version=True)
+    again = provider.import_parameters("k", AES, new_version=True)
+    assert (again.key_uri, again.new_version, again.key_type) == (
+        "local://k",
+        True,
+        KeyType.AES_256,
+    )
+    assert sorted(os.listdir(provider.keystore_dir / "imports")) == sorted(
+        f"{p.import_token}.json" for p in (first, again)
+    )
+
+
+def test_a_token_is_claimed_once(tmp_path: Path) -> None:
+    provider = LocalKeyProvider(tmp_path / "ks")
+    parameters = provider.import_parameters("k", AES)
+    jobs = ImportJobs(provider.keystore)
+    jobs.claim(parameters.import_token)
+    assert not _job_file(provider, parameters).exists()
+    with pytest.raises(ImportRefused) as caught:
+        jobs.claim(parameters.import_token)
+    assert str(caught.value) == (
+        f"import token {parameters.import_token} is unknown to this keystore or was already "
+        "used: run `aureus keys import-params` for a new one"
+    )

@@ -6,6 +6,8 @@ import struct
 
 import attrs
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from aureus_core.context import EncryptionContext
@@ -308,3 +310,34 @@ def test_an_authentic_wrapped_key_of_another_size_is_not_a_data_key(
         wrapper.unwrap(ref("local://w"), encrypted, CONTEXT)
     with pytest.raises(DecryptionError):
         wrapping.unwrap(WRAPPING_KEY, "w", 1, encrypted, CONTEXT)
+
+
+def test_a_signing_keys_material_is_never_used_as_an_aes_key(
+    local_provider: LocalKeyProvider,
+) -> None:
+    """Someone who knows an imported signing key's 32 secret bytes wraps a data key under
+    them as if they were an AES key, naming that key: unwrap refuses it all the same."""
+    pkcs8 = (serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8)
+    ed = ed25519.Ed25519PrivateKey.generate()
+    p256 = ec.generate_private_key(ec.SECP256R1())
+    cases = (
+        (
+            "ed",
+            "ed25519",
+            ed.private_bytes(*pkcs8, serialization.NoEncryption()),
+            ed.private_bytes_raw(),
+        ),
+        (
+            "ec",
+            "ecdsa-p256",
+            p256.private_bytes(*pkcs8, serialization.NoEncryption()),
+            p256.private_numbers().private_value.to_bytes(32, "big"),
+        ),
+    )
+    for name, key_type, pem, secret in cases:
+        local_provider.import_key(
+            name, KeySpec(key_type=key_type), KeyMaterial(format="pem", data=Secret(pem))
+        )
+        hostile = wrapping.wrap(secret, name, 1, DATA_KEY, CONTEXT)
+        with pytest.raises(DecryptionError):
+            local_provider.unwrap(KeyRef.parse(f"local://{name}"), hostile, CONTEXT)
