@@ -807,6 +807,42 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         r"^head = bytes\(material\.data\.reveal\(\)\)\.lstrip\(\)\[:41\]$",
         "the head is only compared with prefixes of 26 and 30 bytes",
     ),
+    Equivalent(
+        "plugins/aureus_local/provider.py",
+        r"^return now\.astimezone\(None\)$",
+        "every stored time is converted to UTC again when written, and times are compared as "
+        "instants, the same in any zone",
+    ),
+    Equivalent(
+        "plugins/aureus_local/provider.py",
+        r"^elif minimum is not None (or number < minimum|and number <= minimum):$",
+        "reached only by a version that is neither destroyed nor disabled and that the fast "
+        "path did not let through, so a minimum is set and the number is below it",
+    ),
+    Equivalent(
+        "plugins/aureus_local/imports.py",
+        r"^sort_keys=(None|False),$|^\)\.encode\(\)$",
+        "the job file's outer key order is cosmetic: open reads its fields by name, and the "
+        "sealed job is the stored job string",
+        before=r"^sort_keys=True,$",
+    ),
+    Equivalent(
+        "plugins/aureus_local/imports.py",
+        r"secrets\.token_hex\((None|9)\)",
+        "the temporary name only needs to be unpredictable and unused: 16 or 18 random hex "
+        "digits serve as 32 do",
+    ),
+    Equivalent(
+        "plugins/aureus_local/material.py",
+        r"^return secrets\.token_bytes\(None\)$",
+        "token_bytes's default size is 32, MATERIAL_SIZE",
+    ),
+    Equivalent(
+        "plugins/aureus_local/material.py",
+        r"^check_supported\(None\)$|^raise AssertionError\(None\)",
+        "unreachable: every caller passes a type check_supported accepted, and generate has "
+        "a branch for each",
+    ),
     # context: aureus_core/context.py, keyref.py
     Equivalent(
         "aureus_core/context.py",

@@ -247,6 +247,23 @@ def test_unsupported_key_types(local_provider: LocalKeyProvider, key_type: str) 
         local_provider.create_key("k", KeySpec(key_type=key_type))
     assert caught.value.provider == "local"
     assert caught.value.operation == f"key type {key_type}"
+    assert str(caught.value) == (
+        f"provider 'local' does not support key type {key_type}; "
+        "choose one of: aes-256, ecdsa-p256, ed25519"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"), [("bad name!", "'bad name!'"), (5, "int"), (None, "NoneType")]
+)
+def test_an_invalid_key_name_is_shown_if_it_is_text_and_typed_if_not(
+    name: object, shown: str
+) -> None:
+    from aureus_local.naming import NAME_RULE, check_name
+
+    with pytest.raises(ConfigError) as refused:
+        check_name(name)
+    assert str(refused.value) == f"invalid local key name {shown}: use {NAME_RULE}"
 
 
 def test_key_options_are_rejected(local_provider: LocalKeyProvider, keystore_dir: Path) -> None:

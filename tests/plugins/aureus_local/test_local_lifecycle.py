@@ -19,6 +19,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -1228,3 +1229,41 @@ def test_counts_of_a_removed_keystore_are_dropped_and_the_count_restarts(
     assert stored_counts(keystore_dir, "s") == [(0, 0)]
     provider.sign(ref("local://s"), b"f")
     assert stored_counts(keystore_dir, "s") == [(2, 3)]
+
+
+def test_a_version_at_the_minimum_is_still_needed_and_is_not_destroyed(
+    provider: LocalKeyProvider, payments: list[Any], keystore_dir: Path
+) -> None:
+    """The minimum decryption version itself may still decrypt: only versions below it may go."""
+    provider.set_min_decryption_version(ref("local://payments"), "2")
+    before = (keystore_dir / "keystore.json").read_bytes()
+    with pytest.raises(ConfigError) as refused:
+        provider.destroy_version(ref("local://payments?version=2"), confirm=True)
+    assert str(refused.value) == (
+        "local://payments?version=2 is enabled and the minimum decryption version is 2, so it "
+        "may still be needed: disable it first (`aureus keys disable "
+        "'local://payments?version=2'`) or raise the minimum above it, make sure nothing fails "
+        "without it, then destroy it"
+    )
+    assert (keystore_dir / "keystore.json").read_bytes() == before
+    assert unwrap(provider, payments[1]) == DATA_KEY
+
+
+def test_a_version_below_the_minimum_is_refused_by_the_local_provider_by_name(
+    provider: LocalKeyProvider, payments: list[Any]
+) -> None:
+    provider.set_min_decryption_version(ref("local://payments"), "2")
+    with pytest.raises(KeyDisabled) as refused:
+        unwrap(provider, payments[0])
+    assert refused.value.provider == "local"
+    assert str(refused.value).startswith(
+        "local://payments version 1 is below the minimum decryption version 2; lower the "
+        "minimum with `aureus keys min-version local://payments 1`"
+    )
+
+
+def test_a_clock_without_a_time_zone_is_refused_in_words(tmp_path: Path) -> None:
+    naive = LocalKeyProvider(tmp_path / "ks", clock=lambda: datetime(2026, 1, 1))
+    with pytest.raises(ConfigError) as refused:
+        naive.create_key("k", KeySpec(key_type="aes-256"))
+    assert str(refused.value) == "the provider's clock must return timezone-aware datetimes"

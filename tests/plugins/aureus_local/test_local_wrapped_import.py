@@ -170,6 +170,26 @@ def test_a_token_that_is_not_one_never_reaches_the_filesystem(tmp_path: Path) ->
             )
 
 
+def test_the_job_directory_is_private(tmp_path: Path) -> None:
+    provider = LocalKeyProvider(tmp_path / "ks")
+    old = os.umask(0o022)
+    try:
+        provider.import_parameters("k", AES)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((provider.keystore_dir / "imports").stat().st_mode) == 0o700
+
+
+def test_a_job_file_that_no_longer_parses_is_swept(tmp_path: Path) -> None:
+    provider = LocalKeyProvider(tmp_path / "ks")
+    provider.import_parameters("a", AES)
+    damaged = provider.keystore_dir / "imports" / "damaged.json"
+    damaged.write_bytes(b"{not json")
+    provider.import_parameters("b", AES)
+    assert not damaged.exists()
+    assert len(os.listdir(provider.keystore_dir / "imports")) == 2
+
+
 def test_expired_jobs_are_swept_when_the_next_is_made(tmp_path: Path) -> None:
     now = [datetime.fromisoformat("2026-01-01T00:00:00+00:00")]
     provider = LocalKeyProvider(tmp_path / "ks", clock=lambda: now[0])
