@@ -1267,3 +1267,32 @@ def test_a_clock_without_a_time_zone_is_refused_in_words(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as refused:
         naive.create_key("k", KeySpec(key_type="aes-256"))
     assert str(refused.value) == "the provider's clock must return timezone-aware datetimes"
+
+
+def test_counts_a_write_carries_are_reported_until_it_lands_and_come_back_if_it_fails(
+    make_provider: MakeProvider,
+) -> None:
+    """A rotation policy asks for a version's uses while a write may be carrying some.
+
+    Messages and bytes are kept apart; counts taken by a write stay visible until it
+    lands, return to the pending counts if it fails, and two overlapping writes each
+    settle only what they took.
+    """
+    provider = make_provider(monotonic=Ticker(), usage_flush_operations=1000)
+    provider.create_key("s", KeySpec(key_type="ed25519"))
+    keystore = provider._keystore
+    keystore.record_use("s", 1, messages=3, byte_count=700)
+    first = keystore._take_usage()  # a write is carrying (3, 700)
+    keystore.record_use("s", 1, messages=2, byte_count=50)
+    assert keystore.unflushed_use("s", 1) == (5, 750)
+    keystore._settle_usage(first, written=False)  # it failed: the counts are pending again
+    assert keystore.unflushed_use("s", 1) == (5, 750)
+    first = keystore._take_usage()  # (5, 750)
+    keystore.record_use("s", 1, messages=1, byte_count=9)
+    second = keystore._take_usage()  # (1, 9), overlapping the first
+    assert keystore.unflushed_use("s", 1) == (6, 759)
+    keystore._settle_usage(first, written=True)
+    assert keystore.unflushed_use("s", 1) == (1, 9)
+    keystore._settle_usage(second, written=True)
+    assert keystore.unflushed_use("s", 1) == (0, 0)
+    assert keystore.unflushed_use("s", 2) == (0, 0)
