@@ -1296,3 +1296,15 @@ def test_counts_a_write_carries_are_reported_until_it_lands_and_come_back_if_it_
     keystore._settle_usage(second, written=True)
     assert keystore.unflushed_use("s", 1) == (0, 0)
     assert keystore.unflushed_use("s", 2) == (0, 0)
+
+
+def test_the_destroy_confirmation_names_the_command_line_flag_under_the_cli(
+    provider: LocalKeyProvider, payments: list[Any]
+) -> None:
+    from aureus_core.errors import speaking_to_cli
+
+    old = ref("local://payments?version=1")
+    provider.set_version_state(old, KeyState.DISABLED)
+    with speaking_to_cli(), pytest.raises(ConfigError) as unconfirmed:
+        provider.destroy_version(old)
+    assert str(unconfirmed.value).endswith("verified again; pass --yes")

@@ -272,3 +272,24 @@ def test_a_token_is_claimed_once(tmp_path: Path) -> None:
         f"import token {parameters.import_token} is unknown to this keystore or was already "
         "used: run `aureus keys import-params` for a new one"
     )
+
+
+def test_a_job_another_process_swept_first_is_skipped_quietly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [datetime.fromisoformat("2026-01-01T00:00:00+00:00")]
+    provider = LocalKeyProvider(tmp_path / "ks", clock=lambda: now[0])
+    old = provider.import_parameters("a", AES)
+    real_unlink = Path.unlink
+
+    def swept_meanwhile(path: Path, missing_ok: bool = False) -> None:
+        if path.suffix == ".json":  # another process removed it between listing and unlink
+            real_unlink(path)
+            raise FileNotFoundError(str(path))
+        real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", swept_meanwhile)
+    now[0] += timedelta(days=2)
+    new = provider.import_parameters("b", AES)
+    assert not _job_file(provider, old).exists()
+    assert _job_file(provider, new).exists()
