@@ -229,14 +229,7 @@ def environment() -> dict[str, str]:
 def baseline(target: Target) -> float:
     """Run the module's tests once, unmutated; return the seconds they took."""
     started = time.monotonic()
-    run = subprocess.run(
-        test_command(target),
-        cwd=STAGE,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    run = _run_staged(test_command(target))
     if run.returncode != 0:
         sys.stderr.write(run.stdout[-4000:] + run.stderr[-2000:])
         raise SystemExit(f"the {target.group} tests fail without a mutant: fix them first")
@@ -263,17 +256,17 @@ def write_config(module: str, target: Target, timeout: float) -> Path:
 
 def cosmic_ray(*args: str) -> None:
     """Run the cosmic-ray CLI in the staging folder."""
-    run = subprocess.run(
-        [sys.executable, "-m", "cosmic_ray.cli", *args],
-        cwd=STAGE,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    run = _run_staged([sys.executable, "-m", "cosmic_ray.cli", *args])
     if run.returncode != 0:
         sys.stderr.write(run.stdout[-4000:] + run.stderr[-4000:])
         raise SystemExit(f"cosmic-ray {args[0]} failed")
+
+
+def _run_staged(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` in the staging folder with the staged packages first on the path."""
+    return subprocess.run(
+        command, cwd=STAGE, env=environment(), capture_output=True, text=True, check=False
+    )
 
 
 # Run with cosmic-ray's own session API (in a subprocess, so that this script needs no

@@ -16,7 +16,7 @@ import pytest
 from aureus_core import ConfigError, DecryptionError
 from aureus_core.envelope import message as message_module
 from aureus_core.envelope.header import Limits
-from aureus_core.envelope.message import MessageReader
+from aureus_core.envelope.message import MessageReader, MessageWriter
 
 SUITE_DATA = 32  # the commitment value that ends a committing (format 2) header
 FRAME_LENGTH = 16
@@ -132,13 +132,14 @@ def test_the_final_frame_may_be_empty_or_exactly_one_frame_length(stack, size):
     assert out.getvalue() == b"y" * size
 
 
-def test_a_non_framed_body_over_the_limit_is_refused_before_it_is_held():
+def _non_framed(plaintext: bytes) -> tuple[bytes, bytearray, int, MessageWriter, bytes]:
+    """A non-framed message: (header and tag, body buffer, body end, writer, data key)."""
     import os
 
     from aureus_core.context import EncryptionContext
     from aureus_core.datakey import EncryptedDataKey
     from aureus_core.envelope.header import NON_FRAMED_CONTENT
-    from aureus_core.envelope.message import EncryptionMaterials, MessageWriter
+    from aureus_core.envelope.message import EncryptionMaterials
     from aureus_core.envelope.suites import DEFAULT_SUITE
 
     data_key = os.urandom(32)
@@ -152,8 +153,13 @@ def test_a_non_framed_body_over_the_limit_is_refused_before_it_is_held():
     )
     writer = MessageWriter(materials, 0, content_type=NON_FRAMED_CONTENT)
     body = bytearray(1024)
-    end = writer.single_block_into(memoryview(b"z" * 100), memoryview(body))
-    data = writer.start() + bytes(body[:end]) + writer.finish()
+    end = writer.single_block_into(memoryview(plaintext), memoryview(body))
+    return writer.start(), body, end, writer, data_key
+
+
+def test_a_non_framed_body_over_the_limit_is_refused_before_it_is_held():
+    start, body, end, writer, data_key = _non_framed(b"z" * 100)
+    data = start + bytes(body[:end]) + writer.finish()
     reader = MessageReader(data, limits=Limits(max_non_framed_bytes=100))
     reader.unlock(data_key)
     assert reader.read_all() == b"z" * 100
@@ -170,33 +176,14 @@ def test_a_non_framed_body_over_the_limit_is_refused_before_it_is_held():
 
 def test_the_default_non_framed_limit_is_64_mib():
     """Without a [stack] setting, a non-framed body of up to 64 MiB may be held in memory."""
-    import os
-
-    from aureus_core.context import EncryptionContext
-    from aureus_core.datakey import EncryptedDataKey
-    from aureus_core.envelope.header import NON_FRAMED_CONTENT
-    from aureus_core.envelope.message import EncryptionMaterials, MessageWriter
-    from aureus_core.envelope.suites import DEFAULT_SUITE
-
-    materials = EncryptionMaterials(
-        suite=DEFAULT_SUITE,
-        data_key=os.urandom(32),
-        encrypted_data_keys=(
-            EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c"),
-        ),
-        context=EncryptionContext(),
-    )
-    writer = MessageWriter(materials, 0, content_type=NON_FRAMED_CONTENT)
-    body = bytearray(1024)
-    end = writer.single_block_into(memoryview(b"z" * 100), memoryview(body))
-    start = writer.start()
+    start, body, end, writer, data_key = _non_framed(b"z" * 100)
     # The body is IV (12 bytes), content length (8 bytes), ciphertext and tag.
     assert int.from_bytes(body[12:20], "big") == 100
 
     def read_with_length(length: int) -> str:
         body[12:20] = length.to_bytes(8, "big")
         reader = MessageReader(start + bytes(body[:end]) + writer.finish())
-        reader.unlock(materials.data_key)
+        reader.unlock(data_key)
         with pytest.raises(DecryptionError) as caught:
             reader.read_all()
         return str(caught.value)
@@ -438,7 +425,7 @@ def test_a_final_frame_longer_than_the_frame_length_is_refused():
 
     from aureus_core.context import EncryptionContext
     from aureus_core.datakey import EncryptedDataKey
-    from aureus_core.envelope.message import EncryptionMaterials, MessageWriter
+    from aureus_core.envelope.message import EncryptionMaterials
     from aureus_core.envelope.suites import DEFAULT_SUITE
 
     data_key = os.urandom(32)
