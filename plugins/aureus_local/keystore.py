@@ -72,6 +72,7 @@ from aureus_core.sensitive import Secret
 
 from .atomic import FILE_MODE, READ_FLAGS, write_new_file
 from .document import (
+    MAX_COUNT,
     FormatProblem,
     KeyRecord,
     KeystoreDocument,
@@ -858,6 +859,13 @@ class Keystore:
 
     def _commit(self, updated: KeystoreDocument, sealer: Sealer, current: Snapshot | None) -> None:
         """Write ``updated`` over ``keystore.json`` and make it the loaded snapshot."""
+        if updated.generation > MAX_COUNT:
+            # Every reader refuses a generation past MAX_COUNT: writing it would lock every
+            # process out.  Aureus adds 1 a write, so only a hand-made document gets here.
+            raise self._corrupted(
+                f"it is at generation {MAX_COUNT}, the highest a reader accepts, so it cannot "
+                "be written again (Aureus adds 1 a write: this document was made by hand)"
+            )
         unsigned = to_json(updated)
         content = render(unsigned, sealer.mac(unsigned))
         self._replace(content)

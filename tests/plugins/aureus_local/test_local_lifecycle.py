@@ -1140,6 +1140,29 @@ def test_saturated_counters_are_read_back(
     assert reader.keystore_info().generation == MAX_COUNT
 
 
+def test_a_document_at_the_highest_generation_is_read_but_never_written_past_it(
+    provider: LocalKeyProvider, keystore_dir: Path, make_provider: MakeProvider
+) -> None:
+    """A write would store MAX_COUNT + 1, which every reader refuses: it is refused instead."""
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    document = keystore_json(keystore_dir)
+    document["generation"] = MAX_COUNT
+    resign(keystore_dir, document)
+    before = (keystore_dir / "keystore.json").read_bytes()
+    reader = make_provider()
+    assert reader.describe_key(ref("local://w")).current.version == "1"
+    with pytest.raises(KeystoreCorrupted) as raised:
+        reader.create_key("other", KeySpec(key_type="aes-256"))
+    assert str(raised.value) == (
+        f"keystore file {keystore_dir / 'keystore.json'} is corrupted: it is at generation "
+        f"{MAX_COUNT}, the highest a reader accepts, so it cannot be written again (Aureus adds "
+        "1 a write: this document was made by hand). Nothing was changed; restore keystore.json "
+        "(with its master.key, if any) from a backup"
+    )
+    assert (keystore_dir / "keystore.json").read_bytes() == before
+    assert make_provider().keystore_info().generation == MAX_COUNT
+
+
 def test_a_use_never_waits_for_another_threads_write(
     make_provider: MakeProvider, keystore_dir: Path
 ) -> None:
