@@ -1146,8 +1146,10 @@ def test_a_document_at_the_highest_generation_is_read_but_never_written_past_it(
     """A write would store MAX_COUNT + 1, which every reader refuses: it is refused instead."""
     provider.create_key("w", KeySpec(key_type="aes-256"))
     document = keystore_json(keystore_dir)
-    document["generation"] = MAX_COUNT
+    document["generation"] = MAX_COUNT - 1
     resign(keystore_dir, document)
+    make_provider().create_key("last", KeySpec(key_type="aes-256"))  # the last write there is
+    assert keystore_json(keystore_dir)["generation"] == MAX_COUNT
     before = (keystore_dir / "keystore.json").read_bytes()
     reader = make_provider()
     assert reader.describe_key(ref("local://w")).current.version == "1"
