@@ -47,6 +47,8 @@ IMPORTS_DIRECTORY = "imports"
 JOB_FORMAT = "aureus-local-import-job"
 ALGORITHM = RSA_OAEP_SHA256_AES_KWP
 """The local provider unwraps on the host, so it can ask for OAEP with SHA-256."""
+JOB_FILE_LIMIT = 64 * 1024
+"""A job file is about 4 KiB; a larger one is not read whole, and is refused as damaged."""
 
 
 def _unknown(token: str) -> ImportRefused:
@@ -126,9 +128,11 @@ class ImportJobs:
         except FileNotFoundError:
             raise _unknown(token) from None
         with os.fdopen(fd, "rb") as file:
-            content = file.read()
+            content = file.read(JOB_FILE_LIMIT + 1)
         keystore_id, sealer = self._keystore.sealing()
         try:
+            if len(content) > JOB_FILE_LIMIT:
+                raise ValueError("too large for an import job")
             value = json.loads(content)
             if value["format"] != JOB_FORMAT:
                 raise ValueError("not an import job")
@@ -166,7 +170,11 @@ class ImportJobs:
             return
         for path in self.directory.glob("*.json"):
             try:
-                value = json.loads(path.read_bytes())
+                with path.open("rb") as file:
+                    content = file.read(JOB_FILE_LIMIT + 1)
+                if len(content) > JOB_FILE_LIMIT:
+                    raise ValueError("too large for an import job")
+                value = json.loads(content)
                 expired = ImportJob.from_json(value["job"].encode()).expires_at <= now
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 expired = True

@@ -19,7 +19,7 @@ from aureus_core.testing.concurrency import run_in_threads
 from aureus_core.testing.key_material import fresh_material
 from aureus_core.wrapped_import import IMPORT_TOKEN_LIFETIME, ImportParameters, wrap_for_import
 from aureus_local import LocalKeyProvider
-from aureus_local.imports import ImportJobs
+from aureus_local.imports import JOB_FILE_LIMIT, ImportJobs
 
 AES = KeySpec(key_type=KeyType.AES_256)
 
@@ -91,6 +91,29 @@ def test_a_job_file_of_another_format_or_not_utf8_is_refused(tmp_path: Path) -> 
             provider.import_key("k", AES, wrapped)
         assert str(caught.value) == refusal
         assert caught.value.provider == "local"
+
+
+def test_a_job_file_over_its_size_limit_is_refused_unread_and_swept(tmp_path: Path) -> None:
+    """A job is about 4 KiB: one grown past JOB_FILE_LIMIT is damaged, however it parses."""
+    provider = LocalKeyProvider(tmp_path / "ks")
+    parameters = provider.import_parameters("k", AES)
+    path = _job_file(provider, parameters)
+    content = path.read_bytes()
+    assert len(content) < 8 * 1024
+    # Trailing spaces keep the JSON valid: at the limit the job opens, one byte over it not.
+    path.write_bytes(content + b" " * (JOB_FILE_LIMIT + 1 - len(content)))
+    with pytest.raises(ImportRefused, match=f"the import job file {path} is damaged"):
+        provider.import_key("k", AES, _wrapped(parameters))
+    path.write_bytes(content + b" " * (JOB_FILE_LIMIT - len(content)))
+    provider.import_key("k", AES, _wrapped(parameters))
+    assert dict(provider.describe_key(KeyRef.parse("local://k")).extra)["origin"] == "imported"
+    # The sweep reads no more than the limit either, and removes the oversized job.
+    grown = provider.import_parameters("g", AES)
+    grown_path = _job_file(provider, grown)
+    grown_path.write_bytes(grown_path.read_bytes() + b" " * JOB_FILE_LIMIT)
+    kept = _job_file(provider, provider.import_parameters("h", AES))
+    assert not grown_path.exists()
+    assert kept.exists()
 
 
 @pytest.mark.parametrize("field", ["nonce", "private_key"])
