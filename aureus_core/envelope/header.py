@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import struct
 
 import attrs
@@ -135,7 +136,9 @@ def describe_start(data: bytes) -> str:
         return "the input is empty"
     head = data[:_PEEK]
     try:
-        text = head.decode("utf-8")
+        # A character the 16-byte cut splits is left out; a whole input that ends inside one
+        # (shorter than the cut) is not text.
+        text = _utf8_decoder().decode(head, final=len(head) < _PEEK)
     except UnicodeDecodeError:
         text = ""
     if text and all(ch.isprintable() or ch in "\t\r\n" for ch in text):
@@ -153,6 +156,9 @@ def describe_start(data: bytes) -> str:
         f"it is binary data whose first byte is {head[0]:02x}; an Encryption SDK message "
         "starts with 01 80 or 02 04/02 05"
     )
+
+
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
 def _not_a_message(reader: Reader, seen: bytes) -> NotAMessage:

@@ -199,6 +199,12 @@ def test_a_non_message_is_described_by_its_first_16_bytes():
 
     assert describe_start(b"a" * 16 + b"\x00") == "it starts with text"
     assert describe_start(b"a" * 15 + b"\x00").startswith("it is binary data")
+    # A two-byte character split by the 16-byte cut is still text; an input that ends
+    # inside one is not.
+    accented = ("a" + "\u00e9" * 10).encode()
+    assert describe_start(accented) == "it starts with text"
+    assert describe_start(accented[:16]) == "it starts with text"
+    assert describe_start(accented[:14]).startswith("it is binary data whose first byte is 61")
 
 
 @pytest.mark.parametrize(
