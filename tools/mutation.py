@@ -372,6 +372,17 @@ GROUPS["local-store-admin"] = Group(
     exclude_functions=GROUPS["local-store"].functions + _STORE_REST,
 )
 
+# The rest of the local provider and its plugin module: the options a config gives, the
+# keystore's administration through the provider (create, describe, list, rotate, change the
+# passphrase, close) and the reference and description helpers.
+_PROVIDER_FILES = (*GROUPS["local-provider"].files, "plugins/aureus_local/plugin.py")
+GROUPS["local-admin"] = Group(
+    files=_PROVIDER_FILES,
+    tests=GROUPS["local-provider"].tests,
+    deselect=GROUPS["local-provider"].deselect,
+    exclude_functions=GROUPS["local-provider"].functions,
+)
+
 
 @dataclass(frozen=True)
 class Equivalent:
