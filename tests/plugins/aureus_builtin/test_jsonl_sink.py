@@ -1898,3 +1898,61 @@ def test_a_running_writer_refuses_a_log_deleted_behind_it(tmp_path: Path) -> Non
         "was moved aside on purpose, restart the process to start a new log. Run"
     )
     assert not path.exists()
+
+
+def test_a_write_that_sends_a_checkpoint_to_the_anchor_is_synced_first(
+    tmp_path: Path, keys: LocalKeyProvider
+) -> None:
+    """With batched syncs, the log still reaches the disk before its anchor names a record."""
+    path = tmp_path / "logs" / "audit.jsonl"
+    sink = anchored_sink(
+        path, keys, tmp_path / "elsewhere" / "audit.anchor", sync="batch", sync_every=1000
+    )
+    sink.emit(make_event(0))  # the new file: written and synced by itself
+    synced: list[bool] = []
+    write = sink._write
+
+    def spy(data: bytes, *, sync: bool) -> int:
+        synced.append(sync)
+        return write(data, sync=sync)
+
+    sink._write = spy  # type: ignore[method-assign]
+    for number in range(1, 5):
+        sink.emit(make_event(number))
+    # checkpoint_every=2: the second and fourth appends carry a signed checkpoint.
+    assert synced == [True, False, True, False]
+    assert [r["kind"] for r in lines(path)].count("checkpoint") == 2
+
+
+def test_a_file_holding_only_its_file_record_is_not_rotated_again_past_seq_256(
+    tmp_path: Path,
+) -> None:
+    """An oversized event goes into a file that holds nothing but its file record yet.
+
+    Such a file is left by a crash that tore the first append after a rotation; sequence
+    numbers past 256 make sure the check compares numbers, not objects.
+    """
+    path = tmp_path / "audit.jsonl"
+    limit = 512 * 1024
+
+    def oversized(number: int) -> AuditEvent:
+        return attrs.evolve(make_event(number), details=(("blob", "x" * limit),))
+
+    sink = JsonlAuditSink(path, max_bytes=limit, sync="batch", sync_every=1000)
+    for number in range(300):
+        sink.emit(make_event(number))
+    old_head = head_path(path).read_bytes()
+    sink.emit(oversized(300))  # rotates: the active file is its file record and this event
+    assert rotated_path(path, 1).exists()
+    # The crash: the event after the file record torn off, the head file not yet moved on.
+    path.write_bytes(path.read_bytes().split(b"\n")[0] + b"\n")
+    head_path(path).write_bytes(old_head)
+    writer = JsonlAuditSink(path, max_bytes=limit, sync="batch", sync_every=1000)
+    writer.emit(oversized(301))
+    assert not rotated_path(path, 2).exists()
+    records = lines(path)
+    assert [r["kind"] for r in records] == ["file", "event"]
+    assert records[0]["seq"] > 256
+    assert records[1]["event"] == oversized(301).to_dict()
+    verdict = verify(path)
+    assert verdict.ok, verdict.message

@@ -91,6 +91,7 @@ def test_a_running_process_refuses_an_older_keystore_json(
     with pytest.raises(KeystoreCorrupted) as refused:
         local_provider.unwrap(old.key, old.encrypted, CONTEXT)
     assert refused.value.code == "rollback"
+    assert refused.value.provider == "local"
     assert str(refused.value) == (
         f"keystore file {keystore_dir / 'keystore.json'} was refused: it is at generation 1, "
         "but this process has already seen generation 4: it is an older copy (a restored "
@@ -241,11 +242,16 @@ def test_a_pinned_keystore_is_never_recreated_in_place(
         make_provider(min_generation=1),
         writer,  # it has seen generation 1
     ):
-        with pytest.raises(
-            KeystoreCorrupted, match=r"has no keystore\.json, but it existed"
-        ) as refused:
+        with pytest.raises(KeystoreCorrupted) as refused:
             pinned.create_key("fresh", KeySpec(key_type="aes-256"))
+        assert str(refused.value) == (
+            f"keystore {keystore_dir} has no keystore.json, but it existed: the configuration "
+            "pins it (keystore_id, keystore_fingerprint or min_generation) or this process has "
+            "read it. Restore keystore.json (with its master.key, if any) from a backup; to "
+            "start a new keystore here, remove the pins"
+        )
         assert refused.value.code == "missing"
+        assert refused.value.provider == "local"
         assert not (keystore_dir / "keystore.json").exists()
         if pinned is not writer:  # a pinned keystore does not pass for an empty one either
             with pytest.raises(KeystoreCorrupted, match=r"has no keystore\.json, but it existed"):

@@ -345,7 +345,7 @@ def test_error_messages_never_show_the_material(tmp_path: Path) -> None:
 def test_namespace_and_name_are_unique_in_the_keystore(
     stack: KeyStack, rsa_key: rsa.RSAPrivateKey
 ) -> None:
-    with pytest.raises(KeyExists, match="local://orders already has key namespace"):
+    with pytest.raises(KeyExists) as caught:
         stack.import_key(
             "again",
             "rsa-2048",
@@ -354,8 +354,16 @@ def test_namespace_and_name_are_unique_in_the_keystore(
             key_name="orders",
             padding="pkcs1",
         )
-    # The same name under another namespace is another key.
+    assert str(caught.value) == (
+        f"key local://orders already has key namespace {NAMESPACE!r} and key name 'orders': "
+        "a message names its wrapping key by these two alone, so they must be unique in the "
+        "keystore"
+    )
+    assert caught.value.provider == "local"
+    assert "local://again" not in [m.uri for m in stack.list_keys()]
+    # The same name under another namespace is another key; so is a key of no keyring.
     stack.import_key("other", "aes-128", raw=os.urandom(16), namespace="other", key_name="orders")
+    stack.create_key("plain-2", "aes-256")
 
 
 def test_raw_keys_have_one_version_and_only_wrap(stack: KeyStack) -> None:
@@ -958,3 +966,14 @@ def test_cli_import_describe_and_inspect(
         "key_name": "orders-2023",
     }
     assert run("decrypt", "msg.bin").stdout == "hello"
+
+
+@pytest.mark.parametrize("namespace", ["aaa", "aureus", "aureusz", "zulu"])
+def test_a_raw_key_round_trips_under_namespaces_sorting_either_side_of_aureus_local(
+    tmp_path: Path, namespace: str
+) -> None:
+    """The raw keyring path is chosen by the namespace being another, not by its order."""
+    with KeyStack.local(tmp_path / "ks") as stack:
+        stack.import_key("k", "aes-256", raw=os.urandom(32), namespace=namespace, key_name="k")
+        message = stack.encrypt(b"order 42", keys=["local://k"])
+        assert stack.decrypt(message) == b"order 42"
