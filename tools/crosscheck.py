@@ -91,6 +91,37 @@ TARGETS: dict[str, Target] = {
     "plugins/aureus_local/generations.py": Target(
         "local-state", ("tests/plugins/aureus_local/test_local_rollback.py",)
     ),
+    "plugins/aureus_local/macs.py": Target(
+        "local-crypto", ("tests/plugins/aureus_local/test_local_macs.py",)
+    ),
+    "plugins/aureus_local/keystore.py": Target(
+        "local-store",
+        (
+            "tests/plugins/aureus_local/test_local_storage.py",
+            "tests/plugins/aureus_local/test_local_rollback.py",
+            "tests/plugins/aureus_local/test_local_wrap_limit.py",
+        ),
+    ),
+    "plugins/aureus_local/document.py": Target(
+        "local-store", ("tests/plugins/aureus_local/test_local_lifecycle.py",)
+    ),
+    "plugins/aureus_local/provider.py": Target(
+        "local-provider",
+        (
+            "tests/plugins/aureus_local/test_local_keys.py",
+            "tests/plugins/aureus_local/test_local_signing.py",
+        ),
+    ),
+    "aureus_core/signature.py": Target("signature", ("tests/core/test_signature_record.py",)),
+    "plugins/aureus_local/signing.py": Target(
+        "signature", ("tests/plugins/aureus_local/test_local_signing.py",)
+    ),
+    "plugins/aureus_builtin/jsonl_sink.py": Target(
+        "audit", ("tests/plugins/aureus_builtin/test_jsonl_sink.py",)
+    ),
+    "plugins/aureus_builtin/audit_sinks.py": Target(
+        "audit", ("tests/plugins/aureus_builtin/test_audit_sinks.py",)
+    ),
 }
 
 
