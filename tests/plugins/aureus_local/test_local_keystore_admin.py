@@ -354,3 +354,27 @@ def test_only_temporary_files_of_the_keystore_are_cleaned_up(
     local_provider.create_key("l", KeySpec(key_type="aes-256"))
     assert [path.exists() for path in stale] == [False, False]
     assert [path.exists() for path in kept] == [True, True]
+
+
+def test_a_new_keystore_is_dated_by_the_providers_clock(
+    local_provider: LocalKeyProvider, keystore_dir: Path
+) -> None:
+    local_provider.create_key("k", KeySpec(key_type="aes-256"))
+    assert stored(keystore_dir)["created_at"] == "2030-01-01T12:00:00+00:00"  # conftest.START
+
+
+def test_counts_flush_when_the_interval_has_passed(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    now = [0.0]
+    provider = make_provider(
+        usage_flush_interval=30, usage_flush_operations=1000, monotonic=lambda: now[0]
+    )
+    provider.create_key("s", KeySpec(key_type="ed25519"))
+    provider.sign(ref("local://s"), b"one")
+    now[0] = 29.0
+    provider.sign(ref("local://s"), b"two")
+    assert stored_messages(keystore_dir, "s") == [0]
+    now[0] = 30.0
+    provider.sign(ref("local://s"), b"three")
+    assert stored_messages(keystore_dir, "s") == [3]
