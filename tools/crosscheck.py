@@ -145,7 +145,7 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent(
         "*",
         "ReplaceBinaryOperator_Mul_Div",
-        r"^/,$",
+        r"^/,$|, /, ",
         "the keyword-only marker of a signature made positional-only: every caller passes "
         "those arguments by keyword, which both allow",
     ),
@@ -194,6 +194,65 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "ReplaceComparisonOperator_Eq_GtE",
         r"^if number >= FINAL_FRAME_MARKER:$",
         "the marker is the largest 4-byte number, so >= is ==",
+    ),
+    Equivalent(
+        "plugins/aureus_local/document.py",
+        "ReplaceComparisonOperator_Eq_LtE",
+        r"_KEY_FIELDS_V1 if layout <= 1 else",
+        "layout is 1, 2 or 3: parse_header refuses any other format_version first",
+    ),
+    Equivalent(
+        "plugins/aureus_local/provider.py",
+        "ReplaceComparisonOperator_GtE_IsNot",
+        r"^if self\._now\(\) is not job\.expires_at:$",
+        "the sweep deletes expired jobs (and files that no longer parse) only: running it "
+        "after a refusal that is not an expiry deletes nothing more",
+    ),
+    Equivalent(
+        "plugins/aureus_local/provider.py",
+        "ReplaceComparisonOperator_IsNot_NotEq",
+        r"^if existing\.key_type != key_type:$",
+        "KeyType members are singletons, so two of them are equal exactly when they are the "
+        "same object",
+    ),
+    Equivalent(
+        "plugins/aureus_local/provider.py",
+        "AddNot",
+        r"^if not version\.destroyed:$",
+        "a raw keyring key has one version, its current one, which can be neither disabled, "
+        "destroyed nor put below the minimum: the usability check never refuses it (as in "
+        "tools/mutation.py)",
+        where=r"public_key$",
+    ),
+    Equivalent(
+        "plugins/aureus_local/signing.py",
+        "ReplaceComparisonOperator_NotEq_IsNot",
+        r"^if len\(signature\) is not ED25519_SIGNATURE_SIZE:$",
+        "CPython keeps one object for each integer up to 256: a length of 64 is the constant's "
+        "own object, and any other length differs from it either way",
+    ),
+    Equivalent(
+        "plugins/aureus_local/signing.py",
+        "ReplaceComparisonOperator_LtE_Lt",
+        r"^if s < _P256_HALF_ORDER:$",
+        "OpenSSL draws each nonce, so s is exactly (n - 1) / 2 with probability 2**-255 (as "
+        "in tools/mutation.py)",
+    ),
+    Equivalent(
+        "plugins/aureus_builtin/jsonl_sink.py",
+        "ReplaceBinaryOperator_BitOr_",
+        r"os\.O_CREAT \S+ os\.O_EXCL, FILE_MODE\)$",
+        "the writer holds the log's lock and has just found the path absent (an empty "
+        "leftover is removed first) or renamed it away: O_EXCL is defence in depth against a "
+        "writer that ignores the lock",
+    ),
+    Equivalent(
+        "plugins/aureus_builtin/jsonl_sink.py",
+        "NumberReplacer",
+        r"^tail = self\._tail_of\(records, decl\.index, size, -?\d+\)$",
+        "the scan starts at the new file's first record, its file record, which sets the "
+        "count of unsigned records to 0 whatever it started at",
+        where=r"_state$",
     ),
 )
 
