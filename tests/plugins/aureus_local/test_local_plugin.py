@@ -191,3 +191,13 @@ def test_a_missing_or_empty_passphrase_is_refused(
     with pytest.raises(CredentialError) as caught:
         build(tmp_path, PlainCredentials(values), **CHEAP)
     assert str(caught.value) == message
+
+
+def test_paths_in_options_may_start_at_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    provider = build(tmp_path, keystore="~/ks", state_file="~/state/seen.json")
+    provider.create_key("k", KeySpec(key_type="aes-256"))
+    assert (tmp_path / "ks" / "keystore.json").exists()
+    assert (tmp_path / "state" / "seen.json").exists()
