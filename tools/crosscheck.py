@@ -69,6 +69,14 @@ TARGETS: dict[str, Target] = {
         "envelope",
         ("tests/core/envelope/test_roundtrip.py", "tests/core/envelope/test_parse_limits.py"),
     ),
+    "aureus_core/envelope/keys.py": Target(
+        "envelope",
+        ("tests/core/envelope/test_hkdf.py", "tests/core/envelope/test_suites.py"),
+    ),
+    "aureus_core/envelope/frames.py": Target(
+        "envelope",
+        ("tests/core/envelope/test_roundtrip.py", "tests/core/envelope/test_tampering.py"),
+    ),
     "aureus_core/cache.py": Target("cache", ("tests/core/test_cache.py",)),
     "aureus_core/context.py": Target("context", ("tests/core/test_context.py",)),
     "aureus_core/keyref.py": Target("context", ("tests/core/test_keyref.py",)),
