@@ -17,9 +17,9 @@ with the first-party plugins lifted to the top as they are once installed (as in
 
 Usage: ``python tools/crosscheck.py [MODULE ...] [--sample N] [--seed S]`` (no module: every
 module; a module is its repository path or its file name).  ``--survivors`` runs the last run's
-survivors again against the current tests (refused once the module itself changed: cosmic-ray
-names a mutant by operator and occurrence, so run the module again in full); ``--report-only``
-prints the last run again.
+survivors again against the current tests, the group's test files as listed now (refused
+once the module itself changed: cosmic-ray names a mutant by operator and occurrence, so run
+the module again in full); ``--report-only`` prints the last run again.
 Results: ``.crosscheck/<name>.json``; cosmic-ray's own session, ``.crosscheck/<name>.sqlite``,
 works with ``cr-report`` and ``cr-html``.  Needs ``pip install cosmic-ray==8.7.0``.
 """
@@ -514,7 +514,12 @@ def run_module(module: str, size: int, seed: int, mode: str) -> dict[str, object
         last = json.loads((WORK / f"{name_of(module)}.json").read_text())
         if last.get("source") != source_digest(module):
             raise SystemExit(f"{module} changed since its sample was drawn: run it again in full")
-        config = WORK / f"{name_of(module)}.toml"
+        # The tests as the group lists them now (a file added since the first run counts),
+        # with the first run's timeout.
+        timeout = re.search(
+            r"^timeout = (\d+)$", (WORK / f"{name_of(module)}.toml").read_text(), re.M
+        )
+        config = write_config(module, target, timeout=float(timeout.group(1)) if timeout else 30.0)
         rows = json.loads(session_api(_RESULTS, session))
         again = [r["job"] for r in rows if r["worker"] == "normal" and r["test"] == "survived"]
         session_api(_AGAIN, session, json.dumps(again))
