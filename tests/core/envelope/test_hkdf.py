@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from aureus_core.envelope.keys import COMMIT_LABEL, DERIVE_LABEL, derive_keys, hkdf
 from aureus_core.envelope.suites import DEFAULT_SUITE, SIGNED_SUITE, SUITES, AlgorithmSuite
+from aureus_core.errors import DecryptionError
 
 
 def test_rfc5869_test_case_1_first_block() -> None:
@@ -67,3 +68,14 @@ def test_committing_suites_derive_two_different_values() -> None:
         assert len(key) == len(commitment) == 32
         assert key != commitment
         assert hashes.SHA512.name == suite.kdf_hash.name  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("suite", [SUITES[suite_id] for suite_id in sorted(SUITES)])
+def test_a_data_key_of_another_length_than_the_suites_is_refused(suite: AlgorithmSuite) -> None:
+    """A short key would stretch fewer secret bytes into a full-length key: refused, as a long."""
+    for size in (0, suite.data_key_length - 1, suite.data_key_length + 1):
+        with pytest.raises(DecryptionError):
+            derive_keys(suite, bytes(size), bytes(32))
+    assert len(derive_keys(suite, bytes(suite.data_key_length), bytes(32))[0]) == (
+        suite.data_key_length
+    )
