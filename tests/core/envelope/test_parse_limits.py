@@ -60,6 +60,19 @@ def test_a_frame_length_over_the_limit_is_refused_with_the_limit_named(stack):
     assert MessageReader(data, limits=Limits(max_frame_length=64)).header.frame_length == 64
 
 
+def test_frame_numbers_fill_four_bytes_and_stop_below_the_final_frame_marker():
+    """The tests below lower the limit to reach it; this is the limit itself.
+
+    A frame's number is the last 4 bytes of its IV and of its associated data, and a regular
+    frame numbered 0xFFFFFFFF would read as the final-frame marker.
+    """
+    from aureus_core.envelope.frames import FINAL_FRAME_MARKER, MAX_FRAMES
+
+    assert FINAL_FRAME_MARKER == 2**32 - 1
+    assert MAX_FRAMES == 2**32 - 2
+    assert message_module.MAX_FRAMES == MAX_FRAMES
+
+
 def test_a_message_over_the_frame_count_limit_is_not_written(stack, monkeypatch):
     """A message may have at most MAX_FRAMES frames; the limit is lowered to reach it."""
     monkeypatch.setattr(message_module, "MAX_FRAMES", 3)
