@@ -790,6 +790,20 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         "the counts belong to key versions this process used, and no write removes a key or "
         "a version (an older document without it is refused as a rollback)",
     ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^old = self\._usage_in_flight\.pop\(slot, (None|\(1, 0\)|\(0, 1\)|)\)$"
+        r"|^if rest != \((1, 0|0, 1)\):$",
+        "a keystore object carries one write's counts at a time (every write holds the write "
+        "lock from its take to its settle, and no write's change records a use): the slot "
+        "was put in flight by this write's take, and what is left after it is (0, 0)",
+    ),
+    Equivalent(
+        "plugins/aureus_local/keystore.py",
+        r"^created_at=created_at\.astimezone\(None\),$",
+        "a stored time is written in UTC (_time) and read back as an instant: the same "
+        "instant in any zone",
+    ),
     # local-store-admin: the rest of keystore.py and document.py
     Equivalent(
         "plugins/aureus_local/keystore.py",

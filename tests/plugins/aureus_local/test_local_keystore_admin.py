@@ -8,6 +8,7 @@ processes that read the keystore after it.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -378,3 +379,27 @@ def test_counts_flush_when_the_interval_has_passed(
     now[0] = 30.0
     provider.sign(ref("local://s"), b"three")
     assert stored_messages(keystore_dir, "s") == [3]
+
+
+def test_a_flush_that_fails_is_logged_with_the_keystore_and_the_reason(
+    make_provider: MakeProvider,
+    keystore_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A counter must not break an encryption: the failed flush is a warning, then a retry."""
+    provider = make_provider(usage_flush_operations=1)
+    provider.create_key("s", KeySpec(key_type="ed25519"))
+
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(provider.keystore, "_write", fail)
+    with caplog.at_level(logging.WARNING, logger="aureus_local.keystore"):
+        provider.sign(ref("local://s"), b"one")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"usage counters of keystore {keystore_dir} not saved yet: disk full"
+    ]
+    monkeypatch.undo()
+    provider.sign(ref("local://s"), b"two")
+    assert stored_messages(keystore_dir, "s") == [2]
