@@ -76,4 +76,4 @@ def test_a_signature_with_characters_outside_base64_is_refused_not_skipped(value
 def test_a_record_is_built_by_field_name_only():
     """Positional fields would let a key URI and a version trade places without a word."""
     with pytest.raises(TypeError):
-        Signature(b"sig", "local://signer", "3", "ed25519")  # type: ignore[misc]
+        Signature(b"sig", "local://signer", "3", "ed25519")  # type: ignore[call-arg]

@@ -91,9 +91,9 @@ def test_a_pin_is_32_lowercase_hex_digits(
 ) -> None:
     """Too short (31 digits), upper case, or not a string at all: each is refused by name."""
     with pytest.raises(ConfigError) as caught:
-        Keystore(tmp_path / "ks", **{argument: value})
+        Keystore(tmp_path / "ks", **{argument: value})  # type: ignore[arg-type]
     assert str(caught.value) == ID_REFUSAL.format(option=option, value=value)
-    Keystore(tmp_path / "ks", **{argument: "0123456789abcdef" * 2})
+    Keystore(tmp_path / "ks", **{argument: "0123456789abcdef" * 2})  # type: ignore[arg-type]
 
 
 def test_one_wrap_per_version_is_the_smallest_limit(tmp_path: Path) -> None:
