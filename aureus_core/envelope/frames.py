@@ -10,8 +10,13 @@ SINGLE_BLOCK_STRING = b"AWSKMSEncryptionClient Single Block"
 SINGLE_BLOCK_SEQUENCE = 1
 """A non-framed body is authenticated as sequence number 1."""
 FINAL_FRAME_MARKER = 0xFFFFFFFF
-MAX_FRAMES = 0xFFFFFFFF - 1
-"""Sequence numbers run from 1 and may not reach the final-frame marker."""
+MAX_FRAMES = 0xFFFFFFFF
+"""Frames in one message, the final one included: the format allows 2**32 - 1.
+
+Numbers run from 1.  The final frame's number follows the marker, so it may be
+0xFFFFFFFF; a regular frame's may not (it would read as the marker), and one is
+always followed by the final frame, so regular frames stop at ``MAX_FRAMES - 1``.
+"""
 
 FRAME_IV = struct.Struct(">8xI")
 """A frame's IV: 8 zero bytes, then its sequence number."""

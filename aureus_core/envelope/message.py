@@ -244,11 +244,13 @@ class MessageWriter:
         self._signed(out[:end])
         return end
 
-    def _next_sequence(self) -> int:
-        self._sequence += 1
-        if self._sequence > MAX_FRAMES:
+    def _next_sequence(self, *, final: bool) -> int:
+        sequence = self._sequence + 1
+        # A regular frame is always followed by the final one: it needs room for it.
+        if sequence > (MAX_FRAMES if final else MAX_FRAMES - 1):
             raise ConfigError("message too large for its frame length: use a larger frame length")
-        return self._sequence
+        self._sequence = sequence
+        return sequence
 
     def frame_into(self, plaintext: memoryview, out: memoryview, *, final: bool) -> int:
         """Encrypt one frame into ``out``; return the bytes written."""
@@ -260,7 +262,7 @@ class MessageWriter:
         if final and length > self._frame_length:
             # No reader accepts it: refuse here rather than write a message none can read.
             raise ConfigError("a final frame must be at most one frame length long")
-        sequence = self._next_sequence()
+        sequence = self._next_sequence(final=final)
         iv = frame_iv(sequence)
         aad = frame_aad(self._message_id, sequence, length, final=final)
         if final:
@@ -285,7 +287,8 @@ class MessageWriter:
         """
         if not self.header.framed:
             raise ConfigError("a non-framed message has no frames")
-        if self._sequence + count > MAX_FRAMES:
+        # The final frame still follows the batch, so it must fit too.
+        if self._sequence + count >= MAX_FRAMES:
             raise ConfigError("message too large for its frame length: use a larger frame length")
         length = self._frame_length
         encrypt_into = self._aead.encrypt_into

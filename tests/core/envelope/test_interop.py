@@ -112,3 +112,42 @@ def test_non_committing_messages_need_an_opt_in(stack, raw_keys, tmp_path):
     }
     with KeyStack.from_dict(config) as legacy:
         assert legacy.decrypt(message) == b"legacy"
+
+
+def test_the_frame_count_limit_is_the_sdks_the_final_frame_may_take_the_last_number(
+    stack, raw_keys, monkeypatch
+):
+    """Both libraries allow 2**32 - 1 frames, the final one included; lowered to 3 on both
+    sides to reach it, the SDK's largest message is read and Aureus's largest is read back."""
+    import aws_encryption_sdk.internal.crypto.iv as sdk_iv
+    import aws_encryption_sdk.internal.defaults as sdk_defaults
+
+    from aureus_core.envelope import message as message_module
+    from aureus_core.envelope.frames import MAX_FRAMES
+
+    assert sdk_defaults.MAX_FRAME_COUNT == MAX_FRAMES
+    for module in (sdk_defaults, sdk_iv):
+        monkeypatch.setattr(module, "MAX_FRAME_COUNT", 3)
+    monkeypatch.setattr(message_module, "MAX_FRAMES", 3)
+    # Two regular 4 KiB frames and a final one of 100 bytes (at an exact multiple the SDK
+    # writes an empty final frame, one frame more).
+    plaintext = bytes(range(256)) * 32 + bytes(100)
+    message, _ = client().encrypt(
+        source=plaintext, key_provider=sdk_key(raw_keys["beta"], "beta"), frame_length=4096
+    )
+    assert stack.decrypt(message) == plaintext
+    ours = stack.encrypt(plaintext, frame_length=4096)
+    decrypted, _ = client().decrypt(source=ours, key_provider=sdk_key(raw_keys["alpha"], "alpha"))
+    assert decrypted == plaintext
+    # One more frame's worth is past the limit on both sides.
+    longer = plaintext + bytes(4096)
+    with pytest.raises(Exception, match="^Max frame count exceeded$"):
+        client().encrypt(
+            source=longer,
+            key_provider=sdk_key(raw_keys["beta"], "beta"),
+            frame_length=4096,
+        )
+    from aureus_core import ConfigError
+
+    with pytest.raises(ConfigError, match="message too large for its frame length"):
+        stack.encrypt(longer, frame_length=4096)

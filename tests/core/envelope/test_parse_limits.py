@@ -60,17 +60,55 @@ def test_a_frame_length_over_the_limit_is_refused_with_the_limit_named(stack):
     assert MessageReader(data, limits=Limits(max_frame_length=64)).header.frame_length == 64
 
 
-def test_frame_numbers_fill_four_bytes_and_stop_below_the_final_frame_marker():
+def test_a_message_may_have_the_formats_2_to_the_32_minus_1_frames():
     """The tests below lower the limit to reach it; this is the limit itself.
 
-    A frame's number is the last 4 bytes of its IV and of its associated data, and a regular
-    frame numbered 0xFFFFFFFF would read as the final-frame marker.
+    The format allows 2**32 - 1 frames, the final one included, as the AWS Encryption SDK
+    writes and reads them. The final frame's number follows the marker, so it may be
+    0xFFFFFFFF; a regular frame's would read as the marker, which the writer's
+    room-for-the-final-frame rule prevents (next test).
     """
     from aureus_core.envelope.frames import FINAL_FRAME_MARKER, MAX_FRAMES
 
     assert FINAL_FRAME_MARKER == 2**32 - 1
-    assert MAX_FRAMES == 2**32 - 2
+    assert MAX_FRAMES == 2**32 - 1
     assert message_module.MAX_FRAMES == MAX_FRAMES  # type: ignore[attr-defined]
+
+
+def test_a_regular_frame_is_refused_when_no_room_is_left_for_the_final_frame(monkeypatch):
+    """At the real limit this refuses a regular frame numbered 0xFFFFFFFF: it would read as
+    the final-frame marker. The final frame itself may take the last number."""
+    from aureus_core.context import EncryptionContext
+    from aureus_core.datakey import EncryptedDataKey
+    from aureus_core.envelope.message import EncryptionMaterials, MessageWriter
+    from aureus_core.envelope.suites import DEFAULT_SUITE
+
+    monkeypatch.setattr(message_module, "MAX_FRAMES", 3)
+    materials = EncryptionMaterials(
+        suite=DEFAULT_SUITE,
+        data_key=bytes(32),
+        encrypted_data_keys=(
+            EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c"),
+        ),
+        context=EncryptionContext(),
+    )
+    writer = MessageWriter(materials, FRAME_LENGTH)
+    header = writer.start()
+    chunk = b"x" * FRAME_LENGTH
+    body = writer.frame(chunk, final=False) + writer.frame(chunk, final=False)
+    with pytest.raises(
+        ConfigError, match=r"^message too large for its frame length: use a larger frame length$"
+    ):
+        writer.frame(chunk, final=False)
+    # The refusal took no number: the final frame is the third, the last one allowed.
+    final = writer.frame(chunk, final=True)
+    assert final[:8] == b"\xff\xff\xff\xff\x00\x00\x00\x03"
+    with pytest.raises(ConfigError, match=r"^message too large for its frame length"):
+        writer.frame(b"", final=True)
+    message = header + body + final + writer.finish()
+    reader = MessageReader(message)
+    reader.unlock(materials.data_key)
+    assert reader.read_all() == chunk * 3
 
 
 def test_a_message_over_the_frame_count_limit_is_not_written(stack, monkeypatch):
@@ -115,7 +153,11 @@ def test_a_batch_of_regular_frames_over_the_frame_count_limit_is_not_written(mon
     ):
         writer.regular_frames_into(data, 5, out)
     assert bytes(out) == bytes(len(out)), "frames were written before the refusal"
-    assert writer.regular_frames_into(data, 3, out) == 3 * (16 + FRAME_LENGTH + 16)
+    # Three regular frames would leave no number for the final frame; two do.
+    with pytest.raises(ConfigError, match=r"^message too large for its frame length"):
+        writer.regular_frames_into(data, 3, out)
+    assert bytes(out) == bytes(len(out)), "frames were written before the refusal"
+    assert writer.regular_frames_into(data, 2, out) == 2 * (16 + FRAME_LENGTH + 16)
 
 
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
