@@ -121,6 +121,7 @@ def test_the_frame_count_limit_is_the_sdks_the_final_frame_may_take_the_last_num
     sides to reach it, the SDK's largest message is read and Aureus's largest is read back."""
     import aws_encryption_sdk.internal.crypto.iv as sdk_iv
     import aws_encryption_sdk.internal.defaults as sdk_defaults
+    from aws_encryption_sdk.exceptions import SerializationError
 
     from aureus_core.envelope import message as message_module
     from aureus_core.envelope.frames import MAX_FRAMES
@@ -141,7 +142,7 @@ def test_the_frame_count_limit_is_the_sdks_the_final_frame_may_take_the_last_num
     assert decrypted == plaintext
     # One more frame's worth is past the limit on both sides.
     longer = plaintext + bytes(4096)
-    with pytest.raises(Exception, match="^Max frame count exceeded$"):
+    with pytest.raises(SerializationError, match=r"^Max frame count exceeded$"):
         client().encrypt(
             source=longer,
             key_provider=sdk_key(raw_keys["beta"], "beta"),
