@@ -472,6 +472,11 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     ),
     Equivalent(
         "aureus_core/envelope/message.py",
+        r"^signed = self\._signed if \(self\._hash is not None\) or True else None$",
+        "_signed does nothing without a hash: calling it for every frame is slower, not different",
+    ),
+    Equivalent(
+        "aureus_core/envelope/message.py",
         r"final=None\)$",
         "None is as false as False for frame_into's final flag",
     ),

@@ -132,6 +132,10 @@ def test_a_non_framed_writer_writes_one_single_block_only():
         writer.single_block_into(memoryview(b"again"), memoryview(out))
     with pytest.raises(ConfigError, match=r"^a non-framed message has no frames$"):
         writer.frame_into(memoryview(b"x"), memoryview(out), final=True)
+    before = bytes(out)
+    with pytest.raises(ConfigError, match=r"^a non-framed message has no frames$"):
+        writer.regular_frames_into(memoryview(bytes(64)), 1, memoryview(out))
+    assert bytes(out) == before, "a refused batch wrote a frame"
     data = start + bytes(out[:end]) + writer.finish()
     reader = MessageReader(data)
     assert not reader.header.framed
