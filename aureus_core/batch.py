@@ -35,7 +35,11 @@ if TYPE_CHECKING:
 
 
 def _refs(stack: KeyStack, keys: Sequence[str | KeyRef] | None) -> list[KeyRef]:
-    return [stack._ref(k) for k in keys] if keys else list(stack.config.wrapping_keys)
+    from .stack import _names_keys
+
+    if _names_keys(keys, "wrap the data key with"):
+        return [stack._ref(k) for k in keys]
+    return list(stack.config.wrapping_keys)
 
 
 def encrypt_batch(
@@ -95,6 +99,9 @@ def decrypt_batch(
     if isinstance(messages, (bytes, bytearray, memoryview, str)):
         raise ConfigError("decrypt_batch takes a sequence of messages; use decrypt for one")
     supplied = EncryptionContext.coerce(context)
+    from .stack import _names_keys
+
+    _names_keys(keys, "decrypt with")  # an empty list is refused, not read as "any key"
     allowed = KeyFilter(
         keys=tuple(stack._ref(k) for k in keys or ()),
         patterns=stack.config.decrypt_allow,

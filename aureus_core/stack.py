@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeGuard
 
 import attrs
 
@@ -162,6 +162,22 @@ def _hinted(error: DecryptionError, required: EncryptionContext) -> DecryptionEr
     if isinstance(error, QuorumNotReached):
         return QuorumNotReached(message, reached=error.reached, missing=error.missing)
     return DecryptionError(message, code=error.code)
+
+
+def _names_keys(keys: Sequence[str | KeyRef] | None, use: str) -> TypeGuard[Sequence[str | KeyRef]]:
+    """Whether an operation's ``keys`` argument names keys (``None``: the configured ones).
+
+    An empty list is refused: it names no key, and reading it as "the configured
+    keys" would turn a caller's allow-list that came out empty into every key.
+    """
+    if keys is None:
+        return False
+    if not keys:
+        raise ConfigError(
+            f"keys is empty, so it names no key to {use}: name at least one key, or leave "
+            "keys out (None) to use the stack's configured keys"
+        )
+    return True
 
 
 class KeyStack:
@@ -931,7 +947,7 @@ class KeyStack:
         groups: Quorum | None = None
         if isinstance(keys, Quorum):
             groups, refs = keys, list(keys.keys)
-        elif keys:
+        elif _names_keys(keys, "wrap the data key with"):
             refs = [self._ref(k) for k in keys]
         else:
             groups = self.config.key_groups
@@ -1163,7 +1179,7 @@ class KeyStack:
         The filter without ``keys`` is built once per configuration.
         """
         config = self.config
-        if keys:
+        if _names_keys(keys, "decrypt with"):
             made = KeyFilter(
                 keys=tuple(self._ref(k) for k in keys),
                 patterns=config.decrypt_allow,

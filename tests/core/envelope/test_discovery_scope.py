@@ -7,6 +7,7 @@ keeps decrypting whatever its keystore can open.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -187,3 +188,48 @@ def test_a_configured_provider_that_cannot_start_says_why(aureus_host: PluginHos
     with KeyStack(host=aureus_host, config=config) as stack, pytest.raises(ConfigError) as raised:
         stack.decrypt(_probe_message())
     assert "[providers.probe] endpoint: not a URL" in str(raised.value)
+
+
+def test_an_empty_keys_list_is_refused_not_read_as_every_key(tmp_path: Path) -> None:
+    """An allow-list computed per caller can come out empty; it must not become discovery.
+
+    Before, ``keys=[]`` was read like ``keys=None``: the configured keys and every key the
+    providers reach, so tenant A's empty list decrypted tenant B's message.
+    """
+    import asyncio
+
+    from aureus_core.aio import AsyncKeyStack
+
+    with KeyStack.local(tmp_path / "ks") as stack:
+        stack.create_key("tenant-a", "aes-256")
+        stack.create_key("tenant-b", "aes-256")
+        message = stack.encrypt(b"tenant B data", keys=["local://tenant-b"])
+        with pytest.raises(DecryptionError):
+            stack.decrypt(message, keys=["local://tenant-a"])
+        refusal = (
+            r"^keys is empty, so it names no key to decrypt with: name at least one key, "
+            r"or leave keys out \(None\) to use the stack's configured keys$"
+        )
+        for empty in ([], ()):
+            with pytest.raises(ConfigError, match=refusal):
+                stack.decrypt(message, keys=empty)
+            with pytest.raises(ConfigError, match=refusal):
+                stack.decrypt_batch([message], keys=empty)
+            with pytest.raises(ConfigError, match=refusal):
+                stack.rewrap(message, to_keys=["local://tenant-a"], keys=empty)
+            with pytest.raises(ConfigError, match=refusal):
+                stack.decrypt_stream(io.BytesIO(message), io.BytesIO(), keys=empty)
+            wrap_refusal = refusal.replace("decrypt with", "wrap the data key with")
+            with pytest.raises(ConfigError, match=wrap_refusal):
+                stack.encrypt(b"x", keys=empty)
+            with pytest.raises(ConfigError, match=wrap_refusal):
+                stack.encrypt_batch([b"x"], keys=empty)
+
+        async def asynchronous() -> None:
+            astack = AsyncKeyStack(stack)
+            with pytest.raises(ConfigError, match=refusal):
+                await astack.decrypt(message, keys=[])
+
+        asyncio.run(asynchronous())
+        # Leaving keys out still means the configured keys and the local keystore's.
+        assert stack.decrypt(message) == b"tenant B data"
