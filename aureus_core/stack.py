@@ -43,7 +43,7 @@ from .envelope.keyring import (
     ProviderLookup,
     active_fanout,
     encryption_materials,
-    unwrap_data_key,
+    unwrap_data_key_by,
 )
 from .envelope.message import (
     DEFAULT_FRAME_LENGTH,
@@ -1124,9 +1124,9 @@ class KeyStack:
         header = reader.header
         cache = self.cache
 
-        def unwrapped() -> tuple[bytearray, KeyRef]:
+        def unwrapped() -> tuple[bytearray, tuple[KeyRef, ...]]:
             try:
-                return unwrap_data_key(
+                return unwrap_data_key_by(
                     self._unwrap_lookup(allowed),
                     header.encrypted_data_keys,
                     full,
@@ -1138,8 +1138,10 @@ class KeyStack:
                 raise _hinted(error, required) from None
 
         def unwrap() -> tuple[tuple[bytearray, KeyRef], Fill]:
-            key, used = unwrapped()
-            return (key, used), Fill(material=key, key_versions=(used.uri,))
+            key, every = unwrapped()
+            # Every key version that took part (each share's, for a key-group message):
+            # the entry is dropped when any of them stops being usable.
+            return (key, every[0]), Fill(material=key, key_versions=tuple(r.uri for r in every))
 
         cached, made = None, None
         if cache is not None:
@@ -1155,7 +1157,11 @@ class KeyStack:
             data_key = cached.material
             op.update(details=(("cache", "hit"),))
         else:
-            data_key, used = made if made is not None else unwrapped()
+            if made is not None:
+                data_key, used = made
+            else:
+                data_key, every = unwrapped()
+                used = every[0]
             if op is not _DROPPED:
                 op.update(
                     provider=used.scheme,

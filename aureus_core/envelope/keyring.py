@@ -557,10 +557,42 @@ def unwrap_data_key(
     fixing access may help; otherwise one :class:`DecryptionError` that says
     nothing about why an unwrap failed.  Either names every key tried.
     """
+    data_key, used = unwrap_data_key_by(
+        lookup, encrypted_data_keys, context, allowed, claimants, pool
+    )
+    return data_key, used[0]
+
+
+def unwrap_data_key_by(
+    lookup: ProviderLookup,
+    encrypted_data_keys: Sequence[EncryptedDataKey],
+    context: EncryptionContext,
+    allowed: KeyFilter,
+    claimants: Claimants | None = None,
+    pool: Executor | Fanout | None = None,
+) -> tuple[bytearray, tuple[KeyRef, ...]]:
+    """As :func:`unwrap_data_key`, with every key that took part.
+
+    One key, or for a key-group message one per share used: a cached data key
+    must be dropped when any of them stops being usable, not only the first.
+    """
     split = quorum.layout(encrypted_data_keys)
     if split is not None:
         data_key, used = _recover_quorum(split, lookup, context, allowed, claimants)
-        return data_key, used[0]
+        return data_key, tuple(used)
+    data_key, ref = _unwrap_plain(lookup, encrypted_data_keys, context, allowed, claimants, pool)
+    return data_key, (ref,)
+
+
+def _unwrap_plain(
+    lookup: ProviderLookup,
+    encrypted_data_keys: Sequence[EncryptedDataKey],
+    context: EncryptionContext,
+    allowed: KeyFilter,
+    claimants: Claimants | None,
+    pool: Executor | Fanout | None,
+) -> tuple[bytearray, KeyRef]:
+    """The first encrypted data key (not a key-group share) an allowed key opens."""
     outcome = _Outcome()
     found = _candidates(lookup, encrypted_data_keys, allowed, claimants, outcome)
     if pool is None:

@@ -279,6 +279,40 @@ def test_an_ordinary_key_added_to_a_split_message_is_refused(stack: KeyStack) ->
             stack.decrypt(forged(edks), keys=["local://k0"])
 
 
+def test_a_cached_key_group_data_key_is_dropped_when_any_shares_key_is_disabled(
+    tmp_path: Path,
+) -> None:
+    """A decrypted key-group message's cached data key stands for every share's key.
+
+    Before, the entry named only the first share's key version: disabling the second
+    group's key left it in the cache, and the message kept decrypting (for up to the
+    cache's max_age) although two groups could no longer be reached.
+    """
+    config = {
+        "providers": {"local": {"keystore": str(tmp_path / "ks")}},
+        "cache": {"backend": "memory"},
+    }
+    with KeyStack.from_dict(config) as stack:
+        for name in ("a", "b"):
+            stack.create_key(name, "aes-256")
+        stack.rotate_key("local://b")  # version 1 of b is no longer current: it may be disabled
+        message = stack.encrypt(
+            b"two-person secret",
+            keys=Quorum.of(2, {"g1": ["local://a"], "g2": ["local://b?version=1"]}),
+        )
+        assert stack.decrypt(message) == b"two-person secret"  # the cache is filled here
+        stack.set_version_state("local://b?version=1", "disabled")
+        with pytest.raises(QuorumNotReached):
+            stack.decrypt(message)
+        # The first share's key, disabled instead, drops it the same way.
+        stack.set_version_state("local://b?version=1", "enabled")
+        assert stack.decrypt(message) == b"two-person secret"
+        stack.rotate_key("local://a")
+        stack.set_version_state("local://a?version=1", "disabled")
+        with pytest.raises(QuorumNotReached):
+            stack.decrypt(message)
+
+
 def test_key_group_messages_bypass_the_data_key_cache(tmp_path: Path) -> None:
     config = {
         "stack": {"threshold": 2, "key_groups": {"a": ["local://k0"], "b": ["local://k1"]}},
