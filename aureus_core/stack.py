@@ -709,7 +709,9 @@ class KeyStack:
                 target = self._provider_for(ref, Capability.IMPORT, "import_key")
             metadata = target.import_key(local_name, spec, material, new_version=new_version)
             op.update(key_uri=metadata.uri, key_version=metadata.current_version)
-            return metadata
+            # A new current version, like a rotation: cached encrypt entries must not keep
+            # wrapping with the old one (and a shared cache tells the other processes).
+            return self._changed(ref, metadata)
 
     def import_parameters(
         self,

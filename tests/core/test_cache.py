@@ -286,6 +286,24 @@ def test_rotation_through_the_stack_moves_new_messages_to_the_new_version(counti
     assert counting.wraps == 2
 
 
+def test_a_version_imported_through_the_stack_moves_new_messages_to_it(counting, clock):
+    """An import with new_version=True makes a new current version, as a rotation does.
+
+    Before, the cached encrypt entry kept wrapping new messages under version 1 until
+    the next recheck (60 s by default), and a shared cache told no other process.
+    """
+    import os
+
+    stack = cached_stack(counting, clock)
+    first = stack.encrypt(b"m")
+    assert [r.key for r in stack.inspect(first).recipients] == ["a:1"]
+    stack.import_key("a", "aes-256", raw=os.urandom(32), new_version=True)
+    second = stack.encrypt(b"m")
+    assert [r.key for r in stack.inspect(second).recipients] == ["a:2"]
+    assert counting.wraps == 2
+    assert stack.decrypt(first) == b"m" and stack.decrypt(second) == b"m"
+
+
 def test_min_decryption_version_through_the_stack_drops_decrypt_entries(counting, clock):
     from aureus_core import DecryptionError
 
