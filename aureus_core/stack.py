@@ -1096,7 +1096,15 @@ class KeyStack:
                 plaintext_bytes=size,
                 required_context=required_context,
             )
-            count = _encrypt_stream(src, dst, writer)
+            # A cached data key was charged ``size`` bytes: a source that grows while it
+            # is read must not put more than that under it.
+            bounded = (
+                size is not None
+                and self.cache is not None
+                and self.cache.policy.max_bytes < MAX_BYTES_LIMIT
+                and size <= self.cache.policy.max_bytes
+            )
+            count = _encrypt_stream(src, dst, writer, max_bytes=size if bounded else None)
             op.update(byte_count=count)
             return count
 

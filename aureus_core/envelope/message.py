@@ -372,8 +372,15 @@ def encrypt_bytes(plaintext: bytes | bytearray | memoryview, writer: MessageWrit
     return bytes(scratch) + writer.finish()
 
 
-def encrypt_stream(src: BinaryIO, dst: BinaryIO, writer: MessageWriter) -> int:
-    """Write a whole message, reading ``src`` one frame at a time; return plaintext bytes."""
+def encrypt_stream(
+    src: BinaryIO, dst: BinaryIO, writer: MessageWriter, *, max_bytes: int | None = None
+) -> int:
+    """Write a whole message, reading ``src`` one frame at a time; return plaintext bytes.
+
+    With ``max_bytes`` (the size a data-key cache was charged for this message), a
+    source that turns out longer is refused before any frame holding the excess is
+    written, and the message is left without its final frame, which no reader accepts.
+    """
     if not writer.header.framed:
         raise ConfigError("a non-framed message cannot be streamed: use encrypt_bytes")
     frame_length = writer.header.frame_length
@@ -383,6 +390,13 @@ def encrypt_stream(src: BinaryIO, dst: BinaryIO, writer: MessageWriter) -> int:
     current = _fill(src, buffers[0])
     total = current
     while True:
+        if max_bytes is not None and total > max_bytes:
+            raise ConfigError(
+                f"the input grew while it was encrypted: it had {max_bytes} bytes when the "
+                "data-key cache counted it, and a cached data key may not encrypt more than "
+                "it was charged for; the message was left unfinished (no reader accepts it). "
+                "Encrypt the input again once it no longer grows, or a copy of it"
+            )
         following = _fill(src, buffers[1]) if current == frame_length else 0
         final = following == 0
         written = writer.frame_into(memoryview(buffers[0])[:current], memoryview(out), final=final)

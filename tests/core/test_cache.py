@@ -380,6 +380,57 @@ def test_encrypt_stream_counts_bytes_of_a_file(counting, clock, tmp_path):
     assert counting.wraps == 3  # 600 + 600 would pass 1000 bytes
 
 
+def test_a_file_that_grows_while_it_is_encrypted_cannot_pass_max_bytes(counting, clock, tmp_path):
+    """The cache is charged the size a file has when the stream starts; a file appended to
+    meanwhile (a log) is refused before a frame of the excess is written, and the unfinished
+    message is one no reader accepts. Before, all of it went under the cached data key."""
+    import io
+
+    from aureus_core import DecryptionError
+
+    class Growing(io.FileIO):
+        """A file another process appends to just after the stream measured it."""
+
+        grow = 10_000
+
+        def readinto(self, buffer: Any) -> int:
+            if self.grow:
+                with open(self.name, "ab") as writer:  # noqa: PTH123
+                    writer.write(b"G" * self.grow)
+                self.grow = 0
+            return super().readinto(buffer)
+
+    stack = cached_stack(counting, clock, max_bytes=1000)
+    source = tmp_path / "log.txt"
+    source.write_bytes(b"x" * 300)
+    out = io.BytesIO()
+    with pytest.raises(
+        ConfigError,
+        match=r"^the input grew while it was encrypted: it had 300 bytes when the data-key "
+        r"cache counted it, ",
+    ):
+        with Growing(source) as src:
+            stack.encrypt_stream(src, out, frame_length=64)
+    # Header, its 16-byte tag, then whole 64-byte frames (4 + 12 + 64 + 16 bytes each):
+    # four of them, 256 bytes of plaintext, and none of the bytes past the 300 charged.
+    body = len(out.getvalue()) - len(MessageReader(out.getvalue()).header.serialize()) - 16
+    assert body == 4 * (4 + 12 + 64 + 16)
+    with pytest.raises(DecryptionError):
+        stack.decrypt(out.getvalue())
+    # A file that does not grow goes under the cached data key as before.
+    source.write_bytes(b"y" * 300)
+    with source.open("rb") as src:
+        done = io.BytesIO()
+        assert stack.encrypt_stream(src, done, frame_length=64) == 300
+    assert counting.wraps == 1
+    assert stack.decrypt(done.getvalue()) == b"y" * 300
+    # A file over max_bytes gets a data key of its own, which nothing else uses: no bound.
+    source.write_bytes(b"z" * 2000)
+    with Growing(source) as src:
+        assert stack.encrypt_stream(src, io.BytesIO(), frame_length=64) == 12_000
+    assert counting.wraps == 2
+
+
 def test_unknown_length_stream_bypasses_a_byte_bounded_cache(counting, clock):
     import io
 
