@@ -301,7 +301,8 @@ def test_a_version_imported_through_the_stack_moves_new_messages_to_it(counting,
     second = stack.encrypt(b"m")
     assert [r.key for r in stack.inspect(second).recipients] == ["a:2"]
     assert counting.wraps == 2
-    assert stack.decrypt(first) == b"m" and stack.decrypt(second) == b"m"
+    assert stack.decrypt(first) == b"m"
+    assert stack.decrypt(second) == b"m"
 
 
 def test_min_decryption_version_through_the_stack_drops_decrypt_entries(counting, clock):
@@ -395,7 +396,7 @@ def test_a_file_that_grows_while_it_is_encrypted_cannot_pass_max_bytes(counting,
 
         def readinto(self, buffer: Any) -> int:
             if self.grow:
-                with open(self.name, "ab") as writer:  # noqa: PTH123
+                with open(self.name, "ab") as writer:
                     writer.write(b"G" * self.grow)
                 self.grow = 0
             return super().readinto(buffer)
@@ -404,13 +405,15 @@ def test_a_file_that_grows_while_it_is_encrypted_cannot_pass_max_bytes(counting,
     source = tmp_path / "log.txt"
     source.write_bytes(b"x" * 300)
     out = io.BytesIO()
-    with pytest.raises(
-        ConfigError,
-        match=r"^the input grew while it was encrypted: it had 300 bytes when the data-key "
-        r"cache counted it, ",
+    with (
+        pytest.raises(
+            ConfigError,
+            match=r"^the input grew while it was encrypted: it had 300 bytes when the data-key "
+            r"cache counted it, ",
+        ),
+        Growing(source) as src,
     ):
-        with Growing(source) as src:
-            stack.encrypt_stream(src, out, frame_length=64)
+        stack.encrypt_stream(src, out, frame_length=64)
     # Header, its 16-byte tag, then whole 64-byte frames (4 + 12 + 64 + 16 bytes each):
     # four of them, 256 bytes of plaintext, and none of the bytes past the 300 charged.
     body = len(out.getvalue()) - len(MessageReader(out.getvalue()).header.serialize()) - 16
