@@ -48,6 +48,7 @@ from typing import Any, BinaryIO, Protocol, TypeVar, runtime_checkable
 from .context import EncryptionContext
 from .datakey import EncryptedDataKey, WrappedKey
 from .envelope.keyring import Candidate, Fanout, Target, _unwrap_one, _wipe_loser, using_fanout
+from .envelope.spool import DEFAULT_MEMORY_BOUND
 from .errors import AureusError
 from .interfaces import NATIVE_ASYNC_METHODS, KeyProvider
 from .keyref import KeyRef
@@ -588,12 +589,18 @@ class AsyncKeyStack:
         *,
         context: Mapping[str, str] | None = None,
         keys: Sequence[str | KeyRef] | None = None,
+        hold_signed: bool = False,
+        memory_bound: int = DEFAULT_MEMORY_BOUND,
     ) -> int:
         """:meth:`KeyStack.decrypt_stream` from an async source to an async sink.
 
-        Each frame reaches ``dst`` only after it authenticates.  If this
-        raises or is cancelled, what was written is incomplete and must be
-        discarded; :meth:`decrypt_file` does that for files.
+        Each frame reaches ``dst`` only after its tag verifies; of a signed
+        message, the last frame waits for the signature, the others do not.  If
+        this raises or is cancelled, what was written is incomplete and must be
+        discarded; :meth:`decrypt_file` does that for files.  With
+        ``hold_signed``, nothing of a signed message reaches ``dst`` before its
+        signature verifies (``memory_bound`` as in :meth:`KeyStack.decrypt_stream`):
+        use it when ``dst`` cannot be discarded, such as a network peer.
         """
         loop = asyncio.get_running_loop()
 
@@ -605,6 +612,8 @@ class AsyncKeyStack:
                 writer,  # type: ignore[arg-type]
                 context=context,
                 keys=keys,
+                hold_signed=hold_signed,
+                memory_bound=memory_bound,
             )
 
         return await self._run_stoppable(work)

@@ -143,6 +143,38 @@ def test_streams_round_trip(shared: KeyStack) -> None:
     asyncio.run(main())
 
 
+def test_hold_signed_keeps_a_signed_message_from_the_sink_until_its_signature_verifies(
+    shared: KeyStack,
+) -> None:
+    """As the synchronous ``decrypt_stream``: a sink that cannot be taken back (a network
+    peer) gets nothing of a signed message whose signature fails. Before, the async form had
+    no ``hold_signed``, and every frame but the last reached the sink first."""
+    from aureus_core import DecryptionError
+
+    payload = b"A" * 100_000
+    forged = bytearray(shared.encrypt(payload, keys=KEYS[:1], signed=True, frame_length=4096))
+    forged[-5] ^= 1  # in the footer's signature: every frame's tag still verifies
+
+    async def main() -> tuple[int, int, bytes]:
+        async with shared.aio() as aio:
+            streamed, held, good = Sink(), Sink(), Sink()
+            with pytest.raises(DecryptionError):
+                await aio.decrypt_stream(chunks(bytes(forged), 4000), streamed)
+            with pytest.raises(DecryptionError):
+                await aio.decrypt_stream(chunks(bytes(forged), 4000), held, hold_signed=True)
+            intact = shared.encrypt(payload, keys=KEYS[:1], signed=True, frame_length=4096)
+            count = await aio.decrypt_stream(
+                chunks(intact, 4000), good, hold_signed=True, memory_bound=8192
+            )
+            assert count == len(payload)
+            return len(streamed.data), len(held.data), bytes(good.data)
+
+    streamed, held, good = asyncio.run(main())
+    assert streamed == len(payload) - len(payload) % 4096  # the frames before the last
+    assert held == 0
+    assert good == payload  # held past memory_bound in the sealed spool, then released
+
+
 def test_a_cancelled_stream_writes_nothing_afterwards(shared: KeyStack) -> None:
     payload = bytes(64 * 1024)
     message = shared.encrypt(payload, keys=KEYS[:1], frame_length=1024)
