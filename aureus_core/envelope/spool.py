@@ -112,7 +112,9 @@ class SealedSpool:
         """Write everything held to ``dst`` and return the byte count.
 
         If the temporary file was altered, raise :class:`DecryptionError`
-        before writing anything.
+        before writing anything; if it is altered after that check, while it is
+        written out, raise it at the altered record (what came before it is
+        genuine, but incomplete).
         """
         if self._file is None:
             dst.write(self._memory)
@@ -128,7 +130,16 @@ class SealedSpool:
         self._file.seek(0)
         for index, length in enumerate(lengths):
             self._file.read(_LENGTH.size)
-            dst.write(self._aead.decrypt(self._nonce(index), self._file.read(length), None))
+            try:
+                chunk = self._aead.decrypt(self._nonce(index), self._file.read(length), None)
+            except InvalidTag:
+                # Changed between the check and this read: only someone who can write to
+                # this process's open file can. What was written is genuine but not all.
+                raise DecryptionError(
+                    "the temporary file holding the verified plaintext was modified while it "
+                    "was being written out; the output is incomplete and must be discarded"
+                ) from None
+            dst.write(chunk)
         return self._size
 
     def _wipe_memory(self) -> None:

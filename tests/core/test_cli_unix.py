@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pty
 import subprocess
@@ -205,6 +206,36 @@ def test_a_spool_file_altered_on_disk_releases_nothing(tmp_path: Path, where: st
         with out.open("wb") as dst, pytest.raises(DecryptionError, match="modified"):
             spool.release(dst)
         assert out.read_bytes() == b""
+
+
+def test_a_spool_file_altered_after_its_check_stops_the_release_with_a_decryption_error(
+    tmp_path: Path,
+) -> None:
+    """Someone who can write to this process's open file (its /proc/PID/fd) alters it
+    between the check of every record and the write-out: the release stops at the altered
+    record with DecryptionError and says the output is incomplete. Before, cryptography's
+    InvalidTag escaped, which the CLI does not turn into its error and exit code."""
+
+    class Raced(SealedSpool):
+        def _opened(self) -> list[int] | None:
+            lengths = super()._opened()
+            assert lengths is not None
+            os.ftruncate(self.fileno(), 4 + lengths[0] + 10)  # into the second record
+            return lengths
+
+    record = 1024 * 1024
+    out = io.BytesIO()
+    with Raced(memory_bound=1024, directory=str(tmp_path)) as spool:
+        for _ in range(3):
+            spool.write(b"V" * record)
+        with pytest.raises(
+            DecryptionError,
+            match=r"^the temporary file holding the verified plaintext was modified while it "
+            r"was being written out; the output is incomplete and must be discarded$",
+        ):
+            spool.release(out)
+    # What came out is the genuine first record, and nothing of the altered one.
+    assert out.getvalue() == b"V" * record
 
 
 def _config(tmp_path: Path, text: str) -> Path:
