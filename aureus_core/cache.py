@@ -599,6 +599,21 @@ class DataKeyCache:
             self.backend.clear()
             self._by_key.clear()
 
+    def close(self) -> None:
+        """Wipe the data keys this process holds and close the backend if it can be closed.
+
+        A shared backend's entries stay for the other processes (they expire
+        there); an in-process backend's are dropped and wiped now, not when the
+        garbage collector gets to them.
+        """
+        with self._lock:
+            if not self._shared:
+                self.backend.clear()
+            self._by_key.clear()
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()
+
     def __repr__(self) -> str:
         return (
             f"<DataKeyCache {type(self.backend).__name__} entries={len(self.backend)} "

@@ -221,6 +221,7 @@ class KeyStack:
         if cache is not None and cache.describe is None:
             cache.describe = self._describe_for_cache
         self._cache_built = cache is not None
+        self._owns_cache = False
         self._closed = False
         self._guards: dict[str, GuardedProvider] = {}
         self._breaker_clock = breaker_clock
@@ -894,6 +895,7 @@ class KeyStack:
                         }
                         backend = self.host.cache_backends.get(spec.name).factory(backend_options)
                         self._cache = DataKeyCache(backend, CachePolicy.from_options(spec.options))
+                        self._owns_cache = True
                     if self._cache is not None and self._cache.describe is None:
                         self._cache.describe = self._describe_for_cache
                     self._cache_built = True
@@ -1465,7 +1467,7 @@ class KeyStack:
     # -- lifetime ------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the providers and sinks this stack created."""
+        """Close the providers, sinks and data-key cache this stack created."""
         with self._lock:
             if self._closed:
                 return
@@ -1474,6 +1476,8 @@ class KeyStack:
                 self._pool.shutdown(wait=True, cancel_futures=True)
             for scheme in self._owned:
                 self._providers[scheme].close()
+            if self._owns_cache and self._cache is not None:
+                self._cache.close()  # built from [cache] here: its data keys go with the stack
             self._audit.close()
 
     def aio(self, *, workers: int | None = None) -> AsyncKeyStack:

@@ -1474,3 +1474,62 @@ def test_an_entry_long_past_max_age_is_not_used(clock):
     clock.advance(3600)
     assert cache.take(b"k", plaintext_bytes=1) is None
     assert backend.get(b"k") is None
+
+
+def test_a_cache_the_stack_built_is_wiped_when_the_stack_closes(tmp_path):
+    """A cache built from ``[cache]`` belongs to the stack: closing the stack wipes its data
+    keys there and then. Before, they stayed in memory until the garbage collector came."""
+    config = {
+        "stack": {"wrapping_keys": ["local://a"]},
+        "providers": {"local": {"keystore": str(tmp_path / "ks")}},
+        "cache": {"backend": "memory"},
+    }
+    stack = KeyStack.from_dict(config)
+    stack.create_key("a", "aes-256")
+    stack.encrypt(b"m")
+    cache = stack.cache
+    assert cache is not None
+    held = [entry.material for entry in cache.backend._entries.values()]  # type: ignore[attr-defined]
+    assert len(held) == 1
+    assert any(held[0])
+    stack.close()
+    assert len(cache.backend) == 0
+    assert held[0] == bytearray(len(held[0]))  # wiped, not only dropped
+
+
+def test_a_cache_handed_to_the_stack_stays_its_owners(counting, clock):
+    """A cache passed in may serve other stacks: closing one stack leaves it as it was."""
+    cache = DataKeyCache(MemoryCache(), CachePolicy(), clock=clock.monotonic)
+    stack = KeyStack.from_dict(
+        {"stack": {"wrapping_keys": ["local://a"]}}, providers={"local": counting}, cache=cache
+    )
+    message = stack.encrypt(b"m")
+    stack.close()
+    assert len(cache.backend) == 1
+    other = KeyStack.from_dict(
+        {"stack": {"wrapping_keys": ["local://a"]}}, providers={"local": counting}, cache=cache
+    )
+    other.encrypt(b"m")
+    assert counting.wraps == 1  # the entry the first stack made is still used
+    assert other.decrypt(message) == b"m"
+
+
+def test_closing_a_shared_cache_closes_its_backend_and_leaves_the_other_processes_entries(clock):
+    """Entries in a shared backend serve other processes too: close releases the connection
+    and does not delete them (they expire there)."""
+
+    class Closable(_SharedDict):
+        closed = 0
+
+        def clear(self) -> None:
+            raise AssertionError("closing one process's cache must not clear a shared backend")
+
+        def close(self) -> None:
+            self.closed += 1
+
+    backend = Closable()
+    cache = DataKeyCache(backend, CachePolicy(), clock=clock.monotonic)
+    cache.store(b"k" * 32, b"d" * 32, key_versions=("local://a?version=1",))
+    cache.close()
+    assert backend.closed == 1
+    assert len(backend.entries) == 1
