@@ -21,7 +21,8 @@ PROVIDER_ID = "aws-kms"
 """The AWS Encryption SDK's provider ID for KMS-wrapped data keys."""
 REF_PARAMS = frozenset({"region"})
 
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_REGION = re.compile(r"[a-z]{2,4}(-[a-z]+)+-\d+")
+"""The shape of an AWS region name (``us-east-1``, ``us-gov-west-1``, ``eusc-de-east-1``)."""
 _ALIAS_NAME = re.compile(r"^[A-Za-z0-9/_-]{1,250}$")
 
 
@@ -43,7 +44,7 @@ class KmsArn:
             return None
         _, partition, _, region, account, resource = parts
         resource_type, sep, resource_id = resource.partition("/")
-        if not (partition and region and account and sep and resource_id):
+        if not (partition and account and sep and resource_id) or not is_region(region):
             return None
         if resource_type not in ("key", "alias"):
             return None
@@ -92,7 +93,7 @@ def check_ref(ref: KeyRef) -> KeyRef:
             "accepts only ?region="
         )
     region = ref.param("region")
-    if region is not None and not _REGION.match(region):
+    if region is not None and not is_region(region):
         raise ConfigError(f"invalid AWS region {region!r} in {ref.uri}")
     arn = KmsArn.parse(ref.key_id)
     if arn is not None and region is not None and region != arn.region:
@@ -100,6 +101,12 @@ def check_ref(ref: KeyRef) -> KeyRef:
             f"{ref.uri} names region {region} but its ARN is in {arn.region}: drop ?region="
         )
     if ref.key_id.startswith("arn:") and arn is None:
+        named = ref.key_id.split(":")[3:4]
+        if named and named[0] and not is_region(named[0]):
+            raise ConfigError(
+                f"{ref.key_id!r} names region {named[0]!r}, which is not an AWS region name: "
+                "use one such as us-east-1"
+            )
         raise ConfigError(f"{ref.key_id!r} is not a KMS key or alias ARN")
     return ref
 
@@ -128,8 +135,13 @@ def alias_name(name: str) -> str:
     return f"alias/{bare}"
 
 
+def is_region(region: object) -> bool:
+    """Whether ``region`` has the shape of an AWS region name (botocore builds hosts from it)."""
+    return isinstance(region, str) and _REGION.fullmatch(region) is not None
+
+
 def check_region(region: str, what: str) -> str:
     """Validate a region name."""
-    if not isinstance(region, str) or not _REGION.match(region):
+    if not is_region(region):
         raise ConfigError(f"{what} must be an AWS region such as us-east-1, not {region!r}")
     return region

@@ -55,45 +55,67 @@ class DiscoveryFilter:
     """Which keys a decrypt without ``keys=`` may use besides the configured ones.
 
     ``accounts`` in ``partition`` (the AWS Encryption SDK's discovery filter),
-    or with ``any_account`` every key the credentials reach.
+    or with ``any_account`` every account (in ``partition``, or in any when it
+    is ``None``).  ``regions`` adds regions to those a message's key may be
+    in: the provider's ``region`` and the regions of configured keys.
     """
 
     accounts: tuple[str, ...] = ()
-    partition: str = "aws"
+    partition: str | None = "aws"
     any_account: bool = False
+    regions: tuple[str, ...] = ()
 
     @classmethod
     def from_options(cls, value: Any) -> DiscoveryFilter:
-        """Parse ``discovery = {accounts = [...], partition = "aws"}``, ``true`` or ``"*"``."""
+        """Parse ``discovery = {partition, accounts, regions}``, ``true`` or ``"*"``."""
         if value is True or value == "*":
-            return cls(any_account=True)
+            return cls(any_account=True, partition=None)
         if value is False:
             return cls()
         if not isinstance(value, Mapping):
             raise ConfigError(
-                "the aws-kms option discovery must be a table {partition, accounts}, "
+                "the aws-kms option discovery must be a table {partition, accounts, regions}, "
                 'or true / "*" for any account'
             )
-        unknown = sorted(set(value) - {"accounts", "partition"})
+        unknown = sorted(set(value) - {"accounts", "partition", "regions"})
         if unknown:
-            raise ConfigError(f"unknown aws-kms discovery option(s): {', '.join(unknown)}")
+            raise ConfigError(
+                f"unknown aws-kms discovery option(s): {', '.join(unknown)}; "
+                "it accepts partition, accounts, regions"
+            )
         accounts = value.get("accounts")
-        if (
+        any_account = accounts == "*"
+        if any_account:
+            accounts = ()
+        elif (
             not isinstance(accounts, (list, tuple))
             or not accounts
             or not all(isinstance(a, str) and a.isdigit() and len(a) == 12 for a in accounts)
         ):
             raise ConfigError(
-                "aws-kms discovery.accounts must be a non-empty list of 12-digit account IDs"
+                "aws-kms discovery.accounts must be a non-empty list of 12-digit account IDs, "
+                'or "*" for any account'
             )
         partition = value.get("partition", "aws")
         if not isinstance(partition, str) or not partition:
             raise ConfigError("aws-kms discovery.partition must be a partition name such as aws")
-        return cls(accounts=tuple(accounts), partition=partition)
+        regions = value.get("regions", [])
+        if not isinstance(regions, (list, tuple)):
+            raise ConfigError(
+                'aws-kms discovery.regions must be a list of AWS regions, such as ["eu-west-1"]'
+            )
+        return cls(
+            accounts=tuple(accounts),
+            partition=partition,
+            any_account=any_account,
+            regions=tuple(check_region(r, "each aws-kms discovery.regions entry") for r in regions),
+        )
 
     def allows(self, partition: str, account: str) -> bool:
         """Whether a key in ``partition`` owned by ``account`` passes the filter."""
-        return self.any_account or (partition == self.partition and account in self.accounts)
+        if self.partition is not None and partition != self.partition:
+            return False
+        return self.any_account or account in self.accounts
 
 
 @attrs.frozen(kw_only=True)

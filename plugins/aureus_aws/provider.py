@@ -224,8 +224,8 @@ class AwsKmsProvider(KeyProviderBase):
         wanted = self._key_arn(key)
         if not same_key(wanted, named):
             raise DecryptionError()
-        client = self._clients.get(wanted.region)
         with kms_errors("Decrypt", key.uri, unwrap=True):
+            client = self._clients.get(wanted.region)
             response = client.decrypt(
                 KeyId=str(wanted),
                 CiphertextBlob=encrypted.ciphertext,
@@ -261,29 +261,54 @@ class AwsKmsProvider(KeyProviderBase):
 
         Allowed: a configured key (multi-Region aware; aliases and bare key IDs
         among ``named`` are resolved with ``DescribeKey`` and remembered for
-        ``ALIAS_TTL`` seconds), or a key the ``discovery`` option covers.
+        ``ALIAS_TTL`` seconds), or a key the ``discovery`` option covers; and
+        in either case only in a region of :meth:`discovery_regions`.
         """
         arn = KmsArn.parse(key.key_id)
         discovery = self.options.discovery
         if arn is None:  # an alias or key ID (a seed envelope's keyId): its account is unknown
-            if discovery.any_account or any(
+            if not discovery.any_account and not any(
                 key.with_version(None) == configured.with_version(None) for configured in named
             ):
-                return None
+                return (
+                    "an alias or key ID, not a key ARN, so its account is unknown: name it in "
+                    "[stack] wrapping_keys or keys=, or set [providers.aws-kms] discovery = true"
+                )
+        elif not discovery.allows(arn.partition, arn.account) and not (
+            arn.is_key and any(same_key(arn, configured) for configured in self._named_arns(named))
+        ):
             return (
-                "an alias or key ID, not a key ARN, so its account is unknown: name it in "
-                "[stack] wrapping_keys or keys=, or set [providers.aws-kms] discovery = true"
+                f"account {arn.account} (partition {arn.partition}) is outside the aws-kms "
+                f"discovery scope: name the key in [stack] wrapping_keys or keys=, or add the "
+                f'account to [providers.aws-kms] discovery = {{ partition = "{arn.partition}", '
+                f'accounts = ["{arn.account}"] }}'
             )
-        if discovery.allows(arn.partition, arn.account):
-            return None
-        if arn.is_key and any(same_key(arn, configured) for configured in self._named_arns(named)):
+        region = region_of(key, self._clients.default_region or "")
+        allowed = self.discovery_regions(named)
+        if not region or region in allowed:
             return None
         return (
-            f"account {arn.account} (partition {arn.partition}) is outside the aws-kms "
-            f"discovery scope: name the key in [stack] wrapping_keys or keys=, or add the account "
-            f'to [providers.aws-kms] discovery = {{ partition = "{arn.partition}", '
-            f'accounts = ["{arn.account}"] }}'
+            f"region {region} is outside the aws-kms discovery regions "
+            f"({', '.join(sorted(allowed)) or 'none'}): name a key in {region} in [stack] "
+            f"wrapping_keys or keys=, or list the region in [providers.aws-kms] "
+            f'discovery.regions (discovery = {{ accounts = [...] or "*", regions = ["{region}"] }})'
         )
+
+    def discovery_regions(self, named: Sequence[KeyRef] = ()) -> frozenset[str]:
+        """The regions a decrypt without ``keys=`` may send ``Decrypt`` to.
+
+        The provider's region, the regions of the configured keys ``named``
+        (read from their ARNs or ``?region=``, without asking KMS), and the
+        ``discovery`` option's ``regions``.  A message cannot add one, so it
+        cannot make the stack call an endpoint (say, of a region that does not
+        exist) whose failures would count toward the circuit breaker.
+        """
+        default = self._clients.default_region or ""
+        regions = set(self.options.discovery.regions)
+        regions.update(region_of(ref, default) for ref in named if ref.scheme == SCHEME)
+        regions.add(default)
+        regions.discard("")
+        return frozenset(regions)
 
     def _named_arns(self, named: Sequence[KeyRef]) -> list[KmsArn]:
         """The key ARNs of the configured keys (aliases and IDs resolved, cached)."""
