@@ -37,7 +37,7 @@ from aureus_core.keys import KeyMetadata, KeyPurpose, KeySpec, KeyState, KeyType
 from aureus_core.signature import Signature
 from aureus_core.ttl import TtlCache
 
-from . import signing
+from . import log_redaction, signing
 from .errors import kms_errors
 from .naming import (
     PROVIDER_ID,
@@ -108,6 +108,7 @@ class AwsKmsProvider(KeyProviderBase):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.options = options or AwsKmsOptions()
+        log_redaction.install()
         self._clients = KmsClients(session or boto3.Session(), self.options)
         ttl = self.options.public_key_ttl
         self._public_keys: TtlCache[signing.PublicKey] = TtlCache(ttl, clock)
