@@ -84,7 +84,7 @@ if m > tonumber(ARGV[1]) or b > tonumber(ARGV[2]) then
 end
 redis.call('HINCRBY', KEYS[1], 'm', 1)
 redis.call('HINCRBY', KEYS[1], 'b', ARGV[3])
-return {got[1], tostring(m), tostring(b)}
+return {got[1], m, b}
 """
 
 # KEYS[1] claim; ARGV[1] token: delete the claim only if it is still ours.
@@ -294,17 +294,19 @@ class RedisCache:
         try:
             entry = self._sealer.open(name.encode(), sealed, messages, used)
         except SealError as error:
-            with self._lock:
-                self.stats["forged"] += 1
-            self._count_fault("forged")
-            _log.warning(
-                "redis data-key cache: dropped an entry whose seal did not open (%s)", error
-            )
-            self._call(None, lambda: self._client.delete(name))
+            self._forged(name, f"its seal did not open: {error}")
             return None
         # The entry's creation time, on this process's monotonic clock.
         entry.created_at = time.monotonic() - max(0.0, time.time() - entry.created_at)
         return entry
+
+    def _forged(self, name: str, why: str) -> None:
+        """Drop an entry that was altered in Redis (counted, logged, never used)."""
+        with self._lock:
+            self.stats["forged"] += 1
+        self._count_fault("forged")
+        _log.warning("redis data-key cache: dropped an entry because %s", why)
+        self._call(None, lambda: self._client.delete(name))
 
     # -- SharedCacheBackend ------------------------------------------------------------
 
@@ -327,7 +329,18 @@ class RedisCache:
         if not got:
             return None
         sealed, messages, used = got
-        return self._open(name, bytes(sealed), int(messages), int(used))
+        # The script counts from fields anyone who can write to Redis can set: a counter
+        # that is not a count (below what one use gives) is tampering, not a fault.
+        if (
+            not isinstance(sealed, bytes)
+            or not isinstance(messages, int)
+            or not isinstance(used, int)
+            or messages < 1
+            or used < plaintext_bytes
+        ):
+            self._forged(name, "its usage counters were not counts")
+            return None
+        return self._open(name, sealed, messages, used)
 
     def _marker(self, uri: str) -> str:
         base = uri.split("?", 1)[0]

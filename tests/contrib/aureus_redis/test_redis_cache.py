@@ -152,6 +152,37 @@ def test_a_forged_entry_is_dropped_counted_and_never_used(server, redis_options,
         assert server.client().hget(name, "s") != forged  # replaced by a fresh sealed entry
 
 
+@pytest.mark.parametrize("field", ["m", "b"])
+@pytest.mark.parametrize("value", [-(10**15), -1, 10**15])
+def test_a_counter_set_in_redis_never_fails_an_operation(
+    server, redis_options, keystore, field, value
+):
+    """A usage counter is a field anyone who can write to Redis can set (HSET). Before, a
+    15-digit one came back from the reservation script as "-1e+15", and int() raised
+    ValueError out of encrypt and decrypt; now a counter below what one use gives is
+    tampering: the entry is dropped, counted as forged, and the provider is asked."""
+    config = stack_config(keystore, redis_options, max_messages=2**32, max_bytes=2**40)
+    with KeyStack.from_dict(config) as stack:
+        message = stack.encrypt(b"x", context={"t": "1"})
+        assert stack.decrypt(message) == b"x"
+        cache = stack.cache
+        assert cache is not None
+        backend = cache.backend
+        assert isinstance(backend, RedisCache)
+        client = server.client()
+        for name in sealed_entries(server):
+            client.hset(name, field, value)
+        assert stack.encrypt(b"y", context={"t": "1"})
+        assert stack.decrypt(message) == b"x"
+        # A count rolled below zero is dropped as forged; a large one passes a limit and
+        # the entry is dropped as used up. Either way: a miss, never an error.
+        if value < 0:
+            assert backend.stats["forged"] == 2
+        else:
+            assert backend.stats["forged"] == 0
+        assert backend.stats["faults"] == 0
+
+
 def test_an_entry_moved_to_another_name_does_not_open(server, redis_options, keystore):
     """The seal binds the entry's name: tenant B's entry copied over tenant A's is refused."""
     config = stack_config(keystore, redis_options)
