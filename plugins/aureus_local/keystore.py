@@ -43,6 +43,7 @@ import contextlib
 import logging
 import os
 import secrets
+import stat
 import threading
 import time
 import uuid
@@ -1076,7 +1077,8 @@ class Keystore:
         )
         return document, sealer
 
-    def _read_master_key(self) -> bytes:
+    def _read_master_key(self, *, adopting: bool = False) -> bytes:
+        """The file master key; ``adopting``: for a new keystore, from a file found in place."""
         try:
             fd = os.open(self.master_key_path, READ_FLAGS)
         except FileNotFoundError:
@@ -1087,6 +1089,8 @@ class Keystore:
                 provider=SCHEME,
             ) from None
         with os.fdopen(fd, "rb") as file:
+            if adopting:
+                self._check_adopted_master_key(os.fstat(file.fileno()))
             key = file.read(MASTER_KEY_SIZE + 1)
         if len(key) != MASTER_KEY_SIZE:
             raise KeystoreCorrupted(
@@ -1102,17 +1106,41 @@ class Keystore:
         Created complete under a temporary name, then hard-linked into place:
         the final name never refers to a partly written key.
         """
-        if not self.master_key_path.exists():
-            temp = self._temp_path(MASTER_KEY_FILE)
-            write_new_file(temp, secrets.token_bytes(MASTER_KEY_SIZE))
-            try:
-                os.link(temp, self.master_key_path)
-            except FileExistsError:
-                pass  # someone else's key is in place: use it
-            finally:
-                temp.unlink(missing_ok=True)
-            fsync_directory(self.directory)
-        return self._read_master_key()
+        if self.master_key_path.exists():
+            # No keystore.json yet, so nothing vouches for this key: adopt it only if it is
+            # what this user's own earlier attempt (a crash before keystore.json) left.
+            return self._read_master_key(adopting=True)
+        temp = self._temp_path(MASTER_KEY_FILE)
+        write_new_file(temp, secrets.token_bytes(MASTER_KEY_SIZE))
+        try:
+            os.link(temp, self.master_key_path)
+        except FileExistsError:
+            pass  # another process of this keystore created one first: use it
+        finally:
+            temp.unlink(missing_ok=True)
+        fsync_directory(self.directory)
+        return self._read_master_key(adopting=True)
+
+    def _check_adopted_master_key(self, status: os.stat_result) -> None:
+        """Refuse a ``master.key`` someone else could have put there for a new keystore.
+
+        Whoever chose the master key can read every key sealed under it, and the
+        fingerprint an operator pins would vouch for it.  Aureus creates the file as
+        the process's user with mode 0600; a file of another owner, or one the group
+        or others may read or write, is not one it made.
+        """
+        owner = getattr(os, "geteuid", None)
+        foreign = owner is not None and status.st_uid != owner()
+        if foreign or status.st_mode & 0o077 or not stat.S_ISREG(status.st_mode):
+            raise KeystoreCorrupted(
+                f"keystore {self.directory} has no {KEYSTORE_FILE} yet, but has a "
+                f"{MASTER_KEY_FILE} that this user did not create as Aureus does (owner uid "
+                f"{status.st_uid}, mode {stat.S_IMODE(status.st_mode):04o}): whoever placed "
+                "it could read every key sealed under it. Delete it if you do not know where "
+                f"it came from, and create the keystore again; if it is your own, make it "
+                f"yours with mode 0600 (chmod 600 {self.master_key_path})",
+                provider=SCHEME,
+            )
 
     def _replace(self, content: bytes) -> None:
         temp = self._temp_path(KEYSTORE_FILE)

@@ -403,3 +403,60 @@ def test_a_flush_that_fails_is_logged_with_the_keystore_and_the_reason(
     monkeypatch.undo()
     provider.sign(ref("local://s"), b"two")
     assert stored_messages(keystore_dir, "s") == [2]
+
+
+@pytest.mark.parametrize("planted", ["world-readable", "group-writable", "another-owner"])
+def test_a_master_key_file_planted_before_the_keystore_exists_is_not_adopted(
+    tmp_path: Path, planted: str
+) -> None:
+    """Someone who can write to the keystore directory before its first key places a
+    master.key of their own. Before, the first create_key adopted it: its placer could open
+    every key sealed under it, and the fingerprint the operator pins vouched for it."""
+    import os
+
+    from aureus_core.errors import KeystoreCorrupted
+
+    directory = tmp_path / "ks"
+    directory.mkdir()
+    planted_key = directory / "master.key"
+    planted_key.write_bytes(b"A" * 32)
+    if planted == "world-readable":
+        planted_key.chmod(0o644)
+    elif planted == "group-writable":
+        planted_key.chmod(0o620)
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("giving a file to another owner needs root")
+        planted_key.chmod(0o600)
+        os.chown(planted_key, 12345, 12345)
+    provider = LocalKeyProvider(directory, insecure_kdf_for_tests=True)
+    with pytest.raises(KeystoreCorrupted) as refused:
+        provider.create_key("payments", KeySpec(key_type="aes-256"))
+    assert str(refused.value).startswith(
+        f"keystore {directory} has no keystore.json yet, but has a master.key that this user "
+        "did not create as Aureus does (owner uid "
+    )
+    assert "Delete it if you do not know where it came from" in str(refused.value)
+    assert not (directory / "keystore.json").exists()
+    provider.close()
+    # Deleted, the keystore is created with a key of its own.
+    planted_key.unlink()
+    provider = LocalKeyProvider(directory, insecure_kdf_for_tests=True)
+    provider.create_key("payments", KeySpec(key_type="aes-256"))
+    assert planted_key.read_bytes() != b"A" * 32
+    assert planted_key.stat().st_mode & 0o777 == 0o600
+    provider.close()
+
+
+def test_a_master_key_file_this_user_left_is_adopted(tmp_path: Path) -> None:
+    """A crash between master.key and keystore.json leaves a key Aureus made: owned by this
+    user, mode 0600. The next create uses it (the crash tests kill inside that window)."""
+    directory = tmp_path / "ks"
+    directory.mkdir()
+    leftover = directory / "master.key"
+    leftover.write_bytes(b"B" * 32)
+    leftover.chmod(0o600)
+    provider = LocalKeyProvider(directory, insecure_kdf_for_tests=True)
+    provider.create_key("payments", KeySpec(key_type="aes-256"))
+    provider.close()
+    assert leftover.read_bytes() == b"B" * 32
