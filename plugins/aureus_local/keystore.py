@@ -359,9 +359,11 @@ class Keystore:
         self._monotonic = monotonic
         self._usage_flushed_at = monotonic()
         # Wraps reserved in the document and not yet made, and the next block size.
+        # They belong to the process that reserved them: a forked child starts with none.
         self._wrap_lock = threading.Lock()
         self._wraps_left: dict[tuple[str, int], int] = {}
         self._wrap_block: dict[tuple[str, int], int] = {}
+        self._wraps_pid = os.getpid()
 
     def __repr__(self) -> str:
         mode = "passphrase" if self._passphrase is not None else "key file"
@@ -645,11 +647,26 @@ class Keystore:
 
             _, granted = self._write(reserve)
             with self._wrap_lock:
+                self._own_wraps()
                 self._wraps_left[slot] = self._wraps_left.get(slot, 0) + granted - 1
                 self._wrap_block[slot] = min(WRAP_BLOCK_MAX, wanted * 2)
 
+    def _own_wraps(self) -> None:
+        """Forget blocks a parent process reserved (caller holds ``_wrap_lock``).
+
+        A child made by ``fork`` inherits the parent's unused wraps in memory; used
+        there as well, two processes would make them twice, and handed back by both,
+        the stored count would fall below the wraps made.  They stay the parent's.
+        """
+        pid = os.getpid()
+        if pid != self._wraps_pid:
+            self._wraps_left = {}
+            self._wrap_block = {}
+            self._wraps_pid = pid
+
     def _take_wrap(self, slot: tuple[str, int]) -> bool:
         with self._wrap_lock:
+            self._own_wraps()
             left = self._wraps_left.get(slot, 0)
             if left <= 0:
                 return False
@@ -660,6 +677,7 @@ class Keystore:
         """Give the unused wraps of this process's blocks back to the document."""
         with self._write_lock:
             with self._wrap_lock:
+                self._own_wraps()
                 unused = {slot: n for slot, n in self._wraps_left.items() if n > 0}
                 self._wraps_left.clear()
                 self._wrap_block.clear()

@@ -71,6 +71,51 @@ def test_wraps_stop_at_the_bound_until_the_key_is_rotated(
     assert provider.wrap(ref("local://w"), DATA_KEY, CONTEXT).key.version == "2"
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
+def test_a_forked_child_reserves_its_own_wraps_and_never_hands_back_the_parents(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    """A pre-fork server (gunicorn --preload, a multiprocessing pool) forks after the parent
+    wrapped once, so each child starts with the parent's unused block in memory. Before,
+    every child wrapped from it too (the bound of 16 was passed: 4 children made 16 each on
+    top of the parent's), and a child that closed handed the parent's block back, so the
+    stored count fell below the wraps made."""
+    bound = 32
+    provider = make_provider(max_wraps_per_version=bound)
+    provider.create_key("w", KeySpec(key_type="aes-256"))
+    provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)  # reserves a block of 16, uses 1
+    assert reserved(keystore_dir) == [16]
+    made = 1
+    for _ in range(3):
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: wrap until refused, then close as a worker would
+            count = 0
+            try:
+                for _ in range(bound):
+                    provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+                    count += 1
+            except KeyDisabled:
+                pass
+            finally:
+                provider.close()
+                os.write(writer, str(count).encode())
+                os._exit(0)
+        os.close(writer)
+        os.waitpid(pid, 0)
+        made += int(os.read(reader, 100) or b"0")
+        os.close(reader)
+    left_to_parent = 15
+    for _ in range(left_to_parent):  # the parent's own block is still its own
+        provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+        made += 1
+    # The first child reserved the 16 left under the bound; the others got none.
+    assert made == bound
+    assert reserved(keystore_dir) == [bound]
+    with pytest.raises(KeyDisabled, match="has made its 32 wraps"):
+        provider.wrap(ref("local://w"), DATA_KEY, CONTEXT)
+
+
 def test_processes_share_the_bound(make_provider: MakeProvider, keystore_dir: Path) -> None:
     first, second = (make_provider(max_wraps_per_version=100) for _ in range(2))
     first.create_key("w", KeySpec(key_type="aes-256"))
