@@ -118,6 +118,30 @@ WRAP_BLOCK_MAX = 2**16
 """The largest block of wraps a process reserves at once (each next block doubles)."""
 
 _log = logging.getLogger(__name__)
+
+_SEEN_LOCK = threading.Lock()
+_SEEN: dict[str, int] = {}
+"""The highest generation of each keystore (by ID) any object of this process has loaded or
+written: a keystore opened again in the same process is held to it too."""
+
+
+def forget_seen_generations() -> None:
+    """Forget every generation this process has seen: what a new process starts with.
+
+    For tests that stand in for another process (a restart) within one.
+    """
+    with _SEEN_LOCK:
+        _SEEN.clear()
+
+
+def _seen_in_process(keystore_id: str, generation: int = 0) -> int:
+    """Raise the process's floor for ``keystore_id`` to ``generation``; return the floor."""
+    with _SEEN_LOCK:
+        floor = max(_SEEN.get(keystore_id, 0), generation)
+        _SEEN[keystore_id] = floor
+        return floor
+
+
 T = TypeVar("T")
 Usage = dict[tuple[str, int], tuple[int, int]]
 """``(key name, version) -> (messages, bytes)`` not yet in ``keystore.json``."""
@@ -902,6 +926,7 @@ class Keystore:
         with self._state_lock:
             self._loaded = _Loaded(signature, content, snapshot)
             self._seen_generation = max(self._seen_generation, updated.generation)
+        _seen_in_process(updated.keystore_id, updated.generation)
         self._record_generation(updated.keystore_id, updated.generation, quiet=True)
 
     # -- files ---------------------------------------------------------------
@@ -981,21 +1006,28 @@ class Keystore:
     def _check_generation(self, document: KeystoreDocument) -> None:
         """Refuse a document older than one already seen or than the pinned minimum."""
         found = document.generation
-        floors = [(self._seen_generation, "this process has already seen generation")]
-        floors.append((self._min_generation, "the configuration pins min_generation"))
+        seen = max(self._seen_generation, _seen_in_process(document.keystore_id))
+        floors = [(self._min_generation, "the configuration pins min_generation", "")]
         if self._state is not None:
-            floors.append((self._state.seen(document.keystore_id), f"{self._state.path} records"))
-        for floor, source in floors:
+            floors.append(
+                (self._state.seen(document.keystore_id), f"{self._state.path} records", "")
+            )
+        floors.append(
+            (seen, "this process has already seen generation", ", then restart this process")
+        )
+        for floor, source, restart in floors:
             if found < floor:
                 raise self._refused(
                     f"it is at generation {found}, but {source} {floor}: it is an older copy "
                     "(a restored backup, or a rollback that brings back rotated, disabled or "
                     "destroyed key versions)",
                     f"restore the newest {KEYSTORE_FILE}; if you restored this older one on "
-                    "purpose, lower min_generation and remove its entry from the state file",
+                    "purpose, lower min_generation and remove its entry from the state file"
+                    + restart,
                     code="rollback",
                 )
         self._seen_generation = max(self._seen_generation, found)
+        _seen_in_process(document.keystore_id, found)
         self._record_generation(document.keystore_id, found, quiet=False)
 
     def _record_generation(self, keystore_id: str, generation: int, *, quiet: bool) -> None:

@@ -42,6 +42,7 @@ from aureus_core.keys import KeySpec, KeyState
 from aureus_core.testing.provider_contract import KeyProviderContract
 from aureus_local import LocalKeyProvider
 from aureus_local.document import MAX_COUNT, SEALED_SIZE
+from aureus_local.keystore import forget_seen_generations
 from aureus_local.sealing import Sealer
 
 MakeProvider = Callable[..., LocalKeyProvider]
@@ -682,6 +683,7 @@ def test_format_1_keystores_are_read_and_upgraded_on_write(
                 del version[field]
     resign(keystore_dir, document)
 
+    forget_seen_generations()  # a new process, after an upgrade of Aureus
     reader = make_provider(monotonic=Ticker())
     meta = reader.describe_key(ref("local://w"))
     assert (meta.current.state, meta.current.messages, meta.min_decryption_version) == (

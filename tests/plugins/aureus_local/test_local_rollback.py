@@ -30,7 +30,7 @@ from aureus_core.keyref import KeyRef
 from aureus_core.keys import KeySpec, KeyState
 from aureus_local import LocalKeyProvider, generations, wrapping
 from aureus_local.generations import GenerationState
-from aureus_local.keystore import DEFAULT_RECHECK_INTERVAL, Keystore
+from aureus_local.keystore import DEFAULT_RECHECK_INTERVAL, Keystore, forget_seen_generations
 from aureus_local.sealing import Sealer
 
 MakeProvider = Callable[..., LocalKeyProvider]
@@ -98,10 +98,35 @@ def test_a_running_process_refuses_an_older_keystore_json(
         "backup, or a rollback that brings back rotated, disabled or destroyed key "
         "versions). Nothing was changed; restore the newest keystore.json; if you restored "
         "this older one on purpose, lower min_generation and remove its entry from the "
-        "state file"
+        "state file, then restart this process"
     )
     with pytest.raises(KeystoreCorrupted, match="it is an older copy"):
         local_provider.create_key("more", KeySpec(key_type="aes-256"))
+    assert (keystore_dir / "keystore.json").read_bytes() == backup  # nothing was written
+
+
+def test_a_keystore_opened_again_in_the_same_process_is_held_to_what_it_saw(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    """The generation floor is the process's, not one provider object's. Before, a
+    LocalKeyProvider made after the rollback (an application that rebuilds its stack or
+    reloads its configuration) accepted the older copy and unwrapped with a version that
+    had been disabled since."""
+    context = EncryptionContext(app="rollback")
+    first = make_provider()
+    first.create_key("k", KeySpec(key_type="aes-256"))
+    old = first.wrap(ref("local://k"), bytes(32), context)
+    first.rotate_key(ref("local://k"))
+    backup = (keystore_dir / "keystore.json").read_bytes()  # version 1 still enabled
+    first.set_version_state(ref("local://k?version=1"), KeyState.DISABLED)
+    first.close()
+    (keystore_dir / "keystore.json").write_bytes(backup)
+    second = make_provider()
+    with pytest.raises(
+        KeystoreCorrupted,
+        match="it is at generation 3, but this process has already seen generation 5",
+    ):
+        second.unwrap(old.key, old.encrypted, context)
     assert (keystore_dir / "keystore.json").read_bytes() == backup  # nothing was written
 
 
@@ -125,9 +150,11 @@ def test_the_state_file_refuses_an_older_keystore_json_across_restarts(
     assert oct(state.stat().st_mode & 0o777) == "0o600"
 
     (keystore_dir / "keystore.json").write_bytes(backup)
+    forget_seen_generations()  # a restart: the new process has seen nothing
     with pytest.raises(KeystoreCorrupted, match=rf"but {state} records 3"):
         make_provider(state_file=state).describe_key(ref("local://payments"))
     # Without the state file a fresh process cannot tell: the documented limit.
+    forget_seen_generations()
     assert make_provider().describe_key(ref("local://payments")).current_version == "1"
 
 
@@ -320,6 +347,7 @@ def test_old_format_documents_count_as_generation_0(
     sealer = Sealer((keystore_dir / "master.key").read_bytes())
     document["mac"] = b64(sealer.mac(document))
     (keystore_dir / "keystore.json").write_text(json.dumps(document))
+    forget_seen_generations()  # a new process, after an upgrade of Aureus
     reader = make_provider()
     assert reader.keystore_info().generation == 0
     with pytest.raises(KeystoreCorrupted, match="min_generation 1"):
