@@ -360,6 +360,16 @@ class Keystore:
         """Where the passphrase came from, named in errors (an environment variable, a source)."""
         self._min_generation = min_generation
         self._seen_generation = 0  # the highest generation this instance has loaded or written
+        if state_file is not None:
+            keystore_dir = self.directory.resolve()
+            state_dir = Path(state_file).parent.resolve()
+            if state_dir == keystore_dir or keystore_dir in state_dir.parents:
+                raise ConfigError(
+                    f"the local keystore's state_file {state_file} is inside the keystore "
+                    f"directory {keystore_dir}: whoever can roll the keystore back there (or "
+                    "restore the directory from a backup) rolls the state file back with it; "
+                    "put it outside the keystore directory and out of its backups"
+                )
         self._state = (
             None if state_file is None else GenerationState(state_file, lock_timeout=lock_timeout)
         )

@@ -530,6 +530,24 @@ def test_the_state_file_is_written_whole_in_a_private_new_directory(tmp_path: Pa
     assert sorted(p.name for p in path.parent.iterdir()) == ["state.json", "state.json.lock"]
 
 
+@pytest.mark.parametrize("where", [".", "sub"])
+def test_a_state_file_inside_the_keystore_directory_is_refused(
+    make_provider: MakeProvider, keystore_dir: Path, where: str
+) -> None:
+    """A state file rolled back with the keystore it guards cannot tell the copy is old."""
+    state = keystore_dir / where / "keystores.json"
+    with pytest.raises(ConfigError) as refused:
+        make_provider(state_file=state)
+    assert str(refused.value) == (
+        f"the local keystore's state_file {state} is inside the keystore directory "
+        f"{keystore_dir.resolve()}: whoever can roll the keystore back there (or restore the "
+        "directory from a backup) rolls the state file back with it; put it outside the "
+        "keystore directory and out of its backups"
+    )
+    # Beside the keystore directory, not in it, is where it belongs.
+    make_provider(state_file=keystore_dir.parent / "state" / "keystores.json").list_keys()
+
+
 def test_a_state_file_under_a_file_is_a_configuration_error(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
