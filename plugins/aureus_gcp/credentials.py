@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -394,13 +395,10 @@ def workload_identity_source(options: Mapping[str, Any]) -> GcpCredentialSource:
     )
     audience = reader.string("audience", required=True)
     token_file = reader.string("token_file") or DEFAULT_TOKEN_FILE
-    token_url = reader.string("token_url") or DEFAULT_TOKEN_URL
-    if not token_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-        raise ConfigError(
-            "option 'token_url' of credential source 'gcp-workload-identity' must be an https "
-            "URL (plain http only for a test server on 127.0.0.1 or localhost)"
-        )
+    token_url = _secure_url(reader.string("token_url") or DEFAULT_TOKEN_URL, "token_url")
     impersonation = reader.string("service_account_impersonation_url")
+    if impersonation:
+        impersonation = _secure_url(impersonation, "service_account_impersonation_url")
     token_type = reader.string("subject_token_type") or JWT_TOKEN_TYPE
     scopes = reader.scopes()
     quota = reader.string("quota_project")
@@ -434,6 +432,36 @@ def workload_identity_source(options: Mapping[str, Any]) -> GcpCredentialSource:
     return GcpCredentialSource(
         "gcp-workload-identity", build, principal=audience, secrets=current_token
     )
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _secure_url(url: str, option: str) -> str:
+    """``url`` if it is https, or plain http to this machine (a test server); else ConfigError.
+
+    Both URLs receive a token (the Kubernetes service account token, then the
+    federated access token): sent over plain http to another host, anyone on the
+    way could use it.  The host is compared parsed, so ``http://localhost.example``
+    or ``http://127.0.0.1@example.com`` are not taken for this machine.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        host = None
+        parts = None
+    secure = (
+        parts is not None
+        and host is not None
+        and (parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK))
+    )
+    if not secure:
+        raise ConfigError(
+            f"option {option!r} of credential source 'gcp-workload-identity' must be an https "
+            "URL (plain http only for a test server on 127.0.0.1, ::1 or localhost)"
+        )
+    return url
 
 
 SOURCES: dict[str, tuple[Callable[[Mapping[str, Any]], GcpCredentialSource], str]] = {

@@ -285,6 +285,48 @@ def test_workload_identity_options() -> None:
         workload_identity_source({"audience": AUDIENCE, "scopes": []})
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://sts.example.com/v1/token",
+        "http://localhost.attacker.example/v1/token",  # passed a prefix check before
+        "http://127.0.0.1@attacker.example/v1/token",  # likewise: the host is attacker.example
+        "ftp://127.0.0.1/v1/token",
+        "https:///v1/token",
+        "not a url",
+    ],
+)
+@pytest.mark.parametrize("option", ["token_url", "service_account_impersonation_url"])
+def test_workload_identity_sends_its_tokens_only_over_https_or_to_this_machine(
+    option: str, url: str
+) -> None:
+    """token_url receives the Kubernetes service account token, the impersonation URL the
+    federated access token: neither goes over plain http to another host. Before, the
+    token URL was checked by prefix (so http://localhost.attacker.example passed) and the
+    impersonation URL not at all."""
+    with pytest.raises(ConfigError) as refused:
+        workload_identity_source({"audience": AUDIENCE, option: url})
+    assert str(refused.value) == (
+        f"option {option!r} of credential source 'gcp-workload-identity' must be an https URL "
+        "(plain http only for a test server on 127.0.0.1, ::1 or localhost)"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://sts.googleapis.com/v1/token",
+        "http://127.0.0.1:8080/v1",
+        "http://[::1]:80/v1",
+        "http://localhost/v1",
+    ],
+)
+def test_workload_identity_accepts_https_and_a_test_server_on_this_machine(url: str) -> None:
+    for option in ("token_url", "service_account_impersonation_url"):
+        source = workload_identity_source({"audience": AUDIENCE, option: url})
+        assert source.google_credentials().info[option] == url  # type: ignore[attr-defined]
+
+
 # -- service account files -------------------------------------------------------------
 
 
