@@ -211,6 +211,14 @@ class IamCredentialSource(AwsCredentialSource):
             region=reader.string("region"),
         )
 
+    def _expires_at(self) -> datetime | None:
+        """When temporary keys from the chain expire (SSO, ``credential_process``, metadata)."""
+        if self._static is not None:
+            return None
+        # botocore's refreshable credentials keep their expiry here, with no public getter.
+        expiry = getattr(self.botocore_credentials(), "_expiry_time", None)
+        return expiry if isinstance(expiry, datetime) else None
+
     def botocore_credentials(self) -> BotocoreCredentials:
         """The static keys, or what botocore's chain resolves (once; it refreshes itself)."""
         if self._static is not None:

@@ -199,6 +199,38 @@ def test_iam_named_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert "profile-secret" not in repr(source)
 
 
+def test_iam_chain_reports_when_its_temporary_keys_expire(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys from credential_process (likewise SSO, container and instance metadata) are
+    temporary: their Credentials say until when. Before, expires_at was None for them, so
+    a consumer of the generic Credentials took them for keys that never expire."""
+    import sys
+
+    expiry = (datetime.now(timezone.utc) + timedelta(minutes=40)).replace(microsecond=0)
+    script = tmp_path / "process.py"
+    script.write_text(
+        "import json; print(json.dumps({'Version': 1, 'AccessKeyId': 'ASIAPROCESSEXAMPLE01', "
+        "'SecretAccessKey': 'process-secret-value-1234', 'SessionToken': 'process-token', "
+        f"'Expiration': '{expiry.isoformat().replace('+00:00', 'Z')}'}}))"
+    )
+    config = tmp_path / "config"
+    config.write_text(f"[profile temporary]\ncredential_process = {sys.executable} {script}\n")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    credentials = IamCredentialSource.from_options({"profile": "temporary"}).get_credentials()
+    assert credentials.values["session_token"].reveal() == "process-token"
+    assert credentials.expires_at == expiry
+    # Static keys have no expiry to report.
+    static = IamCredentialSource.from_options(
+        {"access_key_id": "AKIASTATICEXAMPLE001", "secret_access_key": "static-secret-value"}
+    )
+    assert static.get_credentials().expires_at is None
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
