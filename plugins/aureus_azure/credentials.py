@@ -156,6 +156,10 @@ def default_source(options: Mapping[str, Any]) -> AzureCredentialSource:
     return AzureCredentialSource("azure-default", build, scope=scope, principal=client_id)
 
 
+MAX_TOKEN_BYTES = 64 * 1024
+"""The most of a federated token file read: a JWT is a few KiB."""
+
+
 def workload_identity_source(options: Mapping[str, Any]) -> AzureCredentialSource:
     """``azure-workload-identity``: a federated token file exchanged for an Entra token.
 
@@ -179,11 +183,25 @@ def workload_identity_source(options: Mapping[str, Any]) -> AzureCredentialSourc
 
     def read_token() -> str:
         try:
-            return Path(token_file).read_text(encoding="utf-8").strip()
+            with Path(token_file).open("rb") as handle:
+                data = handle.read(MAX_TOKEN_BYTES + 1)
         except OSError as error:
             raise CredentialError(
                 f"credential source 'azure-workload-identity' cannot read its token file "
                 f"{token_file}: {error.strerror}"
+            ) from None
+        if len(data) > MAX_TOKEN_BYTES:  # read at most this much, whatever the file holds
+            raise CredentialError(
+                f"credential source 'azure-workload-identity': its token file {token_file} is "
+                f"larger than {MAX_TOKEN_BYTES} bytes, so it is not a token: point token_file "
+                "(or AZURE_FEDERATED_TOKEN_FILE) at the projected service account token"
+            )
+        try:
+            return data.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise CredentialError(
+                f"credential source 'azure-workload-identity': its token file {token_file} "
+                "is not text, so it is not a token"
             ) from None
 
     def build() -> TokenCredential:

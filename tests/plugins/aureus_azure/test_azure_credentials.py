@@ -114,6 +114,18 @@ class TestWorkloadIdentitySource(CredentialSourceContract):
         with pytest.raises(CredentialError, match="token file"):
             credential_source.get_credentials()
 
+    def test_a_token_file_grown_past_64_kib_is_not_read_whole(
+        self, credential_source, token_file
+    ) -> None:
+        """Whoever can write the token file cannot make each refresh read without bound."""
+        token_file.write_bytes(b"x" * (64 * 1024 + 1))
+        with pytest.raises(CredentialError) as refused:
+            credential_source.get_credentials()
+        assert f"its token file {token_file} is larger than 65536 bytes" in str(refused.value)
+        token_file.write_bytes(b"\xff\xfe not text")
+        with pytest.raises(CredentialError, match="is not text, so it is not a token"):
+            credential_source.get_credentials()
+
     def test_missing_settings_are_config_errors(self, monkeypatch) -> None:
         monkeypatch.setenv("AZURE_TENANT_ID", "tenant-two")
         monkeypatch.delenv("AZURE_CLIENT_ID", raising=False)
