@@ -1,11 +1,12 @@
 """Wrapped import on the token: import jobs, and unwrapping key material with ``C_UnwrapKey``.
 
-An import job is three token objects labelled ``aureus-import:TOKEN`` (a label
-no Aureus key can have): an RSA-3072 key pair generated on the token, whose
-private half may only unwrap (``CKA_UNWRAP``; sensitive, never extractable,
-private), and a private data object (``CKA_APPLICATION`` ``aureus-pkcs11
-import job``) holding the job: key name, key type, whether it adds a version,
-expiry.
+An import job is three private token objects labelled ``aureus-import:TOKEN``
+(a label no Aureus key can have): an RSA-3072 key pair generated on the token,
+whose private half may only unwrap (``CKA_UNWRAP``; sensitive, never
+extractable), and a data object (``CKA_APPLICATION`` ``aureus-pkcs11 import
+job``) holding the job: key name, key type, whether it adds a version, expiry.
+Public objects with such a label are ignored: a session without the PIN can
+make them.
 
 The wrapped blob is ``RSA-OAEP(K) || AES-KWP(K, material)``
 (:mod:`aureus_core.wrapped_import`).  Tokens with ``CKM_RSA_AES_KEY_WRAP``
@@ -94,7 +95,7 @@ def create_job(session: pkcs11.Session, job: ImportJob) -> bytes:
         store=True,
         public_template={
             Attribute.LABEL: label,
-            Attribute.PRIVATE: False,
+            Attribute.PRIVATE: True,
             Attribute.ENCRYPT: False,
             Attribute.VERIFY: False,
             Attribute.WRAP: False,
@@ -130,7 +131,7 @@ def create_job(session: pkcs11.Session, job: ImportJob) -> bytes:
 
 
 def _job_objects(session: pkcs11.Session, token: str) -> list[pkcs11.Object]:
-    return list(session.get_objects({Attribute.LABEL: _label(token)}))
+    return objects.private_objects(session, {Attribute.LABEL: _label(token)})
 
 
 def find_job(session: pkcs11.Session, token: str) -> tuple[ImportJob, pkcs11.Object] | None:
@@ -167,7 +168,7 @@ def destroy_job(session: pkcs11.Session, token: str) -> bool:
 def sweep(session: pkcs11.Session, now: datetime) -> None:
     """Destroy every job that has expired."""
     template = {Attribute.CLASS: ObjectClass.DATA, Attribute.APPLICATION: JOB_APPLICATION}
-    for obj in list(session.get_objects(template)):
+    for obj in objects.private_objects(session, template):
         try:
             job = ImportJob.from_json(bytes(obj[Attribute.VALUE]))
         except ValueError:
@@ -302,13 +303,13 @@ def _check_imported(session: pkcs11.Session, key: pkcs11.Object, job: ImportJob)
 def store_public_half(
     session: pkcs11.Session, key: pkcs11.Object, job: ImportJob, version: int
 ) -> None:
-    """Create the public-key object next to an imported RSA private key."""
+    """Create the (private) public-key object next to an imported RSA private key."""
     session.create_object(
         {
             Attribute.CLASS: ObjectClass.PUBLIC_KEY,
             Attribute.KEY_TYPE: P11KeyType.RSA,
             Attribute.TOKEN: True,
-            Attribute.PRIVATE: False,
+            Attribute.PRIVATE: True,
             Attribute.LABEL: job.name,
             Attribute.ID: version_to_id(version),
             Attribute.MODULUS: bytes(key[Attribute.MODULUS]),

@@ -2,10 +2,18 @@
 
 Every function takes an open :class:`pkcs11.Session` and runs inside
 :meth:`SessionPool.run <aureus_pkcs11.session.SessionPool.run>`.
+
+A session without the PIN may create, change and destroy *public* objects
+(``CKA_PRIVATE`` false).  So the provider trusts only private objects: it
+creates every object private, uses only private secret and private keys, and
+reads only private records; a public-key object is trusted once it is private
+or has been shown to belong to its version's private key (see
+:meth:`Pkcs11KeyProvider.public_key <aureus_pkcs11.provider.Pkcs11KeyProvider.public_key>`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -25,6 +33,10 @@ from .errors import SCHEME
 from .naming import check_name, id_to_version, version_to_id
 
 M = TypeVar("M")
+
+_log = logging.getLogger(__name__)
+_REPORTED: set[tuple[str, bytes, int | None]] = set()
+"""Ignored public key objects already logged (label, ``CKA_ID``, handle): once per process."""
 
 ED25519_OID = "1.3.101.112"
 CURVE_OIDS: dict[KeyType, str] = {
@@ -70,6 +82,34 @@ def _attribute(obj: pkcs11.Object, attribute: Attribute) -> Any:
         return None  # absent or unreadable
 
 
+def is_private(obj: pkcs11.Object) -> bool:
+    """Whether ``obj`` is private (``CKA_PRIVATE`` true): only a logged-in user can make it."""
+    return _attribute(obj, Attribute.PRIVATE) is True
+
+
+def private_objects(
+    session: pkcs11.Session, template: Mapping[Attribute, Any]
+) -> list[pkcs11.Object]:
+    """The private objects matching ``template``; public ones, which anyone can make, are not."""
+    found = session.get_objects({**template, Attribute.PRIVATE: True})
+    return [obj for obj in found if is_private(obj)]  # not only the token's word for it
+
+
+def _report_ignored(obj: pkcs11.Object, name: str, kind: str) -> None:
+    ident = bytes(_attribute(obj, Attribute.ID) or b"")
+    seen = (name, ident, obj.handle)
+    if seen in _REPORTED:
+        return
+    _REPORTED.add(seen)
+    _log.warning(
+        "pkcs11: ignored a public (CKA_PRIVATE=false) %s labelled %r with CKA_ID %s: a session "
+        "without the PIN can create such objects, so the provider never uses them",
+        kind,
+        name,
+        ident.hex() or "(none)",
+    )
+
+
 def key_type_of(obj: pkcs11.Object) -> KeyType | None:
     """The Aureus key type of a secret or private key object (``None``: not one we use)."""
     kind = _attribute(obj, Attribute.KEY_TYPE)
@@ -99,11 +139,13 @@ def creation_times(session: pkcs11.Session, name: str) -> dict[int, datetime]:
     """When each version of ``name`` was made, from its data objects (see :func:`generate`).
 
     ``CKA_START_DATE`` would be the natural place, but it holds a date only and
-    SoftHSM2 2.6.1 answers ``CKR_GENERAL_ERROR`` when it is read back.
+    SoftHSM2 2.6.1 answers ``CKR_GENERAL_ERROR`` when it is read back.  Only
+    private records count: a public one could have been written without the PIN
+    (a date in 2099 would keep the key from ever looking due for rotation).
     """
     times: dict[int, datetime] = {}
     template = {Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: name}
-    for obj in session.get_objects(template):
+    for obj in private_objects(session, template):
         application = _attribute(obj, Attribute.APPLICATION)
         if not isinstance(application, str) or not application.startswith(CREATED_APPLICATION):
             continue
@@ -118,12 +160,12 @@ def creation_times(session: pkcs11.Session, name: str) -> dict[int, datetime]:
 
 
 def record_creation(session: pkcs11.Session, name: str, version: int, when: datetime) -> None:
-    """Store a public data object saying when ``version`` of ``name`` was made."""
+    """Store a private data object saying when ``version`` of ``name`` was made."""
     session.create_object(
         {
             Attribute.CLASS: ObjectClass.DATA,
             Attribute.TOKEN: True,
-            Attribute.PRIVATE: False,
+            Attribute.PRIVATE: True,
             Attribute.LABEL: name,
             Attribute.APPLICATION: _created_application(version),
             Attribute.VALUE: when.astimezone(timezone.utc).isoformat().encode(),
@@ -156,7 +198,7 @@ def record_aes_256(session: pkcs11.Session, name: str, version: int) -> None:
 def _recorded_aes_256(session: pkcs11.Session, name: str) -> set[int]:
     found: set[int] = set()
     template = {Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: name}
-    for obj in session.get_objects(template):
+    for obj in private_objects(session, template):
         application = _attribute(obj, Attribute.APPLICATION)
         if isinstance(application, str) and application.startswith(AES_256_RECORD + " "):
             number = application[len(AES_256_RECORD) + 1 :]
@@ -166,10 +208,12 @@ def _recorded_aes_256(session: pkcs11.Session, name: str) -> set[int]:
 
 
 def find_versions(session: pkcs11.Session, name: str) -> dict[int, KeyVersionObject]:
-    """Every usable version of ``name``: secret keys, else private keys, by ``CKA_ID``.
+    """Every usable version of ``name``: private secret keys, else private keys, by ``CKA_ID``.
 
-    Raises :class:`ConfigError` when the label holds both kinds, two objects share
-    a version, or versions disagree on the key type.
+    Public key objects (``CKA_PRIVATE`` false) are ignored and logged once: a
+    session without the PIN can plant them.  Raises :class:`ConfigError` when
+    the label holds both kinds, two objects share a version, or versions
+    disagree on the key type.
     """
     found: dict[int, KeyVersionObject] = {}
     purposes: set[KeyPurpose] = set()
@@ -177,6 +221,11 @@ def find_versions(session: pkcs11.Session, name: str) -> dict[int, KeyVersionObj
     for purpose in (KeyPurpose.WRAP, KeyPurpose.SIGN):
         template = {Attribute.LABEL: name, Attribute.CLASS: _object_class(purpose)}
         for obj in list(session.get_objects(template)):  # the search ends before another
+            if not is_private(obj):
+                _report_ignored(
+                    obj, name, "secret key" if purpose is KeyPurpose.WRAP else "private key"
+                )
+                continue
             key_type = key_type_of(obj)
             version = id_to_version(bytes(_attribute(obj, Attribute.ID) or b""))
             if (
@@ -209,10 +258,10 @@ def find_versions(session: pkcs11.Session, name: str) -> dict[int, KeyVersionObj
 
 
 def key_names(session: pkcs11.Session) -> list[str]:
-    """The labels of every secret and private key object that can name an Aureus key."""
+    """The labels of every private secret and private key object that can name an Aureus key."""
     names: set[str] = set()
     for object_class in (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY):
-        for obj in session.get_objects({Attribute.CLASS: object_class}):
+        for obj in private_objects(session, {Attribute.CLASS: object_class}):
             label = _attribute(obj, Attribute.LABEL)
             try:
                 names.add(check_name(label))
@@ -234,15 +283,20 @@ def select(
     return versions[version]
 
 
-def public_key_object(session: pkcs11.Session, name: str, version: int) -> pkcs11.Object:
-    """The public-key object of a signing key's version (same label and ``CKA_ID``)."""
+def public_key_objects(session: pkcs11.Session, name: str, version: int) -> list[pkcs11.Object]:
+    """The public-key objects of a signing key's version (same label and ``CKA_ID``), private first.
+
+    Raises :class:`KeyNotFound` if there is none.  Only the private ones are
+    trustworthy as they stand; a public one may have been planted without the PIN.
+    """
     template = {
         Attribute.LABEL: name,
         Attribute.CLASS: ObjectClass.PUBLIC_KEY,
         Attribute.ID: version_to_id(version),
     }
-    for obj in session.get_objects(template):
-        return obj
+    found = sorted(session.get_objects(template), key=lambda obj: not is_private(obj))
+    if found:
+        return found
     raise KeyNotFound(
         f"the token has no public key labelled {name!r} with version {version}: store the "
         "public key next to the private key (same CKA_LABEL and CKA_ID)",
@@ -277,16 +331,22 @@ PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublic
 
 
 def load_public_key(obj: pkcs11.Object, key_type: KeyType) -> PublicKey:
-    """The ``cryptography`` public key of a public-key object."""
-    if key_type is KeyType.ED25519:
-        raw = _unwrap_octet_string(bytes(obj[Attribute.EC_POINT]))
-        return ed25519.Ed25519PublicKey.from_public_bytes(raw)
-    if key_type in CURVES:
-        point = _unwrap_octet_string(bytes(obj[Attribute.EC_POINT]))
-        return ec.EllipticCurvePublicKey.from_encoded_point(CURVES[key_type], point)
-    modulus = int.from_bytes(bytes(obj[Attribute.MODULUS]), "big")
-    exponent = int.from_bytes(bytes(obj[Attribute.PUBLIC_EXPONENT]), "big")
-    return rsa.RSAPublicNumbers(exponent, modulus).public_key()
+    """The ``cryptography`` public key of a public-key object.
+
+    Raises :class:`ValueError` if the object is no public key of ``key_type``.
+    """
+    try:
+        if key_type is KeyType.ED25519:
+            raw = _unwrap_octet_string(bytes(obj[Attribute.EC_POINT]))
+            return ed25519.Ed25519PublicKey.from_public_bytes(raw)
+        if key_type in CURVES:
+            point = _unwrap_octet_string(bytes(obj[Attribute.EC_POINT]))
+            return ec.EllipticCurvePublicKey.from_encoded_point(CURVES[key_type], point)
+        modulus = int.from_bytes(bytes(obj[Attribute.MODULUS]), "big")
+        exponent = int.from_bytes(bytes(obj[Attribute.PUBLIC_EXPONENT]), "big")
+        return rsa.RSAPublicNumbers(exponent, modulus).public_key()
+    except (p11.AttributeTypeInvalid, p11.AttributeSensitive, TypeError) as error:
+        raise ValueError(f"not a {key_type.value} public-key object") from error
 
 
 def generate(
@@ -323,7 +383,7 @@ def generate(
         }
         session.generate_key(P11KeyType.AES, 256, store=True, template=template)
         return
-    public_template = {**common, Attribute.VERIFY: True, Attribute.PRIVATE: False}
+    public_template = {**common, Attribute.VERIFY: True, Attribute.PRIVATE: True}
     private_template = {
         **private,
         Attribute.SIGN: True,

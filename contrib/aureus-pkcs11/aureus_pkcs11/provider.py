@@ -13,8 +13,12 @@ Signing keys are Ed25519 (``CKM_EDDSA``), ECDSA P-256/P-384 (DER signatures
 over SHA-256/SHA-384; the token hashes if it offers ``CKM_ECDSA_SHA256`` /
 ``CKM_ECDSA_SHA384``, otherwise the host hashes and the token signs the digest
 with ``CKM_ECDSA``) and RSA-PSS (SHA-256, MGF1-SHA-256, 32-byte salt).
-Verification uses the public key read from the token.  Which key types the
-provider declares follows the token's mechanism list, read at start.
+Verification uses the public key read from the token, once it is trusted (see
+:meth:`Pkcs11KeyProvider.public_key`).  Which key types the provider declares
+follows the token's mechanism list, read at start.
+
+The provider uses only private token objects (``CKA_PRIVATE`` true), which a
+session sees and makes only after login, so it needs the user PIN.
 """
 
 from __future__ import annotations
@@ -45,10 +49,12 @@ from aureus_core.datakey import EncryptedDataKey, WrappedKey
 from aureus_core.errors import (
     AureusError,
     ConfigError,
+    CredentialError,
     DecryptionError,
     ImportRefused,
     KeyExists,
     KeyNotFound,
+    KeystoreCorrupted,
     SignatureError,
     UnsupportedOperation,
 )
@@ -67,7 +73,8 @@ from aureus_core.wrapped_import import (
 
 from . import imports, objects
 from .errors import RECONNECTABLE, SCHEME, translate
-from .naming import KeyName, parse_ref
+from .naming import KeyName, parse_ref, version_to_id
+from .plugin import PIN_ENV
 from .session import SessionPool
 
 PROVIDER_ID = "aureus-pkcs11"
@@ -77,6 +84,8 @@ IV_SIZE = 12
 TAG_SIZE = 16
 _AAD_PREFIX = b"aureus-pkcs11\x00"
 PSS_SALT = 32
+_CHALLENGE = b"aureus-pkcs11 public key check\x00"
+"""Prefix of the random message a private key signs to vouch for its public key."""
 
 T = TypeVar("T")
 
@@ -127,6 +136,8 @@ class Pkcs11KeyProvider(KeyProviderBase):
         self._pool = pool
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._create_lock = threading.Lock()
+        self._public_keys: dict[tuple[str, int], tuple[int | None, objects.PublicKey]] = {}
+        """Trusted public keys by (name, version), with the private key object's handle."""
         self.token = pool.token_label
         self.key_types = supported_key_types(pool.mechanisms)
         capabilities = {
@@ -157,6 +168,13 @@ class Pkcs11KeyProvider(KeyProviderBase):
     # -- plumbing --------------------------------------------------------------
 
     def _run(self, operation: str, work: Callable[[pkcs11.Session], T]) -> T:
+        if not self._pool.has_pin:
+            raise CredentialError(
+                f"the pkcs11 provider for token {self.token!r} has no user PIN, and it uses only "
+                "private token objects (CKA_PRIVATE=true), which only a logged-in session sees "
+                f"or makes: give it the PIN (value 'pin' of its credential source, or {PIN_ENV})",
+                code="CKR_USER_NOT_LOGGED_IN",
+            )
         try:
             return self._pool.run(operation, work)
         except p11.PKCS11Error as error:
@@ -424,15 +442,57 @@ class Pkcs11KeyProvider(KeyProviderBase):
             )
         return chosen
 
+    def _trusted_public_key(
+        self, session: pkcs11.Session, name: KeyName, chosen: objects.KeyVersionObject
+    ) -> objects.PublicKey:
+        """The public key of ``chosen`` from the token's public-key object, once it is trusted.
+
+        A private public-key object stands as it is: only a PIN holder makes one.
+        A public one (every public half made before they were private, or one
+        planted without the PIN) must verify a signature the version's private
+        key makes on the token over a random challenge.  The answer is kept for
+        the provider's life, per version and private key object.
+        """
+        remembered = self._public_keys.get((name.name, chosen.version))
+        if remembered is not None and remembered[0] == chosen.key.handle:
+            return remembered[1]
+        challenge: tuple[bytes, bytes] | None = None
+        for obj in objects.public_key_objects(session, name.name, chosen.version):
+            try:
+                public = objects.load_public_key(obj, chosen.key_type)
+            except ValueError:
+                continue  # not even a key of this type
+            if not objects.is_private(obj):
+                if challenge is None:
+                    message = _CHALLENGE + os.urandom(32)
+                    challenge = message, self._sign_on_token(chosen, name.name, message)
+                if not _signed_by(chosen.key_type, public, *challenge):
+                    continue
+            self._public_keys[(name.name, chosen.version)] = (chosen.key.handle, public)
+            return public
+        ident = version_to_id(chosen.version).hex().upper()
+        raise KeystoreCorrupted(
+            f"the token's public key for {name.ref(chosen.version).uri} does not belong to its "
+            "private key: possible tampering (a session without the PIN can replace public "
+            "objects), so this version neither verifies nor exports its public key. Delete the "
+            f"public-key objects labelled {name.name!r} with CKA_ID {ident} and store the genuine "
+            "public key again, as a private object, from a copy you trust (docs/pkcs11.md shows "
+            "how), or rotate the key and sign with the new version",
+            provider=SCHEME,
+            code="public-key-mismatch",
+        )
+
     def public_key(self, key: KeyRef) -> bytes:
-        """The PEM (SubjectPublicKeyInfo) public key of the current or pinned version."""
+        """The PEM (SubjectPublicKeyInfo) public key of the current or pinned version.
+
+        Raises :class:`KeystoreCorrupted` if the token's public-key object does
+        not belong to the version's private key.
+        """
         name = self._name(key)
 
         def work(session: pkcs11.Session) -> bytes:
             chosen = self._signing_version(session, name)
-            public = objects.load_public_key(
-                objects.public_key_object(session, name.name, chosen.version), chosen.key_type
-            )
+            public = self._trusted_public_key(session, name, chosen)
             return public.public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
@@ -442,57 +502,61 @@ class Pkcs11KeyProvider(KeyProviderBase):
     def sign(self, key: KeyRef, message: bytes) -> Signature:
         """Sign on the token with the current or pinned version."""
         name = self._name(key)
-        mechanisms = self._pool.mechanisms
 
         def work(session: pkcs11.Session) -> Signature:
             chosen = self._signing_version(session, name)
-            private = objects.capable(chosen.key, SignMixin, "sign", name.name)
-            key_type = chosen.key_type
-            if key_type is KeyType.ED25519:
-                value = bytes(private.sign(message, mechanism=Mechanism.EDDSA))
-            elif key_type in _EC_HASH:
-                digest, combined, _ = _EC_HASH[key_type]
-                if combined in mechanisms:
-                    raw = bytes(private.sign(message, mechanism=combined))
-                else:
-                    raw = bytes(private.sign(digest(message), mechanism=Mechanism.ECDSA))
-                half = len(raw) // 2
-                value = encode_dss_signature(
-                    int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
-                )
-            else:
-                params = (Mechanism.SHA256, MGF.SHA256, PSS_SALT)
-                if Mechanism.SHA256_RSA_PKCS_PSS in mechanisms:
-                    value = bytes(
-                        private.sign(
-                            message, mechanism=Mechanism.SHA256_RSA_PKCS_PSS, mechanism_param=params
-                        )
-                    )
-                else:
-                    value = bytes(
-                        private.sign(
-                            hashlib.sha256(message).digest(),
-                            mechanism=Mechanism.RSA_PKCS_PSS,
-                            mechanism_param=params,
-                        )
-                    )
             return Signature(
-                value=value,
+                value=self._sign_on_token(chosen, name.name, message),
                 key_uri=name.ref(chosen.version).uri,
                 key_version=str(chosen.version),
-                algorithm=_ALGORITHMS[key_type],
+                algorithm=_ALGORITHMS[chosen.key_type],
             )
 
         return self._run("sign", work)
 
+    def _sign_on_token(self, chosen: objects.KeyVersionObject, name: str, message: bytes) -> bytes:
+        """Sign ``message`` on the token with ``chosen``, in the provider's signature format."""
+        mechanisms = self._pool.mechanisms
+        private = objects.capable(chosen.key, SignMixin, "sign", name)
+        key_type = chosen.key_type
+        if key_type is KeyType.ED25519:
+            return bytes(private.sign(message, mechanism=Mechanism.EDDSA))
+        if key_type in _EC_HASH:
+            digest, combined, _ = _EC_HASH[key_type]
+            if combined in mechanisms:
+                raw = bytes(private.sign(message, mechanism=combined))
+            else:
+                raw = bytes(private.sign(digest(message), mechanism=Mechanism.ECDSA))
+            half = len(raw) // 2
+            return encode_dss_signature(
+                int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
+            )
+        params = (Mechanism.SHA256, MGF.SHA256, PSS_SALT)
+        if Mechanism.SHA256_RSA_PKCS_PSS in mechanisms:
+            return bytes(
+                private.sign(
+                    message, mechanism=Mechanism.SHA256_RSA_PKCS_PSS, mechanism_param=params
+                )
+            )
+        return bytes(
+            private.sign(
+                hashlib.sha256(message).digest(),
+                mechanism=Mechanism.RSA_PKCS_PSS,
+                mechanism_param=params,
+            )
+        )
+
     def verify(self, key: KeyRef, message: bytes, signature: bytes) -> bool:
-        """Check a signature with the public key the token holds for the pinned version."""
+        """Check a signature with the token's public key for the version, once it is trusted.
+
+        Raises :class:`KeystoreCorrupted` if the token's public-key object does
+        not belong to the version's private key (see :meth:`public_key`).
+        """
         name = self._name(key)
 
         def work(session: pkcs11.Session) -> tuple[KeyType, objects.PublicKey]:
             chosen = self._signing_version(session, name)
-            public = objects.public_key_object(session, name.name, chosen.version)
-            return chosen.key_type, objects.load_public_key(public, chosen.key_type)
+            return chosen.key_type, self._trusted_public_key(session, name, chosen)
 
         key_type, public = self._run("verify", work)
         return _verify(key_type, public, message, signature)
@@ -606,6 +670,16 @@ class Pkcs11KeyProvider(KeyProviderBase):
 
 def _aad(info: bytes, context: EncryptionContext) -> bytes:
     return _AAD_PREFIX + struct.pack(">H", len(info)) + info + context.serialize()
+
+
+def _signed_by(
+    key_type: KeyType, public: objects.PublicKey, message: bytes, signature: bytes
+) -> bool:
+    """Whether ``signature`` (the provider's own) verifies under ``public``."""
+    try:
+        return _verify(key_type, public, message, signature)
+    except SignatureError:  # an RSA key of another size
+        return False
 
 
 def _verify(key_type: KeyType, public: objects.PublicKey, message: bytes, signature: bytes) -> bool:

@@ -174,6 +174,11 @@ class SessionPool:
     # -- connecting ------------------------------------------------------------
 
     @property
+    def has_pin(self) -> bool:
+        """Whether the pool logs in (without a PIN its sessions see only public objects)."""
+        return self._pin is not None
+
+    @property
     def token_label(self) -> str:
         """The label of the token in use."""
         return str(self.token.label)

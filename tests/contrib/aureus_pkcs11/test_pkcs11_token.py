@@ -263,10 +263,16 @@ def _pkcs11_tool(softhsm: SoftHsm, *args: str) -> None:
 def test_keys_made_by_pkcs11_tool_are_adopted(
     make_provider: MakeProvider, softhsm: SoftHsm
 ) -> None:
-    """An AES key and an EC key pair made by pkcs11-tool are used, listed and rotated."""
+    """An AES key and an EC key pair made by pkcs11-tool are used, listed and rotated.
+
+    pkcs11-tool makes a secret key private only with ``--private`` (a key pair's
+    private half always); its public half stays public and is checked before use.
+    """
     aes, ec = _name(), _name()
     _pkcs11_tool(
-        softhsm, "--keygen", "--key-type", "AES:32", "--label", aes, "--id", "01", "--sensitive"
+        softhsm,
+        *("--keygen", "--key-type", "AES:32", "--label", aes, "--id", "01"),
+        *("--sensitive", "--private"),
     )
     _pkcs11_tool(
         softhsm, "--keypairgen", "--key-type", "EC:prime256v1", "--label", ec, "--id", "03"
@@ -295,7 +301,9 @@ def test_create_refuses_a_name_the_token_already_holds(
 ) -> None:
     """A label another tool used is KeyExists, not a second version 1."""
     name = _name()
-    _pkcs11_tool(softhsm, "--keygen", "--key-type", "AES:32", "--label", name, "--id", "01")
+    _pkcs11_tool(
+        softhsm, "--keygen", "--key-type", "AES:32", "--label", name, "--id", "01", "--private"
+    )
     provider = make_provider()
     with pytest.raises(KeyExists):
         provider.create_key(name, KeySpec(key_type=KeyType.AES_256))
