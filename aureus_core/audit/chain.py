@@ -31,15 +31,18 @@ import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from ..errors import AureusError, ConfigError
+from ..errors import AureusError, ConfigError, KeyNotFound, SignatureError
 from ..keyref import KeyRef
+
+if TYPE_CHECKING:
+    from ..interfaces import KeyProvider
 
 FORMAT = "aureus-audit-jsonl/2"
 FORMAT_1 = "aureus-audit-jsonl/1"
@@ -70,7 +73,13 @@ Record = dict[str, Any]
 MacSource = Callable[[str, bytes], bytes]
 """The provider MAC of a label under a pinned MAC key URI (``local://audit-mac?version=1``)."""
 SignatureCheck = Callable[[Mapping[str, Any], bytes], bool]
-"""Whether a record's ``sig`` is a valid signature of the given bytes."""
+"""Whether a record's ``sig`` is a valid signature of the given bytes by a trusted key.
+
+Any ``sig`` that cannot be checked against a trusted key (another key, a version
+that does not exist or is not one, a malformed value) is ``False``; raise
+(:class:`ChainError`) only when the check itself cannot run, which says nothing
+about the log.
+"""
 
 
 class ChainError(AureusError):
@@ -465,6 +474,61 @@ def public_key_check(pems: Sequence[bytes]) -> SignatureCheck:
     return check
 
 
+def provider_signature_check(provider: KeyProvider, checkpoint_key: str) -> SignatureCheck:
+    """A :data:`SignatureCheck` through a key provider: signatures by ``checkpoint_key`` count.
+
+    With ``?version=N`` only signatures by that version count.  A ``sig`` naming
+    another key or version, a version the key does not have or that is not one,
+    or a malformed value is ``False``: in a log or an anchor it is a forgery.
+    When the provider fails (unreachable, access denied, the key itself missing
+    or unusable, a version disabled), :class:`ChainError` says so: that is no
+    verdict on the log.
+    """
+    trusted = KeyRef.parse(checkpoint_key)
+    expected = trusted.with_version(None)
+
+    def cannot_check(error: AureusError) -> ChainError:
+        return ChainError(
+            f"cannot check checkpoint signatures with {expected.uri}: {error} (the key "
+            "provider failed: this is no verdict on the log)"
+        )
+
+    def has_version(version: str) -> bool:
+        try:
+            metadata = provider.describe_key(expected)
+        except AureusError as error:
+            raise cannot_check(error) from None
+        return version in {v.version for v in metadata.versions}
+
+    def check(sig: Mapping[str, Any], message: bytes) -> bool:
+        key, version = sig.get("key"), sig.get("version")
+        if not isinstance(key, str) or not isinstance(version, str):
+            return False
+        if trusted.version is not None and version != trusted.version:
+            return False
+        try:
+            if base_uri(key) != expected.uri:
+                return False
+            ref = expected.with_version(version)
+            value = sig_value(sig)
+        except (ConfigError, ValueError):
+            return False
+        try:
+            return provider.verify(ref, message, value) is True
+        except (SignatureError, ValueError):
+            return False
+        except (KeyNotFound, ConfigError) as error:
+            # The version named may not exist, or not be one the provider can parse;
+            # or the trusted key itself is missing or unfit, which is the operator's.
+            if not has_version(version):
+                return False
+            raise cannot_check(error) from None
+        except AureusError as error:
+            raise cannot_check(error) from None
+
+    return check
+
+
 # -- verification ----------------------------------------------------------------
 
 
@@ -526,8 +590,10 @@ class ChainVerifier:
     ``mac`` computes its chain keys (the provider MAC of a label under a
     pinned version).  ``check_signature``: verify every signed record and that
     checkpoints are where the log promises; ``checkpoint_key``, if given, is
-    the key the log must name for them.  ``allow_format_1``: accept files of
-    the older format, which carry no log ID (see ``docs/audit.md``).
+    the key the log must name for them (with ``?version=N``, only signatures
+    by that version count).  ``allow_format_1``: accept files of the older
+    format, which carry no log ID (see ``docs/audit.md``).  ``from_seq``: the
+    seq the log is kept from; a log that starts later lost its oldest records.
     """
 
     def __init__(
@@ -538,12 +604,17 @@ class ChainVerifier:
         check_signature: SignatureCheck | None = None,
         checkpoint_key: str | None = None,
         allow_format_1: bool = False,
+        from_seq: int = 0,
     ) -> None:
+        if isinstance(from_seq, bool) or not isinstance(from_seq, int) or from_seq < 0:
+            raise ConfigError(f"from_seq must be a whole number, not {from_seq!r}")
         self._mac_key = base_uri(mac_key) if mac_key else None
         self._mac = mac
         self._check_signature = check_signature
         self._checkpoint_key = base_uri(checkpoint_key) if checkpoint_key else None
+        self._checkpoint_version = KeyRef.parse(checkpoint_key).version if checkpoint_key else None
         self._allow_format_1 = allow_format_1
+        self._from_seq = from_seq
         self._keys: dict[tuple[str, str | None], bytes] = {}
         self._notes: list[str] = []
         self._records = 0
@@ -788,10 +859,13 @@ class ChainVerifier:
             self._first_seq = seq
             if seq == 0 and record["prev"] != GENESIS:
                 raise _Broken(f"{where}: seq 0 does not start a chain (its prev is not zero)")
+            if seq > self._from_seq:
+                raise _Broken(self._missing_start(where, seq))
             if seq != 0:
                 self._notes.append(
-                    f"the chain starts at seq {seq} in {path.name}: the files before it were "
-                    "not given, so the link to them is not checked"
+                    f"the chain starts at seq {seq} in {path.name}: the log is kept from seq "
+                    f"{self._from_seq} (--from-seq), so the records before it and the link to "
+                    "them are not checked"
                 )
             return
         before_path, _, previous = before
@@ -836,6 +910,32 @@ class ChainVerifier:
                 "or replaced here, or the chain was rewritten from here"
             )
 
+    def _missing_start(self, where: str, seq: int) -> str:
+        """Why a log whose first record is ``seq`` (past ``from_seq``) fails."""
+        if self._from_seq == 0:
+            return (
+                f"{where}: the log starts at seq {seq}, not at seq 0: its oldest records "
+                "(whole files) were deleted, or not given; if files were removed on purpose "
+                "(retention), say from which seq the log is kept (--from-seq)"
+            )
+        kept = self._from_seq
+        missing = f"seq {kept}" if seq == kept + 1 else f"seq {kept}-{seq - 1}"
+        return (
+            f"{where}: the log starts at seq {seq}, but it is kept from seq {kept} "
+            f"(--from-seq): {missing} (whole files) were deleted, or not given"
+        )
+
+    def _untrusted_version(self, sig: object) -> str | None:
+        """Why ``sig`` does not count under a ``checkpoint_key`` pinned to a version, if so."""
+        pinned = self._checkpoint_version
+        if pinned is None or not isinstance(sig, dict) or sig.get("version") == pinned:
+            return None
+        return (
+            f"its signature names version {sig.get('version')!r} of {self._checkpoint_key}, "
+            f"but only version {pinned} is trusted (the checkpoint key was given with "
+            f"?version={pinned})"
+        )
+
     def _count(self, where: str, record: Record, decl: FileDecl) -> None:
         self._records += 1
         seq = record["seq"]
@@ -857,6 +957,11 @@ class ChainVerifier:
             raise _Broken(f"{where}: a checkpoint record without a signature")
         if signed and self._check_signature is not None:
             sig = record["sig"]
+            untrusted = self._untrusted_version(sig)
+            if untrusted:
+                raise _Broken(
+                    f"{where}: {untrusted}: it was signed by a version you do not trust, or forged"
+                )
             message = signed_bytes(record, decl.log)
             if not isinstance(sig, dict) or not self._check_signature(sig, message):
                 raise _Broken(
@@ -980,6 +1085,14 @@ class ChainVerifier:
             # are compared with records whose signatures were checked in the log): make
             # sure it is this log's signed record, not a line added to the anchor.
             sig = latest.record.get("sig")
+            untrusted = self._untrusted_version(sig)
+            if untrusted:
+                raise _Broken(
+                    f"anchor {path.name} line {latest.line} records seq {latest.seq}, past the "
+                    f"log's end (seq {end}); {untrusted}: the entry was forged, or signed "
+                    "by a version you do not trust, so it cannot tell whether the log was "
+                    "rolled back"
+                )
             message = signed_bytes(latest.record, latest.log)
             if not isinstance(sig, dict) or not self._check_signature(sig, message):
                 raise _Broken(
@@ -1006,8 +1119,8 @@ class ChainVerifier:
                 )
         if skipped:
             self._notes.append(
-                f"{skipped} anchor entries before seq {first} were not checked: the files "
-                "holding them were not given"
+                f"{skipped} anchor entries before seq {first} were not checked: the log is "
+                f"kept from seq {self._from_seq} (--from-seq)"
             )
         self._checked.append(f"anchor matches (seq {latest.seq})")
 
@@ -1054,10 +1167,12 @@ def verify_chain(
     check_signature: SignatureCheck | None = None,
     checkpoint_key: str | None = None,
     allow_format_1: bool = False,
+    from_seq: int = 0,
 ) -> Verdict:
     """Check one log's files, its head file and anchor: a :class:`Verdict` naming the first break.
 
-    A log without ``head`` fails unless ``no_head`` says it has none; with
+    A log without ``head`` fails unless ``no_head`` says it has none; a log
+    that starts after seq ``from_seq`` (0: it must be whole) fails; with
     ``anchor``, a log older than the anchor's latest entry, or whose records
     differ from the anchored ones, fails.
     """
@@ -1067,5 +1182,6 @@ def verify_chain(
         check_signature=check_signature,
         checkpoint_key=checkpoint_key,
         allow_format_1=allow_format_1,
+        from_seq=from_seq,
     )
     return verifier.verify(files, head, no_head=no_head, anchor=anchor)

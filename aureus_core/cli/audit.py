@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ..errors import ConfigError, SignatureError
+from ..errors import ConfigError
 from ..keyref import KeyRef
 from .app import AureusGroup, main, stack_of
 
@@ -21,26 +21,6 @@ from .app import AureusGroup, main, stack_of
 @main.group("audit", cls=AureusGroup)
 def audit_group() -> None:
     """Check and read hash-chained audit logs (the jsonl audit sink)."""
-
-
-def _signature_check(ctx: click.Context, checkpoint_key: str) -> Any:
-    from ..audit.chain import base_uri, sig_value
-
-    expected = KeyRef.parse(checkpoint_key).with_version(None)
-    provider = stack_of(ctx).provider(expected.scheme)
-
-    def check(sig: Any, message: bytes) -> bool:
-        key, version = sig.get("key"), sig.get("version")
-        if not isinstance(key, str) or not isinstance(version, str):
-            return False
-        if base_uri(key) != expected.uri:
-            return False
-        try:
-            return bool(provider.verify(expected.with_version(version), message, sig_value(sig)))
-        except (SignatureError, ValueError):
-            return False
-
-    return check
 
 
 @audit_group.command("verify")
@@ -53,7 +33,8 @@ def _signature_check(ctx: click.Context, checkpoint_key: str) -> Any:
 @click.option(
     "--checkpoint-key",
     metavar="URI",
-    help="Require signed checkpoints by this key and verify them through the stack.",
+    help="Require signed checkpoints by this key and verify them through the stack "
+    "(URI?version=N: only signatures by that version count).",
 )
 @click.option(
     "--public-key",
@@ -80,6 +61,14 @@ def _signature_check(ctx: click.Context, checkpoint_key: str) -> Any:
     "latest entry or does not hold the anchored records.",
 )
 @click.option(
+    "--from-seq",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="The seq the log is kept from, when its oldest files were removed on purpose "
+    "(retention); without it, a log that does not start at seq 0 fails.",
+)
+@click.option(
     "--allow-format-1",
     is_flag=True,
     help="Accept files of the older format aureus-audit-jsonl/1, which carry no log ID.",
@@ -94,17 +83,24 @@ def audit_verify(
     head: str | None,
     no_head: bool,
     anchor: str | None,
+    from_seq: int,
     allow_format_1: bool,
 ) -> None:
     """Check that FILE... (a log and the files it was rotated into) form one intact chain.
 
     Prints OK with the number of records, or the first broken link: an edited,
-    inserted, deleted or reordered record, a broken file boundary, a cut tail
-    (with the head file), or a log rolled back behind its anchor.  Exit 0 if
-    intact, 1 if not, 2 on errors.
+    inserted, deleted or reordered record, missing oldest files, a broken file
+    boundary, a cut tail (with the head file), or a log rolled back behind its
+    anchor.  Exit 0 if intact, 1 if not, 2 on errors (a key provider that
+    fails is an error, never a verdict).
     """
     from ..audit import derive_key
-    from ..audit.chain import head_path, public_key_check, verify_chain
+    from ..audit.chain import (
+        head_path,
+        provider_signature_check,
+        public_key_check,
+        verify_chain,
+    )
 
     if head and no_head:
         raise click.UsageError("--head and --no-head exclude each other")
@@ -134,7 +130,8 @@ def audit_verify(
     if public_keys:
         check = public_key_check([Path(p).read_bytes() for p in public_keys])
     elif checkpoint_key:
-        check = _signature_check(ctx, checkpoint_key)
+        scheme = KeyRef.parse(checkpoint_key).scheme
+        check = provider_signature_check(stack_of(ctx).provider(scheme), checkpoint_key)
     if mac_key is not None:
         KeyRef.parse(mac_key)
     verdict = verify_chain(
@@ -147,6 +144,7 @@ def audit_verify(
         check_signature=check,
         checkpoint_key=checkpoint_key,
         allow_format_1=allow_format_1,
+        from_seq=from_seq,
     )
     if verdict.ok:
         click.echo(verdict.message)

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,9 @@ from aureus_core.audit.chain import (
     canonical,
     chain_files,
     head_path,
+    make_sig,
     parse_json,
+    provider_signature_check,
     public_key_check,
     read_anchor,
     read_head,
@@ -47,10 +50,21 @@ from aureus_core.audit.chain import (
     signed_bytes,
     verify_chain,
 )
-from aureus_core.errors import ConfigError
-from aureus_core.interfaces import KeyProvider
+from aureus_core.errors import (
+    AccessDenied,
+    AureusError,
+    ConfigError,
+    CredentialError,
+    KeyDisabled,
+    KeyNotFound,
+    ProviderUnavailable,
+    SignatureError,
+    Throttled,
+    UnsupportedOperation,
+)
+from aureus_core.interfaces import KeyProvider, KeyProviderBase
 from aureus_core.keyref import KeyRef
-from aureus_core.keys import KeySpec, KeyType
+from aureus_core.keys import KeyMetadata, KeySpec, KeyState, KeyType, KeyVersion
 from aureus_core.testing import make_event
 from aureus_local import LocalKeyProvider
 
@@ -129,22 +143,30 @@ def test_seq_0_must_link_to_zero(tmp_path: Path) -> None:
     )
 
 
-def test_a_later_file_on_its_own_starts_with_a_note_not_a_failure(tmp_path: Path) -> None:
-    """A chain checked from a rotated file onwards starts at seq > 0 with a non-zero prev."""
+def test_a_later_file_on_its_own_needs_the_seq_the_log_is_kept_from(tmp_path: Path) -> None:
+    """A chain checked from a rotated file onwards starts at seq > 0 with a non-zero prev:
+    only ``from_seq`` at or past that seq says the files before it may be missing."""
     path = tmp_path / "audit.jsonl"
     sink = JsonlAuditSink(path, max_bytes=2048)
     for number in range(20):
         sink.emit(make_event(number))
     second = rotated_path(path, 2)
     first_seq = records_of(second)[0]["seq"]
-    assert first_seq > 0
+    assert first_seq > 1
     assert records_of(second)[0]["prev"] != GENESIS
-    verdict = verify_chain([second], no_head=True)
-    assert verdict.ok, verdict.message
-    assert verdict.notes == (
-        f"the chain starts at seq {first_seq} in audit.jsonl.000002: the files before it were "
-        "not given, so the link to them is not checked",
+    assert failure(verify_chain([second], no_head=True)) == (
+        f"audit.jsonl.000002 line 1 (seq {first_seq}): the log starts at seq {first_seq}, not "
+        "at seq 0: its oldest records (whole files) were deleted, or not given; if files were "
+        "removed on purpose (retention), say from which seq the log is kept (--from-seq)"
     )
+    for kept in (first_seq, first_seq + 5):
+        verdict = verify_chain([second], no_head=True, from_seq=kept)
+        assert verdict.ok, verdict.message
+        assert verdict.notes == (
+            f"the chain starts at seq {first_seq} in audit.jsonl.000002: the log is kept from "
+            f"seq {kept} (--from-seq), so the records before it and the link to them are not "
+            "checked",
+        )
 
 
 def test_a_file_record_in_the_middle_of_a_file_is_refused(tmp_path: Path) -> None:
@@ -1115,7 +1137,7 @@ def test_a_format_1_log_cannot_be_checked_against_an_anchor(tmp_path: Path) -> N
     )
 
 
-def test_anchor_entries_before_the_files_given_are_noted_not_checked(
+def test_anchor_entries_before_the_seq_the_log_is_kept_from_are_noted_not_checked(
     tmp_path: Path, signer: LocalKeyProvider
 ) -> None:
     path, anchor = anchor_of(tmp_path, signer, 20)
@@ -1125,11 +1147,13 @@ def test_anchor_entries_before_the_files_given_are_noted_not_checked(
     marks = read_anchor(anchor)
     before = sum(1 for mark in marks if mark.seq < first)
     assert 0 < before < len(marks)
-    verdict = verify_chain(files[-2:], head=head_path(path), anchor=anchor)
+    refused = verify_chain(files[-2:], head=head_path(path), anchor=anchor)
+    assert failure(refused).endswith("say from which seq the log is kept (--from-seq)")
+    verdict = verify_chain(files[-2:], head=head_path(path), anchor=anchor, from_seq=first)
     assert verdict.ok, verdict.message
     assert verdict.notes[-1] == (
-        f"{before} anchor entries before seq {first} were not checked: the files holding "
-        "them were not given"
+        f"{before} anchor entries before seq {first} were not checked: the log is kept from "
+        f"seq {first} (--from-seq)"
     )
     assert verdict.message.endswith(f"; anchor matches (seq {max(m.seq for m in marks)})")
     whole = verify_chain(files, head=head_path(path), anchor=anchor)
@@ -1351,3 +1375,392 @@ def test_a_line_with_nan_is_a_failed_verdict_not_a_crash(tmp_path: Path) -> None
     )
     with pytest.raises(ValueError, match=r"^-Infinity is not a JSON number$"):
         parse_json(b'{"seq":-Infinity}')
+
+
+# -- retention: a log must be whole unless told from which seq it is kept ------------------
+
+
+def relink(files: list[Path], head: Path) -> None:
+    """Relink and rehash ``files`` in order as SHA-256, and the head with them (anyone can)."""
+    previous: dict[str, Any] | None = None
+    for file in files:
+        records = records_of(file)
+        for record in records:
+            if previous is not None:
+                record["prev"] = previous["hash"]
+            record["hash"] = record_hash(record, None, records[0]["file"]["log"])
+            previous = record
+        file.write_bytes(b"".join(canonical(r) + b"\n" for r in records))
+    assert previous is not None
+    data = read_head(head)
+    data.update(hash=previous["hash"], size=files[-1].stat().st_size)
+    head.write_bytes(canonical(data))
+
+
+def test_the_oldest_files_deleted_fail_unless_the_log_is_kept_from_a_later_seq(
+    tmp_path: Path, signer: LocalKeyProvider
+) -> None:
+    """Deleting the oldest files leaves an intact chain from a later seq: whole, or declared."""
+    path, anchor = anchor_of(tmp_path, signer, 20)
+    files = chain_files(path)
+    assert len(files) >= 4
+    second, third = (records_of(f)[0]["seq"] for f in files[1:3])
+    files[0].unlink()
+    checked = {"head": head_path(path), "anchor": anchor, "check_signature": check_with(signer)}
+    assert failure(verify_chain(files[1:], **checked)) == (
+        f"audit.jsonl.000002 line 1 (seq {second}): the log starts at seq {second}, not at "
+        "seq 0: its oldest records (whole files) were deleted, or not given; if files were "
+        "removed on purpose (retention), say from which seq the log is kept (--from-seq)"
+    )
+    kept = verify_chain(files[1:], from_seq=second, **checked)
+    assert kept.ok, kept.message
+    assert kept.message.startswith(f"OK: {kept.records} records (seq {second}-")
+    files[1].unlink()  # one more file than retention removed
+    assert failure(verify_chain(files[2:], from_seq=second, **checked)) == (
+        f"audit.jsonl.000003 line 1 (seq {third}): the log starts at seq {third}, but it is "
+        f"kept from seq {second} (--from-seq): seq {second}-{third - 1} (whole files) were "
+        "deleted, or not given"
+    )
+    assert failure(verify_chain(files[2:], from_seq=third - 1, **checked)).endswith(
+        f"(--from-seq): seq {third - 1} (whole files) were deleted, or not given"
+    )
+    assert verify_chain(files[2:], from_seq=third, **checked).ok
+
+
+def test_the_first_record_kept_must_be_the_one_the_anchor_holds(
+    tmp_path: Path, signer: LocalKeyProvider
+) -> None:
+    """Oldest files removed, the rest rewritten consistently (SHA-256): the anchor disagrees."""
+    path, anchor = anchor_of(tmp_path, signer, 20)
+    files = chain_files(path)
+    first = records_of(files[1])[0]
+    files[0].unlink()
+    records = records_of(files[1])
+    records[0]["time"] = "2020-01-01T00:00:00+00:00"
+    files[1].write_bytes(b"".join(canonical(r) + b"\n" for r in records))
+    relink(files[1:], head_path(path))
+    assert verify_chain(files[1:], head=head_path(path), from_seq=first["seq"]).ok
+    line = next(m.line for m in read_anchor(anchor) if m.seq == first["seq"])
+    verdict = verify_chain(files[1:], head=head_path(path), anchor=anchor, from_seq=first["seq"])
+    assert failure(verdict) == (
+        f"seq {first['seq']} is not the record anchor audit.anchor line {line} records: the log "
+        "was rewritten after it was anchored"
+    )
+
+
+def test_a_log_starting_at_seq_1_is_not_whole_by_default(tmp_path: Path) -> None:
+    """Crafted (no writer starts a file at seq 1): whole means from seq 0, not from seq 1."""
+    path = tmp_path / "audit.jsonl"
+    records = write_log(path, 2)
+    log = records[0]["file"]["log"]
+    records = records[:2]
+    records[0]["seq"], records[1]["seq"] = 1, 2
+    records[0]["hash"] = record_hash(records[0], None, log)
+    records[1]["prev"] = records[0]["hash"]
+    records[1]["hash"] = record_hash(records[1], None, log)
+    path.write_bytes(b"".join(canonical(r) + b"\n" for r in records))
+    expected = "audit.jsonl line 1 (seq 1): the log starts at seq 1, not at seq 0: "
+    assert failure(verify_chain([path], no_head=True)).startswith(expected)
+    assert failure(ChainVerifier().verify([path], no_head=True)).startswith(expected)
+    assert verify_chain([path], no_head=True, from_seq=1).ok
+
+
+@pytest.mark.parametrize("value", [-1, True, 1.5, "3", None])
+def test_the_seq_a_log_is_kept_from_must_be_a_whole_number(value: Any) -> None:
+    with pytest.raises(ConfigError, match=r"^from_seq must be a whole number, not "):
+        verify_chain([], no_head=True, from_seq=value)
+
+
+# -- checking signatures through a key provider ----------------------------------------------
+
+
+MESSAGE = b"aureus-audit-checkpoint/2\nsome record"
+
+
+def signed(provider: KeyProvider, key: str = SIGNER) -> dict[str, str]:
+    signature = provider.sign(KeyRef.parse(key), MESSAGE)
+    return make_sig(signature.key_uri, signature.key_version, signature.algorithm, signature.value)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"version": "2"},  # a version the key does not have
+        {"version": "0"},
+        {"version": "x"},  # not a version the provider can parse
+        {"version": ""},  # not a version at all
+        {"version": "1&version=2"},
+        {"version": 1},
+        {"key": "local://other-signer"},
+        {"key": "not a key URI"},
+        {"key": None},
+        {"value": "%%%"},
+        {"value": base64.b64encode(bytes(64)).decode()},
+        {"value": None},
+    ],
+)
+def test_a_signature_that_cannot_be_checked_against_the_trusted_key_is_false(
+    signer: LocalKeyProvider, change: dict[str, Any]
+) -> None:
+    """What a forger writes into a log or an anchor is a failed signature, never an error."""
+    signer.create_key("other-signer", KeySpec(key_type=KeyType.ED25519))
+    check = provider_signature_check(signer, SIGNER)
+    sig = signed(signer)
+    assert check(sig, MESSAGE) is True
+    assert check(sig, MESSAGE + b"!") is False
+    assert check({**sig, **change}, MESSAGE) is False
+
+
+def test_a_checkpoint_key_pinned_to_a_version_trusts_that_version_alone(
+    signer: LocalKeyProvider,
+) -> None:
+    old = signed(signer)
+    signer.rotate_key(KeyRef.parse(SIGNER))
+    new = signed(signer)
+    assert (old["version"], new["version"]) == ("1", "2")
+    for key, trusted in [(SIGNER, (True, True)), (f"{SIGNER}?version=1", (True, False))]:
+        check = provider_signature_check(signer, key)
+        assert (check(old, MESSAGE), check(new, MESSAGE)) == trusted
+    check = provider_signature_check(signer, f"{SIGNER}?version=2")
+    assert (check(old, MESSAGE), check(new, MESSAGE)) == (False, True)
+
+
+class FailingProvider(KeyProviderBase):
+    """A provider whose ``verify`` raises ``error``; its key has version 1 (or describe fails)."""
+
+    scheme = "local"
+
+    def __init__(self, error: Exception, describe_error: Exception | None = None) -> None:
+        self.error, self.describe_error = error, describe_error
+
+    def verify(self, key: KeyRef, message: bytes, signature: bytes) -> bool:
+        raise self.error
+
+    def describe_key(self, key: KeyRef) -> KeyMetadata:
+        if self.describe_error is not None:
+            raise self.describe_error
+        now = datetime.now(timezone.utc)
+        return KeyMetadata(
+            ref=key,
+            key_type=KeyType.ED25519,
+            state=KeyState.ENABLED,
+            created_at=now,
+            current_version="1",
+            versions=(KeyVersion(version="1", created_at=now),),
+        )
+
+
+NO_VERDICT = (
+    r"^cannot check checkpoint signatures with local://audit-signer: {} \(the key provider "
+    r"failed: this is no verdict on the log\)$"
+)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ProviderUnavailable("keystore unreachable"),
+        AccessDenied("not allowed"),
+        Throttled("slow down"),
+        CredentialError("wrong passphrase"),
+        KeyDisabled("version 1 is disabled"),
+        KeyNotFound("version 1 is gone"),  # the key says it has version 1
+        ConfigError("an AES key cannot verify"),  # nor is version 1 unparsable
+        UnsupportedOperation("local", "verify"),
+    ],
+)
+def test_a_provider_that_fails_is_an_error_not_a_failed_signature(
+    signer: LocalKeyProvider, error: AureusError
+) -> None:
+    check = provider_signature_check(FailingProvider(error), SIGNER)
+    with pytest.raises(ChainError, match=NO_VERDICT.format(f"{error}")):
+        check(signed(signer), MESSAGE)
+    for refusal in (SignatureError("bad"), ValueError("bad")):
+        check = provider_signature_check(FailingProvider(refusal), SIGNER)
+        assert check(signed(signer), MESSAGE) is False
+
+
+def test_whether_a_version_exists_is_asked_only_when_the_provider_does_not_know_it(
+    signer: LocalKeyProvider,
+) -> None:
+    """A version the key lacks is a forgery; if the provider cannot say, that is an error."""
+    sig = {**signed(signer), "version": "7"}
+    assert (
+        provider_signature_check(FailingProvider(KeyNotFound("no 7")), SIGNER)(sig, MESSAGE)
+        is False
+    )
+    assert (
+        provider_signature_check(FailingProvider(ConfigError("bad 7")), SIGNER)(sig, MESSAGE)
+        is False
+    )
+    down = FailingProvider(KeyNotFound("no 7"), describe_error=ProviderUnavailable("down"))
+    with pytest.raises(ChainError, match=NO_VERDICT.format("down")):
+        provider_signature_check(down, SIGNER)(sig, MESSAGE)
+    for error in (ProviderUnavailable("down"), KeyDisabled("off")):
+        failing = FailingProvider(error, describe_error=AssertionError("not asked"))
+        with pytest.raises(ChainError):
+            provider_signature_check(failing, SIGNER)(sig, MESSAGE)
+
+
+def test_a_missing_disabled_or_unfit_trusted_key_is_an_error_with_a_real_keystore(
+    signer: LocalKeyProvider,
+) -> None:
+    sig = signed(signer)
+    with pytest.raises(ChainError, match=r"with local://nobody: no key local://nobody in "):
+        provider_signature_check(signer, "local://nobody")(
+            {**sig, "key": "local://nobody"}, MESSAGE
+        )
+    signer.create_key("audit-mac", KeySpec(key_type=KeyType.AES_256))
+    with pytest.raises(ChainError, match=r"with local://audit-mac: .*no verdict on the log"):
+        provider_signature_check(signer, "local://audit-mac")(
+            {**sig, "key": "local://audit-mac"}, MESSAGE
+        )
+    signer.rotate_key(KeyRef.parse(SIGNER))
+    signer.set_version_state(KeyRef.parse(f"{SIGNER}?version=1"), KeyState.DISABLED)
+    check = provider_signature_check(signer, SIGNER)
+    assert check({**sig, "value": base64.b64encode(bytes(64)).decode()}, MESSAGE) is False
+    with pytest.raises(ChainError, match=r"no verdict on the log\)$"):
+        check(sig, MESSAGE)  # a genuine signature by a version since disabled
+
+
+def forge_sig(path: Path, change: dict[str, Any]) -> int:
+    """Change the first checkpoint's ``sig`` in a SHA-256 log and relink it; its line number."""
+    records = records_of(path)
+    index = next(i for i, r in enumerate(records) if r["kind"] == "checkpoint")
+    records[index]["sig"] = {**records[index]["sig"], **change}
+    path.write_bytes(b"".join(canonical(r) + b"\n" for r in records))
+    relink([path], head_path(path))
+    return index + 1
+
+
+@pytest.mark.parametrize(
+    "change", [{"version": "2"}, {"version": "x"}, {"key": "garbage"}, {"key": 7}]
+)
+def test_a_checkpoint_naming_no_version_of_the_key_is_a_forgery_in_a_sha256_log(
+    tmp_path: Path, signer: LocalKeyProvider, change: dict[str, Any]
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = signed_sink(path, signer, every=2)
+    for number in range(4):
+        sink.emit(make_event(number))
+    sink.close()
+    check = provider_signature_check(signer, SIGNER)
+    assert verify(path, check_signature=check).ok
+    line = forge_sig(path, change)
+    assert verify(path).ok  # the chain itself is consistent again
+    assert failure(verify(path, check_signature=check)) == (
+        f"audit.jsonl line {line} (seq {line - 1}): the signature does not verify: the records "
+        "before it were altered, or the record was forged"
+    )
+
+
+@pytest.mark.parametrize(
+    "change", [{"version": "2"}, {"version": "x"}, {"key": "garbage"}, {"value": "%"}]
+)
+def test_a_forged_anchor_entry_naming_no_version_is_called_an_edit(
+    tmp_path: Path, signer: LocalKeyProvider, change: dict[str, Any]
+) -> None:
+    path, anchor = anchor_of(tmp_path, signer, 5)
+    check = provider_signature_check(signer, SIGNER)
+    assert verify(path, anchor=anchor, check_signature=check).ok
+    last = json.loads(anchor.read_text().splitlines()[-1])
+    end = last["record"]["seq"]
+    record = {**last["record"], "seq": end + 40, "sig": {**last["record"]["sig"], **change}}
+    with anchor.open("a") as out:
+        out.write(json.dumps({**last, "record": record}) + "\n")
+    lines = len(anchor.read_text().splitlines())
+    tail = records_of(path)[-1]["seq"]
+    assert failure(verify(path, anchor=anchor, check_signature=check)) == (
+        f"anchor audit.anchor line {lines} records seq {end + 40}, past the log's end (seq "
+        f"{tail}), but its signature does not verify: the anchor was edited (an entry forged or "
+        "altered), so it cannot tell whether the log was rolled back"
+    )
+
+
+def test_a_provider_failing_mid_log_stops_verify_with_an_error(
+    tmp_path: Path, signer: LocalKeyProvider
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = signed_sink(path, signer, every=2)
+    for number in range(4):
+        sink.emit(make_event(number))
+    check = provider_signature_check(FailingProvider(ProviderUnavailable("down")), SIGNER)
+    with pytest.raises(ChainError, match=NO_VERDICT.format("down")):
+        verify(path, check_signature=check)
+
+
+def test_a_checkpoint_key_pinned_to_a_version_fails_the_other_versions_signatures(
+    tmp_path: Path, signer: LocalKeyProvider
+) -> None:
+    """The pin holds whatever checks the signatures: the provider, or public keys."""
+    path = tmp_path / "logs" / "audit.jsonl"
+    anchor = tmp_path / "audit.anchor"
+    sink = JsonlAuditSink(
+        path, checkpoint_key=SIGNER, checkpoint_every=2, anchor=anchor, providers=lambda _: signer
+    )
+    for number in range(2):
+        sink.emit(make_event(number))
+    signer.rotate_key(KeyRef.parse(SIGNER))
+    for number in range(2, 4):
+        sink.emit(make_event(number))
+    sink.close()
+    versions = [(r["seq"], r["sig"]["version"]) for r in records_of(path) if "sig" in r]
+    assert [v for _, v in versions] == ["1", "1", "2"]
+    pems = [signer.public_key(KeyRef.parse(SIGNER).with_version(v)) for v in ("1", "2")]
+    checks = [provider_signature_check(signer, SIGNER), public_key_check(pems)]
+    for check in checks:
+        assert verify(path, check_signature=check, checkpoint_key=SIGNER, anchor=anchor).ok
+    for pinned, (seq, version) in [("2", versions[0]), ("1", versions[2])]:
+        key = f"{SIGNER}?version={pinned}"
+        for check in [provider_signature_check(signer, key), checks[1]]:
+            verdict = verify(path, check_signature=check, checkpoint_key=key)
+            assert failure(verdict).endswith(
+                f"(seq {seq}): its signature names version '{version}' of local://audit-signer, "
+                f"but only version {pinned} is trusted (the checkpoint key was given with "
+                f"?version={pinned}): it was signed by a version you do not trust, or forged"
+            )
+
+
+def test_a_signature_that_is_not_an_object_fails_under_a_pinned_key_too(
+    tmp_path: Path, signer: LocalKeyProvider
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = signed_sink(path, signer, every=2)
+    for number in range(2):
+        sink.emit(make_event(number))
+    sink.close()
+    records = records_of(path)
+    records[-1]["sig"] = "forged"
+    path.write_bytes(b"".join(canonical(r) + b"\n" for r in records))
+    relink([path], head_path(path))
+    key = f"{SIGNER}?version=1"
+    verdict = verify(
+        path, check_signature=provider_signature_check(signer, key), checkpoint_key=key
+    )
+    assert failure(verdict) == (
+        f"audit.jsonl line {len(records)} (seq {len(records) - 1}): the signature does not "
+        "verify: the records before it were altered, or the record was forged"
+    )
+
+
+def test_a_forged_anchor_entry_by_an_untrusted_version_says_so(
+    tmp_path: Path, signer: LocalKeyProvider
+) -> None:
+    path, anchor = anchor_of(tmp_path, signer, 5)
+    key = f"{SIGNER}?version=1"
+    check = provider_signature_check(signer, key)
+    assert verify(path, anchor=anchor, check_signature=check, checkpoint_key=key).ok
+    last = json.loads(anchor.read_text().splitlines()[-1])
+    end = last["record"]["seq"]
+    record = {**last["record"], "seq": end + 40, "sig": {**last["record"]["sig"], "version": "2"}}
+    with anchor.open("a") as out:
+        out.write(json.dumps({**last, "record": record}) + "\n")
+    lines = len(anchor.read_text().splitlines())
+    tail = records_of(path)[-1]["seq"]
+    verdict = verify(path, anchor=anchor, check_signature=check, checkpoint_key=key)
+    assert failure(verdict) == (
+        f"anchor audit.anchor line {lines} records seq {end + 40}, past the log's end (seq "
+        f"{tail}); its signature names version '2' of local://audit-signer, but only version 1 "
+        "is trusted (the checkpoint key was given with ?version=1): the entry was forged, or "
+        "signed by a version you do not trust, so it cannot tell whether the log was rolled back"
+    )

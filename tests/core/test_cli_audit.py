@@ -19,8 +19,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from aureus_core.audit.chain import GENESIS, record_hash
+from aureus_builtin.jsonl_sink import JsonlAuditSink
+from aureus_core.audit.chain import GENESIS, canonical, chain_files, head_path, record_hash
 from aureus_core.cli import main
+from aureus_core.errors import ProviderUnavailable
+from aureus_core.keyref import KeyRef
+from aureus_core.keys import KeySpec, KeyType
+from aureus_core.testing import make_event
+from aureus_local import LocalKeyProvider
 
 AUREUS = str(Path(sys.executable).with_name("aureus"))
 CONFIG = """\
@@ -432,6 +438,147 @@ def test_an_anchor_catches_a_rollback_verify_and_the_next_run(tmp_path: Path) ->
     refused = cli("sign", "--key", "local://signer", "msg.txt", check=False)
     assert refused.returncode == 2
     assert f"but its anchor {anchor} says it reached seq {latest}" in refused.stderr
+
+
+# -- retention, forged signatures, failing providers, pinned versions ----------------------------
+
+
+def written_log(directory: Path, events: int, rotate_signer_at: int = -1, **options: Any) -> Path:
+    """logs/audit.jsonl written in process with keys in ks/ (one.toml names them for verify)."""
+    (directory / "one.toml").write_text('[providers.local]\nkeystore = "ks"\n')
+    keys = LocalKeyProvider(directory / "ks", insecure_kdf_for_tests=True)
+    keys.create_key("audit-mac", KeySpec(key_type=KeyType.AES_256))
+    keys.create_key("audit-signer", KeySpec(key_type=KeyType.ED25519))
+    path = directory / "logs" / "audit.jsonl"
+    sink = JsonlAuditSink(
+        path,
+        checkpoint_key="local://audit-signer",
+        checkpoint_every=2,
+        providers=lambda _: keys,
+        **options,
+    )
+    for number in range(events):
+        if number == rotate_signer_at:
+            keys.rotate_key(KeyRef.parse("local://audit-signer"))
+        sink.emit(make_event(number))
+    sink.close()
+    keys.close()
+    return path
+
+
+def test_deleting_the_oldest_files_fails_unless_told_where_the_log_is_kept_from(
+    keyed: Path,
+) -> None:
+    (keyed / "one" / "audit.jsonl.000001").unlink()
+    files = files_of(keyed / "one")
+    second = json.loads(read(keyed / "one" / "audit.jsonl.000002")[0])["seq"]
+    assert failure(verify(*files, *KEYED, cwd=keyed)) == (
+        f"audit.jsonl.000002 line 1 (seq {second}): the log starts at seq {second}, not at seq "
+        "0: its oldest records (whole files) were deleted, or not given; if files were removed "
+        "on purpose (retention), say from which seq the log is kept (--from-seq)"
+    )
+    kept = verify(*files, *KEYED, "--from-seq", str(second), cwd=keyed)
+    assert kept.exit_code == 0, kept.output
+    assert f"note: the chain starts at seq {second} in audit.jsonl.000002: the log is kept " in (
+        kept.stdout
+    )
+    assert failure(verify(*files, *KEYED, "--from-seq", str(second - 1), cwd=keyed)).endswith(
+        f"but it is kept from seq {second - 1} (--from-seq): seq {second - 1} (whole files) "
+        "were deleted, or not given"
+    )
+    assert verify(*files, *KEYED, "--from-seq", "-1", cwd=keyed).exit_code == 2
+
+
+def test_an_anchored_log_missing_its_oldest_file_fails_against_the_anchor_too(
+    tmp_path: Path,
+) -> None:
+    anchor = tmp_path / "elsewhere" / "audit.anchor"
+    path = written_log(tmp_path, 12, hmac_key="local://audit-mac", anchor=anchor, max_bytes=3000)
+    files = chain_files(path)
+    assert len(files) >= 3
+    files[0].unlink()
+    names = [str(f.relative_to(tmp_path)) for f in files[1:]]
+    second = json.loads(read(files[1])[0])["seq"]
+    args = [*names, *KEYED, "--anchor", str(anchor)]
+    assert "the log starts at seq" in failure(verify(*args, cwd=tmp_path))
+    kept = verify(*args, "--from-seq", str(second), cwd=tmp_path)
+    assert kept.exit_code == 0, kept.output
+    assert "anchor entries before seq" in kept.stdout
+
+
+@pytest.mark.parametrize("change", [{"version": "2"}, {"version": "x"}, {"key": "garbage"}])
+def test_a_forged_anchor_entry_naming_no_version_is_an_edited_anchor_not_an_error(
+    tmp_path: Path, change: dict[str, str]
+) -> None:
+    anchor = tmp_path / "elsewhere" / "audit.anchor"
+    written_log(tmp_path, 5, hmac_key="local://audit-mac", anchor=anchor)
+    args = ["logs/audit.jsonl", *KEYED, "--anchor", str(anchor)]
+    assert verify(*args, cwd=tmp_path).exit_code == 0
+    last = json.loads(read(anchor)[-1])
+    record = dict(last["record"], seq=last["record"]["seq"] + 40)
+    record["sig"] = {**record["sig"], **change}
+    anchor.write_text(anchor.read_text() + json.dumps(dict(last, record=record)) + "\n")
+    message = failure(verify(*args, cwd=tmp_path))
+    assert message.startswith(f"anchor audit.anchor line {len(read(anchor))} records seq ")
+    assert "its signature does not verify: the anchor was edited" in message
+
+
+def test_a_forged_checkpoint_in_a_sha256_log_is_a_verdict_not_an_error(tmp_path: Path) -> None:
+    """A SHA-256 chain can be relinked by anyone: only the signature can tell."""
+    path = written_log(tmp_path, 4)
+    records = [json.loads(line) for line in read(path)]
+    log = records[0]["file"]["log"]
+    index = next(i for i, r in enumerate(records) if r["kind"] == "checkpoint")
+    records[index]["sig"]["version"] = "2"
+    for number, record in enumerate(records):
+        if number:
+            record["prev"] = records[number - 1]["hash"]
+        record["hash"] = record_hash(record, None, log)
+    write(path, [canonical(r).decode() + "\n" for r in records])
+    head = json.loads(head_path(path).read_text())
+    head.update(hash=records[-1]["hash"], size=path.stat().st_size)
+    head_path(path).write_text(json.dumps(head))
+    assert verify("logs/audit.jsonl", cwd=tmp_path).exit_code == 0
+    signed = verify("logs/audit.jsonl", "--checkpoint-key", "local://audit-signer", cwd=tmp_path)
+    assert failure(signed) == (
+        f"audit.jsonl line {index + 1} (seq {index}): the signature does not verify: the records "
+        "before it were altered, or the record was forged"
+    )
+
+
+def test_a_failing_key_provider_is_an_error_never_a_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written_log(tmp_path, 4)
+
+    def unreachable(*_: Any) -> bool:
+        raise ProviderUnavailable("the keystore is unreachable")
+
+    monkeypatch.setattr(LocalKeyProvider, "verify", unreachable)
+    result = verify("logs/audit.jsonl", "--checkpoint-key", "local://audit-signer", cwd=tmp_path)
+    assert result.exit_code == 2, result.output
+    assert "FAILED" not in result.stdout
+    assert result.stderr == (
+        "aureus: error: cannot check checkpoint signatures with local://audit-signer: the "
+        "keystore is unreachable (the key provider failed: this is no verdict on the log)\n"
+    )
+
+
+def test_a_checkpoint_key_pinned_to_a_version_counts_only_its_signatures(tmp_path: Path) -> None:
+    path = written_log(tmp_path, 4, rotate_signer_at=2)
+    versions = [(r["seq"], r["sig"]["version"]) for r in map(json.loads, read(path)) if "sig" in r]
+    assert [v for _, v in versions] == ["1", "1", "2"]
+    key = "local://audit-signer"
+    assert verify("logs/audit.jsonl", "--checkpoint-key", key, cwd=tmp_path).exit_code == 0
+    for pinned, (seq, version) in [("2", versions[0]), ("1", versions[2])]:
+        result = verify(
+            "logs/audit.jsonl", "--checkpoint-key", f"{key}?version={pinned}", cwd=tmp_path
+        )
+        assert failure(result) == (
+            f"audit.jsonl line {seq + 1} (seq {seq}): its signature names version '{version}' of "
+            f"{key}, but only version {pinned} is trusted (the checkpoint key was given with "
+            f"?version={pinned}): it was signed by a version you do not trust, or forged"
+        )
 
 
 def test_a_format_1_log_needs_allow_format_1(plain: Path) -> None:
