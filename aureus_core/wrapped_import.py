@@ -400,8 +400,12 @@ def unwrap_for_import(
     except ValueError:
         raise refused_material(token) from None
     try:
+        # The one-time key is AES-256; anything else inside the OAEP part is the same
+        # failure as any other (and cryptography's own error for a bad length is a ValueError).
+        if len(ephemeral) != 32:
+            raise refused_material(token)
         return bytearray(aes_key_unwrap_with_padding(bytes(ephemeral), tail))
-    except InvalidUnwrap:
+    except (InvalidUnwrap, ValueError):
         raise refused_material(token) from None
     finally:
         ephemeral[:] = bytes(len(ephemeral))

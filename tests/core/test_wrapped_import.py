@@ -86,6 +86,30 @@ def test_blob_layout_is_oaep_then_rfc5649(wrapping_key: rsa.RSAPrivateKey, algor
     assert aes_key_unwrap_with_padding(ephemeral, blob[384:]) == key
 
 
+@pytest.mark.parametrize("size", [5, 16, 24, 31, 33])
+def test_a_one_time_key_that_is_not_aes_256_is_the_one_refusal(
+    wrapping_key: rsa.RSAPrivateKey, size: int
+) -> None:
+    """The OAEP part holds the one-time AES-256 key. Another length, built byte by byte by
+    whoever holds the public wrapping key, gets the same refusal as any other failure.
+    Before, 5 bytes escaped as cryptography's ValueError, and 16 or 24 bytes were used."""
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    one_time = os.urandom(size)
+    tail = (
+        aes_key_wrap_with_padding(one_time, os.urandom(32)) if size in (16, 24) else os.urandom(40)
+    )
+    blob = wrapping_key.public_key().encrypt(one_time, oaep) + tail
+    with pytest.raises(ImportRefused) as refused:
+        unwrap_for_import(blob, wrapping_key, RSA_OAEP_SHA256_AES_KWP, "0" * 32)
+    assert str(refused.value) == (
+        f"the wrapped key material does not open with the wrapping key of import token "
+        f"{'0' * 32}: it was wrapped for another token's key, or altered on the way; wrap the "
+        "key again with this token's wrapping key"
+    )
+
+
 def test_private_keys_travel_as_pkcs8_der(wrapping_key: rsa.RSAPrivateKey) -> None:
     material = fresh_material(KeyType.ECDSA_P384)
     blob = wrap_for_import(
