@@ -129,7 +129,7 @@ def decrypt_batch(
                             full,
                             allowed,
                             stack._own_providers,
-                            stack.fanout,
+                            stack.unwrap_fanout,
                         )
                     reader.unlock(unwrapped[memo][0], required)
                     plaintexts.append(reader.read_all())

@@ -122,6 +122,28 @@ class Recording(ProviderProxy):
         return result
 
 
+def test_concurrency_one_decrypts_one_candidate_at_a_time_and_stops_at_the_first(
+    stack: KeyStack,
+) -> None:
+    """With concurrency = 1 a decrypt asks its candidates in message order, one at a time,
+    and no other once a data key comes back (as documented). Before, it still raced them
+    on the one-thread pool, which took the next unwrap before the first was done."""
+    message = stack.encrypt(b"payload", keys=KEYS)
+    for _ in range(20):
+        recording = Recording(stack.provider("local"), {"alpha": 0.01}, {})
+        with _timed(stack, recording, concurrency=1) as reader:
+            assert reader.decrypt(message) == b"payload"
+            assert reader.decrypt_batch([message, message]) == [b"payload", b"payload"]
+        assert recording.sent == ["alpha", "alpha"]
+    # The first candidate failing, the next is asked, still one at a time.
+    recording = Recording(
+        stack.provider("local"), {}, {"alpha": ProviderUnavailable("down", provider="local")}
+    )
+    with _timed(stack, recording, concurrency=1) as reader:
+        assert reader.decrypt(message) == b"payload"
+    assert recording.sent == ["alpha", "beta"]
+
+
 def test_the_first_data_key_wins_and_the_others_are_wiped(stack: KeyStack) -> None:
     message = stack.encrypt(b"payload", keys=KEYS)
     delays = {"alpha": 0.3, "beta": 0.0, "gamma": 0.15}
