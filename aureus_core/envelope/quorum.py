@@ -337,6 +337,7 @@ def recover(
     """
     shares: dict[int, bytearray] = {}
     used: list[KeyRef] = []
+    opened_by: dict[KeyRef, str] = {}  # key (any version) -> the group whose share it opened
     reasons: dict[str, list[str]] = {}
     try:
         for index in sorted(layout.groups):
@@ -349,6 +350,17 @@ def recover(
                     result = unwrap(member.inner, share_context(context, member.binding), why)
                     if result is None:
                         continue
+                    key = result[1].with_version(None)
+                    if key in opened_by:
+                        # A writer never wraps two groups' shares under one key (a key is in
+                        # one group only): whoever did wants one key to pass for k groups.
+                        result[0][:] = bytes(len(result[0]))
+                        why.append(
+                            f"{key.uri} already opened the share of group {opened_by[key]!r}: "
+                            "one key counts for one group only"
+                        )
+                        continue
+                    opened_by[key] = name
                     shares[index] = result[0]
                     used.append(result[1])
                     break

@@ -279,6 +279,44 @@ def test_an_ordinary_key_added_to_a_split_message_is_refused(stack: KeyStack) ->
             stack.decrypt(forged(edks), keys=["local://k0"])
 
 
+def test_one_key_cannot_stand_for_several_groups(stack: KeyStack) -> None:
+    """The holder of g1's key alone writes a "2 of 3" message of their own, every share
+    wrapped under that key with its correct binding. Before, it decrypted like a genuine
+    k-of-n message (configured groups or strict keys alike); now one key opens one group's
+    share only, so the quorum is not reached."""
+    from aureus_core.envelope import shamir
+    from aureus_core.envelope.quorum import _binding, encode, share_context
+
+    provider = stack.provider("local")
+    k0 = KeyRef.parse("local://k0")
+    data_key = os.urandom(32)
+    split_id = os.urandom(16)
+    context = EncryptionContext({"tenant": "acme"})
+    shares = shamir.split(data_key, 2, 3)
+    edks = []
+    for index, name in enumerate(("g1", "g2", "g3"), start=1):
+        binding = _binding(2, 3, index, split_id, name)
+        wrapped = provider.wrap(k0, bytes(shares[index - 1]), share_context(context, binding))
+        edks.append(encode(binding, wrapped.encrypted))
+    forged = forge.unsigned_message(
+        data_key=data_key,
+        message_id=os.urandom(32),
+        context=forge.serialize_context(dict(context.items())),
+        edks=edks,
+        plaintext=b"authored by the g1 key alone",
+    )
+    for keys in (None, ["local://k0"]):
+        with pytest.raises(QuorumNotReached) as refused:
+            stack.decrypt(forged, keys=keys)
+        assert "reached 1 (g1)" in str(refused.value)
+        assert (
+            "local://k0 already opened the share of group 'g1': one key counts for one group only"
+        ) in str(refused.value)
+    # A genuine message, one key per group, still opens.
+    genuine = stack.encrypt(b"two needed", keys=Quorum.of(2, groups_of(3)), context=context)
+    assert stack.decrypt(genuine) == b"two needed"
+
+
 def test_a_cached_key_group_data_key_is_dropped_when_any_shares_key_is_disabled(
     tmp_path: Path,
 ) -> None:
