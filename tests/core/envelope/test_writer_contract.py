@@ -378,3 +378,47 @@ def test_a_header_holds_up_to_65535_encrypted_data_keys():
     )
     _, parsed = _header_with(edks=many)
     assert parsed.encrypted_data_keys == many
+
+
+@pytest.mark.parametrize("size", [0, 15, 16, 17, 48])
+def test_a_streamed_source_may_hold_exactly_max_bytes_and_not_one_more(size):
+    """``max_bytes`` is the size a data-key cache was charged for the message: a source of
+    that size is encrypted whole; one byte more is refused before a frame holding it is
+    written, leaving a message without its final frame."""
+    data_key = os.urandom(32)
+    materials = EncryptionMaterials(
+        suite=DEFAULT_SUITE,
+        data_key=data_key,
+        encrypted_data_keys=(
+            EncryptedDataKey(provider_id="p", provider_info=b"i", ciphertext=b"c"),
+        ),
+        context=EncryptionContext({"a": "1"}),
+    )
+    plaintext = os.urandom(size)
+    out = io.BytesIO()
+    written = encrypt_stream(
+        io.BytesIO(plaintext), out, MessageWriter(materials, 16), max_bytes=size
+    )
+    assert written == size
+    reader = MessageReader(out.getvalue())
+    reader.unlock(data_key)
+    assert reader.read_all() == plaintext
+
+    writer = MessageWriter(materials, 16)
+    out = io.BytesIO()
+    with pytest.raises(ConfigError) as refused:
+        encrypt_stream(io.BytesIO(plaintext + b"!"), out, writer, max_bytes=size)
+    assert str(refused.value) == (
+        f"the input grew while it was encrypted: it had {size} bytes when the data-key cache "
+        "counted it, and a cached data key may not encrypt more than it was charged for; the "
+        "message was left unfinished (no reader accepts it). Encrypt the input again once it "
+        "no longer grows, or a copy of it"
+    )
+    # The header and its tag, then the whole regular frames within the bytes charged
+    # (4 + 12 + 16 + 16 bytes each); no frame with the extra byte, no final frame.
+    body = len(out.getvalue()) - len(writer.header.serialize()) - 16
+    assert body == (size // 16) * 48
+    reader = MessageReader(out.getvalue())
+    reader.unlock(data_key)
+    with pytest.raises(DecryptionError):
+        reader.read_all()
