@@ -437,6 +437,7 @@ def test_a_master_key_file_planted_before_the_keystore_exists_is_not_adopted(
         "did not create as Aureus does (owner uid "
     )
     assert "Delete it if you do not know where it came from" in str(refused.value)
+    assert refused.value.provider == "local"
     assert not (directory / "keystore.json").exists()
     provider.close()
     # Deleted, the keystore is created with a key of its own.
@@ -460,3 +461,46 @@ def test_a_master_key_file_this_user_left_is_adopted(tmp_path: Path) -> None:
     provider.create_key("payments", KeySpec(key_type="aes-256"))
     provider.close()
     assert leftover.read_bytes() == b"B" * 32
+
+
+def test_a_master_key_file_planted_while_the_keystore_is_being_created_is_not_adopted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race: the file is placed after the check that none exists and before this
+    process links its own into place. The key that won the race is checked like any
+    other found in place."""
+    import os
+
+    from aureus_core.errors import KeystoreCorrupted
+    from aureus_local import keystore as keystore_module
+
+    directory = tmp_path / "ks"
+    directory.mkdir()
+    real_link = os.link
+
+    def planted_first(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+        Path(target).write_bytes(b"A" * 32)
+        Path(target).chmod(0o644)
+        real_link(source, target)  # raises FileExistsError, as a lost race does
+
+    monkeypatch.setattr(keystore_module.os, "link", planted_first)
+    provider = LocalKeyProvider(directory, insecure_kdf_for_tests=True)
+    with pytest.raises(KeystoreCorrupted, match="that this user did not create as Aureus does"):
+        provider.create_key("payments", KeySpec(key_type="aes-256"))
+    provider.close()
+
+
+def test_an_existing_keystores_master_key_is_vouched_for_by_the_keystore_not_its_mode(
+    tmp_path: Path,
+) -> None:
+    """Once keystore.json exists, its verifier and MAC decide whether master.key is the
+    right key: a copy restored with looser permissions still opens (the adoption check is
+    for a keystore that does not exist yet)."""
+    directory = tmp_path / "ks"
+    provider = LocalKeyProvider(directory, insecure_kdf_for_tests=True)
+    provider.create_key("payments", KeySpec(key_type="aes-256"))
+    provider.close()
+    (directory / "master.key").chmod(0o640)
+    reopened = LocalKeyProvider(directory, insecure_kdf_for_tests=True)
+    assert reopened.describe_key(KeyRef.parse("local://payments")).current_version == "1"
+    reopened.close()

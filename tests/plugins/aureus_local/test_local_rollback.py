@@ -130,6 +130,26 @@ def test_a_keystore_opened_again_in_the_same_process_is_held_to_what_it_saw(
     assert (keystore_dir / "keystore.json").read_bytes() == backup  # nothing was written
 
 
+def test_a_generation_only_read_is_remembered_by_the_process_too(
+    make_provider: MakeProvider, keystore_dir: Path
+) -> None:
+    """Another process wrote generation 3; this one only read it. A provider made here after
+    the file was rolled back is still held to generation 3 (not only to what this process
+    wrote)."""
+    writer = make_provider()
+    writer.create_key("k", KeySpec(key_type="aes-256"))
+    backup = (keystore_dir / "keystore.json").read_bytes()
+    writer.rotate_key(ref("local://k"))
+    writer.rotate_key(ref("local://k"))
+    writer.close()
+    forget_seen_generations()  # the writer was another process
+    reader = make_provider()
+    assert reader.describe_key(ref("local://k")).current_version == "3"
+    (keystore_dir / "keystore.json").write_bytes(backup)
+    with pytest.raises(KeystoreCorrupted, match="but this process has already seen generation 3"):
+        make_provider().describe_key(ref("local://k"))
+
+
 def test_the_state_file_refuses_an_older_keystore_json_across_restarts(
     make_provider: MakeProvider, keystore_dir: Path, tmp_path: Path
 ) -> None:
@@ -151,8 +171,15 @@ def test_the_state_file_refuses_an_older_keystore_json_across_restarts(
 
     (keystore_dir / "keystore.json").write_bytes(backup)
     forget_seen_generations()  # a restart: the new process has seen nothing
-    with pytest.raises(KeystoreCorrupted, match=rf"but {state} records 3"):
+    with pytest.raises(KeystoreCorrupted) as refused:
         make_provider(state_file=state).describe_key(ref("local://payments"))
+    # The state file's own remedy: no process to restart, it is a new one.
+    assert str(refused.value).endswith(
+        f"but {state} records 3: it is an older copy (a restored backup, or a rollback that "
+        "brings back rotated, disabled or destroyed key versions). Nothing was changed; "
+        "restore the newest keystore.json; if you restored this older one on purpose, lower "
+        "min_generation and remove its entry from the state file"
+    )
     # Without the state file a fresh process cannot tell: the documented limit.
     forget_seen_generations()
     assert make_provider().describe_key(ref("local://payments")).current_version == "1"
@@ -166,8 +193,14 @@ def test_min_generation_pins_a_floor(make_provider: MakeProvider, keystore_dir: 
     pin = writer.keystore_info().generation
     assert make_provider(min_generation=pin).list_keys()[0].current_version == "2"
     (keystore_dir / "keystore.json").write_bytes(backup)
-    with pytest.raises(KeystoreCorrupted, match="but the configuration pins min_generation 2"):
+    with pytest.raises(KeystoreCorrupted) as refused:
         make_provider(min_generation=pin).list_keys()
+    assert str(refused.value).endswith(
+        "but the configuration pins min_generation 2: it is an older copy (a restored backup, "
+        "or a rollback that brings back rotated, disabled or destroyed key versions). Nothing "
+        "was changed; restore the newest keystore.json; if you restored this older one on "
+        "purpose, lower min_generation and remove its entry from the state file"
+    )
 
 
 def hostile_pair(victim_id: str, attacker_key: bytes, known_material: bytes) -> tuple[bytes, bytes]:
