@@ -37,6 +37,8 @@ from aureus_core.options import SourceOptions
 from aureus_core.registry import CredentialSourceRegistry
 from aureus_core.sensitive import Secret
 
+from . import log_redaction
+
 KIND = "aws"
 DEFAULT_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 - a path
 """The ``oidc`` token file without an option or ``AWS_WEB_IDENTITY_TOKEN_FILE``."""
@@ -286,6 +288,7 @@ class _StsSource(AwsCredentialSource):
                 aws_secret_access_key=frozen.secret_key,
                 aws_session_token=frozen.token,
             )
+        log_redaction.install()  # STS requests and answers carry tokens and keys
         return self._session.create_client("sts", **kwargs)
 
     def _call(self) -> Mapping[str, Any]:

@@ -1,14 +1,18 @@
-"""Keep data keys out of botocore's DEBUG log.
+"""Keep data keys and credentials out of botocore's DEBUG log.
 
 With DEBUG logging on, botocore logs every request's body (``botocore.endpoint``:
 "Making request for ... with params") and every response's body
 (``botocore.parsers``: "Response body").  For KMS those bodies hold plaintext
 data keys (``Encrypt``'s ``Plaintext``; ``GenerateDataKey`` and ``Decrypt``
-answer with one).  :func:`install` puts a filter on those two loggers that
-replaces the value of every member the KMS service model marks sensitive
-before any handler sees the record.  It matches the awsJson text KMS speaks
-(``"Plaintext": "..."``), whatever the message format; the tests pin that it
-still does with the installed botocore.
+answer with one); for STS, the web identity token sent and the temporary keys
+received (``SecretAccessKey``, ``SessionToken``).  :func:`install` puts a
+filter on those two loggers that replaces the value of every member the KMS
+and STS service models mark sensitive (and the session token, which STS's
+model does not mark) before any handler sees the record, in the three shapes
+they are logged in: KMS's JSON (``"Plaintext": "..."``), STS's query
+parameters (a dict, or ``WebIdentityToken=...``) and STS's XML answers
+(``<SecretAccessKey>...</SecretAccessKey>``).  The tests pin that it still does
+with the installed botocore.
 """
 
 from __future__ import annotations
@@ -25,7 +29,16 @@ import botocore.session
 LOGGERS = ("botocore.endpoint", "botocore.parsers")
 """The botocore loggers that write request and response bodies."""
 REDACTED = "<redacted>"
-_FALLBACK_MEMBERS = ("Plaintext", "PrivateKeyPlaintext", "SharedSecret", "KeyStorePassword")
+_FALLBACK_MEMBERS = (
+    "Plaintext",
+    "PrivateKeyPlaintext",
+    "SharedSecret",
+    "KeyStorePassword",
+    "SecretAccessKey",
+    "SessionToken",
+    "WebIdentityToken",
+    "SAMLAssertion",
+)
 _lock = threading.Lock()
 
 
@@ -44,33 +57,50 @@ def _sensitive(shape: Any, name: str, found: set[str], seen: set[str]) -> None:
 
 @functools.cache
 def sensitive_members() -> frozenset[str]:
-    """Names of the KMS request and response members the service model marks sensitive."""
+    """Names of the KMS and STS members the service models mark sensitive, and a few more."""
     found = set(_FALLBACK_MEMBERS)
-    model = botocore.session.get_session().get_service_model("kms")
-    for operation in model.operation_names:
-        operation_model = model.operation_model(operation)
-        for shape in (operation_model.input_shape, operation_model.output_shape):
-            if shape is not None:
-                _sensitive(shape, shape.name, found, set())
+    session = botocore.session.get_session()
+    for service in ("kms", "sts"):
+        model = session.get_service_model(service)
+        for operation in model.operation_names:
+            operation_model = model.operation_model(operation)
+            for shape in (operation_model.input_shape, operation_model.output_shape):
+                if shape is not None:
+                    _sensitive(shape, shape.name, found, set())
     return frozenset(found)
 
 
+_Rule = tuple[re.Pattern[str], str]
+
+
 @functools.cache
-def _patterns() -> tuple[re.Pattern[str], re.Pattern[bytes]]:
+def _rules() -> tuple[list[_Rule], list[tuple[re.Pattern[bytes], bytes]]]:
     names = "|".join(sorted(map(re.escape, sensitive_members())))
-    text = rf'("(?:{names})"\s*:\s*)"[^"]*"'
-    return re.compile(text), re.compile(text.encode("ascii"))
+    shapes = [
+        (rf'("(?:{names})"\s*:\s*)"[^"]*"', rf'\1"{REDACTED}"'),  # JSON (KMS)
+        (rf"(<({names})>)[^<]*(</\2>)", rf"\1{REDACTED}\3"),  # XML answers (STS)
+        (rf"(\b(?:{names})=)[^&\s'\"]*", rf"\1{REDACTED}"),  # query parameters (STS)
+    ]
+    text = [(re.compile(pattern), replacement) for pattern, replacement in shapes]
+    raw = [(re.compile(p.encode()), r.encode()) for p, r in shapes]
+    return text, raw
 
 
 def redact(value: Any) -> Any:
-    """``value`` with sensitive KMS members' values replaced; other values as they are."""
-    text_pattern, bytes_pattern = _patterns()
+    """``value`` with sensitive members' values replaced; other values as they are."""
+    text_rules, bytes_rules = _rules()
     if isinstance(value, str):
-        return text_pattern.sub(rf'\1"{REDACTED}"', value)
+        for pattern, replacement in text_rules:
+            value = pattern.sub(replacement, value)
+        return value
     if isinstance(value, (bytes, bytearray)):
-        return bytes_pattern.sub(rf'\1"{REDACTED}"'.encode("ascii"), bytes(value))
-    if isinstance(value, Mapping):  # botocore's request_dict: redact its body, leave the rest
-        return {key: redact(item) for key, item in value.items()}
+        data = bytes(value)
+        for raw_pattern, raw_replacement in bytes_rules:
+            data = raw_pattern.sub(raw_replacement, data)
+        return data
+    if isinstance(value, Mapping):  # botocore's request_dict, and a query body inside it
+        names = sensitive_members()
+        return {key: REDACTED if key in names else redact(item) for key, item in value.items()}
     return value
 
 
