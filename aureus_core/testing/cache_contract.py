@@ -3,7 +3,8 @@
 Subclass :class:`CacheBackendContract` and override the ``cache_backend``
 fixture; a backend shared between processes also overrides
 ``backend_factory``, and one that can be taken down overrides
-``backend_outage``.
+``backend_outage``.  A backend that keeps its entries elsewhere
+(``wipes_in_place = False``) must override ``stored_bytes``.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from ..interfaces import CacheBackend, CacheEntry
 from ..keyref import KeyRef
 from ..keys import KeyMetadata, KeyState, KeyType, KeyVersion
 from .concurrency import run_in_threads
-from .leaks import assert_no_secret
+from .leaks import assert_no_secret, secret_forms
 
 BackendFactory = Callable[[], CacheBackend]
+StoredBytes = Callable[[], bytes]
+"""Returns everything the backend's store holds (names, fields, values) as one byte string."""
 CLOCK_TOLERANCE = 0.01
 """Seconds a backend's creation times may drift by carrying them between clocks."""
 FAULT_BOUND = 2.0
@@ -107,6 +110,27 @@ def is_wiped(entry: CacheEntry) -> bool:
     return len(entry.material) > 0 and not any(entry.material)
 
 
+def one_byte_apart(base: bytes) -> list[bytes]:
+    """``base`` and, for each byte position, a copy with that byte inverted."""
+    return [base] + [base[:i] + bytes([base[i] ^ 0xFF]) + base[i + 1 :] for i in range(len(base))]
+
+
+def _derived(seed: bytes, label: bytes, number: int) -> bytes:
+    return hashlib.sha256(seed + label + number.to_bytes(8, "big")).digest()
+
+
+def find_material(dump: bytes, materials: list[bytes]) -> str | None:
+    """The form in which one of ``materials`` appears in ``dump`` (raw, hex, base64), or None."""
+    text = dump.decode("latin-1")
+    for material in materials:
+        if material.decode("latin-1") in text:
+            return "raw bytes"
+        for name, form in secret_forms(material).items():
+            if form in text:
+                return name
+    return None
+
+
 class CacheBackendContract:
     """Conformance tests for a data-key cache backend.
 
@@ -119,12 +143,18 @@ class CacheBackendContract:
       and that the caller's entries are left intact;
     - ``wipes_in_place``: ``False`` for a backend that keeps sealed copies
       elsewhere rather than the entries it is given; the tests that check
-      those entries are wiped are then skipped.
+      those entries are wiped are then skipped, and the backend must
+      override ``stored_bytes`` instead, so the contract can check that no
+      data key is in its store;
+    - ``distinct_keys``: how many random 32-byte keys the key-space test
+      stores (2**18); a remote store may shrink it to keep the test quick,
+      at the cost of its power to find a 32-bit index.
 
     Optional fixtures: ``backend_factory`` (a picklable callable that
     connects a new backend object to the same store, for the tests with
-    several processes) and ``backend_outage`` (a callable returning a context
-    manager during which the store does not answer).
+    several processes), ``backend_outage`` (a callable returning a context
+    manager during which the store does not answer) and
+    ``overflow_entries`` (how many entries overfill the backend; 5,000).
     """
 
     stores_entries: bool = True
@@ -132,6 +162,7 @@ class CacheBackendContract:
     concurrency_threads: int = 8
     concurrency_operations: int = 40
     processes: int = 4
+    distinct_keys: int = 2**18
 
     @pytest.fixture
     def cache_backend(self) -> CacheBackend:
@@ -151,6 +182,16 @@ class CacheBackendContract:
     def backend_outage(self) -> Callable[[], AbstractContextManager[None]] | None:
         """Override for a backend that can fail: a context manager that takes it down."""
         return None
+
+    @pytest.fixture
+    def stored_bytes(self) -> StoredBytes | None:
+        """Required with ``wipes_in_place = False``: a dump of everything the store holds."""
+        return None
+
+    @pytest.fixture
+    def overflow_entries(self) -> int:
+        """More entries than the backend holds (override with its capacity plus some)."""
+        return 5000
 
     def _require_storage(self) -> None:
         if not self.stores_entries:
@@ -291,6 +332,121 @@ class CacheBackendContract:
         assert results == [True] * len(results)
         kept = (self.concurrency_operations + 1) // 2
         assert len(cache_backend) == self.concurrency_threads * kept
+
+    def test_keys_one_byte_apart_hold_their_own_entries(self, cache_backend: CacheBackend) -> None:
+        """A 32-byte key and its 32 copies with one byte inverted are 33 distinct entries.
+
+        A backend that indexes by part of the key (its first or last bytes)
+        would hand one key's data key to another: another partition's.
+        """
+        self._require_storage()
+        keys = one_byte_apart(os.urandom(32))
+        entries = {key: make_entry(float(i)) for i, key in enumerate(keys)}
+        for key, entry in entries.items():
+            cache_backend.put(key, entry)
+        for position, (key, entry) in enumerate(entries.items()):
+            which = f"the key with byte {position - 1} inverted" if position else "the base key"
+            got = cache_backend.get(key)
+            assert got is not None, f"the entry of {which} is gone"
+            assert bytes(got.material) == bytes(entry.material), (
+                f"get returned another key's entry for {which}: compare keys whole"
+            )
+            self._same(got, entry)
+        assert len(cache_backend) == len(keys)
+
+    def test_random_keys_never_get_another_keys_entry(self, cache_backend: CacheBackend) -> None:
+        """Of ``distinct_keys`` random 32-byte keys, each gets its own entry or none.
+
+        2**18 keys make a collision of any 32-bit index of the key (a CRC, a
+        short hash) all but certain (about 8 expected pairs).  A bounded
+        backend may have dropped entries: a miss passes, another key's entry
+        does not.
+        """
+        self._require_storage()
+        seed = os.urandom(16)
+        encrypted = make_entry().encrypted
+        for number in range(self.distinct_keys):
+            material = _derived(seed, b"material", number)
+            entry = CacheEntry(material=bytearray(material), encrypted=encrypted, created_at=0.0)
+            cache_backend.put(_derived(seed, b"key", number), entry)
+        found = 0
+        for number in range(self.distinct_keys):
+            got = cache_backend.get(_derived(seed, b"key", number))
+            if got is None:
+                continue
+            found += 1
+            assert bytes(got.material) == _derived(seed, b"material", number), (
+                f"get of random key #{number} returned another key's entry: "
+                "the backend must index entries by the whole key"
+            )
+        assert found, "none of the entries put could be read back"
+
+    def test_entries_dropped_for_room_are_wiped(
+        self, cache_backend: CacheBackend, overflow_entries: int
+    ) -> None:
+        """Put more entries than the backend holds: every one it dropped has been wiped.
+
+        The others come back intact.  A bounded backend makes room by
+        evicting, and an eviction wipes, whatever caused it.
+        """
+        self._require_wiping()
+        entries = [(b"overflow-%d" % i, make_entry(float(i))) for i in range(overflow_entries)]
+        for key, entry in entries:
+            cache_backend.put(key, entry)
+        dropped = 0
+        for key, entry in entries:
+            got = cache_backend.get(key)
+            if got is None:
+                dropped += 1
+                assert is_wiped(entry), (
+                    f"entry {key.decode()} was dropped to make room without being wiped"
+                )
+            else:
+                self._same(got, entry)
+                assert not is_wiped(entry)
+        assert len(cache_backend) == overflow_entries - dropped
+
+    def test_store_holds_no_data_key(
+        self, cache_backend: CacheBackend, stored_bytes: StoredBytes | None
+    ) -> None:
+        """A backend that keeps entries elsewhere keeps no data key there, in any form.
+
+        Nor does it keep the entry objects it is given (those it would have
+        to wipe): it hands back its own.  Checked for live, replaced, evicted
+        and cleared entries, raw, hex or base64.
+        """
+        self._require_storage()
+        if self.wipes_in_place:
+            pytest.skip("the backend keeps and wipes the entries it is given (wipes_in_place)")
+        if stored_bytes is None:
+            pytest.fail(
+                f"{type(self).__name__} sets wipes_in_place = False, so nothing checks that its "
+                "store is free of data keys: override the stored_bytes fixture to return a "
+                "function that dumps everything the store holds, as bytes",
+                pytrace=False,
+            )
+        entries = {f"stored-{i}".encode(): make_entry(float(i)) for i in range(6)}
+        materials = [bytes(entry.material) for entry in entries.values()]
+        for key, entry in entries.items():
+            cache_backend.put(key, entry)
+        replacement = make_entry(9.0)
+        materials.append(bytes(replacement.material))
+        cache_backend.put(b"stored-0", replacement)
+        cache_backend.evict(b"stored-1")
+        for key, entry in list(entries.items())[2:]:
+            got = cache_backend.get(key)
+            self._same(got, entry)
+            assert got is not entry, (
+                "get returned the very entry object it was given: a backend that keeps "
+                "the caller's entries must wipe them (wipes_in_place = True)"
+            )
+        live = stored_bytes()
+        assert live, "stored_bytes returned nothing while the backend holds five entries"
+        form = find_material(live, materials)
+        assert form is None, f"the store holds a data key (as {form}): seal entries before storing"
+        cache_backend.clear()
+        form = find_material(stored_bytes(), materials)
+        assert form is None, f"after clear() the store holds a data key (as {form})"
 
     def test_material_never_in_repr(self, cache_backend: CacheBackend) -> None:
         """Neither an entry nor the backend shows the material in its repr."""

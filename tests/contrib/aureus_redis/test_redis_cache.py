@@ -33,10 +33,15 @@ from aureus_core.testing.cache_contract import (
 
 class TestRedisCacheContract(CacheBackendContract):
     wipes_in_place = False  # Redis keeps sealed copies, not the entries it is given
+    distinct_keys = 2**13  # two round trips a key; the names are keyed SHA-256 of the whole key
 
     @pytest.fixture
     def cache_backend(self, redis_options: dict[str, Any]) -> RedisCache:
         return RedisCache.from_options(redis_options)
+
+    @pytest.fixture
+    def stored_bytes(self, server: RedisServer) -> Callable[[], bytes]:
+        return lambda: dump(server)
 
     @pytest.fixture
     def backend_factory(self, redis_options: dict[str, Any]) -> Callable[[], RedisCache]:

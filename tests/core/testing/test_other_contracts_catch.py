@@ -28,6 +28,7 @@ def failed_and_passed(pytester: pytest.Pytester, source: str) -> tuple[set[str],
 NEEDS_SHARED_STORE = {
     "test_processes_share_one_data_key_per_window",
     "test_outage_falls_back_to_the_provider",
+    "test_store_holds_no_data_key",  # for a backend that keeps its entries elsewhere
 }
 
 
@@ -72,6 +73,8 @@ class DictCache:
 
 
 class TestCache(CacheBackendContract):
+    distinct_keys = 2**12
+
     @pytest.fixture
     def cache_backend(self):
         return Broken()
@@ -196,6 +199,7 @@ TestCache.stores_entries = False
 CREDENTIALS = """
 import pytest
 
+from aureus_core.errors import CredentialError
 from aureus_core.interfaces import Credentials
 from aureus_core.sensitive import Secret
 from aureus_core.testing import CredentialSourceContract
@@ -210,10 +214,23 @@ class Source:
         return Credentials(kind="token", values={"token": Secret(TOKEN)})
 
 
+class Refused:
+    name = "refused"
+
+    def get_credentials(self):
+        raise CredentialError("the token service refused the request: check the client ID")
+
+
 class TestSource(CredentialSourceContract):
+    holds_only_what_it_returns = True
+
     @pytest.fixture
     def credential_source(self):
         return Broken()
+
+    @pytest.fixture
+    def failing_credential_source(self):
+        return Refused()
 """
 
 
@@ -252,6 +269,8 @@ class Broken(Source):
     assert failed == {
         "test_get_credentials_returns_credentials",
         "test_no_secret_in_reprs",
+        "test_no_secret_in_logs",
+        "test_no_secret_in_errors",
         "test_repeated_calls_agree",
         "test_concurrent_calls",
     }
@@ -259,6 +278,7 @@ class Broken(Source):
 
 
 AUDIT = """
+import contextlib
 import threading
 
 import pytest
@@ -271,13 +291,19 @@ class ListSink:
     def __init__(self):
         self.events = []
         self.closed = False
+        self.broken = False
         self.lock = threading.Lock()
+
+    def store(self, event):
+        if self.broken:
+            raise AuditSinkError("the list is full")
+        self.events.append(event)
 
     def emit(self, event):
         if self.closed:
             raise AuditSinkError("closed")
         with self.lock:
-            self.events.append(event)
+            self.store(event)
 
     def close(self):
         self.closed = True
@@ -287,6 +313,16 @@ class TestSink(AuditSinkContract):
     @pytest.fixture
     def audit_sink(self):
         return Broken()
+
+    @pytest.fixture
+    def break_store(self, audit_sink):
+        @contextlib.contextmanager
+        def broken():
+            audit_sink.broken = True
+            yield
+            audit_sink.broken = False
+
+        return broken
 
     @pytest.fixture
     def recorded_events(self, audit_sink):
@@ -313,7 +349,12 @@ class Broken(ListSink):
             self.events.insert(0, event)
 """,
     )
-    assert failed == {"test_read_back_in_order", "test_emit_from_threads"}
+    assert failed == {
+        "test_emit_many",
+        "test_read_back_in_order",
+        "test_emit_from_threads",
+        "test_broken_store_raises_audit_sink_error",  # it bypasses the store that breaks
+    }
 
 
 def test_audit_sink_that_drops_events_fails(pytester: pytest.Pytester):
@@ -328,9 +369,12 @@ class Broken(ListSink):
 """,
     )
     assert failed == {
+        "test_emit_many",
         "test_read_back_in_order",
         "test_emit_from_threads",
+        "test_close_is_idempotent",
         "test_emit_after_close_raises_audit_sink_error",
+        "test_broken_store_raises_audit_sink_error",
     }
 
 
@@ -360,7 +404,11 @@ class Broken(ListSink):
             self.events.append(event)
 """,
     )
-    assert failed == {"test_emit_after_close_raises_audit_sink_error"}
+    assert failed == {
+        "test_close_is_idempotent",
+        "test_emit_after_close_raises_audit_sink_error",
+        "test_broken_store_raises_audit_sink_error",  # it bypasses the store that breaks
+    }
 
 
 NO_READ_BACK = AUDIT.replace(
@@ -372,7 +420,7 @@ def test_audit_sink_without_read_back_fails_the_read_back_tests(pytester: pytest
     """A missing recorded_events fixture is a failure that says what to do, not a skip."""
     pytester.makepyfile(test_subject=textwrap.dedent(NO_READ_BACK) + "\nBroken = ListSink\n")
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=4, failed=2)
+    result.assert_outcomes(passed=4, failed=3)
     result.stdout.fnmatch_lines(["*override recorded_events to return a function*"])
 
 
@@ -382,5 +430,5 @@ def test_audit_sink_marked_unreadable_skips_the_read_back_tests(pytester: pytest
         + "\nBroken = ListSink\nTestSink.readable = False\n"
     )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-rs")
-    result.assert_outcomes(passed=5, skipped=1)
+    result.assert_outcomes(passed=6, skipped=1)
     result.stdout.fnmatch_lines(["*this sink cannot be read back (readable = False)*"])

@@ -121,6 +121,8 @@ def client(service: str, credentials: Credentials, server: MotoServer) -> Any:
 
 
 class TestIamStaticContract(CredentialSourceContract):
+    holds_only_what_it_returns = True
+
     @pytest.fixture
     def credential_source(self) -> CredentialSource:
         return IamCredentialSource(
@@ -131,6 +133,8 @@ class TestIamStaticContract(CredentialSourceContract):
 
 
 class TestIamChainContract(CredentialSourceContract):
+    holds_only_what_it_returns = True  # botocore's chain hands on the keys it finds
+
     @pytest.fixture
     def credential_source(self) -> CredentialSource:
         return IamCredentialSource()  # the environment the conftest sets
@@ -140,6 +144,10 @@ class TestOidcContract(CredentialSourceContract):
     @pytest.fixture
     def credential_source(self, oidc: OidcCredentialSource) -> CredentialSource:
         return oidc
+
+    @pytest.fixture
+    def held_secrets(self, token_file: Path) -> list[str]:
+        return [token_file.read_text().strip()]  # the web identity token it exchanges
 
 
 class TestAssumeRoleContract(CredentialSourceContract):
@@ -154,6 +162,10 @@ class TestAssumeRoleContract(CredentialSourceContract):
             endpoint_url=moto_server.url,
             clock=clock,
         )
+
+    @pytest.fixture
+    def held_secrets(self, token_file: Path) -> list[str]:
+        return [token_file.read_text().strip()]  # the parent's web identity token
 
 
 # -- iam -------------------------------------------------------------------------------------

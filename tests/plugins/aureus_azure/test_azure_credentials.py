@@ -64,6 +64,10 @@ class TestClientSecretSource(CredentialSourceContract):
             }
         )
 
+    @pytest.fixture
+    def held_secrets(self) -> list[str]:
+        return [CLIENT_SECRET]
+
     def test_the_secret_goes_to_the_token_endpoint(self, credential_source, entra) -> None:
         credentials = credential_source.get_credentials()
         assert credentials.kind == "azure"
@@ -92,6 +96,10 @@ class TestWorkloadIdentitySource(CredentialSourceContract):
         monkeypatch.setenv("AZURE_CLIENT_ID", "client-two")
         monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token_file))
         return workload_identity_source(_entra_options(entra))
+
+    @pytest.fixture
+    def held_secrets(self, token_file: Path) -> list[str]:
+        return [token_file.read_text().strip()]  # the federated token it presents
 
     def test_the_token_file_is_re_read(self, credential_source, entra, token_file) -> None:
         entra.expires_in = 0  # every token is already due, so each call asks again
@@ -145,6 +153,10 @@ class TestManagedIdentitySource(CredentialSourceContract):
     def credential_source(self, identity: FakeManagedIdentity):
         return managed_identity_source({"client_id": "user-assigned-client"})
 
+    @pytest.fixture
+    def held_secrets(self, identity: FakeManagedIdentity) -> list[str]:
+        return [identity.header]  # IDENTITY_HEADER, which the endpoint requires
+
     def test_the_client_id_is_sent(self, credential_source, identity) -> None:
         credentials = credential_source.get_credentials()
         assert credentials.principal == "user-assigned-client"
@@ -170,6 +182,10 @@ class TestDefaultSource(CredentialSourceContract):
                 "disable_instance_discovery": True,
             }
         )
+
+    @pytest.fixture
+    def held_secrets(self) -> list[str]:
+        return [CLIENT_SECRET]  # AZURE_CLIENT_SECRET
 
     def test_the_environment_credential_is_used(self, credential_source, entra) -> None:
         credential_source.get_credentials()

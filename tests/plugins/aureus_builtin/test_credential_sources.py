@@ -12,6 +12,8 @@ TOKEN = "s3cr3t-t0ken-value-0123456789"
 
 
 class TestEnvCredentialSourceContract(CredentialSourceContract):
+    holds_only_what_it_returns = True  # it reads the variables at each call
+
     @pytest.fixture
     def credential_source(self, monkeypatch: pytest.MonkeyPatch) -> CredentialSource:
         monkeypatch.setenv("AUREUS_TEST_PASSPHRASE", PASSPHRASE)
@@ -20,8 +22,17 @@ class TestEnvCredentialSourceContract(CredentialSourceContract):
             {"variables": {"passphrase": "AUREUS_TEST_PASSPHRASE", "token": "AUREUS_TEST_TOKEN"}}
         )
 
+    @pytest.fixture
+    def failing_credential_source(self, credential_source: CredentialSource) -> CredentialSource:
+        """The passphrase is set, the token is not: the error must not show the passphrase."""
+        return EnvCredentialSource(
+            {"passphrase": "AUREUS_TEST_PASSPHRASE", "token": "AUREUS_TEST_MISSING_TOKEN"}
+        )
+
 
 class TestStaticCredentialSourceContract(CredentialSourceContract):
+    holds_only_what_it_returns = True
+
     @pytest.fixture
     def credential_source(self) -> CredentialSource:
         return StaticCredentialSource.from_options(

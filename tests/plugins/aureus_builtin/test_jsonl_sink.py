@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -128,10 +129,34 @@ def emit_until_the_first_rotation(path: Path, sink: JsonlAuditSink) -> tuple[int
 # -- the contract ----------------------------------------------------------------------
 
 
+@pytest.fixture
+def log_directory_gone(tmp_path: Path) -> Callable[[], AbstractContextManager[None]]:
+    """Break the contract's log store: its directory moved away, a file in its place."""
+
+    @contextmanager
+    def broken() -> Iterator[None]:
+        directory = tmp_path / "log"
+        directory.rename(tmp_path / "log.away")
+        directory.write_text("not a directory")
+        try:
+            yield
+        finally:
+            directory.unlink()
+            (tmp_path / "log.away").rename(directory)
+
+    return broken
+
+
 class TestJsonlAuditSinkContract(AuditSinkContract):
     @pytest.fixture
     def audit_sink(self, tmp_path: Path) -> JsonlAuditSink:
-        return JsonlAuditSink.from_options({"path": str(tmp_path / "audit.jsonl")})
+        return JsonlAuditSink.from_options({"path": str(tmp_path / "log" / "audit.jsonl")})
+
+    @pytest.fixture
+    def break_store(
+        self, log_directory_gone: Callable[[], AbstractContextManager[None]]
+    ) -> Callable[[], AbstractContextManager[None]]:
+        return log_directory_gone
 
     @pytest.fixture
     def recorded_events(
@@ -152,7 +177,15 @@ class TestKeyedRotatingJsonlAuditSinkContract(AuditSinkContract):
 
     @pytest.fixture
     def audit_sink(self, tmp_path: Path, keys: LocalKeyProvider) -> JsonlAuditSink:
-        return keyed_sink(tmp_path / "audit.jsonl", keys, checkpoint_every=7, max_bytes=8192)
+        return keyed_sink(
+            tmp_path / "log" / "audit.jsonl", keys, checkpoint_every=7, max_bytes=8192
+        )
+
+    @pytest.fixture
+    def break_store(
+        self, log_directory_gone: Callable[[], AbstractContextManager[None]]
+    ) -> Callable[[], AbstractContextManager[None]]:
+        return log_directory_gone
 
     @pytest.fixture
     def recorded_events(

@@ -104,6 +104,10 @@ class TestWorkloadIdentitySource(CredentialSourceContract):
     def credential_source(self, sts: FakeSts, token_file: Path) -> GcpCredentialSource:
         return workload_identity_source(_workload_options(sts, token_file))
 
+    @pytest.fixture
+    def held_secrets(self, token_file: Path) -> list[str]:
+        return [token_file.read_text().strip()]  # the subject token it exchanges
+
     def test_the_token_comes_from_sts(self, credential_source, sts, token_file) -> None:
         credentials = credential_source.get_credentials()
         assert credentials.kind == "gcp"
@@ -145,6 +149,12 @@ class TestServiceAccountSource(CredentialSourceContract):
     def credential_source(self, key_file: Path) -> GcpCredentialSource:
         return service_account_source({"key_file": str(key_file)})
 
+    @pytest.fixture
+    def held_secrets(self, key_file: Path) -> list[str]:
+        pem = json.loads(key_file.read_text())["private_key"]
+        body = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
+        return [pem, body]  # the private key, as PEM and as its base64 DER
+
     def test_a_self_signed_jwt_made_locally(self, credential_source) -> None:
         credentials = credential_source.get_credentials()
         assert credentials.principal == ACCOUNT
@@ -180,6 +190,10 @@ class TestAdcSource(CredentialSourceContract):
         # With a project, google.auth.default() does not ask Cloud Resource Manager for one.
         monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "aureus-tests")
         return adc_source({"quota_project": "billing-project"})
+
+    @pytest.fixture
+    def held_secrets(self, token_file: Path) -> list[str]:
+        return [token_file.read_text().strip()]  # the subject token it exchanges
 
     def test_the_adc_credentials_are_used(self, credential_source, sts) -> None:
         token = credential_source.get_credentials().values["access_token"].reveal()
