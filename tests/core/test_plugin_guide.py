@@ -92,7 +92,7 @@ def test_the_sqlite_sink_example_passes_the_audit_contract(tmp_path: Path) -> No
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert re.search(r"\b6 passed\b", done.stdout), done.stdout
+    assert re.search(r"\b7 passed\b", done.stdout), done.stdout
     assert "skipped" not in done.stdout
 
 

@@ -27,6 +27,13 @@ class TestPkcs11Provider(KeyProviderContract):
         self.clock = FakeClock()
         return make_provider(clock=self.clock)
 
+    @pytest.fixture
+    def reopen_provider(
+        self, make_provider: Callable[..., KeyProvider]
+    ) -> Callable[[], KeyProvider]:
+        """Another provider (its own session pool) on the same token: the IVs are ours."""
+        return lambda: make_provider(clock=self.clock)
+
     def advance_clock(self, provider: KeyProvider, delta: timedelta) -> None:
         self.clock.advance(delta)
 

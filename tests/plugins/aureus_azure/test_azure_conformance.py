@@ -10,16 +10,17 @@ from aureus_azure import AzureKeyVaultProvider
 from aureus_core.context import EncryptionContext
 from aureus_core.errors import UnsupportedOperation
 from aureus_core.keys import KeyPurpose
-from aureus_core.testing.provider_contract import WRAPPING_TYPES, KeyProviderContract
+from aureus_core.testing.provider_contract import WRAPPING_TYPES, KeyProviderContract, OptOut
 
 
 class _AzureContract(KeyProviderContract):
     missing_version = "0123456789abcdef0123456789abcdef"
 
-    # Key Vault's wrap has no additional data: the context is not bound into the
-    # wrap but protected by the message header's authentication
-    # (test_azure_envelope.py checks that a changed context fails there).
-    wrap_binds_context = False
+    # test_azure_envelope.py checks that a changed context fails in the message header.
+    wrap_binds_context = OptOut(
+        "Key Vault's wrap (RSA-OAEP, AES-KW) takes no additional data: the context is "
+        "protected by the message header's authentication, not by the wrap"
+    )
 
     @pytest.mark.parametrize("key_type", WRAPPING_TYPES, ids=lambda t: t.value)
     def test_unwrap_ignores_the_context(self, provider, key_type, key_name):
@@ -53,6 +54,11 @@ class TestAzureVaultContract(_AzureContract):
 
 class TestAzureManagedHsmContract(_AzureContract):
     """A Managed HSM: also aes-256 (oct-HSM) keys, so every wrapping test runs."""
+
+    wrap_is_randomized = OptOut(
+        "Managed HSM wraps with an aes-256 key by AES-KW (RFC 3394), a deterministic key "
+        "wrap with no IV: one data key under one key version always wraps to the same bytes"
+    )
 
     @pytest.fixture
     def provider(self, hsm_provider: AzureKeyVaultProvider) -> AzureKeyVaultProvider:

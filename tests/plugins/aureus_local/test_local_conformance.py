@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,6 +27,10 @@ class TestLocalProviderContract(KeyProviderContract):
     def provider(self, tmp_path: Path) -> LocalKeyProvider:
         self.clock = FakeClock()
         return LocalKeyProvider(tmp_path / "keystore", clock=self.clock)
+
+    @pytest.fixture
+    def reopen_provider(self, tmp_path: Path) -> Callable[[], KeyProvider]:
+        return lambda: LocalKeyProvider(tmp_path / "keystore", clock=self.clock)
 
     def advance_clock(self, provider: KeyProvider, delta: timedelta) -> None:
         self.clock.advance(delta)
