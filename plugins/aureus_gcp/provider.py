@@ -74,7 +74,7 @@ from aureus_core.rotation import DEFAULT_MAX_AGE, RotationPolicy
 from aureus_core.signature import Signature
 from aureus_core.ttl import TtlCache
 
-from . import signing
+from . import log_redaction, signing
 from .credentials import CLOUD_PLATFORM, GoogleCredentials, OneShotRequest, refresh
 from .errors import PLUGIN_METADATA_FAILURE, GcpConfigError, corrupted, kms_errors
 from .naming import (
@@ -351,6 +351,7 @@ class GcpKmsProvider(KeyProviderBase):
         """
         clock = clock or time.monotonic
         self.options = options or GcpKmsOptions()
+        log_redaction.install()  # the client logs data keys in its DEBUG payloads
         self._connection = KmsConnection(self.options, credentials)
         self._retry = self._make_retry(Retry)
         self._async_retry = self._make_retry(AsyncRetry)

@@ -9,21 +9,13 @@ import pytest
 
 from aureus_core.errors import ConfigError, KeyDisabled
 from aureus_core.keys import KeyPurpose, KeyState
-from aureus_core.testing.provider_contract import KeyProviderContract, OptOut
+from aureus_core.testing.provider_contract import KeyProviderContract
 from aureus_gcp import GcpKmsProvider
 from aureus_gcp.testing import CloudKmsEmulator
 
+
 # A known leak, not a backend limit: remove once aureus_gcp redacts it (as aureus_aws's
 # log_redaction does for botocore).
-LEAKING_LOGGERS = {
-    "google.cloud.kms_v1": OptOut(
-        "google-cloud-kms's gRPC transport puts every request and response payload "
-        "(Encrypt's plaintext, Decrypt's result) in its DEBUG records' extra fields, "
-        "and aureus_gcp does not redact them yet"
-    )
-}
-
-
 class TestGcpKmsContract(KeyProviderContract):
     """Every contract test, each in its own key ring of the session's emulator.
 
@@ -35,7 +27,6 @@ class TestGcpKmsContract(KeyProviderContract):
     """
 
     emulator: CloudKmsEmulator
-    leaking_loggers = LEAKING_LOGGERS
 
     @pytest.fixture
     def provider(self, gcp_provider: GcpKmsProvider, gcp_kms: CloudKmsEmulator) -> GcpKmsProvider:
@@ -88,7 +79,6 @@ class TestGcpKmsContractOverLocalCredentials(KeyProviderContract):
 
     concurrency_threads = 4
     concurrency_operations = 4
-    leaking_loggers = LEAKING_LOGGERS
 
     @pytest.fixture
     def provider(self, local_emulator, ring_options):
