@@ -16,7 +16,7 @@ import pytest
 from aureus_core import ConfigError, DecryptionError
 from aureus_core.envelope import message as message_module
 from aureus_core.envelope.header import Limits
-from aureus_core.envelope.message import MessageReader, MessageWriter
+from aureus_core.envelope.message import EncryptionMaterials, MessageReader, MessageWriter
 
 SUITE_DATA = 32  # the commitment value that ends a committing (format 2) header
 FRAME_LENGTH = 16
@@ -60,6 +60,22 @@ def test_a_frame_length_over_the_limit_is_refused_with_the_limit_named(stack):
     assert MessageReader(data, limits=Limits(max_frame_length=64)).header.frame_length == 64
 
 
+def _zero_key_materials() -> EncryptionMaterials:
+    """Materials for a writer driven directly: an all-zero data key, one made-up recipient."""
+    from aureus_core.context import EncryptionContext
+    from aureus_core.datakey import EncryptedDataKey
+    from aureus_core.envelope.suites import DEFAULT_SUITE
+
+    return EncryptionMaterials(
+        suite=DEFAULT_SUITE,
+        data_key=bytes(32),
+        encrypted_data_keys=(
+            EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c"),
+        ),
+        context=EncryptionContext(),
+    )
+
+
 def test_a_message_may_have_the_formats_2_to_the_32_minus_1_frames():
     """The tests below lower the limit to reach it; this is the limit itself.
 
@@ -78,20 +94,8 @@ def test_a_message_may_have_the_formats_2_to_the_32_minus_1_frames():
 def test_a_regular_frame_is_refused_when_no_room_is_left_for_the_final_frame(monkeypatch):
     """At the real limit this refuses a regular frame numbered 0xFFFFFFFF: it would read as
     the final-frame marker. The final frame itself may take the last number."""
-    from aureus_core.context import EncryptionContext
-    from aureus_core.datakey import EncryptedDataKey
-    from aureus_core.envelope.message import EncryptionMaterials, MessageWriter
-    from aureus_core.envelope.suites import DEFAULT_SUITE
-
     monkeypatch.setattr(message_module, "MAX_FRAMES", 3)
-    materials = EncryptionMaterials(
-        suite=DEFAULT_SUITE,
-        data_key=bytes(32),
-        encrypted_data_keys=(
-            EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c"),
-        ),
-        context=EncryptionContext(),
-    )
+    materials = _zero_key_materials()
     writer = MessageWriter(materials, FRAME_LENGTH)
     header = writer.start()
     chunk = b"x" * FRAME_LENGTH
@@ -130,20 +134,8 @@ def test_a_message_over_the_frame_count_limit_is_not_written(stack, monkeypatch)
 
 def test_a_batch_of_regular_frames_over_the_frame_count_limit_is_not_written(monkeypatch):
     """The batch writer checks the limit for the whole batch before it encrypts any frame."""
-    from aureus_core.context import EncryptionContext
-    from aureus_core.datakey import EncryptedDataKey
-    from aureus_core.envelope.message import EncryptionMaterials, MessageWriter
-    from aureus_core.envelope.suites import DEFAULT_SUITE
-
     monkeypatch.setattr(message_module, "MAX_FRAMES", 3)
-    materials = EncryptionMaterials(
-        suite=DEFAULT_SUITE,
-        data_key=bytes(32),
-        encrypted_data_keys=(
-            EncryptedDataKey(provider_id="p", provider_info=b"", ciphertext=b"c"),
-        ),
-        context=EncryptionContext(),
-    )
+    materials = _zero_key_materials()
     data = memoryview(b"x" * (5 * FRAME_LENGTH))
     out = memoryview(bytearray(5 * (16 + FRAME_LENGTH + 16)))
     writer = MessageWriter(materials, FRAME_LENGTH)
