@@ -1406,7 +1406,11 @@ def test_the_oldest_files_deleted_fail_unless_the_log_is_kept_from_a_later_seq(
     assert len(files) >= 4
     second, third = (records_of(f)[0]["seq"] for f in files[1:3])
     files[0].unlink()
-    checked = {"head": head_path(path), "anchor": anchor, "check_signature": check_with(signer)}
+    checked: dict[str, Any] = {
+        "head": head_path(path),
+        "anchor": anchor,
+        "check_signature": check_with(signer),
+    }
     assert failure(verify_chain(files[1:], **checked)) == (
         f"audit.jsonl.000002 line 1 (seq {second}): the log starts at seq {second}, not at "
         "seq 0: its oldest records (whole files) were deleted, or not given; if files were "

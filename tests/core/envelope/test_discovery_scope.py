@@ -210,7 +210,8 @@ def test_an_empty_keys_list_is_refused_not_read_as_every_key(tmp_path: Path) -> 
             r"^keys is empty, so it names no key to decrypt with: name at least one key, "
             r"or leave keys out \(None\) to use the stack's configured keys$"
         )
-        for empty in ([], ()):
+        empties: tuple[list[str], tuple[str, ...]] = ([], ())
+        for empty in empties:
             with pytest.raises(ConfigError, match=refusal):
                 stack.decrypt(message, keys=empty)
             with pytest.raises(ConfigError, match=refusal):

@@ -472,7 +472,6 @@ def test_a_master_key_file_planted_while_the_keystore_is_being_created_is_not_ad
     import os
 
     from aureus_core.errors import KeystoreCorrupted
-    from aureus_local import keystore as keystore_module
 
     directory = tmp_path / "ks"
     directory.mkdir()
@@ -483,7 +482,7 @@ def test_a_master_key_file_planted_while_the_keystore_is_being_created_is_not_ad
         Path(target).chmod(0o644)
         real_link(source, target)  # raises FileExistsError, as a lost race does
 
-    monkeypatch.setattr(keystore_module.os, "link", planted_first)
+    monkeypatch.setattr("aureus_local.keystore.os.link", planted_first)
     provider = LocalKeyProvider(directory, insecure_kdf_for_tests=True)
     with pytest.raises(KeystoreCorrupted, match="that this user did not create as Aureus does"):
         provider.create_key("payments", KeySpec(key_type="aes-256"))
